@@ -1,0 +1,111 @@
+// Weight gradients of the heterogeneous convolution family (see conv.wgsl for the layout).
+//
+// One invocation owns one (filter o, input channel c) pair and one split of the reduction over
+// the batch's rows. Pairs inside the filter's own block get the nine 3x3 taps; pairs outside it
+// get the 1x1 tap. In the masked (HetConv) form the own block's 1x1 gradient is written as an
+// exact zero: it is never computed, so masked weights can never drift. Partial sums go to
+// [splits, ...] buffers that `reduce.wgsl::sum_splits` adds up in a fixed order (deterministic,
+// no float atomics).
+
+override WG: u32 = 64u;
+
+struct Params {
+    batch: u32,
+    cin: u32,
+    cout: u32,
+    height: u32,
+    width: u32,
+    groups: u32,
+    kernel3: u32,
+    pointwise: u32,     // 0: none, 1: dense, 2: masked
+    splits: u32,
+    rows_per_split: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> grad3: array<f32>; // [splits, cout, cin / groups, 9]
+@group(0) @binding(4) var<storage, read_write> grad1: array<f32>; // [splits, cout, cin]
+
+@compute @workgroup_size(WG)
+fn weight_grad(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let flat = (wid.x + wid.y * nwg.x) * WG + lid;
+    if flat >= p.splits * p.cout * p.cin {
+        return;
+    }
+    let c = flat % p.cin;
+    let o = (flat / p.cin) % p.cout;
+    let split = flat / (p.cin * p.cout);
+    let out_per_group = p.cout / p.groups;
+    let in_per_group = p.cin / p.groups;
+    let block_lo = (o / out_per_group) * in_per_group;
+    let in_block = c >= block_lo && c < block_lo + in_per_group;
+    let rows = p.batch * p.height;
+    let row_lo = split * p.rows_per_split;
+    let row_hi = min(row_lo + p.rows_per_split, rows);
+    let grad1_at = (split * p.cout + o) * p.cin + c;
+
+    if p.kernel3 == 1u && in_block {
+        var acc: array<f32, 9>;
+        for (var r = row_lo; r < row_hi; r++) {
+            let b = r / p.height;
+            let y = r % p.height;
+            let dy_row = ((b * p.cout + o) * p.height + y) * p.width;
+            for (var ky = 0u; ky < 3u; ky++) {
+                let iy = i32(y + ky) - 1;
+                if iy < 0 || iy >= i32(p.height) {
+                    continue;
+                }
+                let x_row = ((b * p.cin + c) * p.height + u32(iy)) * p.width;
+                var left = 0.0;
+                var mid = x[x_row];
+                for (var col = 0u; col < p.width; col++) {
+                    var right = 0.0;
+                    if col + 1u < p.width {
+                        right = x[x_row + col + 1u];
+                    }
+                    let d = dy[dy_row + col];
+                    acc[ky * 3u] = fma(d, left, acc[ky * 3u]);
+                    acc[ky * 3u + 1u] = fma(d, mid, acc[ky * 3u + 1u]);
+                    acc[ky * 3u + 2u] = fma(d, right, acc[ky * 3u + 2u]);
+                    left = mid;
+                    mid = right;
+                }
+            }
+        }
+        let base = ((split * p.cout + o) * in_per_group + (c - block_lo)) * 9u;
+        for (var t = 0u; t < 9u; t++) {
+            grad3[base + t] = acc[t];
+        }
+        // The centre tap is exactly the 1x1 gradient of the same pair.
+        if p.pointwise == 1u {
+            grad1[grad1_at] = acc[4];
+        } else if p.pointwise == 2u {
+            grad1[grad1_at] = 0.0;
+        }
+        return;
+    }
+    if p.pointwise == 0u {
+        return;
+    }
+    if p.pointwise == 2u && in_block {
+        grad1[grad1_at] = 0.0;
+        return;
+    }
+    var acc1 = 0.0;
+    for (var r = row_lo; r < row_hi; r++) {
+        let b = r / p.height;
+        let y = r % p.height;
+        let dy_row = ((b * p.cout + o) * p.height + y) * p.width;
+        let x_row = ((b * p.cin + c) * p.height + y) * p.width;
+        for (var col = 0u; col < p.width; col++) {
+            acc1 = fma(dy[dy_row + col], x[x_row + col], acc1);
+        }
+    }
+    grad1[grad1_at] = acc1;
+}

@@ -1,0 +1,73 @@
+//! The one error type of the crate. Every message names what went wrong: the op and the shapes,
+//! the device limit (asked vs allowed), the file and byte offset.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in hetconv.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No GPU adapter could be found.
+    #[error(
+        "no GPU adapter found ({reason}). On Linux without a GPU, install Mesa's software Vulkan \
+         driver: `apt-get install mesa-vulkan-drivers`"
+    )]
+    NoAdapter { reason: String },
+
+    /// The adapter refused to create a device.
+    #[error("could not create a device on adapter {adapter:?}: {reason}")]
+    RequestDevice { adapter: String, reason: String },
+
+    /// Shapes given to an op do not fit together.
+    #[error("{op}: {message}")]
+    Shape { op: &'static str, message: String },
+
+    /// A request goes over one of the device's limits.
+    #[error("{op}: over the device limit {limit}: asked {asked}, allowed {allowed}")]
+    Limit {
+        op: &'static str,
+        limit: &'static str,
+        asked: u64,
+        allowed: u64,
+    },
+
+    /// wgpu reported a validation or out-of-memory error.
+    #[error("GPU error in {op}: {message}")]
+    Gpu { op: &'static str, message: String },
+
+    /// Reading a result back from the GPU failed.
+    #[error("reading back from the GPU failed: {0}")]
+    Readback(String),
+
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A file's content is not what its format requires.
+    #[error("{path}: {message} (at byte {offset})")]
+    Format {
+        path: PathBuf,
+        offset: u64,
+        message: String,
+    },
+
+    /// An argument is out of its allowed range.
+    #[error("{0}")]
+    InvalidArgument(String),
+}
+
+impl Error {
+    /// Shorthand for a [`Error::Shape`] error.
+    pub fn shape(op: &'static str, message: impl Into<String>) -> Self {
+        Error::Shape {
+            op,
+            message: message.into(),
+        }
+    }
+}

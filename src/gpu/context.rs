@@ -1,0 +1,209 @@
+//! The device context: adapter choice, device limits, and the shared state every op uses
+//! (pipeline cache, buffer pool, the open command encoder).
+
+use std::sync::{Arc, Mutex};
+
+use super::encoder::Recorder;
+use super::pipelines::PipelineCache;
+use super::pool::BufferPool;
+use crate::error::{Error, Result};
+
+/// Which limits to ask the device for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LimitsChoice {
+    /// The WebGPU defaults: what passes here also runs in a browser.
+    #[default]
+    WebGpuDefaults,
+    /// Everything the adapter offers (bigger buffers and bindings on a real GPU).
+    AdapterMaximum,
+}
+
+/// How to pick and open the device.
+#[derive(Clone, Debug, Default)]
+pub struct ContextOptions {
+    /// Limits to request.
+    pub limits: LimitsChoice,
+    /// Prefer a low-power adapter over a high-performance one.
+    pub low_power: bool,
+}
+
+/// A GPU device with everything hetconv keeps per device. Cheap to clone (shared handle).
+#[derive(Clone)]
+pub struct Context {
+    pub(crate) inner: Arc<ContextInner>,
+}
+
+pub(crate) struct ContextInner {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    pub(crate) info: wgpu::AdapterInfo,
+    pub(crate) limits: wgpu::Limits,
+    pub(crate) pipelines: Mutex<PipelineCache>,
+    pub(crate) pool: Arc<Mutex<BufferPool>>,
+    pub(crate) recorder: Mutex<Recorder>,
+    /// Errors that wgpu reported outside an error scope (only for devices we created).
+    pub(crate) uncaptured: Arc<Mutex<Vec<String>>>,
+}
+
+impl Context {
+    /// Opens the default adapter with default options, blocking until it is ready (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new_blocking() -> Result<Self> {
+        pollster::block_on(Self::new(ContextOptions::default()))
+    }
+
+    /// Picks an adapter and opens a device on it.
+    ///
+    /// Honours `WGPU_BACKEND` (which backends to try), `WGPU_POWER_PREF` and `WGPU_ADAPTER_NAME`
+    /// (a case-insensitive substring of the adapter's name).
+    pub async fn new(options: ContextOptions) -> Result<Self> {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = pick_adapter(&instance, &options).await?;
+        let info = adapter.get_info();
+        let limits = match options.limits {
+            LimitsChoice::WebGpuDefaults => wgpu::Limits::default(),
+            LimitsChoice::AdapterMaximum => adapter.limits(),
+        };
+        let limits = clamp_to_adapter(limits, &adapter.limits());
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("hetconv"),
+                required_features: wgpu::Features::empty(),
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| Error::RequestDevice {
+                adapter: info.name.clone(),
+                reason: e.to_string(),
+            })?;
+        let uncaptured = Arc::new(Mutex::new(Vec::new()));
+        let sink = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            log::error!("wgpu: {e}");
+            if let Ok(mut errors) = sink.lock() {
+                errors.push(e.to_string());
+            }
+        }));
+        Ok(Self::assemble(device, queue, info, uncaptured))
+    }
+
+    /// Wraps a device and queue that the application already owns (a game or renderer), so
+    /// hetconv's networks run on it. hetconv never changes the device's error handler; the
+    /// application's own handler sees any validation error.
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
+        let info = device.adapter_info();
+        Self::assemble(device, queue, info, Arc::new(Mutex::new(Vec::new())))
+    }
+
+    fn assemble(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: wgpu::AdapterInfo,
+        uncaptured: Arc<Mutex<Vec<String>>>,
+    ) -> Self {
+        let limits = device.limits();
+        Self {
+            inner: Arc::new(ContextInner {
+                device,
+                queue,
+                info,
+                limits,
+                pipelines: Mutex::new(PipelineCache::default()),
+                pool: Arc::new(Mutex::new(BufferPool::default())),
+                recorder: Mutex::new(Recorder::default()),
+                uncaptured,
+            }),
+        }
+    }
+
+    /// The wgpu device.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.inner.device
+    }
+
+    /// The wgpu queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.inner.queue
+    }
+
+    /// Name, backend, driver and type of the adapter.
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.inner.info
+    }
+
+    /// The limits the device was opened with.
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.inner.limits
+    }
+
+    /// Largest buffer, in bytes, that one storage binding may hold on this device.
+    pub fn max_binding_bytes(&self) -> u64 {
+        u64::from(self.inner.limits.max_storage_buffer_binding_size)
+            .min(self.inner.limits.max_buffer_size)
+    }
+
+    /// Returns (and forgets) the wgpu errors reported outside error scopes since the last call.
+    pub(crate) fn take_uncaptured_errors(&self) -> Vec<String> {
+        self.inner
+            .uncaptured
+            .lock()
+            .map(|mut e| std::mem::take(&mut *e))
+            .unwrap_or_default()
+    }
+}
+
+async fn pick_adapter(
+    instance: &wgpu::Instance,
+    options: &ContextOptions,
+) -> Result<wgpu::Adapter> {
+    if let Ok(wanted) = std::env::var("WGPU_ADAPTER_NAME") {
+        let wanted = wanted.to_lowercase();
+        let adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
+        let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+        return adapters
+            .into_iter()
+            .find(|a| a.get_info().name.to_lowercase().contains(&wanted))
+            .ok_or_else(|| Error::NoAdapter {
+                reason: format!("WGPU_ADAPTER_NAME={wanted:?} matches none of {names:?}"),
+            });
+    }
+    let default_pref = if options.low_power {
+        wgpu::PowerPreference::LowPower
+    } else {
+        wgpu::PowerPreference::HighPerformance
+    };
+    instance
+        .request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::from_env().unwrap_or(default_pref),
+            force_fallback_adapter: false,
+            compatible_surface: None,
+            apply_limit_buckets: false,
+        })
+        .await
+        .map_err(|e| Error::NoAdapter {
+            reason: e.to_string(),
+        })
+}
+
+/// Never ask for more than the adapter has (some software adapters sit below a default).
+fn clamp_to_adapter(wanted: wgpu::Limits, adapter: &wgpu::Limits) -> wgpu::Limits {
+    if wanted.check_limits(adapter) {
+        return wanted;
+    }
+    let mut clamped = wanted.clone();
+    clamped.max_storage_buffer_binding_size = wanted
+        .max_storage_buffer_binding_size
+        .min(adapter.max_storage_buffer_binding_size);
+    clamped.max_buffer_size = wanted.max_buffer_size.min(adapter.max_buffer_size);
+    clamped.max_compute_invocations_per_workgroup = wanted
+        .max_compute_invocations_per_workgroup
+        .min(adapter.max_compute_invocations_per_workgroup);
+    clamped.max_compute_workgroup_storage_size = wanted
+        .max_compute_workgroup_storage_size
+        .min(adapter.max_compute_workgroup_storage_size);
+    clamped
+}

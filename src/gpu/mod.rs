@@ -1,0 +1,11 @@
+//! The device layer: context, pipelines, buffer pool, command recording.
+
+mod context;
+mod encoder;
+mod pipelines;
+mod pool;
+
+pub use context::{Context, ContextOptions, LimitsChoice};
+pub use encoder::RecordStats;
+pub use pipelines::{Access, KernelSpec};
+pub(crate) use pool::PooledBuffer;

@@ -1,0 +1,162 @@
+//! Compute pipelines, built lazily and cached by (shader, entry point, override constants).
+
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+use crate::shaders::ShaderSource;
+
+/// How a kernel uses one storage binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// Read only.
+    Read,
+    /// Read and written.
+    ReadWrite,
+}
+
+/// A kernel entry point: binding 0 is always the uniform parameter block, bindings `1..` the
+/// storage buffers described by `bindings`.
+#[derive(Debug)]
+pub struct KernelSpec {
+    /// The WGSL file.
+    pub shader: &'static ShaderSource,
+    /// The entry point in it.
+    pub entry: &'static str,
+    /// Storage bindings 1, 2, ... in order.
+    pub bindings: &'static [Access],
+    /// Invocations per workgroup (passed to the shader as the override constant `WG`).
+    pub workgroup_size: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct PipelineKey {
+    shader: &'static str,
+    entry: &'static str,
+    constants: Vec<(&'static str, u64)>,
+}
+
+/// A built pipeline together with the layout its bind groups use.
+#[derive(Clone, Debug)]
+pub struct CachedPipeline {
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+}
+
+/// Caches shader modules, bind group layouts and pipelines.
+#[derive(Default)]
+pub struct PipelineCache {
+    modules: HashMap<&'static str, wgpu::ShaderModule>,
+    layouts: HashMap<&'static [Access], wgpu::BindGroupLayout>,
+    pipelines: HashMap<PipelineKey, CachedPipeline>,
+}
+
+impl PipelineCache {
+    /// Returns the pipeline for `spec` with the given override constants, building it once.
+    pub fn get(
+        &mut self,
+        device: &wgpu::Device,
+        spec: &KernelSpec,
+        constants: &[(&'static str, f64)],
+    ) -> Result<CachedPipeline> {
+        let mut all_constants: Vec<(&'static str, f64)> = constants.to_vec();
+        all_constants.push(("WG", f64::from(spec.workgroup_size)));
+        let key = PipelineKey {
+            shader: spec.shader.name,
+            entry: spec.entry,
+            constants: all_constants
+                .iter()
+                .map(|(n, v)| (*n, v.to_bits()))
+                .collect(),
+        };
+        if let Some(found) = self.pipelines.get(&key) {
+            return Ok(found.clone());
+        }
+        let module = self
+            .modules
+            .entry(spec.shader.name)
+            .or_insert_with(|| {
+                device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(spec.shader.name),
+                    source: wgpu::ShaderSource::Wgsl(spec.shader.source.into()),
+                })
+            })
+            .clone();
+        let layout = self
+            .layouts
+            .entry(spec.bindings)
+            .or_insert_with(|| bind_group_layout(device, spec.bindings))
+            .clone();
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(spec.entry),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(spec.entry),
+            layout: Some(&pipeline_layout),
+            module: &module,
+            entry_point: Some(spec.entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &all_constants,
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        check_scope(scope, spec)?;
+        let cached = CachedPipeline { pipeline, layout };
+        self.pipelines.insert(key, cached.clone());
+        Ok(cached)
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn check_scope(scope: wgpu::ErrorScopeGuard, spec: &KernelSpec) -> Result<()> {
+    match pollster::block_on(scope.pop()) {
+        None => Ok(()),
+        Some(e) => Err(Error::Gpu {
+            op: "create_compute_pipeline",
+            message: format!("{}::{}: {e}", spec.shader.name, spec.entry),
+        }),
+    }
+}
+
+/// In the browser the scope resolves asynchronously; errors reach the device's handler instead.
+#[cfg(target_arch = "wasm32")]
+fn check_scope(scope: wgpu::ErrorScopeGuard, _spec: &KernelSpec) -> Result<()> {
+    drop(scope.pop());
+    Ok(())
+}
+
+fn bind_group_layout(device: &wgpu::Device, bindings: &[Access]) -> wgpu::BindGroupLayout {
+    let uniform = wgpu::BindGroupLayoutEntry {
+        binding: 0,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Uniform,
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    };
+    let storage = bindings
+        .iter()
+        .zip(1u32..)
+        .map(|(access, binding)| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage {
+                    read_only: *access == Access::Read,
+                },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        });
+    let entries: Vec<_> = std::iter::once(uniform).chain(storage).collect();
+    device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some("hetconv"),
+        entries: &entries,
+    })
+}

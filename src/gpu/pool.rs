@@ -1,0 +1,79 @@
+//! A buffer pool keyed by byte size, so that a training step of fixed shapes allocates nothing
+//! after its first run.
+//!
+//! A buffer released while commands that use it are still being recorded is parked until the
+//! next submission: queue writes happen before the recorded commands run, so handing the buffer
+//! out earlier could overwrite data that a recorded dispatch has yet to read.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Usage of every tensor buffer.
+pub(crate) const TENSOR_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_SRC)
+    .union(wgpu::BufferUsages::COPY_DST);
+
+/// Free and parked buffers, by size.
+#[derive(Default)]
+pub struct BufferPool {
+    free: HashMap<u64, Vec<wgpu::Buffer>>,
+    parked: Vec<wgpu::Buffer>,
+    /// Buffers created so far (for the benchmarks' allocation count).
+    pub created: u64,
+}
+
+impl BufferPool {
+    /// Takes a free buffer of exactly `size` bytes, or creates one.
+    pub fn take(&mut self, device: &wgpu::Device, size: u64) -> wgpu::Buffer {
+        if let Some(buffer) = self.free.get_mut(&size).and_then(Vec::pop) {
+            return buffer;
+        }
+        self.created += 1;
+        device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("hetconv tensor"),
+            size,
+            usage: TENSOR_USAGE,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// Moves the parked buffers to the free lists (called right after a submission).
+    pub fn release_parked(&mut self) {
+        for buffer in self.parked.drain(..) {
+            self.free.entry(buffer.size()).or_default().push(buffer);
+        }
+    }
+}
+
+/// A pooled buffer: goes back to its pool when the last tensor using it is dropped.
+#[derive(Debug)]
+pub struct PooledBuffer {
+    buffer: Option<wgpu::Buffer>,
+    pool: std::sync::Weak<Mutex<BufferPool>>,
+}
+
+impl PooledBuffer {
+    pub(crate) fn new(buffer: wgpu::Buffer, pool: &Arc<Mutex<BufferPool>>) -> Self {
+        Self {
+            buffer: Some(buffer),
+            pool: Arc::downgrade(pool),
+        }
+    }
+
+    /// The wgpu buffer.
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        self.buffer
+            .as_ref()
+            .expect("a pooled buffer holds its buffer until it is dropped")
+    }
+}
+
+impl Drop for PooledBuffer {
+    fn drop(&mut self) {
+        if let (Some(buffer), Some(pool)) = (self.buffer.take(), self.pool.upgrade()) {
+            if let Ok(mut pool) = pool.lock() {
+                pool.parked.push(buffer);
+            }
+        }
+    }
+}

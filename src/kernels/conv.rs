@@ -1,0 +1,553 @@
+//! The heterogeneous convolution family (`shaders/conv.wgsl`, `shaders/conv_weight_grad.wgsl`):
+//! standard, grouped and depthwise 3x3 convs, 1x1 convs, HetConv's masked pointwise conv, and
+//! the fused HetConv layer, each with forward, input gradient and weight gradient.
+//!
+//! All members share one description, [`ConvKind`]: an optional 3x3 part with `groups` groups
+//! (stride 1, padding 1) and an optional 1x1 part that is dense or masked in HetConv's block
+//! layout (filter `o` of part `g = o / (N/P)` skips input channels `[g*M/P, (g+1)*M/P)`).
+
+use super::{placeholder, reduce, same_context};
+use crate::error::{Error, Result};
+use crate::gpu::{Access, Context, KernelSpec};
+use crate::shaders;
+use crate::tensor::Tensor;
+
+const CONV_BINDINGS: &[Access] = &[
+    Access::Read,
+    Access::Read,
+    Access::Read,
+    Access::Read,
+    Access::ReadWrite,
+];
+
+static FORWARD: KernelSpec = KernelSpec {
+    shader: &shaders::CONV,
+    entry: "forward",
+    bindings: CONV_BINDINGS,
+    workgroup_size: 64,
+};
+
+static BACKWARD_INPUT: KernelSpec = KernelSpec {
+    shader: &shaders::CONV,
+    entry: "backward_input",
+    bindings: CONV_BINDINGS,
+    workgroup_size: 64,
+};
+
+static WEIGHT_GRAD: KernelSpec = KernelSpec {
+    shader: &shaders::CONV_WEIGHT_GRAD,
+    entry: "weight_grad",
+    bindings: &[
+        Access::Read,
+        Access::Read,
+        Access::ReadWrite,
+        Access::ReadWrite,
+    ],
+    workgroup_size: 64,
+};
+
+/// The 1x1 part of a layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Pointwise {
+    /// No 1x1 part.
+    None,
+    /// 1x1 taps on every input channel.
+    Dense,
+    /// 1x1 taps on every input channel outside the filter's own block (HetConv). The block is
+    /// skipped, never multiplied; its weight gradient is exactly zero.
+    Masked,
+}
+
+impl Pointwise {
+    fn code(self) -> u32 {
+        match self {
+            Pointwise::None => 0,
+            Pointwise::Dense => 1,
+            Pointwise::Masked => 2,
+        }
+    }
+}
+
+/// One member of the family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConvKind {
+    /// Groups of the 3x3 part; also the part count P that defines the 1x1 mask.
+    pub groups: usize,
+    /// Whether the layer has 3x3 taps.
+    pub kernel3: bool,
+    /// What the 1x1 part does.
+    pub pointwise: Pointwise,
+}
+
+impl ConvKind {
+    /// A standard 3x3 conv.
+    pub fn standard3x3() -> Self {
+        Self::grouped3x3(1)
+    }
+
+    /// A grouped 3x3 conv (`groups` = channels gives a depthwise conv).
+    pub fn grouped3x3(groups: usize) -> Self {
+        Self {
+            groups,
+            kernel3: true,
+            pointwise: Pointwise::None,
+        }
+    }
+
+    /// A plain 1x1 conv.
+    pub fn pointwise() -> Self {
+        Self {
+            groups: 1,
+            kernel3: false,
+            pointwise: Pointwise::Dense,
+        }
+    }
+
+    /// HetConv's masked 1x1 conv with `parts` parts, alone.
+    pub fn masked_pointwise(parts: usize) -> Self {
+        Self {
+            groups: parts,
+            kernel3: false,
+            pointwise: Pointwise::Masked,
+        }
+    }
+
+    /// The fused HetConv layer with part `parts` (P).
+    pub fn hetconv(parts: usize) -> Self {
+        Self {
+            groups: parts,
+            kernel3: true,
+            pointwise: Pointwise::Masked,
+        }
+    }
+}
+
+/// The weights of one layer; which ones must be present follows from the [`ConvKind`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConvWeights<'a> {
+    /// 3x3 weights, `[cout, cin / groups, 3, 3]`.
+    pub w3: Option<&'a Tensor>,
+    /// 1x1 weights, `[cout, cin]` or `[cout, cin, 1, 1]`.
+    pub w1: Option<&'a Tensor>,
+    /// Bias, `[cout]` (forward only; its gradient is [`reduce::sum_channels`] of `dy`).
+    pub bias: Option<&'a Tensor>,
+}
+
+/// Sizes of one convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvDims {
+    /// Images.
+    pub batch: usize,
+    /// Input channels (M).
+    pub cin: usize,
+    /// Output channels (N).
+    pub cout: usize,
+    /// Rows (input and output: stride 1, same padding).
+    pub height: usize,
+    /// Columns.
+    pub width: usize,
+}
+
+impl ConvKind {
+    /// Checks the kind against the input shape and the weights; returns the sizes.
+    pub fn dims(&self, op: &'static str, input: &[usize], w: &ConvWeights) -> Result<ConvDims> {
+        let [batch, cin, height, width] = *input else {
+            return Err(Error::shape(
+                op,
+                format!("input must be [batch, channels, height, width], got {input:?}"),
+            ));
+        };
+        if input.contains(&0) {
+            return Err(Error::shape(
+                op,
+                format!("input {input:?} has a zero-sized dimension"),
+            ));
+        }
+        if !self.kernel3 && self.pointwise == Pointwise::None {
+            return Err(Error::shape(
+                op,
+                "a conv needs a 3x3 part, a 1x1 part, or both",
+            ));
+        }
+        let g = self.groups;
+        if g == 0 || cin % g != 0 {
+            return Err(Error::shape(
+                op,
+                format!("{cin} input channels are not divisible by groups/parts {g}"),
+            ));
+        }
+        let cout = match (w.w3, w.w1) {
+            (Some(t), _) | (None, Some(t)) => t.shape()[0],
+            (None, None) => return Err(Error::shape(op, "no weights given")),
+        };
+        if cout % g != 0 {
+            return Err(Error::shape(
+                op,
+                format!("{cout} filters are not divisible by groups/parts {g}"),
+            ));
+        }
+        match (self.kernel3, w.w3) {
+            (true, Some(t)) if t.shape() != [cout, cin / g, 3, 3] => {
+                return Err(Error::shape(
+                    op,
+                    format!(
+                        "3x3 weight is {:?}, expected [{cout}, {}, 3, 3] for {cin} inputs and {g} groups",
+                        t.shape(),
+                        cin / g
+                    ),
+                ));
+            }
+            (true, None) => return Err(Error::shape(op, "the 3x3 part needs a 3x3 weight")),
+            (false, Some(_)) => {
+                return Err(Error::shape(
+                    op,
+                    "a 3x3 weight was given to a layer without a 3x3 part",
+                ));
+            }
+            _ => {}
+        }
+        match (self.pointwise, w.w1) {
+            (Pointwise::None, Some(_)) => {
+                return Err(Error::shape(
+                    op,
+                    "a 1x1 weight was given to a layer without a 1x1 part",
+                ));
+            }
+            (Pointwise::None, None) => {}
+            (_, None) => return Err(Error::shape(op, "the 1x1 part needs a 1x1 weight")),
+            (_, Some(t)) => {
+                if t.shape() != [cout, cin] && t.shape() != [cout, cin, 1, 1] {
+                    return Err(Error::shape(
+                        op,
+                        format!(
+                            "1x1 weight is {:?}, expected [{cout}, {cin}] or [{cout}, {cin}, 1, 1]",
+                            t.shape()
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some(b) = w.bias {
+            if b.shape() != [cout] {
+                return Err(Error::shape(
+                    op,
+                    format!("bias is {:?}, expected [{cout}]", b.shape()),
+                ));
+            }
+        }
+        Ok(ConvDims {
+            batch,
+            cin,
+            cout,
+            height,
+            width,
+        })
+    }
+
+    /// Multiply-accumulates of the forward pass (the skipped block is not counted).
+    pub fn forward_macs(&self, d: &ConvDims) -> u64 {
+        let pixels = (d.batch * d.height * d.width) as u64;
+        let per_pixel_3 = if self.kernel3 {
+            9 * d.cin * d.cout / self.groups
+        } else {
+            0
+        };
+        let per_pixel_1 = match self.pointwise {
+            Pointwise::None => 0,
+            Pointwise::Dense => d.cin * d.cout,
+            Pointwise::Masked => d.cin * d.cout - d.cin * d.cout / self.groups,
+        };
+        pixels * (per_pixel_3 + per_pixel_1) as u64
+    }
+}
+
+/// Channels per invocation: the largest of 4, 2, 1 dividing the channels of one block.
+fn channel_tile(per_group: usize) -> u32 {
+    [4, 2, 1]
+        .into_iter()
+        .find(|t| per_group % t == 0)
+        .unwrap_or(1) as u32
+}
+
+fn conv_params(kind: &ConvKind, d: &ConvDims, has_bias: bool, accumulate: bool) -> [u32; 10] {
+    [
+        d.batch as u32,
+        d.cin as u32,
+        d.cout as u32,
+        d.height as u32,
+        d.width as u32,
+        kind.groups as u32,
+        u32::from(kind.kernel3),
+        kind.pointwise.code(),
+        u32::from(has_bias),
+        u32::from(accumulate),
+    ]
+}
+
+/// Binds `Some(tensor)` or a placeholder.
+fn bound<'a>(t: Option<&'a Tensor>, spare: &'a Tensor) -> &'a wgpu::Buffer {
+    t.map_or(spare.buffer(), Tensor::buffer)
+}
+
+/// Forward pass: `y = conv3x3(x, w3, groups) + conv1x1(x, w1 [masked]) + bias`.
+///
+/// # Shapes
+/// `x`: [B, M, H, W], `w3`: [N, M/G, 3, 3], `w1`: [N, M], `bias`: [N] → [B, N, H, W]
+pub fn forward(kind: &ConvKind, x: &Tensor, w: &ConvWeights) -> Result<Tensor> {
+    let d = kind.dims("conv forward", x.shape(), w)?;
+    let y = Tensor::uninit(x.context(), &[d.batch, d.cout, d.height, d.width])?;
+    forward_into(kind, x, w, &y, false)?;
+    Ok(y)
+}
+
+/// Forward pass into `y`, adding to its contents when `accumulate` is set (the unfused HetConv
+/// adds its masked 1x1 part to the grouped 3x3 part this way).
+///
+/// # Shapes
+/// as [`forward`]; `y`: [B, N, H, W]
+pub fn forward_into(
+    kind: &ConvKind,
+    x: &Tensor,
+    w: &ConvWeights,
+    y: &Tensor,
+    accumulate: bool,
+) -> Result<()> {
+    let op = "conv forward";
+    let d = kind.dims(op, x.shape(), w)?;
+    if y.shape() != [d.batch, d.cout, d.height, d.width] {
+        return Err(Error::shape(
+            op,
+            format!(
+                "output is {:?}, expected [{}, {}, {}, {}]",
+                y.shape(),
+                d.batch,
+                d.cout,
+                d.height,
+                d.width
+            ),
+        ));
+    }
+    let mut all = vec![x, y];
+    all.extend(w.w3.iter().chain(w.w1.iter()).chain(w.bias.iter()).copied());
+    same_context(op, &all)?;
+    let ctx = x.context();
+    let spare = placeholder(ctx)?;
+    let ot = channel_tile(d.cout / kind.groups);
+    let pt = d.width.min(4) as u32;
+    let threads =
+        (d.batch * (d.cout / ot as usize) * d.height * d.width.div_ceil(pt as usize)) as u64;
+    ctx.dispatch(
+        &FORWARD,
+        &[("OT", f64::from(ot)), ("PT", f64::from(pt))],
+        &conv_params(kind, &d, w.bias.is_some(), accumulate),
+        &[
+            x.buffer(),
+            bound(w.w3, &spare),
+            bound(w.w1, &spare),
+            bound(w.bias, &spare),
+            y.buffer(),
+        ],
+        threads,
+    )
+}
+
+/// Input gradient: `dx = d(loss)/dx` given `dy`.
+///
+/// # Shapes
+/// `dy`: [B, N, H, W], weights as [`forward`] (bias ignored), `cin` = M → [B, M, H, W]
+pub fn backward_input(kind: &ConvKind, dy: &Tensor, w: &ConvWeights, cin: usize) -> Result<Tensor> {
+    let op = "conv backward_input";
+    let [batch, cout, height, width] = *dy.shape() else {
+        return Err(Error::shape(
+            op,
+            format!("dy must be 4-D, got {:?}", dy.shape()),
+        ));
+    };
+    let weights = ConvWeights { bias: None, ..*w };
+    let d = kind.dims(op, &[batch, cin, height, width], &weights)?;
+    if d.cout != cout {
+        return Err(Error::shape(
+            op,
+            format!(
+                "dy has {cout} channels, the weights have {} filters",
+                d.cout
+            ),
+        ));
+    }
+    let mut all = vec![dy];
+    all.extend(w.w3.iter().chain(w.w1.iter()).copied());
+    same_context(op, &all)?;
+    let ctx = dy.context();
+    let dx = Tensor::uninit(ctx, &[batch, cin, height, width])?;
+    let spare = placeholder(ctx)?;
+    let ot = channel_tile(cin / kind.groups);
+    let pt = width.min(4) as u32;
+    let threads = (batch * (cin / ot as usize) * height * width.div_ceil(pt as usize)) as u64;
+    ctx.dispatch(
+        &BACKWARD_INPUT,
+        &[("OT", f64::from(ot)), ("PT", f64::from(pt))],
+        &conv_params(kind, &d, false, false),
+        &[
+            dy.buffer(),
+            bound(w.w3, &spare),
+            bound(w.w1, &spare),
+            spare.buffer(),
+            dx.buffer(),
+        ],
+        threads,
+    )?;
+    Ok(dx)
+}
+
+/// Weight gradients of one layer.
+#[derive(Debug)]
+pub struct ConvWeightGrads {
+    /// Gradient of the 3x3 weight, `[N, M/G, 3, 3]`.
+    pub dw3: Option<Tensor>,
+    /// Gradient of the 1x1 weight, `[N, M]` (exact zeros on the masked block).
+    pub dw1: Option<Tensor>,
+}
+
+/// Weight gradients from the layer's input `x` and the output gradient `dy`.
+///
+/// The reduction over batch rows is split so that enough invocations run; partial sums are
+/// added in a fixed order, so results are deterministic.
+///
+/// # Shapes
+/// `x`: [B, M, H, W], `dy`: [B, N, H, W] → `dw3`: [N, M/G, 3, 3], `dw1`: [N, M]
+pub fn backward_weight(kind: &ConvKind, x: &Tensor, dy: &Tensor) -> Result<ConvWeightGrads> {
+    let op = "conv backward_weight";
+    same_context(op, &[x, dy])?;
+    let (xs, ds) = (x.shape(), dy.shape());
+    if xs.len() != 4 || ds.len() != 4 || xs[0] != ds[0] || xs[2..] != ds[2..] {
+        return Err(Error::shape(
+            op,
+            format!("x {xs:?} and dy {ds:?} must be [B, M, H, W] and [B, N, H, W]"),
+        ));
+    }
+    let g = kind.groups;
+    let d = ConvDims {
+        batch: xs[0],
+        cin: xs[1],
+        cout: ds[1],
+        height: xs[2],
+        width: xs[3],
+    };
+    if g == 0 || d.cin % g != 0 || d.cout % g != 0 {
+        return Err(Error::shape(
+            op,
+            format!(
+                "{} inputs and {} filters are not both divisible by {g}",
+                d.cin, d.cout
+            ),
+        ));
+    }
+    if xs.contains(&0) || ds.contains(&0) {
+        return Err(Error::shape(
+            op,
+            format!("x {xs:?} or dy {ds:?} has a zero-sized dimension"),
+        ));
+    }
+    let ctx = x.context();
+    let len3 = d.cout * (d.cin / g) * 9;
+    let len1 = d.cout * d.cin;
+    let splits = split_count(ctx, &d, len3.max(len1));
+    let rows = d.batch * d.height;
+    let rows_per_split = rows.div_ceil(splits);
+    let splits = rows.div_ceil(rows_per_split);
+
+    let dw3 = kind
+        .kernel3
+        .then(|| Tensor::uninit(ctx, &[d.cout, d.cin / g, 3, 3]))
+        .transpose()?;
+    let dw1 = (kind.pointwise != Pointwise::None)
+        .then(|| Tensor::uninit(ctx, &[d.cout, d.cin]))
+        .transpose()?;
+    // With one split the kernel writes the gradients directly.
+    let partial = |out: &Option<Tensor>, len: usize| -> Result<Option<Tensor>> {
+        match out {
+            Some(_) if splits > 1 => Tensor::uninit(ctx, &[splits, len]).map(Some),
+            Some(t) => Ok(Some(t.clone())),
+            None => Ok(None),
+        }
+    };
+    let part3 = partial(&dw3, len3)?;
+    let part1 = partial(&dw1, len1)?;
+    let spare3 = placeholder(ctx)?;
+    let spare1 = placeholder(ctx)?;
+    let params = [
+        d.batch as u32,
+        d.cin as u32,
+        d.cout as u32,
+        d.height as u32,
+        d.width as u32,
+        g as u32,
+        u32::from(kind.kernel3),
+        kind.pointwise.code(),
+        splits as u32,
+        rows_per_split as u32,
+    ];
+    ctx.dispatch(
+        &WEIGHT_GRAD,
+        &[],
+        &params,
+        &[
+            x.buffer(),
+            dy.buffer(),
+            bound(part3.as_ref(), &spare3),
+            bound(part1.as_ref(), &spare1),
+        ],
+        (splits * d.cout * d.cin) as u64,
+    )?;
+    if splits > 1 {
+        for (part, out) in [(&part3, &dw3), (&part1, &dw1)] {
+            if let (Some(part), Some(out)) = (part, out) {
+                reduce::sum_splits(part, splits, out)?;
+            }
+        }
+    }
+    Ok(ConvWeightGrads { dw3, dw1 })
+}
+
+/// How many slices of batch rows the weight-gradient reduction is cut into: enough invocations
+/// to fill a GPU (about 16k), no slice shorter than two rows, partials within the binding limit.
+fn split_count(ctx: &Context, d: &ConvDims, per_split: usize) -> usize {
+    let pairs = d.cout * d.cin;
+    let rows = d.batch * d.height;
+    let wanted = 16_384usize.div_ceil(pairs).min(rows.div_ceil(2)).max(1);
+    let fits = (ctx.max_binding_bytes() as usize / (per_split * 4)).max(1);
+    wanted.min(fits)
+}
+
+/// The unfused HetConv forward pass of the PyTorch reproduction: a grouped 3x3 conv, then the
+/// masked 1x1 conv added on top (two dispatches, `x` read twice). Kept as the reference form
+/// and for the benchmarks.
+///
+/// # Shapes
+/// `x`: [B, M, H, W], `w3`: [N, M/P, 3, 3], `w1`: [N, M] → [B, N, H, W]
+pub fn hetconv_unfused_forward(
+    parts: usize,
+    x: &Tensor,
+    w3: &Tensor,
+    w1: &Tensor,
+) -> Result<Tensor> {
+    let y = forward(
+        &ConvKind::grouped3x3(parts),
+        x,
+        &ConvWeights {
+            w3: Some(w3),
+            ..Default::default()
+        },
+    )?;
+    forward_into(
+        &ConvKind::masked_pointwise(parts),
+        x,
+        &ConvWeights {
+            w1: Some(w1),
+            ..Default::default()
+        },
+        &y,
+        true,
+    )?;
+    Ok(y)
+}

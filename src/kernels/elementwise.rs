@@ -1,0 +1,82 @@
+//! Elementwise arithmetic (`shaders/elementwise.wgsl`).
+
+use super::same_context;
+use crate::error::{Error, Result};
+use crate::gpu::{Access, KernelSpec};
+use crate::shaders;
+use crate::tensor::Tensor;
+
+static BINARY: KernelSpec = KernelSpec {
+    shader: &shaders::ELEMENTWISE,
+    entry: "binary",
+    bindings: &[Access::Read, Access::Read, Access::ReadWrite],
+    workgroup_size: 64,
+};
+
+static AXPBY: KernelSpec = KernelSpec {
+    shader: &shaders::ELEMENTWISE,
+    entry: "axpby",
+    bindings: &[Access::Read, Access::Read, Access::ReadWrite],
+    workgroup_size: 64,
+};
+
+/// A binary elementwise operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinaryOp {
+    /// a + b
+    Add = 0,
+    /// a - b
+    Sub = 1,
+    /// a * b
+    Mul = 2,
+}
+
+/// `op(a, b)` elementwise.
+///
+/// # Shapes
+/// `a`, `b`: the same shape → that shape
+pub fn binary(op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    same_context("binary", &[a, b])?;
+    if a.shape() != b.shape() {
+        return Err(Error::shape(
+            "binary",
+            format!(
+                "{op:?} needs equal shapes, got {:?} and {:?}",
+                a.shape(),
+                b.shape()
+            ),
+        ));
+    }
+    let out = Tensor::uninit(a.context(), a.shape())?;
+    let params = [a.numel() as u32, op as u32, 0, 0];
+    a.context().dispatch(
+        &BINARY,
+        &[],
+        &params,
+        &[a.buffer(), b.buffer(), out.buffer()],
+        a.numel() as u64,
+    )?;
+    Ok(out)
+}
+
+/// `out = alpha * a + beta * out`, in place on `out`.
+///
+/// # Shapes
+/// `a`, `out`: the same number of elements
+pub fn axpby(alpha: f32, a: &Tensor, beta: f32, out: &Tensor) -> Result<()> {
+    same_context("axpby", &[a, out])?;
+    if a.numel() != out.numel() {
+        return Err(Error::shape(
+            "axpby",
+            format!("a is {:?}, out is {:?}", a.shape(), out.shape()),
+        ));
+    }
+    let params = [a.numel() as u32, 0, alpha.to_bits(), beta.to_bits()];
+    a.context().dispatch(
+        &AXPBY,
+        &[],
+        &params,
+        &[a.buffer(), a.buffer(), out.buffer()],
+        a.numel() as u64,
+    )
+}

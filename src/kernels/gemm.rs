@@ -1,0 +1,149 @@
+//! Matrix products (`shaders/gemm.wgsl`).
+
+use super::{placeholder, same_context};
+use crate::error::{Error, Result};
+use crate::gpu::{Access, KernelSpec};
+use crate::shaders;
+use crate::tensor::Tensor;
+
+static MATMUL: KernelSpec = KernelSpec {
+    shader: &shaders::GEMM,
+    entry: "matmul",
+    bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
+    workgroup_size: 64,
+};
+
+/// Whether an operand is used as stored or transposed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// As stored (row-major).
+    #[default]
+    AsIs,
+    /// Transposed.
+    Transposed,
+}
+
+/// `op(a) @ op(b) (+ bias)`, where `op` transposes when the layout says so.
+///
+/// # Shapes
+/// `op(a)`: [m, k], `op(b)`: [k, n], `bias`: [n] → [m, n]
+pub fn matmul(
+    a: &Tensor,
+    la: Layout,
+    b: &Tensor,
+    lb: Layout,
+    bias: Option<&Tensor>,
+) -> Result<Tensor> {
+    let (m, k, n) = check("matmul", a, la, b, lb, bias)?;
+    let out = Tensor::uninit(a.context(), &[m, n])?;
+    record(a, la, b, lb, bias, &out, false, (m, k, n))?;
+    Ok(out)
+}
+
+/// `out += op(a) @ op(b)`.
+///
+/// # Shapes
+/// `op(a)`: [m, k], `op(b)`: [k, n], `out`: [m, n]
+pub fn matmul_accumulate(
+    a: &Tensor,
+    la: Layout,
+    b: &Tensor,
+    lb: Layout,
+    out: &Tensor,
+) -> Result<()> {
+    let (m, k, n) = check("matmul_accumulate", a, la, b, lb, None)?;
+    if out.shape() != [m, n] {
+        return Err(Error::shape(
+            "matmul_accumulate",
+            format!("out is {:?}, the product is [{m}, {n}]", out.shape()),
+        ));
+    }
+    record(a, la, b, lb, None, out, true, (m, k, n))
+}
+
+fn check(
+    op: &'static str,
+    a: &Tensor,
+    la: Layout,
+    b: &Tensor,
+    lb: Layout,
+    bias: Option<&Tensor>,
+) -> Result<(usize, usize, usize)> {
+    same_context(op, &[a, b])?;
+    let two_d = |t: &Tensor, name: &str| -> Result<(usize, usize)> {
+        match t.shape() {
+            [r, c] => Ok((*r, *c)),
+            s => Err(Error::shape(op, format!("{name} must be 2-D, got {s:?}"))),
+        }
+    };
+    let (ar, ac) = two_d(a, "a")?;
+    let (br, bc) = two_d(b, "b")?;
+    let (m, k) = if la == Layout::Transposed {
+        (ac, ar)
+    } else {
+        (ar, ac)
+    };
+    let (k2, n) = if lb == Layout::Transposed {
+        (bc, br)
+    } else {
+        (br, bc)
+    };
+    if k != k2 {
+        return Err(Error::shape(
+            op,
+            format!(
+                "inner dimensions differ: a {:?} ({la:?}), b {:?} ({lb:?})",
+                a.shape(),
+                b.shape()
+            ),
+        ));
+    }
+    if let Some(bias) = bias {
+        if bias.shape() != [n] {
+            return Err(Error::shape(
+                op,
+                format!("bias is {:?}, expected [{n}]", bias.shape()),
+            ));
+        }
+    }
+    Ok((m, k, n))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record(
+    a: &Tensor,
+    la: Layout,
+    b: &Tensor,
+    lb: Layout,
+    bias: Option<&Tensor>,
+    out: &Tensor,
+    accumulate: bool,
+    (m, k, n): (usize, usize, usize),
+) -> Result<()> {
+    let ctx = a.context();
+    let spare;
+    let bias_buffer = match bias {
+        Some(t) => t.buffer(),
+        None => {
+            spare = placeholder(ctx)?;
+            spare.buffer()
+        }
+    };
+    let params = [
+        m as u32,
+        n as u32,
+        k as u32,
+        u32::from(la == Layout::Transposed),
+        u32::from(lb == Layout::Transposed),
+        u32::from(bias.is_some()),
+        u32::from(accumulate),
+    ];
+    let tiles = (m.div_ceil(4) * n.div_ceil(4)) as u64;
+    ctx.dispatch(
+        &MATMUL,
+        &[],
+        &params,
+        &[a.buffer(), b.buffer(), bias_buffer, out.buffer()],
+        tiles,
+    )
+}

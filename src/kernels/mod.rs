@@ -1,0 +1,32 @@
+//! GPU kernels: one file per WGSL family. Typed parameters, shape checks and dispatch; no
+//! autograd here.
+
+pub mod conv;
+pub mod elementwise;
+pub mod gemm;
+pub mod reduce;
+
+use crate::error::Result;
+use crate::gpu::Context;
+use crate::tensor::Tensor;
+
+/// A small scratch tensor bound where a kernel's entry point ignores a binding.
+pub(crate) fn placeholder(ctx: &Context) -> Result<Tensor> {
+    Tensor::uninit(ctx, &[4])
+}
+
+/// Checks that every tensor lives on the same context as the first.
+pub(crate) fn same_context(op: &'static str, tensors: &[&Tensor]) -> Result<()> {
+    let first = tensors[0].context();
+    if tensors
+        .iter()
+        .all(|t| std::sync::Arc::ptr_eq(&t.context().inner, &first.inner))
+    {
+        Ok(())
+    } else {
+        Err(crate::error::Error::shape(
+            op,
+            "tensors live on different GPU contexts",
+        ))
+    }
+}

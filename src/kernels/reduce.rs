@@ -1,0 +1,69 @@
+//! Deterministic reductions (`shaders/reduce.wgsl`).
+
+use crate::error::{Error, Result};
+use crate::gpu::{Access, KernelSpec};
+use crate::shaders;
+use crate::tensor::Tensor;
+
+static SUM_SPLITS: KernelSpec = KernelSpec {
+    shader: &shaders::REDUCE,
+    entry: "sum_splits",
+    bindings: &[Access::Read, Access::ReadWrite],
+    workgroup_size: 64,
+};
+
+static SUM_CHANNELS: KernelSpec = KernelSpec {
+    shader: &shaders::REDUCE,
+    entry: "sum_channels",
+    bindings: &[Access::Read, Access::ReadWrite],
+    workgroup_size: 64,
+};
+
+/// Adds `splits` partial results laid out one after another into `out`.
+///
+/// # Shapes
+/// `partials`: [splits, ...out.shape] → writes `out`
+pub(crate) fn sum_splits(partials: &Tensor, splits: usize, out: &Tensor) -> Result<()> {
+    if partials.numel() != splits * out.numel() {
+        return Err(Error::shape(
+            "sum_splits",
+            format!("{:?} is not {splits} x {:?}", partials.shape(), out.shape()),
+        ));
+    }
+    let params = [out.numel() as u32, splits as u32, 0, 0];
+    partials.context().dispatch(
+        &SUM_SPLITS,
+        &[],
+        &params,
+        &[partials.buffer(), out.buffer()],
+        out.numel() as u64,
+    )
+}
+
+/// Sum over every axis but the channel axis 1 (the bias gradient of a conv, BN's sums).
+///
+/// # Shapes
+/// `x`: [batch, channels, ...] → [channels]
+pub fn sum_channels(x: &Tensor) -> Result<Tensor> {
+    let (batch, channels) = match x.shape() {
+        [b, c, ..] => (*b, *c),
+        s => {
+            return Err(Error::shape(
+                "sum_channels",
+                format!("needs at least 2-D, got {s:?}"),
+            ));
+        }
+    };
+    let plane: usize = x.shape()[2..].iter().product();
+    let out = Tensor::uninit(x.context(), &[channels])?;
+    let params = [channels as u32, batch as u32, plane as u32, 0];
+    // One workgroup of 64 lanes per channel.
+    x.context().dispatch(
+        &SUM_CHANNELS,
+        &[],
+        &params,
+        &[x.buffer(), out.buffer()],
+        channels as u64 * 64,
+    )?;
+    Ok(out)
+}

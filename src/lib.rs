@@ -1,0 +1,19 @@
+//! # hetconv
+//!
+//! HetConv (heterogeneous-kernel) convolutional networks, trained and run on any GPU through
+//! wgpu and WGSL: Vulkan, Metal and DX12 natively, WebGPU in the browser.
+//!
+//! Layers, bottom to top: [`gpu`] (device context, pipelines, buffer pool, one encoder per
+//! step), [`kernels`] (one module per WGSL family), [`tensor`] (device-resident f32 tensors) and
+//! [`reference`] (CPU f64 implementations of every op: the oracle of the tests).
+
+pub mod error;
+pub mod gpu;
+pub mod kernels;
+pub mod reference;
+pub mod shaders;
+pub mod tensor;
+
+pub use error::{Error, Result};
+pub use gpu::{Context, ContextOptions, LimitsChoice};
+pub use tensor::Tensor;

@@ -1,0 +1,6 @@
+//! CPU implementations in f64 of every GPU op, written for clarity, not speed: the oracle that
+//! the kernels are tested against. Each is itself checked against finite differences and the
+//! PyTorch-generated fixtures in `tests/fixtures/golden`.
+
+pub mod conv;
+pub mod gemm;

@@ -1,0 +1,29 @@
+//! The WGSL sources, compiled into the binary (so the wasm build carries them too).
+
+/// One WGSL file from `shaders/`.
+#[derive(Debug)]
+pub struct ShaderSource {
+    /// File stem, used as the cache key and in error messages.
+    pub name: &'static str,
+    /// The WGSL text.
+    pub source: &'static str,
+}
+
+macro_rules! shader {
+    ($ident:ident, $name:literal) => {
+        #[doc = concat!("`shaders/", $name, ".wgsl`")]
+        pub static $ident: ShaderSource = ShaderSource {
+            name: $name,
+            source: include_str!(concat!("../shaders/", $name, ".wgsl")),
+        };
+    };
+}
+
+shader!(GEMM, "gemm");
+shader!(ELEMENTWISE, "elementwise");
+shader!(CONV, "conv");
+shader!(REDUCE, "reduce");
+shader!(CONV_WEIGHT_GRAD, "conv_weight_grad");
+
+/// Every shader of the crate (a test checks this list against the files in `shaders/`).
+pub static ALL: &[&ShaderSource] = &[&GEMM, &ELEMENTWISE, &CONV, &CONV_WEIGHT_GRAD, &REDUCE];

@@ -1,0 +1,173 @@
+//! A device-resident f32 tensor: a shape and a pooled buffer. Clones share the buffer.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::gpu::{Context, PooledBuffer};
+
+/// A row-major f32 tensor living on the GPU.
+#[derive(Clone)]
+pub struct Tensor {
+    ctx: Context,
+    shape: Vec<usize>,
+    storage: Arc<PooledBuffer>,
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tensor{:?}", self.shape)
+    }
+}
+
+impl Tensor {
+    /// A tensor whose contents are unspecified (every op that returns one writes all of it).
+    pub(crate) fn uninit(ctx: &Context, shape: &[usize]) -> Result<Self> {
+        let numel = checked_numel("tensor", shape)?;
+        let bytes = (numel as u64) * 4;
+        let allowed = ctx.max_binding_bytes();
+        if bytes > allowed {
+            return Err(Error::Limit {
+                op: "tensor",
+                limit: "max_storage_buffer_binding_size",
+                asked: bytes,
+                allowed,
+            });
+        }
+        // Round up so that small tensors share pool slots and copies stay 4-byte aligned.
+        let size = bytes.div_ceil(16) * 16;
+        let buffer = {
+            let mut pool = ctx.inner.pool.lock().unwrap_or_else(|p| p.into_inner());
+            pool.take(&ctx.inner.device, size)
+        };
+        Ok(Self {
+            ctx: ctx.clone(),
+            shape: shape.to_vec(),
+            storage: Arc::new(PooledBuffer::new(buffer, &ctx.inner.pool)),
+        })
+    }
+
+    /// A tensor of zeros.
+    ///
+    /// # Shapes
+    /// Any shape with no zero-sized dimension.
+    pub fn zeros(ctx: &Context, shape: &[usize]) -> Result<Self> {
+        let tensor = Self::uninit(ctx, shape)?;
+        ctx.with_encoder(|e| e.clear_buffer(tensor.buffer(), 0, None));
+        Ok(tensor)
+    }
+
+    /// Uploads `data` (row-major) as a tensor of `shape`.
+    ///
+    /// # Shapes
+    /// `data.len()` must equal the product of `shape`.
+    pub fn from_slice(ctx: &Context, shape: &[usize], data: &[f32]) -> Result<Self> {
+        let numel = checked_numel("tensor", shape)?;
+        if numel != data.len() {
+            return Err(Error::shape(
+                "tensor",
+                format!(
+                    "shape {shape:?} holds {numel} values but {} were given",
+                    data.len()
+                ),
+            ));
+        }
+        let tensor = Self::uninit(ctx, shape)?;
+        ctx.queue()
+            .write_buffer(tensor.buffer(), 0, bytemuck::cast_slice(data));
+        Ok(tensor)
+    }
+
+    /// The same data seen with another shape of the same size.
+    ///
+    /// # Shapes
+    /// `shape` must have as many elements as `self`.
+    pub fn reshape(&self, shape: &[usize]) -> Result<Self> {
+        let numel = checked_numel("reshape", shape)?;
+        if numel != self.numel() {
+            return Err(Error::shape(
+                "reshape",
+                format!("cannot view {:?} as {shape:?}", self.shape),
+            ));
+        }
+        Ok(Self {
+            ctx: self.ctx.clone(),
+            shape: shape.to_vec(),
+            storage: self.storage.clone(),
+        })
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// The context the tensor lives on.
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// The underlying wgpu buffer (may be larger than the tensor: sizes are rounded up).
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        self.storage.buffer()
+    }
+
+    /// Copies the tensor back to the CPU. Submits whatever was recorded first.
+    pub async fn read(&self) -> Result<Vec<f32>> {
+        let bytes = (self.numel() * 4) as u64;
+        let staging = self.ctx.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some("hetconv readback"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.ctx
+            .with_encoder(|e| e.copy_buffer_to_buffer(self.buffer(), 0, &staging, 0, bytes));
+        self.ctx.flush()?;
+        let (sender, receiver) = futures::channel::oneshot::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |result| {
+            let _ = sender.send(result);
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        self.ctx
+            .device()
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Readback(e.to_string()))?;
+        receiver
+            .await
+            .map_err(|_| Error::Readback("the map callback was dropped".into()))?
+            .map_err(|e| Error::Readback(e.to_string()))?;
+        let data = {
+            let view = staging
+                .get_mapped_range(..)
+                .map_err(|e| Error::Readback(e.to_string()))?;
+            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+        };
+        staging.unmap();
+        Ok(data)
+    }
+
+    /// Blocking [`Tensor::read`] (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn to_vec(&self) -> Result<Vec<f32>> {
+        pollster::block_on(self.read())
+    }
+}
+
+/// Product of `shape`, refusing zero-sized dimensions and overflow.
+pub(crate) fn checked_numel(op: &'static str, shape: &[usize]) -> Result<usize> {
+    if shape.contains(&0) {
+        return Err(Error::shape(
+            op,
+            format!("shape {shape:?} has a zero-sized dimension"),
+        ));
+    }
+    shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| Error::shape(op, format!("shape {shape:?} overflows")))
+}
