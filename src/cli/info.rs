@@ -15,7 +15,7 @@ pub fn run(ctx: &Context) -> Result<()> {
     let rows: [(&str, u64); 7] = [
         (
             "max_storage_buffer_binding_size",
-            u64::from(limits.max_storage_buffer_binding_size),
+            limits.max_storage_buffer_binding_size,
         ),
         ("max_buffer_size", limits.max_buffer_size),
         (

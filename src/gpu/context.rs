@@ -142,7 +142,9 @@ impl Context {
 
     /// Largest buffer, in bytes, that one storage binding may hold on this device.
     pub fn max_binding_bytes(&self) -> u64 {
-        u64::from(self.inner.limits.max_storage_buffer_binding_size)
+        self.inner
+            .limits
+            .max_storage_buffer_binding_size
             .min(self.inner.limits.max_buffer_size)
     }
 
@@ -206,4 +208,11 @@ fn clamp_to_adapter(wanted: wgpu::Limits, adapter: &wgpu::Limits) -> wgpu::Limit
         .max_compute_workgroup_storage_size
         .min(adapter.max_compute_workgroup_storage_size);
     clamped
+}
+
+impl Context {
+    /// How many tensor buffers the pool has created so far (a repeated step should add none).
+    pub fn buffers_created(&self) -> u64 {
+        self.inner.pool.lock().map(|p| p.created).unwrap_or(0)
+    }
 }

@@ -34,6 +34,9 @@ impl Context {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let encoder = recorder.encoder.get_or_insert_with(|| {
+            if let Ok(mut pool) = self.inner.pool.lock() {
+                pool.recording = true;
+            }
             self.inner
                 .device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -188,5 +191,22 @@ impl Context {
             .write_buffer(&buffer, 0, bytemuck::cast_slice(&padded));
         recorder.uniforms.insert(padded, buffer.clone());
         buffer
+    }
+}
+
+impl Context {
+    /// Submits what was recorded and waits until the GPU has finished it (native only; for
+    /// benchmarks and tests: a training step never needs it).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn synchronize(&self) -> Result<()> {
+        self.flush()?;
+        self.inner
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu {
+                op: "synchronize",
+                message: e.to_string(),
+            })?;
+        Ok(())
     }
 }

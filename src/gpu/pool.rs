@@ -18,6 +18,8 @@ pub(crate) const TENSOR_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
 pub struct BufferPool {
     free: HashMap<u64, Vec<wgpu::Buffer>>,
     parked: Vec<wgpu::Buffer>,
+    /// Whether an encoder is open: only then must released buffers wait for the submission.
+    pub(crate) recording: bool,
     /// Buffers created so far (for the benchmarks' allocation count).
     pub created: u64,
 }
@@ -39,7 +41,17 @@ impl BufferPool {
 
     /// Moves the parked buffers to the free lists (called right after a submission).
     pub fn release_parked(&mut self) {
-        for buffer in self.parked.drain(..) {
+        self.recording = false;
+        for buffer in std::mem::take(&mut self.parked) {
+            self.give_back(buffer);
+        }
+    }
+
+    /// Returns a buffer that no tensor uses any more.
+    fn give_back(&mut self, buffer: wgpu::Buffer) {
+        if self.recording {
+            self.parked.push(buffer);
+        } else {
             self.free.entry(buffer.size()).or_default().push(buffer);
         }
     }
@@ -72,7 +84,7 @@ impl Drop for PooledBuffer {
     fn drop(&mut self) {
         if let (Some(buffer), Some(pool)) = (self.buffer.take(), self.pool.upgrade()) {
             if let Ok(mut pool) = pool.lock() {
-                pool.parked.push(buffer);
+                pool.give_back(buffer);
             }
         }
     }

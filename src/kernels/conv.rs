@@ -265,7 +265,7 @@ impl ConvKind {
 fn channel_tile(per_group: usize) -> u32 {
     [4, 2, 1]
         .into_iter()
-        .find(|t| per_group % t == 0)
+        .find(|t| per_group.is_multiple_of(*t))
         .unwrap_or(1) as u32
 }
 
@@ -433,7 +433,7 @@ pub fn backward_weight(kind: &ConvKind, x: &Tensor, dy: &Tensor) -> Result<ConvW
         height: xs[2],
         width: xs[3],
     };
-    if g == 0 || d.cin % g != 0 || d.cout % g != 0 {
+    if g == 0 || !d.cin.is_multiple_of(g) || !d.cout.is_multiple_of(g) {
         return Err(Error::shape(
             op,
             format!(
@@ -550,4 +550,52 @@ pub fn hetconv_unfused_forward(
         true,
     )?;
     Ok(y)
+}
+
+/// Input gradient of the unfused HetConv: grouped 3x3 part and masked 1x1 part separately,
+/// then added (what autograd does for the PyTorch reproduction's `gwc(x) + pwc(x)`).
+///
+/// # Shapes
+/// `dy`: [B, N, H, W], `w3`: [N, M/P, 3, 3], `w1`: [N, M] → [B, M, H, W]
+pub fn hetconv_unfused_backward_input(
+    parts: usize,
+    dy: &Tensor,
+    w3: &Tensor,
+    w1: &Tensor,
+    cin: usize,
+) -> Result<Tensor> {
+    let dx3 = backward_input(
+        &ConvKind::grouped3x3(parts),
+        dy,
+        &ConvWeights {
+            w3: Some(w3),
+            ..Default::default()
+        },
+        cin,
+    )?;
+    let dx1 = backward_input(
+        &ConvKind::masked_pointwise(parts),
+        dy,
+        &ConvWeights {
+            w1: Some(w1),
+            ..Default::default()
+        },
+        cin,
+    )?;
+    super::elementwise::binary(super::elementwise::BinaryOp::Add, &dx3, &dx1)
+}
+
+/// Weight gradients of the unfused HetConv: one pass for the grouped 3x3 weight, one for the
+/// masked 1x1 weight (each reading `x` and `dy` again).
+///
+/// # Shapes
+/// `x`: [B, M, H, W], `dy`: [B, N, H, W] → `dw3`: [N, M/P, 3, 3], `dw1`: [N, M]
+pub fn hetconv_unfused_backward_weight(
+    parts: usize,
+    x: &Tensor,
+    dy: &Tensor,
+) -> Result<ConvWeightGrads> {
+    let dw3 = backward_weight(&ConvKind::grouped3x3(parts), x, dy)?.dw3;
+    let dw1 = backward_weight(&ConvKind::masked_pointwise(parts), x, dy)?.dw1;
+    Ok(ConvWeightGrads { dw3, dw1 })
 }

@@ -1,0 +1,170 @@
+//! Helpers shared by the integration tests: a GPU context, seeded data, tolerances, fixtures.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use hetconv::{Context, Tensor};
+
+/// A context on the default adapter (lavapipe in CI).
+pub fn ctx() -> Context {
+    Context::new_blocking().expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)")
+}
+
+/// A small deterministic generator (PCG-style LCG); tests stay reproducible without a crate.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03)
+    }
+
+    /// Uniform in [-1, 1).
+    pub fn next(&mut self) -> f32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+
+    pub fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.next()).collect()
+    }
+}
+
+pub fn to_f64(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| f64::from(x)).collect()
+}
+
+/// |got - want| <= atol + rtol * |want|, element by element.
+#[derive(Clone, Copy, Debug)]
+pub struct Tolerance {
+    pub rtol: f64,
+    pub atol: f64,
+}
+
+/// f32 GPU kernels vs the f64 reference on values in [-1, 1) with short reductions
+/// (at most a few hundred terms): rounding stays far below this.
+pub const F32_KERNEL: Tolerance = Tolerance {
+    rtol: 1e-5,
+    atol: 1e-5,
+};
+
+impl Tolerance {
+    /// Scales the absolute part by the largest magnitude of the expected values (for
+    /// reductions whose rounding grows with the size of the result).
+    pub fn scaled(self, want: &[f64]) -> Self {
+        let max = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1.0);
+        Self {
+            rtol: self.rtol,
+            atol: self.atol * max,
+        }
+    }
+}
+
+#[track_caller]
+pub fn assert_close(name: &str, got: &[f32], want: &[f64], tol: Tolerance) {
+    assert_eq!(got.len(), want.len(), "{name}: length");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (f64::from(g) - w).abs();
+        assert!(
+            err <= tol.atol + tol.rtol * w.abs(),
+            "{name}[{i}]: got {g}, want {w} (|err| {err:e} > {tol:?})"
+        );
+    }
+}
+
+/// Same check between two f64 slices (reference vs reference, finite differences).
+#[track_caller]
+pub fn assert_close64(name: &str, got: &[f64], want: &[f64], tol: Tolerance) {
+    assert_eq!(got.len(), want.len(), "{name}: length");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (g - w).abs();
+        assert!(
+            err <= tol.atol + tol.rtol * w.abs(),
+            "{name}[{i}]: got {g}, want {w} (|err| {err:e})"
+        );
+    }
+}
+
+pub fn upload(ctx: &Context, shape: &[usize], data: &[f32]) -> Tensor {
+    Tensor::from_slice(ctx, shape, data).unwrap()
+}
+
+pub fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// One case of the PyTorch-generated oracle (`tests/fixtures/golden/manifest.json`).
+pub struct GoldenCase {
+    pub name: String,
+    pub params: serde_json::Value,
+    tensors: serde_json::Map<String, serde_json::Value>,
+}
+
+impl GoldenCase {
+    pub fn shape(&self, key: &str) -> Vec<usize> {
+        self.tensors[key]["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect()
+    }
+
+    pub fn has(&self, key: &str) -> bool {
+        self.tensors.contains_key(key)
+    }
+
+    /// The raw little-endian f32 values of tensor `key`.
+    pub fn f32(&self, key: &str) -> Vec<f32> {
+        let path = fixtures()
+            .join("golden")
+            .join(self.tensors[key]["file"].as_str().unwrap());
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    }
+
+    pub fn f64(&self, key: &str) -> Vec<f64> {
+        to_f64(&self.f32(key))
+    }
+
+    pub fn param(&self, key: &str) -> usize {
+        self.params[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{}: param {key}", self.name)) as usize
+    }
+
+    /// The manifest's tolerance hint: 1e-5 x max |reference| (at least 1e-6).
+    pub fn tolerance(&self, key: &str) -> Tolerance {
+        let max = self.tensors[key]["torch_f32_err"]["max_abs_ref"]
+            .as_f64()
+            .unwrap_or(1.0);
+        Tolerance {
+            rtol: 1e-5,
+            atol: (1e-5 * max).max(1e-6),
+        }
+    }
+}
+
+/// Every case whose name starts with `prefix`.
+pub fn golden_cases(prefix: &str) -> Vec<GoldenCase> {
+    let text = std::fs::read_to_string(fixtures().join("golden/manifest.json")).unwrap();
+    let manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let cases: Vec<GoldenCase> = manifest["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"].as_str().unwrap().starts_with(prefix))
+        .map(|c| GoldenCase {
+            name: c["name"].as_str().unwrap().to_string(),
+            params: c["params"].clone(),
+            tensors: c["tensors"].as_object().unwrap().clone(),
+        })
+        .collect();
+    assert!(!cases.is_empty(), "no golden case starts with {prefix}");
+    cases
+}

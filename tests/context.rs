@@ -1,0 +1,107 @@
+//! The device context: external devices, limits, shape errors, recording.
+
+mod common;
+
+use common::*;
+use hetconv::kernels::gemm::{self, Layout};
+use hetconv::{Context, Error, Tensor};
+
+/// A game or renderer owns its device; hetconv runs a kernel on it.
+#[test]
+fn runs_on_an_externally_created_device() {
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapter =
+        pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
+            .expect("an adapter");
+    let (device, queue) =
+        pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default()))
+            .expect("a device");
+    let ctx = Context::from_device(device.clone(), queue);
+    assert_eq!(ctx.adapter_info().name, adapter.get_info().name);
+    let a = upload(&ctx, &[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    let b = upload(&ctx, &[3, 1], &[1.0, 0.0, -1.0]);
+    let c = gemm::matmul(&a, Layout::AsIs, &b, Layout::AsIs, None).unwrap();
+    assert_eq!(c.to_vec().unwrap(), vec![-2.0, -2.0]);
+    // The application's device is the very one hetconv used.
+    assert!(ctx.device() == &device);
+}
+
+#[test]
+fn a_tensor_over_the_binding_limit_is_a_limit_error() {
+    let ctx = ctx();
+    let allowed = ctx.max_binding_bytes();
+    let elements = (allowed / 4 + 1) as usize;
+    match Tensor::zeros(&ctx, &[elements]) {
+        Err(Error::Limit {
+            limit,
+            asked,
+            allowed: a,
+            ..
+        }) => {
+            assert_eq!(limit, "max_storage_buffer_binding_size");
+            assert_eq!(asked, elements as u64 * 4);
+            assert_eq!(a, allowed);
+        }
+        other => panic!("expected a limit error, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_shapes_are_errors_that_name_the_op() {
+    let ctx = ctx();
+    let err = Tensor::from_slice(&ctx, &[2, 2], &[1.0; 3]).unwrap_err();
+    assert!(err.to_string().contains("[2, 2]"), "{err}");
+    let err = Tensor::zeros(&ctx, &[3, 0]).unwrap_err();
+    assert!(err.to_string().contains("zero-sized"), "{err}");
+    let a = Tensor::zeros(&ctx, &[2, 3]).unwrap();
+    let b = Tensor::zeros(&ctx, &[4, 2]).unwrap();
+    let err = gemm::matmul(&a, Layout::AsIs, &b, Layout::AsIs, None).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with("matmul") && text.contains("[2, 3]") && text.contains("[4, 2]"),
+        "{text}"
+    );
+}
+
+#[test]
+fn many_ops_are_recorded_into_one_submission() {
+    let ctx = ctx();
+    let a = upload(&ctx, &[4, 4], &Rng::new(1).vec(16));
+    let before = ctx.record_stats();
+    let mut x = a.clone();
+    for _ in 0..5 {
+        x = gemm::matmul(&x, Layout::AsIs, &a, Layout::AsIs, None).unwrap();
+    }
+    let recorded = ctx.record_stats();
+    assert_eq!(recorded.dispatches - before.dispatches, 5);
+    assert_eq!(
+        recorded.submissions, before.submissions,
+        "nothing is submitted before a readback"
+    );
+    x.to_vec().unwrap();
+    assert_eq!(ctx.record_stats().submissions, before.submissions + 1);
+}
+
+#[test]
+fn pooled_buffers_are_reused_across_steps() {
+    let ctx = ctx();
+    let a = upload(&ctx, &[8, 8], &Rng::new(2).vec(64));
+    let step = || {
+        let y = gemm::matmul(&a, Layout::AsIs, &a, Layout::AsIs, None).unwrap();
+        gemm::matmul(&y, Layout::Transposed, &a, Layout::AsIs, None)
+            .unwrap()
+            .to_vec()
+            .unwrap()
+    };
+    let first = step();
+    let created = ctx.buffers_created();
+    for _ in 0..3 {
+        assert_eq!(step(), first, "same inputs, same result");
+    }
+    assert_eq!(
+        ctx.buffers_created(),
+        created,
+        "a repeated step allocates no new tensor buffer"
+    );
+}

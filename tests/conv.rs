@@ -1,0 +1,490 @@
+//! The conv family on the GPU vs the CPU reference: standard, grouped (every group count),
+//! depthwise, 1x1, masked 1x1 and fused HetConv, forward and both gradients, on small shapes with
+//! odd sizes, batch 1 and channel counts that are not multiples of 4.
+
+mod common;
+
+use common::*;
+use hetconv::kernels::conv::{self, ConvDims, ConvKind, ConvWeights, Pointwise};
+use hetconv::kernels::reduce;
+use hetconv::reference::conv as cpu;
+use hetconv::{Context, Tensor};
+use proptest::prelude::{ProptestConfig, prop, proptest};
+
+/// Inputs of one case, as f32 (what the GPU sees) and f64 (what the reference sees).
+struct Case {
+    kind: ConvKind,
+    d: ConvDims,
+    x: Vec<f32>,
+    w3: Option<Vec<f32>>,
+    w1: Option<Vec<f32>>,
+    bias: Option<Vec<f32>>,
+    dy: Vec<f32>,
+}
+
+impl Case {
+    fn new(kind: ConvKind, d: ConvDims, with_bias: bool, seed: u64) -> Self {
+        let mut rng = Rng::new(seed);
+        let image = d.height * d.width;
+        let x = rng.vec(d.batch * d.cin * image);
+        let w3 = kind
+            .kernel3
+            .then(|| rng.vec(d.cout * d.cin / kind.groups * 9));
+        let mut w1 = (kind.pointwise != Pointwise::None).then(|| rng.vec(d.cout * d.cin));
+        // Masked weights hold exact zeros in the skipped block, as in a trained HetConv.
+        if let (Pointwise::Masked, Some(w1)) = (kind.pointwise, w1.as_mut()) {
+            for o in 0..d.cout {
+                for c in cpu::own_block(&kind, &d, o) {
+                    w1[o * d.cin + c] = 0.0;
+                }
+            }
+        }
+        let bias = with_bias.then(|| rng.vec(d.cout));
+        let dy = rng.vec(d.batch * d.cout * image);
+        Self {
+            kind,
+            d,
+            x,
+            w3,
+            w1,
+            bias,
+            dy,
+        }
+    }
+
+    fn poison_masked_block(&self, w1: &[f32]) -> Vec<f32> {
+        let mut w1 = w1.to_vec();
+        if self.kind.pointwise == Pointwise::Masked {
+            for o in 0..self.d.cout {
+                for c in cpu::own_block(&self.kind, &self.d, o) {
+                    w1[o * self.d.cin + c] = f32::NAN;
+                }
+            }
+        }
+        w1
+    }
+
+    fn check(&self, ctx: &Context) {
+        let Case { kind, d, .. } = self;
+        let name = format!("{kind:?} {d:?}");
+        let x = upload(ctx, &[d.batch, d.cin, d.height, d.width], &self.x);
+        let dy = upload(ctx, &[d.batch, d.cout, d.height, d.width], &self.dy);
+        let w3 = self
+            .w3
+            .as_ref()
+            .map(|w| upload(ctx, &[d.cout, d.cin / kind.groups, 3, 3], w));
+        // The GPU copy of a masked weight holds NaN in the skipped block: the kernels must never
+        // read it (a multiply by it would poison the result).
+        let w1 = self
+            .w1
+            .as_ref()
+            .map(|w| upload(ctx, &[d.cout, d.cin], &self.poison_masked_block(w)));
+        let bias = self.bias.as_ref().map(|b| upload(ctx, &[d.cout], b));
+        let weights = ConvWeights {
+            w3: w3.as_ref(),
+            w1: w1.as_ref(),
+            bias: bias.as_ref(),
+        };
+
+        let (x64, dy64) = (to_f64(&self.x), to_f64(&self.dy));
+        let w3_64 = self.w3.as_deref().map(to_f64);
+        let w1_64 = self.w1.as_deref().map(to_f64);
+        let b64 = self.bias.as_deref().map(to_f64);
+
+        let y = conv::forward(kind, &x, &weights).unwrap().to_vec().unwrap();
+        let want_y = cpu::forward(
+            kind,
+            d,
+            &x64,
+            w3_64.as_deref(),
+            w1_64.as_deref(),
+            b64.as_deref(),
+        );
+        assert_close(&format!("{name} y"), &y, &want_y, F32_KERNEL);
+
+        let dx = conv::backward_input(kind, &dy, &weights, d.cin)
+            .unwrap()
+            .to_vec()
+            .unwrap();
+        let want_dx = cpu::backward_input(kind, d, &dy64, w3_64.as_deref(), w1_64.as_deref());
+        assert_close(&format!("{name} dx"), &dx, &want_dx, F32_KERNEL);
+
+        let grads = conv::backward_weight(kind, &x, &dy).unwrap();
+        let (want_dw3, want_dw1) = cpu::backward_weight(kind, d, &x64, &dy64);
+        // Weight gradients sum batch * height * width terms.
+        let long_sum = Tolerance {
+            rtol: 1e-5,
+            atol: 1e-5 * (d.batch * d.height * d.width) as f64,
+        };
+        assert_eq!(
+            grads.dw3.is_some(),
+            want_dw3.is_some(),
+            "{name}: dw3 presence"
+        );
+        assert_eq!(
+            grads.dw1.is_some(),
+            want_dw1.is_some(),
+            "{name}: dw1 presence"
+        );
+        if let (Some(got), Some(want)) = (&grads.dw3, &want_dw3) {
+            assert_close(
+                &format!("{name} dw3"),
+                &got.to_vec().unwrap(),
+                want,
+                long_sum,
+            );
+        }
+        if let (Some(got), Some(want)) = (&grads.dw1, &want_dw1) {
+            let got = got.to_vec().unwrap();
+            assert_close(&format!("{name} dw1"), &got, want, long_sum);
+            if kind.pointwise == Pointwise::Masked {
+                for o in 0..d.cout {
+                    for c in cpu::own_block(kind, d, o) {
+                        assert_eq!(
+                            got[o * d.cin + c].to_bits(),
+                            0,
+                            "{name}: masked dw1[{o},{c}] is not an exact +0"
+                        );
+                    }
+                }
+            }
+        }
+        if self.bias.is_some() {
+            let db = reduce::sum_channels(&dy).unwrap().to_vec().unwrap();
+            assert_close(
+                &format!("{name} dbias"),
+                &db,
+                &cpu::bias_grad(d, &dy64),
+                long_sum,
+            );
+        }
+    }
+}
+
+fn dims(batch: usize, cin: usize, cout: usize, height: usize, width: usize) -> ConvDims {
+    ConvDims {
+        batch,
+        cin,
+        cout,
+        height,
+        width,
+    }
+}
+
+/// Shapes: batch 1 and more, odd and tiny images, N != M, channels not multiples of 4.
+fn shapes() -> Vec<ConvDims> {
+    vec![
+        dims(1, 8, 8, 7, 6),
+        dims(2, 8, 12, 2, 2),
+        dims(3, 6, 6, 1, 1),
+        dims(2, 12, 6, 5, 3),
+        dims(1, 3, 5, 6, 9),
+    ]
+}
+
+fn divisors(n: usize) -> Vec<usize> {
+    (1..=n).filter(|g| n.is_multiple_of(*g)).collect()
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+#[test]
+fn grouped_3x3_every_group_count_with_and_without_bias() {
+    let ctx = ctx();
+    for (i, d) in shapes().into_iter().enumerate() {
+        for g in divisors(gcd(d.cin, d.cout)) {
+            Case::new(ConvKind::grouped3x3(g), d, g == 1, 10 + i as u64).check(&ctx);
+        }
+    }
+}
+
+#[test]
+fn pointwise_dense_and_masked() {
+    let ctx = ctx();
+    for (i, d) in shapes().into_iter().enumerate() {
+        Case::new(ConvKind::pointwise(), d, false, 20 + i as u64).check(&ctx);
+        for p in divisors(gcd(d.cin, d.cout)) {
+            Case::new(ConvKind::masked_pointwise(p), d, false, 30 + i as u64).check(&ctx);
+        }
+    }
+}
+
+#[test]
+fn fused_hetconv_every_part() {
+    let ctx = ctx();
+    for (i, d) in shapes().into_iter().enumerate() {
+        for p in divisors(gcd(d.cin, d.cout)) {
+            Case::new(ConvKind::hetconv(p), d, false, 40 + i as u64).check(&ctx);
+        }
+    }
+    // P in {1, 2, 4, 8, M} on M = N = 16.
+    for p in [1, 2, 4, 8, 16] {
+        Case::new(
+            ConvKind::hetconv(p),
+            dims(2, 16, 16, 3, 5),
+            false,
+            50 + p as u64,
+        )
+        .check(&ctx);
+    }
+}
+
+/// A 3x3 layer with a dense 1x1 part on top (the unmasked form) is also a family member.
+#[test]
+fn grouped_3x3_plus_dense_1x1() {
+    let ctx = ctx();
+    let kind = ConvKind {
+        groups: 2,
+        kernel3: true,
+        pointwise: Pointwise::Dense,
+    };
+    Case::new(kind, dims(2, 6, 4, 4, 5), false, 60).check(&ctx);
+}
+
+#[test]
+fn fused_equals_unfused_equals_per_filter_definition() {
+    let ctx = ctx();
+    for p in [1, 2, 4, 8] {
+        let d = dims(2, 8, 8, 5, 7);
+        let case = Case::new(ConvKind::hetconv(p), d, false, 70 + p as u64);
+        let (w3, w1) = (case.w3.clone().unwrap(), case.w1.clone().unwrap());
+        let x = upload(&ctx, &[2, 8, 5, 7], &case.x);
+        let w3t = upload(&ctx, &[8, 8 / p, 3, 3], &w3);
+        let w1t = upload(&ctx, &[8, 8], &w1);
+        let weights = ConvWeights {
+            w3: Some(&w3t),
+            w1: Some(&w1t),
+            bias: None,
+        };
+        let fused = conv::forward(&ConvKind::hetconv(p), &x, &weights)
+            .unwrap()
+            .to_vec()
+            .unwrap();
+        let unfused = conv::hetconv_unfused_forward(p, &x, &w3t, &w1t)
+            .unwrap()
+            .to_vec()
+            .unwrap();
+
+        // The definition: filter o has 3x3 kernels on the M/P channels of its part, 1x1 on the rest.
+        let (w3_64, w1_64) = (to_f64(&w3), to_f64(&w1));
+        let per_part = 8 / p;
+        let part = |o: usize| o / (8 / p);
+        let definition = cpu::hetconv_per_filter(
+            &d,
+            &to_f64(&case.x),
+            |o, c| c / per_part == part(o),
+            |o, c| std::array::from_fn(|t| w3_64[(o * per_part + c % per_part) * 9 + t]),
+            |o, c| w1_64[o * 8 + c],
+        );
+        assert_close(
+            &format!("P={p} fused vs definition"),
+            &fused,
+            &definition,
+            F32_KERNEL,
+        );
+        assert_close(
+            &format!("P={p} unfused vs definition"),
+            &unfused,
+            &definition,
+            F32_KERNEL,
+        );
+
+        // And a standard conv with the dense equivalent weight (1x1 as centre taps).
+        let dense = cpu::hetconv_dense_equivalent(&d, p, &w3_64, &w1_64);
+        let via_dense = cpu::forward(
+            &ConvKind::standard3x3(),
+            &d,
+            &to_f64(&case.x),
+            Some(&dense),
+            None,
+            None,
+        );
+        assert_close64(
+            &format!("P={p} dense equivalent"),
+            &via_dense,
+            &definition,
+            Tolerance {
+                rtol: 1e-12,
+                atol: 1e-12,
+            },
+        );
+    }
+}
+
+/// The paper's shifted layout (filter n has 3x3 kernels on channels c ≡ n mod P) equals the
+/// block layout after permuting every channel dimension with σ(c) = (c mod P)·(C/P) + c/P.
+#[test]
+fn shifted_layout_equals_block_layout_after_permutation() {
+    let (m, n, p) = (8, 12, 4);
+    let d = dims(2, m, n, 4, 5);
+    let mut rng = Rng::new(80);
+    let x = to_f64(&rng.vec(2 * m * 20));
+    // Shifted-layout weights: w3s[n][j] is the kernel on the j-th channel with c mod P == n mod P.
+    let w3s = to_f64(&rng.vec(n * (m / p) * 9));
+    let w1s = to_f64(&rng.vec(n * m));
+    let shifted = cpu::hetconv_per_filter(
+        &d,
+        &x,
+        |o, c| c % p == o % p,
+        |o, c| std::array::from_fn(|t| w3s[(o * (m / p) + c / p) * 9 + t]),
+        |o, c| w1s[o * m + c],
+    );
+    // Permute into the block layout and run the block-layout reference.
+    let sigma_in = |c| cpu::shifted_to_block(c, m, p);
+    let sigma_out = |o| cpu::shifted_to_block(o, n, p);
+    let plane = 20;
+    let mut xb = vec![0.0; x.len()];
+    for b in 0..2 {
+        for c in 0..m {
+            xb[(b * m + sigma_in(c)) * plane..][..plane]
+                .copy_from_slice(&x[(b * m + c) * plane..][..plane]);
+        }
+    }
+    let mut w3b = vec![0.0; w3s.len()];
+    let mut w1b = vec![0.0; w1s.len()];
+    for o in 0..n {
+        for j in 0..m / p {
+            // The j-th 3x3 channel of filter o is channel c = j*P + o mod P: block offset c / P = j.
+            w3b[(sigma_out(o) * (m / p) + j) * 9..][..9]
+                .copy_from_slice(&w3s[(o * (m / p) + j) * 9..][..9]);
+        }
+        for c in 0..m {
+            if c % p != o % p {
+                w1b[sigma_out(o) * m + sigma_in(c)] = w1s[o * m + c];
+            }
+        }
+    }
+    let block = cpu::forward(&ConvKind::hetconv(p), &d, &xb, Some(&w3b), Some(&w1b), None);
+    for b in 0..2 {
+        for o in 0..n {
+            let want = &shifted[(b * n + o) * plane..][..plane];
+            let got = &block[(b * n + sigma_out(o)) * plane..][..plane];
+            assert_close64(
+                &format!("image {b} filter {o}"),
+                got,
+                want,
+                Tolerance {
+                    rtol: 1e-12,
+                    atol: 1e-12,
+                },
+            );
+        }
+    }
+}
+
+/// The reference gradients agree with central finite differences of L = sum(y * dy) in f64.
+#[test]
+fn reference_gradients_match_finite_differences() {
+    for kind in [
+        ConvKind::hetconv(2),
+        ConvKind::grouped3x3(3),
+        ConvKind::pointwise(),
+        ConvKind::masked_pointwise(3),
+    ] {
+        let d = dims(2, 6, 6, 3, 4);
+        let case = Case::new(kind, d, false, 90);
+        let x = to_f64(&case.x);
+        let dy = to_f64(&case.dy);
+        let w3 = case.w3.as_deref().map(to_f64);
+        let w1 = case.w1.as_deref().map(to_f64);
+        let loss = |x: &[f64], w3: Option<&[f64]>, w1: Option<&[f64]>| -> f64 {
+            cpu::forward(&kind, &d, x, w3, w1, None)
+                .iter()
+                .zip(&dy)
+                .map(|(a, b)| a * b)
+                .sum()
+        };
+        let numeric = |v: &[f64], f: &dyn Fn(&[f64]) -> f64| -> Vec<f64> {
+            let h = 1e-6;
+            (0..v.len())
+                .map(|i| {
+                    let (mut up, mut down) = (v.to_vec(), v.to_vec());
+                    up[i] += h;
+                    down[i] -= h;
+                    (f(&up) - f(&down)) / (2.0 * h)
+                })
+                .collect()
+        };
+        let tol = Tolerance {
+            rtol: 1e-6,
+            atol: 1e-7,
+        };
+        let dx = cpu::backward_input(&kind, &d, &dy, w3.as_deref(), w1.as_deref());
+        let fd = numeric(&x, &|v| loss(v, w3.as_deref(), w1.as_deref()));
+        assert_close64(&format!("{kind:?} dx"), &dx, &fd, tol);
+        let (dw3, dw1) = cpu::backward_weight(&kind, &d, &x, &dy);
+        if let (Some(w3), Some(dw3)) = (&w3, &dw3) {
+            let fd = numeric(w3, &|v| loss(&x, Some(v), w1.as_deref()));
+            assert_close64(&format!("{kind:?} dw3"), dw3, &fd, tol);
+        }
+        if let (Some(w1v), Some(dw1)) = (&w1, &dw1) {
+            let fd = numeric(w1v, &|v| loss(&x, w3.as_deref(), Some(v)));
+            // Masked entries do not take part in the function: their derivative is zero.
+            assert_close64(&format!("{kind:?} dw1"), dw1, &fd, tol);
+        }
+    }
+}
+
+#[test]
+fn bad_shapes_give_errors_naming_op_and_shapes() {
+    let ctx = ctx();
+    let x = Tensor::zeros(&ctx, &[1, 6, 4, 4]).unwrap();
+    let w3 = Tensor::zeros(&ctx, &[8, 1, 3, 3]).unwrap();
+    let w1 = Tensor::zeros(&ctx, &[8, 6]).unwrap();
+    let weights = ConvWeights {
+        w3: Some(&w3),
+        w1: Some(&w1),
+        bias: None,
+    };
+    let err = conv::forward(&ConvKind::hetconv(4), &x, &weights)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("conv forward") && err.contains("not divisible by groups/parts 4"),
+        "{err}"
+    );
+    let err = conv::forward(&ConvKind::hetconv(2), &x, &weights)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("[8, 1, 3, 3]") && err.contains("expected [8, 3, 3, 3]"),
+        "{err}"
+    );
+    let err = conv::forward(
+        &ConvKind::hetconv(2),
+        &Tensor::zeros(&ctx, &[6, 4, 4]).unwrap(),
+        &weights,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("[6, 4, 4]"), "{err}");
+    let dy = Tensor::zeros(&ctx, &[1, 8, 4, 5]).unwrap();
+    let err = conv::backward_weight(&ConvKind::hetconv(2), &x, &dy)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("[1, 6, 4, 4]") && err.contains("[1, 8, 4, 5]"),
+        "{err}"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Fused HetConv vs the reference over random small shapes.
+    #[test]
+    fn fused_hetconv_matches_reference_on_random_shapes(
+        batch in 1usize..=3,
+        parts in prop::sample::select(vec![1usize, 2, 3, 4]),
+        in_per_part in 1usize..=3,
+        out_per_part in 1usize..=3,
+        height in 1usize..=6,
+        width in 1usize..=9,
+        seed in 0u64..1000,
+    ) {
+        let d = dims(batch, parts * in_per_part, parts * out_per_part, height, width);
+        Case::new(ConvKind::hetconv(parts), d, false, seed).check(&ctx());
+    }
+}

@@ -1,0 +1,132 @@
+//! GEMM and elementwise kernels vs the CPU reference (odd sizes, both transposes, bias).
+
+mod common;
+
+use common::*;
+use hetconv::kernels::elementwise::{self, BinaryOp};
+use hetconv::kernels::gemm::{self, Layout};
+use hetconv::reference::gemm::{matmul, transpose};
+
+#[test]
+fn matmul_matches_reference_on_odd_shapes_and_layouts() {
+    let ctx = ctx();
+    let mut rng = Rng::new(7);
+    for &(m, k, n) in &[
+        (1, 1, 1),
+        (1, 5, 3),
+        (7, 3, 5),
+        (13, 17, 9),
+        (33, 65, 31),
+        (4, 512, 10),
+    ] {
+        let a = rng.vec(m * k);
+        let b = rng.vec(k * n);
+        let want = matmul(&to_f64(&a), &to_f64(&b), m, k, n);
+        let tol = F32_KERNEL.scaled(&want);
+        for la in [Layout::AsIs, Layout::Transposed] {
+            for lb in [Layout::AsIs, Layout::Transposed] {
+                let (a_stored, a_shape) = match la {
+                    Layout::AsIs => (a.clone(), [m, k]),
+                    Layout::Transposed => (transpose_f32(&a, m, k), [k, m]),
+                };
+                let (b_stored, b_shape) = match lb {
+                    Layout::AsIs => (b.clone(), [k, n]),
+                    Layout::Transposed => (transpose_f32(&b, k, n), [n, k]),
+                };
+                let got = gemm::matmul(
+                    &upload(&ctx, &a_shape, &a_stored),
+                    la,
+                    &upload(&ctx, &b_shape, &b_stored),
+                    lb,
+                    None,
+                )
+                .unwrap()
+                .to_vec()
+                .unwrap();
+                assert_close(
+                    &format!("matmul {m}x{k}x{n} {la:?} {lb:?}"),
+                    &got,
+                    &want,
+                    tol,
+                );
+            }
+        }
+    }
+}
+
+fn transpose_f32(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    transpose(&to_f64(a), rows, cols)
+        .iter()
+        .map(|&v| v as f32)
+        .collect()
+}
+
+#[test]
+fn matmul_adds_bias_and_accumulates() {
+    let ctx = ctx();
+    let mut rng = Rng::new(8);
+    let (m, k, n) = (5, 6, 7);
+    let (a, b, bias) = (rng.vec(m * k), rng.vec(k * n), rng.vec(n));
+    let product = matmul(&to_f64(&a), &to_f64(&b), m, k, n);
+    let with_bias: Vec<f64> = product
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v + f64::from(bias[i % n]))
+        .collect();
+    let (ta, tb) = (upload(&ctx, &[m, k], &a), upload(&ctx, &[k, n], &b));
+    let got = gemm::matmul(
+        &ta,
+        Layout::AsIs,
+        &tb,
+        Layout::AsIs,
+        Some(&upload(&ctx, &[n], &bias)),
+    )
+    .unwrap();
+    assert_close(
+        "matmul + bias",
+        &got.to_vec().unwrap(),
+        &with_bias,
+        F32_KERNEL,
+    );
+    gemm::matmul_accumulate(&ta, Layout::AsIs, &tb, Layout::AsIs, &got).unwrap();
+    let twice: Vec<f64> = with_bias.iter().zip(&product).map(|(w, p)| w + p).collect();
+    assert_close(
+        "matmul accumulate",
+        &got.to_vec().unwrap(),
+        &twice,
+        F32_KERNEL,
+    );
+}
+
+#[test]
+fn elementwise_ops_match_reference() {
+    let ctx = ctx();
+    let mut rng = Rng::new(9);
+    let n = 1000; // several workgroups, last one partial
+    let (a, b) = (rng.vec(n), rng.vec(n));
+    let (ta, tb) = (upload(&ctx, &[10, 100], &a), upload(&ctx, &[10, 100], &b));
+    for (op, f) in [
+        (BinaryOp::Add, (|x, y| x + y) as fn(f64, f64) -> f64),
+        (BinaryOp::Sub, |x, y| x - y),
+        (BinaryOp::Mul, |x, y| x * y),
+    ] {
+        let want: Vec<f64> = a
+            .iter()
+            .zip(&b)
+            .map(|(&x, &y)| f(f64::from(x), f64::from(y)))
+            .collect();
+        let got = elementwise::binary(op, &ta, &tb).unwrap().to_vec().unwrap();
+        assert_close(&format!("{op:?}"), &got, &want, F32_KERNEL);
+    }
+    let out = upload(&ctx, &[1000], &b);
+    elementwise::axpby(2.0, &ta, -0.5, &out).unwrap();
+    let want: Vec<f64> = a
+        .iter()
+        .zip(&b)
+        .map(|(&x, &y)| 2.0 * f64::from(x) - 0.5 * f64::from(y))
+        .collect();
+    assert_close("axpby", &out.to_vec().unwrap(), &want, F32_KERNEL);
+    let mismatch =
+        elementwise::binary(BinaryOp::Add, &ta, &upload(&ctx, &[100, 10], &b)).unwrap_err();
+    assert!(mismatch.to_string().contains("[10, 100]"), "{mismatch}");
+}

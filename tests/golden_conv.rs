@@ -1,0 +1,224 @@
+//! The conv family vs the independent PyTorch float64 oracle in `tests/fixtures/golden`
+//! (copied from the project's shared fixtures; format in its manifest.json). Tolerance: the
+//! manifest's hint, 1e-5 x max |reference| absolute plus 1e-5 relative.
+
+mod common;
+
+use common::*;
+use hetconv::kernels::conv::{self, ConvDims, ConvKind, ConvWeights, Pointwise};
+use hetconv::kernels::reduce;
+use hetconv::reference::conv as cpu;
+
+fn dims_of(case: &GoldenCase) -> ConvDims {
+    ConvDims {
+        batch: case.param("B"),
+        cin: case.param("M"),
+        cout: case.param("N"),
+        height: case.param("H"),
+        width: case.param("W"),
+    }
+}
+
+#[test]
+fn hetconv_fused_and_unfused_match_pytorch() {
+    let ctx = ctx();
+    for case in golden_cases("hetconv_") {
+        let d = dims_of(&case);
+        let p = case.param("P");
+        let name = &case.name;
+        let x = upload(&ctx, &case.shape("x"), &case.f32("x"));
+        let dy = upload(&ctx, &case.shape("dy"), &case.f32("dy"));
+        let w3 = upload(&ctx, &case.shape("w3"), &case.f32("w3"));
+        let w1 = upload(&ctx, &case.shape("w1"), &case.f32("w1"));
+        let weights = ConvWeights {
+            w3: Some(&w3),
+            w1: Some(&w1),
+            bias: None,
+        };
+        let kind = ConvKind::hetconv(p);
+
+        let fused = conv::forward(&kind, &x, &weights)
+            .unwrap()
+            .to_vec()
+            .unwrap();
+        assert_close(
+            &format!("{name} fused y"),
+            &fused,
+            &case.f64("y"),
+            case.tolerance("y"),
+        );
+        let unfused = conv::hetconv_unfused_forward(p, &x, &w3, &w1)
+            .unwrap()
+            .to_vec()
+            .unwrap();
+        assert_close(
+            &format!("{name} unfused y"),
+            &unfused,
+            &case.f64("y"),
+            case.tolerance("y"),
+        );
+
+        let dx = conv::backward_input(&kind, &dy, &weights, d.cin)
+            .unwrap()
+            .to_vec()
+            .unwrap();
+        assert_close(
+            &format!("{name} dx"),
+            &dx,
+            &case.f64("dx"),
+            case.tolerance("dx"),
+        );
+
+        let grads = conv::backward_weight(&kind, &x, &dy).unwrap();
+        let dw3 = grads.dw3.unwrap().to_vec().unwrap();
+        assert_close(
+            &format!("{name} dw3"),
+            &dw3,
+            &case.f64("dw3"),
+            case.tolerance("dw3"),
+        );
+        let dw1 = grads.dw1.unwrap().to_vec().unwrap();
+        assert_close(
+            &format!("{name} dw1 (masked)"),
+            &dw1,
+            &case.f64("dw1"),
+            case.tolerance("dw1"),
+        );
+
+        // The unmasked form (dense 1x1 part) gives PyTorch's gradient before masking.
+        let unmasked = ConvKind {
+            pointwise: Pointwise::Dense,
+            ..kind
+        };
+        let dw1_dense = conv::backward_weight(&unmasked, &x, &dy)
+            .unwrap()
+            .dw1
+            .unwrap()
+            .to_vec()
+            .unwrap();
+        assert_close(
+            &format!("{name} dw1 (unmasked)"),
+            &dw1_dense,
+            &case.f64("dw1_unmasked"),
+            case.tolerance("dw1_unmasked"),
+        );
+
+        // The reference's dense equivalent weight equals PyTorch's.
+        let dense = cpu::hetconv_dense_equivalent(&d, p, &case.f64("w3"), &case.f64("w1"));
+        assert_close64(
+            &format!("{name} w_dense_equiv"),
+            &dense,
+            &case.f64("w_dense_equiv"),
+            case.tolerance("w_dense_equiv"),
+        );
+    }
+}
+
+#[test]
+fn convs_match_pytorch() {
+    let ctx = ctx();
+    let cases = ["conv3x3_std", "gconv3x3", "conv1x1"]
+        .into_iter()
+        .flat_map(golden_cases);
+    for case in cases {
+        let name = &case.name;
+        let groups = case.param("groups");
+        let kind = if case.param("K") == 1 {
+            ConvKind::pointwise()
+        } else {
+            ConvKind::grouped3x3(groups)
+        };
+        let x = upload(&ctx, &case.shape("x"), &case.f32("x"));
+        let dy = upload(&ctx, &case.shape("dy"), &case.f32("dy"));
+        let w_shape = case.shape("w");
+        let w = upload(&ctx, &w_shape, &case.f32("w"));
+        let bias = case
+            .has("b")
+            .then(|| upload(&ctx, &case.shape("b"), &case.f32("b")));
+        let weights = if kind.kernel3 {
+            ConvWeights {
+                w3: Some(&w),
+                w1: None,
+                bias: bias.as_ref(),
+            }
+        } else {
+            ConvWeights {
+                w3: None,
+                w1: Some(&w),
+                bias: bias.as_ref(),
+            }
+        };
+        let y = conv::forward(&kind, &x, &weights)
+            .unwrap()
+            .to_vec()
+            .unwrap();
+        assert_close(
+            &format!("{name} y"),
+            &y,
+            &case.f64("y"),
+            case.tolerance("y"),
+        );
+        let dx = conv::backward_input(&kind, &dy, &weights, case.param("M"))
+            .unwrap()
+            .to_vec()
+            .unwrap();
+        assert_close(
+            &format!("{name} dx"),
+            &dx,
+            &case.f64("dx"),
+            case.tolerance("dx"),
+        );
+        let grads = conv::backward_weight(&kind, &x, &dy).unwrap();
+        let dw = grads.dw3.or(grads.dw1).unwrap().to_vec().unwrap();
+        assert_close(
+            &format!("{name} dw"),
+            &dw,
+            &case.f64("dw"),
+            case.tolerance("dw"),
+        );
+        if case.has("db") {
+            let db = reduce::sum_channels(&dy).unwrap().to_vec().unwrap();
+            assert_close(
+                &format!("{name} db"),
+                &db,
+                &case.f64("db"),
+                case.tolerance("db"),
+            );
+        }
+    }
+}
+
+#[test]
+fn unfused_gradients_match_pytorch() {
+    let ctx = ctx();
+    for case in golden_cases("hetconv_") {
+        let p = case.param("P");
+        let name = &case.name;
+        let x = upload(&ctx, &case.shape("x"), &case.f32("x"));
+        let dy = upload(&ctx, &case.shape("dy"), &case.f32("dy"));
+        let w3 = upload(&ctx, &case.shape("w3"), &case.f32("w3"));
+        let w1 = upload(&ctx, &case.shape("w1"), &case.f32("w1"));
+        let dx = conv::hetconv_unfused_backward_input(p, &dy, &w3, &w1, case.param("M")).unwrap();
+        assert_close(
+            &format!("{name} unfused dx"),
+            &dx.to_vec().unwrap(),
+            &case.f64("dx"),
+            case.tolerance("dx"),
+        );
+        let grads = conv::hetconv_unfused_backward_weight(p, &x, &dy).unwrap();
+        let dw3 = grads.dw3.unwrap().to_vec().unwrap();
+        assert_close(
+            &format!("{name} unfused dw3"),
+            &dw3,
+            &case.f64("dw3"),
+            case.tolerance("dw3"),
+        );
+        let dw1 = grads.dw1.unwrap().to_vec().unwrap();
+        assert_close(
+            &format!("{name} unfused dw1"),
+            &dw1,
+            &case.f64("dw1"),
+            case.tolerance("dw1"),
+        );
+    }
+}
