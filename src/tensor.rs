@@ -11,6 +11,8 @@ pub struct Tensor {
     ctx: Context,
     shape: Vec<usize>,
     storage: Arc<PooledBuffer>,
+    /// First element inside the buffer (non-zero for views into a flat parameter buffer).
+    offset: usize,
 }
 
 impl std::fmt::Debug for Tensor {
@@ -43,6 +45,7 @@ impl Tensor {
             ctx: ctx.clone(),
             shape: shape.to_vec(),
             storage: Arc::new(PooledBuffer::new(buffer, &ctx.inner.pool)),
+            offset: 0,
         })
     }
 
@@ -52,7 +55,7 @@ impl Tensor {
     /// Any shape with no zero-sized dimension.
     pub fn zeros(ctx: &Context, shape: &[usize]) -> Result<Self> {
         let tensor = Self::uninit(ctx, shape)?;
-        ctx.with_encoder(|e| e.clear_buffer(tensor.buffer(), 0, None));
+        tensor.fill_zero();
         Ok(tensor)
     }
 
@@ -72,9 +75,116 @@ impl Tensor {
             ));
         }
         let tensor = Self::uninit(ctx, shape)?;
-        ctx.queue()
-            .write_buffer(tensor.buffer(), 0, bytemuck::cast_slice(data));
+        tensor.write(data)?;
         Ok(tensor)
+    }
+
+    /// Overwrites the tensor with `data` (row-major). The write happens before any work that is
+    /// recorded but not yet submitted, so only use it on tensors no pending op reads.
+    ///
+    /// # Shapes
+    /// `data.len()` must equal `self.numel()`.
+    pub fn write(&self, data: &[f32]) -> Result<()> {
+        if data.len() != self.numel() {
+            return Err(Error::shape(
+                "tensor write",
+                format!(
+                    "tensor {:?} holds {} values but {} were given",
+                    self.shape,
+                    self.numel(),
+                    data.len()
+                ),
+            ));
+        }
+        self.ctx.queue().write_buffer(
+            self.buffer(),
+            self.byte_offset(),
+            bytemuck::cast_slice(data),
+        );
+        Ok(())
+    }
+
+    /// Records a clear of the tensor to zeros.
+    pub fn fill_zero(&self) {
+        self.ctx.with_encoder(|e| {
+            e.clear_buffer(self.buffer(), self.byte_offset(), Some(self.byte_len()))
+        });
+    }
+
+    /// A view of `shape` starting `offset` elements into this tensor's storage. The byte offset
+    /// must meet the device's storage-offset alignment.
+    ///
+    /// # Shapes
+    /// `offset + numel(shape) <= self.numel()`
+    pub fn view(&self, offset: usize, shape: &[usize]) -> Result<Self> {
+        let numel = checked_numel("view", shape)?;
+        if offset + numel > self.numel() {
+            return Err(Error::shape(
+                "view",
+                format!(
+                    "{shape:?} at offset {offset} does not fit in {:?}",
+                    self.shape
+                ),
+            ));
+        }
+        let align = u64::from(self.ctx.limits().min_storage_buffer_offset_alignment);
+        let byte_offset = ((self.offset + offset) * 4) as u64;
+        if byte_offset % align != 0 {
+            return Err(Error::shape(
+                "view",
+                format!(
+                    "byte offset {byte_offset} is not a multiple of the device's alignment {align}"
+                ),
+            ));
+        }
+        Ok(Self {
+            ctx: self.ctx.clone(),
+            shape: shape.to_vec(),
+            storage: self.storage.clone(),
+            offset: self.offset + offset,
+        })
+    }
+
+    /// Byte offset of the first element in [`Tensor::buffer`].
+    pub fn byte_offset(&self) -> u64 {
+        (self.offset * 4) as u64
+    }
+
+    /// Bytes the tensor covers.
+    pub fn byte_len(&self) -> u64 {
+        (self.numel() * 4) as u64
+    }
+
+    /// The tensor as a shader binding (its own range of the buffer).
+    pub fn binding(&self) -> wgpu::BindingResource<'_> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: self.buffer(),
+            offset: self.byte_offset(),
+            size: std::num::NonZeroU64::new(self.byte_len()),
+        })
+    }
+
+    /// Records a copy of this tensor's values into `dst`.
+    ///
+    /// # Shapes
+    /// `dst` has as many elements as `self`.
+    pub fn copy_to(&self, dst: &Tensor) -> Result<()> {
+        if dst.numel() != self.numel() {
+            return Err(Error::shape(
+                "copy",
+                format!("cannot copy {:?} into {:?}", self.shape, dst.shape),
+            ));
+        }
+        self.ctx.with_encoder(|e| {
+            e.copy_buffer_to_buffer(
+                self.buffer(),
+                self.byte_offset(),
+                dst.buffer(),
+                dst.byte_offset(),
+                self.byte_len(),
+            )
+        });
+        Ok(())
     }
 
     /// The same data seen with another shape of the same size.
@@ -93,6 +203,7 @@ impl Tensor {
             ctx: self.ctx.clone(),
             shape: shape.to_vec(),
             storage: self.storage.clone(),
+            offset: self.offset,
         })
     }
 
@@ -111,7 +222,8 @@ impl Tensor {
         &self.ctx
     }
 
-    /// The underlying wgpu buffer (may be larger than the tensor: sizes are rounded up).
+    /// The underlying wgpu buffer (may be larger than the tensor: sizes are rounded up, and a
+    /// view starts at [`Tensor::byte_offset`]).
     pub fn buffer(&self) -> &wgpu::Buffer {
         self.storage.buffer()
     }
@@ -125,8 +237,9 @@ impl Tensor {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        self.ctx
-            .with_encoder(|e| e.copy_buffer_to_buffer(self.buffer(), 0, &staging, 0, bytes));
+        self.ctx.with_encoder(|e| {
+            e.copy_buffer_to_buffer(self.buffer(), self.byte_offset(), &staging, 0, bytes)
+        });
         self.ctx.flush()?;
         let (sender, receiver) = futures::channel::oneshot::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |result| {

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use super::context::Context;
 use super::pipelines::KernelSpec;
 use crate::error::{Error, Result};
+use crate::tensor::Tensor;
 
 /// The open encoder and the counters the benchmarks print.
 #[derive(Default)]
@@ -95,7 +96,7 @@ impl Context {
         spec: &KernelSpec,
         constants: &[(&'static str, f64)],
         params: &[u32],
-        buffers: &[&wgpu::Buffer],
+        buffers: &[&Tensor],
         threads: u64,
     ) -> Result<()> {
         if buffers.len() != spec.bindings.len() {
@@ -119,13 +120,10 @@ impl Context {
             cache.get(&self.inner.device, spec, constants)?
         };
         let uniform = self.uniform_block(params);
-        let entries: Vec<wgpu::BindGroupEntry> = std::iter::once(&uniform)
-            .chain(buffers.iter().copied())
+        let entries: Vec<wgpu::BindGroupEntry> = std::iter::once(uniform.as_entire_binding())
+            .chain(buffers.iter().map(|t| t.binding()))
             .zip(0u32..)
-            .map(|(buffer, binding)| wgpu::BindGroupEntry {
-                binding,
-                resource: buffer.as_entire_binding(),
-            })
+            .map(|(resource, binding)| wgpu::BindGroupEntry { binding, resource })
             .collect();
         let bind_group = self
             .inner

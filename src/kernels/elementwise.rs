@@ -49,13 +49,8 @@ pub fn binary(op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     }
     let out = Tensor::uninit(a.context(), a.shape())?;
     let params = [a.numel() as u32, op as u32, 0, 0];
-    a.context().dispatch(
-        &BINARY,
-        &[],
-        &params,
-        &[a.buffer(), b.buffer(), out.buffer()],
-        a.numel() as u64,
-    )?;
+    a.context()
+        .dispatch(&BINARY, &[], &params, &[a, b, &out], a.numel() as u64)?;
     Ok(out)
 }
 
@@ -72,11 +67,6 @@ pub fn axpby(alpha: f32, a: &Tensor, beta: f32, out: &Tensor) -> Result<()> {
         ));
     }
     let params = [a.numel() as u32, 0, alpha.to_bits(), beta.to_bits()];
-    a.context().dispatch(
-        &AXPBY,
-        &[],
-        &params,
-        &[a.buffer(), a.buffer(), out.buffer()],
-        a.numel() as u64,
-    )
+    a.context()
+        .dispatch(&AXPBY, &[], &params, &[a, a, out], a.numel() as u64)
 }

@@ -121,14 +121,8 @@ fn record(
     (m, k, n): (usize, usize, usize),
 ) -> Result<()> {
     let ctx = a.context();
-    let spare;
-    let bias_buffer = match bias {
-        Some(t) => t.buffer(),
-        None => {
-            spare = placeholder(ctx)?;
-            spare.buffer()
-        }
-    };
+    let spare = placeholder(ctx)?;
+    let bias_buffer = bias.unwrap_or(&spare);
     let params = [
         m as u32,
         n as u32,
@@ -139,11 +133,5 @@ fn record(
         u32::from(accumulate),
     ];
     let tiles = (m.div_ceil(4) * n.div_ceil(4)) as u64;
-    ctx.dispatch(
-        &MATMUL,
-        &[],
-        &params,
-        &[a.buffer(), b.buffer(), bias_buffer, out.buffer()],
-        tiles,
-    )
+    ctx.dispatch(&MATMUL, &[], &params, &[a, b, bias_buffer, out], tiles)
 }

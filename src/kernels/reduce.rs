@@ -35,7 +35,7 @@ pub(crate) fn sum_splits(partials: &Tensor, splits: usize, out: &Tensor) -> Resu
         &SUM_SPLITS,
         &[],
         &params,
-        &[partials.buffer(), out.buffer()],
+        &[partials, out],
         out.numel() as u64,
     )
 }
@@ -62,7 +62,7 @@ pub fn sum_channels(x: &Tensor) -> Result<Tensor> {
         &SUM_CHANNELS,
         &[],
         &params,
-        &[x.buffer(), out.buffer()],
+        &[x, &out],
         channels as u64 * 64,
     )?;
     Ok(out)

@@ -226,6 +226,13 @@ pub fn hetconv_per_filter(
 
 /// The paper's "shifted" layout in block-layout order: `σ(c) = (c mod P)·(C/P) + c/P` is the
 /// block position of channel `c` of `channels` channels.
+///
+/// ```
+/// use hetconv::reference::conv::shifted_to_block;
+/// // 8 channels, P = 4: channels 0 and 4 (both ≡ 0 mod 4) form block 0.
+/// let order: Vec<usize> = (0..8).map(|c| shifted_to_block(c, 8, 4)).collect();
+/// assert_eq!(order, [0, 2, 4, 6, 1, 3, 5, 7]);
+/// ```
 pub fn shifted_to_block(c: usize, channels: usize, parts: usize) -> usize {
     (c % parts) * (channels / parts) + c / parts
 }
