@@ -1,10 +1,10 @@
-// Elementwise arithmetic over flat arrays: out = op(a, b) or out = alpha * a + beta * out.
+// Elementwise arithmetic over flat arrays: out = op(a, b), out = alpha * a + beta * out, ReLU.
 
 override WG: u32 = 64u;
 
 struct Params {
     len: u32,
-    op: u32,     // binary: 0 add, 1 subtract, 2 multiply
+    op: u32,     // binary: 0 add, 1 subtract, 2 multiply, 3 relu backward (b where a > 0)
     alpha: f32,  // axpby
     beta: f32,   // axpby
 }
@@ -31,7 +31,8 @@ fn binary(
     switch p.op {
         case 0u: { out[i] = a[i] + b[i]; }
         case 1u: { out[i] = a[i] - b[i]; }
-        default: { out[i] = a[i] * b[i]; }
+        case 2u: { out[i] = a[i] * b[i]; }
+        default: { out[i] = select(0.0, b[i], a[i] > 0.0); }
     }
 }
 
@@ -51,4 +52,18 @@ fn axpby(
     } else {
         out[i] = p.alpha * a[i] + p.beta * out[i];
     }
+}
+
+// out = max(a, 0) (b is not read).
+@compute @workgroup_size(WG)
+fn relu(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = flat_index(wid, nwg, lid);
+    if i >= p.len {
+        return;
+    }
+    out[i] = max(a[i], 0.0);
 }

@@ -24,6 +24,22 @@ shader!(ELEMENTWISE, "elementwise");
 shader!(CONV, "conv");
 shader!(REDUCE, "reduce");
 shader!(CONV_WEIGHT_GRAD, "conv_weight_grad");
+shader!(POOL, "pool");
+shader!(BATCHNORM, "batchnorm");
+shader!(BATCHNORM_GRAD, "batchnorm_grad");
+shader!(LOSS, "loss");
+shader!(SGD, "sgd");
 
 /// Every shader of the crate (a test checks this list against the files in `shaders/`).
-pub static ALL: &[&ShaderSource] = &[&GEMM, &ELEMENTWISE, &CONV, &CONV_WEIGHT_GRAD, &REDUCE];
+pub static ALL: &[&ShaderSource] = &[
+    &GEMM,
+    &ELEMENTWISE,
+    &CONV,
+    &CONV_WEIGHT_GRAD,
+    &REDUCE,
+    &POOL,
+    &BATCHNORM,
+    &BATCHNORM_GRAD,
+    &LOSS,
+    &SGD,
+];

@@ -8,6 +8,9 @@ use super::pipelines::KernelSpec;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
+/// Uniform blocks kept for reuse before the cache starts over.
+const MAX_CACHED_UNIFORMS: usize = 4096;
+
 /// The open encoder and the counters the benchmarks print.
 #[derive(Default)]
 pub(crate) struct Recorder {
@@ -120,10 +123,14 @@ impl Context {
             cache.get(&self.inner.device, spec, constants)?
         };
         let uniform = self.uniform_block(params);
-        let entries: Vec<wgpu::BindGroupEntry> = std::iter::once(uniform.as_entire_binding())
-            .chain(buffers.iter().map(|t| t.binding()))
-            .zip(0u32..)
-            .map(|(resource, binding)| wgpu::BindGroupEntry { binding, resource })
+        let entries: Vec<wgpu::BindGroupEntry> = std::iter::once((0, uniform.as_entire_binding()))
+            .chain(
+                spec.bindings
+                    .iter()
+                    .zip(buffers)
+                    .map(|(&(slot, _), t)| (slot, t.binding())),
+            )
+            .map(|(binding, resource)| wgpu::BindGroupEntry { binding, resource })
             .collect();
         let bind_group = self
             .inner
@@ -177,6 +184,11 @@ impl Context {
             .unwrap_or_else(|p| p.into_inner());
         if let Some(found) = recorder.uniforms.get(&padded) {
             return found.clone();
+        }
+        // Parameters that change every step (a cosine learning rate) must not grow the cache
+        // without bound; recorded bind groups keep their own buffers alive.
+        if recorder.uniforms.len() >= MAX_CACHED_UNIFORMS {
+            recorder.uniforms.clear();
         }
         let buffer = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("hetconv params"),

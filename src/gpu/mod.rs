@@ -7,5 +7,5 @@ mod pool;
 
 pub use context::{Context, ContextOptions, LimitsChoice};
 pub use encoder::RecordStats;
-pub use pipelines::{Access, KernelSpec};
+pub use pipelines::{Access, KernelSpec, storage};
 pub(crate) use pool::PooledBuffer;

@@ -5,6 +5,17 @@ use std::collections::HashMap;
 use crate::error::{Error, Result};
 use crate::shaders::ShaderSource;
 
+/// Storage bindings 1..=n, in order, with the given accesses.
+pub const fn storage<const N: usize>(accesses: [Access; N]) -> [(u32, Access); N] {
+    let mut out = [(0, Access::Read); N];
+    let mut i = 0;
+    while i < N {
+        out[i] = (i as u32 + 1, accesses[i]);
+        i += 1;
+    }
+    out
+}
+
 /// How a kernel uses one storage binding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Access {
@@ -14,16 +25,17 @@ pub enum Access {
     ReadWrite,
 }
 
-/// A kernel entry point: binding 0 is always the uniform parameter block, bindings `1..` the
-/// storage buffers described by `bindings`.
+/// A kernel entry point: binding 0 is always the uniform parameter block; `bindings` lists the
+/// storage bindings the entry point uses, as (binding number, access), in the order tensors are
+/// passed to a dispatch. The access must match the WGSL declaration.
 #[derive(Debug)]
 pub struct KernelSpec {
     /// The WGSL file.
     pub shader: &'static ShaderSource,
     /// The entry point in it.
     pub entry: &'static str,
-    /// Storage bindings 1, 2, ... in order.
-    pub bindings: &'static [Access],
+    /// Storage bindings: (binding number, access).
+    pub bindings: &'static [(u32, Access)],
     /// Invocations per workgroup (passed to the shader as the override constant `WG`).
     pub workgroup_size: u32,
 }
@@ -46,7 +58,7 @@ pub struct CachedPipeline {
 #[derive(Default)]
 pub struct PipelineCache {
     modules: HashMap<&'static str, wgpu::ShaderModule>,
-    layouts: HashMap<&'static [Access], wgpu::BindGroupLayout>,
+    layouts: HashMap<&'static [(u32, Access)], wgpu::BindGroupLayout>,
     pipelines: HashMap<PipelineKey, CachedPipeline>,
 }
 
@@ -128,7 +140,7 @@ fn check_scope(scope: wgpu::ErrorScopeGuard, _spec: &KernelSpec) -> Result<()> {
     Ok(())
 }
 
-fn bind_group_layout(device: &wgpu::Device, bindings: &[Access]) -> wgpu::BindGroupLayout {
+fn bind_group_layout(device: &wgpu::Device, bindings: &[(u32, Access)]) -> wgpu::BindGroupLayout {
     let uniform = wgpu::BindGroupLayoutEntry {
         binding: 0,
         visibility: wgpu::ShaderStages::COMPUTE,
@@ -141,13 +153,12 @@ fn bind_group_layout(device: &wgpu::Device, bindings: &[Access]) -> wgpu::BindGr
     };
     let storage = bindings
         .iter()
-        .zip(1u32..)
-        .map(|(access, binding)| wgpu::BindGroupLayoutEntry {
+        .map(|&(binding, access)| wgpu::BindGroupLayoutEntry {
             binding,
             visibility: wgpu::ShaderStages::COMPUTE,
             ty: wgpu::BindingType::Buffer {
                 ty: wgpu::BufferBindingType::Storage {
-                    read_only: *access == Access::Read,
+                    read_only: access == Access::Read,
                 },
                 has_dynamic_offset: false,
                 min_binding_size: None,

@@ -8,17 +8,17 @@
 
 use super::{placeholder, reduce, same_context};
 use crate::error::{Error, Result};
-use crate::gpu::{Access, Context, KernelSpec};
+use crate::gpu::{Access, Context, KernelSpec, storage};
 use crate::shaders;
 use crate::tensor::Tensor;
 
-const CONV_BINDINGS: &[Access] = &[
+const CONV_BINDINGS: &[(u32, Access)] = &storage([
     Access::Read,
     Access::Read,
     Access::Read,
     Access::Read,
     Access::ReadWrite,
-];
+]);
 
 static FORWARD: KernelSpec = KernelSpec {
     shader: &shaders::CONV,
@@ -37,12 +37,12 @@ static BACKWARD_INPUT: KernelSpec = KernelSpec {
 static WEIGHT_GRAD: KernelSpec = KernelSpec {
     shader: &shaders::CONV_WEIGHT_GRAD,
     entry: "weight_grad",
-    bindings: &[
+    bindings: &storage([
         Access::Read,
         Access::Read,
         Access::ReadWrite,
         Access::ReadWrite,
-    ],
+    ]),
     workgroup_size: 64,
 };
 

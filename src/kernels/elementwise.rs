@@ -2,21 +2,21 @@
 
 use super::same_context;
 use crate::error::{Error, Result};
-use crate::gpu::{Access, KernelSpec};
+use crate::gpu::{Access, KernelSpec, storage};
 use crate::shaders;
 use crate::tensor::Tensor;
 
 static BINARY: KernelSpec = KernelSpec {
     shader: &shaders::ELEMENTWISE,
     entry: "binary",
-    bindings: &[Access::Read, Access::Read, Access::ReadWrite],
+    bindings: &storage([Access::Read, Access::Read, Access::ReadWrite]),
     workgroup_size: 64,
 };
 
 static AXPBY: KernelSpec = KernelSpec {
     shader: &shaders::ELEMENTWISE,
     entry: "axpby",
-    bindings: &[Access::Read, Access::Read, Access::ReadWrite],
+    bindings: &storage([Access::Read, Access::Read, Access::ReadWrite]),
     workgroup_size: 64,
 };
 
@@ -29,6 +29,8 @@ pub enum BinaryOp {
     Sub = 1,
     /// a * b
     Mul = 2,
+    /// b where a > 0, else 0: ReLU's backward with a = its input (or output), b = dy
+    ReluBackward = 3,
 }
 
 /// `op(a, b)` elementwise.
@@ -51,6 +53,25 @@ pub fn binary(op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let params = [a.numel() as u32, op as u32, 0, 0];
     a.context()
         .dispatch(&BINARY, &[], &params, &[a, b, &out], a.numel() as u64)?;
+    Ok(out)
+}
+
+static RELU: KernelSpec = KernelSpec {
+    shader: &shaders::ELEMENTWISE,
+    entry: "relu",
+    bindings: &storage([Access::Read, Access::Read, Access::ReadWrite]),
+    workgroup_size: 64,
+};
+
+/// `max(x, 0)` elementwise.
+///
+/// # Shapes
+/// `x`: any → the same shape
+pub fn relu(x: &Tensor) -> Result<Tensor> {
+    let out = Tensor::uninit(x.context(), x.shape())?;
+    let params = [x.numel() as u32, 0, 0, 0];
+    x.context()
+        .dispatch(&RELU, &[], &params, &[x, x, &out], x.numel() as u64)?;
     Ok(out)
 }
 

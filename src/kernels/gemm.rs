@@ -2,14 +2,14 @@
 
 use super::{placeholder, same_context};
 use crate::error::{Error, Result};
-use crate::gpu::{Access, KernelSpec};
+use crate::gpu::{Access, KernelSpec, storage};
 use crate::shaders;
 use crate::tensor::Tensor;
 
 static MATMUL: KernelSpec = KernelSpec {
     shader: &shaders::GEMM,
     entry: "matmul",
-    bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
+    bindings: &storage([Access::Read, Access::Read, Access::Read, Access::ReadWrite]),
     workgroup_size: 64,
 };
 

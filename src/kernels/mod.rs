@@ -1,10 +1,14 @@
 //! GPU kernels: one file per WGSL family. Typed parameters, shape checks and dispatch; no
 //! autograd here.
 
+pub mod batchnorm;
 pub mod conv;
 pub mod elementwise;
 pub mod gemm;
+pub mod loss;
+pub mod pool;
 pub mod reduce;
+pub mod sgd;
 
 use crate::error::Result;
 use crate::gpu::Context;

@@ -1,21 +1,21 @@
 //! Deterministic reductions (`shaders/reduce.wgsl`).
 
 use crate::error::{Error, Result};
-use crate::gpu::{Access, KernelSpec};
+use crate::gpu::{Access, KernelSpec, storage};
 use crate::shaders;
 use crate::tensor::Tensor;
 
 static SUM_SPLITS: KernelSpec = KernelSpec {
     shader: &shaders::REDUCE,
     entry: "sum_splits",
-    bindings: &[Access::Read, Access::ReadWrite],
+    bindings: &storage([Access::Read, Access::ReadWrite]),
     workgroup_size: 64,
 };
 
 static SUM_CHANNELS: KernelSpec = KernelSpec {
     shader: &shaders::REDUCE,
     entry: "sum_channels",
-    bindings: &[Access::Read, Access::ReadWrite],
+    bindings: &storage([Access::Read, Access::ReadWrite]),
     workgroup_size: 64,
 };
 

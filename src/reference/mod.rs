@@ -2,5 +2,10 @@
 //! the kernels are tested against. Each is itself checked against finite differences and the
 //! PyTorch-generated fixtures in `tests/fixtures/golden`.
 
+pub mod activation;
+pub mod batchnorm;
 pub mod conv;
 pub mod gemm;
+pub mod loss;
+pub mod optim;
+pub mod pool;

@@ -1,0 +1,138 @@
+// Batch normalisation over [batch, channels, plane] (plane = H*W for BatchNorm2d, 1 for
+// BatchNorm1d). Training mode uses the batch's mean and biased variance and updates the running
+// estimates (momentum, unbiased variance); eval mode uses the running estimates.
+// Reductions run one workgroup per channel with a fixed-order tree: deterministic.
+
+override WG: u32 = 64u;
+const LANES: u32 = 64u;
+
+struct Params {
+    batch: u32,
+    channels: u32,
+    plane: u32,
+    eps: f32,
+    momentum: f32,
+    from_running: u32, // normalize: 1 = eval mode, read the running estimates
+    relu: u32,         // normalize: 1 = apply ReLU to the output (fused BN + ReLU)
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read> gamma: array<f32>;
+@group(0) @binding(4) var<storage, read> beta: array<f32>;
+// Training: the batch's mean and 1/sqrt(var + eps). Eval (normalize only): running mean and var.
+@group(0) @binding(5) var<storage, read_write> mean: array<f32>;
+@group(0) @binding(6) var<storage, read_write> scale: array<f32>;
+@group(0) @binding(7) var<storage, read_write> out: array<f32>;
+@group(0) @binding(8) var<storage, read_write> out2: array<f32>;
+
+var<workgroup> lanes: array<f32, LANES>;
+
+fn at(i: u32, channel: u32) -> u32 {
+    let b = i / p.plane;
+    return (b * p.channels + channel) * p.plane + i % p.plane;
+}
+
+// Sum of `value` over the workgroup; every lane gets the result.
+fn workgroup_sum(lid: u32, value: f32) -> f32 {
+    lanes[lid] = value;
+    workgroupBarrier();
+    for (var stride = LANES / 2u; stride > 0u; stride /= 2u) {
+        if lid < stride {
+            lanes[lid] += lanes[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    let total = lanes[0];
+    workgroupBarrier();
+    return total;
+}
+
+// Batch statistics (two passes: mean, then centred sum of squares) and the running update.
+// Bindings: x, mean (out), scale = invstd (out), out = running_mean, out2 = running_var.
+@compute @workgroup_size(LANES)
+fn stats(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let channel = wid.x + wid.y * nwg.x;
+    if channel >= p.channels {
+        return;
+    }
+    let n = p.batch * p.plane;
+    var partial = 0.0;
+    for (var i = lid; i < n; i += LANES) {
+        partial += x[at(i, channel)];
+    }
+    let mu = workgroup_sum(lid, partial) / f32(n);
+    partial = 0.0;
+    for (var i = lid; i < n; i += LANES) {
+        let centred = x[at(i, channel)] - mu;
+        partial += centred * centred;
+    }
+    let squares = workgroup_sum(lid, partial);
+    if lid == 0u {
+        let var_biased = squares / f32(n);
+        mean[channel] = mu;
+        scale[channel] = inverseSqrt(var_biased + p.eps);
+        let var_unbiased = squares / f32(max(n, 2u) - 1u);
+        out[channel] = (1.0 - p.momentum) * out[channel] + p.momentum * mu;
+        out2[channel] = (1.0 - p.momentum) * out2[channel] + p.momentum * var_unbiased;
+    }
+}
+
+// y = (x - mean) * invstd * gamma + beta (then ReLU if asked).
+// Bindings: x, gamma, beta, mean, scale (invstd, or running var in eval mode), out = y.
+@compute @workgroup_size(WG)
+fn normalize(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = (wid.x + wid.y * nwg.x) * WG + lid;
+    if i >= p.batch * p.channels * p.plane {
+        return;
+    }
+    let channel = (i / p.plane) % p.channels;
+    var invstd = scale[channel];
+    if p.from_running == 1u {
+        invstd = inverseSqrt(invstd + p.eps);
+    }
+    var y = (x[i] - mean[channel]) * invstd * gamma[channel] + beta[channel];
+    if p.relu == 1u {
+        y = max(y, 0.0);
+    }
+    out[i] = y;
+}
+
+// Per channel: out = dgamma = sum(dy * xhat), out2 = dbeta = sum(dy).
+// Bindings: x, dy, mean, scale (invstd), out, out2.
+@compute @workgroup_size(LANES)
+fn backward_reduce(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let channel = wid.x + wid.y * nwg.x;
+    if channel >= p.channels {
+        return;
+    }
+    let n = p.batch * p.plane;
+    let mu = mean[channel];
+    let invstd = scale[channel];
+    var sum_dy = 0.0;
+    var sum_dy_xhat = 0.0;
+    for (var i = lid; i < n; i += LANES) {
+        let k = at(i, channel);
+        sum_dy += dy[k];
+        sum_dy_xhat += dy[k] * (x[k] - mu) * invstd;
+    }
+    let total_dy = workgroup_sum(lid, sum_dy);
+    let total_dy_xhat = workgroup_sum(lid, sum_dy_xhat);
+    if lid == 0u {
+        out[channel] = total_dy_xhat;
+        out2[channel] = total_dy;
+    }
+}

@@ -1,0 +1,249 @@
+//! Batch normalisation, 1-D and 2-D (`shaders/batchnorm.wgsl`, `shaders/batchnorm_grad.wgsl`).
+
+use crate::error::{Error, Result};
+use crate::gpu::{Access, KernelSpec, storage};
+use crate::shaders;
+use crate::tensor::Tensor;
+
+use Access::{Read, ReadWrite};
+
+static STATS: KernelSpec = KernelSpec {
+    shader: &shaders::BATCHNORM,
+    entry: "stats",
+    bindings: &[
+        (1, Read),
+        (5, ReadWrite),
+        (6, ReadWrite),
+        (7, ReadWrite),
+        (8, ReadWrite),
+    ],
+    workgroup_size: 64,
+};
+
+static NORMALIZE: KernelSpec = KernelSpec {
+    shader: &shaders::BATCHNORM,
+    entry: "normalize",
+    bindings: &[
+        (1, Read),
+        (3, Read),
+        (4, Read),
+        (5, ReadWrite),
+        (6, ReadWrite),
+        (7, ReadWrite),
+    ],
+    workgroup_size: 64,
+};
+
+static BACKWARD_REDUCE: KernelSpec = KernelSpec {
+    shader: &shaders::BATCHNORM,
+    entry: "backward_reduce",
+    bindings: &[
+        (1, Read),
+        (2, Read),
+        (5, ReadWrite),
+        (6, ReadWrite),
+        (7, ReadWrite),
+        (8, ReadWrite),
+    ],
+    workgroup_size: 64,
+};
+
+static BACKWARD_INPUT: KernelSpec = KernelSpec {
+    shader: &shaders::BATCHNORM_GRAD,
+    entry: "backward_input",
+    bindings: &storage([Read, Read, Read, Read, Read, Read, Read, ReadWrite]),
+    workgroup_size: 64,
+};
+
+/// Hyper-parameters (PyTorch's defaults: eps 1e-5, momentum 0.1).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchNormConfig {
+    /// Added to the variance.
+    pub eps: f32,
+    /// Weight of the new batch in the running estimates.
+    pub momentum: f32,
+}
+
+impl Default for BatchNormConfig {
+    fn default() -> Self {
+        Self {
+            eps: 1e-5,
+            momentum: 0.1,
+        }
+    }
+}
+
+/// What training-mode forward saves for backward.
+#[derive(Clone, Debug)]
+pub struct BatchNormSaved {
+    /// The batch mean per channel.
+    pub mean: Tensor,
+    /// 1 / sqrt(biased batch variance + eps) per channel.
+    pub invstd: Tensor,
+}
+
+/// (batch, channels, plane) of a [B, C] or [B, C, H, W] input.
+fn dims(op: &'static str, x: &[usize], gamma: &Tensor) -> Result<(usize, usize, usize)> {
+    let (b, c, plane) = match *x {
+        [b, c] => (b, c, 1),
+        [b, c, h, w] => (b, c, h * w),
+        _ => {
+            return Err(Error::shape(
+                op,
+                format!("input must be [B, C] or [B, C, H, W], got {x:?}"),
+            ));
+        }
+    };
+    if gamma.shape() != [c] {
+        return Err(Error::shape(
+            op,
+            format!(
+                "weight is {:?}, expected [{c}] for input {x:?}",
+                gamma.shape()
+            ),
+        ));
+    }
+    Ok((b, c, plane))
+}
+
+fn params(
+    b: usize,
+    c: usize,
+    plane: usize,
+    cfg: &BatchNormConfig,
+    from_running: bool,
+    relu: bool,
+) -> [u32; 7] {
+    [
+        b as u32,
+        c as u32,
+        plane as u32,
+        cfg.eps.to_bits(),
+        cfg.momentum.to_bits(),
+        u32::from(from_running),
+        u32::from(relu),
+    ]
+}
+
+/// Training-mode forward: normalises with the batch statistics and updates `running_mean` and
+/// `running_var` in place (unbiased variance). `relu` applies ReLU to the output (fused).
+///
+/// # Shapes
+/// `x`: [B, C] or [B, C, H, W]; `gamma`, `beta`, `running_mean`, `running_var`: [C] → x's shape
+pub fn forward_train(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    cfg: &BatchNormConfig,
+    relu: bool,
+) -> Result<(Tensor, BatchNormSaved)> {
+    let op = "batch_norm";
+    let (b, c, plane) = dims(op, x.shape(), gamma)?;
+    if b * plane < 2 {
+        return Err(Error::shape(
+            op,
+            format!(
+                "training needs more than one value per channel, got input {:?}",
+                x.shape()
+            ),
+        ));
+    }
+    let ctx = x.context();
+    let mean = Tensor::uninit(ctx, &[c])?;
+    let invstd = Tensor::uninit(ctx, &[c])?;
+    let p = params(b, c, plane, cfg, false, relu);
+    ctx.dispatch(
+        &STATS,
+        &[],
+        &p,
+        &[x, &mean, &invstd, running_mean, running_var],
+        c as u64 * 64,
+    )?;
+    let y = Tensor::uninit(ctx, x.shape())?;
+    ctx.dispatch(
+        &NORMALIZE,
+        &[],
+        &p,
+        &[x, gamma, beta, &mean, &invstd, &y],
+        x.numel() as u64,
+    )?;
+    Ok((y, BatchNormSaved { mean, invstd }))
+}
+
+/// Eval-mode forward with the running estimates.
+///
+/// # Shapes
+/// as [`forward_train`]
+pub fn forward_eval(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    cfg: &BatchNormConfig,
+    relu: bool,
+) -> Result<Tensor> {
+    let (b, c, plane) = dims("batch_norm eval", x.shape(), gamma)?;
+    let y = Tensor::uninit(x.context(), x.shape())?;
+    let p = params(b, c, plane, cfg, true, relu);
+    x.context().dispatch(
+        &NORMALIZE,
+        &[],
+        &p,
+        &[x, gamma, beta, running_mean, running_var, &y],
+        x.numel() as u64,
+    )?;
+    Ok(y)
+}
+
+/// Gradients of training-mode batch norm: `(dx, dgamma, dbeta)`. `dy` must already include
+/// ReLU's mask when the forward pass fused it.
+///
+/// # Shapes
+/// `x`, `dy`: [B, C] or [B, C, H, W]; `gamma`: [C] → x's shape, [C], [C]
+pub fn backward(
+    x: &Tensor,
+    dy: &Tensor,
+    gamma: &Tensor,
+    saved: &BatchNormSaved,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let op = "batch_norm backward";
+    let (b, c, plane) = dims(op, x.shape(), gamma)?;
+    if dy.shape() != x.shape() {
+        return Err(Error::shape(
+            op,
+            format!("dy is {:?}, x is {:?}", dy.shape(), x.shape()),
+        ));
+    }
+    let ctx = x.context();
+    let dgamma = Tensor::uninit(ctx, &[c])?;
+    let dbeta = Tensor::uninit(ctx, &[c])?;
+    let p = params(b, c, plane, &BatchNormConfig::default(), false, false);
+    ctx.dispatch(
+        &BACKWARD_REDUCE,
+        &[],
+        &p,
+        &[x, dy, &saved.mean, &saved.invstd, &dgamma, &dbeta],
+        c as u64 * 64,
+    )?;
+    let dx = Tensor::uninit(ctx, x.shape())?;
+    ctx.dispatch(
+        &BACKWARD_INPUT,
+        &[],
+        &[b as u32, c as u32, plane as u32],
+        &[
+            x,
+            dy,
+            gamma,
+            &saved.mean,
+            &saved.invstd,
+            &dgamma,
+            &dbeta,
+            &dx,
+        ],
+        x.numel() as u64,
+    )?;
+    Ok((dx, dgamma, dbeta))
+}

@@ -1,0 +1,76 @@
+//! Softmax cross-entropy (`shaders/loss.wgsl`).
+
+use crate::error::{Error, Result};
+use crate::gpu::{Access, KernelSpec, storage};
+use crate::shaders;
+use crate::tensor::Tensor;
+
+static SOFTMAX_CROSS_ENTROPY: KernelSpec = KernelSpec {
+    shader: &shaders::LOSS,
+    entry: "softmax_cross_entropy",
+    bindings: &storage([
+        Access::Read,
+        Access::Read,
+        Access::ReadWrite,
+        Access::ReadWrite,
+    ]),
+    workgroup_size: 64,
+};
+
+/// Result of [`softmax_cross_entropy`].
+#[derive(Clone, Debug)]
+pub struct CrossEntropy {
+    /// Gradient of the mean loss with respect to the logits, `[B, classes]`.
+    pub dlogits: Tensor,
+    /// Per row: (loss, 1 if the arg-max equals the label), `[B, 2]`; read it back only when
+    /// the caller wants the numbers.
+    pub rows: Tensor,
+}
+
+impl CrossEntropy {
+    /// Mean loss and accuracy from the per-row values (reads back `[B, 2]` floats).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn mean_loss_and_accuracy(&self) -> Result<(f64, f64)> {
+        Ok(summarize(&self.rows.to_vec()?))
+    }
+}
+
+/// Mean loss and accuracy from read-back `[B, 2]` row values.
+pub fn summarize(rows: &[f32]) -> (f64, f64) {
+    let n = (rows.len() / 2).max(1) as f64;
+    let loss: f64 = rows.chunks_exact(2).map(|r| f64::from(r[0])).sum();
+    let correct: f64 = rows.chunks_exact(2).map(|r| f64::from(r[1])).sum();
+    (loss / n, correct / n)
+}
+
+/// Softmax cross-entropy with mean reduction: loss and gradient in one pass.
+/// `labels` holds class indices as f32 (exact up to 2^24).
+///
+/// # Shapes
+/// `logits`: [B, classes], `labels`: [B] → `dlogits` [B, classes], `rows` [B, 2]
+pub fn softmax_cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<CrossEntropy> {
+    let op = "softmax_cross_entropy";
+    let [b, classes] = *logits.shape() else {
+        return Err(Error::shape(
+            op,
+            format!("logits must be [batch, classes], got {:?}", logits.shape()),
+        ));
+    };
+    if labels.shape() != [b] {
+        return Err(Error::shape(
+            op,
+            format!("labels are {:?}, expected [{b}]", labels.shape()),
+        ));
+    }
+    let ctx = logits.context();
+    let dlogits = Tensor::uninit(ctx, &[b, classes])?;
+    let rows = Tensor::uninit(ctx, &[b, 2])?;
+    ctx.dispatch(
+        &SOFTMAX_CROSS_ENTROPY,
+        &[],
+        &[b as u32, classes as u32],
+        &[logits, labels, &dlogits, &rows],
+        b as u64,
+    )?;
+    Ok(CrossEntropy { dlogits, rows })
+}

@@ -1,0 +1,58 @@
+//! SGD over a flat parameter buffer (`shaders/sgd.wgsl`).
+
+use crate::error::{Error, Result};
+use crate::gpu::{Access, KernelSpec, storage};
+use crate::shaders;
+use crate::tensor::Tensor;
+
+static STEP: KernelSpec = KernelSpec {
+    shader: &shaders::SGD,
+    entry: "step",
+    bindings: &storage([Access::Read, Access::ReadWrite, Access::ReadWrite]),
+    workgroup_size: 64,
+};
+
+/// SGD hyper-parameters for one step (PyTorch semantics, dampening 0).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SgdStep {
+    /// Learning rate of this step.
+    pub lr: f32,
+    /// Momentum factor.
+    pub momentum: f32,
+    /// L2 penalty added to the gradient.
+    pub weight_decay: f32,
+    /// Nesterov momentum.
+    pub nesterov: bool,
+}
+
+/// One SGD step over every parameter at once: updates `weights` and `momentum` in place.
+///
+/// # Shapes
+/// `grads`, `weights`, `momentum`: the same number of elements
+pub fn sgd_step(grads: &Tensor, weights: &Tensor, momentum: &Tensor, step: &SgdStep) -> Result<()> {
+    if grads.numel() != weights.numel() || momentum.numel() != weights.numel() {
+        return Err(Error::shape(
+            "sgd_step",
+            format!(
+                "grads {:?}, weights {:?} and momentum {:?} differ in size",
+                grads.shape(),
+                weights.shape(),
+                momentum.shape()
+            ),
+        ));
+    }
+    let params = [
+        weights.numel() as u32,
+        step.lr.to_bits(),
+        step.momentum.to_bits(),
+        step.weight_decay.to_bits(),
+        u32::from(step.nesterov),
+    ];
+    weights.context().dispatch(
+        &STEP,
+        &[],
+        &params,
+        &[grads, weights, momentum],
+        weights.numel() as u64,
+    )
+}

@@ -1,0 +1,510 @@
+//! BatchNorm, ReLU, max-pool, linear, cross-entropy and SGD kernels vs the CPU reference and the
+//! PyTorch float64 oracle; the reference vs finite differences.
+
+mod common;
+
+use common::*;
+use hetconv::kernels::batchnorm::{self, BatchNormConfig};
+use hetconv::kernels::elementwise::{self, BinaryOp};
+use hetconv::kernels::gemm::{self, Layout};
+use hetconv::kernels::{loss, pool, reduce, sgd};
+use hetconv::reference;
+
+#[test]
+fn batchnorm_matches_pytorch_train_mode() {
+    let ctx = ctx();
+    for case in golden_cases("bn") {
+        let name = &case.name;
+        let shape = case.shape("x");
+        let plane: usize = shape[2..].iter().product();
+        let (b, c) = (shape[0], shape[1]);
+        let x = upload(&ctx, &shape, &case.f32("x"));
+        let gamma = upload(&ctx, &[c], &case.f32("gamma"));
+        let beta = upload(&ctx, &[c], &case.f32("beta"));
+        let rm = upload(&ctx, &[c], &case.f32("running_mean"));
+        let rv = upload(&ctx, &[c], &case.f32("running_var"));
+        let cfg = BatchNormConfig::default();
+        let (y, saved) =
+            batchnorm::forward_train(&x, &gamma, &beta, &rm, &rv, &cfg, false).unwrap();
+        assert_close(
+            &format!("{name} y"),
+            &y.to_vec().unwrap(),
+            &case.f64("y"),
+            case.tolerance("y"),
+        );
+        assert_close(
+            &format!("{name} mean"),
+            &saved.mean.to_vec().unwrap(),
+            &case.f64("save_mean"),
+            case.tolerance("save_mean"),
+        );
+        assert_close(
+            &format!("{name} invstd"),
+            &saved.invstd.to_vec().unwrap(),
+            &case.f64("save_invstd"),
+            case.tolerance("save_invstd"),
+        );
+        assert_close(
+            &format!("{name} running_mean"),
+            &rm.to_vec().unwrap(),
+            &case.f64("running_mean_new"),
+            case.tolerance("running_mean_new"),
+        );
+        assert_close(
+            &format!("{name} running_var"),
+            &rv.to_vec().unwrap(),
+            &case.f64("running_var_new"),
+            case.tolerance("running_var_new"),
+        );
+        let dy = upload(&ctx, &shape, &case.f32("dy"));
+        let (dx, dgamma, dbeta) = batchnorm::backward(&x, &dy, &gamma, &saved).unwrap();
+        assert_close(
+            &format!("{name} dx"),
+            &dx.to_vec().unwrap(),
+            &case.f64("dx"),
+            case.tolerance("dx"),
+        );
+        assert_close(
+            &format!("{name} dgamma"),
+            &dgamma.to_vec().unwrap(),
+            &case.f64("dgamma"),
+            case.tolerance("dgamma"),
+        );
+        assert_close(
+            &format!("{name} dbeta"),
+            &dbeta.to_vec().unwrap(),
+            &case.f64("dbeta"),
+            case.tolerance("dbeta"),
+        );
+
+        // The CPU reference agrees with PyTorch too.
+        let r = reference::batchnorm::forward_train(
+            &case.f64("x"),
+            b,
+            c,
+            plane,
+            &case.f64("gamma"),
+            &case.f64("beta"),
+            &case.f64("running_mean"),
+            &case.f64("running_var"),
+            1e-5,
+            0.1,
+        );
+        assert_close64(
+            &format!("{name} reference y"),
+            &r.y,
+            &case.f64("y"),
+            case.tolerance("y"),
+        );
+        assert_close64(
+            &format!("{name} reference running_var"),
+            &r.running_var,
+            &case.f64("running_var_new"),
+            case.tolerance("running_var_new"),
+        );
+        let (rdx, _, _) = reference::batchnorm::backward(
+            &case.f64("x"),
+            &case.f64("dy"),
+            b,
+            c,
+            plane,
+            &case.f64("gamma"),
+            &r.mean,
+            &r.invstd,
+        );
+        assert_close64(
+            &format!("{name} reference dx"),
+            &rdx,
+            &case.f64("dx"),
+            case.tolerance("dx"),
+        );
+    }
+}
+
+#[test]
+fn batchnorm_eval_mode_and_fused_relu_match_reference() {
+    let ctx = ctx();
+    let mut rng = Rng::new(5);
+    let (b, c, plane) = (3, 5, 7);
+    let x = rng.vec(b * c * plane);
+    let gamma = rng.vec(c);
+    let beta = rng.vec(c);
+    let rm = rng.vec(c);
+    let rv: Vec<f32> = rng.vec(c).iter().map(|v| v.abs() + 0.5).collect();
+    let want = reference::batchnorm::forward_eval(
+        &to_f64(&x),
+        b,
+        c,
+        plane,
+        &to_f64(&gamma),
+        &to_f64(&beta),
+        &to_f64(&rm),
+        &to_f64(&rv),
+        1e-5,
+    );
+    let t = |v: &[f32], s: &[usize]| upload(&ctx, s, v);
+    let cfg = BatchNormConfig::default();
+    let y = batchnorm::forward_eval(
+        &t(&x, &[b, c, 1, plane]),
+        &t(&gamma, &[c]),
+        &t(&beta, &[c]),
+        &t(&rm, &[c]),
+        &t(&rv, &[c]),
+        &cfg,
+        false,
+    )
+    .unwrap();
+    assert_close("bn eval", &y.to_vec().unwrap(), &want, F32_KERNEL);
+    let y = batchnorm::forward_eval(
+        &t(&x, &[b, c, 1, plane]),
+        &t(&gamma, &[c]),
+        &t(&beta, &[c]),
+        &t(&rm, &[c]),
+        &t(&rv, &[c]),
+        &cfg,
+        true,
+    )
+    .unwrap();
+    assert_close(
+        "bn eval + relu",
+        &y.to_vec().unwrap(),
+        &reference::activation::relu(&want),
+        F32_KERNEL,
+    );
+}
+
+#[test]
+fn batchnorm_reference_matches_finite_differences() {
+    let mut rng = Rng::new(6);
+    let (b, c, plane) = (3, 2, 4);
+    let x = to_f64(&rng.vec(b * c * plane));
+    let dy = to_f64(&rng.vec(b * c * plane));
+    let gamma = to_f64(&rng.vec(c));
+    let beta = to_f64(&rng.vec(c));
+    let zeros = vec![0.0; c];
+    let loss = |x: &[f64], gamma: &[f64]| -> f64 {
+        let r = reference::batchnorm::forward_train(
+            x, b, c, plane, gamma, &beta, &zeros, &zeros, 1e-5, 0.1,
+        );
+        r.y.iter().zip(&dy).map(|(a, g)| a * g).sum()
+    };
+    let r = reference::batchnorm::forward_train(
+        &x, b, c, plane, &gamma, &beta, &zeros, &zeros, 1e-5, 0.1,
+    );
+    let (dx, dgamma, _) =
+        reference::batchnorm::backward(&x, &dy, b, c, plane, &gamma, &r.mean, &r.invstd);
+    let h = 1e-6;
+    let fd = |v: &[f64], f: &dyn Fn(&[f64]) -> f64| -> Vec<f64> {
+        (0..v.len())
+            .map(|i| {
+                let (mut up, mut down) = (v.to_vec(), v.to_vec());
+                up[i] += h;
+                down[i] -= h;
+                (f(&up) - f(&down)) / (2.0 * h)
+            })
+            .collect()
+    };
+    let tol = Tolerance {
+        rtol: 1e-5,
+        atol: 1e-6,
+    };
+    assert_close64("bn dx", &dx, &fd(&x, &|v| loss(v, &gamma)), tol);
+    assert_close64("bn dgamma", &dgamma, &fd(&gamma, &|v| loss(&x, v)), tol);
+}
+
+#[test]
+fn relu_matches_pytorch() {
+    let ctx = ctx();
+    for case in golden_cases("relu") {
+        let shape = case.shape("x");
+        let x = upload(&ctx, &shape, &case.f32("x"));
+        let dy = upload(&ctx, &shape, &case.f32("dy"));
+        let y = elementwise::relu(&x).unwrap();
+        assert_close(
+            "relu y",
+            &y.to_vec().unwrap(),
+            &case.f64("y"),
+            case.tolerance("y"),
+        );
+        let dx = elementwise::binary(BinaryOp::ReluBackward, &x, &dy).unwrap();
+        assert_close(
+            "relu dx",
+            &dx.to_vec().unwrap(),
+            &case.f64("dx"),
+            case.tolerance("dx"),
+        );
+        assert_close64(
+            "reference relu dx",
+            &reference::activation::relu_backward(&case.f64("x"), &case.f64("dy")),
+            &case.f64("dx"),
+            case.tolerance("dx"),
+        );
+    }
+}
+
+#[test]
+fn max_pool_matches_pytorch_including_ties_and_odd_sizes() {
+    let ctx = ctx();
+    for case in golden_cases("maxpool2") {
+        let name = &case.name;
+        let shape = case.shape("x");
+        let (planes, h, w) = (shape[0] * shape[1], shape[2], shape[3]);
+        let x = upload(&ctx, &shape, &case.f32("x"));
+        let dy = upload(&ctx, &case.shape("dy"), &case.f32("dy"));
+        let y = pool::max_pool2(&x).unwrap();
+        assert_eq!(y.shape(), case.shape("y").as_slice());
+        assert_close(
+            &format!("{name} y"),
+            &y.to_vec().unwrap(),
+            &case.f64("y"),
+            case.tolerance("y"),
+        );
+        let dx = pool::max_pool2_backward(&x, &dy).unwrap();
+        assert_close(
+            &format!("{name} dx"),
+            &dx.to_vec().unwrap(),
+            &case.f64("dx"),
+            case.tolerance("dx"),
+        );
+        // The reference's indices are PyTorch's (argmax_flat is stored as i32).
+        let (_, arg) = reference::pool::max_pool2(&case.f64("x"), planes, h, w);
+        let torch_arg: Vec<usize> = case
+            .f32("argmax_flat")
+            .iter()
+            .map(|v| v.to_bits() as i32 as usize)
+            .collect();
+        assert_eq!(arg, torch_arg, "{name} argmax");
+        let rdx = reference::pool::max_pool2_backward(&case.f64("dy"), &arg, planes, h, w);
+        assert_close64(
+            &format!("{name} reference dx"),
+            &rdx,
+            &case.f64("dx"),
+            case.tolerance("dx"),
+        );
+    }
+}
+
+#[test]
+fn linear_matches_pytorch() {
+    let ctx = ctx();
+    for case in golden_cases("linear") {
+        let name = &case.name;
+        let (b, i, o) = (case.param("B"), case.param("IN"), case.param("OUT"));
+        let x = upload(&ctx, &[b, i], &case.f32("x"));
+        let w = upload(&ctx, &[o, i], &case.f32("w"));
+        let bias = upload(&ctx, &[o], &case.f32("b"));
+        let dy = upload(&ctx, &[b, o], &case.f32("dy"));
+        let y = gemm::matmul(&x, Layout::AsIs, &w, Layout::Transposed, Some(&bias)).unwrap();
+        assert_close(
+            &format!("{name} y"),
+            &y.to_vec().unwrap(),
+            &case.f64("y"),
+            case.tolerance("y"),
+        );
+        let dx = gemm::matmul(&dy, Layout::AsIs, &w, Layout::AsIs, None).unwrap();
+        assert_close(
+            &format!("{name} dx"),
+            &dx.to_vec().unwrap(),
+            &case.f64("dx"),
+            case.tolerance("dx"),
+        );
+        let dw = gemm::matmul(&dy, Layout::Transposed, &x, Layout::AsIs, None).unwrap();
+        assert_close(
+            &format!("{name} dw"),
+            &dw.to_vec().unwrap(),
+            &case.f64("dw"),
+            case.tolerance("dw"),
+        );
+        let db = reduce::sum_channels(&dy).unwrap();
+        assert_close(
+            &format!("{name} db"),
+            &db.to_vec().unwrap(),
+            &case.f64("db"),
+            case.tolerance("db"),
+        );
+        let (rdx, rdw, rdb) = reference::gemm::linear_backward(
+            &case.f64("x"),
+            &case.f64("w"),
+            &case.f64("dy"),
+            b,
+            i,
+            o,
+        );
+        assert_close64(
+            &format!("{name} reference y"),
+            &reference::gemm::linear(&case.f64("x"), &case.f64("w"), &case.f64("b"), b, i, o),
+            &case.f64("y"),
+            case.tolerance("y"),
+        );
+        assert_close64(
+            &format!("{name} reference dx"),
+            &rdx,
+            &case.f64("dx"),
+            case.tolerance("dx"),
+        );
+        assert_close64(
+            &format!("{name} reference dw"),
+            &rdw,
+            &case.f64("dw"),
+            case.tolerance("dw"),
+        );
+        assert_close64(
+            &format!("{name} reference db"),
+            &rdb,
+            &case.f64("db"),
+            case.tolerance("db"),
+        );
+    }
+}
+
+#[test]
+fn cross_entropy_matches_pytorch_including_large_logits() {
+    let ctx = ctx();
+    for case in golden_cases("ce_") {
+        let name = &case.name;
+        let shape = case.shape("logits");
+        let labels: Vec<usize> = case
+            .f32("labels")
+            .iter()
+            .map(|v| v.to_bits() as i32 as usize)
+            .collect();
+        let label_values: Vec<f32> = labels.iter().map(|&l| l as f32).collect();
+        let logits = upload(&ctx, &shape, &case.f32("logits"));
+        let ce = loss::softmax_cross_entropy(&logits, &upload(&ctx, &[shape[0]], &label_values))
+            .unwrap();
+        assert_close(
+            &format!("{name} dlogits"),
+            &ce.dlogits.to_vec().unwrap(),
+            &case.f64("dlogits"),
+            case.tolerance("dlogits"),
+        );
+        let (mean_loss, accuracy) = ce.mean_loss_and_accuracy().unwrap();
+        assert_close(
+            &format!("{name} loss"),
+            &[mean_loss as f32],
+            &case.f64("loss"),
+            case.tolerance("loss"),
+        );
+        let (rloss, rgrad, rlog) =
+            reference::loss::softmax_cross_entropy(&case.f64("logits"), &labels, shape[1]);
+        assert_close64(
+            &format!("{name} reference loss"),
+            &[rloss],
+            &case.f64("loss"),
+            case.tolerance("loss"),
+        );
+        assert_close64(
+            &format!("{name} reference dlogits"),
+            &rgrad,
+            &case.f64("dlogits"),
+            case.tolerance("dlogits"),
+        );
+        assert_close64(
+            &format!("{name} reference log_softmax"),
+            &rlog,
+            &case.f64("log_softmax"),
+            case.tolerance("log_softmax"),
+        );
+        let want_accuracy = reference::loss::accuracy(&case.f64("logits"), &labels, shape[1]);
+        assert!(
+            (accuracy - want_accuracy).abs() < 1e-12,
+            "{name} accuracy {accuracy} vs {want_accuracy}"
+        );
+    }
+}
+
+#[test]
+fn sgd_matches_pytorch_over_three_steps_and_keeps_masked_zeros() {
+    let ctx = ctx();
+    let case = &golden_cases("sgd_momentum_3steps")[0];
+    // Weights and bias share one flat buffer, as the model's parameters do.
+    let (w, b) = (case.f32("w"), case.f32("b"));
+    let flat: Vec<f32> = w.iter().chain(&b).copied().collect();
+    let weights = upload(&ctx, &[flat.len()], &flat);
+    let momentum = hetconv::Tensor::zeros(&ctx, &[flat.len()]).unwrap();
+    let step = sgd::SgdStep {
+        lr: 0.1,
+        momentum: 0.9,
+        weight_decay: 5e-4,
+        nesterov: false,
+    };
+    let (mut rw, mut rbuf) = (to_f64(&flat), vec![0.0; flat.len()]);
+    for s in 1..=3 {
+        let grads: Vec<f32> = case
+            .f32(&format!("gw{s}"))
+            .iter()
+            .chain(&case.f32(&format!("gb{s}")))
+            .copied()
+            .collect();
+        sgd::sgd_step(
+            &upload(&ctx, &[grads.len()], &grads),
+            &weights,
+            &momentum,
+            &step,
+        )
+        .unwrap();
+        let got = weights.to_vec().unwrap();
+        let want: Vec<f64> = case
+            .f64(&format!("w_after{s}"))
+            .into_iter()
+            .chain(case.f64(&format!("b_after{s}")))
+            .collect();
+        assert_close(
+            &format!("step {s} weights"),
+            &got,
+            &want,
+            case.tolerance(&format!("w_after{s}")),
+        );
+        let want_buf: Vec<f64> = case
+            .f64(&format!("buf_w_after{s}"))
+            .into_iter()
+            .chain(case.f64(&format!("buf_b_after{s}")))
+            .collect();
+        assert_close(
+            &format!("step {s} momentum"),
+            &momentum.to_vec().unwrap(),
+            &want_buf,
+            case.tolerance(&format!("buf_w_after{s}")),
+        );
+        for (i, &v) in w.iter().enumerate() {
+            if v == 0.0 {
+                // Exactly the stored zero (PyTorch's masking leaves some as -0.0).
+                assert_eq!(
+                    got[i].to_bits(),
+                    v.to_bits(),
+                    "masked weight {i} drifted after step {s}"
+                );
+            }
+        }
+        reference::optim::sgd_step(&mut rw, &to_f64(&grads), &mut rbuf, 0.1, 0.9, 5e-4, false);
+        assert_close64(
+            &format!("reference step {s}"),
+            &rw,
+            &want,
+            case.tolerance(&format!("w_after{s}")),
+        );
+    }
+}
+
+#[test]
+fn nesterov_sgd_matches_reference() {
+    let ctx = ctx();
+    let mut rng = Rng::new(11);
+    let n = 300;
+    let w0 = rng.vec(n);
+    let weights = upload(&ctx, &[n], &w0);
+    let momentum = hetconv::Tensor::zeros(&ctx, &[n]).unwrap();
+    let (mut rw, mut rbuf) = (to_f64(&w0), vec![0.0; n]);
+    let step = sgd::SgdStep {
+        lr: 0.05,
+        momentum: 0.9,
+        weight_decay: 1e-3,
+        nesterov: true,
+    };
+    for _ in 0..3 {
+        let g = rng.vec(n);
+        sgd::sgd_step(&upload(&ctx, &[n], &g), &weights, &momentum, &step).unwrap();
+        reference::optim::sgd_step(&mut rw, &to_f64(&g), &mut rbuf, 0.05, 0.9, 1e-3, true);
+    }
+    assert_close("nesterov", &weights.to_vec().unwrap(), &rw, F32_KERNEL);
+}
