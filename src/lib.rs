@@ -7,9 +7,11 @@
 //! step), [`kernels`] (one module per WGSL family), [`tensor`] (device-resident f32 tensors) and
 //! [`reference`] (CPU f64 implementations of every op: the oracle of the tests).
 
+pub mod autograd;
 pub mod error;
 pub mod gpu;
 pub mod kernels;
+pub mod nn;
 pub mod reference;
 pub mod shaders;
 pub mod tensor;

@@ -1,0 +1,224 @@
+//! Differentiable ops: each runs its forward kernels and records its backward pass.
+
+use super::{Tape, Var};
+use crate::error::{Error, Result};
+use crate::kernels::batchnorm::{self, BatchNormConfig};
+use crate::kernels::conv::{self, ConvKind, ConvWeights};
+use crate::kernels::elementwise::{self, BinaryOp};
+use crate::kernels::gemm::{self, Layout};
+use crate::kernels::{pool, reduce};
+use crate::tensor::Tensor;
+
+/// A convolution of the family in [`crate::kernels::conv`] (fused kernels).
+///
+/// # Shapes
+/// `x`: [B, M, H, W], `w3`: [N, M/G, 3, 3], `w1`: [N, M] or [N, M, 1, 1], `bias`: [N] → [B, N, H, W]
+pub fn conv(
+    tape: &mut Tape,
+    kind: ConvKind,
+    x: &Var,
+    w3: Option<&Var>,
+    w1: Option<&Var>,
+    bias: Option<&Var>,
+) -> Result<Var> {
+    let weights = ConvWeights {
+        w3: w3.map(Var::value),
+        w1: w1.map(Var::value),
+        bias: bias.map(Var::value),
+    };
+    let y = conv::forward(&kind, x.value(), &weights)?;
+    let mut inputs = vec![x];
+    inputs.extend(w3.iter().chain(w1.iter()).chain(bias.iter()).copied());
+    let saved_x = x.value().clone();
+    let saved_w3 = w3.map(|v| v.value().clone());
+    let saved_w1 = w1.map(|v| v.value().clone());
+    let (has_w3, has_w1, has_bias) = (w3.is_some(), w1.is_some(), bias.is_some());
+    let cin = x.value().shape()[1];
+    Ok(tape.record(
+        y,
+        &inputs,
+        Box::new(move |dy, needs| {
+            let mut grads = Vec::with_capacity(needs.len());
+            grads.push(if needs[0] {
+                let weights = ConvWeights {
+                    w3: saved_w3.as_ref(),
+                    w1: saved_w1.as_ref(),
+                    bias: None,
+                };
+                Some(conv::backward_input(&kind, dy, &weights, cin)?)
+            } else {
+                None
+            });
+            let weight_grads = conv::backward_weight(&kind, &saved_x, dy)?;
+            if has_w3 {
+                grads.push(weight_grads.dw3);
+            }
+            if has_w1 {
+                let w1_shape = saved_w1
+                    .as_ref()
+                    .map(|w| w.shape().to_vec())
+                    .unwrap_or_default();
+                grads.push(weight_grads.dw1.map(|g| g.reshape(&w1_shape)).transpose()?);
+            }
+            if has_bias {
+                grads.push(Some(reduce::sum_channels(dy)?));
+            }
+            Ok(grads)
+        }),
+    ))
+}
+
+/// HetConv in the unfused form of the PyTorch reproduction (grouped 3x3 + masked 1x1 as two
+/// passes each way); same function and gradients as the fused [`conv`] with
+/// [`ConvKind::hetconv`].
+///
+/// # Shapes
+/// `x`: [B, M, H, W], `w3`: [N, M/P, 3, 3], `w1`: [N, M] or [N, M, 1, 1] → [B, N, H, W]
+pub fn hetconv_unfused(tape: &mut Tape, parts: usize, x: &Var, w3: &Var, w1: &Var) -> Result<Var> {
+    let y = conv::hetconv_unfused_forward(parts, x.value(), w3.value(), w1.value())?;
+    let (saved_x, saved_w3, saved_w1) = (x.value().clone(), w3.value().clone(), w1.value().clone());
+    let cin = x.value().shape()[1];
+    Ok(tape.record(
+        y,
+        &[x, w3, w1],
+        Box::new(move |dy, needs| {
+            let dx = if needs[0] {
+                Some(conv::hetconv_unfused_backward_input(
+                    parts, dy, &saved_w3, &saved_w1, cin,
+                )?)
+            } else {
+                None
+            };
+            let g = conv::hetconv_unfused_backward_weight(parts, &saved_x, dy)?;
+            let dw1 = g.dw1.map(|t| t.reshape(saved_w1.shape())).transpose()?;
+            Ok(vec![dx, g.dw3, dw1])
+        }),
+    ))
+}
+
+/// Training-mode batch norm (updates the running estimates in place), optionally followed by
+/// ReLU in the same kernel.
+///
+/// # Shapes
+/// `x`: [B, C] or [B, C, H, W]; `gamma`, `beta`, `running_mean`, `running_var`: [C] → x's shape
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_train(
+    tape: &mut Tape,
+    x: &Var,
+    gamma: &Var,
+    beta: &Var,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    cfg: &BatchNormConfig,
+    relu: bool,
+) -> Result<Var> {
+    let (y, saved) = batchnorm::forward_train(
+        x.value(),
+        gamma.value(),
+        beta.value(),
+        running_mean,
+        running_var,
+        cfg,
+        relu,
+    )?;
+    let (saved_x, saved_gamma, saved_y) = (x.value().clone(), gamma.value().clone(), y.clone());
+    Ok(tape.record(
+        y,
+        &[x, gamma, beta],
+        Box::new(move |dy, _needs| {
+            let dy = if relu {
+                elementwise::binary(BinaryOp::ReluBackward, &saved_y, dy)?
+            } else {
+                dy.clone()
+            };
+            let (dx, dgamma, dbeta) = batchnorm::backward(&saved_x, &dy, &saved_gamma, &saved)?;
+            Ok(vec![Some(dx), Some(dgamma), Some(dbeta)])
+        }),
+    ))
+}
+
+/// ReLU.
+///
+/// # Shapes
+/// any → the same
+pub fn relu(tape: &mut Tape, x: &Var) -> Result<Var> {
+    let y = elementwise::relu(x.value())?;
+    let saved = x.value().clone();
+    Ok(tape.record(
+        y,
+        &[x],
+        Box::new(move |dy, _| {
+            Ok(vec![Some(elementwise::binary(
+                BinaryOp::ReluBackward,
+                &saved,
+                dy,
+            )?)])
+        }),
+    ))
+}
+
+/// 2x2 max-pool, stride 2.
+///
+/// # Shapes
+/// `x`: [B, C, H, W] → [B, C, H/2, W/2]
+pub fn max_pool2(tape: &mut Tape, x: &Var) -> Result<Var> {
+    let y = pool::max_pool2(x.value())?;
+    let saved = x.value().clone();
+    Ok(tape.record(
+        y,
+        &[x],
+        Box::new(move |dy, _| Ok(vec![Some(pool::max_pool2_backward(&saved, dy)?)])),
+    ))
+}
+
+/// A linear layer `y = x @ w^T + b` (PyTorch layout).
+///
+/// # Shapes
+/// `x`: [B, in], `w`: [out, in], `b`: [out] → [B, out]
+pub fn linear(tape: &mut Tape, x: &Var, w: &Var, b: &Var) -> Result<Var> {
+    let y = gemm::matmul(
+        x.value(),
+        Layout::AsIs,
+        w.value(),
+        Layout::Transposed,
+        Some(b.value()),
+    )?;
+    let (saved_x, saved_w) = (x.value().clone(), w.value().clone());
+    Ok(tape.record(
+        y,
+        &[x, w, b],
+        Box::new(move |dy, needs| {
+            let dx = if needs[0] {
+                Some(gemm::matmul(
+                    dy,
+                    Layout::AsIs,
+                    &saved_w,
+                    Layout::AsIs,
+                    None,
+                )?)
+            } else {
+                None
+            };
+            let dw = gemm::matmul(dy, Layout::Transposed, &saved_x, Layout::AsIs, None)?;
+            let db = reduce::sum_channels(dy)?;
+            Ok(vec![dx, Some(dw), Some(db)])
+        }),
+    ))
+}
+
+/// Flattens every axis after the first.
+///
+/// # Shapes
+/// `x`: [B, ...] → [B, product of the rest]
+pub fn flatten(tape: &mut Tape, x: &Var) -> Result<Var> {
+    let shape = x.value().shape().to_vec();
+    let Some(&batch) = shape.first() else {
+        return Err(Error::shape("flatten", "a scalar cannot be flattened"));
+    };
+    let y = x.value().reshape(&[batch, x.value().numel() / batch])?;
+    Ok(tape.record(
+        y,
+        &[x],
+        Box::new(move |dy, _| Ok(vec![Some(dy.reshape(&shape)?)])),
+    ))
+}

@@ -1,0 +1,9 @@
+//! Networks: parameter storage, initialisation and the HetConv VGG-16.
+
+mod init;
+mod params;
+mod vgg;
+
+pub use init::Init;
+pub use params::{BufferId, ParamId, ParamInfo, ParamStore, ParamStoreBuilder};
+pub use vgg::{ConvMode, StepOutput, Vgg16, VggConfig, VggLayer};

@@ -1,0 +1,197 @@
+//! Parameter storage: every trainable parameter is a view into one flat buffer, with matching
+//! flat gradient and momentum buffers, so the optimizer is one dispatch over all of them.
+//! Non-trainable state (BatchNorm's running estimates) lives in separate named buffers.
+
+use crate::error::{Error, Result};
+use crate::gpu::Context;
+use crate::kernels::elementwise;
+use crate::kernels::sgd::{self, SgdStep};
+use crate::tensor::Tensor;
+
+/// Index of a parameter in its store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ParamId(pub usize);
+
+/// Index of a non-trainable buffer in its store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BufferId(pub usize);
+
+/// Name, shape and place of one parameter.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamInfo {
+    /// PyTorch state_dict name, e.g. `features.3.gwc.weight`.
+    pub name: String,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// First element in the flat buffers.
+    pub offset: usize,
+}
+
+impl ParamInfo {
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// Collects parameters and buffers with their initial values.
+#[derive(Default)]
+pub struct ParamStoreBuilder {
+    params: Vec<(String, Vec<usize>, Vec<f32>)>,
+    buffers: Vec<(String, Vec<usize>, Vec<f32>)>,
+}
+
+impl ParamStoreBuilder {
+    /// Adds a trainable parameter.
+    pub fn param(&mut self, name: impl Into<String>, shape: &[usize], values: Vec<f32>) -> ParamId {
+        debug_assert_eq!(shape.iter().product::<usize>(), values.len());
+        self.params.push((name.into(), shape.to_vec(), values));
+        ParamId(self.params.len() - 1)
+    }
+
+    /// Adds a non-trainable buffer.
+    pub fn buffer(
+        &mut self,
+        name: impl Into<String>,
+        shape: &[usize],
+        values: Vec<f32>,
+    ) -> BufferId {
+        debug_assert_eq!(shape.iter().product::<usize>(), values.len());
+        self.buffers.push((name.into(), shape.to_vec(), values));
+        BufferId(self.buffers.len() - 1)
+    }
+
+    /// Uploads everything to `ctx`. Each parameter starts on the device's storage-offset
+    /// alignment; the padding between parameters stays zero (and so does its gradient).
+    pub fn build(self, ctx: &Context) -> Result<ParamStore> {
+        let align = (ctx.limits().min_storage_buffer_offset_alignment as usize / 4).max(1);
+        let mut infos = Vec::with_capacity(self.params.len());
+        let mut total = 0;
+        for (name, shape, values) in &self.params {
+            infos.push(ParamInfo {
+                name: name.clone(),
+                shape: shape.clone(),
+                offset: total,
+            });
+            total += values.len().div_ceil(align) * align;
+        }
+        let mut flat = vec![0.0f32; total.max(align)];
+        for ((_, _, values), info) in self.params.iter().zip(&infos) {
+            flat[info.offset..info.offset + values.len()].copy_from_slice(values);
+        }
+        let values = Tensor::from_slice(ctx, &[flat.len()], &flat)?;
+        let grads = Tensor::zeros(ctx, &[flat.len()])?;
+        let momentum = Tensor::zeros(ctx, &[flat.len()])?;
+        let buffers = self
+            .buffers
+            .into_iter()
+            .map(|(name, shape, values)| Ok((name, Tensor::from_slice(ctx, &shape, &values)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ParamStore {
+            grad_written: vec![false; infos.len()],
+            infos,
+            values,
+            grads,
+            momentum,
+            buffers,
+        })
+    }
+}
+
+/// All parameters of a model, their gradients and momentum, and its buffers.
+pub struct ParamStore {
+    infos: Vec<ParamInfo>,
+    values: Tensor,
+    grads: Tensor,
+    momentum: Tensor,
+    grad_written: Vec<bool>,
+    buffers: Vec<(String, Tensor)>,
+}
+
+impl ParamStore {
+    fn info(&self, id: ParamId) -> Result<&ParamInfo> {
+        self.infos
+            .get(id.0)
+            .ok_or_else(|| Error::InvalidArgument(format!("no parameter #{}", id.0)))
+    }
+
+    /// The parameters, in order.
+    pub fn params(&self) -> &[ParamInfo] {
+        &self.infos
+    }
+
+    /// The buffers, in order: (name, tensor).
+    pub fn buffers(&self) -> &[(String, Tensor)] {
+        &self.buffers
+    }
+
+    /// The value of parameter `id` (a view into the flat buffer).
+    pub fn value(&self, id: ParamId) -> Result<Tensor> {
+        let info = self.info(id)?;
+        self.values.view(info.offset, &info.shape)
+    }
+
+    /// The gradient of parameter `id` (a view).
+    pub fn grad(&self, id: ParamId) -> Result<Tensor> {
+        let info = self.info(id)?;
+        self.grads.view(info.offset, &info.shape)
+    }
+
+    /// The momentum buffer of parameter `id` (a view).
+    pub fn momentum(&self, id: ParamId) -> Result<Tensor> {
+        let info = self.info(id)?;
+        self.momentum.view(info.offset, &info.shape)
+    }
+
+    /// Buffer `id`.
+    pub fn buffer(&self, id: BufferId) -> Result<&Tensor> {
+        self.buffers
+            .get(id.0)
+            .map(|(_, t)| t)
+            .ok_or_else(|| Error::InvalidArgument(format!("no buffer #{}", id.0)))
+    }
+
+    /// The flat parameter, gradient and momentum buffers.
+    pub fn flat(&self) -> (&Tensor, &Tensor, &Tensor) {
+        (&self.values, &self.grads, &self.momentum)
+    }
+
+    /// Stores `grad` as parameter `id`'s gradient, or adds it if the parameter already got
+    /// one since [`ParamStore::zero_grads`].
+    pub fn accumulate_grad(&mut self, id: ParamId, grad: &Tensor) -> Result<()> {
+        let target = self.grad(id)?;
+        if grad.numel() != target.numel() {
+            return Err(Error::shape(
+                "accumulate_grad",
+                format!(
+                    "gradient {:?} for parameter {} of shape {:?}",
+                    grad.shape(),
+                    self.infos[id.0].name,
+                    target.shape()
+                ),
+            ));
+        }
+        if self.grad_written[id.0] {
+            elementwise::axpby(1.0, grad, 1.0, &target)
+        } else {
+            self.grad_written[id.0] = true;
+            grad.copy_to(&target)
+        }
+    }
+
+    /// Clears every gradient (recorded, not submitted).
+    pub fn zero_grads(&mut self) {
+        self.grads.fill_zero();
+        self.grad_written.iter_mut().for_each(|w| *w = false);
+    }
+
+    /// One SGD step over every parameter (one dispatch).
+    pub fn sgd_step(&self, step: &SgdStep) -> Result<()> {
+        sgd::sgd_step(&self.grads, &self.values, &self.momentum, step)
+    }
+
+    /// Number of parameter elements (without alignment padding).
+    pub fn numel(&self) -> usize {
+        self.infos.iter().map(ParamInfo::numel).sum()
+    }
+}

@@ -1,0 +1,214 @@
+//! The HetConv VGG-16: whole-model gradients vs the CPU reference model, state_dict names,
+//! a tiny model overfitting a fixed batch, masked weights staying exactly zero.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::*;
+use hetconv::kernels::sgd::SgdStep;
+use hetconv::nn::{ConvMode, Vgg16, VggConfig};
+use hetconv::{Context, Tensor, reference};
+
+fn tiny(parts: usize, mode: ConvMode) -> VggConfig {
+    VggConfig {
+        widths: vec![4, 4, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8],
+        parts,
+        in_channels: 3,
+        image_size: 32,
+        classes: 10,
+        hidden: 8,
+        mode,
+    }
+}
+
+fn read_params(model: &Vgg16) -> HashMap<String, Vec<f64>> {
+    let store = model.store();
+    store
+        .params()
+        .iter()
+        .enumerate()
+        .map(|(i, info)| {
+            (
+                info.name.clone(),
+                to_f64(
+                    &store
+                        .value(hetconv::nn::ParamId(i))
+                        .unwrap()
+                        .to_vec()
+                        .unwrap(),
+                ),
+            )
+        })
+        .collect()
+}
+
+fn batch(ctx: &Context, n: usize, seed: u64) -> (Tensor, Tensor, Vec<f32>, Vec<usize>) {
+    let mut rng = Rng::new(seed);
+    let x: Vec<f32> = rng
+        .vec(n * 3 * 32 * 32)
+        .iter()
+        .map(|v| 0.5 + 0.5 * v)
+        .collect();
+    let labels: Vec<usize> = (0..n).map(|i| (i * 7 + seed as usize) % 10).collect();
+    let label_values: Vec<f32> = labels.iter().map(|&l| l as f32).collect();
+    (
+        upload(ctx, &[n, 3, 32, 32], &x),
+        upload(ctx, &[n], &label_values),
+        x,
+        labels,
+    )
+}
+
+#[test]
+fn whole_model_gradients_match_the_cpu_reference() {
+    let ctx = ctx();
+    for mode in [ConvMode::Fused, ConvMode::Unfused] {
+        let mut model = Vgg16::new(&ctx, tiny(2, mode), 3).unwrap();
+        let params = read_params(&model);
+        let (x, labels, x_host, labels_host) = batch(&ctx, 3, 1);
+        let out = model.compute_gradients(&x, &labels).unwrap();
+        let (want_loss, want_grads) = reference::vgg::loss_and_grads(
+            model.config(),
+            &params,
+            &to_f64(&x_host),
+            3,
+            &labels_host,
+        );
+        let (loss, _) = hetconv::kernels::loss::summarize(&out.rows.to_vec().unwrap());
+        assert!(
+            (loss - want_loss).abs() < 1e-4 * want_loss.abs().max(1.0),
+            "{mode:?}: loss {loss} vs {want_loss}"
+        );
+        let store = model.store();
+        assert_eq!(
+            want_grads.len(),
+            store.params().len(),
+            "every parameter gets a gradient"
+        );
+        for (i, info) in store.params().iter().enumerate() {
+            let got = store
+                .grad(hetconv::nn::ParamId(i))
+                .unwrap()
+                .to_vec()
+                .unwrap();
+            let want = &want_grads[&info.name];
+            // f32 through 13 BatchNorm layers: errors scale with the tensor's largest gradient.
+            let tol = Tolerance {
+                rtol: 1e-4,
+                atol: 1e-4,
+            }
+            .scaled(want);
+            assert_close(&format!("{mode:?} {}", info.name), &got, want, tol);
+        }
+    }
+}
+
+#[test]
+fn parameter_names_follow_the_pytorch_state_dict() {
+    let ctx = ctx();
+    let model = Vgg16::new(&ctx, tiny(4, ConvMode::Fused), 0).unwrap();
+    let names: Vec<(String, Vec<usize>)> = model
+        .store()
+        .params()
+        .iter()
+        .map(|p| (p.name.clone(), p.shape.clone()))
+        .collect();
+    let find = |n: &str| {
+        names
+            .iter()
+            .find(|(name, _)| name == n)
+            .map(|(_, s)| s.clone())
+    };
+    assert_eq!(find("features.0.weight"), Some(vec![4, 3, 3, 3]));
+    assert_eq!(find("features.0.bias"), Some(vec![4]));
+    assert_eq!(find("features.1.weight"), Some(vec![4]));
+    assert_eq!(find("features.3.gwc.weight"), Some(vec![4, 1, 3, 3]));
+    assert_eq!(find("features.3.pwc.weight"), Some(vec![4, 4, 1, 1]));
+    assert_eq!(
+        find("features.7.gwc.weight"),
+        Some(vec![8, 1, 3, 3]),
+        "pool at features.6"
+    );
+    assert_eq!(
+        find("features.40.pwc.weight"),
+        Some(vec![8, 8, 1, 1]),
+        "conv 13"
+    );
+    assert_eq!(
+        find("features.41.running_mean"),
+        None,
+        "running stats are buffers"
+    );
+    assert_eq!(find("classifier.0.weight"), Some(vec![8, 8]));
+    assert_eq!(find("classifier.1.bias"), Some(vec![8]));
+    assert_eq!(find("classifier.3.weight"), Some(vec![10, 8]));
+    let buffers: Vec<&str> = model
+        .store()
+        .buffers()
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert!(
+        buffers.contains(&"features.4.running_var")
+            && buffers.contains(&"classifier.1.running_mean")
+    );
+}
+
+#[test]
+fn a_tiny_model_overfits_a_fixed_batch_and_masked_weights_stay_zero() {
+    let ctx = ctx();
+    let mut model = Vgg16::new(&ctx, tiny(2, ConvMode::Fused), 7).unwrap();
+    let (x, labels, _, _) = batch(&ctx, 8, 2);
+    let step = SgdStep {
+        lr: 0.05,
+        momentum: 0.9,
+        weight_decay: 5e-4,
+        nesterov: false,
+    };
+    let mut first_loss = None;
+    let mut last = (f64::MAX, 0.0);
+    for i in 0..150 {
+        let out = model.train_step(&x, &labels, &step).unwrap();
+        if i % 10 == 0 || i == 149 {
+            last = hetconv::kernels::loss::summarize(&out.rows.to_vec().unwrap());
+            first_loss.get_or_insert(last.0);
+            if last.1 == 1.0 && i > 20 {
+                break;
+            }
+        }
+    }
+    let first = first_loss.unwrap();
+    assert!(
+        last.1 == 1.0,
+        "train accuracy {} (loss {} from {first})",
+        last.1,
+        last.0
+    );
+    assert!(last.0 < first * 0.5, "loss {first} -> {}", last.0);
+    // Masked 1x1 weights are still exactly zero.
+    let store = model.store();
+    for (i, info) in store.params().iter().enumerate() {
+        if !info.name.ends_with("pwc.weight") {
+            continue;
+        }
+        let (cout, cin) = (info.shape[0], info.shape[1]);
+        let w = store
+            .value(hetconv::nn::ParamId(i))
+            .unwrap()
+            .to_vec()
+            .unwrap();
+        for o in 0..cout {
+            let g = o / (cout / 2);
+            for c in g * (cin / 2)..(g + 1) * (cin / 2) {
+                assert_eq!(
+                    w[o * cin + c].to_bits(),
+                    0,
+                    "{}[{o},{c}] = {}",
+                    info.name,
+                    w[o * cin + c]
+                );
+            }
+        }
+    }
+}
