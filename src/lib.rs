@@ -9,6 +9,7 @@
 
 pub mod autograd;
 pub mod error;
+pub mod flops;
 pub mod gpu;
 pub mod kernels;
 pub mod nn;

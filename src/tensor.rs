@@ -129,7 +129,7 @@ impl Tensor {
         }
         let align = u64::from(self.ctx.limits().min_storage_buffer_offset_alignment);
         let byte_offset = ((self.offset + offset) * 4) as u64;
-        if byte_offset % align != 0 {
+        if !byte_offset.is_multiple_of(align) {
             return Err(Error::shape(
                 "view",
                 format!(

@@ -1,10 +1,12 @@
 //! Command-line parsing and the subcommands.
 
+mod flops;
 mod info;
 mod selfcheck;
 
 use clap::{Parser, Subcommand};
 
+use hetconv::nn::VggConfig;
 use hetconv::{Context, ContextOptions, LimitsChoice, Result};
 
 /// Train and run HetConv (heterogeneous-kernel) CNNs on any GPU.
@@ -24,6 +26,12 @@ enum Command {
     Info,
     /// Run every kernel family once on small shapes and compare with the CPU reference.
     Selfcheck,
+    /// Print FLOPs and parameter counts of the HetConv VGG-16 for P = 1..64 next to the paper's.
+    Flops {
+        /// Multiply every conv width by this factor.
+        #[arg(long, default_value_t = 1.0)]
+        width_mult: f64,
+    },
 }
 
 /// Runs the parsed command.
@@ -36,9 +44,16 @@ pub fn run(cli: Cli) -> Result<()> {
         },
         ..Default::default()
     };
-    let ctx = pollster::block_on(Context::new(options))?;
+    let gpu = || pollster::block_on(Context::new(options.clone()));
     match cli.command {
-        Command::Info => info::run(&ctx),
-        Command::Selfcheck => selfcheck::run(&ctx),
+        Command::Info => info::run(&gpu()?),
+        Command::Selfcheck => selfcheck::run(&gpu()?),
+        Command::Flops { width_mult } => {
+            let mut config = VggConfig::paper(1);
+            if width_mult != 1.0 {
+                config = config.with_width_mult(width_mult);
+            }
+            flops::run(&config)
+        }
     }
 }

@@ -107,7 +107,7 @@ impl VggConfig {
         if self.parts == 0 {
             return bad("part P must be at least 1".into());
         }
-        if self.image_size == 0 || self.image_size % 32 != 0 {
+        if self.image_size == 0 || !self.image_size.is_multiple_of(32) {
             return bad(format!(
                 "image size {} is not a multiple of 32 (five 2x2 pools)",
                 self.image_size
