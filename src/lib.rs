@@ -8,14 +8,18 @@
 //! [`reference`] (CPU f64 implementations of every op: the oracle of the tests).
 
 pub mod autograd;
+pub mod checkpoint;
+pub mod data;
 pub mod error;
 pub mod flops;
 pub mod gpu;
 pub mod kernels;
 pub mod nn;
+pub mod optim;
 pub mod reference;
 pub mod shaders;
 pub mod tensor;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use gpu::{Context, ContextOptions, LimitsChoice};

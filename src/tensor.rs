@@ -75,19 +75,38 @@ impl Tensor {
             ));
         }
         let tensor = Self::uninit(ctx, shape)?;
-        tensor.write(data)?;
+        // A fresh buffer: no recorded command touches it, so the queue write needs no ordering.
+        tensor.queue_write(data);
         Ok(tensor)
     }
 
-    /// Overwrites the tensor with `data` (row-major). The write happens before any work that is
-    /// recorded but not yet submitted, so only use it on tensors no pending op reads.
+    /// Overwrites the tensor with `data` (row-major). Work recorded before the call sees the
+    /// old values: if an encoder is open it is submitted first, since queue writes land before
+    /// any command that is still being recorded.
     ///
     /// # Shapes
     /// `data.len()` must equal `self.numel()`.
     pub fn write(&self, data: &[f32]) -> Result<()> {
+        self.check_len("tensor write", data)?;
+        if self.ctx.is_recording() {
+            self.ctx.flush()?;
+        }
+        self.queue_write(data);
+        Ok(())
+    }
+
+    fn queue_write(&self, data: &[f32]) {
+        self.ctx.queue().write_buffer(
+            self.buffer(),
+            self.byte_offset(),
+            bytemuck::cast_slice(data),
+        );
+    }
+
+    fn check_len(&self, op: &'static str, data: &[f32]) -> Result<()> {
         if data.len() != self.numel() {
             return Err(Error::shape(
-                "tensor write",
+                op,
                 format!(
                     "tensor {:?} holds {} values but {} were given",
                     self.shape,
@@ -96,11 +115,6 @@ impl Tensor {
                 ),
             ));
         }
-        self.ctx.queue().write_buffer(
-            self.buffer(),
-            self.byte_offset(),
-            bytemuck::cast_slice(data),
-        );
         Ok(())
     }
 

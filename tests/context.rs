@@ -130,3 +130,18 @@ fn aligned_views_share_storage_and_misaligned_ones_are_refused() {
     let err = storage.view(1, &[2]).unwrap_err().to_string();
     assert!(err.contains("alignment"), "{err}");
 }
+
+#[test]
+fn writes_are_ordered_after_recorded_work() {
+    let ctx = ctx();
+    let a = Tensor::from_slice(&ctx, &[4], &[1.0, 2.0, 3.0, 4.0]).unwrap();
+    let z = Tensor::zeros(&ctx, &[4]).unwrap(); // a clear, recorded but not submitted
+    z.write(&[9.0; 4]).unwrap();
+    a.write(&[5.0, 6.0, 7.0, 8.0]).unwrap();
+    assert_eq!(
+        z.to_vec().unwrap(),
+        vec![9.0; 4],
+        "the write comes after the recorded clear"
+    );
+    assert_eq!(a.to_vec().unwrap(), vec![5.0, 6.0, 7.0, 8.0]);
+}

@@ -1,8 +1,14 @@
 //! Command-line parsing and the subcommands.
 
+mod data_args;
+mod eval;
+mod export;
 mod flops;
 mod info;
+mod predict;
+mod report;
 mod selfcheck;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -22,6 +28,14 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Train a HetConv VGG-16 (on the embedded Fashion-MNIST subset unless --data is given).
+    Train(train::TrainArgs),
+    /// Loss, accuracy and confusion matrix of a checkpoint on a data set.
+    Eval(eval::EvalArgs),
+    /// Classify images (files or a data set split); CSV or JSON output.
+    Predict(predict::PredictArgs),
+    /// Write a checkpoint as a plain PyTorch state_dict (safetensors).
+    Export(export::ExportArgs),
     /// Print the GPU adapter, backend, driver, features and the limits that matter to hetconv.
     Info,
     /// Run every kernel family once on small shapes and compare with the CPU reference.
@@ -46,6 +60,10 @@ pub fn run(cli: Cli) -> Result<()> {
     };
     let gpu = || pollster::block_on(Context::new(options.clone()));
     match cli.command {
+        Command::Train(args) => train::run(&gpu()?, args),
+        Command::Eval(args) => eval::run(&gpu()?, args),
+        Command::Predict(args) => predict::run(&gpu()?, args),
+        Command::Export(args) => export::run(args),
         Command::Info => info::run(&gpu()?),
         Command::Selfcheck => selfcheck::run(&gpu()?),
         Command::Flops { width_mult } => {

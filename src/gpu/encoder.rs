@@ -50,6 +50,15 @@ impl Context {
         f(encoder)
     }
 
+    /// Whether commands are recorded but not yet submitted.
+    pub fn is_recording(&self) -> bool {
+        self.inner
+            .recorder
+            .lock()
+            .map(|r| r.encoder.is_some())
+            .unwrap_or(false)
+    }
+
     /// Submits everything recorded so far as one command buffer.
     pub fn flush(&self) -> Result<()> {
         let encoder = {

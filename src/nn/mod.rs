@@ -5,5 +5,5 @@ mod params;
 mod vgg;
 
 pub use init::Init;
-pub use params::{BufferId, ParamId, ParamInfo, ParamStore, ParamStoreBuilder};
-pub use vgg::{ConvMode, StepOutput, Vgg16, VggConfig, VggLayer};
+pub use params::{BufferId, ParamId, ParamInfo, ParamSnapshot, ParamStore, ParamStoreBuilder};
+pub use vgg::{ConvMode, PAPER_WIDTHS, StepOutput, Vgg16, VggConfig, VggLayer};

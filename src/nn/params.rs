@@ -98,6 +98,17 @@ impl ParamStoreBuilder {
     }
 }
 
+/// Host copies of a store's contents, in store order: (name, values).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamSnapshot {
+    /// Parameter values.
+    pub params: Vec<(String, Vec<f32>)>,
+    /// Momentum buffers, same names.
+    pub momentum: Vec<(String, Vec<f32>)>,
+    /// Buffers (BatchNorm running estimates).
+    pub buffers: Vec<(String, Vec<f32>)>,
+}
+
 /// All parameters of a model, their gradients and momentum, and its buffers.
 pub struct ParamStore {
     infos: Vec<ParamInfo>,
@@ -188,6 +199,61 @@ impl ParamStore {
     /// One SGD step over every parameter (one dispatch).
     pub fn sgd_step(&self, step: &SgdStep) -> Result<()> {
         sgd::sgd_step(&self.grads, &self.values, &self.momentum, step)
+    }
+
+    /// Overwrites parameter `id` with `values` (uploaded before the next submission's work).
+    pub fn write_value(&self, id: ParamId, values: &[f32]) -> Result<()> {
+        self.value(id)?.write(values)
+    }
+
+    /// Overwrites parameter `id`'s momentum buffer.
+    pub fn write_momentum(&self, id: ParamId, values: &[f32]) -> Result<()> {
+        self.momentum(id)?.write(values)
+    }
+
+    /// Reads every parameter and momentum buffer back: one copy of each flat buffer.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn snapshot_blocking(&self) -> Result<ParamSnapshot> {
+        pollster::block_on(self.snapshot())
+    }
+
+    /// Reads every parameter, momentum buffer and buffer back.
+    pub async fn snapshot(&self) -> Result<ParamSnapshot> {
+        let values = self.values.read().await?;
+        let momentum = self.momentum.read().await?;
+        let mut buffers = Vec::with_capacity(self.buffers.len());
+        for (name, t) in &self.buffers {
+            buffers.push((name.clone(), t.read().await?));
+        }
+        let split = |flat: &[f32]| -> Vec<(String, Vec<f32>)> {
+            self.infos
+                .iter()
+                .map(|i| {
+                    (
+                        i.name.clone(),
+                        flat[i.offset..i.offset + i.numel()].to_vec(),
+                    )
+                })
+                .collect()
+        };
+        Ok(ParamSnapshot {
+            params: split(&values),
+            momentum: split(&momentum),
+            buffers,
+        })
+    }
+
+    /// Finds a parameter by name.
+    pub fn find(&self, name: &str) -> Option<ParamId> {
+        self.infos.iter().position(|i| i.name == name).map(ParamId)
+    }
+
+    /// Finds a buffer by name.
+    pub fn find_buffer(&self, name: &str) -> Option<BufferId> {
+        self.buffers
+            .iter()
+            .position(|(n, _)| n == name)
+            .map(BufferId)
     }
 
     /// Number of parameter elements (without alignment padding).

@@ -23,7 +23,7 @@ pub const PAPER_WIDTHS: [usize; 13] = [
 const POOL_AFTER: [usize; 5] = [2, 4, 7, 10, 13];
 
 /// How HetConv layers are computed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ConvMode {
     /// One fused kernel per direction (the default).
     #[default]
@@ -33,7 +33,7 @@ pub enum ConvMode {
 }
 
 /// The shape of a VGG-16.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct VggConfig {
     /// Output channels of the 13 convs.
     pub widths: Vec<usize>,

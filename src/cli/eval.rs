@@ -1,0 +1,62 @@
+//! `hetconv eval`: loss, accuracy and confusion matrix of a checkpoint on a data set.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use hetconv::checkpoint;
+use hetconv::nn::ConvMode;
+use hetconv::train::evaluate;
+use hetconv::{Context, Result};
+
+use super::data_args::DataArgs;
+
+/// Which split to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Split {
+    /// The test split.
+    Test,
+    /// The training split.
+    Train,
+}
+
+/// Options of `hetconv eval`.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// The checkpoint (hetconv's or a PyTorch state_dict in safetensors).
+    #[arg(long)]
+    pub weights: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Split to evaluate.
+    #[arg(long, value_enum, default_value_t = Split::Test)]
+    pub split: Split,
+    /// Only the first N images.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Images per batch.
+    #[arg(long, default_value_t = 100)]
+    pub batch_size: usize,
+}
+
+/// Runs the command.
+pub fn run(ctx: &Context, args: EvalArgs) -> Result<()> {
+    let model = checkpoint::load(&args.weights)?.build_model(ctx, ConvMode::Fused)?;
+    let splits = args.data.load()?;
+    let data = match args.split {
+        Split::Test => splits.test,
+        Split::Train => splits.train,
+    };
+    let report = pollster::block_on(evaluate(&model, &data, args.batch_size.max(1), args.limit))?;
+    println!("{}: {} images", data.name, report.images);
+    println!(
+        "loss {:.4}  accuracy {:.2}%",
+        report.loss,
+        100.0 * report.accuracy
+    );
+    println!("confusion matrix (rows: true class, columns: predicted):");
+    for (row, name) in report.confusion.iter().zip(&data.class_names) {
+        let cells: Vec<String> = row.iter().map(|n| format!("{n:>5}")).collect();
+        println!("{name:>12} {}", cells.join(""));
+    }
+    Ok(())
+}

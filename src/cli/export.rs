@@ -1,0 +1,38 @@
+//! `hetconv export`: a checkpoint as a plain PyTorch state_dict in safetensors (no optimizer
+//! state), loadable with `model.load_state_dict(safetensors.torch.load_file(path))`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use clap::Args;
+use hetconv::Result;
+use hetconv::checkpoint::{self, META_CONFIG, META_STEP};
+
+/// Options of `hetconv export`.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// The checkpoint to export.
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// The safetensors file to write.
+    #[arg(long)]
+    pub output: PathBuf,
+}
+
+/// Runs the command.
+pub fn run(args: ExportArgs) -> Result<()> {
+    let mut ckpt = checkpoint::load(&args.weights)?;
+    ckpt.momentum.clear();
+    ckpt.metadata = ckpt
+        .metadata
+        .into_iter()
+        .filter(|(k, _)| k == META_CONFIG || k == META_STEP)
+        .collect::<HashMap<_, _>>();
+    checkpoint::save(&args.output, &ckpt)?;
+    println!(
+        "wrote {} ({} tensors, PyTorch state_dict names)",
+        args.output.display(),
+        ckpt.tensors.len()
+    );
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! `hetconv predict`: logits, probabilities and the predicted class of images, as CSV or JSON.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use hetconv::checkpoint;
+use hetconv::data::{Batcher, image_file};
+use hetconv::nn::ConvMode;
+use hetconv::{Context, Error, Result, Tensor};
+
+use super::data_args::DataArgs;
+use super::eval::Split;
+
+/// Options of `hetconv predict`.
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// The checkpoint.
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// Image files (PNG, JPEG); resized and centre-cropped to the model's input.
+    #[arg(conflicts_with_all = ["data", "dataset"])]
+    pub images: Vec<PathBuf>,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Split of --data to classify.
+    #[arg(long, value_enum, default_value_t = Split::Test)]
+    pub split: Split,
+    /// Only the first N images of the split.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Write here: `.json` for JSON, anything else CSV (default: CSV on standard output).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+/// One classified image.
+#[derive(serde::Serialize)]
+struct Prediction {
+    image: String,
+    predicted: usize,
+    class: String,
+    label: Option<usize>,
+    logits: Vec<f32>,
+    probabilities: Vec<f32>,
+}
+
+fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f32> = logits.iter().map(|z| (z - max).exp()).collect();
+    let sum: f32 = exps.iter().sum();
+    exps.iter().map(|e| e / sum).collect()
+}
+
+/// Runs the command.
+pub fn run(ctx: &Context, args: PredictArgs) -> Result<()> {
+    let model = checkpoint::load(&args.weights)?.build_model(ctx, ConvMode::Fused)?;
+    let config = model.config().clone();
+    let per_image = config.in_channels * config.image_size * config.image_size;
+    // (name, pixels, label)
+    let mut inputs: Vec<(String, Vec<f32>, Option<usize>)> = Vec::new();
+    let class_names: Vec<String>;
+    if args.images.is_empty() {
+        let splits = args.data.load()?;
+        let data = match args.split {
+            Split::Test => splits.test,
+            Split::Train => splits.train,
+        };
+        class_names = data.class_names.clone();
+        let n = args.limit.map_or(data.len(), |l| l.min(data.len()));
+        let batcher = Batcher {
+            batch_size: n,
+            size: config.image_size,
+            channels: config.in_channels,
+            augment: None,
+            normalize: None,
+            shuffle: false,
+            seed: 0,
+        };
+        let batch = batcher.batch(&data, &(0..n).collect::<Vec<_>>(), 0);
+        for i in 0..n {
+            inputs.push((
+                format!("{}#{i}", data.name),
+                batch.pixels[i * per_image..(i + 1) * per_image].to_vec(),
+                Some(batch.labels[i] as usize),
+            ));
+        }
+    } else {
+        class_names = (0..config.classes).map(|c| c.to_string()).collect();
+        for path in &args.images {
+            inputs.push((
+                path.display().to_string(),
+                image_file::load(path, config.in_channels, config.image_size)?,
+                None,
+            ));
+        }
+    }
+    if inputs.is_empty() {
+        return Err(Error::InvalidArgument("no images to classify".into()));
+    }
+    let mut predictions = Vec::new();
+    for chunk in inputs.chunks(100) {
+        let pixels: Vec<f32> = chunk
+            .iter()
+            .flat_map(|(_, p, _)| p.iter().copied())
+            .collect();
+        let x = Tensor::from_slice(
+            ctx,
+            &[
+                chunk.len(),
+                config.in_channels,
+                config.image_size,
+                config.image_size,
+            ],
+            &pixels,
+        )?;
+        let logits = model.predict(&x)?.to_vec()?;
+        for (i, (name, _, label)) in chunk.iter().enumerate() {
+            let row = logits[i * config.classes..(i + 1) * config.classes].to_vec();
+            let predicted =
+                (1..row.len()).fold(0, |best, j| if row[j] > row[best] { j } else { best });
+            predictions.push(Prediction {
+                image: name.clone(),
+                predicted,
+                class: class_names
+                    .get(predicted)
+                    .cloned()
+                    .unwrap_or_else(|| predicted.to_string()),
+                label: *label,
+                probabilities: softmax(&row),
+                logits: row,
+            });
+        }
+    }
+    let text = match args
+        .output
+        .as_ref()
+        .and_then(|p| p.extension())
+        .and_then(|e| e.to_str())
+    {
+        Some("json") => serde_json::to_string_pretty(&predictions)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?,
+        _ => csv_text(&predictions, config.classes)?,
+    };
+    match &args.output {
+        Some(path) => std::fs::write(path, text).map_err(|e| Error::Io {
+            path: path.clone(),
+            source: e,
+        })?,
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+fn csv_text(predictions: &[Prediction], classes: usize) -> Result<String> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let mut header = vec![
+        "image".to_string(),
+        "predicted".into(),
+        "class".into(),
+        "label".into(),
+    ];
+    header.extend((0..classes).map(|c| format!("logit_{c}")));
+    header.extend((0..classes).map(|c| format!("prob_{c}")));
+    let err = |e: csv::Error| Error::InvalidArgument(format!("csv: {e}"));
+    writer.write_record(&header).map_err(err)?;
+    for p in predictions {
+        let mut record = vec![
+            p.image.clone(),
+            p.predicted.to_string(),
+            p.class.clone(),
+            p.label.map_or(String::new(), |l| l.to_string()),
+        ];
+        record.extend(p.logits.iter().map(|v| v.to_string()));
+        record.extend(p.probabilities.iter().map(|v| v.to_string()));
+        writer.write_record(&record).map_err(err)?;
+    }
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| Error::InvalidArgument(format!("csv: {e}")))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}

@@ -1,0 +1,385 @@
+//! `hetconv train`: train a HetConv VGG-16, with progress, per-epoch evaluation, metrics,
+//! a chart and atomic checkpoints (also on Ctrl-C).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use clap::{Args, ValueEnum};
+use hetconv::checkpoint::{self, Checkpoint, META_PROGRESS, META_STEP};
+use hetconv::data::{Augment, Dataset};
+use hetconv::flops::vgg_cost;
+use hetconv::nn::{ConvMode, Vgg16, VggConfig};
+use hetconv::optim::{LrSchedule, Schedule};
+use hetconv::train::{Progress, TrainSettings, Trainer, evaluate};
+use hetconv::{Context, Error, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::data_args::DataArgs;
+use super::report::{EpochRow, Metrics};
+
+/// The learning-rate schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ScheduleArg {
+    /// x0.2 at the --milestones epochs (the paper: 50, 140, 210, 240, 270, 300).
+    Multistep,
+    /// Cosine decay to zero over the run.
+    Cosine,
+    /// The same rate throughout.
+    Constant,
+}
+
+/// Options of `hetconv train`.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// HetConv part P: each filter has 3x3 kernels on 1/P of its inputs, 1x1 on the rest.
+    #[arg(long, default_value_t = 4)]
+    pub part: usize,
+    /// The 13 conv widths, comma-separated (default: the paper's 64,...,512 times --width-mult).
+    #[arg(long, value_delimiter = ',', conflicts_with = "width_mult")]
+    pub widths: Option<Vec<usize>>,
+    /// Scale the paper's widths (0.125 gives 8..64 channels: quick on a software GPU).
+    #[arg(long)]
+    pub width_mult: Option<f64>,
+    /// Passes over the training set.
+    #[arg(long, default_value_t = 330)]
+    pub epochs: usize,
+    /// Stop after this many steps in total.
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// Images per step.
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// Base learning rate.
+    #[arg(long, default_value_t = 0.1)]
+    pub lr: f64,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    /// Weight decay on every parameter.
+    #[arg(long, default_value_t = 5e-4)]
+    pub weight_decay: f64,
+    /// Nesterov momentum.
+    #[arg(long)]
+    pub nesterov: bool,
+    /// Learning-rate schedule.
+    #[arg(long, value_enum, default_value_t = ScheduleArg::Multistep)]
+    pub schedule: ScheduleArg,
+    /// Epochs at which multistep multiplies the rate by --gamma.
+    #[arg(long, value_delimiter = ',', default_value = "50,140,210,240,270,300")]
+    pub milestones: Vec<usize>,
+    /// Multistep factor.
+    #[arg(long, default_value_t = 0.2)]
+    pub gamma: f64,
+    /// Epochs of linear warm-up.
+    #[arg(long, default_value_t = 0.0)]
+    pub warmup_epochs: f64,
+    /// No random crop and flip.
+    #[arg(long)]
+    pub no_augment: bool,
+    /// Keep the data set's order.
+    #[arg(long)]
+    pub no_shuffle: bool,
+    /// Seed of initialisation, order and augmentation.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Start from these weights (a hetconv checkpoint or a PyTorch state_dict in safetensors).
+    #[arg(long, conflicts_with = "resume")]
+    pub init: Option<PathBuf>,
+    /// Continue a run from its checkpoint: same settings, same trajectory.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Where to write the checkpoint (default: OUT/checkpoint.safetensors).
+    #[arg(long)]
+    pub save: Option<PathBuf>,
+    /// Folder for metrics, the chart and the checkpoint.
+    #[arg(long, default_value = "runs/latest")]
+    pub out: PathBuf,
+    /// Also save a checkpoint every this many steps (always: at each epoch's end).
+    #[arg(long)]
+    pub checkpoint_every: Option<u64>,
+    /// Read the loss back every this many steps.
+    #[arg(long, default_value_t = 10)]
+    pub report_every: u64,
+    /// Use only the first N training images.
+    #[arg(long)]
+    pub train_limit: Option<usize>,
+    /// Evaluate on only the first N test images.
+    #[arg(long)]
+    pub eval_limit: Option<usize>,
+    /// Compute HetConv as grouped 3x3 + masked 1x1 passes (the PyTorch form) instead of fused.
+    #[arg(long)]
+    pub unfused: bool,
+}
+
+/// Training progress and settings as stored in a checkpoint.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedRun {
+    progress: Progress,
+    settings: TrainSettings,
+    dataset: String,
+}
+
+impl TrainArgs {
+    fn settings(&self) -> TrainSettings {
+        let schedule = match self.schedule {
+            ScheduleArg::Multistep => Schedule::MultiStep {
+                milestones: self.milestones.clone(),
+                gamma: self.gamma,
+            },
+            ScheduleArg::Cosine => Schedule::Cosine {
+                total_epochs: self.epochs,
+            },
+            ScheduleArg::Constant => Schedule::Constant,
+        };
+        TrainSettings {
+            epochs: self.epochs,
+            max_steps: self.max_steps,
+            batch_size: self.batch_size,
+            lr: LrSchedule {
+                base_lr: self.lr,
+                schedule,
+                warmup_epochs: self.warmup_epochs,
+            },
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+            nesterov: self.nesterov,
+            augment: (!self.no_augment).then(Augment::default),
+            shuffle: !self.no_shuffle,
+            seed: self.seed,
+            report_every: self.report_every.max(1),
+        }
+    }
+
+    fn config(&self, data: &Dataset) -> VggConfig {
+        let mut config = VggConfig::paper(self.part);
+        if let Some(widths) = &self.widths {
+            config.widths = widths.clone();
+            config.hidden = *widths.last().unwrap_or(&512);
+        } else if let Some(mult) = self.width_mult {
+            config = config.with_width_mult(mult);
+        }
+        config.in_channels = data.channels;
+        config.classes = data.classes();
+        config.mode = if self.unfused {
+            ConvMode::Unfused
+        } else {
+            ConvMode::Fused
+        };
+        config
+    }
+}
+
+fn metadata(trainer: &Trainer, dataset: &str) -> Result<HashMap<String, String>> {
+    let run = SavedRun {
+        progress: trainer.progress(),
+        settings: trainer.settings().clone(),
+        dataset: dataset.to_string(),
+    };
+    let json = serde_json::to_string(&run).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    Ok(HashMap::from([
+        (META_PROGRESS.to_string(), json),
+        (META_STEP.to_string(), trainer.progress().step.to_string()),
+    ]))
+}
+
+fn save(trainer: &Trainer, dataset: &str, path: &std::path::Path) -> Result<()> {
+    let checkpoint =
+        Checkpoint::from_model_blocking(trainer.model(), true, metadata(trainer, dataset)?)?;
+    checkpoint::save(path, &checkpoint)
+}
+
+/// Runs the command.
+pub fn run(ctx: &Context, args: TrainArgs) -> Result<()> {
+    let splits = args.data.load()?;
+    let mut train_data = splits.train;
+    if let Some(n) = args.train_limit {
+        train_data = train_data.take(n);
+    }
+    let dataset_name = train_data.name.clone();
+    let (model, settings, progress) = if let Some(path) = &args.resume {
+        let ckpt = checkpoint::load(path)?;
+        let saved: SavedRun = ckpt
+            .metadata
+            .get(META_PROGRESS)
+            .and_then(|s| serde_json::from_str(s).ok())
+            .ok_or_else(|| Error::InvalidArgument(format!("{}: no training progress in this checkpoint (use --init to start from its weights)", path.display())))?;
+        let mode = if args.unfused {
+            ConvMode::Unfused
+        } else {
+            ckpt.config.mode
+        };
+        let settings = saved.settings;
+        println!(
+            "resuming {} at step {}",
+            path.display(),
+            saved.progress.step
+        );
+        (ckpt.build_model(ctx, mode)?, settings, saved.progress)
+    } else if let Some(path) = &args.init {
+        let ckpt = checkpoint::load(path)?;
+        if ckpt.folded > 0 {
+            println!(
+                "{}: folded {} non-zero 1x1 weights of filters' own blocks into 3x3 centre taps",
+                path.display(),
+                ckpt.folded
+            );
+        }
+        let mode = if args.unfused {
+            ConvMode::Unfused
+        } else {
+            ConvMode::Fused
+        };
+        (
+            ckpt.build_model(ctx, mode)?,
+            args.settings(),
+            Progress::default(),
+        )
+    } else {
+        let config = args.config(&train_data);
+        (
+            Vgg16::new(ctx, config, args.seed)?,
+            args.settings(),
+            Progress::default(),
+        )
+    };
+    let config = model.config().clone();
+    let cost = vgg_cost(&config);
+    println!(
+        "adapter  {} ({:?})",
+        ctx.adapter_info().name,
+        ctx.adapter_info().backend
+    );
+    println!(
+        "data     {} ({} training images, {} test images, {} classes)",
+        dataset_name,
+        train_data.len(),
+        splits.test.len(),
+        train_data.classes()
+    );
+    println!(
+        "model    HetConv VGG-16, P={}, widths {:?}, {:?}; {} MACs per image, {:.3}M parameters",
+        config.parts,
+        config.widths,
+        config.mode,
+        hetconv::flops::millions(cost.macs),
+        cost.params as f64 / 1e6
+    );
+    let eval_batch = settings.batch_size.max(2);
+    let mut trainer = Trainer::new(model, train_data, settings, progress)?;
+    let save_path = args
+        .save
+        .clone()
+        .unwrap_or_else(|| args.out.join("checkpoint.safetensors"));
+    let mut metrics = Metrics::open(&args.out, args.resume.is_some())?;
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let flag = interrupted.clone();
+        ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).map_err(|e| {
+            Error::InvalidArgument(format!("cannot install the Ctrl-C handler: {e}"))
+        })?;
+    }
+    let bar = ProgressBar::new(trainer.total_steps());
+    bar.set_position(trainer.progress().step);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} epoch {prefix} [{bar:30}] {pos}/{len} steps {msg} (ETA {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let mut epoch_start = Instant::now();
+    let mut epoch_images = 0usize;
+    let (mut loss_sum, mut acc_sum, mut sampled) = (0.0, 0.0, 0usize);
+    while !trainer.is_done() {
+        bar.set_prefix(format!("{}", trainer.epoch() + 1));
+        let report = pollster::block_on(trainer.step())?;
+        bar.inc(1);
+        epoch_images += report.images;
+        if let Some((loss, accuracy)) = report.metrics {
+            let rate = epoch_images as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!(
+                "loss {loss:.3} acc {:.1}% {rate:.0} img/s lr {:.4}",
+                100.0 * accuracy,
+                report.lr
+            ));
+            metrics.step(report.step, report.epoch, report.lr, loss, accuracy)?;
+            loss_sum += loss;
+            acc_sum += accuracy;
+            sampled += 1;
+        }
+        let periodic = args
+            .checkpoint_every
+            .is_some_and(|n| report.step % n.max(1) == 0);
+        if report.epoch_done || trainer.is_done() {
+            let seconds = epoch_start.elapsed().as_secs_f64();
+            let eval = pollster::block_on(evaluate(
+                trainer.model(),
+                &splits.test,
+                eval_batch,
+                args.eval_limit,
+            ))?;
+            let row = EpochRow {
+                epoch: report.epoch + 1,
+                step: report.step,
+                train_loss: loss_sum / sampled.max(1) as f64,
+                train_accuracy: acc_sum / sampled.max(1) as f64,
+                test_loss: eval.loss,
+                test_accuracy: eval.accuracy,
+                seconds,
+                images_per_second: epoch_images as f64 / seconds.max(1e-9),
+            };
+            let line = format!(
+                "epoch {:>3}: train loss {:.4} acc {:.2}% | test loss {:.4} acc {:.2}% ({} images) | {:.1}s, {:.0} img/s",
+                row.epoch,
+                row.train_loss,
+                100.0 * row.train_accuracy,
+                row.test_loss,
+                100.0 * row.test_accuracy,
+                eval.images,
+                row.seconds,
+                row.images_per_second
+            );
+            bar.suspend(|| println!("{line}"));
+            metrics.epoch(row)?;
+            save(&trainer, &dataset_name, &save_path)?;
+            (loss_sum, acc_sum, sampled, epoch_images) = (0.0, 0.0, 0, 0);
+            epoch_start = Instant::now();
+        } else if periodic {
+            save(&trainer, &dataset_name, &save_path)?;
+        }
+        if interrupted.load(Ordering::SeqCst) {
+            save(&trainer, &dataset_name, &save_path)?;
+            bar.abandon_with_message("interrupted");
+            println!(
+                "interrupted at step {}: checkpoint saved to {} (continue with --resume)",
+                trainer.progress().step,
+                save_path.display()
+            );
+            return Ok(());
+        }
+    }
+    bar.finish();
+    let chart = metrics.chart(&format!(
+        "HetConv VGG-16 P={} on {}",
+        config.parts, dataset_name
+    ))?;
+    if let Some(last) = metrics.epoch_rows.last() {
+        println!(
+            "final test accuracy {:.2}% (loss {:.4})",
+            100.0 * last.test_accuracy,
+            last.test_loss
+        );
+    }
+    println!(
+        "checkpoint {}\nchart      {}\nmetrics    {}",
+        save_path.display(),
+        chart.display(),
+        args.out.display()
+    );
+    Ok(())
+}

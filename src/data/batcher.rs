@@ -1,0 +1,119 @@
+//! Batches: a seeded order per epoch and seeded augmentation per step, so that any step of any
+//! epoch can be rebuilt exactly (what `--resume` relies on).
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use super::Dataset;
+use super::augment::{Augment, Normalize, place};
+
+/// Images and labels ready for upload.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batch {
+    /// `[len, channels, size, size]` in [0, 1] (or normalised).
+    pub pixels: Vec<f32>,
+    /// Class indices as f32.
+    pub labels: Vec<f32>,
+    /// Images in the batch.
+    pub len: usize,
+}
+
+/// Makes batches of one data set for a model input of `size` x `size`.
+#[derive(Clone, Debug)]
+pub struct Batcher {
+    /// Images per batch.
+    pub batch_size: usize,
+    /// Model input height = width.
+    pub size: usize,
+    /// Model input channels (grey images are repeated to 3 channels, colour ones averaged to 1).
+    pub channels: usize,
+    /// Training augmentation, if any.
+    pub augment: Option<Augment>,
+    /// Normalisation, if any.
+    pub normalize: Option<Normalize>,
+    /// Shuffle every epoch.
+    pub shuffle: bool,
+    /// Seed of the order and the augmentation.
+    pub seed: u64,
+}
+
+fn rng(seed: u64, stream: u64, index: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(stream);
+    rng.set_word_pos(u128::from(index) * 1024);
+    rng
+}
+
+impl Batcher {
+    /// Full batches per epoch of a data set of `len` images (the incomplete last one is
+    /// dropped in training: a batch of one has no batch statistics).
+    pub fn steps_per_epoch(&self, len: usize) -> usize {
+        len / self.batch_size.max(1)
+    }
+
+    /// The order of the images in `epoch`.
+    pub fn epoch_order(&self, len: usize, epoch: usize) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..len).collect();
+        if self.shuffle {
+            order.shuffle(&mut rng(self.seed, 1, epoch as u64));
+        }
+        order
+    }
+
+    /// Builds the batch of `indices`; `step` seeds its augmentation.
+    pub fn batch(&self, data: &Dataset, indices: &[usize], step: u64) -> Batch {
+        let per_image = self.channels * self.size * self.size;
+        let mut pixels = vec![0.0f32; indices.len() * per_image];
+        let mut labels = Vec::with_capacity(indices.len());
+        let mut rng = rng(self.seed, 2, step);
+        let mut scratch = vec![0.0f32; data.channels * self.size * self.size];
+        for (slot, &i) in indices.iter().enumerate() {
+            let (shift, flip) = self.augment.map_or(((0, 0), false), |a| a.draw(&mut rng));
+            place(
+                data.image(i),
+                data.channels,
+                data.height,
+                data.width,
+                self.size,
+                shift,
+                flip,
+                self.normalize.as_ref(),
+                &mut scratch,
+            );
+            let out = &mut pixels[slot * per_image..(slot + 1) * per_image];
+            adapt_channels(
+                &scratch,
+                data.channels,
+                self.channels,
+                self.size * self.size,
+                out,
+            );
+            labels.push(f32::from(data.labels[i]));
+        }
+        Batch {
+            pixels,
+            labels,
+            len: indices.len(),
+        }
+    }
+}
+
+/// Copies planes from `have` to `want` channels: equal counts copy, one channel is repeated,
+/// several are averaged into one.
+fn adapt_channels(src: &[f32], have: usize, want: usize, plane: usize, out: &mut [f32]) {
+    if have == want {
+        out.copy_from_slice(&src[..want * plane]);
+    } else if have == 1 {
+        for c in 0..want {
+            out[c * plane..(c + 1) * plane].copy_from_slice(&src[..plane]);
+        }
+    } else {
+        for k in 0..plane {
+            let mean = (0..have).map(|c| src[c * plane + k]).sum::<f32>() / have as f32;
+            for c in 0..want {
+                out[c * plane + k] = mean;
+            }
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! Evaluation: loss, accuracy and the confusion matrix of a model on a data set (eval mode).
+
+use crate::data::{Batcher, Dataset};
+use crate::error::Result;
+use crate::kernels::loss::softmax_cross_entropy;
+use crate::nn::Vgg16;
+use crate::tensor::Tensor;
+
+/// The result of [`evaluate`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvalReport {
+    /// Mean cross-entropy.
+    pub loss: f64,
+    /// Fraction classified correctly.
+    pub accuracy: f64,
+    /// `confusion[true][predicted]` counts.
+    pub confusion: Vec<Vec<u32>>,
+    /// Images evaluated.
+    pub images: usize,
+}
+
+/// Runs `model` over every image of `data` (in order, no augmentation) in batches of
+/// `batch_size`; `limit` evaluates only the first images.
+pub async fn evaluate(
+    model: &Vgg16,
+    data: &Dataset,
+    batch_size: usize,
+    limit: Option<usize>,
+) -> Result<EvalReport> {
+    let config = model.config();
+    let ctx = model.store().flat().0.context().clone();
+    let batcher = Batcher {
+        batch_size,
+        size: config.image_size,
+        channels: config.in_channels,
+        augment: None,
+        normalize: None,
+        shuffle: false,
+        seed: 0,
+    };
+    let n = limit.map_or(data.len(), |l| l.min(data.len()));
+    let classes = config.classes;
+    let mut confusion = vec![vec![0u32; classes]; classes];
+    let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+    for start in (0..n).step_by(batch_size.max(1)) {
+        let indices: Vec<usize> = (start..(start + batch_size).min(n)).collect();
+        let batch = batcher.batch(data, &indices, 0);
+        let x = Tensor::from_slice(
+            &ctx,
+            &[
+                batch.len,
+                config.in_channels,
+                config.image_size,
+                config.image_size,
+            ],
+            &batch.pixels,
+        )?;
+        let labels = Tensor::from_slice(&ctx, &[batch.len], &batch.labels)?;
+        let logits = model.predict(&x)?;
+        let ce = softmax_cross_entropy(&logits, &labels)?;
+        let rows = ce.rows.read().await?;
+        let logits = logits.read().await?;
+        for (b, row) in rows.chunks_exact(2).enumerate() {
+            loss_sum += f64::from(row[0]);
+            let scores = &logits[b * classes..(b + 1) * classes];
+            let predicted =
+                (1..classes).fold(0, |best, j| if scores[j] > scores[best] { j } else { best });
+            let truth = batch.labels[b] as usize;
+            confusion[truth][predicted] += 1;
+            correct += usize::from(predicted == truth);
+        }
+    }
+    Ok(EvalReport {
+        loss: loss_sum / n.max(1) as f64,
+        accuracy: correct as f64 / n.max(1) as f64,
+        confusion,
+        images: n,
+    })
+}

@@ -1,0 +1,254 @@
+//! The training loop, shared by the CLI and the web page: it never prints and never touches the
+//! file system. The caller drives it step by step ([`Trainer::step`] is async, so it also runs
+//! in a browser without blocking) and decides what to show and what to save.
+
+mod eval;
+
+pub use eval::{EvalReport, evaluate};
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::{Augment, Batch, Batcher, Dataset};
+use crate::error::{Error, Result};
+use crate::kernels::loss::summarize;
+use crate::kernels::sgd::SgdStep;
+use crate::nn::Vgg16;
+use crate::optim::LrSchedule;
+use crate::tensor::Tensor;
+
+/// How to train.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainSettings {
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Stop after this many steps in total (None: run every epoch).
+    pub max_steps: Option<u64>,
+    /// Images per step.
+    pub batch_size: usize,
+    /// Learning rate over time.
+    pub lr: LrSchedule,
+    /// SGD momentum.
+    pub momentum: f64,
+    /// L2 penalty on every parameter (BatchNorm included, as in the paper's recipe).
+    pub weight_decay: f64,
+    /// Nesterov momentum.
+    pub nesterov: bool,
+    /// Training augmentation (None: the images as they are).
+    pub augment: Option<Augment>,
+    /// Shuffle every epoch.
+    pub shuffle: bool,
+    /// Seed of the initialisation, the order and the augmentation.
+    pub seed: u64,
+    /// Read the loss back every this many steps (reading stalls the GPU pipeline).
+    pub report_every: u64,
+}
+
+/// How far training got: what a checkpoint stores to resume exactly.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Steps done.
+    pub step: u64,
+}
+
+/// What one step reports.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepReport {
+    /// Steps done, this one included.
+    pub step: u64,
+    /// Epoch of this step (0-based).
+    pub epoch: usize,
+    /// Whether this step finished its epoch.
+    pub epoch_done: bool,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Mean loss and accuracy of this step's batch, when it was read back.
+    pub metrics: Option<(f64, f64)>,
+    /// Images in the batch.
+    pub images: usize,
+}
+
+/// Drives training of one model on one data set.
+pub struct Trainer {
+    model: Vgg16,
+    data: Dataset,
+    settings: TrainSettings,
+    batcher: Batcher,
+    progress: Progress,
+    order: (usize, Vec<usize>),
+    prepared: Option<(u64, Batch)>,
+}
+
+impl Trainer {
+    /// Prepares training of `model` on `data`, starting at `progress` (zero for a new run).
+    pub fn new(
+        model: Vgg16,
+        data: Dataset,
+        settings: TrainSettings,
+        progress: Progress,
+    ) -> Result<Self> {
+        data.validate()?;
+        let config = model.config();
+        if data.classes() > config.classes {
+            return Err(Error::InvalidArgument(format!(
+                "{} has {} classes, the model only {}",
+                data.name,
+                data.classes(),
+                config.classes
+            )));
+        }
+        if settings.batch_size < 2 {
+            return Err(Error::InvalidArgument(
+                "batch size must be at least 2 (BatchNorm needs batch statistics)".into(),
+            ));
+        }
+        if data.len() < settings.batch_size {
+            return Err(Error::InvalidArgument(format!(
+                "{} has {} images, fewer than one batch of {}",
+                data.name,
+                data.len(),
+                settings.batch_size
+            )));
+        }
+        let batcher = Batcher {
+            batch_size: settings.batch_size,
+            size: config.image_size,
+            channels: config.in_channels,
+            augment: settings.augment,
+            normalize: None,
+            shuffle: settings.shuffle,
+            seed: settings.seed,
+        };
+        let order = (0, batcher.epoch_order(data.len(), 0));
+        Ok(Self {
+            model,
+            data,
+            settings,
+            batcher,
+            progress,
+            order,
+            prepared: None,
+        })
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Vgg16 {
+        &self.model
+    }
+
+    /// Gives the model back.
+    pub fn into_model(self) -> Vgg16 {
+        self.model
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &TrainSettings {
+        &self.settings
+    }
+
+    /// Where training stands.
+    pub fn progress(&self) -> Progress {
+        self.progress
+    }
+
+    /// Steps in one epoch.
+    pub fn steps_per_epoch(&self) -> u64 {
+        self.batcher.steps_per_epoch(self.data.len()) as u64
+    }
+
+    /// Steps of the whole run.
+    pub fn total_steps(&self) -> u64 {
+        let all = self.steps_per_epoch() * self.settings.epochs as u64;
+        self.settings.max_steps.map_or(all, |m| m.min(all))
+    }
+
+    /// Whether every step has run.
+    pub fn is_done(&self) -> bool {
+        self.progress.step >= self.total_steps()
+    }
+
+    /// The epoch the next step belongs to.
+    pub fn epoch(&self) -> usize {
+        (self.progress.step / self.steps_per_epoch().max(1)) as usize
+    }
+
+    /// The learning rate of step `step`.
+    pub fn lr_at(&self, step: u64) -> f64 {
+        self.settings
+            .lr
+            .lr_at(step as f64 / self.steps_per_epoch().max(1) as f64)
+    }
+
+    /// The batch of step `step` (deterministic: order from the epoch, augmentation from the step).
+    fn batch_for(&mut self, step: u64) -> Batch {
+        let per_epoch = self.steps_per_epoch().max(1);
+        let epoch = (step / per_epoch) as usize;
+        if self.order.0 != epoch {
+            self.order = (epoch, self.batcher.epoch_order(self.data.len(), epoch));
+        }
+        let start = (step % per_epoch) as usize * self.settings.batch_size;
+        let indices = self.order.1[start..start + self.settings.batch_size].to_vec();
+        self.batcher.batch(&self.data, &indices, step)
+    }
+
+    /// Runs one training step. The step is submitted at once; the next batch is prepared on the
+    /// CPU while the GPU works; the loss is read back every `report_every` steps and at the end
+    /// of each epoch.
+    pub async fn step(&mut self) -> Result<StepReport> {
+        if self.is_done() {
+            return Err(Error::InvalidArgument(
+                "training is already complete".into(),
+            ));
+        }
+        let step = self.progress.step;
+        let batch = match self.prepared.take() {
+            Some((s, batch)) if s == step => batch,
+            _ => self.batch_for(step),
+        };
+        let ctx = self.model.store().flat().0.context().clone();
+        let config = self.model.config();
+        let x = Tensor::from_slice(
+            &ctx,
+            &[
+                batch.len,
+                config.in_channels,
+                config.image_size,
+                config.image_size,
+            ],
+            &batch.pixels,
+        )?;
+        let labels = Tensor::from_slice(&ctx, &[batch.len], &batch.labels)?;
+        let lr = self.lr_at(step);
+        let sgd = SgdStep {
+            lr: lr as f32,
+            momentum: self.settings.momentum as f32,
+            weight_decay: self.settings.weight_decay as f32,
+            nesterov: self.settings.nesterov,
+        };
+        let out = self.model.train_step(&x, &labels, &sgd)?;
+        ctx.flush()?;
+        self.progress.step += 1;
+        let epoch = (step / self.steps_per_epoch().max(1)) as usize;
+        let epoch_done = self.progress.step % self.steps_per_epoch().max(1) == 0;
+        if !self.is_done() {
+            let next = self.progress.step;
+            let batch = self.batch_for(next);
+            self.prepared = Some((next, batch));
+        }
+        let report = epoch_done
+            || self.is_done()
+            || self.progress.step % self.settings.report_every.max(1) == 0;
+        let metrics = if report {
+            Some(summarize(&out.rows.read().await?))
+        } else {
+            None
+        };
+        Ok(StepReport {
+            step: self.progress.step,
+            epoch,
+            epoch_done,
+            lr,
+            metrics,
+            images: batch.len,
+        })
+    }
+}

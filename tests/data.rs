@@ -1,0 +1,216 @@
+//! Data loading: the real CIFAR-10 fixture, IDX files, the embedded subset, bad files,
+//! augmentation and batching.
+
+mod common;
+
+use hetconv::Error;
+use hetconv::data::augment::place;
+use hetconv::data::{Augment, Batcher, DatasetKind, cifar, embedded, idx};
+
+fn cifar_fixture() -> Vec<u8> {
+    std::fs::read(common::fixtures().join("cifar10_test_first20.bin")).unwrap()
+}
+
+#[test]
+fn reads_the_first_20_real_cifar10_test_images() {
+    let data = cifar::parse(&cifar_fixture(), "cifar10_test_first20.bin").unwrap();
+    assert_eq!(data.len(), 20);
+    assert_eq!(
+        data.labels,
+        [3, 8, 8, 0, 6, 6, 1, 6, 3, 1, 0, 9, 5, 7, 9, 8, 5, 7, 8, 6]
+    );
+    assert_eq!((data.channels, data.height, data.width), (3, 32, 32));
+    assert_eq!(data.class_names[3], "cat");
+    // Pixels are the record's bytes after the label, channel-major.
+    assert_eq!(data.image(1)[..5], cifar_fixture()[3073 + 1..3073 + 6]);
+}
+
+#[test]
+fn cifar_folder_with_only_a_test_batch_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("test_batch.bin"), cifar_fixture()).unwrap();
+    let splits = cifar::load_dir(dir.path()).unwrap();
+    assert_eq!((splits.train.len(), splits.test.len()), (20, 20));
+}
+
+#[test]
+fn bad_cifar_files_name_the_file_and_the_offset() {
+    let mut bytes = cifar_fixture();
+    bytes.truncate(3073 * 2 + 100);
+    match cifar::parse(&bytes, "cut.bin") {
+        Err(Error::Format {
+            path,
+            offset,
+            message,
+        }) => {
+            assert_eq!(path.to_str(), Some("cut.bin"));
+            assert_eq!(offset, 3073 * 2);
+            assert!(message.contains("truncated"), "{message}");
+        }
+        other => panic!("expected a format error, got {other:?}"),
+    }
+    let mut bytes = cifar_fixture();
+    bytes[3073 * 5] = 12;
+    let err = cifar::parse(&bytes, "bad-label.bin").unwrap_err();
+    assert!(
+        matches!(err, Error::Format { offset, .. } if offset == 3073 * 5),
+        "{err}"
+    );
+    assert!(err.to_string().contains("label 12"), "{err}");
+    assert!(
+        cifar::parse(&[], "empty.bin")
+            .unwrap_err()
+            .to_string()
+            .contains("empty")
+    );
+}
+
+fn idx_images(n: u32, rows: u32, cols: u32, body: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    for x in [2051u32, n, rows, cols] {
+        v.extend_from_slice(&x.to_be_bytes());
+    }
+    v.extend_from_slice(body);
+    v
+}
+
+#[test]
+fn idx_files_plain_and_gzipped_and_their_errors() {
+    let images = idx_images(2, 2, 3, &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    let mut labels = Vec::new();
+    labels.extend_from_slice(&2049u32.to_be_bytes());
+    labels.extend_from_slice(&2u32.to_be_bytes());
+    labels.extend_from_slice(&[7, 1]);
+    let data = idx::parse_pair(&images, "img", &labels, "lab", DatasetKind::Mnist).unwrap();
+    assert_eq!(
+        (data.len(), data.height, data.width, data.channels),
+        (2, 2, 3, 1)
+    );
+    assert_eq!(data.image(1), &[6, 7, 8, 9, 10, 11]);
+    assert_eq!(data.labels, [7, 1]);
+
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &images).unwrap();
+    let (n, _, _, pixels) = idx::parse_images(&gz.finish().unwrap(), "img.gz").unwrap();
+    assert_eq!((n, pixels.len()), (2, 12));
+
+    let err = idx::parse_images(&labels, "labels-as-images")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("labels-as-images") && err.contains("bad magic 2049"),
+        "{err}"
+    );
+    let err = idx::parse_images(&images[..20], "short").unwrap_err();
+    assert!(matches!(err, Error::Format { offset: 20, .. }), "{err}");
+    let mut bad = labels.clone();
+    bad[9] = 10;
+    let err = idx::parse_labels(&bad, "lab", 10).unwrap_err();
+    assert!(
+        matches!(err, Error::Format { offset: 9, .. }) && err.to_string().contains("label 10"),
+        "{err}"
+    );
+}
+
+#[test]
+fn embedded_fashion_mnist_subset_is_real_and_complete() {
+    let splits = embedded::fashion_mnist_subset().unwrap();
+    assert_eq!((splits.train.len(), splits.test.len()), (6000, 1000));
+    assert_eq!(
+        (
+            splits.train.height,
+            splits.train.width,
+            splits.train.channels
+        ),
+        (28, 28, 1)
+    );
+    splits.train.validate().unwrap();
+    // All ten classes are present in both splits.
+    for data in [&splits.train, &splits.test] {
+        let mut seen = [0usize; 10];
+        data.labels.iter().for_each(|&l| seen[l as usize] += 1);
+        assert!(seen.iter().all(|&n| n > data.len() / 20), "{seen:?}");
+    }
+    // The original files' first test labels (Fashion-MNIST t10k: ankle boot, pullover, trouser...).
+    assert_eq!(splits.test.labels[..5], [9, 2, 1, 1, 6]);
+}
+
+#[test]
+fn placement_pads_28_to_32_and_flip_and_shift_move_pixels() {
+    // A 1-channel 2x2 image into 4x4: centred with one pixel of zeros around.
+    let img = [255u8, 0, 0, 255];
+    let mut out = vec![9.0f32; 16];
+    place(&img, 1, 2, 2, 4, (0, 0), false, None, &mut out);
+    assert_eq!(
+        out,
+        [
+            0., 0., 0., 0., 0., 1., 0., 0., 0., 0., 1., 0., 0., 0., 0., 0.
+        ]
+    );
+    place(&img, 1, 2, 2, 4, (0, 0), true, None, &mut out);
+    assert_eq!(
+        out,
+        [
+            0., 0., 0., 0., 0., 0., 1., 0., 0., 1., 0., 0., 0., 0., 0., 0.
+        ]
+    );
+    // Shift by (1, 1): the crop window moves down-right, the image moves up-left.
+    place(&img, 1, 2, 2, 4, (1, 1), false, None, &mut out);
+    assert_eq!(
+        out,
+        [
+            1., 0., 0., 0., 0., 1., 0., 0., 0., 0., 0., 0., 0., 0., 0., 0.
+        ]
+    );
+}
+
+#[test]
+fn batches_are_reproducible_and_orders_are_permutations() {
+    let data = cifar::parse(&cifar_fixture(), "c").unwrap();
+    let batcher = Batcher {
+        batch_size: 4,
+        size: 32,
+        channels: 3,
+        augment: Some(Augment::default()),
+        normalize: None,
+        shuffle: true,
+        seed: 9,
+    };
+    let order = batcher.epoch_order(20, 3);
+    let mut sorted = order.clone();
+    sorted.sort();
+    assert_eq!(sorted, (0..20).collect::<Vec<_>>());
+    assert_ne!(
+        order,
+        batcher.epoch_order(20, 4),
+        "epochs get different orders"
+    );
+    assert_eq!(order, batcher.epoch_order(20, 3));
+    let a = batcher.batch(&data, &order[..4], 17);
+    assert_eq!(
+        a,
+        batcher.batch(&data, &order[..4], 17),
+        "same step, same augmentation"
+    );
+    assert_ne!(a.pixels, batcher.batch(&data, &order[..4], 18).pixels);
+    assert_eq!(
+        a.labels,
+        order[..4]
+            .iter()
+            .map(|&i| f32::from(data.labels[i]))
+            .collect::<Vec<_>>()
+    );
+    assert!(a.pixels.iter().all(|&v| (0.0..=1.0).contains(&v)));
+    // Without augmentation a batch is the images scaled to [0, 1].
+    let plain = Batcher {
+        augment: None,
+        ..batcher.clone()
+    }
+    .batch(&data, &[2], 0);
+    let want: Vec<f32> = data
+        .image(2)
+        .iter()
+        .map(|&b| f32::from(b) / 255.0)
+        .collect();
+    assert_eq!(plain.pixels, want);
+}
