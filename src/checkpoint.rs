@@ -220,7 +220,7 @@ impl Checkpoint {
         let config = match metadata.get(META_CONFIG) {
             Some(json) => serde_json::from_str(json)
                 .map_err(|e| bad(format!("bad {META_CONFIG} metadata: {e}")))?,
-            None => infer_config(&shapes).map_err(|m| bad(m))?,
+            None => infer_config(&shapes).map_err(&bad)?,
         };
         config.validate().map_err(|e| bad(e.to_string()))?;
         for (name, shape) in Self::expected_shapes(&config) {

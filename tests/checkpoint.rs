@@ -144,7 +144,7 @@ fn pytorch_import_infers_the_config_and_folds_the_masked_block() {
         plain.tensors["features.3.pwc.weight"]
     );
     let mut want = plain.tensors["features.3.gwc.weight"].clone();
-    want[(1 * 3 + 1) * 3 + 1] += delta; // filter 0, block channel 1, centre tap
+    want[(3 + 1) * 3 + 1] += delta; // filter 0, block channel 1, centre tap
     assert_eq!(folded.tensors["features.3.gwc.weight"], want);
 }
 

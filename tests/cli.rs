@@ -6,8 +6,17 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 fn hetconv(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_hetconv")).args(args).env("XDG_RUNTIME_DIR", std::env::temp_dir()).output().unwrap();
-    assert!(out.status.success(), "hetconv {args:?} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_hetconv"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "hetconv {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -15,7 +24,20 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-const SMALL: &[&str] = &["--width-mult", "0.125", "--part", "2", "--batch-size", "32", "--lr", "0.05", "--schedule", "constant", "--eval-limit", "300"];
+const SMALL: &[&str] = &[
+    "--width-mult",
+    "0.125",
+    "--part",
+    "2",
+    "--batch-size",
+    "32",
+    "--lr",
+    "0.05",
+    "--schedule",
+    "constant",
+    "--eval-limit",
+    "300",
+];
 
 fn train(out: &Path, extra: &[&str]) -> String {
     let mut args = vec!["train", "--out", out.to_str().unwrap()];
@@ -25,18 +47,37 @@ fn train(out: &Path, extra: &[&str]) -> String {
 }
 
 fn final_accuracy(text: &str) -> f64 {
-    let line = text.lines().find(|l| l.starts_with("final test accuracy")).unwrap_or_else(|| panic!("no final accuracy in:\n{text}"));
-    line.split_whitespace().nth(3).unwrap().trim_end_matches('%').parse().unwrap()
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("final test accuracy"))
+        .unwrap_or_else(|| panic!("no final accuracy in:\n{text}"));
+    line.split_whitespace()
+        .nth(3)
+        .unwrap()
+        .trim_end_matches('%')
+        .parse()
+        .unwrap()
 }
 
 #[test]
 fn train_learns_and_the_outputs_serve_eval_predict_and_export() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let text = train(&run, &["--epochs", "1", "--max-steps", "60", "--report-every", "5"]);
+    let text = train(
+        &run,
+        &["--epochs", "1", "--max-steps", "60", "--report-every", "5"],
+    );
     let accuracy = final_accuracy(&text);
-    assert!(accuracy > 30.0, "60 steps on real Fashion-MNIST should beat chance (10%) by far, got {accuracy}%\n{text}");
-    for file in ["checkpoint.safetensors", "curves.png", "steps.csv", "epochs.jsonl"] {
+    assert!(
+        accuracy > 30.0,
+        "60 steps on real Fashion-MNIST should beat chance (10%) by far, got {accuracy}%\n{text}"
+    );
+    for file in [
+        "checkpoint.safetensors",
+        "curves.png",
+        "steps.csv",
+        "epochs.jsonl",
+    ] {
         assert!(run.join(file).exists(), "{file} missing");
     }
     let steps = std::fs::read_to_string(run.join("steps.csv")).unwrap();
@@ -48,40 +89,95 @@ fn train_learns_and_the_outputs_serve_eval_predict_and_export() {
     // eval on the same 300 test images reproduces the accuracy the trainer reported.
     let eval = stdout(&hetconv(&["eval", "--weights", ckpt, "--limit", "300"]));
     assert!(eval.contains(&format!("accuracy {accuracy:.2}%")), "{eval}");
-    assert!(eval.contains("Ankle boot"), "confusion matrix rows are named: {eval}");
+    assert!(
+        eval.contains("Ankle boot"),
+        "confusion matrix rows are named: {eval}"
+    );
 
     // predict: JSON with probabilities; CSV on stdout.
     let json_path = dir.path().join("p.json");
-    hetconv(&["predict", "--weights", ckpt, "--limit", "5", "--output", json_path.to_str().unwrap()]);
-    let predictions: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    hetconv(&[
+        "predict",
+        "--weights",
+        ckpt,
+        "--limit",
+        "5",
+        "--output",
+        json_path.to_str().unwrap(),
+    ]);
+    let predictions: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
     let predictions = predictions.as_array().unwrap();
     assert_eq!(predictions.len(), 5);
     for p in predictions {
-        let probs: Vec<f64> = p["probabilities"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let probs: Vec<f64> = p["probabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
         assert!((probs.iter().sum::<f64>() - 1.0).abs() < 1e-4);
-        let best = probs.iter().enumerate().fold(0, |b, (i, &v)| if v > probs[b] { i } else { b });
+        let best = probs
+            .iter()
+            .enumerate()
+            .fold(0, |b, (i, &v)| if v > probs[b] { i } else { b });
         assert_eq!(p["predicted"].as_u64().unwrap() as usize, best);
     }
     let csv = stdout(&hetconv(&["predict", "--weights", ckpt, "--limit", "3"]));
-    assert!(csv.starts_with("image,predicted,class,label,logit_0"), "{csv}");
+    assert!(
+        csv.starts_with("image,predicted,class,label,logit_0"),
+        "{csv}"
+    );
     assert_eq!(csv.lines().count(), 4);
 
     // An image file is resized to the model's input and classified.
     let png = dir.path().join("shoe.png");
-    image::GrayImage::from_fn(40, 30, |x, y| image::Luma([((x * 5 + y * 3) % 256) as u8])).save(&png).unwrap();
-    let one = stdout(&hetconv(&["predict", "--weights", ckpt, png.to_str().unwrap()]));
-    assert!(one.lines().nth(1).unwrap().starts_with(png.to_str().unwrap()), "{one}");
+    image::GrayImage::from_fn(40, 30, |x, y| image::Luma([((x * 5 + y * 3) % 256) as u8]))
+        .save(&png)
+        .unwrap();
+    let one = stdout(&hetconv(&[
+        "predict",
+        "--weights",
+        ckpt,
+        png.to_str().unwrap(),
+    ]));
+    assert!(
+        one.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with(png.to_str().unwrap()),
+        "{one}"
+    );
 
     // export writes a plain state_dict; training can start from it.
     let exported = dir.path().join("model.safetensors");
-    hetconv(&["export", "--weights", ckpt, "--output", exported.to_str().unwrap()]);
+    hetconv(&[
+        "export",
+        "--weights",
+        ckpt,
+        "--output",
+        exported.to_str().unwrap(),
+    ]);
     let bytes = std::fs::read(&exported).unwrap();
     let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let names = file.names();
-    assert!(names.iter().any(|n| *n == "features.3.pwc.weight"));
-    assert!(names.iter().any(|n| *n == "features.1.num_batches_tracked"));
-    assert!(!names.iter().any(|n| n.starts_with("optimizer.")), "no optimizer state in an export");
-    let text = train(&dir.path().join("again"), &["--init", exported.to_str().unwrap(), "--epochs", "1", "--max-steps", "3"]);
+    assert!(names.contains(&"features.3.pwc.weight"));
+    assert!(names.contains(&"features.1.num_batches_tracked"));
+    assert!(
+        !names.iter().any(|n| n.starts_with("optimizer.")),
+        "no optimizer state in an export"
+    );
+    let text = train(
+        &dir.path().join("again"),
+        &[
+            "--init",
+            exported.to_str().unwrap(),
+            "--epochs",
+            "1",
+            "--max-steps",
+            "3",
+        ],
+    );
     assert!(final_accuracy(&text) > 20.0, "{text}");
 }
 
@@ -89,27 +185,69 @@ fn train_learns_and_the_outputs_serve_eval_predict_and_export() {
 fn ctrl_c_saves_a_checkpoint_and_resume_finishes_the_run() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let mut args = vec!["train", "--out", run.to_str().unwrap(), "--epochs", "1", "--max-steps", "150", "--report-every", "1"];
+    let mut args = vec![
+        "train",
+        "--out",
+        run.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--max-steps",
+        "150",
+        "--report-every",
+        "1",
+    ];
     args.extend_from_slice(SMALL);
-    let child = Command::new(env!("CARGO_BIN_EXE_hetconv")).args(&args).env("XDG_RUNTIME_DIR", std::env::temp_dir()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_hetconv"))
+        .args(&args)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     // Wait for a few steps, then interrupt.
     let steps = run.join("steps.csv");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while std::fs::read_to_string(&steps).map_or(0, |s| s.lines().count()) < 4 {
-        assert!(std::time::Instant::now() < deadline, "training did not start");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "training did not start"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let out = child.wait_with_output().unwrap();
     let text = stdout(&out);
-    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("interrupted at step"), "{text}");
     let ckpt = run.join("checkpoint.safetensors");
     assert!(ckpt.exists());
-    let resumed = stdout(&hetconv(&["train", "--resume", ckpt.to_str().unwrap(), "--out", run.to_str().unwrap(), "--eval-limit", "300"]));
+    let resumed = stdout(&hetconv(&[
+        "train",
+        "--resume",
+        ckpt.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--eval-limit",
+        "300",
+    ]));
     assert!(resumed.contains("resuming"), "{resumed}");
     assert!(final_accuracy(&resumed) > 20.0, "{resumed}");
-    let last = std::fs::read_to_string(&steps).unwrap().lines().last().unwrap().to_string();
-    assert!(last.starts_with("150,"), "the resumed run ends at step 150: {last}");
+    let last = std::fs::read_to_string(&steps)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+    assert!(
+        last.starts_with("150,"),
+        "the resumed run ends at step 150: {last}"
+    );
 }

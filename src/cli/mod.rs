@@ -29,7 +29,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Train a HetConv VGG-16 (on the embedded Fashion-MNIST subset unless --data is given).
-    Train(train::TrainArgs),
+    Train(Box<train::TrainArgs>),
     /// Loss, accuracy and confusion matrix of a checkpoint on a data set.
     Eval(eval::EvalArgs),
     /// Classify images (files or a data set split); CSV or JSON output.
@@ -60,7 +60,7 @@ pub fn run(cli: Cli) -> Result<()> {
     };
     let gpu = || pollster::block_on(Context::new(options.clone()));
     match cli.command {
-        Command::Train(args) => train::run(&gpu()?, args),
+        Command::Train(args) => train::run(&gpu()?, *args),
         Command::Eval(args) => eval::run(&gpu()?, args),
         Command::Predict(args) => predict::run(&gpu()?, args),
         Command::Export(args) => export::run(args),

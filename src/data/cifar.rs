@@ -17,7 +17,7 @@ pub fn parse(bytes: &[u8], source: &str) -> Result<Dataset> {
     if bytes.is_empty() {
         return Err(format(0, "empty file: no CIFAR-10 record".into()));
     }
-    if bytes.len() % RECORD != 0 {
+    if !bytes.len().is_multiple_of(RECORD) {
         let whole = bytes.len() / RECORD;
         return Err(format(
             whole * RECORD,

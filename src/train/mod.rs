@@ -228,7 +228,10 @@ impl Trainer {
         ctx.flush()?;
         self.progress.step += 1;
         let epoch = (step / self.steps_per_epoch().max(1)) as usize;
-        let epoch_done = self.progress.step % self.steps_per_epoch().max(1) == 0;
+        let epoch_done = self
+            .progress
+            .step
+            .is_multiple_of(self.steps_per_epoch().max(1));
         if !self.is_done() {
             let next = self.progress.step;
             let batch = self.batch_for(next);
@@ -236,7 +239,10 @@ impl Trainer {
         }
         let report = epoch_done
             || self.is_done()
-            || self.progress.step % self.settings.report_every.max(1) == 0;
+            || self
+                .progress
+                .step
+                .is_multiple_of(self.settings.report_every.max(1));
         let metrics = if report {
             Some(summarize(&out.rows.read().await?))
         } else {
