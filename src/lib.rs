@@ -24,3 +24,5 @@ pub mod train;
 pub use error::{Error, Result};
 pub use gpu::{Context, ContextOptions, LimitsChoice};
 pub use tensor::Tensor;
+/// The wgpu version hetconv is built on, for applications that share their device.
+pub use wgpu;

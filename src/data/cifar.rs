@@ -1,7 +1,7 @@
 //! CIFAR-10, binary version: records of 1 label byte and 3072 pixel bytes (1024 R, 1024 G,
 //! 1024 B, row-major 32x32), 10,000 per file.
 
-use super::{Dataset, DatasetKind, Splits};
+use super::{Dataset, DatasetKind};
 use crate::error::{Error, Result};
 
 /// Bytes per record.
@@ -65,7 +65,7 @@ pub fn concat(name: &str, parts: Vec<Dataset>) -> Option<Dataset> {
 
 /// Loads `data_batch_{1..5}.bin` (those present) and `test_batch.bin` from `dir`.
 #[cfg(not(target_arch = "wasm32"))]
-pub fn load_dir(dir: &std::path::Path) -> Result<Splits> {
+pub fn load_dir(dir: &std::path::Path) -> Result<super::Splits> {
     let read = |name: &str| -> Result<Option<Dataset>> {
         let path = dir.join(name);
         match std::fs::read(&path) {
@@ -81,18 +81,18 @@ pub fn load_dir(dir: &std::path::Path) -> Result<Splits> {
     let test = read("test_batch.bin")?;
     let name = format!("CIFAR-10 ({})", dir.display());
     match (concat(&name, train), test) {
-        (Some(train), Some(test)) => Ok(Splits { train, test }),
+        (Some(train), Some(test)) => Ok(super::Splits { train, test }),
         (Some(train), None) => {
             log::warn!(
                 "{}: no test_batch.bin; evaluating on the training images",
                 dir.display()
             );
-            Ok(Splits {
+            Ok(super::Splits {
                 test: train.clone(),
                 train,
             })
         }
-        (None, Some(test)) => Ok(Splits {
+        (None, Some(test)) => Ok(super::Splits {
             train: test.clone(),
             test,
         }),

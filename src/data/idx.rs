@@ -3,7 +3,7 @@
 
 use std::io::Read;
 
-use super::{Dataset, DatasetKind, Splits};
+use super::{Dataset, DatasetKind};
 use crate::error::{Error, Result};
 
 fn format_error(source: &str, offset: usize, message: String) -> Error {
@@ -126,7 +126,7 @@ pub fn parse_pair(
 
 /// Loads `{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]` from `dir`.
 #[cfg(not(target_arch = "wasm32"))]
-pub fn load_dir(dir: &std::path::Path, kind: DatasetKind) -> Result<Splits> {
+pub fn load_dir(dir: &std::path::Path, kind: DatasetKind) -> Result<super::Splits> {
     let read = |stem: &str| -> Result<(Vec<u8>, String)> {
         for name in [format!("{stem}.gz"), stem.to_string()] {
             let path = dir.join(&name);
@@ -148,7 +148,7 @@ pub fn load_dir(dir: &std::path::Path, kind: DatasetKind) -> Result<Splits> {
         let (labels, labels_source) = read(&format!("{prefix}-labels-idx1-ubyte"))?;
         parse_pair(&images, &images_source, &labels, &labels_source, kind)
     };
-    Ok(Splits {
+    Ok(super::Splits {
         train: split("train")?,
         test: split("t10k")?,
     })

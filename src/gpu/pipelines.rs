@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::shaders::ShaderSource;
 
 /// Storage bindings 1..=n, in order, with the given accesses.
@@ -126,7 +126,7 @@ impl PipelineCache {
 fn check_scope(scope: wgpu::ErrorScopeGuard, spec: &KernelSpec) -> Result<()> {
     match pollster::block_on(scope.pop()) {
         None => Ok(()),
-        Some(e) => Err(Error::Gpu {
+        Some(e) => Err(crate::error::Error::Gpu {
             op: "create_compute_pipeline",
             message: format!("{}::{}: {e}", spec.shader.name, spec.entry),
         }),

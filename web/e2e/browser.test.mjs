@@ -1,0 +1,126 @@
+// End-to-end test of the demo page in Debian's headless Chromium, whose WebGPU runs on
+// SwiftShader: the page loads and finds a GPU, a few training steps lower the loss, and a
+// checkpoint written by the native CLI gives the same predictions in the page as in the CLI.
+// Needs: web/dist built (web/build.sh), the native binary (HETCONV_BIN), chromium (CHROMIUM).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { createServer } from "node:http";
+import { mkdirSync, readFileSync, existsSync, statSync } from "node:fs";
+import { dirname, join, extname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, "../..");
+const dist = join(root, "web/dist");
+const artifacts = join(here, "artifacts");
+const bin = process.env.HETCONV_BIN ?? join(root, "target/release/hetconv");
+const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const PREDICTED = 16;
+
+let server, browser, page, base, native;
+const pageErrors = [];
+
+function serve() {
+  const types = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".wasm": "application/wasm" };
+  return new Promise((done) => {
+    const s = createServer((req, res) => {
+      const url = decodeURIComponent(new URL(req.url, "http://x").pathname);
+      const file = url.startsWith("/artifacts/") ? join(artifacts, url.slice(11)) : join(dist, url === "/" ? "index.html" : url);
+      if (!file.startsWith(artifacts) && !file.startsWith(dist)) { res.writeHead(403).end(); return; }
+      if (!existsSync(file) || !statSync(file).isFile()) { res.writeHead(404).end(); return; }
+      res.writeHead(200, { "content-type": types[extname(file)] ?? "application/octet-stream" });
+      res.end(readFileSync(file));
+    });
+    s.listen(0, "127.0.0.1", () => done(s));
+  });
+}
+
+before(async () => {
+  assert.ok(existsSync(join(dist, "pkg/hetconv_web_bg.wasm")), "build the page first: web/build.sh");
+  mkdirSync(artifacts, { recursive: true });
+  // A checkpoint and its predictions from the native command line.
+  const env = { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? "/tmp" };
+  execFileSync(bin, ["train", "--width-mult", "0.0625", "--part", "2", "--epochs", "1", "--max-steps", "20", "--batch-size", "32",
+    "--lr", "0.05", "--schedule", "constant", "--eval-limit", "100", "--out", join(artifacts, "run")], { env, stdio: "inherit" });
+  execFileSync(bin, ["predict", "--weights", join(artifacts, "run/checkpoint.safetensors"), "--limit", String(PREDICTED),
+    "--output", join(artifacts, "native.json")], { env, stdio: "inherit" });
+  native = JSON.parse(readFileSync(join(artifacts, "native.json"), "utf8"));
+
+  server = await serve();
+  base = `http://127.0.0.1:${server.address().port}/`;
+  browser = await chromium.launch({
+    executablePath: chromiumPath,
+    args: ["--enable-unsafe-webgpu", "--no-sandbox", "--disable-quic", "--no-first-run", "--disable-background-networking",
+      "--disable-component-update", "--disable-sync", "--enable-features=Vulkan", "--use-angle=vulkan", "--use-vulkan=swiftshader"],
+  });
+  page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
+  page.on("pageerror", (e) => pageErrors.push(String(e)));
+  page.on("console", (m) => { if (m.type() === "error") pageErrors.push(m.text()); });
+  page.setDefaultTimeout(300_000);
+  await page.goto(base);
+  await page.evaluate(() => window.app.ready);
+});
+
+after(async () => {
+  await browser?.close();
+  server?.close();
+});
+
+test("the page finds WebGPU and says which adapter it uses", async () => {
+  const text = await page.textContent("#gpu-status");
+  assert.match(text, /^GPU: /);
+  assert.ok((await page.textContent("#stat-flops")).endsWith("M"), "the model's FLOPs are shown");
+});
+
+test("training in the page lowers the loss", async () => {
+  await page.selectOption("#width", "0.0625");
+  await page.selectOption("#batch", "16");
+  await page.click("#new-model");
+  const losses = await page.evaluate(() => window.app.trainSteps(16));
+  assert.equal(losses.length, 16);
+  const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const first = mean(losses.slice(0, 4)), last = mean(losses.slice(-4));
+  assert.ok(last < first, `loss should fall: first steps ${first.toFixed(3)}, last steps ${last.toFixed(3)} (${losses.map((l) => l.toFixed(2))})`);
+});
+
+test("a checkpoint from the native CLI predicts the same in the page", async () => {
+  const predictions = await page.evaluate(async (n) => {
+    const bytes = new Uint8Array(await (await fetch("/artifacts/run/checkpoint.safetensors")).arrayBuffer());
+    await window.app.loadCheckpoint(bytes);
+    return window.app.predictTest(n);
+  }, PREDICTED);
+  assert.equal(predictions.length, native.length);
+  for (let i = 0; i < native.length; i++) {
+    assert.equal(predictions[i].predicted, native[i].predicted, `image ${i}: page ${predictions[i].predicted}, CLI ${native[i].predicted}`);
+    assert.equal(predictions[i].label, native[i].label);
+    for (let c = 0; c < native[i].probabilities.length; c++) {
+      assert.ok(Math.abs(predictions[i].probabilities[c] - native[i].probabilities[c]) < 1e-4, `image ${i} class ${c}`);
+    }
+  }
+});
+
+test("the page shows a grid, a classified drawing, and no errors (screenshot)", async () => {
+  await page.evaluate(() => window.app.trainSteps(6));
+  await page.click("#predict");
+  await page.waitForSelector("#grid .cell:nth-child(24)");
+  const pad = await page.$("#pad");
+  await pad.scrollIntoViewIfNeeded();
+  const box = await pad.boundingBox();
+  await page.mouse.move(box.x + 60, box.y + 40);
+  await page.mouse.down();
+  for (const [x, y] of [[60, 190], [160, 190], [160, 40], [60, 40]]) await page.mouse.move(box.x + x, box.y + y, { steps: 8 });
+  await page.mouse.up();
+  await page.click("#classify");
+  await page.waitForFunction(() => document.querySelectorAll("#top li .bar").length === 3);
+  const inked = await page.evaluate(() => {
+    const data = document.getElementById("pad").getContext("2d").getImageData(0, 0, 224, 224).data;
+    let white = 0;
+    for (let i = 0; i < data.length; i += 4) white += data[i] > 128;
+    return white;
+  });
+  assert.ok(inked > 1000, `the drawn stroke is on the pad (${inked} white pixels)`);
+  await page.screenshot({ path: join(artifacts, "screenshot.png"), fullPage: true });
+  assert.deepEqual(pageErrors, []);
+});

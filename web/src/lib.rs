@@ -1,0 +1,398 @@
+//! The browser demo's Rust side: the same library, kernels and trainer as the CLI, driven from
+//! JavaScript. Every method that touches the GPU returns a Promise; state lives behind an
+//! `Rc<RefCell<..>>` so a pending call never holds a borrow of the JavaScript object.
+//!
+//! A call holds its `RefCell` borrow across its awaits on purpose: JavaScript is single-threaded,
+//! and a second call made while one is pending gets a "busy" error from `try_borrow` instead of
+//! interleaving with it.
+#![allow(clippy::await_holding_refcell_ref)]
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use hetconv::checkpoint::Checkpoint;
+use hetconv::data::{Batcher, Splits, embedded};
+use hetconv::flops::vgg_cost;
+use hetconv::nn::{ConvMode, Vgg16, VggConfig};
+use hetconv::optim::{LrSchedule, Schedule};
+use hetconv::train::{Progress, TrainSettings, Trainer, evaluate};
+use hetconv::{Context, ContextOptions, Tensor};
+use js_sys::{Promise, Uint8Array};
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+fn js_error(e: impl std::fmt::Display) -> JsValue {
+    JsValue::from_str(&e.to_string())
+}
+
+fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
+    let json = serde_json::to_string(value).map_err(js_error)?;
+    js_sys::JSON::parse(&json)
+}
+
+struct State {
+    ctx: Context,
+    data: Splits,
+    trainer: Trainer,
+}
+
+/// A model being trained or used in the page.
+#[wasm_bindgen]
+pub struct Demo {
+    state: Rc<RefCell<State>>,
+}
+
+#[derive(Serialize)]
+struct StepJs {
+    step: u64,
+    epoch: usize,
+    lr: f64,
+    loss: Option<f64>,
+    accuracy: Option<f64>,
+    images: usize,
+}
+
+#[derive(Serialize)]
+struct PredictionJs {
+    index: usize,
+    predicted: usize,
+    label: usize,
+    probabilities: Vec<f32>,
+}
+
+#[derive(Serialize)]
+struct ModelInfoJs {
+    parts: usize,
+    widths: Vec<usize>,
+    paper_flops: String,
+    macs: u64,
+    params: u64,
+    train_images: usize,
+    test_images: usize,
+    class_names: Vec<String>,
+}
+
+fn settings(batch_size: usize, lr: f64, seed: u64) -> TrainSettings {
+    TrainSettings {
+        epochs: 1000,
+        max_steps: None,
+        batch_size,
+        lr: LrSchedule {
+            base_lr: lr,
+            schedule: Schedule::Constant,
+            warmup_epochs: 0.0,
+        },
+        momentum: 0.9,
+        weight_decay: 5e-4,
+        nesterov: false,
+        augment: None,
+        shuffle: true,
+        seed,
+        report_every: 1,
+    }
+}
+
+fn config(parts: usize, width_mult: f64, data: &Splits) -> VggConfig {
+    let mut config = VggConfig::paper(parts).with_width_mult(width_mult);
+    config.in_channels = data.train.channels;
+    config.classes = data.train.classes();
+    config
+}
+
+/// Whether this browser exposes WebGPU (`navigator.gpu`).
+#[wasm_bindgen(js_name = webgpuAvailable)]
+pub fn webgpu_available() -> bool {
+    let gpu = js_sys::Reflect::get(&js_sys::global(), &"navigator".into())
+        .and_then(|n| js_sys::Reflect::get(&n, &"gpu".into()));
+    matches!(gpu, Ok(v) if !v.is_undefined() && !v.is_null())
+}
+
+#[wasm_bindgen]
+impl Demo {
+    /// Opens the GPU, decodes the embedded Fashion-MNIST subset and builds a first model.
+    pub fn create(parts: usize, width_mult: f64, batch_size: usize, lr: f64) -> Promise {
+        future_to_promise(async move {
+            let ctx = Context::new(ContextOptions::default())
+                .await
+                .map_err(js_error)?;
+            let data = embedded::fashion_mnist_subset().map_err(js_error)?;
+            let model = Vgg16::new(&ctx, config(parts, width_mult, &data), 1).map_err(js_error)?;
+            let trainer = Trainer::new(
+                model,
+                data.train.clone(),
+                settings(batch_size, lr, 1),
+                Progress::default(),
+            )
+            .map_err(js_error)?;
+            Ok(JsValue::from(Demo {
+                state: Rc::new(RefCell::new(State { ctx, data, trainer })),
+            }))
+        })
+    }
+
+    /// Name and backend of the GPU adapter.
+    pub fn adapter(&self) -> String {
+        let state = self.state.borrow();
+        let info = state.ctx.adapter_info();
+        let name = if info.name.is_empty() {
+            "the browser's WebGPU adapter"
+        } else {
+            info.name.as_str()
+        };
+        let software = if info.device_type == hetconv::wgpu::DeviceType::Cpu {
+            ", a software (CPU) device"
+        } else {
+            ""
+        };
+        let driver = [info.driver.as_str(), info.driver_info.as_str()]
+            .iter()
+            .filter(|s| !s.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" ");
+        if driver.is_empty() {
+            format!("{name} ({:?}{software})", info.backend)
+        } else {
+            format!("{name} ({:?}, {driver}{software})", info.backend)
+        }
+    }
+
+    /// Replaces the model with a fresh one.
+    pub fn reset(
+        &self,
+        parts: usize,
+        width_mult: f64,
+        batch_size: usize,
+        lr: f64,
+        seed: u64,
+    ) -> Result<(), JsValue> {
+        let mut state = self.state.try_borrow_mut().map_err(|_| js_error("busy"))?;
+        let model = Vgg16::new(&state.ctx, config(parts, width_mult, &state.data), seed)
+            .map_err(js_error)?;
+        state.trainer = Trainer::new(
+            model,
+            state.data.train.clone(),
+            settings(batch_size, lr, seed),
+            Progress::default(),
+        )
+        .map_err(js_error)?;
+        Ok(())
+    }
+
+    /// Size and cost of the current model.
+    #[wasm_bindgen(js_name = modelInfo)]
+    pub fn model_info(&self) -> Result<JsValue, JsValue> {
+        let state = self.state.borrow();
+        let config = state.trainer.model().config();
+        let cost = vgg_cost(config);
+        to_js(&ModelInfoJs {
+            parts: config.parts,
+            widths: config.widths.clone(),
+            paper_flops: cost.paper_millions(),
+            macs: cost.macs,
+            params: cost.params,
+            train_images: state.data.train.len(),
+            test_images: state.data.test.len(),
+            class_names: state.data.test.class_names.clone(),
+        })
+    }
+
+    /// One training step; resolves to `{step, epoch, lr, loss, accuracy, images}`.
+    pub fn step(&self) -> Promise {
+        let state = self.state.clone();
+        future_to_promise(async move {
+            let mut state = state.try_borrow_mut().map_err(|_| js_error("busy"))?;
+            let r = state.trainer.step().await.map_err(js_error)?;
+            to_js(&StepJs {
+                step: r.step,
+                epoch: r.epoch,
+                lr: r.lr,
+                loss: r.metrics.map(|m| m.0),
+                accuracy: r.metrics.map(|m| m.1),
+                images: r.images,
+            })
+        })
+    }
+
+    /// Eval-mode loss and accuracy on the first `limit` test images.
+    pub fn evaluate(&self, limit: usize) -> Promise {
+        let state = self.state.clone();
+        future_to_promise(async move {
+            let state = state.try_borrow().map_err(|_| js_error("busy"))?;
+            let report = evaluate(state.trainer.model(), &state.data.test, 100, Some(limit))
+                .await
+                .map_err(js_error)?;
+            to_js(
+                &serde_json::json!({ "loss": report.loss, "accuracy": report.accuracy, "images": report.images }),
+            )
+        })
+    }
+
+    /// Predictions for the first `count` test images (eval mode).
+    #[wasm_bindgen(js_name = predictTest)]
+    pub fn predict_test(&self, count: usize) -> Promise {
+        let state = self.state.clone();
+        future_to_promise(async move {
+            let state = state.try_borrow().map_err(|_| js_error("busy"))?;
+            let model = state.trainer.model();
+            let config = model.config();
+            let test = &state.data.test;
+            let count = count.min(test.len());
+            let batcher = Batcher {
+                batch_size: count,
+                size: config.image_size,
+                channels: config.in_channels,
+                augment: None,
+                normalize: None,
+                shuffle: false,
+                seed: 0,
+            };
+            let indices: Vec<usize> = (0..count).collect();
+            let batch = batcher.batch(test, &indices, 0);
+            let probabilities = classify(&state.ctx, model, &batch.pixels, count).await?;
+            let out: Vec<PredictionJs> = probabilities
+                .into_iter()
+                .enumerate()
+                .map(|(index, probabilities)| PredictionJs {
+                    index,
+                    predicted: argmax(&probabilities),
+                    label: usize::from(test.labels[index]),
+                    probabilities,
+                })
+                .collect();
+            to_js(&out)
+        })
+    }
+
+    /// The 28x28 pixels (0..=255) of test image `index`.
+    #[wasm_bindgen(js_name = testImage)]
+    pub fn test_image(&self, index: usize) -> Uint8Array {
+        let state = self.state.borrow();
+        Uint8Array::from(
+            state
+                .data
+                .test
+                .image(index.min(state.data.test.len().saturating_sub(1))),
+        )
+    }
+
+    /// Classifies one 28x28 grey image (row-major values in [0, 1]); resolves to the class
+    /// probabilities.
+    pub fn classify(&self, pixels: Vec<f32>) -> Promise {
+        let state = self.state.clone();
+        future_to_promise(async move {
+            let state = state.try_borrow().map_err(|_| js_error("busy"))?;
+            if pixels.len() != 28 * 28 {
+                return Err(js_error(format!(
+                    "classify needs 28x28 = 784 values, got {}",
+                    pixels.len()
+                )));
+            }
+            let model = state.trainer.model();
+            let size = model.config().image_size;
+            let mut padded = vec![0.0f32; size * size];
+            let offset = (size - 28) / 2;
+            for y in 0..28 {
+                padded[(y + offset) * size + offset..(y + offset) * size + offset + 28]
+                    .copy_from_slice(&pixels[y * 28..(y + 1) * 28]);
+            }
+            let channels = model.config().in_channels;
+            let input: Vec<f32> = (0..channels).flat_map(|_| padded.iter().copied()).collect();
+            let probabilities = classify(&state.ctx, model, &input, 1).await?;
+            to_js(&probabilities[0])
+        })
+    }
+
+    /// The current model, momentum and progress as a safetensors checkpoint (the CLI's format).
+    #[wasm_bindgen(js_name = saveCheckpoint)]
+    pub fn save_checkpoint(&self) -> Promise {
+        let state = self.state.clone();
+        future_to_promise(async move {
+            let state = state.try_borrow().map_err(|_| js_error("busy"))?;
+            let metadata = std::collections::HashMap::from([(
+                hetconv::checkpoint::META_STEP.to_string(),
+                state.trainer.progress().step.to_string(),
+            )]);
+            let ckpt = Checkpoint::from_model(state.trainer.model(), true, metadata)
+                .await
+                .map_err(js_error)?;
+            Ok(Uint8Array::from(ckpt.to_bytes().map_err(js_error)?.as_slice()).into())
+        })
+    }
+
+    /// Loads a checkpoint written by the CLI or the page (or a PyTorch state_dict).
+    #[wasm_bindgen(js_name = loadCheckpoint)]
+    pub fn load_checkpoint(
+        &self,
+        bytes: Vec<u8>,
+        batch_size: usize,
+        lr: f64,
+    ) -> Result<JsValue, JsValue> {
+        let mut state = self.state.try_borrow_mut().map_err(|_| js_error("busy"))?;
+        let ckpt = Checkpoint::from_bytes(&bytes, "checkpoint").map_err(js_error)?;
+        if ckpt.config.in_channels != state.data.train.channels
+            || ckpt.config.classes != state.data.train.classes()
+        {
+            return Err(js_error(format!(
+                "this page's data has {} channel(s) and {} classes; the checkpoint expects {} and {}",
+                state.data.train.channels,
+                state.data.train.classes(),
+                ckpt.config.in_channels,
+                ckpt.config.classes
+            )));
+        }
+        let model = ckpt
+            .build_model(&state.ctx, ConvMode::Fused)
+            .map_err(js_error)?;
+        state.trainer = Trainer::new(
+            model,
+            state.data.train.clone(),
+            settings(batch_size, lr, 1),
+            Progress::default(),
+        )
+        .map_err(js_error)?;
+        drop(state);
+        self.model_info()
+    }
+}
+
+fn argmax(v: &[f32]) -> usize {
+    (1..v.len()).fold(0, |best, j| if v[j] > v[best] { j } else { best })
+}
+
+/// Softmax of the eval-mode logits of `count` images.
+async fn classify(
+    ctx: &Context,
+    model: &Vgg16,
+    pixels: &[f32],
+    count: usize,
+) -> Result<Vec<Vec<f32>>, JsValue> {
+    let config = model.config();
+    let x = Tensor::from_slice(
+        ctx,
+        &[
+            count,
+            config.in_channels,
+            config.image_size,
+            config.image_size,
+        ],
+        pixels,
+    )
+    .map_err(js_error)?;
+    let logits = model
+        .predict(&x)
+        .map_err(js_error)?
+        .read()
+        .await
+        .map_err(js_error)?;
+    Ok(logits
+        .chunks_exact(config.classes)
+        .map(|row| {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let exps: Vec<f32> = row.iter().map(|z| (z - max).exp()).collect();
+            let sum: f32 = exps.iter().sum();
+            exps.iter().map(|e| e / sum).collect()
+        })
+        .collect())
+}
