@@ -20,7 +20,7 @@ use std::time::Instant;
 use clap::Parser;
 use hetconv::kernels::conv::{self, ConvDims, ConvKind, ConvWeights};
 use hetconv::kernels::elementwise::{self, BinaryOp};
-use hetconv::{Context, ContextOptions, LimitsChoice, Result, Tensor};
+use hetconv::{Context, ContextOptions, ConvAlgorithm, LimitsChoice, Result, Tensor};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -36,6 +36,9 @@ struct Args {
     /// Timed runs per measurement (the median is reported).
     #[arg(long, default_value_t = 3)]
     reps: usize,
+    /// Force the direct kernels (`direct`) or the tiled implicit GEMM (`tiled`); default: auto.
+    #[arg(long, default_value = "auto")]
+    conv: String,
     /// Output path without extension.
     #[arg(long, default_value = "bench-results/layers")]
     out: String,
@@ -217,8 +220,14 @@ fn mac_ratio(p: usize) -> f64 {
 fn main() -> Result<()> {
     env_logger::init();
     let args = Args::parse();
+    let conv_algorithm = match args.conv.as_str() {
+        "direct" => ConvAlgorithm::Direct,
+        "tiled" => ConvAlgorithm::TiledGemm,
+        _ => ConvAlgorithm::Auto,
+    };
     let ctx = pollster::block_on(Context::new(ContextOptions {
         limits: LimitsChoice::AdapterMaximum,
+        conv_algorithm,
         ..Default::default()
     }))?;
     let info = ctx.adapter_info().clone();
@@ -265,10 +274,10 @@ fn main() -> Result<()> {
         }
     }
     let mut md = format!(
-        "Layer benchmark on {} ({:?}, {}), batch {}, channels / {}, median of {} runs\n\n\
+        "Layer benchmark on {} ({:?}, {}), batch {}, channels / {}, conv {}, median of {} runs\n\n\
          | layer | P | method | fwd ms | fwd+bwd ms | fwd GFLOP/s | fwd+bwd time / standard | paper MAC ratio |\n\
          |---|---|---|---|---|---|---|---|\n",
-        info.name, info.backend, info.driver, args.batch, args.width_div, args.reps
+        info.name, info.backend, info.driver, args.batch, args.width_div, args.conv, args.reps
     );
     let mut json = Vec::new();
     for r in &rows {

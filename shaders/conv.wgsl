@@ -12,6 +12,10 @@
 //
 // Each invocation owns OT channels x PT consecutive pixels of one output row. The host picks OT
 // so that the OT channels share one block (OT divides cout / groups, resp. cin / groups).
+// The reduction runs over a list of "sources": the own block's channels (3x3 taps), then the
+// pointwise channels (1x1 taps). When a layer has few output values (deep layers, small
+// images) the list is cut into `splits` slices, one invocation per slice, each writing its own
+// partial result; `reduce.wgsl::sum_splits` adds them in a fixed order.
 
 override WG: u32 = 64u;
 override OT: u32 = 4u; // channels per invocation, at most 4
@@ -27,7 +31,9 @@ struct Params {
     kernel3: u32,    // 1: the 3x3 part is present
     pointwise: u32,  // 0: none, 1: dense, 2: masked (skip the own block)
     has_bias: u32,   // forward only: add bias[o]
-    accumulate: u32, // 1: add to what dst holds
+    accumulate: u32, // 1: add to what dst holds (only with one split)
+    splits: u32,     // slices of the source list
+    split_len: u32,  // sources per slice
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -35,25 +41,28 @@ struct Params {
 @group(0) @binding(2) var<storage, read> w3: array<f32>;
 @group(0) @binding(3) var<storage, read> w1: array<f32>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
-@group(0) @binding(5) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dst: array<f32>;  // [splits, batch, channels, h, w]
 
-// Where one invocation works: image b, first channel ch0 of its tile, row y, first column x0.
+// Where one invocation works: slice, image b, first channel ch0 of its tile, row y, column x0.
 struct Tile {
+    split: u32,
     b: u32,
     ch0: u32,
     y: u32,
     x0: u32,
 }
 
-// Splits the flat invocation index over [batch, channels / OT, height, ceil(width / PT)].
+// Splits the flat invocation index over [splits, batch, channels / OT, height, width / PT].
 // Returns false for the padding invocations of the last workgroup.
 fn locate(flat: u32, channels: u32, tile: ptr<function, Tile>) -> bool {
     let tiles_x = (p.width + PT - 1u) / PT;
     let tiles_c = channels / OT;
-    if flat >= p.batch * tiles_c * p.height * tiles_x {
+    let per_split = p.batch * tiles_c * p.height * tiles_x;
+    if flat >= p.splits * per_split {
         return false;
     }
-    var r = flat;
+    (*tile).split = flat / per_split;
+    var r = flat % per_split;
     (*tile).x0 = (r % tiles_x) * PT;
     r /= tiles_x;
     (*tile).y = r % p.height;
@@ -71,9 +80,33 @@ fn src_at(plane: u32, row: i32, col: i32) -> f32 {
     return src[(plane * p.height + u32(row)) * p.width + u32(col)];
 }
 
+// This invocation's slice [begin, end) of a source list with `block` 3x3 sources first.
+fn slice(tile: Tile, total: u32) -> vec2<u32> {
+    let begin = min(tile.split * p.split_len, total);
+    return vec2<u32>(begin, min(begin + p.split_len, total));
+}
+
+// Pointwise source j among `count` channels of which group g's block is skipped when masked.
+fn pointwise_source(j: u32, g: u32, count: u32) -> u32 {
+    let block = count / p.groups;
+    if p.pointwise == 2u && j >= g * block {
+        return j + block;
+    }
+    return j;
+}
+
+fn pointwise_len(count: u32) -> u32 {
+    switch p.pointwise {
+        case 1u: { return count; }
+        case 2u: { return count - count / p.groups; }
+        default: { return 0u; }
+    }
+}
+
 fn store(tile: Tile, channels: u32, acc: ptr<function, array<f32, 16>>) {
+    let slice_base = tile.split * p.batch * channels * p.height * p.width;
     for (var t = 0u; t < OT; t++) {
-        let row_base = ((tile.b * channels + tile.ch0 + t) * p.height + tile.y) * p.width;
+        let row_base = slice_base + ((tile.b * channels + tile.ch0 + t) * p.height + tile.y) * p.width;
         for (var px = 0u; px < PT; px++) {
             let col = tile.x0 + px;
             if col < p.width {
@@ -99,58 +132,53 @@ fn forward(
     }
     let out_per_group = p.cout / p.groups;
     let in_per_group = p.cin / p.groups;
-    let block_lo = (tile.ch0 / out_per_group) * in_per_group;
-    let block_hi = block_lo + in_per_group;
+    let group = tile.ch0 / out_per_group;
+    let block_lo = group * in_per_group;
+    let block3 = select(0u, in_per_group, p.kernel3 == 1u);
+    let range = slice(tile, block3 + pointwise_len(p.cin));
     var acc: array<f32, 16>;
-    if p.has_bias == 1u {
+    if p.has_bias == 1u && tile.split == 0u {
         for (var t = 0u; t < OT; t++) {
             for (var px = 0u; px < PT; px++) {
                 acc[t * PT + px] = bias[tile.ch0 + t];
             }
         }
     }
-    if p.kernel3 == 1u {
-        for (var c = block_lo; c < block_hi; c++) {
-            let plane = tile.b * p.cin + c;
-            for (var ky = 0u; ky < 3u; ky++) {
-                let row = i32(tile.y + ky) - 1;
-                if row < 0 || row >= i32(p.height) {
-                    continue;
-                }
-                var xs: array<f32, 6>;
-                for (var i = 0u; i < PT + 2u; i++) {
-                    xs[i] = src_at(plane, row, i32(tile.x0 + i) - 1);
-                }
-                for (var t = 0u; t < OT; t++) {
-                    let w = ((tile.ch0 + t) * in_per_group + (c - block_lo)) * 9u + ky * 3u;
-                    let wa = w3[w];
-                    let wb = w3[w + 1u];
-                    let wc = w3[w + 2u];
-                    for (var px = 0u; px < PT; px++) {
-                        let a = t * PT + px;
-                        acc[a] = fma(wa, xs[px], fma(wb, xs[px + 1u], fma(wc, xs[px + 2u], acc[a])));
-                    }
+    for (var s = range.x; s < min(range.y, block3); s++) {
+        let c = block_lo + s;
+        let plane = tile.b * p.cin + c;
+        for (var ky = 0u; ky < 3u; ky++) {
+            let row = i32(tile.y + ky) - 1;
+            if row < 0 || row >= i32(p.height) {
+                continue;
+            }
+            var xs: array<f32, 6>;
+            for (var i = 0u; i < PT + 2u; i++) {
+                xs[i] = src_at(plane, row, i32(tile.x0 + i) - 1);
+            }
+            for (var t = 0u; t < OT; t++) {
+                let w = ((tile.ch0 + t) * in_per_group + s) * 9u + ky * 3u;
+                let wa = w3[w];
+                let wb = w3[w + 1u];
+                let wc = w3[w + 2u];
+                for (var px = 0u; px < PT; px++) {
+                    let a = t * PT + px;
+                    acc[a] = fma(wa, xs[px], fma(wb, xs[px + 1u], fma(wc, xs[px + 2u], acc[a])));
                 }
             }
         }
     }
-    if p.pointwise != 0u {
-        let masked = p.pointwise == 2u;
-        for (var c = 0u; c < p.cin; c++) {
-            if masked && c == block_lo {
-                c = block_hi - 1u;
-                continue;
-            }
-            let plane = tile.b * p.cin + c;
-            var xs: array<f32, 4>;
+    for (var s = max(range.x, block3); s < range.y; s++) {
+        let c = pointwise_source(s - block3, group, p.cin);
+        let plane = tile.b * p.cin + c;
+        var xs: array<f32, 4>;
+        for (var px = 0u; px < PT; px++) {
+            xs[px] = src_at(plane, i32(tile.y), i32(tile.x0 + px));
+        }
+        for (var t = 0u; t < OT; t++) {
+            let w = w1[(tile.ch0 + t) * p.cin + c];
             for (var px = 0u; px < PT; px++) {
-                xs[px] = src_at(plane, i32(tile.y), i32(tile.x0 + px));
-            }
-            for (var t = 0u; t < OT; t++) {
-                let w = w1[(tile.ch0 + t) * p.cin + c];
-                for (var px = 0u; px < PT; px++) {
-                    acc[t * PT + px] = fma(w, xs[px], acc[t * PT + px]);
-                }
+                acc[t * PT + px] = fma(w, xs[px], acc[t * PT + px]);
             }
         }
     }
@@ -172,52 +200,46 @@ fn backward_input(
     let in_per_group = p.cin / p.groups;
     let group = tile.ch0 / in_per_group;
     let filters_lo = group * out_per_group;
-    let filters_hi = filters_lo + out_per_group;
     let first_in_block = tile.ch0 - group * in_per_group;
+    let block3 = select(0u, out_per_group, p.kernel3 == 1u);
+    let range = slice(tile, block3 + pointwise_len(p.cout));
     var acc: array<f32, 16>;
-    if p.kernel3 == 1u {
-        for (var o = filters_lo; o < filters_hi; o++) {
-            let plane = tile.b * p.cout + o;
-            for (var ky = 0u; ky < 3u; ky++) {
-                // Output row y + 1 - ky saw input row y through tap ky.
-                let row = i32(tile.y + 1u) - i32(ky);
-                if row < 0 || row >= i32(p.height) {
-                    continue;
-                }
-                var ds: array<f32, 6>;
-                for (var i = 0u; i < PT + 2u; i++) {
-                    ds[i] = src_at(plane, row, i32(tile.x0 + i) - 1);
-                }
-                for (var t = 0u; t < OT; t++) {
-                    let w = (o * in_per_group + first_in_block + t) * 9u + ky * 3u;
-                    let wa = w3[w];
-                    let wb = w3[w + 1u];
-                    let wc = w3[w + 2u];
-                    for (var px = 0u; px < PT; px++) {
-                        let a = t * PT + px;
-                        acc[a] = fma(wa, ds[px + 2u], fma(wb, ds[px + 1u], fma(wc, ds[px], acc[a])));
-                    }
+    for (var s = range.x; s < min(range.y, block3); s++) {
+        let o = filters_lo + s;
+        let plane = tile.b * p.cout + o;
+        for (var ky = 0u; ky < 3u; ky++) {
+            // Output row y + 1 - ky saw input row y through tap ky.
+            let row = i32(tile.y + 1u) - i32(ky);
+            if row < 0 || row >= i32(p.height) {
+                continue;
+            }
+            var ds: array<f32, 6>;
+            for (var i = 0u; i < PT + 2u; i++) {
+                ds[i] = src_at(plane, row, i32(tile.x0 + i) - 1);
+            }
+            for (var t = 0u; t < OT; t++) {
+                let w = (o * in_per_group + first_in_block + t) * 9u + ky * 3u;
+                let wa = w3[w];
+                let wb = w3[w + 1u];
+                let wc = w3[w + 2u];
+                for (var px = 0u; px < PT; px++) {
+                    let a = t * PT + px;
+                    acc[a] = fma(wa, ds[px + 2u], fma(wb, ds[px + 1u], fma(wc, ds[px], acc[a])));
                 }
             }
         }
     }
-    if p.pointwise != 0u {
-        let masked = p.pointwise == 2u;
-        for (var o = 0u; o < p.cout; o++) {
-            if masked && o == filters_lo {
-                o = filters_hi - 1u;
-                continue;
-            }
-            let plane = tile.b * p.cout + o;
-            var ds: array<f32, 4>;
+    for (var s = max(range.x, block3); s < range.y; s++) {
+        let o = pointwise_source(s - block3, group, p.cout);
+        let plane = tile.b * p.cout + o;
+        var ds: array<f32, 4>;
+        for (var px = 0u; px < PT; px++) {
+            ds[px] = src_at(plane, i32(tile.y), i32(tile.x0 + px));
+        }
+        for (var t = 0u; t < OT; t++) {
+            let w = w1[o * p.cin + tile.ch0 + t];
             for (var px = 0u; px < PT; px++) {
-                ds[px] = src_at(plane, i32(tile.y), i32(tile.x0 + px));
-            }
-            for (var t = 0u; t < OT; t++) {
-                let w = w1[o * p.cin + tile.ch0 + t];
-                for (var px = 0u; px < PT; px++) {
-                    acc[t * PT + px] = fma(w, ds[px], acc[t * PT + px]);
-                }
+                acc[t * PT + px] = fma(w, ds[px], acc[t * PT + px]);
             }
         }
     }

@@ -24,6 +24,7 @@ shader!(ELEMENTWISE, "elementwise");
 shader!(CONV, "conv");
 shader!(REDUCE, "reduce");
 shader!(CONV_WEIGHT_GRAD, "conv_weight_grad");
+shader!(CONV_GEMM, "conv_gemm");
 shader!(POOL, "pool");
 shader!(BATCHNORM, "batchnorm");
 shader!(BATCHNORM_GRAD, "batchnorm_grad");
@@ -36,6 +37,7 @@ pub static ALL: &[&ShaderSource] = &[
     &ELEMENTWISE,
     &CONV,
     &CONV_WEIGHT_GRAD,
+    &CONV_GEMM,
     &REDUCE,
     &POOL,
     &BATCHNORM,

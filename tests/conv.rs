@@ -64,9 +64,17 @@ impl Case {
         w1
     }
 
+    /// Checks the case along every conv path.
     fn check(&self, ctx: &Context) {
+        for path in CONV_PATHS {
+            use_path(ctx, path);
+            self.check_with(ctx, path);
+        }
+    }
+
+    fn check_with(&self, ctx: &Context, algorithm: ConvPath) {
         let Case { kind, d, .. } = self;
-        let name = format!("{kind:?} {d:?}");
+        let name = format!("{algorithm:?} {kind:?} {d:?}");
         let x = upload(ctx, &[d.batch, d.cin, d.height, d.width], &self.x);
         let dy = upload(ctx, &[d.batch, d.cout, d.height, d.width], &self.dy);
         let w3 = self
@@ -246,7 +254,11 @@ fn grouped_3x3_plus_dense_1x1() {
 #[test]
 fn fused_equals_unfused_equals_per_filter_definition() {
     let ctx = ctx();
-    for p in [1, 2, 4, 8] {
+    for (path, p) in CONV_PATHS
+        .into_iter()
+        .flat_map(|a| [1, 2, 4, 8].map(|p| (a, p)))
+    {
+        use_path(&ctx, path);
         let d = dims(2, 8, 8, 5, 7);
         let case = Case::new(ConvKind::hetconv(p), d, false, 70 + p as u64);
         let (w3, w1) = (case.w3.clone().unwrap(), case.w1.clone().unwrap());

@@ -9,6 +9,11 @@ use hetconv::kernels::conv::{self, ConvDims, ConvKind, ConvWeights, Pointwise};
 use hetconv::kernels::reduce;
 use hetconv::reference::conv as cpu;
 
+/// Every case runs along every conv path.
+fn algorithms() -> [ConvPath; 3] {
+    CONV_PATHS
+}
+
 fn dims_of(case: &GoldenCase) -> ConvDims {
     ConvDims {
         batch: case.param("B"),
@@ -22,7 +27,11 @@ fn dims_of(case: &GoldenCase) -> ConvDims {
 #[test]
 fn hetconv_fused_and_unfused_match_pytorch() {
     let ctx = ctx();
-    for case in golden_cases("hetconv_") {
+    for (algorithm, case) in algorithms()
+        .into_iter()
+        .flat_map(|a| golden_cases("hetconv_").into_iter().map(move |c| (a, c)))
+    {
+        use_path(&ctx, algorithm);
         let d = dims_of(&case);
         let p = case.param("P");
         let name = &case.name;
@@ -191,7 +200,11 @@ fn convs_match_pytorch() {
 #[test]
 fn unfused_gradients_match_pytorch() {
     let ctx = ctx();
-    for case in golden_cases("hetconv_") {
+    for (algorithm, case) in algorithms()
+        .into_iter()
+        .flat_map(|a| golden_cases("hetconv_").into_iter().map(move |c| (a, c)))
+    {
+        use_path(&ctx, algorithm);
         let p = case.param("P");
         let name = &case.name;
         let x = upload(&ctx, &case.shape("x"), &case.f32("x"));

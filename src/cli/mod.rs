@@ -1,5 +1,6 @@
 //! Command-line parsing and the subcommands.
 
+mod bench;
 mod data_args;
 mod eval;
 mod export;
@@ -13,7 +14,7 @@ mod train;
 use clap::{Parser, Subcommand};
 
 use hetconv::nn::VggConfig;
-use hetconv::{Context, ContextOptions, LimitsChoice, Result};
+use hetconv::{Context, ContextOptions, ConvAlgorithm, LimitsChoice, Result};
 
 /// Train and run HetConv (heterogeneous-kernel) CNNs on any GPU.
 #[derive(Parser, Debug)]
@@ -22,8 +23,20 @@ pub struct Cli {
     /// Ask the device for every limit the adapter offers instead of the WebGPU defaults.
     #[arg(long, global = true)]
     max_limits: bool,
+    /// How convolutions are computed: tiled implicit GEMM on GPUs and direct loops on software
+    /// adapters (auto), or one of them everywhere.
+    #[arg(long, global = true, value_enum, default_value_t = ConvArg::Auto)]
+    conv: ConvArg,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--conv` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum ConvArg {
+    Auto,
+    Direct,
+    Tiled,
 }
 
 #[derive(Subcommand, Debug)]
@@ -36,6 +49,8 @@ enum Command {
     Predict(predict::PredictArgs),
     /// Write a checkpoint as a plain PyTorch state_dict (safetensors).
     Export(export::ExportArgs),
+    /// Time the whole training step for batch sizes and parts P (Markdown + JSON).
+    Bench(bench::BenchArgs),
     /// Print the GPU adapter, backend, driver, features and the limits that matter to hetconv.
     Info,
     /// Run every kernel family once on small shapes and compare with the CPU reference.
@@ -56,6 +71,11 @@ pub fn run(cli: Cli) -> Result<()> {
         } else {
             LimitsChoice::WebGpuDefaults
         },
+        conv_algorithm: match cli.conv {
+            ConvArg::Auto => ConvAlgorithm::Auto,
+            ConvArg::Direct => ConvAlgorithm::Direct,
+            ConvArg::Tiled => ConvAlgorithm::TiledGemm,
+        },
         ..Default::default()
     };
     let gpu = || pollster::block_on(Context::new(options.clone()));
@@ -64,6 +84,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval::run(&gpu()?, args),
         Command::Predict(args) => predict::run(&gpu()?, args),
         Command::Export(args) => export::run(args),
+        Command::Bench(args) => bench::run(&gpu()?, args),
         Command::Info => info::run(&gpu()?),
         Command::Selfcheck => selfcheck::run(&gpu()?),
         Command::Flops { width_mult } => {

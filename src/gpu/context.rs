@@ -18,6 +18,20 @@ pub enum LimitsChoice {
     AdapterMaximum,
 }
 
+/// How the conv family is computed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ConvAlgorithm {
+    /// The fastest measured so far: the direct kernels everywhere (on an H200 and on lavapipe
+    /// the tiled GEMM was slower; see `bench-results/`).
+    #[default]
+    Auto,
+    /// Direct loops: each invocation a few channels x pixels (`shaders/conv.wgsl`).
+    Direct,
+    /// Tiled implicit GEMM with workgroup-memory tiles (`shaders/conv_gemm.wgsl`) wherever a
+    /// group has at least 4 rows; direct loops elsewhere.
+    TiledGemm,
+}
+
 /// How to pick and open the device.
 #[derive(Clone, Debug, Default)]
 pub struct ContextOptions {
@@ -25,6 +39,12 @@ pub struct ContextOptions {
     pub limits: LimitsChoice,
     /// Prefer a low-power adapter over a high-performance one.
     pub low_power: bool,
+    /// How convolutions are computed.
+    pub conv_algorithm: ConvAlgorithm,
+    /// Direct convolution kernels cut their reduction into slices until a dispatch has about
+    /// this many invocations (None: 131,072 on GPUs, no slicing on software adapters, whose
+    /// few cores are busy without it).
+    pub conv_min_invocations: Option<u64>,
 }
 
 /// A GPU device with everything hetconv keeps per device. Cheap to clone (shared handle).
@@ -41,6 +61,8 @@ pub(crate) struct ContextInner {
     pub(crate) pipelines: Mutex<PipelineCache>,
     pub(crate) pool: Arc<Mutex<BufferPool>>,
     pub(crate) recorder: Mutex<Recorder>,
+    pub(crate) conv_algorithm: Mutex<ConvAlgorithm>,
+    pub(crate) conv_min_invocations: std::sync::atomic::AtomicU64,
     /// Errors that wgpu reported outside an error scope (only for devices we created).
     pub(crate) uncaptured: Arc<Mutex<Vec<String>>>,
 }
@@ -88,7 +110,12 @@ impl Context {
                 errors.push(e.to_string());
             }
         }));
-        Ok(Self::assemble(device, queue, info, uncaptured))
+        let ctx = Self::assemble(device, queue, info, uncaptured);
+        ctx.set_conv_algorithm(options.conv_algorithm);
+        if let Some(n) = options.conv_min_invocations {
+            ctx.set_conv_min_invocations(n);
+        }
+        Ok(ctx)
     }
 
     /// Wraps a device and queue that the application already owns (a game or renderer), so
@@ -106,6 +133,11 @@ impl Context {
         uncaptured: Arc<Mutex<Vec<String>>>,
     ) -> Self {
         let limits = device.limits();
+        let min_invocations = if info.device_type == wgpu::DeviceType::Cpu {
+            0
+        } else {
+            131_072
+        };
         Self {
             inner: Arc::new(ContextInner {
                 device,
@@ -115,6 +147,8 @@ impl Context {
                 pipelines: Mutex::new(PipelineCache::default()),
                 pool: Arc::new(Mutex::new(BufferPool::default())),
                 recorder: Mutex::new(Recorder::default()),
+                conv_algorithm: Mutex::new(ConvAlgorithm::Auto),
+                conv_min_invocations: std::sync::atomic::AtomicU64::new(min_invocations),
                 uncaptured,
             }),
         }
@@ -146,6 +180,41 @@ impl Context {
             .limits
             .max_storage_buffer_binding_size
             .min(self.inner.limits.max_buffer_size)
+    }
+
+    /// How convolutions are computed from now on.
+    pub fn set_conv_algorithm(&self, algorithm: ConvAlgorithm) {
+        if let Ok(mut a) = self.inner.conv_algorithm.lock() {
+            *a = algorithm;
+        }
+    }
+
+    /// See [`ContextOptions::conv_min_invocations`].
+    pub fn set_conv_min_invocations(&self, invocations: u64) {
+        self.inner
+            .conv_min_invocations
+            .store(invocations, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// See [`ContextOptions::conv_min_invocations`].
+    pub fn conv_min_invocations(&self) -> u64 {
+        self.inner
+            .conv_min_invocations
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether convolutions use the tiled implicit GEMM (where shapes allow).
+    pub fn uses_tiled_conv(&self) -> bool {
+        match self
+            .inner
+            .conv_algorithm
+            .lock()
+            .map(|a| *a)
+            .unwrap_or_default()
+        {
+            ConvAlgorithm::Auto | ConvAlgorithm::Direct => false,
+            ConvAlgorithm::TiledGemm => true,
+        }
     }
 
     /// Returns (and forgets) the wgpu errors reported outside error scopes since the last call.

@@ -111,6 +111,28 @@ impl Context {
         buffers: &[&Tensor],
         threads: u64,
     ) -> Result<()> {
+        let workgroups = threads.div_ceil(u64::from(spec.workgroup_size));
+        self.dispatch_workgroups(
+            spec,
+            spec.workgroup_size,
+            constants,
+            params,
+            buffers,
+            workgroups,
+        )
+    }
+
+    /// Like [`Context::dispatch`] with an explicit workgroup size (the override constant `WG`)
+    /// and count of workgroups.
+    pub(crate) fn dispatch_workgroups(
+        &self,
+        spec: &KernelSpec,
+        workgroup_size: u32,
+        constants: &[(&'static str, f64)],
+        params: &[u32],
+        buffers: &[&Tensor],
+        workgroups: u64,
+    ) -> Result<()> {
         if buffers.len() != spec.bindings.len() {
             return Err(Error::Gpu {
                 op: spec.entry,
@@ -121,15 +143,14 @@ impl Context {
                 ),
             });
         }
-        let (x, y) =
-            self.workgroup_grid(spec.entry, threads.div_ceil(u64::from(spec.workgroup_size)))?;
+        let (x, y) = self.workgroup_grid(spec.entry, workgroups)?;
         let cached = {
             let mut cache = self
                 .inner
                 .pipelines
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            cache.get(&self.inner.device, spec, constants)?
+            cache.get(&self.inner.device, spec, workgroup_size, constants)?
         };
         let uniform = self.uniform_block(params);
         let entries: Vec<wgpu::BindGroupEntry> = std::iter::once((0, uniform.as_entire_binding()))

@@ -5,7 +5,7 @@ mod encoder;
 mod pipelines;
 mod pool;
 
-pub use context::{Context, ContextOptions, LimitsChoice};
+pub use context::{Context, ContextOptions, ConvAlgorithm, LimitsChoice};
 pub use encoder::RecordStats;
 pub use pipelines::{Access, KernelSpec, storage};
 pub(crate) use pool::PooledBuffer;

@@ -36,7 +36,7 @@ pub struct KernelSpec {
     pub entry: &'static str,
     /// Storage bindings: (binding number, access).
     pub bindings: &'static [(u32, Access)],
-    /// Invocations per workgroup (passed to the shader as the override constant `WG`).
+    /// Default invocations per workgroup (passed to the shader as the override constant `WG`).
     pub workgroup_size: u32,
 }
 
@@ -68,10 +68,11 @@ impl PipelineCache {
         &mut self,
         device: &wgpu::Device,
         spec: &KernelSpec,
+        workgroup_size: u32,
         constants: &[(&'static str, f64)],
     ) -> Result<CachedPipeline> {
         let mut all_constants: Vec<(&'static str, f64)> = constants.to_vec();
-        all_constants.push(("WG", f64::from(spec.workgroup_size)));
+        all_constants.push(("WG", f64::from(workgroup_size)));
         let key = PipelineKey {
             shader: spec.shader.name,
             entry: spec.entry,

@@ -6,6 +6,7 @@
 //! (stride 1, padding 1) and an optional 1x1 part that is dense or masked in HetConv's block
 //! layout (filter `o` of part `g = o / (N/P)` skips input channels `[g*M/P, (g+1)*M/P)`).
 
+use super::conv_gemm::{self, Role};
 use super::{placeholder, reduce, same_context};
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Context, KernelSpec, storage};
@@ -270,6 +271,16 @@ impl ConvKind {
     }
 }
 
+/// Rows per tile of the tiled implicit GEMM, when the context uses it and the group is big
+/// enough; `None` selects the direct kernels.
+fn tiled_rows(ctx: &Context, rows_per_group: usize) -> Option<usize> {
+    if ctx.uses_tiled_conv() {
+        conv_gemm::tile_rows(rows_per_group)
+    } else {
+        None
+    }
+}
+
 /// Channels per invocation: the largest of 4, 2, 1 dividing the channels of one block.
 fn channel_tile(per_group: usize) -> u32 {
     [4, 2, 1]
@@ -278,7 +289,13 @@ fn channel_tile(per_group: usize) -> u32 {
         .unwrap_or(1) as u32
 }
 
-fn conv_params(kind: &ConvKind, d: &ConvDims, has_bias: bool, accumulate: bool) -> [u32; 10] {
+fn conv_params(
+    kind: &ConvKind,
+    d: &ConvDims,
+    has_bias: bool,
+    accumulate: bool,
+    split: &SourceSplit,
+) -> [u32; 12] {
     [
         d.batch as u32,
         d.cin as u32,
@@ -290,7 +307,97 @@ fn conv_params(kind: &ConvKind, d: &ConvDims, has_bias: bool, accumulate: bool) 
         kind.pointwise.code(),
         u32::from(has_bias),
         u32::from(accumulate),
+        split.splits as u32,
+        split.len as u32,
     ]
+}
+
+/// How the direct kernels cut their list of sources (block channels with 3x3 taps, then
+/// pointwise channels) so that small layers still launch enough invocations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SourceSplit {
+    splits: usize,
+    len: usize,
+}
+
+impl SourceSplit {
+    /// `sources` in the list; `invocations` without splitting.
+    fn choose(ctx: &Context, sources: usize, invocations: usize) -> Self {
+        let wanted = ctx
+            .conv_min_invocations()
+            .div_ceil(invocations.max(1) as u64) as usize;
+        // At least 8 sources per slice, so that a slice's work outweighs its partial write.
+        let splits = wanted.clamp(1, sources.div_ceil(8).max(1));
+        let len = sources.div_ceil(splits).max(1);
+        Self {
+            splits: sources.div_ceil(len).max(1),
+            len,
+        }
+    }
+}
+
+/// Sources of one output row in the forward direction (`rows = cin`) or of one input channel
+/// in the input-gradient direction (`rows = cout`): a block's 3x3 sources, then 1x1 ones.
+fn source_count(kind: &ConvKind, rows: usize) -> usize {
+    let block = if kind.kernel3 { rows / kind.groups } else { 0 };
+    let pointwise = match kind.pointwise {
+        Pointwise::None => 0,
+        Pointwise::Dense => rows,
+        Pointwise::Masked => rows - rows / kind.groups,
+    };
+    block + pointwise
+}
+
+/// Records a direct-kernel dispatch that writes `out` (adding to it when `accumulate`), through
+/// per-slice partials and a fixed-order sum when the sources are split.
+#[allow(clippy::too_many_arguments)]
+fn direct(
+    spec: &KernelSpec,
+    kind: &ConvKind,
+    d: &ConvDims,
+    channels: usize,
+    sources: usize,
+    src: &Tensor,
+    w3: &Tensor,
+    w1: &Tensor,
+    bias: Option<&Tensor>,
+    out: &Tensor,
+    accumulate: bool,
+    spare: &Tensor,
+) -> Result<()> {
+    let ctx = src.context();
+    let ot = channel_tile(channels / kind.groups);
+    let pt = d.width.min(4);
+    let invocations = d.batch * (channels / ot as usize) * d.height * d.width.div_ceil(pt);
+    let split = SourceSplit::choose(ctx, sources, invocations);
+    let partials = if split.splits > 1 {
+        Some(Tensor::uninit(ctx, &[split.splits, out.numel()])?)
+    } else {
+        None
+    };
+    ctx.dispatch(
+        spec,
+        &[("OT", f64::from(ot)), ("PT", pt as f64)],
+        &conv_params(
+            kind,
+            d,
+            bias.is_some(),
+            accumulate && partials.is_none(),
+            &split,
+        ),
+        &[
+            src,
+            w3,
+            w1,
+            bias.unwrap_or(spare),
+            partials.as_ref().unwrap_or(out),
+        ],
+        (invocations * split.splits) as u64,
+    )?;
+    match &partials {
+        Some(partials) => reduce::sum_splits(partials, split.splits, out, accumulate),
+        None => Ok(()),
+    }
 }
 
 /// Binds `Some(tensor)` or a placeholder.
@@ -341,22 +448,26 @@ pub fn forward_into(
     same_context(op, &all)?;
     let ctx = x.context();
     let spare = placeholder(ctx)?;
-    let ot = channel_tile(d.cout / kind.groups);
-    let pt = d.width.min(4) as u32;
-    let threads =
-        (d.batch * (d.cout / ot as usize) * d.height * d.width.div_ceil(pt as usize)) as u64;
-    ctx.dispatch(
-        &FORWARD,
-        &[("OT", f64::from(ot)), ("PT", f64::from(pt))],
-        &conv_params(kind, &d, w.bias.is_some(), accumulate),
-        &[
+    if let Some(tm) = tiled_rows(ctx, d.cout / kind.groups) {
+        let (w3, w1) = (bound(w.w3, &spare), bound(w.w1, &spare));
+        return conv_gemm::forward_or_input_grad(
+            Role::Forward,
+            tm,
+            kind,
+            &d,
             x,
-            bound(w.w3, &spare),
-            bound(w.w1, &spare),
-            bound(w.bias, &spare),
+            w3,
+            w1,
+            w.bias,
             y,
-        ],
-        threads,
+            accumulate,
+            &spare,
+        );
+    }
+    let sources = source_count(kind, d.cin);
+    let (w3, w1) = (bound(w.w3, &spare), bound(w.w1, &spare));
+    direct(
+        &FORWARD, kind, &d, d.cout, sources, x, w3, w1, w.bias, y, accumulate, &spare,
     )
 }
 
@@ -389,15 +500,38 @@ pub fn backward_input(kind: &ConvKind, dy: &Tensor, w: &ConvWeights, cin: usize)
     let ctx = dy.context();
     let dx = Tensor::uninit(ctx, &[batch, cin, height, width])?;
     let spare = placeholder(ctx)?;
-    let ot = channel_tile(cin / kind.groups);
-    let pt = width.min(4) as u32;
-    let threads = (batch * (cin / ot as usize) * height * width.div_ceil(pt as usize)) as u64;
-    ctx.dispatch(
+    if let Some(tm) = tiled_rows(ctx, cin / kind.groups) {
+        let (w3, w1) = (bound(w.w3, &spare), bound(w.w1, &spare));
+        conv_gemm::forward_or_input_grad(
+            Role::InputGrad,
+            tm,
+            kind,
+            &d,
+            dy,
+            w3,
+            w1,
+            None,
+            &dx,
+            false,
+            &spare,
+        )?;
+        return Ok(dx);
+    }
+    let sources = source_count(kind, cout);
+    let (w3, w1) = (bound(w.w3, &spare), bound(w.w1, &spare));
+    direct(
         &BACKWARD_INPUT,
-        &[("OT", f64::from(ot)), ("PT", f64::from(pt))],
-        &conv_params(kind, &d, false, false),
-        &[dy, bound(w.w3, &spare), bound(w.w1, &spare), &spare, &dx],
-        threads,
+        kind,
+        &d,
+        cin,
+        sources,
+        dy,
+        w3,
+        w1,
+        None,
+        &dx,
+        false,
+        &spare,
     )?;
     Ok(dx)
 }
@@ -452,6 +586,27 @@ pub fn backward_weight(kind: &ConvKind, x: &Tensor, dy: &Tensor) -> Result<ConvW
         ));
     }
     let ctx = x.context();
+    if let Some(tm) = tiled_rows(ctx, d.cout / g) {
+        let dw3 = kind
+            .kernel3
+            .then(|| Tensor::uninit(ctx, &[d.cout, d.cin / g, 3, 3]))
+            .transpose()?;
+        let dw1 = (kind.pointwise != Pointwise::None)
+            .then(|| Tensor::uninit(ctx, &[d.cout, d.cin]))
+            .transpose()?;
+        let (spare, spare3, spare1) = (placeholder(ctx)?, placeholder(ctx)?, placeholder(ctx)?);
+        conv_gemm::weight_grad(
+            tm,
+            kind,
+            &d,
+            x,
+            dy,
+            bound(dw3.as_ref(), &spare3),
+            bound(dw1.as_ref(), &spare1),
+            &spare,
+        )?;
+        return Ok(ConvWeightGrads { dw3, dw1 });
+    }
     let len3 = d.cout * (d.cin / g) * 9;
     let len1 = d.cout * d.cin;
     let splits = split_count(ctx, &d, len3.max(len1));
@@ -505,7 +660,7 @@ pub fn backward_weight(kind: &ConvKind, x: &Tensor, dy: &Tensor) -> Result<ConvW
     if splits > 1 {
         for (part, out) in [(&part3, &dw3), (&part1, &dw1)] {
             if let (Some(part), Some(out)) = (part, out) {
-                reduce::sum_splits(part, splits, out)?;
+                reduce::sum_splits(part, splits, out, false)?;
             }
         }
     }

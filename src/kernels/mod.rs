@@ -3,6 +3,7 @@
 
 pub mod batchnorm;
 pub mod conv;
+mod conv_gemm;
 pub mod elementwise;
 pub mod gemm;
 pub mod loss;

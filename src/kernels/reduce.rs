@@ -19,18 +19,24 @@ static SUM_CHANNELS: KernelSpec = KernelSpec {
     workgroup_size: 64,
 };
 
-/// Adds `splits` partial results laid out one after another into `out`.
+/// Adds `splits` partial results laid out one after another into `out` (or onto it, when
+/// `accumulate`), in a fixed order.
 ///
 /// # Shapes
 /// `partials`: [splits, ...out.shape] → writes `out`
-pub(crate) fn sum_splits(partials: &Tensor, splits: usize, out: &Tensor) -> Result<()> {
+pub(crate) fn sum_splits(
+    partials: &Tensor,
+    splits: usize,
+    out: &Tensor,
+    accumulate: bool,
+) -> Result<()> {
     if partials.numel() != splits * out.numel() {
         return Err(Error::shape(
             "sum_splits",
             format!("{:?} is not {splits} x {:?}", partials.shape(), out.shape()),
         ));
     }
-    let params = [out.numel() as u32, splits as u32, 0, 0];
+    let params = [out.numel() as u32, splits as u32, 0, u32::from(accumulate)];
     partials.context().dispatch(
         &SUM_SPLITS,
         &[],

@@ -96,6 +96,7 @@ pub fn fixtures() -> PathBuf {
 }
 
 /// One case of the PyTorch-generated oracle (`tests/fixtures/golden/manifest.json`).
+#[derive(Clone)]
 pub struct GoldenCase {
     pub name: String,
     pub params: serde_json::Value,
@@ -167,4 +168,30 @@ pub fn golden_cases(prefix: &str) -> Vec<GoldenCase> {
         .collect();
     assert!(!cases.is_empty(), "no golden case starts with {prefix}");
     cases
+}
+
+/// The ways the conv family can be computed: direct kernels, direct kernels with their
+/// reduction cut into slices (forced on small shapes), and the tiled implicit GEMM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvPath {
+    Direct,
+    DirectSliced,
+    TiledGemm,
+}
+
+pub const CONV_PATHS: [ConvPath; 3] = [
+    ConvPath::Direct,
+    ConvPath::DirectSliced,
+    ConvPath::TiledGemm,
+];
+
+/// Makes `ctx` compute convolutions along `path`.
+pub fn use_path(ctx: &Context, path: ConvPath) {
+    let (algorithm, min_invocations) = match path {
+        ConvPath::Direct => (hetconv::ConvAlgorithm::Direct, 0),
+        ConvPath::DirectSliced => (hetconv::ConvAlgorithm::Direct, 1 << 24),
+        ConvPath::TiledGemm => (hetconv::ConvAlgorithm::TiledGemm, 0),
+    };
+    ctx.set_conv_algorithm(algorithm);
+    ctx.set_conv_min_invocations(min_invocations);
 }

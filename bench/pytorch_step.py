@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""PyTorch peer for `hetconv bench`: the same workload (HetConv VGG-16 for CIFAR-10, SGD momentum
+0.9, weight decay 5e-4, random data, warm-up steps excluded), written as the PyTorch
+reproduction computes HetConv: a grouped 3x3 conv plus a dense 1x1 conv whose block diagonal is
+masked (weights zeroed, gradients masked by a hook). Prints a Markdown table and writes JSON.
+
+    python3 bench/pytorch_step.py --out bench-results/pytorch.json
+"""
+import argparse
+import json
+import time
+
+import torch
+import torch.nn as nn
+
+WIDTHS = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
+
+
+class HetConv(nn.Module):
+    def __init__(self, cin, cout, p):
+        super().__init__()
+        self.gwc = nn.Conv2d(cin, cout, 3, padding=1, groups=p, bias=False)
+        self.pwc = nn.Conv2d(cin, cout, 1, bias=False)
+        mask = torch.ones(cout, cin, 1, 1)
+        for o in range(cout):
+            g = o // (cout // p)
+            mask[o, g * (cin // p):(g + 1) * (cin // p)] = 0
+        self.register_buffer("mask", mask)
+        with torch.no_grad():
+            self.pwc.weight.mul_(mask)
+        self.pwc.weight.register_hook(lambda grad: grad * self.mask)
+
+    def forward(self, x):
+        return self.gwc(x) + self.pwc(x)
+
+
+def vgg(p):
+    layers, cin, first = [], 3, True
+    for v in WIDTHS:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+            continue
+        conv = nn.Conv2d(cin, v, 3, padding=1) if first else HetConv(cin, v, p)
+        layers += [conv, nn.BatchNorm2d(v), nn.ReLU(inplace=True)]
+        cin, first = v, False
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(512, 512), nn.BatchNorm1d(512), nn.ReLU(inplace=True), nn.Linear(512, 10))
+
+
+def time_step(model, batch, warmup, steps, device):
+    x = torch.rand(batch, 3, 32, 32, device=device)
+    y = torch.arange(batch, device=device) % 10
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss_fn(model(x), y).backward()
+        opt.step()
+
+    for _ in range(warmup):
+        step()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    torch.cuda.synchronize()
+    step_ms = (time.perf_counter() - start) * 1e3 / steps
+    model.eval()
+    with torch.no_grad():
+        for _ in range(warmup):
+            model(x)
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(steps):
+            model(x)
+        torch.cuda.synchronize()
+    model.train()
+    return step_ms, (time.perf_counter() - start) * 1e3 / steps
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batch", default="16,128")
+    ap.add_argument("--parts", default="1,4,16")
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--out", default="bench-results/pytorch.json")
+    args = ap.parse_args()
+    device = "cuda"
+    rows = []
+    for tf32 in (False, True):
+        torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.benchmark = True
+        for batch in map(int, args.batch.split(",")):
+            for p in map(int, args.parts.split(",")):
+                torch.manual_seed(0)
+                model = vgg(p).to(device)
+                step_ms, fwd_ms = time_step(model, batch, args.warmup, args.steps, device)
+                rows.append({"batch": batch, "parts": p, "tf32": tf32, "step_ms": step_ms, "forward_ms": fwd_ms,
+                             "images_per_second": batch / (step_ms / 1e3)})
+    print(f"PyTorch {torch.__version__} on {torch.cuda.get_device_name()} (cudnn.benchmark on)\n")
+    print("| batch | P | math | step ms | forward ms | images/s |\n|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['batch']} | {r['parts']} | {'TF32' if r['tf32'] else 'fp32'} | {r['step_ms']:.2f} | {r['forward_ms']:.2f} | {r['images_per_second']:.0f} |")
+    with open(args.out, "w") as f:
+        json.dump({"torch": torch.__version__, "device": torch.cuda.get_device_name(), "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
