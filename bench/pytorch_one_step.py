@@ -21,6 +21,8 @@ POOL_AFTER = {2, 4, 7, 10, 13}
 
 
 class HetConv(nn.Module):
+    """The PyTorch reproduction's HetConv: grouped 3x3 + dense 1x1 whose own block is masked."""
+
     def __init__(self, cin, cout, p):
         super().__init__()
         self.gwc = nn.Conv2d(cin, cout, 3, padding=1, groups=p, bias=False)
@@ -30,6 +32,8 @@ class HetConv(nn.Module):
             g = o // (cout // p)
             mask[o, g * (cin // p):(g + 1) * (cin // p)] = 0
         self.register_buffer("mask", mask, persistent=False)
+        with torch.no_grad():
+            self.pwc.weight.mul_(mask)
         self.pwc.weight.register_hook(lambda grad: grad * self.mask)
 
     def forward(self, x):
@@ -37,6 +41,8 @@ class HetConv(nn.Module):
 
 
 class VGG(nn.Module):
+    """The paper's VGG-16 for CIFAR-10 with state_dict names features.* and classifier.*."""
+
     def __init__(self, widths, p, cin=3, classes=10):
         super().__init__()
         layers = []

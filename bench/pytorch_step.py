@@ -13,37 +13,13 @@ import time
 import torch
 import torch.nn as nn
 
-WIDTHS = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
+from pytorch_one_step import VGG
 
-
-class HetConv(nn.Module):
-    def __init__(self, cin, cout, p):
-        super().__init__()
-        self.gwc = nn.Conv2d(cin, cout, 3, padding=1, groups=p, bias=False)
-        self.pwc = nn.Conv2d(cin, cout, 1, bias=False)
-        mask = torch.ones(cout, cin, 1, 1)
-        for o in range(cout):
-            g = o // (cout // p)
-            mask[o, g * (cin // p):(g + 1) * (cin // p)] = 0
-        self.register_buffer("mask", mask)
-        with torch.no_grad():
-            self.pwc.weight.mul_(mask)
-        self.pwc.weight.register_hook(lambda grad: grad * self.mask)
-
-    def forward(self, x):
-        return self.gwc(x) + self.pwc(x)
+WIDTHS = [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
 
 
 def vgg(p):
-    layers, cin, first = [], 3, True
-    for v in WIDTHS:
-        if v == "M":
-            layers.append(nn.MaxPool2d(2, 2))
-            continue
-        conv = nn.Conv2d(cin, v, 3, padding=1) if first else HetConv(cin, v, p)
-        layers += [conv, nn.BatchNorm2d(v), nn.ReLU(inplace=True)]
-        cin, first = v, False
-    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(512, 512), nn.BatchNorm1d(512), nn.ReLU(inplace=True), nn.Linear(512, 10))
+    return VGG(WIDTHS, p)
 
 
 def time_step(model, batch, warmup, steps, device):
