@@ -1,13 +1,14 @@
 // Weight gradients of the heterogeneous convolution family (see conv.wgsl for the layout).
 //
-// One invocation owns one (filter o, input channel c) pair and one split of the reduction over
-// the batch's rows. Pairs inside the filter's own block get the nine 3x3 taps; pairs outside it
-// get the 1x1 tap. In the masked (HetConv) form the own block's 1x1 gradient is written as an
+// One invocation owns OT filters x one input channel c and one split of the reduction over the
+// batch's rows (x is read once for the OT filters). Pairs inside the filters' own block get the
+// nine 3x3 taps; pairs outside it get the 1x1 tap. In the masked (HetConv) form the own block's 1x1 gradient is written as an
 // exact zero: it is never computed, so masked weights can never drift. Partial sums go to
 // [splits, ...] buffers that `reduce.wgsl::sum_splits` adds up in a fixed order (deterministic,
 // no float atomics).
 
 override WG: u32 = 64u;
+override OT: u32 = 4u; // filters per invocation, at most 4, dividing the filters per group
 
 struct Params {
     batch: u32,
@@ -35,27 +36,29 @@ fn weight_grad(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let flat = (wid.x + wid.y * nwg.x) * WG + lid;
-    if flat >= p.splits * p.cout * p.cin {
+    let tiles_o = p.cout / OT;
+    if flat >= p.splits * tiles_o * p.cin {
         return;
     }
     let c = flat % p.cin;
-    let o = (flat / p.cin) % p.cout;
-    let split = flat / (p.cin * p.cout);
+    let o0 = ((flat / p.cin) % tiles_o) * OT;
+    let split = flat / (p.cin * tiles_o);
     let out_per_group = p.cout / p.groups;
     let in_per_group = p.cin / p.groups;
-    let block_lo = (o / out_per_group) * in_per_group;
+    // The OT filters share one group (OT divides the filters per group), so one block.
+    let block_lo = (o0 / out_per_group) * in_per_group;
     let in_block = c >= block_lo && c < block_lo + in_per_group;
     let rows = p.batch * p.height;
     let row_lo = split * p.rows_per_split;
     let row_hi = min(row_lo + p.rows_per_split, rows);
-    let grad1_at = (split * p.cout + o) * p.cin + c;
 
     if p.kernel3 == 1u && in_block {
-        var acc: array<f32, 9>;
+        var acc: array<f32, 36>;
         for (var r = row_lo; r < row_hi; r++) {
             let b = r / p.height;
             let y = r % p.height;
-            let dy_row = ((b * p.cout + o) * p.height + y) * p.width;
+            let dy_row = ((b * p.cout + o0) * p.height + y) * p.width;
+            let dy_filter = p.height * p.width;
             for (var ky = 0u; ky < 3u; ky++) {
                 let iy = i32(y + ky) - 1;
                 if iy < 0 || iy >= i32(p.height) {
@@ -69,43 +72,54 @@ fn weight_grad(
                     if col + 1u < p.width {
                         right = x[x_row + col + 1u];
                     }
-                    let d = dy[dy_row + col];
-                    acc[ky * 3u] = fma(d, left, acc[ky * 3u]);
-                    acc[ky * 3u + 1u] = fma(d, mid, acc[ky * 3u + 1u]);
-                    acc[ky * 3u + 2u] = fma(d, right, acc[ky * 3u + 2u]);
+                    for (var t = 0u; t < OT; t++) {
+                        let d = dy[dy_row + t * dy_filter + col];
+                        let a = t * 9u + ky * 3u;
+                        acc[a] = fma(d, left, acc[a]);
+                        acc[a + 1u] = fma(d, mid, acc[a + 1u]);
+                        acc[a + 2u] = fma(d, right, acc[a + 2u]);
+                    }
                     left = mid;
                     mid = right;
                 }
             }
         }
-        let base = ((split * p.cout + o) * in_per_group + (c - block_lo)) * 9u;
-        for (var t = 0u; t < 9u; t++) {
-            grad3[base + t] = acc[t];
-        }
-        // The centre tap is exactly the 1x1 gradient of the same pair.
-        if p.pointwise == 1u {
-            grad1[grad1_at] = acc[4];
-        } else if p.pointwise == 2u {
-            grad1[grad1_at] = 0.0;
+        for (var t = 0u; t < OT; t++) {
+            let o = o0 + t;
+            let base = ((split * p.cout + o) * in_per_group + (c - block_lo)) * 9u;
+            for (var k = 0u; k < 9u; k++) {
+                grad3[base + k] = acc[t * 9u + k];
+            }
+            // The centre tap is exactly the 1x1 gradient of the same pair.
+            let at1 = (split * p.cout + o) * p.cin + c;
+            if p.pointwise == 1u {
+                grad1[at1] = acc[t * 9u + 4u];
+            } else if p.pointwise == 2u {
+                grad1[at1] = 0.0;
+            }
         }
         return;
     }
     if p.pointwise == 0u {
         return;
     }
-    if p.pointwise == 2u && in_block {
-        grad1[grad1_at] = 0.0;
-        return;
-    }
-    var acc1 = 0.0;
-    for (var r = row_lo; r < row_hi; r++) {
-        let b = r / p.height;
-        let y = r % p.height;
-        let dy_row = ((b * p.cout + o) * p.height + y) * p.width;
-        let x_row = ((b * p.cin + c) * p.height + y) * p.width;
-        for (var col = 0u; col < p.width; col++) {
-            acc1 = fma(dy[dy_row + col], x[x_row + col], acc1);
+    var acc1: array<f32, 4>;
+    if !(p.pointwise == 2u && in_block) {
+        for (var r = row_lo; r < row_hi; r++) {
+            let b = r / p.height;
+            let y = r % p.height;
+            let dy_row = ((b * p.cout + o0) * p.height + y) * p.width;
+            let x_row = ((b * p.cin + c) * p.height + y) * p.width;
+            for (var col = 0u; col < p.width; col++) {
+                let xv = x[x_row + col];
+                for (var t = 0u; t < OT; t++) {
+                    acc1[t] = fma(dy[dy_row + t * p.height * p.width + col], xv, acc1[t]);
+                }
+            }
         }
     }
-    grad1[grad1_at] = acc1;
+    // A masked pair's gradient stays the exact zero it started as.
+    for (var t = 0u; t < OT; t++) {
+        grad1[(split * p.cout + o0 + t) * p.cin + c] = acc1[t];
+    }
 }

@@ -609,7 +609,8 @@ pub fn backward_weight(kind: &ConvKind, x: &Tensor, dy: &Tensor) -> Result<ConvW
     }
     let len3 = d.cout * (d.cin / g) * 9;
     let len1 = d.cout * d.cin;
-    let splits = split_count(ctx, &d, len3.max(len1));
+    let ot = channel_tile(d.cout / g);
+    let splits = split_count(ctx, &d, (d.cout / ot as usize) * d.cin, len3.max(len1));
     let rows = d.batch * d.height;
     let rows_per_split = rows.div_ceil(splits);
     let splits = rows.div_ceil(rows_per_split);
@@ -647,7 +648,7 @@ pub fn backward_weight(kind: &ConvKind, x: &Tensor, dy: &Tensor) -> Result<ConvW
     ];
     ctx.dispatch(
         &WEIGHT_GRAD,
-        &[],
+        &[("OT", f64::from(ot))],
         &params,
         &[
             x,
@@ -655,7 +656,7 @@ pub fn backward_weight(kind: &ConvKind, x: &Tensor, dy: &Tensor) -> Result<ConvW
             bound(part3.as_ref(), &spare3),
             bound(part1.as_ref(), &spare1),
         ],
-        (splits * d.cout * d.cin) as u64,
+        (splits * (d.cout / ot as usize) * d.cin) as u64,
     )?;
     if splits > 1 {
         for (part, out) in [(&part3, &dw3), (&part1, &dw1)] {
@@ -668,11 +669,15 @@ pub fn backward_weight(kind: &ConvKind, x: &Tensor, dy: &Tensor) -> Result<ConvW
 }
 
 /// How many slices of batch rows the weight-gradient reduction is cut into: enough invocations
-/// to fill a GPU (about 16k), no slice shorter than two rows, partials within the binding limit.
-fn split_count(ctx: &Context, d: &ConvDims, per_split: usize) -> usize {
-    let pairs = d.cout * d.cin;
+/// (at least 16k, more where the context asks for more), no slice shorter than two rows,
+/// partials within the binding limit. `invocations`: one slice's invocations.
+fn split_count(ctx: &Context, d: &ConvDims, invocations: usize, per_split: usize) -> usize {
+    let target = ctx.conv_min_invocations().max(16_384) as usize;
     let rows = d.batch * d.height;
-    let wanted = 16_384usize.div_ceil(pairs).min(rows.div_ceil(2)).max(1);
+    let wanted = target
+        .div_ceil(invocations.max(1))
+        .min(rows.div_ceil(2))
+        .max(1);
     let fits = (ctx.max_binding_bytes() as usize / (per_split * 4)).max(1);
     wanted.min(fits)
 }
