@@ -193,17 +193,7 @@ fn batchnorm_reference_matches_finite_differences() {
     );
     let (dx, dgamma, _) =
         reference::batchnorm::backward(&x, &dy, b, c, plane, &gamma, &r.mean, &r.invstd);
-    let h = 1e-6;
-    let fd = |v: &[f64], f: &dyn Fn(&[f64]) -> f64| -> Vec<f64> {
-        (0..v.len())
-            .map(|i| {
-                let (mut up, mut down) = (v.to_vec(), v.to_vec());
-                up[i] += h;
-                down[i] -= h;
-                (f(&up) - f(&down)) / (2.0 * h)
-            })
-            .collect()
-    };
+    let fd = finite_differences;
     let tol = Tolerance {
         rtol: 1e-5,
         atol: 1e-6,

@@ -87,6 +87,19 @@ pub fn assert_close64(name: &str, got: &[f64], want: &[f64], tol: Tolerance) {
     }
 }
 
+/// Central finite differences of `f` at `v` (step 1e-6, f64).
+pub fn finite_differences(v: &[f64], f: &dyn Fn(&[f64]) -> f64) -> Vec<f64> {
+    let h = 1e-6;
+    (0..v.len())
+        .map(|i| {
+            let (mut up, mut down) = (v.to_vec(), v.to_vec());
+            up[i] += h;
+            down[i] -= h;
+            (f(&up) - f(&down)) / (2.0 * h)
+        })
+        .collect()
+}
+
 pub fn upload(ctx: &Context, shape: &[usize], data: &[f32]) -> Tensor {
     Tensor::from_slice(ctx, shape, data).unwrap()
 }
