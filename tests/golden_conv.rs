@@ -34,7 +34,6 @@ fn hetconv_fused_and_unfused_match_pytorch() {
         use_path(&ctx, algorithm);
         let d = dims_of(&case);
         let p = case.param("P");
-        let name = &case.name;
         let x = upload(&ctx, &case.shape("x"), &case.f32("x"));
         let dy = upload(&ctx, &case.shape("dy"), &case.f32("dy"));
         let w3 = upload(&ctx, &case.shape("w3"), &case.f32("w3"));
@@ -50,49 +49,24 @@ fn hetconv_fused_and_unfused_match_pytorch() {
             .unwrap()
             .to_vec()
             .unwrap();
-        assert_close(
-            &format!("{name} fused y"),
-            &fused,
-            &case.f64("y"),
-            case.tolerance("y"),
-        );
+        case.expect("fused y", "y", &fused);
         let unfused = conv::hetconv_unfused_forward(p, &x, &w3, &w1)
             .unwrap()
             .to_vec()
             .unwrap();
-        assert_close(
-            &format!("{name} unfused y"),
-            &unfused,
-            &case.f64("y"),
-            case.tolerance("y"),
-        );
+        case.expect("unfused y", "y", &unfused);
 
         let dx = conv::backward_input(&kind, &dy, &weights, d.cin)
             .unwrap()
             .to_vec()
             .unwrap();
-        assert_close(
-            &format!("{name} dx"),
-            &dx,
-            &case.f64("dx"),
-            case.tolerance("dx"),
-        );
+        case.expect("dx", "dx", &dx);
 
         let grads = conv::backward_weight(&kind, &x, &dy).unwrap();
         let dw3 = grads.dw3.unwrap().to_vec().unwrap();
-        assert_close(
-            &format!("{name} dw3"),
-            &dw3,
-            &case.f64("dw3"),
-            case.tolerance("dw3"),
-        );
+        case.expect("dw3", "dw3", &dw3);
         let dw1 = grads.dw1.unwrap().to_vec().unwrap();
-        assert_close(
-            &format!("{name} dw1 (masked)"),
-            &dw1,
-            &case.f64("dw1"),
-            case.tolerance("dw1"),
-        );
+        case.expect("dw1 (masked)", "dw1", &dw1);
 
         // The unmasked form (dense 1x1 part) gives PyTorch's gradient before masking.
         let unmasked = ConvKind {
@@ -105,21 +79,11 @@ fn hetconv_fused_and_unfused_match_pytorch() {
             .unwrap()
             .to_vec()
             .unwrap();
-        assert_close(
-            &format!("{name} dw1 (unmasked)"),
-            &dw1_dense,
-            &case.f64("dw1_unmasked"),
-            case.tolerance("dw1_unmasked"),
-        );
+        case.expect("dw1 (unmasked)", "dw1_unmasked", &dw1_dense);
 
         // The reference's dense equivalent weight equals PyTorch's.
         let dense = cpu::hetconv_dense_equivalent(&d, p, &case.f64("w3"), &case.f64("w1"));
-        assert_close64(
-            &format!("{name} w_dense_equiv"),
-            &dense,
-            &case.f64("w_dense_equiv"),
-            case.tolerance("w_dense_equiv"),
-        );
+        case.expect64("w_dense_equiv", "w_dense_equiv", &dense);
     }
 }
 
@@ -130,7 +94,6 @@ fn convs_match_pytorch() {
         .into_iter()
         .flat_map(golden_cases);
     for case in cases {
-        let name = &case.name;
         let groups = case.param("groups");
         let kind = if case.param("K") == 1 {
             ConvKind::pointwise()
@@ -161,38 +124,18 @@ fn convs_match_pytorch() {
             .unwrap()
             .to_vec()
             .unwrap();
-        assert_close(
-            &format!("{name} y"),
-            &y,
-            &case.f64("y"),
-            case.tolerance("y"),
-        );
+        case.expect("y", "y", &y);
         let dx = conv::backward_input(&kind, &dy, &weights, case.param("M"))
             .unwrap()
             .to_vec()
             .unwrap();
-        assert_close(
-            &format!("{name} dx"),
-            &dx,
-            &case.f64("dx"),
-            case.tolerance("dx"),
-        );
+        case.expect("dx", "dx", &dx);
         let grads = conv::backward_weight(&kind, &x, &dy).unwrap();
         let dw = grads.dw3.or(grads.dw1).unwrap().to_vec().unwrap();
-        assert_close(
-            &format!("{name} dw"),
-            &dw,
-            &case.f64("dw"),
-            case.tolerance("dw"),
-        );
+        case.expect("dw", "dw", &dw);
         if case.has("db") {
             let db = reduce::sum_channels(&dy).unwrap().to_vec().unwrap();
-            assert_close(
-                &format!("{name} db"),
-                &db,
-                &case.f64("db"),
-                case.tolerance("db"),
-            );
+            case.expect("db", "db", &db);
         }
     }
 }
@@ -206,32 +149,16 @@ fn unfused_gradients_match_pytorch() {
     {
         use_path(&ctx, algorithm);
         let p = case.param("P");
-        let name = &case.name;
         let x = upload(&ctx, &case.shape("x"), &case.f32("x"));
         let dy = upload(&ctx, &case.shape("dy"), &case.f32("dy"));
         let w3 = upload(&ctx, &case.shape("w3"), &case.f32("w3"));
         let w1 = upload(&ctx, &case.shape("w1"), &case.f32("w1"));
         let dx = conv::hetconv_unfused_backward_input(p, &dy, &w3, &w1, case.param("M")).unwrap();
-        assert_close(
-            &format!("{name} unfused dx"),
-            &dx.to_vec().unwrap(),
-            &case.f64("dx"),
-            case.tolerance("dx"),
-        );
+        case.expect("unfused dx", "dx", &dx.to_vec().unwrap());
         let grads = conv::hetconv_unfused_backward_weight(p, &x, &dy).unwrap();
         let dw3 = grads.dw3.unwrap().to_vec().unwrap();
-        assert_close(
-            &format!("{name} unfused dw3"),
-            &dw3,
-            &case.f64("dw3"),
-            case.tolerance("dw3"),
-        );
+        case.expect("unfused dw3", "dw3", &dw3);
         let dw1 = grads.dw1.unwrap().to_vec().unwrap();
-        assert_close(
-            &format!("{name} unfused dw1"),
-            &dw1,
-            &case.f64("dw1"),
-            case.tolerance("dw1"),
-        );
+        case.expect("unfused dw1", "dw1", &dw1);
     }
 }

@@ -14,7 +14,6 @@ use hetconv::reference;
 fn batchnorm_matches_pytorch_train_mode() {
     let ctx = ctx();
     for case in golden_cases("bn") {
-        let name = &case.name;
         let shape = case.shape("x");
         let plane: usize = shape[2..].iter().product();
         let (b, c) = (shape[0], shape[1]);
@@ -26,56 +25,16 @@ fn batchnorm_matches_pytorch_train_mode() {
         let cfg = BatchNormConfig::default();
         let (y, saved) =
             batchnorm::forward_train(&x, &gamma, &beta, &rm, &rv, &cfg, false).unwrap();
-        assert_close(
-            &format!("{name} y"),
-            &y.to_vec().unwrap(),
-            &case.f64("y"),
-            case.tolerance("y"),
-        );
-        assert_close(
-            &format!("{name} mean"),
-            &saved.mean.to_vec().unwrap(),
-            &case.f64("save_mean"),
-            case.tolerance("save_mean"),
-        );
-        assert_close(
-            &format!("{name} invstd"),
-            &saved.invstd.to_vec().unwrap(),
-            &case.f64("save_invstd"),
-            case.tolerance("save_invstd"),
-        );
-        assert_close(
-            &format!("{name} running_mean"),
-            &rm.to_vec().unwrap(),
-            &case.f64("running_mean_new"),
-            case.tolerance("running_mean_new"),
-        );
-        assert_close(
-            &format!("{name} running_var"),
-            &rv.to_vec().unwrap(),
-            &case.f64("running_var_new"),
-            case.tolerance("running_var_new"),
-        );
+        case.expect("y", "y", &y.to_vec().unwrap());
+        case.expect("mean", "save_mean", &saved.mean.to_vec().unwrap());
+        case.expect("invstd", "save_invstd", &saved.invstd.to_vec().unwrap());
+        case.expect("running_mean", "running_mean_new", &rm.to_vec().unwrap());
+        case.expect("running_var", "running_var_new", &rv.to_vec().unwrap());
         let dy = upload(&ctx, &shape, &case.f32("dy"));
         let (dx, dgamma, dbeta) = batchnorm::backward(&x, &dy, &gamma, &saved).unwrap();
-        assert_close(
-            &format!("{name} dx"),
-            &dx.to_vec().unwrap(),
-            &case.f64("dx"),
-            case.tolerance("dx"),
-        );
-        assert_close(
-            &format!("{name} dgamma"),
-            &dgamma.to_vec().unwrap(),
-            &case.f64("dgamma"),
-            case.tolerance("dgamma"),
-        );
-        assert_close(
-            &format!("{name} dbeta"),
-            &dbeta.to_vec().unwrap(),
-            &case.f64("dbeta"),
-            case.tolerance("dbeta"),
-        );
+        case.expect("dx", "dx", &dx.to_vec().unwrap());
+        case.expect("dgamma", "dgamma", &dgamma.to_vec().unwrap());
+        case.expect("dbeta", "dbeta", &dbeta.to_vec().unwrap());
 
         // The CPU reference agrees with PyTorch too.
         let r = reference::batchnorm::forward_train(
@@ -90,18 +49,8 @@ fn batchnorm_matches_pytorch_train_mode() {
             1e-5,
             0.1,
         );
-        assert_close64(
-            &format!("{name} reference y"),
-            &r.y,
-            &case.f64("y"),
-            case.tolerance("y"),
-        );
-        assert_close64(
-            &format!("{name} reference running_var"),
-            &r.running_var,
-            &case.f64("running_var_new"),
-            case.tolerance("running_var_new"),
-        );
+        case.expect64("reference y", "y", &r.y);
+        case.expect64("reference running_var", "running_var_new", &r.running_var);
         let (rdx, _, _) = reference::batchnorm::backward(
             &case.f64("x"),
             &case.f64("dy"),
@@ -112,12 +61,7 @@ fn batchnorm_matches_pytorch_train_mode() {
             &r.mean,
             &r.invstd,
         );
-        assert_close64(
-            &format!("{name} reference dx"),
-            &rdx,
-            &case.f64("dx"),
-            case.tolerance("dx"),
-        );
+        case.expect64("reference dx", "dx", &rdx);
     }
 }
 
@@ -210,25 +154,11 @@ fn relu_matches_pytorch() {
         let x = upload(&ctx, &shape, &case.f32("x"));
         let dy = upload(&ctx, &shape, &case.f32("dy"));
         let y = elementwise::relu(&x).unwrap();
-        assert_close(
-            "relu y",
-            &y.to_vec().unwrap(),
-            &case.f64("y"),
-            case.tolerance("y"),
-        );
+        case.expect("y", "y", &y.to_vec().unwrap());
         let dx = elementwise::binary(BinaryOp::ReluBackward, &x, &dy).unwrap();
-        assert_close(
-            "relu dx",
-            &dx.to_vec().unwrap(),
-            &case.f64("dx"),
-            case.tolerance("dx"),
-        );
-        assert_close64(
-            "reference relu dx",
-            &reference::activation::relu_backward(&case.f64("x"), &case.f64("dy")),
-            &case.f64("dx"),
-            case.tolerance("dx"),
-        );
+        case.expect("dx", "dx", &dx.to_vec().unwrap());
+        let reference_dx = reference::activation::relu_backward(&case.f64("x"), &case.f64("dy"));
+        case.expect64("reference dx", "dx", &reference_dx);
     }
 }
 
@@ -236,26 +166,15 @@ fn relu_matches_pytorch() {
 fn max_pool_matches_pytorch_including_ties_and_odd_sizes() {
     let ctx = ctx();
     for case in golden_cases("maxpool2") {
-        let name = &case.name;
         let shape = case.shape("x");
         let (planes, h, w) = (shape[0] * shape[1], shape[2], shape[3]);
         let x = upload(&ctx, &shape, &case.f32("x"));
         let dy = upload(&ctx, &case.shape("dy"), &case.f32("dy"));
         let y = pool::max_pool2(&x).unwrap();
         assert_eq!(y.shape(), case.shape("y").as_slice());
-        assert_close(
-            &format!("{name} y"),
-            &y.to_vec().unwrap(),
-            &case.f64("y"),
-            case.tolerance("y"),
-        );
+        case.expect("y", "y", &y.to_vec().unwrap());
         let dx = pool::max_pool2_backward(&x, &dy).unwrap();
-        assert_close(
-            &format!("{name} dx"),
-            &dx.to_vec().unwrap(),
-            &case.f64("dx"),
-            case.tolerance("dx"),
-        );
+        case.expect("dx", "dx", &dx.to_vec().unwrap());
         // The reference's indices are PyTorch's (argmax_flat is stored as i32).
         let (_, arg) = reference::pool::max_pool2(&case.f64("x"), planes, h, w);
         let torch_arg: Vec<usize> = case
@@ -263,14 +182,9 @@ fn max_pool_matches_pytorch_including_ties_and_odd_sizes() {
             .iter()
             .map(|v| v.to_bits() as i32 as usize)
             .collect();
-        assert_eq!(arg, torch_arg, "{name} argmax");
+        assert_eq!(arg, torch_arg, "{} argmax", case.name);
         let rdx = reference::pool::max_pool2_backward(&case.f64("dy"), &arg, planes, h, w);
-        assert_close64(
-            &format!("{name} reference dx"),
-            &rdx,
-            &case.f64("dx"),
-            case.tolerance("dx"),
-        );
+        case.expect64("reference dx", "dx", &rdx);
     }
 }
 
@@ -278,40 +192,19 @@ fn max_pool_matches_pytorch_including_ties_and_odd_sizes() {
 fn linear_matches_pytorch() {
     let ctx = ctx();
     for case in golden_cases("linear") {
-        let name = &case.name;
         let (b, i, o) = (case.param("B"), case.param("IN"), case.param("OUT"));
         let x = upload(&ctx, &[b, i], &case.f32("x"));
         let w = upload(&ctx, &[o, i], &case.f32("w"));
         let bias = upload(&ctx, &[o], &case.f32("b"));
         let dy = upload(&ctx, &[b, o], &case.f32("dy"));
         let y = gemm::matmul(&x, Layout::AsIs, &w, Layout::Transposed, Some(&bias)).unwrap();
-        assert_close(
-            &format!("{name} y"),
-            &y.to_vec().unwrap(),
-            &case.f64("y"),
-            case.tolerance("y"),
-        );
+        case.expect("y", "y", &y.to_vec().unwrap());
         let dx = gemm::matmul(&dy, Layout::AsIs, &w, Layout::AsIs, None).unwrap();
-        assert_close(
-            &format!("{name} dx"),
-            &dx.to_vec().unwrap(),
-            &case.f64("dx"),
-            case.tolerance("dx"),
-        );
+        case.expect("dx", "dx", &dx.to_vec().unwrap());
         let dw = gemm::matmul(&dy, Layout::Transposed, &x, Layout::AsIs, None).unwrap();
-        assert_close(
-            &format!("{name} dw"),
-            &dw.to_vec().unwrap(),
-            &case.f64("dw"),
-            case.tolerance("dw"),
-        );
+        case.expect("dw", "dw", &dw.to_vec().unwrap());
         let db = reduce::sum_channels(&dy).unwrap();
-        assert_close(
-            &format!("{name} db"),
-            &db.to_vec().unwrap(),
-            &case.f64("db"),
-            case.tolerance("db"),
-        );
+        case.expect("db", "db", &db.to_vec().unwrap());
         let (rdx, rdw, rdb) = reference::gemm::linear_backward(
             &case.f64("x"),
             &case.f64("w"),
@@ -320,30 +213,14 @@ fn linear_matches_pytorch() {
             i,
             o,
         );
-        assert_close64(
-            &format!("{name} reference y"),
+        case.expect64(
+            "reference y",
+            "y",
             &reference::gemm::linear(&case.f64("x"), &case.f64("w"), &case.f64("b"), b, i, o),
-            &case.f64("y"),
-            case.tolerance("y"),
         );
-        assert_close64(
-            &format!("{name} reference dx"),
-            &rdx,
-            &case.f64("dx"),
-            case.tolerance("dx"),
-        );
-        assert_close64(
-            &format!("{name} reference dw"),
-            &rdw,
-            &case.f64("dw"),
-            case.tolerance("dw"),
-        );
-        assert_close64(
-            &format!("{name} reference db"),
-            &rdb,
-            &case.f64("db"),
-            case.tolerance("db"),
-        );
+        case.expect64("reference dx", "dx", &rdx);
+        case.expect64("reference dw", "dw", &rdw);
+        case.expect64("reference db", "db", &rdb);
     }
 }
 
@@ -351,7 +228,6 @@ fn linear_matches_pytorch() {
 fn cross_entropy_matches_pytorch_including_large_logits() {
     let ctx = ctx();
     for case in golden_cases("ce_") {
-        let name = &case.name;
         let shape = case.shape("logits");
         let labels: Vec<usize> = case
             .f32("labels")
@@ -362,43 +238,19 @@ fn cross_entropy_matches_pytorch_including_large_logits() {
         let logits = upload(&ctx, &shape, &case.f32("logits"));
         let ce = loss::softmax_cross_entropy(&logits, &upload(&ctx, &[shape[0]], &label_values))
             .unwrap();
-        assert_close(
-            &format!("{name} dlogits"),
-            &ce.dlogits.to_vec().unwrap(),
-            &case.f64("dlogits"),
-            case.tolerance("dlogits"),
-        );
+        case.expect("dlogits", "dlogits", &ce.dlogits.to_vec().unwrap());
         let (mean_loss, accuracy) = ce.mean_loss_and_accuracy().unwrap();
-        assert_close(
-            &format!("{name} loss"),
-            &[mean_loss as f32],
-            &case.f64("loss"),
-            case.tolerance("loss"),
-        );
+        case.expect("loss", "loss", &[mean_loss as f32]);
         let (rloss, rgrad, rlog) =
             reference::loss::softmax_cross_entropy(&case.f64("logits"), &labels, shape[1]);
-        assert_close64(
-            &format!("{name} reference loss"),
-            &[rloss],
-            &case.f64("loss"),
-            case.tolerance("loss"),
-        );
-        assert_close64(
-            &format!("{name} reference dlogits"),
-            &rgrad,
-            &case.f64("dlogits"),
-            case.tolerance("dlogits"),
-        );
-        assert_close64(
-            &format!("{name} reference log_softmax"),
-            &rlog,
-            &case.f64("log_softmax"),
-            case.tolerance("log_softmax"),
-        );
+        case.expect64("reference loss", "loss", &[rloss]);
+        case.expect64("reference dlogits", "dlogits", &rgrad);
+        case.expect64("reference log_softmax", "log_softmax", &rlog);
         let want_accuracy = reference::loss::accuracy(&case.f64("logits"), &labels, shape[1]);
         assert!(
             (accuracy - want_accuracy).abs() < 1e-12,
-            "{name} accuracy {accuracy} vs {want_accuracy}"
+            "{} accuracy {accuracy} vs {want_accuracy}",
+            case.name
         );
     }
 }

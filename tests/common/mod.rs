@@ -152,6 +152,29 @@ impl GoldenCase {
             .unwrap_or_else(|| panic!("{}: param {key}", self.name)) as usize
     }
 
+    /// Checks a GPU result against tensor `key` with the manifest's tolerance; `label` names the
+    /// check in the failure message.
+    #[track_caller]
+    pub fn expect(&self, label: &str, key: &str, got: &[f32]) {
+        assert_close(
+            &format!("{} {label}", self.name),
+            got,
+            &self.f64(key),
+            self.tolerance(key),
+        );
+    }
+
+    /// Checks a CPU reference result against tensor `key`, as [`GoldenCase::expect`].
+    #[track_caller]
+    pub fn expect64(&self, label: &str, key: &str, got: &[f64]) {
+        assert_close64(
+            &format!("{} {label}", self.name),
+            got,
+            &self.f64(key),
+            self.tolerance(key),
+        );
+    }
+
     /// The manifest's tolerance hint: 1e-5 x max |reference| (at least 1e-6).
     pub fn tolerance(&self, key: &str) -> Tolerance {
         let max = self.tensors[key]["torch_f32_err"]["max_abs_ref"]
