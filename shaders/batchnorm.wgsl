@@ -1,10 +1,10 @@
 // Batch normalisation over [batch, channels, plane] (plane = H*W for BatchNorm2d, 1 for
 // BatchNorm1d). Training mode uses the batch's mean and biased variance and updates the running
 // estimates (momentum, unbiased variance); eval mode uses the running estimates.
-// Reductions run one workgroup per channel with a fixed-order tree: deterministic.
+// Reductions run one workgroup per channel with a fixed-order tree (include/workgroup_sum.wgsl):
+// deterministic.
 
 override WG: u32 = 64u;
-const LANES: u32 = 64u;
 
 struct Params {
     batch: u32,
@@ -27,26 +27,9 @@ struct Params {
 @group(0) @binding(7) var<storage, read_write> out: array<f32>;
 @group(0) @binding(8) var<storage, read_write> out2: array<f32>;
 
-var<workgroup> lanes: array<f32, LANES>;
-
 fn at(i: u32, channel: u32) -> u32 {
     let b = i / p.plane;
     return (b * p.channels + channel) * p.plane + i % p.plane;
-}
-
-// Sum of `value` over the workgroup; every lane gets the result.
-fn workgroup_sum(lid: u32, value: f32) -> f32 {
-    lanes[lid] = value;
-    workgroupBarrier();
-    for (var stride = LANES / 2u; stride > 0u; stride /= 2u) {
-        if lid < stride {
-            lanes[lid] += lanes[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    let total = lanes[0];
-    workgroupBarrier();
-    return total;
 }
 
 // Batch statistics (two passes: mean, then centred sum of squares) and the running update.

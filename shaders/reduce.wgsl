@@ -1,7 +1,7 @@
-// Deterministic reductions (fixed summation order, no atomics).
+// Deterministic reductions (fixed summation order, no atomics); the per-channel tree is
+// include/workgroup_sum.wgsl.
 
 override WG: u32 = 64u;
-const LANES: u32 = 64u;
 
 struct Params {
     len: u32,        // sum_splits: values per split; sum_channels: channels
@@ -13,8 +13,6 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
-
-var<workgroup> lanes: array<f32, LANES>;
 
 // dst[i] (+)= sum_s src[s * len + i]
 @compute @workgroup_size(WG)
@@ -56,16 +54,9 @@ fn sum_channels(
         let b = i / p.plane;
         total += src[(b * p.len + channel) * p.plane + i % p.plane];
     }
-    lanes[lid] = total;
-    workgroupBarrier();
-    for (var stride = LANES / 2u; stride > 0u; stride /= 2u) {
-        if lid < stride {
-            lanes[lid] += lanes[lid + stride];
-        }
-        workgroupBarrier();
-    }
+    let sum = workgroup_sum(lid, total);
     if lid == 0u {
-        var value = lanes[0];
+        var value = sum;
         if p.accumulate == 1u {
             value += dst[channel];
         }

@@ -9,12 +9,17 @@ pub struct ShaderSource {
     pub source: &'static str,
 }
 
+/// A shader from `shaders/NAME.wgsl`, preceded by the listed `shaders/include/*.wgsl` pieces
+/// (WGSL has no include of its own).
 macro_rules! shader {
-    ($ident:ident, $name:literal) => {
+    ($ident:ident, $name:literal $(, $include:literal)*) => {
         #[doc = concat!("`shaders/", $name, ".wgsl`")]
         pub static $ident: ShaderSource = ShaderSource {
             name: $name,
-            source: include_str!(concat!("../shaders/", $name, ".wgsl")),
+            source: concat!(
+                $(include_str!(concat!("../shaders/include/", $include, ".wgsl")),)*
+                include_str!(concat!("../shaders/", $name, ".wgsl"))
+            ),
         };
     };
 }
@@ -22,11 +27,11 @@ macro_rules! shader {
 shader!(GEMM, "gemm");
 shader!(ELEMENTWISE, "elementwise");
 shader!(CONV, "conv");
-shader!(REDUCE, "reduce");
+shader!(REDUCE, "reduce", "workgroup_sum");
 shader!(CONV_WEIGHT_GRAD, "conv_weight_grad");
 shader!(CONV_GEMM, "conv_gemm");
 shader!(POOL, "pool");
-shader!(BATCHNORM, "batchnorm");
+shader!(BATCHNORM, "batchnorm", "workgroup_sum");
 shader!(BATCHNORM_GRAD, "batchnorm_grad");
 shader!(LOSS, "loss");
 shader!(SGD, "sgd");
