@@ -22,7 +22,7 @@ pub mod tensor;
 pub mod train;
 
 pub use error::{Error, Result};
-pub use gpu::{Context, ContextOptions, ConvAlgorithm, LimitsChoice};
+pub use gpu::{Context, ContextOptions, ConvAlgorithm, KernelTime, LimitsChoice};
 pub use tensor::Tensor;
 /// The wgpu version hetconv is built on, for applications that share their device.
 pub use wgpu;

@@ -255,27 +255,7 @@ impl Tensor {
             e.copy_buffer_to_buffer(self.buffer(), self.byte_offset(), &staging, 0, bytes)
         });
         self.ctx.flush()?;
-        let (sender, receiver) = futures::channel::oneshot::channel();
-        staging.map_async(wgpu::MapMode::Read, .., move |result| {
-            let _ = sender.send(result);
-        });
-        #[cfg(not(target_arch = "wasm32"))]
-        self.ctx
-            .device()
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Readback(e.to_string()))?;
-        receiver
-            .await
-            .map_err(|_| Error::Readback("the map callback was dropped".into()))?
-            .map_err(|e| Error::Readback(e.to_string()))?;
-        let data = {
-            let view = staging
-                .get_mapped_range(..)
-                .map_err(|e| Error::Readback(e.to_string()))?;
-            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
-        };
-        staging.unmap();
-        Ok(data)
+        self.ctx.read_mapped(&staging).await
     }
 
     /// Blocking [`Tensor::read`] (native only).

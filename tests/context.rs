@@ -6,17 +6,25 @@ use common::*;
 use hetconv::kernels::gemm::{self, Layout};
 use hetconv::{Context, Error, Tensor};
 
+/// The adapter `Context::new` would pick, opened by hand as an application would.
+fn default_adapter() -> wgpu::Adapter {
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
+        .expect("an adapter")
+}
+
+/// A device with default features and limits, as an application might open it.
+fn plain_device(adapter: &wgpu::Adapter) -> (wgpu::Device, wgpu::Queue) {
+    pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default()))
+        .expect("a device")
+}
+
 /// A game or renderer owns its device; hetconv runs a kernel on it.
 #[test]
 fn runs_on_an_externally_created_device() {
-    let instance =
-        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-    let adapter =
-        pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
-            .expect("an adapter");
-    let (device, queue) =
-        pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default()))
-            .expect("a device");
+    let adapter = default_adapter();
+    let (device, queue) = plain_device(&adapter);
     let ctx = Context::from_device(device.clone(), queue);
     assert_eq!(ctx.adapter_info().name, adapter.get_info().name);
     let a = upload(&ctx, &[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
@@ -96,13 +104,19 @@ fn pooled_buffers_are_reused_across_steps() {
     };
     let first = step();
     let created = ctx.buffers_created();
-    for _ in 0..3 {
+    let bind_groups = ctx.record_stats().bind_groups_created;
+    for _ in 0..4 {
         assert_eq!(step(), first, "same inputs, same result");
     }
     assert_eq!(
         ctx.buffers_created(),
         created,
         "a repeated step allocates no new tensor buffer"
+    );
+    assert_eq!(
+        ctx.record_stats().bind_groups_created,
+        bind_groups,
+        "a repeated step builds no new bind group"
     );
 }
 
@@ -144,4 +158,59 @@ fn writes_are_ordered_after_recorded_work() {
         "the write comes after the recorded clear"
     );
     assert_eq!(a.to_vec().unwrap(), vec![5.0, 6.0, 7.0, 8.0]);
+}
+
+/// A profile times every dispatch, by kernel entry point, without changing what is computed.
+#[test]
+fn a_profile_times_every_dispatch_by_kernel() {
+    let adapter = default_adapter();
+    let offered = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
+    let ctx = ctx();
+    assert_eq!(
+        ctx.can_profile(),
+        offered,
+        "Context::new asks for timestamps where offered"
+    );
+    if !offered {
+        return;
+    }
+    let a = upload(&ctx, &[4, 4], &Rng::new(3).vec(16));
+    let run = || {
+        let mut x = a.clone();
+        for _ in 0..3 {
+            x = gemm::matmul(&x, Layout::AsIs, &a, Layout::AsIs, None).unwrap();
+        }
+        hetconv::kernels::elementwise::relu(&x).unwrap()
+    };
+    let plain = run().to_vec().unwrap();
+    let before = ctx.record_stats();
+    ctx.begin_profile().unwrap();
+    let profiled = run();
+    let (times, untimed) = pollster::block_on(ctx.end_profile()).unwrap();
+    assert_eq!(profiled.to_vec().unwrap(), plain);
+    assert_eq!(untimed, 0);
+    let counts: Vec<u64> = times.iter().map(|t| t.dispatches).collect();
+    assert_eq!(counts, vec![3, 1], "{times:?}");
+    assert_eq!(
+        counts.iter().sum::<u64>(),
+        ctx.record_stats().dispatches - before.dispatches
+    );
+    assert!(times.iter().all(|t| t.ms.is_finite() && t.ms >= 0.0));
+    assert!(times.iter().map(|t| t.ms).sum::<f64>() > 0.0, "{times:?}");
+    // After the profile, dispatches share one pass again and nothing is timed.
+    assert!(pollster::block_on(ctx.end_profile()).is_err());
+}
+
+/// A device opened without timestamps refuses to profile, naming the adapter.
+#[test]
+fn profiling_without_timestamps_is_a_clear_error() {
+    let adapter = default_adapter();
+    let (device, queue) = plain_device(&adapter);
+    let ctx = Context::from_device(device, queue);
+    assert!(!ctx.can_profile());
+    let text = ctx.begin_profile().unwrap_err().to_string();
+    assert!(
+        text.contains("TIMESTAMP_QUERY") && text.contains(&adapter.get_info().name),
+        "{text}"
+    );
 }

@@ -162,9 +162,7 @@ fn a_tiny_model_overfits_a_fixed_batch_and_masked_weights_stay_zero() {
     let (x, labels, _, _) = batch(&ctx, 8, 2);
     let step = SgdStep {
         lr: 0.05,
-        momentum: 0.9,
-        weight_decay: 5e-4,
-        nesterov: false,
+        ..sgd_momentum()
     };
     let mut first_loss = None;
     let mut last = (f64::MAX, 0.0);
@@ -210,5 +208,52 @@ fn a_tiny_model_overfits_a_fixed_batch_and_masked_weights_stay_zero() {
                 );
             }
         }
+    }
+}
+
+/// A training step of fixed shapes is built once: from its second run on it allocates no
+/// buffer, builds no bind group and is one submission.
+#[test]
+fn a_repeated_training_step_reuses_buffers_and_bind_groups() {
+    let ctx = ctx();
+    let mut model = Vgg16::new(&ctx, tiny(2, ConvMode::Fused), 3).unwrap();
+    let (x, labels, _, _) = batch(&ctx, 4, 5);
+    let step = SgdStep {
+        lr: 0.01,
+        ..sgd_momentum()
+    };
+    model.train_step(&x, &labels, &step).unwrap();
+    ctx.synchronize().unwrap();
+    let before = ctx.record_stats();
+    let buffers = ctx.buffers_created();
+    for _ in 0..3 {
+        model.train_step(&x, &labels, &step).unwrap();
+        ctx.flush().unwrap();
+    }
+    ctx.synchronize().unwrap();
+    let after = ctx.record_stats();
+    assert_eq!(ctx.buffers_created(), buffers, "no new buffer");
+    assert_eq!(
+        after.bind_groups_created, before.bind_groups_created,
+        "no new bind group"
+    );
+    assert_eq!(
+        after.submissions - before.submissions,
+        3,
+        "one submission a step"
+    );
+    assert!(
+        after.dispatches - before.dispatches >= 3 * 13,
+        "every conv dispatched"
+    );
+}
+
+/// The paper's SGD: momentum 0.9, weight decay 5e-4 (set the learning rate).
+fn sgd_momentum() -> SgdStep {
+    SgdStep {
+        lr: 0.0,
+        momentum: 0.9,
+        weight_decay: 5e-4,
+        nesterov: false,
     }
 }

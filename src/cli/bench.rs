@@ -10,7 +10,7 @@ use clap::Args;
 use hetconv::flops::vgg_cost;
 use hetconv::kernels::sgd::SgdStep;
 use hetconv::nn::{ConvMode, Init, Vgg16, VggConfig};
-use hetconv::{Context, Error, Result, Tensor};
+use hetconv::{Context, Error, KernelTime, Result, Tensor};
 
 /// Options of `hetconv bench`.
 #[derive(Args, Debug)]
@@ -33,6 +33,10 @@ pub struct BenchArgs {
     /// Also time the unfused HetConv form (grouped 3x3 + masked 1x1 passes).
     #[arg(long)]
     pub unfused: bool,
+    /// Also time one step kernel by kernel (GPU timestamps; each dispatch in a pass of its
+    /// own) and print where the time goes.
+    #[arg(long)]
+    pub profile: bool,
     /// Output path without extension.
     #[arg(long, default_value = "bench-results/steps")]
     pub out: PathBuf,
@@ -45,23 +49,43 @@ struct Row {
     mode: String,
     width_mult: f64,
     step_ms: f64,
+    record_ms_per_step: f64,
     forward_ms: f64,
     images_per_second: f64,
     train_gflops: f64,
     dispatches_per_step: u64,
     submissions_per_step: u64,
+    bind_groups_built_per_step: u64,
     macs_per_image: u64,
+    /// GPU time per kernel entry point over one step (with `--profile`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    profile: Vec<KernelTime>,
 }
 
-fn time_steps(ctx: &Context, n: usize, mut step: impl FnMut() -> Result<()>) -> Result<f64> {
+/// Milliseconds per call: wall clock until the GPU is done, and the time the CPU spends
+/// recording the commands (before they are submitted; how long a submission takes is the
+/// driver's: lavapipe runs the work inside it).
+struct Timing {
+    wall_ms: f64,
+    host_ms: f64,
+}
+
+fn time_steps(ctx: &Context, n: usize, mut step: impl FnMut() -> Result<()>) -> Result<Timing> {
     ctx.synchronize()?;
+    let mut host = 0.0;
     let start = Instant::now();
     for _ in 0..n {
+        let recording = Instant::now();
         step()?;
+        host += recording.elapsed().as_secs_f64();
         ctx.flush()?;
     }
     ctx.synchronize()?;
-    Ok(start.elapsed().as_secs_f64() * 1e3 / n.max(1) as f64)
+    let per_step = |seconds: f64| seconds * 1e3 / n.max(1) as f64;
+    Ok(Timing {
+        wall_ms: per_step(start.elapsed().as_secs_f64()),
+        host_ms: per_step(host),
+    })
 }
 
 fn measure(
@@ -101,20 +125,35 @@ fn measure(
     model.train_step(&x, &y, &sgd)?;
     ctx.flush()?;
     let after = ctx.record_stats();
-    let step_ms = time_steps(ctx, args.steps, || {
+    let step = time_steps(ctx, args.steps, || {
         model.train_step(&x, &y, &sgd).map(|_| ())
     })?;
+    let step_ms = step.wall_ms;
+    let profile = if args.profile {
+        ctx.synchronize()?;
+        ctx.begin_profile()?;
+        model.train_step(&x, &y, &sgd)?;
+        let (mut times, untimed) = pollster::block_on(ctx.end_profile())?;
+        if untimed > 0 {
+            eprintln!("profile: {untimed} dispatches went untimed (query set full)");
+        }
+        times.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+        times
+    } else {
+        Vec::new()
+    };
     for _ in 0..args.warmup {
         model.predict(&x)?;
         ctx.synchronize()?;
     }
-    let forward_ms = time_steps(ctx, args.steps, || model.predict(&x).map(|_| ()))?;
+    let forward_ms = time_steps(ctx, args.steps, || model.predict(&x).map(|_| ()))?.wall_ms;
     Ok(Row {
         batch,
         parts,
         mode: format!("{mode:?}"),
         width_mult: args.width_mult,
         step_ms,
+        record_ms_per_step: step.host_ms,
         forward_ms,
         images_per_second: batch as f64 / (step_ms / 1e3),
         // A training step does about three forward passes of work (forward, input and weight
@@ -122,7 +161,9 @@ fn measure(
         train_gflops: 3.0 * 2.0 * macs as f64 * batch as f64 / (step_ms * 1e6),
         dispatches_per_step: after.dispatches - before.dispatches,
         submissions_per_step: after.submissions - before.submissions,
+        bind_groups_built_per_step: after.bind_groups_created - before.bind_groups_created,
         macs_per_image: macs,
+        profile,
     })
 }
 
@@ -149,7 +190,7 @@ pub fn run(ctx: &Context, args: BenchArgs) -> Result<()> {
     }
     let mut md = format!(
         "Training step of HetConv VGG-16 (CIFAR-10 shape, width x{}) on {} ({:?}, {} {}); SGD momentum; {} warm-up steps excluded, mean of {} steps\n\n\
-         | batch | P | kernels | step ms | forward ms | images/s | GFLOP/s (3x fwd) | dispatches/step | submissions/step |\n|---|---|---|---|---|---|---|---|---|\n",
+         | batch | P | kernels | step ms | record ms/step | forward ms | images/s | GFLOP/s (3x fwd) | dispatches/step | submissions/step | bind groups built/step |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
         args.width_mult,
         info.name,
         info.backend,
@@ -160,17 +201,22 @@ pub fn run(ctx: &Context, args: BenchArgs) -> Result<()> {
     );
     for r in &rows {
         md += &format!(
-            "| {} | {} | {} | {:.2} | {:.2} | {:.0} | {:.1} | {} | {} |\n",
+            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.0} | {:.1} | {} | {} | {} |\n",
             r.batch,
             r.parts,
             r.mode,
             r.step_ms,
+            r.record_ms_per_step,
             r.forward_ms,
             r.images_per_second,
             r.train_gflops,
             r.dispatches_per_step,
-            r.submissions_per_step
+            r.submissions_per_step,
+            r.bind_groups_built_per_step
         );
+    }
+    for r in rows.iter().filter(|r| !r.profile.is_empty()) {
+        md += &profile_table(r);
     }
     println!("{md}");
     let stamp = SystemTime::now()
@@ -199,4 +245,24 @@ pub fn run(ctx: &Context, args: BenchArgs) -> Result<()> {
         std::fs::write(&path, text).map_err(|e| Error::Io { path, source: e })?;
     }
     Ok(())
+}
+
+/// Where one step's GPU time goes, kernel by kernel, largest first.
+fn profile_table(row: &Row) -> String {
+    let total: f64 = row.profile.iter().map(|t| t.ms).sum();
+    let mut md = format!(
+        "\nGPU time per kernel, one step, batch {} P={} {} (each dispatch timed in a pass of its own; sum {:.2} ms)\n\n\
+         | kernel | dispatches | ms | share |\n|---|---|---|---|\n",
+        row.batch, row.parts, row.mode, total
+    );
+    for t in &row.profile {
+        md += &format!(
+            "| {} | {} | {:.3} | {:.1}% |\n",
+            t.entry,
+            t.dispatches,
+            t.ms,
+            100.0 * t.ms / total.max(f64::MIN_POSITIVE)
+        );
+    }
+    md
 }

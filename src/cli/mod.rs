@@ -23,8 +23,8 @@ pub struct Cli {
     /// Ask the device for every limit the adapter offers instead of the WebGPU defaults.
     #[arg(long, global = true)]
     max_limits: bool,
-    /// How convolutions are computed: tiled implicit GEMM on GPUs and direct loops on software
-    /// adapters (auto), or one of them everywhere.
+    /// How convolutions are computed: the fastest measured (auto: the direct loops, on the H200
+    /// and on lavapipe alike), direct loops, or the tiled implicit GEMM.
     #[arg(long, global = true, value_enum, default_value_t = ConvArg::Auto)]
     conv: ConvArg,
     #[command(subcommand)]

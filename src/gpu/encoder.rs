@@ -5,19 +5,95 @@ use std::collections::HashMap;
 
 use super::context::Context;
 use super::pipelines::KernelSpec;
+use super::profile::Profile;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
 /// Uniform blocks kept for reuse before the cache starts over.
 const MAX_CACHED_UNIFORMS: usize = 4096;
+/// Bind groups kept for reuse before the cache starts over.
+const MAX_CACHED_BIND_GROUPS: usize = 8192;
 
 /// The open encoder and the counters the benchmarks print.
 #[derive(Default)]
 pub(crate) struct Recorder {
+    /// The compute pass open on `encoder`: consecutive dispatches share it (each dispatch is
+    /// still its own synchronization scope); a copy or clear ends it. Declared before `encoder`
+    /// so that it is dropped first.
+    pub(super) pass: Option<wgpu::ComputePass<'static>>,
     encoder: Option<wgpu::CommandEncoder>,
     /// Uniform parameter blocks, cached by content: shapes repeat every step.
     uniforms: HashMap<Vec<u32>, wgpu::Buffer>,
+    /// Bind groups, cached by what they bind: the pool hands a repeated step of fixed shapes
+    /// the buffers it had before, so from its second run on a step builds no bind group.
+    bind_groups: HashMap<BindGroupKey, wgpu::BindGroup>,
+    /// Timestamp queries around each dispatch, while a profile is on.
+    pub(crate) profile: Option<Profile>,
     stats: RecordStats,
+}
+
+/// What a bind group binds: the layout, the uniform block and each buffer range.
+#[derive(Hash, PartialEq, Eq)]
+struct BindGroupKey {
+    layout: wgpu::BindGroupLayout,
+    uniform: wgpu::Buffer,
+    buffers: Vec<(wgpu::Buffer, u64, u64)>,
+}
+
+impl Recorder {
+    /// The open encoder, created (and the pool told to park released buffers) if needed.
+    fn encoder(&mut self, ctx: &Context) -> &mut wgpu::CommandEncoder {
+        self.encoder.get_or_insert_with(|| Self::new_encoder(ctx))
+    }
+
+    fn new_encoder(ctx: &Context) -> wgpu::CommandEncoder {
+        if let Ok(mut pool) = ctx.inner.pool.lock() {
+            pool.recording = true;
+        }
+        ctx.inner
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("hetconv step"),
+            })
+    }
+
+    /// Records one dispatch in a compute pass of its own, with timestamps around it.
+    fn timed_dispatch(
+        &mut self,
+        ctx: &Context,
+        entry: &'static str,
+        pipeline: &wgpu::ComputePipeline,
+        bind_group: &wgpu::BindGroup,
+        (x, y): (u32, u32),
+    ) {
+        self.pass = None;
+        let encoder = self.encoder.get_or_insert_with(|| Self::new_encoder(ctx));
+        let writes = self.profile.as_mut().and_then(|p| p.next_writes(entry));
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(entry),
+            timestamp_writes: writes,
+        });
+        pass.set_pipeline(pipeline);
+        pass.set_bind_group(0, bind_group, &[]);
+        pass.dispatch_workgroups(x, y, 1);
+    }
+
+    /// The open compute pass, begun if needed.
+    fn pass(&mut self, ctx: &Context) -> &mut wgpu::ComputePass<'static> {
+        if self.pass.is_none() {
+            let pass = self
+                .encoder(ctx)
+                .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("hetconv dispatches"),
+                    timestamp_writes: None,
+                })
+                .forget_lifetime();
+            self.pass = Some(pass);
+        }
+        self.pass
+            .as_mut()
+            .expect("a compute pass was opened just above")
+    }
 }
 
 /// How much work was recorded and submitted.
@@ -27,27 +103,24 @@ pub struct RecordStats {
     pub dispatches: u64,
     /// Queue submissions.
     pub submissions: u64,
+    /// Bind groups created (a repeated step of fixed shapes reuses its own).
+    pub bind_groups_created: u64,
 }
 
 impl Context {
     /// Runs `f` on the open command encoder (creating it if needed).
+    /// Ends the open compute pass first: copies and clears are recorded between passes.
     pub(crate) fn with_encoder<R>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> R) -> R {
-        let mut recorder = self
-            .inner
+        let mut recorder = self.recorder();
+        recorder.pass = None;
+        f(recorder.encoder(self))
+    }
+
+    pub(crate) fn recorder(&self) -> std::sync::MutexGuard<'_, Recorder> {
+        self.inner
             .recorder
             .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let encoder = recorder.encoder.get_or_insert_with(|| {
-            if let Ok(mut pool) = self.inner.pool.lock() {
-                pool.recording = true;
-            }
-            self.inner
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("hetconv step"),
-                })
-        });
-        f(encoder)
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether commands are recorded but not yet submitted.
@@ -62,12 +135,12 @@ impl Context {
     /// Submits everything recorded so far as one command buffer.
     pub fn flush(&self) -> Result<()> {
         let encoder = {
-            let mut recorder = self
-                .inner
-                .recorder
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            let encoder = recorder.encoder.take();
+            let mut recorder = self.recorder();
+            recorder.pass = None;
+            let mut encoder = recorder.encoder.take();
+            if let (Some(profile), Some(encoder)) = (recorder.profile.as_mut(), encoder.as_mut()) {
+                profile.resolve(&self.inner.device, encoder);
+            }
             if encoder.is_some() {
                 recorder.stats.submissions += 1;
             }
@@ -152,36 +225,37 @@ impl Context {
                 .unwrap_or_else(|p| p.into_inner());
             cache.get(&self.inner.device, spec, workgroup_size, constants)?
         };
-        let uniform = self.uniform_block(params);
-        let entries: Vec<wgpu::BindGroupEntry> = std::iter::once((0, uniform.as_entire_binding()))
-            .chain(
-                spec.bindings
-                    .iter()
-                    .zip(buffers)
-                    .map(|(&(slot, _), t)| (slot, t.binding())),
-            )
-            .map(|(binding, resource)| wgpu::BindGroupEntry { binding, resource })
-            .collect();
-        let bind_group = self
-            .inner
-            .device
-            .create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(spec.entry),
-                layout: &cached.layout,
-                entries: &entries,
-            });
-        self.with_encoder(|encoder| {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(spec.entry),
-                timestamp_writes: None,
-            });
+        let mut recorder = self.recorder();
+        let uniform = recorder.uniform_block(self, params);
+        let key = BindGroupKey {
+            layout: cached.layout.clone(),
+            uniform,
+            buffers: buffers
+                .iter()
+                .map(|t| (t.buffer().clone(), t.byte_offset(), t.byte_len()))
+                .collect(),
+        };
+        let bind_group = match recorder.bind_groups.get(&key) {
+            Some(found) => found.clone(),
+            None => {
+                let bind_group = self.create_bind_group(spec, &key);
+                recorder.stats.bind_groups_created += 1;
+                if recorder.bind_groups.len() >= MAX_CACHED_BIND_GROUPS {
+                    recorder.bind_groups.clear();
+                }
+                recorder.bind_groups.insert(key, bind_group.clone());
+                bind_group
+            }
+        };
+        if recorder.profile.is_some() {
+            recorder.timed_dispatch(self, spec.entry, &cached.pipeline, &bind_group, (x, y));
+        } else {
+            let pass = recorder.pass(self);
             pass.set_pipeline(&cached.pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
             pass.dispatch_workgroups(x, y, 1);
-        });
-        if let Ok(mut recorder) = self.inner.recorder.lock() {
-            recorder.stats.dispatches += 1;
         }
+        recorder.stats.dispatches += 1;
         Ok(())
     }
 
@@ -202,35 +276,88 @@ impl Context {
         Ok((x as u32, y as u32))
     }
 
+    /// Binds the uniform block at slot 0 and the tensors at the kernel's slots.
+    fn create_bind_group(&self, spec: &KernelSpec, key: &BindGroupKey) -> wgpu::BindGroup {
+        let entries: Vec<wgpu::BindGroupEntry> =
+            std::iter::once((0, key.uniform.as_entire_binding()))
+                .chain(spec.bindings.iter().zip(&key.buffers).map(
+                    |(&(slot, _), (buffer, offset, size))| {
+                        let range = wgpu::BufferBinding {
+                            buffer,
+                            offset: *offset,
+                            size: std::num::NonZeroU64::new(*size),
+                        };
+                        (slot, wgpu::BindingResource::Buffer(range))
+                    },
+                ))
+                .map(|(binding, resource)| wgpu::BindGroupEntry { binding, resource })
+                .collect();
+        self.inner
+            .device
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(spec.entry),
+                layout: &key.layout,
+                entries: &entries,
+            })
+    }
+}
+
+impl Recorder {
     /// A uniform buffer holding `params` (padded to 16 bytes), shared by every dispatch with the
     /// same parameters.
-    fn uniform_block(&self, params: &[u32]) -> wgpu::Buffer {
+    fn uniform_block(&mut self, ctx: &Context, params: &[u32]) -> wgpu::Buffer {
         let mut padded = params.to_vec();
         padded.resize(params.len().div_ceil(4).max(1) * 4, 0);
-        let mut recorder = self
-            .inner
-            .recorder
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(found) = recorder.uniforms.get(&padded) {
+        if let Some(found) = self.uniforms.get(&padded) {
             return found.clone();
         }
         // Parameters that change every step (a cosine learning rate) must not grow the cache
         // without bound; recorded bind groups keep their own buffers alive.
-        if recorder.uniforms.len() >= MAX_CACHED_UNIFORMS {
-            recorder.uniforms.clear();
+        if self.uniforms.len() >= MAX_CACHED_UNIFORMS {
+            self.uniforms.clear();
         }
-        let buffer = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
+        let buffer = ctx.inner.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("hetconv params"),
             size: (padded.len() * 4) as u64,
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        self.inner
+        ctx.inner
             .queue
             .write_buffer(&buffer, 0, bytemuck::cast_slice(&padded));
-        recorder.uniforms.insert(padded, buffer.clone());
+        self.uniforms.insert(padded, buffer.clone());
         buffer
+    }
+}
+
+impl Context {
+    /// Maps `buffer` (MAP_READ, its copy already submitted), waits for it and returns its
+    /// contents as `T`s.
+    pub(crate) async fn read_mapped<T: bytemuck::Pod>(
+        &self,
+        buffer: &wgpu::Buffer,
+    ) -> Result<Vec<T>> {
+        let (sender, receiver) = futures::channel::oneshot::channel();
+        buffer.map_async(wgpu::MapMode::Read, .., move |result| {
+            let _ = sender.send(result);
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        self.inner
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Readback(e.to_string()))?;
+        receiver
+            .await
+            .map_err(|_| Error::Readback("the map callback was dropped".into()))?
+            .map_err(|e| Error::Readback(e.to_string()))?;
+        let data = {
+            let view = buffer
+                .get_mapped_range(..)
+                .map_err(|e| Error::Readback(e.to_string()))?;
+            bytemuck::cast_slice::<u8, T>(&view).to_vec()
+        };
+        buffer.unmap();
+        Ok(data)
     }
 }
 

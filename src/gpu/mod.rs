@@ -4,8 +4,10 @@ mod context;
 mod encoder;
 mod pipelines;
 mod pool;
+mod profile;
 
 pub use context::{Context, ContextOptions, ConvAlgorithm, LimitsChoice};
 pub use encoder::RecordStats;
 pub use pipelines::{Access, KernelSpec, storage};
 pub(crate) use pool::PooledBuffer;
+pub use profile::KernelTime;

@@ -5,7 +5,7 @@
 //! next submission: queue writes happen before the recorded commands run, so handing the buffer
 //! out earlier could overwrite data that a recorded dispatch has yet to read.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 /// Usage of every tensor buffer.
@@ -16,7 +16,10 @@ pub(crate) const TENSOR_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
 /// Free and parked buffers, by size.
 #[derive(Default)]
 pub struct BufferPool {
-    free: HashMap<u64, Vec<wgpu::Buffer>>,
+    /// Free buffers, kept in a canonical order (wgpu's buffer ids) whatever the order they came
+    /// back in: a repeated step then takes the very buffers it took before, so its bind groups
+    /// are found in the recorder's cache instead of being built again.
+    free: HashMap<u64, BTreeSet<wgpu::Buffer>>,
     parked: Vec<wgpu::Buffer>,
     /// Whether an encoder is open: only then must released buffers wait for the submission.
     pub(crate) recording: bool,
@@ -27,7 +30,7 @@ pub struct BufferPool {
 impl BufferPool {
     /// Takes a free buffer of exactly `size` bytes, or creates one.
     pub fn take(&mut self, device: &wgpu::Device, size: u64) -> wgpu::Buffer {
-        if let Some(buffer) = self.free.get_mut(&size).and_then(Vec::pop) {
+        if let Some(buffer) = self.free.get_mut(&size).and_then(BTreeSet::pop_first) {
             return buffer;
         }
         self.created += 1;
@@ -52,7 +55,7 @@ impl BufferPool {
         if self.recording {
             self.parked.push(buffer);
         } else {
-            self.free.entry(buffer.size()).or_default().push(buffer);
+            self.free.entry(buffer.size()).or_default().insert(buffer);
         }
     }
 }
