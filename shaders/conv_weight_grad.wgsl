@@ -1,9 +1,10 @@
 // Weight gradients of the heterogeneous convolution family (see conv.wgsl for the layout).
 //
 // One invocation owns OT filters x one input channel c and one split of the reduction over the
-// batch's rows (x is read once for the OT filters). Pairs inside the filters' own block get the
-// nine 3x3 taps; pairs outside it get the 1x1 tap. In the masked (HetConv) form the own block's 1x1 gradient is written as an
-// exact zero: it is never computed, so masked weights can never drift. Partial sums go to
+// batch's rows (each x value and each dy value is read once per output row and serves all the
+// taps that need it). Pairs inside the filters' own block get the nine 3x3 taps; pairs outside
+// it get the 1x1 tap. In the masked (HetConv) form the own block's 1x1 gradient is written as
+// an exact zero: it is never computed, so masked weights can never drift. Partial sums go to
 // [splits, ...] buffers that `reduce.wgsl::sum_splits` adds up in a fixed order (deterministic,
 // no float atomics).
 
@@ -59,28 +60,33 @@ fn weight_grad(
             let y = r % p.height;
             let dy_row = ((b * p.cout + o0) * p.height + y) * p.width;
             let dy_filter = p.height * p.width;
+            // Rows y-1, y, y+1 of channel c as three sliding windows (left, mid, right): each
+            // column loads three x values and OT dy values for 9 x OT multiply-adds. Rows
+            // outside the image read as zeros.
+            var rows_ok: array<bool, 3>;
+            var x_rows: array<u32, 3>;
+            var win: array<f32, 9>;
             for (var ky = 0u; ky < 3u; ky++) {
                 let iy = i32(y + ky) - 1;
-                if iy < 0 || iy >= i32(p.height) {
-                    continue;
+                rows_ok[ky] = iy >= 0 && iy < i32(p.height);
+                x_rows[ky] = ((b * p.cin + c) * p.height + u32(clamp(iy, 0, i32(p.height) - 1))) * p.width;
+                win[ky * 3u + 1u] = select(0.0, x[x_rows[ky]], rows_ok[ky]);
+            }
+            for (var col = 0u; col < p.width; col++) {
+                let has_right = col + 1u < p.width;
+                for (var ky = 0u; ky < 3u; ky++) {
+                    let at = x_rows[ky] + min(col + 1u, p.width - 1u);
+                    win[ky * 3u + 2u] = select(0.0, x[at], rows_ok[ky] && has_right);
                 }
-                let x_row = ((b * p.cin + c) * p.height + u32(iy)) * p.width;
-                var left = 0.0;
-                var mid = x[x_row];
-                for (var col = 0u; col < p.width; col++) {
-                    var right = 0.0;
-                    if col + 1u < p.width {
-                        right = x[x_row + col + 1u];
+                for (var t = 0u; t < OT; t++) {
+                    let d = dy[dy_row + t * dy_filter + col];
+                    for (var k = 0u; k < 9u; k++) {
+                        acc[t * 9u + k] = fma(d, win[k], acc[t * 9u + k]);
                     }
-                    for (var t = 0u; t < OT; t++) {
-                        let d = dy[dy_row + t * dy_filter + col];
-                        let a = t * 9u + ky * 3u;
-                        acc[a] = fma(d, left, acc[a]);
-                        acc[a + 1u] = fma(d, mid, acc[a + 1u]);
-                        acc[a + 2u] = fma(d, right, acc[a + 2u]);
-                    }
-                    left = mid;
-                    mid = right;
+                }
+                for (var ky = 0u; ky < 3u; ky++) {
+                    win[ky * 3u] = win[ky * 3u + 1u];
+                    win[ky * 3u + 1u] = win[ky * 3u + 2u];
                 }
             }
         }
