@@ -610,7 +610,20 @@ pub fn backward_weight(kind: &ConvKind, x: &Tensor, dy: &Tensor) -> Result<ConvW
     let len3 = d.cout * (d.cin / g) * 9;
     let len1 = d.cout * d.cin;
     let ot = channel_tile(d.cout / g);
-    let splits = split_count(ctx, &d, (d.cout / ot as usize) * d.cin, len3.max(len1));
+    let ct = channel_tile(d.cin / g);
+    // As the shader lays out its grid: own-block channels, then tiles of CT 1x1 channels.
+    let in_block = if kind.kernel3 || kind.pointwise == Pointwise::Masked {
+        d.cin / g
+    } else {
+        0
+    };
+    let pointwise = if kind.pointwise == Pointwise::None {
+        0
+    } else {
+        d.cin - in_block
+    };
+    let tiles = (d.cout / ot as usize) * (in_block + pointwise / ct as usize);
+    let splits = split_count(ctx, &d, tiles, len3.max(len1));
     let rows = d.batch * d.height;
     let rows_per_split = rows.div_ceil(splits);
     let splits = rows.div_ceil(rows_per_split);
@@ -648,7 +661,7 @@ pub fn backward_weight(kind: &ConvKind, x: &Tensor, dy: &Tensor) -> Result<ConvW
     ];
     ctx.dispatch(
         &WEIGHT_GRAD,
-        &[("OT", f64::from(ot))],
+        &[("OT", f64::from(ot)), ("CT", f64::from(ct))],
         &params,
         &[
             x,
@@ -656,7 +669,7 @@ pub fn backward_weight(kind: &ConvKind, x: &Tensor, dy: &Tensor) -> Result<ConvW
             bound(part3.as_ref(), &spare3),
             bound(part1.as_ref(), &spare1),
         ],
-        (splits * (d.cout / ot as usize) * d.cin) as u64,
+        (splits * tiles) as u64,
     )?;
     if splits > 1 {
         for (part, out) in [(&part3, &dw3), (&part1, &dw1)] {
