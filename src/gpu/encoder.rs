@@ -28,7 +28,7 @@ pub(crate) struct Recorder {
     /// the buffers it had before, so from its second run on a step builds no bind group.
     bind_groups: HashMap<BindGroupKey, wgpu::BindGroup>,
     /// Timestamp queries around each dispatch, while a profile is on.
-    pub(crate) profile: Option<Profile>,
+    pub(super) profile: Option<Profile>,
     stats: RecordStats,
 }
 
@@ -108,14 +108,16 @@ pub struct RecordStats {
 }
 
 impl Context {
-    /// Runs `f` on the open command encoder (creating it if needed).
-    /// Ends the open compute pass first: copies and clears are recorded between passes.
+    /// Runs `f` on the open command encoder (creating it if needed), after ending the open
+    /// compute pass: copies and clears are recorded between passes.
     pub(crate) fn with_encoder<R>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> R) -> R {
         let mut recorder = self.recorder();
         recorder.pass = None;
         f(recorder.encoder(self))
     }
 
+    /// The recorder, locked (a poisoned lock is taken over: the recorder holds no invariant a
+    /// panic could break halfway).
     pub(crate) fn recorder(&self) -> std::sync::MutexGuard<'_, Recorder> {
         self.inner
             .recorder
