@@ -78,11 +78,15 @@ test("training in the page lowers the loss", async () => {
   await page.selectOption("#width", "0.0625");
   await page.selectOption("#batch", "16");
   await page.click("#new-model");
-  const losses = await page.evaluate(() => window.app.trainSteps(16));
-  assert.equal(losses.length, 16);
+  // 40 steps, means of the first and last 8: natively, over 60 seeds of this model (width 1/16,
+  // batch 16, lr 0.05, P=4) the drop was 0.32 at least; 16 steps with means of 4 failed 3 in 20
+  // seeds (the page seeds each new model from the clock).
+  const steps = 40, window = 8;
+  const losses = await page.evaluate((n) => window.app.trainSteps(n), steps);
+  assert.equal(losses.length, steps);
   const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
-  const first = mean(losses.slice(0, 4)), last = mean(losses.slice(-4));
-  assert.ok(last < first, `loss should fall: first steps ${first.toFixed(3)}, last steps ${last.toFixed(3)} (${losses.map((l) => l.toFixed(2))})`);
+  const first = mean(losses.slice(0, window)), last = mean(losses.slice(-window));
+  assert.ok(last < first - 0.1, `loss should fall by 0.1 or more: first steps ${first.toFixed(3)}, last steps ${last.toFixed(3)} (${losses.map((l) => l.toFixed(2))})`);
 });
 
 test("a checkpoint from the native CLI predicts the same in the page", async () => {
