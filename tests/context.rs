@@ -4,6 +4,7 @@ mod common;
 
 use common::*;
 use hetconv::kernels::gemm::{self, Layout};
+use hetconv::nn::{Vgg16, VggConfig};
 use hetconv::{Context, Error, Tensor};
 
 /// The adapter `Context::new` would pick, opened by hand as an application would.
@@ -33,6 +34,135 @@ fn runs_on_an_externally_created_device() {
     assert_eq!(c.to_vec().unwrap(), vec![-2.0, -2.0]);
     // The application's device is the very one hetconv used.
     assert!(ctx.device() == &device);
+}
+
+/// The application's "frame": values exact in f32, easy to recompute.
+fn frame_value(i: usize) -> f32 {
+    ((i * 37) % 23) as f32 * 0.0625 - 0.5
+}
+
+/// Maps an application-owned buffer and reads it as f32.
+fn read_app_buffer(device: &wgpu::Device, buffer: &wgpu::Buffer) -> Vec<f32> {
+    buffer.map_async(wgpu::MapMode::Read, .., |r| r.expect("map"));
+    device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .expect("poll");
+    let values = bytemuck::cast_slice::<u8, f32>(&buffer.get_mapped_range(..).unwrap()).to_vec();
+    buffer.unmap();
+    values
+}
+
+/// A frame in the application's own buffer (written through the application's queue before
+/// hetconv's submission: that order holds) goes through a network on the shared device, and the
+/// logits land in another buffer of the application: the same logits as from the same frame
+/// uploaded from the CPU, bit for bit. (`examples/embed_in_wgpu_app.rs` draws the frame with
+/// its own shader instead.)
+#[test]
+fn an_application_buffer_goes_through_a_model_and_back() {
+    let adapter = default_adapter();
+    let (device, queue) = plain_device(&adapter);
+    const FRAME_OFFSET: u64 = 64;
+    let pixels = 32 * 32;
+    let frame = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("app frame"),
+        size: FRAME_OFFSET + 4 * pixels as u64,
+        usage: wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_SRC
+            | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let whole: Vec<f32> = (0..FRAME_OFFSET as usize / 4 + pixels)
+        .map(frame_value)
+        .collect();
+    queue.write_buffer(&frame, 0, bytemuck::cast_slice(&whole));
+
+    let ctx = Context::from_device(device.clone(), queue.clone());
+    let mut config = VggConfig::paper(4).with_width_mult(0.0625);
+    config.in_channels = 1;
+    let model = Vgg16::new(&ctx, config, 7).unwrap();
+    let x = Tensor::zeros(&ctx, &[1, 1, 32, 32]).unwrap();
+    x.copy_from_buffer(&frame, FRAME_OFFSET).unwrap();
+    let logits = model.predict(&x).unwrap();
+    const OUT_OFFSET: u64 = 8;
+    let out = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("app logits"),
+        size: OUT_OFFSET + 4 * 10,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    logits.copy_into_buffer(&out, OUT_OFFSET).unwrap();
+    ctx.flush().unwrap();
+    let got = read_app_buffer(&device, &out)[2..].to_vec();
+
+    // The frame is not all zeros and it is the frame the shader drew (the first element at
+    // FRAME_OFFSET, not at 0).
+    let values: Vec<f32> = (FRAME_OFFSET as usize / 4..FRAME_OFFSET as usize / 4 + pixels)
+        .map(frame_value)
+        .collect();
+    let from_cpu = model
+        .predict(&Tensor::from_slice(&ctx, &[1, 1, 32, 32], &values).unwrap())
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    assert_eq!(got, from_cpu);
+    let shifted: Vec<f32> = (0..pixels).map(frame_value).collect();
+    let from_shifted = model
+        .predict(&Tensor::from_slice(&ctx, &[1, 1, 32, 32], &shifted).unwrap())
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    assert_ne!(got, from_shifted, "the offset must matter");
+}
+
+#[test]
+fn unusable_application_buffers_are_clear_errors() {
+    let adapter = default_adapter();
+    let (device, queue) = plain_device(&adapter);
+    let ctx = Context::from_device(device.clone(), queue);
+    let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let x = Tensor::zeros(&ctx, &[2, 3]).unwrap();
+    let buffer = |size, usage| {
+        device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size,
+            usage,
+            mapped_at_creation: false,
+        })
+    };
+    let storage_only = buffer(64, wgpu::BufferUsages::STORAGE);
+    let message = x
+        .copy_from_buffer(&storage_only, 0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("copy_from_buffer") && message.contains("COPY_SRC"),
+        "{message}"
+    );
+    let message = x
+        .copy_into_buffer(&storage_only, 0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("copy_into_buffer") && message.contains("COPY_DST"),
+        "{message}"
+    );
+    let both = buffer(
+        32,
+        wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+    );
+    let message = x.copy_from_buffer(&both, 2).unwrap_err().to_string();
+    assert!(message.contains("byte offset 2"), "{message}");
+    // 24 bytes from offset 12 would end at 36 of 32.
+    let message = x.copy_into_buffer(&both, 12).unwrap_err().to_string();
+    assert!(
+        message.contains("[2, 3]") && message.contains("12..36") && message.contains("has 32"),
+        "{message}"
+    );
+    // Exactly fitting is fine, and nothing invalid reached the device.
+    x.copy_into_buffer(&both, 8).unwrap();
+    ctx.flush().unwrap();
+    let error = pollster::block_on(scope.pop());
+    assert!(error.is_none(), "{error:?}");
 }
 
 #[test]

@@ -255,6 +255,42 @@ fn cross_entropy_matches_pytorch_including_large_logits() {
     }
 }
 
+/// Class probabilities for inference: PyTorch's log_softmax (float64) exponentiated, including
+/// rows of large logits; then batch 1, an odd class count and more rows than a workgroup
+/// against the reference's log-softmax. f32 kernel vs f64: |err| <= 1e-6 + 1e-5 |want|.
+#[test]
+fn softmax_matches_pytorch_and_the_reference() {
+    let ctx = ctx();
+    let tol = Tolerance {
+        rtol: 1e-5,
+        atol: 1e-6,
+    };
+    for case in golden_cases("ce_") {
+        let logits = upload(&ctx, &case.shape("logits"), &case.f32("logits"));
+        let got = loss::softmax(&logits).unwrap().to_vec().unwrap();
+        let want: Vec<f64> = case.f64("log_softmax").iter().map(|v| v.exp()).collect();
+        assert_close(&format!("{} softmax", case.name), &got, &want, tol);
+    }
+    let mut rng = Rng::new(11);
+    for (batch, classes) in [(1, 7), (70, 3), (2, 1)] {
+        let values: Vec<f32> = rng.vec(batch * classes).iter().map(|v| 30.0 * v).collect();
+        let logits = upload(&ctx, &[batch, classes], &values);
+        let got = loss::softmax(&logits).unwrap().to_vec().unwrap();
+        let labels = vec![0; batch];
+        let (_, _, log_softmax) =
+            reference::loss::softmax_cross_entropy(&to_f64(&values), &labels, classes);
+        let want: Vec<f64> = log_softmax.iter().map(|v| v.exp()).collect();
+        assert_close(&format!("softmax [{batch}, {classes}]"), &got, &want, tol);
+    }
+    let message = loss::softmax(&upload(&ctx, &[2, 3, 1], &[0.0; 6]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("softmax") && message.contains("[2, 3, 1]"),
+        "{message}"
+    );
+}
+
 #[test]
 fn sgd_matches_pytorch_over_three_steps_and_keeps_masked_zeros() {
     let ctx = ctx();

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use hetconv::checkpoint;
 use hetconv::data::{Batcher, image_file};
+use hetconv::kernels::loss;
 use hetconv::nn::ConvMode;
 use hetconv::{Context, Error, Result, Tensor};
 
@@ -42,13 +43,6 @@ struct Prediction {
     label: Option<usize>,
     logits: Vec<f32>,
     probabilities: Vec<f32>,
-}
-
-fn softmax(logits: &[f32]) -> Vec<f32> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let exps: Vec<f32> = logits.iter().map(|z| (z - max).exp()).collect();
-    let sum: f32 = exps.iter().sum();
-    exps.iter().map(|e| e / sum).collect()
 }
 
 /// Runs the command.
@@ -113,9 +107,13 @@ pub fn run(ctx: &Context, args: PredictArgs) -> Result<()> {
             ],
             &pixels,
         )?;
-        let logits = model.predict(&x)?.to_vec()?;
+        let logits = model.predict(&x)?;
+        let probabilities = loss::softmax(&logits)?.to_vec()?;
+        let logits = logits.to_vec()?;
         for (i, (name, _, label)) in chunk.iter().enumerate() {
             let row = logits[i * config.classes..(i + 1) * config.classes].to_vec();
+            let probabilities =
+                probabilities[i * config.classes..(i + 1) * config.classes].to_vec();
             let predicted =
                 (1..row.len()).fold(0, |best, j| if row[j] > row[best] { j } else { best });
             predictions.push(Prediction {
@@ -126,7 +124,7 @@ pub fn run(ctx: &Context, args: PredictArgs) -> Result<()> {
                     .cloned()
                     .unwrap_or_else(|| predicted.to_string()),
                 label: *label,
-                probabilities: softmax(&row),
+                probabilities,
                 logits: row,
             });
         }

@@ -1,4 +1,4 @@
-//! Softmax cross-entropy (`shaders/loss.wgsl`).
+//! Softmax and softmax cross-entropy (`shaders/loss.wgsl`).
 
 use crate::error::{Error, Result};
 use crate::gpu::{Access, KernelSpec, storage};
@@ -14,6 +14,13 @@ static SOFTMAX_CROSS_ENTROPY: KernelSpec = KernelSpec {
         Access::ReadWrite,
         Access::ReadWrite,
     ]),
+    workgroup_size: 64,
+};
+
+static SOFTMAX: KernelSpec = KernelSpec {
+    shader: &shaders::LOSS,
+    entry: "softmax",
+    bindings: &[(1, Access::Read), (3, Access::ReadWrite)],
     workgroup_size: 64,
 };
 
@@ -41,6 +48,30 @@ pub fn summarize(rows: &[f32]) -> (f64, f64) {
     let loss: f64 = rows.chunks_exact(2).map(|r| f64::from(r[0])).sum();
     let correct: f64 = rows.chunks_exact(2).map(|r| f64::from(r[1])).sum();
     (loss / n, correct / n)
+}
+
+/// Row-wise softmax: class probabilities from logits (computed through the row's log-sum-exp,
+/// so large logits do not overflow).
+///
+/// # Shapes
+/// `logits`: [B, classes] → [B, classes]
+pub fn softmax(logits: &Tensor) -> Result<Tensor> {
+    let [b, classes] = *logits.shape() else {
+        return Err(Error::shape(
+            "softmax",
+            format!("logits must be [batch, classes], got {:?}", logits.shape()),
+        ));
+    };
+    let ctx = logits.context();
+    let probabilities = Tensor::uninit(ctx, &[b, classes])?;
+    ctx.dispatch(
+        &SOFTMAX,
+        &[],
+        &[b as u32, classes as u32],
+        &[logits, &probabilities],
+        b as u64,
+    )?;
+    Ok(probabilities)
 }
 
 /// Softmax cross-entropy with mean reduction: loss and gradient in one pass.

@@ -466,6 +466,14 @@ impl Vgg16 {
         Ok(self.forward(&mut tape, x, false)?.value().clone())
     }
 
+    /// Eval-mode class probabilities: the softmax of [`Vgg16::predict`]'s logits, on the GPU.
+    ///
+    /// # Shapes
+    /// `x`: [B, in_channels, size, size] → [B, classes]
+    pub fn predict_probabilities(&self, x: &Tensor) -> Result<Tensor> {
+        crate::kernels::loss::softmax(&self.predict(x)?)
+    }
+
     /// Gradients only (no update): for tests and gradient checks. Returns the per-row loss.
     ///
     /// # Shapes

@@ -380,19 +380,14 @@ async fn classify(
         pixels,
     )
     .map_err(js_error)?;
-    let logits = model
-        .predict(&x)
+    let probabilities = model
+        .predict_probabilities(&x)
         .map_err(js_error)?
         .read()
         .await
         .map_err(js_error)?;
-    Ok(logits
+    Ok(probabilities
         .chunks_exact(config.classes)
-        .map(|row| {
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let exps: Vec<f32> = row.iter().map(|z| (z - max).exp()).collect();
-            let sum: f32 = exps.iter().sum();
-            exps.iter().map(|e| e / sum).collect()
-        })
+        .map(<[f32]>::to_vec)
         .collect())
 }

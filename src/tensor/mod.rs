@@ -1,5 +1,7 @@
 //! A device-resident f32 tensor: a shape and a pooled buffer. Clones share the buffer.
 
+mod app_buffer;
+
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
