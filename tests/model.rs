@@ -257,3 +257,23 @@ fn sgd_momentum() -> SgdStep {
         nesterov: false,
     }
 }
+
+/// The HetConv 1x1 initialisation: kaiming-normal values except each filter's own input block,
+/// which is exactly zero (filters 2g, 2g+1 of 8 own channels 3g..3g+3 of 12 at P = 4).
+#[test]
+fn hetconv_pointwise_init_zeroes_exactly_the_own_block() {
+    let masked = hetconv::nn::Init::new(3).hetconv_pointwise(8, 12, 4);
+    let plain = hetconv::nn::Init::new(3).kaiming_fan_out(&[8, 12, 1, 1]);
+    for o in 0..8 {
+        for c in 0..12 {
+            let own = c / 3 == o / 2;
+            let (m, p) = (masked[o * 12 + c], plain[o * 12 + c]);
+            if own {
+                assert_eq!(m, 0.0, "filter {o} channel {c}");
+            } else {
+                assert_eq!(m, p, "filter {o} channel {c}");
+                assert_ne!(m, 0.0, "filter {o} channel {c}");
+            }
+        }
+    }
+}

@@ -33,4 +33,24 @@ impl Init {
         let fan_out = (shape[0] * receptive).max(1);
         self.normal(shape.iter().product(), (2.0 / fan_out as f32).sqrt())
     }
+
+    /// The 1x1 weight of a HetConv(`parts`) layer, `[cout, cin, 1, 1]`: kaiming-normal (fan-out)
+    /// with each filter's own input block (the `cin / parts` channels its 3x3 kernels cover)
+    /// exactly zero, as the PyTorch reproduction masks it. The fused kernels never read that
+    /// block; the zeros keep checkpoints and exports equal to the masked model.
+    ///
+    /// # Shapes
+    /// `cout` and `cin` multiples of `parts` → `cout * cin` values
+    pub fn hetconv_pointwise(&mut self, cout: usize, cin: usize, parts: usize) -> Vec<f32> {
+        let mut values = self.kaiming_fan_out(&[cout, cin, 1, 1]);
+        let parts = parts.max(1);
+        let (out_block, in_block) = ((cout / parts).max(1), cin / parts);
+        for (o, row) in values.chunks_exact_mut(cin).enumerate() {
+            let g = o / out_block;
+            if let Some(block) = row.get_mut(g * in_block..(g + 1) * in_block) {
+                block.fill(0.0);
+            }
+        }
+        values
+    }
 }

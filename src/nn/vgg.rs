@@ -4,12 +4,11 @@
 //! Linear -> BatchNorm1d -> ReLU -> Linear. Parameter names follow that model's state_dict.
 
 use super::init::Init;
-use super::params::{BufferId, ParamId, ParamStore, ParamStoreBuilder};
+use super::layers::{BatchNorm, Conv3x3, Linear};
+use super::params::{ParamStore, ParamStoreBuilder};
 use crate::autograd::{Tape, Var, ops};
 use crate::error::{Error, Result};
 use crate::gpu::Context;
-use crate::kernels::batchnorm::{self, BatchNormConfig};
-use crate::kernels::conv::ConvKind;
 use crate::kernels::loss;
 use crate::kernels::sgd::SgdStep;
 use crate::tensor::Tensor;
@@ -165,26 +164,15 @@ impl VggConfig {
 }
 
 struct ConvLayer {
-    kind: ConvKind,
-    w3: ParamId,
-    w1: Option<ParamId>,
-    bias: Option<ParamId>,
-    bn_weight: ParamId,
-    bn_bias: ParamId,
-    running_mean: BufferId,
-    running_var: BufferId,
+    conv: Conv3x3,
+    bn: BatchNorm,
     pool_after: bool,
 }
 
 struct Classifier {
-    fc1_weight: ParamId,
-    fc1_bias: ParamId,
-    bn_weight: ParamId,
-    bn_bias: ParamId,
-    running_mean: BufferId,
-    running_var: BufferId,
-    fc2_weight: ParamId,
-    fc2_bias: ParamId,
+    fc1: Linear,
+    bn: BatchNorm,
+    fc2: Linear,
 }
 
 /// What one training step leaves on the GPU.
@@ -200,20 +188,6 @@ pub struct Vgg16 {
     store: ParamStore,
     convs: Vec<ConvLayer>,
     classifier: Classifier,
-    bn: BatchNormConfig,
-}
-
-fn bn_params(
-    b: &mut ParamStoreBuilder,
-    prefix: &str,
-    c: usize,
-) -> (ParamId, ParamId, BufferId, BufferId) {
-    (
-        b.param(format!("{prefix}.weight"), &[c], vec![1.0; c]),
-        b.param(format!("{prefix}.bias"), &[c], vec![0.0; c]),
-        b.buffer(format!("{prefix}.running_mean"), &[c], vec![0.0; c]),
-        b.buffer(format!("{prefix}.running_var"), &[c], vec![1.0; c]),
-    )
 }
 
 impl Vgg16 {
@@ -238,82 +212,31 @@ impl Vgg16 {
                 continue;
             };
             let pool_after = matches!(layers.get(i + 1), Some(VggLayer::Pool { .. }));
-            let p = config.parts;
-            let (kind, w3, w1, bias) = if hetconv {
-                let w3_shape = [cout, cin / p, 3, 3];
-                let w3 = b.param(
-                    format!("features.{index}.gwc.weight"),
-                    &w3_shape,
-                    init.kaiming_fan_out(&w3_shape),
-                );
-                let mut w1_values = init.kaiming_fan_out(&[cout, cin, 1, 1]);
-                for o in 0..cout {
-                    let g = o / (cout / p);
-                    for c in g * (cin / p)..(g + 1) * (cin / p) {
-                        w1_values[o * cin + c] = 0.0;
-                    }
-                }
-                let w1 = b.param(
-                    format!("features.{index}.pwc.weight"),
-                    &[cout, cin, 1, 1],
-                    w1_values,
-                );
-                (ConvKind::hetconv(p), w3, Some(w1), None)
+            let prefix = format!("features.{index}");
+            let conv = if hetconv {
+                Conv3x3::hetconv(&mut b, &mut init, &prefix, (cin, cout), config.parts)?
+                    .with_mode(config.mode)
             } else {
-                let shape = [cout, cin, 3, 3];
-                let w3 = b.param(
-                    format!("features.{index}.weight"),
-                    &shape,
-                    init.kaiming_fan_out(&shape),
-                );
-                let bias = b.param(format!("features.{index}.bias"), &[cout], vec![0.0; cout]);
-                (ConvKind::standard3x3(), w3, None, Some(bias))
+                Conv3x3::standard(&mut b, &mut init, &prefix, (cin, cout), true)
             };
-            let (bn_weight, bn_bias, running_mean, running_var) =
-                bn_params(&mut b, &format!("features.{}", index + 1), cout);
+            let bn = BatchNorm::new(&mut b, &format!("features.{}", index + 1), cout);
             convs.push(ConvLayer {
-                kind,
-                w3,
-                w1,
-                bias,
-                bn_weight,
-                bn_bias,
-                running_mean,
-                running_var,
+                conv,
+                bn,
                 pool_after,
             });
         }
         let (inputs, hidden, classes) = (config.classifier_inputs(), config.hidden, config.classes);
-        let fc1_weight = b.param(
-            "classifier.0.weight",
-            &[hidden, inputs],
-            init.normal(hidden * inputs, 0.01),
-        );
-        let fc1_bias = b.param("classifier.0.bias", &[hidden], vec![0.0; hidden]);
-        let (bn_weight, bn_bias, running_mean, running_var) =
-            bn_params(&mut b, "classifier.1", hidden);
-        let fc2_weight = b.param(
-            "classifier.3.weight",
-            &[classes, hidden],
-            init.normal(classes * hidden, 0.01),
-        );
-        let fc2_bias = b.param("classifier.3.bias", &[classes], vec![0.0; classes]);
         let classifier = Classifier {
-            fc1_weight,
-            fc1_bias,
-            bn_weight,
-            bn_bias,
-            running_mean,
-            running_var,
-            fc2_weight,
-            fc2_bias,
+            fc1: Linear::new(&mut b, &mut init, "classifier.0", (inputs, hidden), 0.01),
+            bn: BatchNorm::new(&mut b, "classifier.1", hidden),
+            fc2: Linear::new(&mut b, &mut init, "classifier.3", (hidden, classes), 0.01),
         };
         Ok(Self {
             config,
             store: b.build(ctx)?,
             convs,
             classifier,
-            bn: BatchNormConfig::default(),
         })
     }
 
@@ -358,83 +281,19 @@ impl Vgg16 {
             ));
         }
         let mut h = tape.constant(x.clone());
+        let store = &self.store;
         for layer in &self.convs {
-            let w3 = tape.param(&self.store, layer.w3)?;
-            let w1 = layer.w1.map(|id| tape.param(&self.store, id)).transpose()?;
-            let bias = layer
-                .bias
-                .map(|id| tape.param(&self.store, id))
-                .transpose()?;
-            h = match (self.config.mode, &w1) {
-                (ConvMode::Unfused, Some(w1)) => {
-                    ops::hetconv_unfused(tape, layer.kind.groups, &h, &w3, w1)?
-                }
-                _ => ops::conv(tape, layer.kind, &h, Some(&w3), w1.as_ref(), bias.as_ref())?,
-            };
-            h = self.batch_norm_relu(
-                tape,
-                &h,
-                layer.bn_weight,
-                layer.bn_bias,
-                layer.running_mean,
-                layer.running_var,
-                train,
-            )?;
+            h = layer.conv.forward(tape, store, &h)?;
+            h = layer.bn.forward(tape, store, &h, train, true)?;
             if layer.pool_after {
                 h = ops::max_pool2(tape, &h)?;
             }
         }
         let cl = &self.classifier;
         h = ops::flatten(tape, &h)?;
-        let (w, b) = (
-            tape.param(&self.store, cl.fc1_weight)?,
-            tape.param(&self.store, cl.fc1_bias)?,
-        );
-        h = ops::linear(tape, &h, &w, &b)?;
-        h = self.batch_norm_relu(
-            tape,
-            &h,
-            cl.bn_weight,
-            cl.bn_bias,
-            cl.running_mean,
-            cl.running_var,
-            train,
-        )?;
-        let (w, b) = (
-            tape.param(&self.store, cl.fc2_weight)?,
-            tape.param(&self.store, cl.fc2_bias)?,
-        );
-        ops::linear(tape, &h, &w, &b)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn batch_norm_relu(
-        &self,
-        tape: &mut Tape,
-        x: &Var,
-        weight: ParamId,
-        bias: ParamId,
-        mean: BufferId,
-        var: BufferId,
-        train: bool,
-    ) -> Result<Var> {
-        let gamma = tape.param(&self.store, weight)?;
-        let beta = tape.param(&self.store, bias)?;
-        let (mean, var) = (self.store.buffer(mean)?, self.store.buffer(var)?);
-        if train {
-            ops::batch_norm_train(tape, x, &gamma, &beta, mean, var, &self.bn, true)
-        } else {
-            let y = batchnorm::forward_eval(
-                x.value(),
-                gamma.value(),
-                beta.value(),
-                mean,
-                var,
-                &self.bn,
-                true,
-            )?;
-            Ok(tape.constant(y))
-        }
+        h = cl.fc1.forward(tape, store, &h)?;
+        h = cl.bn.forward(tape, store, &h, train, true)?;
+        cl.fc2.forward(tape, store, &h)
     }
 
     /// One SGD training step on a batch: forward, cross-entropy, backward, update. Everything

@@ -1,0 +1,216 @@
+//! Layers whose parameters live in a [`ParamStore`]: each registers its parameters under
+//! PyTorch-style names with the paper's initialisation while the store is being built, then
+//! runs itself on a [`Tape`]. The VGG-16 is made of them; so can any other network be
+//! (`examples/custom_network.rs`).
+
+use super::init::Init;
+use super::params::{BufferId, ParamId, ParamStore, ParamStoreBuilder};
+use super::vgg::ConvMode;
+use crate::autograd::{Tape, Var, ops};
+use crate::error::{Error, Result};
+use crate::kernels::batchnorm::{self, BatchNormConfig};
+use crate::kernels::conv::ConvKind;
+
+/// A 3x3 convolution of the family (padding 1, stride 1): standard, or HetConv(P).
+#[derive(Clone, Debug)]
+pub struct Conv3x3 {
+    /// What the kernels compute.
+    pub kind: ConvKind,
+    /// The 3x3 weight, `[cout, cin / groups, 3, 3]`.
+    pub weight3: ParamId,
+    /// The 1x1 weight of a HetConv layer, `[cout, cin, 1, 1]`.
+    pub weight1: Option<ParamId>,
+    /// The bias, `[cout]`.
+    pub bias: Option<ParamId>,
+    /// Fused kernels, or HetConv as the two passes of the PyTorch reproduction.
+    pub mode: ConvMode,
+}
+
+impl Conv3x3 {
+    /// A standard conv: `{prefix}.weight` `[cout, cin, 3, 3]` kaiming-normal (fan-out) and, with
+    /// `bias`, `{prefix}.bias` `[cout]` zeros.
+    pub fn standard(
+        b: &mut ParamStoreBuilder,
+        init: &mut Init,
+        prefix: &str,
+        (cin, cout): (usize, usize),
+        bias: bool,
+    ) -> Self {
+        let shape = [cout, cin, 3, 3];
+        let weight3 = b.param(
+            format!("{prefix}.weight"),
+            &shape,
+            init.kaiming_fan_out(&shape),
+        );
+        let bias = bias.then(|| b.param(format!("{prefix}.bias"), &[cout], vec![0.0; cout]));
+        Self {
+            kind: ConvKind::standard3x3(),
+            weight3,
+            weight1: None,
+            bias,
+            mode: ConvMode::Fused,
+        }
+    }
+
+    /// HetConv(`parts`) without bias: `{prefix}.gwc.weight` `[cout, cin / P, 3, 3]` (the 3x3
+    /// kernels of each filter on its own block of input channels) and `{prefix}.pwc.weight`
+    /// `[cout, cin, 1, 1]` (1x1 kernels on the other channels; the own block is exactly zero and
+    /// never read), both kaiming-normal (fan-out).
+    pub fn hetconv(
+        b: &mut ParamStoreBuilder,
+        init: &mut Init,
+        prefix: &str,
+        (cin, cout): (usize, usize),
+        parts: usize,
+    ) -> Result<Self> {
+        if parts == 0 || !cin.is_multiple_of(parts) || !cout.is_multiple_of(parts) {
+            return Err(Error::InvalidArgument(format!(
+                "HetConv {prefix}: {cin} -> {cout} channels, both must be divisible by P = {parts}"
+            )));
+        }
+        let shape = [cout, cin / parts, 3, 3];
+        let weight3 = b.param(
+            format!("{prefix}.gwc.weight"),
+            &shape,
+            init.kaiming_fan_out(&shape),
+        );
+        let weight1 = b.param(
+            format!("{prefix}.pwc.weight"),
+            &[cout, cin, 1, 1],
+            init.hetconv_pointwise(cout, cin, parts),
+        );
+        Ok(Self {
+            kind: ConvKind::hetconv(parts),
+            weight3,
+            weight1: Some(weight1),
+            bias: None,
+            mode: ConvMode::Fused,
+        })
+    }
+
+    /// The same layer computed in `mode`.
+    pub fn with_mode(self, mode: ConvMode) -> Self {
+        Self { mode, ..self }
+    }
+
+    /// Runs the layer.
+    ///
+    /// # Shapes
+    /// `x`: [B, cin, H, W] → [B, cout, H, W]
+    pub fn forward(&self, tape: &mut Tape, store: &ParamStore, x: &Var) -> Result<Var> {
+        let w3 = tape.param(store, self.weight3)?;
+        let w1 = self.weight1.map(|id| tape.param(store, id)).transpose()?;
+        let bias = self.bias.map(|id| tape.param(store, id)).transpose()?;
+        match (self.mode, &w1) {
+            (ConvMode::Unfused, Some(w1)) => {
+                ops::hetconv_unfused(tape, self.kind.groups, x, &w3, w1)
+            }
+            _ => ops::conv(tape, self.kind, x, Some(&w3), w1.as_ref(), bias.as_ref()),
+        }
+    }
+}
+
+/// BatchNorm over the channels of `[B, C]` or `[B, C, H, W]`, optionally followed by ReLU in
+/// the same kernel.
+#[derive(Clone, Debug)]
+pub struct BatchNorm {
+    /// Scale, `[C]`.
+    pub weight: ParamId,
+    /// Shift, `[C]`.
+    pub bias: ParamId,
+    /// Running mean, `[C]`.
+    pub running_mean: BufferId,
+    /// Running (unbiased) variance, `[C]`.
+    pub running_var: BufferId,
+    /// Epsilon and momentum (PyTorch's defaults).
+    pub config: BatchNormConfig,
+}
+
+impl BatchNorm {
+    /// `{prefix}.weight` ones, `{prefix}.bias` zeros, `{prefix}.running_mean` zeros and
+    /// `{prefix}.running_var` ones, `[channels]` each.
+    pub fn new(b: &mut ParamStoreBuilder, prefix: &str, channels: usize) -> Self {
+        let c = channels;
+        Self {
+            weight: b.param(format!("{prefix}.weight"), &[c], vec![1.0; c]),
+            bias: b.param(format!("{prefix}.bias"), &[c], vec![0.0; c]),
+            running_mean: b.buffer(format!("{prefix}.running_mean"), &[c], vec![0.0; c]),
+            running_var: b.buffer(format!("{prefix}.running_var"), &[c], vec![1.0; c]),
+            config: BatchNormConfig::default(),
+        }
+    }
+
+    /// In training mode: batch statistics, the running estimates updated, the backward pass
+    /// recorded; in eval mode: the running estimates, nothing recorded.
+    ///
+    /// # Shapes
+    /// `x`: [B, C] or [B, C, H, W] → the same
+    pub fn forward(
+        &self,
+        tape: &mut Tape,
+        store: &ParamStore,
+        x: &Var,
+        train: bool,
+        relu: bool,
+    ) -> Result<Var> {
+        let gamma = tape.param(store, self.weight)?;
+        let beta = tape.param(store, self.bias)?;
+        let (mean, var) = (
+            store.buffer(self.running_mean)?,
+            store.buffer(self.running_var)?,
+        );
+        if train {
+            ops::batch_norm_train(tape, x, &gamma, &beta, mean, var, &self.config, relu)
+        } else {
+            let y = batchnorm::forward_eval(
+                x.value(),
+                gamma.value(),
+                beta.value(),
+                mean,
+                var,
+                &self.config,
+                relu,
+            )?;
+            Ok(tape.constant(y))
+        }
+    }
+}
+
+/// A fully connected layer `y = x @ weight^T + bias` (PyTorch layout).
+#[derive(Clone, Debug)]
+pub struct Linear {
+    /// `[outputs, inputs]`.
+    pub weight: ParamId,
+    /// `[outputs]`.
+    pub bias: ParamId,
+}
+
+impl Linear {
+    /// `{prefix}.weight` `[outputs, inputs]` from N(0, std²) and `{prefix}.bias` zeros.
+    pub fn new(
+        b: &mut ParamStoreBuilder,
+        init: &mut Init,
+        prefix: &str,
+        (inputs, outputs): (usize, usize),
+        std: f32,
+    ) -> Self {
+        Self {
+            weight: b.param(
+                format!("{prefix}.weight"),
+                &[outputs, inputs],
+                init.normal(outputs * inputs, std),
+            ),
+            bias: b.param(format!("{prefix}.bias"), &[outputs], vec![0.0; outputs]),
+        }
+    }
+
+    /// Runs the layer.
+    ///
+    /// # Shapes
+    /// `x`: [B, inputs] → [B, outputs]
+    pub fn forward(&self, tape: &mut Tape, store: &ParamStore, x: &Var) -> Result<Var> {
+        let w = tape.param(store, self.weight)?;
+        let b = tape.param(store, self.bias)?;
+        ops::linear(tape, x, &w, &b)
+    }
+}
