@@ -35,11 +35,12 @@ impl SmallNet {
         for (i, (cin, cout)) in [(1, 16), (16, 32), (32, 64)].into_iter().enumerate() {
             let prefix = format!("block{i}");
             let conv = if i == 0 {
-                Conv3x3::standard(&mut b, &mut init, &prefix, (cin, cout), false)
+                Conv3x3::standard(&mut b, &mut init, &prefix, (cin, cout), false)?
             } else {
                 Conv3x3::hetconv(&mut b, &mut init, &prefix, (cin, cout), PARTS)?
             };
-            blocks.push((conv, BatchNorm::new(&mut b, &format!("{prefix}.bn"), cout)));
+            let bn = BatchNorm::new(&mut b, &format!("{prefix}.bn"), cout).with_relu();
+            blocks.push((conv, bn));
         }
         let fc = Linear::new(&mut b, &mut init, "fc", (64 * 4 * 4, classes), 0.01);
         Ok(Self {
@@ -58,7 +59,7 @@ impl SmallNet {
         let mut h = tape.constant(x.clone());
         for (conv, bn) in &self.blocks {
             h = conv.forward(tape, &self.store, &h)?;
-            h = bn.forward(tape, &self.store, &h, train, true)?;
+            h = bn.forward(tape, &self.store, &h, train)?;
             h = ops::max_pool2(tape, &h)?;
         }
         h = ops::flatten(tape, &h)?;

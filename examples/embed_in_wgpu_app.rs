@@ -10,10 +10,13 @@
 //! the network is the trained one; without, a fresh untrained one (near-uniform output).
 
 use hetconv::nn::{ConvMode, Vgg16, VggConfig};
+use hetconv::wgpu;
 use hetconv::{Context, Result, Tensor};
 
-/// The application's "renderer": a bright ring on a dark background, in every input channel.
+/// The application's "renderer": a bright ring on a dark background, SIZE x SIZE pixels, in
+/// every input channel.
 const FRAME_SHADER: &str = "
+override SIZE: u32 = 32u;
 @group(0) @binding(0) var<storage, read_write> frame: array<f32>;
 @compute @workgroup_size(64)
 fn draw(@builtin(global_invocation_id) id: vec3<u32>) {
@@ -21,9 +24,10 @@ fn draw(@builtin(global_invocation_id) id: vec3<u32>) {
     if i >= arrayLength(&frame) {
         return;
     }
-    let pixel = vec2<f32>(f32(i % 32u), f32((i / 32u) % 32u)) - vec2<f32>(15.5);
-    let r = length(pixel);
-    frame[i] = select(0.0, 0.9, r > 6.0 && r < 11.0);
+    let centre = 0.5 * f32(SIZE - 1u);
+    let pixel = vec2<f32>(f32(i % SIZE), f32((i / SIZE) % SIZE)) - vec2<f32>(centre);
+    let r = length(pixel) / f32(SIZE);
+    frame[i] = select(0.0, 0.9, r > 0.19 && r < 0.34);
 }";
 
 /// The application's own device and queue, opened the way it likes.
@@ -35,8 +39,9 @@ fn open_device() -> (wgpu::Device, wgpu::Queue) {
     pollster::block_on(adapter.request_device(&Default::default())).expect("a device")
 }
 
-/// The application draws `frame` with its own pipeline and submits it on its own queue.
-fn draw_frame(device: &wgpu::Device, queue: &wgpu::Queue, frame: &wgpu::Buffer) {
+/// The application draws `frame` (`size` x `size` planes) with its own pipeline and submits it
+/// on its own queue.
+fn draw_frame(device: &wgpu::Device, queue: &wgpu::Queue, frame: &wgpu::Buffer, size: usize) {
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some("app frame"),
         source: wgpu::ShaderSource::Wgsl(FRAME_SHADER.into()),
@@ -46,7 +51,10 @@ fn draw_frame(device: &wgpu::Device, queue: &wgpu::Queue, frame: &wgpu::Buffer) 
         layout: None,
         module: &module,
         entry_point: Some("draw"),
-        compilation_options: Default::default(),
+        compilation_options: wgpu::PipelineCompilationOptions {
+            constants: &[("SIZE", size as f64)],
+            ..Default::default()
+        },
         cache: None,
     });
     let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -99,11 +107,10 @@ fn main() -> Result<()> {
         usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     });
-    draw_frame(&device, &queue, &frame);
+    draw_frame(&device, &queue, &frame, config.image_size);
 
     // hetconv: frame -> network -> probabilities, recorded into one submission at `flush`.
-    let x = Tensor::zeros(&ctx, &shape)?;
-    x.copy_from_buffer(&frame, 0)?;
+    let x = Tensor::from_buffer(&ctx, &shape, &frame, 0)?;
     model
         .predict_probabilities(&x)?
         .copy_into_buffer(&answer, 0)?;

@@ -52,50 +52,64 @@ fn read_app_buffer(device: &wgpu::Device, buffer: &wgpu::Buffer) -> Vec<f32> {
     values
 }
 
-/// A frame in the application's own buffer (written through the application's queue before
-/// hetconv's submission: that order holds) goes through a network on the shared device, and the
-/// logits land in another buffer of the application: the same logits as from the same frame
-/// uploaded from the CPU, bit for bit. (`examples/embed_in_wgpu_app.rs` draws the frame with
-/// its own shader instead.)
+/// A frame in the application's own buffer goes through a network on the shared device, and
+/// the logits land in another buffer of the application: the same logits as from the same frame
+/// uploaded from the CPU, bit for bit. The application fills its frame in a submission of its own
+/// made after hetconv recorded the copy but before hetconv's flush: the copy sees the frame.
+/// (`examples/embed_in_wgpu_app.rs` draws the frame with a shader instead.)
 #[test]
 fn an_application_buffer_goes_through_a_model_and_back() {
     let adapter = default_adapter();
     let (device, queue) = plain_device(&adapter);
     const FRAME_OFFSET: u64 = 64;
     let pixels = 32 * 32;
-    let frame = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("app frame"),
-        size: FRAME_OFFSET + 4 * pixels as u64,
-        usage: wgpu::BufferUsages::STORAGE
-            | wgpu::BufferUsages::COPY_SRC
-            | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
-    let whole: Vec<f32> = (0..FRAME_OFFSET as usize / 4 + pixels)
-        .map(frame_value)
-        .collect();
-    queue.write_buffer(&frame, 0, bytemuck::cast_slice(&whole));
+    let app_buffer = |label, size, usage| {
+        device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage,
+            mapped_at_creation: false,
+        })
+    };
+    let frame_bytes = FRAME_OFFSET + 4 * pixels as u64;
+    let frame = app_buffer(
+        "app frame",
+        frame_bytes,
+        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+    );
 
     let ctx = Context::from_device(device.clone(), queue.clone());
     let mut config = VggConfig::paper(4).with_width_mult(0.0625);
     config.in_channels = 1;
     let model = Vgg16::new(&ctx, config, 7).unwrap();
-    let x = Tensor::zeros(&ctx, &[1, 1, 32, 32]).unwrap();
-    x.copy_from_buffer(&frame, FRAME_OFFSET).unwrap();
+    let x = Tensor::from_buffer(&ctx, &[1, 1, 32, 32], &frame, FRAME_OFFSET).unwrap();
     let logits = model.predict(&x).unwrap();
+    assert!(ctx.is_recording(), "nothing of hetconv's is submitted yet");
+
+    // The application's own submission: staging -> frame.
+    let staging = app_buffer(
+        "app staging",
+        frame_bytes,
+        wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+    );
+    let whole: Vec<f32> = (0..frame_bytes as usize / 4).map(frame_value).collect();
+    queue.write_buffer(&staging, 0, bytemuck::cast_slice(&whole));
+    let mut encoder = device.create_command_encoder(&Default::default());
+    encoder.copy_buffer_to_buffer(&staging, 0, &frame, 0, frame_bytes);
+    queue.submit(Some(encoder.finish()));
+
     const OUT_OFFSET: u64 = 8;
-    let out = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("app logits"),
-        size: OUT_OFFSET + 4 * 10,
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
+    let out = app_buffer(
+        "app logits",
+        OUT_OFFSET + 4 * 10,
+        wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+    );
     logits.copy_into_buffer(&out, OUT_OFFSET).unwrap();
     ctx.flush().unwrap();
     let got = read_app_buffer(&device, &out)[2..].to_vec();
 
-    // The frame is not all zeros and it is the frame the shader drew (the first element at
-    // FRAME_OFFSET, not at 0).
+    // The copy saw the application's frame (not the zeros the buffer was created with), from
+    // FRAME_OFFSET on.
     let values: Vec<f32> = (FRAME_OFFSET as usize / 4..FRAME_OFFSET as usize / 4 + pixels)
         .map(frame_value)
         .collect();
@@ -158,6 +172,8 @@ fn unusable_application_buffers_are_clear_errors() {
         message.contains("[2, 3]") && message.contains("12..36") && message.contains("has 32"),
         "{message}"
     );
+    let message = x.copy_into_buffer(x.buffer(), 0).unwrap_err().to_string();
+    assert!(message.contains("tensor's own buffer"), "{message}");
     // Exactly fitting is fine, and nothing invalid reached the device.
     x.copy_into_buffer(&both, 8).unwrap();
     ctx.flush().unwrap();

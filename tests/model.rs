@@ -277,3 +277,58 @@ fn hetconv_pointwise_init_zeroes_exactly_the_own_block() {
         }
     }
 }
+
+/// The layer constructors and the store refuse what would break later: channels P does not
+/// divide or zero channels, a name used twice (names are checkpoint keys), values that do not
+/// fill their shape, and an eval-mode BatchNorm on a tape that records gradients.
+#[test]
+fn layers_and_the_store_refuse_bad_input_with_clear_errors() {
+    use hetconv::autograd::Tape;
+    use hetconv::nn::{BatchNorm, Conv3x3, Init, ParamStoreBuilder};
+    let ctx = ctx();
+    let mut init = Init::new(1);
+    let mut b = ParamStoreBuilder::default();
+    let message = Conv3x3::hetconv(&mut b, &mut init, "c", (6, 8), 4)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("6 -> 8") && message.contains("P = 4"),
+        "{message}"
+    );
+    let message = Conv3x3::standard(&mut b, &mut init, "c", (0, 8), false)
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("positive"), "{message}");
+
+    let mut b = ParamStoreBuilder::default();
+    BatchNorm::new(&mut b, "bn", 4);
+    BatchNorm::new(&mut b, "bn", 4);
+    let message = b.build(&ctx).err().unwrap().to_string();
+    assert!(message.contains("\"bn.weight\" is used twice"), "{message}");
+
+    let mut b = ParamStoreBuilder::default();
+    b.param("w", &[2, 3], vec![0.0; 5]);
+    let message = b.build(&ctx).err().unwrap().to_string();
+    assert!(message.contains("w has shape [2, 3] and 5"), "{message}");
+
+    let mut b = ParamStoreBuilder::default();
+    let bn = BatchNorm::new(&mut b, "bn", 2);
+    let store = b.build(&ctx).unwrap();
+    let x = upload(&ctx, &[3, 2], &[0.5, -1.0, 2.0, 0.0, 1.0, 1.5]);
+    let mut tape = Tape::new();
+    let h = tape.constant(x.clone());
+    let message = bn
+        .forward(&mut tape, &store, &h, false)
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("recording tape"), "{message}");
+    let mut inference = Tape::inference();
+    let h = inference.constant(x);
+    assert_eq!(
+        bn.forward(&mut inference, &store, &h, false)
+            .unwrap()
+            .value()
+            .shape(),
+        [3, 2]
+    );
+}

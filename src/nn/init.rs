@@ -43,6 +43,9 @@ impl Init {
     /// `cout` and `cin` multiples of `parts` → `cout * cin` values
     pub fn hetconv_pointwise(&mut self, cout: usize, cin: usize, parts: usize) -> Vec<f32> {
         let mut values = self.kaiming_fan_out(&[cout, cin, 1, 1]);
+        if cin == 0 {
+            return values;
+        }
         let parts = parts.max(1);
         let (out_block, in_block) = ((cout / parts).max(1), cin / parts);
         for (o, row) in values.chunks_exact_mut(cin).enumerate() {

@@ -14,16 +14,24 @@ use crate::kernels::conv::ConvKind;
 /// A 3x3 convolution of the family (padding 1, stride 1): standard, or HetConv(P).
 #[derive(Clone, Debug)]
 pub struct Conv3x3 {
-    /// What the kernels compute.
-    pub kind: ConvKind,
+    kind: ConvKind,
     /// The 3x3 weight, `[cout, cin / groups, 3, 3]`.
-    pub weight3: ParamId,
+    weight3: ParamId,
     /// The 1x1 weight of a HetConv layer, `[cout, cin, 1, 1]`.
-    pub weight1: Option<ParamId>,
-    /// The bias, `[cout]`.
-    pub bias: Option<ParamId>,
+    weight1: Option<ParamId>,
+    /// The bias, `[cout]` (standard convs only).
+    bias: Option<ParamId>,
     /// Fused kernels, or HetConv as the two passes of the PyTorch reproduction.
-    pub mode: ConvMode,
+    mode: ConvMode,
+}
+
+fn check_channels(layer: &str, cin: usize, cout: usize) -> Result<()> {
+    if cin == 0 || cout == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "{layer}: {cin} -> {cout} channels, both must be positive"
+        )));
+    }
+    Ok(())
 }
 
 impl Conv3x3 {
@@ -35,7 +43,8 @@ impl Conv3x3 {
         prefix: &str,
         (cin, cout): (usize, usize),
         bias: bool,
-    ) -> Self {
+    ) -> Result<Self> {
+        check_channels(prefix, cin, cout)?;
         let shape = [cout, cin, 3, 3];
         let weight3 = b.param(
             format!("{prefix}.weight"),
@@ -43,13 +52,13 @@ impl Conv3x3 {
             init.kaiming_fan_out(&shape),
         );
         let bias = bias.then(|| b.param(format!("{prefix}.bias"), &[cout], vec![0.0; cout]));
-        Self {
+        Ok(Self {
             kind: ConvKind::standard3x3(),
             weight3,
             weight1: None,
             bias,
             mode: ConvMode::Fused,
-        }
+        })
     }
 
     /// HetConv(`parts`) without bias: `{prefix}.gwc.weight` `[cout, cin / P, 3, 3]` (the 3x3
@@ -63,6 +72,7 @@ impl Conv3x3 {
         (cin, cout): (usize, usize),
         parts: usize,
     ) -> Result<Self> {
+        check_channels(prefix, cin, cout)?;
         if parts == 0 || !cin.is_multiple_of(parts) || !cout.is_multiple_of(parts) {
             return Err(Error::InvalidArgument(format!(
                 "HetConv {prefix}: {cin} -> {cout} channels, both must be divisible by P = {parts}"
@@ -88,9 +98,15 @@ impl Conv3x3 {
         })
     }
 
-    /// The same layer computed in `mode`.
+    /// The same layer computed in `mode` (it only changes how a HetConv layer is computed; a
+    /// standard conv is one kernel either way).
     pub fn with_mode(self, mode: ConvMode) -> Self {
         Self { mode, ..self }
+    }
+
+    /// What the kernels compute.
+    pub fn kind(&self) -> ConvKind {
+        self.kind
     }
 
     /// Runs the layer.
@@ -111,7 +127,7 @@ impl Conv3x3 {
 }
 
 /// BatchNorm over the channels of `[B, C]` or `[B, C, H, W]`, optionally followed by ReLU in
-/// the same kernel.
+/// the same kernel ([`BatchNorm::with_relu`]).
 #[derive(Clone, Debug)]
 pub struct BatchNorm {
     /// Scale, `[C]`.
@@ -124,6 +140,8 @@ pub struct BatchNorm {
     pub running_var: BufferId,
     /// Epsilon and momentum (PyTorch's defaults).
     pub config: BatchNormConfig,
+    /// ReLU after the normalisation, in the same kernel.
+    pub relu: bool,
 }
 
 impl BatchNorm {
@@ -137,11 +155,18 @@ impl BatchNorm {
             running_mean: b.buffer(format!("{prefix}.running_mean"), &[c], vec![0.0; c]),
             running_var: b.buffer(format!("{prefix}.running_var"), &[c], vec![1.0; c]),
             config: BatchNormConfig::default(),
+            relu: false,
         }
     }
 
+    /// The same layer followed by ReLU (in the same kernel, forward and backward).
+    pub fn with_relu(self) -> Self {
+        Self { relu: true, ..self }
+    }
+
     /// In training mode: batch statistics, the running estimates updated, the backward pass
-    /// recorded; in eval mode: the running estimates, nothing recorded.
+    /// recorded. In eval mode: the running estimates, for inference: on a tape that records
+    /// (not [`Tape::inference`]) it is an error, since no gradient would flow back through it.
     ///
     /// # Shapes
     /// `x`: [B, C] or [B, C, H, W] → the same
@@ -151,7 +176,6 @@ impl BatchNorm {
         store: &ParamStore,
         x: &Var,
         train: bool,
-        relu: bool,
     ) -> Result<Var> {
         let gamma = tape.param(store, self.weight)?;
         let beta = tape.param(store, self.bias)?;
@@ -159,8 +183,15 @@ impl BatchNorm {
             store.buffer(self.running_mean)?,
             store.buffer(self.running_var)?,
         );
+        let relu = self.relu;
         if train {
             ops::batch_norm_train(tape, x, &gamma, &beta, mean, var, &self.config, relu)
+        } else if tape.is_recording() {
+            Err(Error::InvalidArgument(
+                "batch norm in eval mode on a recording tape: no gradient would flow back \
+                 through it; train in train mode, run eval mode on Tape::inference()"
+                    .into(),
+            ))
         } else {
             let y = batchnorm::forward_eval(
                 x.value(),

@@ -44,7 +44,6 @@ pub struct ParamStoreBuilder {
 impl ParamStoreBuilder {
     /// Adds a trainable parameter.
     pub fn param(&mut self, name: impl Into<String>, shape: &[usize], values: Vec<f32>) -> ParamId {
-        debug_assert_eq!(shape.iter().product::<usize>(), values.len());
         self.params.push((name.into(), shape.to_vec(), values));
         ParamId(self.params.len() - 1)
     }
@@ -56,14 +55,17 @@ impl ParamStoreBuilder {
         shape: &[usize],
         values: Vec<f32>,
     ) -> BufferId {
-        debug_assert_eq!(shape.iter().product::<usize>(), values.len());
         self.buffers.push((name.into(), shape.to_vec(), values));
         BufferId(self.buffers.len() - 1)
     }
 
     /// Uploads everything to `ctx`. Each parameter starts on the device's storage-offset
     /// alignment; the padding between parameters stays zero (and so does its gradient).
+    ///
+    /// Names must be unique (they are the checkpoint's keys) and every shape must have as many
+    /// elements as its values, at least one.
     pub fn build(self, ctx: &Context) -> Result<ParamStore> {
+        self.validate()?;
         let align = (ctx.limits().min_storage_buffer_offset_alignment as usize / 4).max(1);
         let mut infos = Vec::with_capacity(self.params.len());
         let mut total = 0;
@@ -95,6 +97,25 @@ impl ParamStoreBuilder {
             momentum,
             buffers,
         })
+    }
+
+    fn validate(&self) -> Result<()> {
+        let mut seen = std::collections::HashSet::new();
+        for (name, shape, values) in self.params.iter().chain(&self.buffers) {
+            if !seen.insert(name.as_str()) {
+                return Err(Error::InvalidArgument(format!(
+                    "parameter store: the name {name:?} is used twice (names are checkpoint keys)"
+                )));
+            }
+            let numel = shape.iter().product::<usize>();
+            if numel == 0 || numel != values.len() {
+                return Err(Error::InvalidArgument(format!(
+                    "parameter store: {name} has shape {shape:?} and {} initial values",
+                    values.len()
+                )));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -217,9 +217,9 @@ impl Vgg16 {
                 Conv3x3::hetconv(&mut b, &mut init, &prefix, (cin, cout), config.parts)?
                     .with_mode(config.mode)
             } else {
-                Conv3x3::standard(&mut b, &mut init, &prefix, (cin, cout), true)
+                Conv3x3::standard(&mut b, &mut init, &prefix, (cin, cout), true)?
             };
-            let bn = BatchNorm::new(&mut b, &format!("features.{}", index + 1), cout);
+            let bn = BatchNorm::new(&mut b, &format!("features.{}", index + 1), cout).with_relu();
             convs.push(ConvLayer {
                 conv,
                 bn,
@@ -229,7 +229,7 @@ impl Vgg16 {
         let (inputs, hidden, classes) = (config.classifier_inputs(), config.hidden, config.classes);
         let classifier = Classifier {
             fc1: Linear::new(&mut b, &mut init, "classifier.0", (inputs, hidden), 0.01),
-            bn: BatchNorm::new(&mut b, "classifier.1", hidden),
+            bn: BatchNorm::new(&mut b, "classifier.1", hidden).with_relu(),
             fc2: Linear::new(&mut b, &mut init, "classifier.3", (hidden, classes), 0.01),
         };
         Ok(Self {
@@ -284,7 +284,7 @@ impl Vgg16 {
         let store = &self.store;
         for layer in &self.convs {
             h = layer.conv.forward(tape, store, &h)?;
-            h = layer.bn.forward(tape, store, &h, train, true)?;
+            h = layer.bn.forward(tape, store, &h, train)?;
             if layer.pool_after {
                 h = ops::max_pool2(tape, &h)?;
             }
@@ -292,7 +292,7 @@ impl Vgg16 {
         let cl = &self.classifier;
         h = ops::flatten(tape, &h)?;
         h = cl.fc1.forward(tape, store, &h)?;
-        h = cl.bn.forward(tape, store, &h, train, true)?;
+        h = cl.bn.forward(tape, store, &h, train)?;
         cl.fc2.forward(tape, store, &h)
     }
 

@@ -3,15 +3,38 @@
 //! renderer produced on the GPU goes into a network, and the network's output goes back into the
 //! renderer's buffer, with no trip through the CPU.
 //!
-//! Both copies are recorded into hetconv's open command encoder, in order with the ops around
-//! them, and reach the GPU at the next [`Context::flush`](crate::Context::flush) (or readback).
-//! Work the application submitted on the queue before that flush runs before them; work it
-//! submits after the flush runs after them.
+//! The copies are recorded into hetconv's open command encoder, in order with the ops around
+//! them, and reach the GPU with it at the next submission: [`Context::flush`](crate::Context::flush),
+//! or anything that submits on its own (reading a tensor back, [`Tensor::write`] while commands
+//! are recorded, `Context::synchronize`, a profile's end). Work the application submitted on the
+//! queue before that submission runs before them; work it submits after runs after them.
+//!
+//! The application's buffer must belong to the same device, be unmapped and not destroyed when
+//! the submission happens (wgpu cannot be asked about these beforehand; it reports them as a
+//! validation error of the submission, to the application's error handler).
 
 use super::Tensor;
 use crate::error::{Error, Result};
+use crate::gpu::Context;
 
 impl Tensor {
+    /// A new tensor holding a copy of `numel(shape)` f32 values from the application's `src`,
+    /// starting at byte `offset` (recorded, like [`Tensor::copy_from_buffer`]).
+    ///
+    /// # Shapes
+    /// `src` holds at least `offset + 4 * numel(shape)` bytes; it has `COPY_SRC` usage and
+    /// `offset` is a multiple of 4.
+    pub fn from_buffer(
+        ctx: &Context,
+        shape: &[usize],
+        src: &wgpu::Buffer,
+        offset: u64,
+    ) -> Result<Self> {
+        let tensor = Self::uninit(ctx, shape)?;
+        tensor.copy_from_buffer(src, offset)?;
+        Ok(tensor)
+    }
+
     /// Records a copy of `self.numel()` f32 values from the application's `src`, starting at
     /// byte `offset`, into this tensor.
     ///
@@ -63,8 +86,9 @@ impl Tensor {
         Ok(())
     }
 
-    /// Checks what wgpu would otherwise report later as a validation error of the whole
-    /// submission: the usage, the alignment and the range.
+    /// Checks, when the copy is recorded, what wgpu would otherwise report as a validation
+    /// error of the whole submission: the usage, the alignment, the range, and that the buffer
+    /// is not the tensor's own.
     fn check_app_buffer(
         &self,
         op: &'static str,
@@ -84,6 +108,11 @@ impl Tensor {
             return Err(Error::InvalidArgument(format!(
                 "{op}: byte offset {offset} is not a multiple of {}",
                 wgpu::COPY_BUFFER_ALIGNMENT
+            )));
+        }
+        if buffer == self.buffer() {
+            return Err(Error::InvalidArgument(format!(
+                "{op}: the application's buffer is the tensor's own buffer"
             )));
         }
         let end = offset.checked_add(self.byte_len());

@@ -81,11 +81,11 @@ test("training in the page lowers the loss", async () => {
   // 40 steps, means of the first and last 8: natively, over 60 seeds of this model (width 1/16,
   // batch 16, lr 0.05, P=4) the drop was 0.32 at least; 16 steps with means of 4 failed 3 in 20
   // seeds (the page seeds each new model from the clock).
-  const steps = 40, window = 8;
+  const steps = 40, span = 8;
   const losses = await page.evaluate((n) => window.app.trainSteps(n), steps);
   assert.equal(losses.length, steps);
   const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
-  const first = mean(losses.slice(0, window)), last = mean(losses.slice(-window));
+  const first = mean(losses.slice(0, span)), last = mean(losses.slice(-span));
   assert.ok(last < first - 0.1, `loss should fall by 0.1 or more: first steps ${first.toFixed(3)}, last steps ${last.toFixed(3)} (${losses.map((l) => l.toFixed(2))})`);
 });
 
