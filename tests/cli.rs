@@ -251,3 +251,32 @@ fn ctrl_c_saves_a_checkpoint_and_resume_finishes_the_run() {
         "the resumed run ends at step 150: {last}"
     );
 }
+
+/// `hetconv selfcheck` runs every kernel family (both conv algorithms) against the CPU
+/// reference on this adapter and succeeds only if each matches.
+#[test]
+fn selfcheck_covers_every_kernel_family_and_passes() {
+    let text = stdout(&hetconv(&["selfcheck"]));
+    for family in [
+        "gemm",
+        "linear",
+        "standard 3x3 conv input gradient",
+        "grouped 3x3 conv G=2 3x3 weight gradient",
+        "pointwise conv 1x1 weight gradient",
+        "HetConv P=4 (fused) 1x1 weight gradient",
+        "HetConv P=2 (tiled GEMM) forward",
+        "max-pool 2x2 backward",
+        "relu backward",
+        "batch norm input gradient",
+        "softmax cross-entropy gradient",
+        "SGD momentum, then Nesterov",
+    ] {
+        assert!(text.contains(family), "{family} missing:\n{text}");
+    }
+    assert!(!text.contains("MISMATCH"), "{text}");
+    let checks = text.lines().filter(|l| l.ends_with(" ok")).count();
+    assert!(
+        text.contains(&format!("all {checks} checks passed")),
+        "{text}"
+    );
+}

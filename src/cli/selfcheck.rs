@@ -1,11 +1,17 @@
-//! `hetconv selfcheck`: every kernel family once against the CPU reference.
+//! `hetconv selfcheck`: every kernel family once against the CPU reference, on whatever adapter
+//! the context opened, so a user can see that a new GPU, driver or backend computes correctly.
 
-use hetconv::kernels::conv::{self, ConvKind, ConvWeights};
+use hetconv::kernels::batchnorm::{self, BatchNormConfig};
+use hetconv::kernels::conv::{self, ConvDims, ConvKind, ConvWeights};
+use hetconv::kernels::elementwise::{self, BinaryOp};
 use hetconv::kernels::gemm::{self, Layout};
+use hetconv::kernels::sgd::{self, SgdStep};
+use hetconv::kernels::{loss, pool, reduce};
 use hetconv::reference;
-use hetconv::{Context, Error, Result, Tensor};
+use hetconv::{Context, ConvAlgorithm, Error, Result, Tensor};
 
-/// Relative and absolute tolerance of the check (f32 kernels vs the f64 reference).
+/// Relative and absolute tolerance of the check (f32 kernels vs the f64 reference, on values in
+/// [-1, 1) and reductions of at most a few hundred terms).
 const RTOL: f64 = 1e-4;
 const ATOL: f64 = 1e-4;
 
@@ -28,74 +34,266 @@ fn to_f64(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| f64::from(x)).collect()
 }
 
-fn compare(name: &str, got: &[f32], want: &[f64]) -> Result<()> {
-    let worst = got
-        .iter()
-        .zip(want)
-        .map(|(&g, &w)| (f64::from(g) - w).abs() - RTOL * w.abs())
-        .fold(f64::MIN, f64::max);
-    let ok = got.len() == want.len() && worst <= ATOL;
-    println!("  {name:<34} {}", if ok { "ok" } else { "MISMATCH" });
-    if ok {
+/// Counts the checks and the mismatches, printing one line per check.
+#[derive(Default)]
+struct Report {
+    checks: usize,
+    failed: Vec<String>,
+}
+
+impl Report {
+    fn compare(&mut self, name: &str, got: &Tensor, want: &[f64]) -> Result<()> {
+        let got = got.to_vec()?;
+        let worst = got
+            .iter()
+            .zip(want)
+            .map(|(&g, &w)| (f64::from(g) - w).abs() - RTOL * w.abs())
+            .fold(f64::MIN, f64::max);
+        let ok = got.len() == want.len() && worst <= ATOL;
+        self.checks += 1;
+        if ok {
+            println!("  {name:<44} ok");
+        } else {
+            println!("  {name:<44} MISMATCH (worst excess error {worst:e})");
+            self.failed.push(name.to_string());
+        }
         Ok(())
-    } else {
-        Err(Error::InvalidArgument(format!(
-            "selfcheck failed: {name} (worst excess error {worst:e})"
-        )))
     }
 }
 
-/// Runs the checks and prints one line per kernel.
-pub fn run(ctx: &Context) -> Result<()> {
-    println!(
-        "selfcheck on {} ({:?})",
-        ctx.adapter_info().name,
-        ctx.adapter_info().backend
-    );
-    let (m, k, n) = (13, 7, 9);
-    let a = values(m * k, 1);
-    let b = values(k * n, 2);
-    let got = gemm::matmul(
-        &Tensor::from_slice(ctx, &[m, k], &a)?,
-        Layout::AsIs,
-        &Tensor::from_slice(ctx, &[k, n], &b)?,
-        Layout::AsIs,
-        None,
-    )?
-    .to_vec()?;
-    compare(
-        "gemm 13x7 @ 7x9",
-        &got,
-        &reference::gemm::matmul(&to_f64(&a), &to_f64(&b), m, k, n),
-    )?;
+/// Uploads deterministic values of `shape`; returns the tensor and its f64 copy.
+fn input(ctx: &Context, shape: &[usize], seed: u64) -> Result<(Tensor, Vec<f64>)> {
+    let v = values(shape.iter().product(), seed);
+    Ok((Tensor::from_slice(ctx, shape, &v)?, to_f64(&v)))
+}
 
-    let d = conv::ConvDims {
+fn gemm_checks(ctx: &Context, r: &mut Report) -> Result<()> {
+    let (m, k, n) = (13, 7, 9);
+    let (a, a64) = input(ctx, &[m, k], 1)?;
+    let (b, b64) = input(ctx, &[k, n], 2)?;
+    let (bt, bt64) = input(ctx, &[n, k], 3)?;
+    let want = reference::gemm::matmul(&a64, &b64, m, k, n);
+    r.compare(
+        "gemm 13x7 @ 7x9",
+        &gemm::matmul(&a, Layout::AsIs, &b, Layout::AsIs, None)?,
+        &want,
+    )?;
+    let (bias, bias64) = input(ctx, &[n], 22)?;
+    r.compare(
+        "linear 13x7 @ (9x7)^T + bias",
+        &gemm::matmul(&a, Layout::AsIs, &bt, Layout::Transposed, Some(&bias))?,
+        &reference::gemm::linear(&a64, &bt64, &bias64, m, k, n),
+    )
+}
+
+/// Forward, input gradient, weight gradients (and the bias gradient) of one conv kind.
+fn conv_checks(ctx: &Context, r: &mut Report, label: &str, kind: ConvKind) -> Result<()> {
+    let d = ConvDims {
         batch: 2,
         cin: 8,
         cout: 8,
         height: 5,
         width: 7,
     };
-    let kind = ConvKind::hetconv(4);
-    let x = values(d.batch * d.cin * d.height * d.width, 3);
-    let w3 = values(d.cout * d.cin / 4 * 9, 4);
-    let w1 = values(d.cout * d.cin, 5);
+    let (x, x64) = input(ctx, &[d.batch, d.cin, d.height, d.width], 4)?;
+    let (dy, dy64) = input(ctx, &[d.batch, d.cout, d.height, d.width], 5)?;
+    let w3 = kind
+        .kernel3
+        .then(|| input(ctx, &[d.cout, d.cin / kind.groups, 3, 3], 6))
+        .transpose()?;
+    let w1 = (kind.pointwise != conv::Pointwise::None)
+        .then(|| input(ctx, &[d.cout, d.cin], 7))
+        .transpose()?;
+    let (bias, bias64) = input(ctx, &[d.cout], 8)?;
     let weights = ConvWeights {
-        w3: Some(&Tensor::from_slice(ctx, &[d.cout, d.cin / 4, 3, 3], &w3)?),
-        w1: Some(&Tensor::from_slice(ctx, &[d.cout, d.cin], &w1)?),
-        bias: None,
+        w3: w3.as_ref().map(|w| &w.0),
+        w1: w1.as_ref().map(|w| &w.0),
+        bias: Some(&bias),
     };
-    let xt = Tensor::from_slice(ctx, &[d.batch, d.cin, d.height, d.width], &x)?;
-    let got = conv::forward(&kind, &xt, &weights)?.to_vec()?;
-    let want = reference::conv::forward(
-        &kind,
-        &d,
-        &to_f64(&x),
-        Some(&to_f64(&w3)),
-        Some(&to_f64(&w1)),
-        None,
+    let (w3_64, w1_64) = (
+        w3.as_ref().map(|w| w.1.as_slice()),
+        w1.as_ref().map(|w| w.1.as_slice()),
     );
-    compare("fused HetConv P=4 forward", &got, &want)?;
-    println!("all checks passed");
+    let want = reference::conv::forward(&kind, &d, &x64, w3_64, w1_64, Some(&bias64));
+    r.compare(
+        &format!("{label} forward"),
+        &conv::forward(&kind, &x, &weights)?,
+        &want,
+    )?;
+    let want = reference::conv::backward_input(&kind, &d, &dy64, w3_64, w1_64);
+    let no_bias = ConvWeights {
+        bias: None,
+        ..weights
+    };
+    r.compare(
+        &format!("{label} input gradient"),
+        &conv::backward_input(&kind, &dy, &no_bias, d.cin)?,
+        &want,
+    )?;
+    let (want3, want1) = reference::conv::backward_weight(&kind, &d, &x64, &dy64);
+    let grads = conv::backward_weight(&kind, &x, &dy)?;
+    if let (Some(got), Some(want)) = (&grads.dw3, &want3) {
+        r.compare(&format!("{label} 3x3 weight gradient"), got, want)?;
+    }
+    if let (Some(got), Some(want)) = (&grads.dw1, &want1) {
+        r.compare(&format!("{label} 1x1 weight gradient"), got, want)?;
+    }
     Ok(())
+}
+
+fn pool_and_relu_checks(ctx: &Context, r: &mut Report) -> Result<()> {
+    let (planes, h, w) = (6, 6, 10);
+    let (x, x64) = input(ctx, &[2, 3, h, w], 9)?;
+    let (dy, dy64) = input(ctx, &[2, 3, h / 2, w / 2], 10)?;
+    let (y64, arg) = reference::pool::max_pool2(&x64, planes, h, w);
+    r.compare("max-pool 2x2 forward", &pool::max_pool2(&x)?, &y64)?;
+    let want = reference::pool::max_pool2_backward(&dy64, &arg, planes, h, w);
+    r.compare(
+        "max-pool 2x2 backward",
+        &pool::max_pool2_backward(&x, &dy)?,
+        &want,
+    )?;
+    let (g, g64) = input(ctx, &[2, 3, h, w], 11)?;
+    r.compare(
+        "relu forward",
+        &elementwise::relu(&x)?,
+        &reference::activation::relu(&x64),
+    )?;
+    r.compare(
+        "relu backward",
+        &elementwise::binary(BinaryOp::ReluBackward, &x, &g)?,
+        &reference::activation::relu_backward(&x64, &g64),
+    )?;
+    r.compare(
+        "channel sums (bias gradient)",
+        &reduce::sum_channels(&g)?,
+        &reference::conv::bias_grad(
+            &ConvDims {
+                batch: 2,
+                cin: 3,
+                cout: 3,
+                height: h,
+                width: w,
+            },
+            &g64,
+        ),
+    )
+}
+
+fn batchnorm_checks(ctx: &Context, r: &mut Report) -> Result<()> {
+    let (b, c, plane) = (3, 5, 7);
+    let shape = [b, c, 1, plane];
+    let (x, x64) = input(ctx, &shape, 12)?;
+    let (dy, dy64) = input(ctx, &shape, 13)?;
+    let (gamma, gamma64) = input(ctx, &[c], 14)?;
+    let (beta, beta64) = input(ctx, &[c], 15)?;
+    let (rm, rm64) = input(ctx, &[c], 16)?;
+    let rv_values: Vec<f32> = values(c, 17).iter().map(|v| v.abs() + 0.5).collect();
+    let (rv, rv64) = (
+        Tensor::from_slice(ctx, &[c], &rv_values)?,
+        to_f64(&rv_values),
+    );
+    let cfg = BatchNormConfig::default();
+    let (eps, momentum) = (f64::from(cfg.eps), f64::from(cfg.momentum));
+
+    let want =
+        reference::batchnorm::forward_eval(&x64, b, c, plane, &gamma64, &beta64, &rm64, &rv64, eps);
+    let y = batchnorm::forward_eval(&x, &gamma, &beta, &rm, &rv, &cfg, false)?;
+    r.compare("batch norm eval", &y, &want)?;
+
+    let want = reference::batchnorm::forward_train(
+        &x64, b, c, plane, &gamma64, &beta64, &rm64, &rv64, eps, momentum,
+    );
+    let (y, saved) = batchnorm::forward_train(&x, &gamma, &beta, &rm, &rv, &cfg, false)?;
+    r.compare("batch norm train forward", &y, &want.y)?;
+    r.compare("batch norm running mean", &rm, &want.running_mean)?;
+    r.compare("batch norm running variance", &rv, &want.running_var)?;
+    let (want_dx, want_dgamma, want_dbeta) = reference::batchnorm::backward(
+        &x64,
+        &dy64,
+        b,
+        c,
+        plane,
+        &gamma64,
+        &want.mean,
+        &want.invstd,
+    );
+    let (dx, dgamma, dbeta) = batchnorm::backward(&x, &dy, &gamma, &saved)?;
+    r.compare("batch norm input gradient", &dx, &want_dx)?;
+    r.compare("batch norm scale gradient", &dgamma, &want_dgamma)?;
+    r.compare("batch norm shift gradient", &dbeta, &want_dbeta)
+}
+
+fn loss_and_sgd_checks(ctx: &Context, r: &mut Report) -> Result<()> {
+    let (b, classes) = (5, 7);
+    let logits_values: Vec<f32> = values(b * classes, 18).iter().map(|v| 8.0 * v).collect();
+    let logits = Tensor::from_slice(ctx, &[b, classes], &logits_values)?;
+    let labels: Vec<usize> = (0..b).map(|i| (3 * i + 1) % classes).collect();
+    let label_values: Vec<f32> = labels.iter().map(|&l| l as f32).collect();
+    let (_, want_grad, log_softmax) =
+        reference::loss::softmax_cross_entropy(&to_f64(&logits_values), &labels, classes);
+    let ce = loss::softmax_cross_entropy(&logits, &Tensor::from_slice(ctx, &[b], &label_values)?)?;
+    r.compare("softmax cross-entropy gradient", &ce.dlogits, &want_grad)?;
+    let probabilities: Vec<f64> = log_softmax.iter().map(|v| v.exp()).collect();
+    r.compare("softmax", &loss::softmax(&logits)?, &probabilities)?;
+
+    let n = 37;
+    let (weights, mut w64) = input(ctx, &[n], 19)?;
+    let (momentum, mut buf64) = input(ctx, &[n], 20)?;
+    let (grads, g64) = input(ctx, &[n], 21)?;
+    for nesterov in [false, true] {
+        let step = SgdStep {
+            lr: 0.1,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            nesterov,
+        };
+        sgd::sgd_step(&grads, &weights, &momentum, &step)?;
+        reference::optim::sgd_step(&mut w64, &g64, &mut buf64, 0.1, 0.9, 5e-4, nesterov);
+    }
+    r.compare("SGD momentum, then Nesterov", &weights, &w64)
+}
+
+/// Runs the checks and prints one line per check; fails if any mismatches.
+pub fn run(ctx: &Context) -> Result<()> {
+    println!(
+        "selfcheck on {} ({:?})",
+        ctx.adapter_info().name,
+        ctx.adapter_info().backend
+    );
+    let mut r = Report::default();
+    gemm_checks(ctx, &mut r)?;
+    let kinds = [
+        ("standard 3x3 conv", ConvKind::standard3x3()),
+        ("grouped 3x3 conv G=2", ConvKind::grouped3x3(2)),
+        ("pointwise conv", ConvKind::pointwise()),
+        ("HetConv P=4 (fused)", ConvKind::hetconv(4)),
+    ];
+    for (label, kind) in kinds {
+        conv_checks(ctx, &mut r, label, kind)?;
+    }
+    let before = ctx.conv_algorithm();
+    ctx.set_conv_algorithm(ConvAlgorithm::TiledGemm);
+    let tiled = conv_checks(
+        ctx,
+        &mut r,
+        "HetConv P=2 (tiled GEMM)",
+        ConvKind::hetconv(2),
+    );
+    ctx.set_conv_algorithm(before);
+    tiled?;
+    pool_and_relu_checks(ctx, &mut r)?;
+    batchnorm_checks(ctx, &mut r)?;
+    loss_and_sgd_checks(ctx, &mut r)?;
+    if r.failed.is_empty() {
+        println!("all {} checks passed", r.checks);
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "selfcheck failed: {} of {} checks: {}",
+            r.failed.len(),
+            r.checks,
+            r.failed.join(", ")
+        )))
+    }
 }

@@ -183,6 +183,15 @@ impl Context {
             .min(self.inner.limits.max_buffer_size)
     }
 
+    /// How convolutions are computed now.
+    pub fn conv_algorithm(&self) -> ConvAlgorithm {
+        self.inner
+            .conv_algorithm
+            .lock()
+            .map(|a| *a)
+            .unwrap_or_default()
+    }
+
     /// How convolutions are computed from now on.
     pub fn set_conv_algorithm(&self, algorithm: ConvAlgorithm) {
         if let Ok(mut a) = self.inner.conv_algorithm.lock() {
@@ -206,13 +215,7 @@ impl Context {
 
     /// Whether convolutions use the tiled implicit GEMM (where shapes allow).
     pub fn uses_tiled_conv(&self) -> bool {
-        match self
-            .inner
-            .conv_algorithm
-            .lock()
-            .map(|a| *a)
-            .unwrap_or_default()
-        {
+        match self.conv_algorithm() {
             ConvAlgorithm::Auto | ConvAlgorithm::Direct => false,
             ConvAlgorithm::TiledGemm => true,
         }
