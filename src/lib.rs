@@ -5,7 +5,7 @@
 //!
 //! Layers, bottom to top: [`gpu`] (device context, pipelines, buffer pool, one encoder per
 //! step), [`kernels`] (one module per WGSL family), [`tensor`] (device-resident f32 tensors) and
-//! [`reference`] (CPU f64 implementations of every op: the oracle of the tests).
+//! [`reference`](mod@reference) (CPU f64 implementations of every op: the oracle of the tests).
 
 // On wasm32, wgpu's handles are neither Send nor Sync (the browser has one thread); the same
 // `Arc`s are what make the context shareable across threads natively.

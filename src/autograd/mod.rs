@@ -3,7 +3,7 @@
 //! Forward ops run immediately (their dispatches are recorded into the open command encoder)
 //! and push a closure holding exactly what their backward pass needs. [`Tape::backward`] replays
 //! the closures in reverse, sums gradients that meet at a variable, and hands parameter
-//! gradients to the [`ParamStore`](crate::nn::ParamStore). Nothing is read back.
+//! gradients to the [`ParamStore`]. Nothing is read back.
 
 pub mod ops;
 

@@ -12,7 +12,7 @@ use crate::tensor::Tensor;
 /// A convolution of the family in [`crate::kernels::conv`] (fused kernels).
 ///
 /// # Shapes
-/// `x`: [B, M, H, W], `w3`: [N, M/G, 3, 3], `w1`: [N, M] or [N, M, 1, 1], `bias`: [N] → [B, N, H, W]
+/// `x`: `[B, M, H, W]`, `w3`: `[N, M/G, 3, 3]`, `w1`: `[N, M]` or `[N, M, 1, 1]`, `bias`: `[N]` → `[B, N, H, W]`
 pub fn conv(
     tape: &mut Tape,
     kind: ConvKind,
@@ -69,11 +69,11 @@ pub fn conv(
 }
 
 /// HetConv in the unfused form of the PyTorch reproduction (grouped 3x3 + masked 1x1 as two
-/// passes each way); same function and gradients as the fused [`conv`] with
+/// passes each way); same function and gradients as the fused [`conv()`] with
 /// [`ConvKind::hetconv`].
 ///
 /// # Shapes
-/// `x`: [B, M, H, W], `w3`: [N, M/P, 3, 3], `w1`: [N, M] or [N, M, 1, 1] → [B, N, H, W]
+/// `x`: `[B, M, H, W]`, `w3`: `[N, M/P, 3, 3]`, `w1`: `[N, M]` or `[N, M, 1, 1]` → `[B, N, H, W]`
 pub fn hetconv_unfused(tape: &mut Tape, parts: usize, x: &Var, w3: &Var, w1: &Var) -> Result<Var> {
     let y = conv::hetconv_unfused_forward(parts, x.value(), w3.value(), w1.value())?;
     let (saved_x, saved_w3, saved_w1) = (x.value().clone(), w3.value().clone(), w1.value().clone());
@@ -100,7 +100,7 @@ pub fn hetconv_unfused(tape: &mut Tape, parts: usize, x: &Var, w3: &Var, w1: &Va
 /// ReLU in the same kernel.
 ///
 /// # Shapes
-/// `x`: [B, C] or [B, C, H, W]; `gamma`, `beta`, `running_mean`, `running_var`: [C] → x's shape
+/// `x`: `[B, C]` or `[B, C, H, W]`; `gamma`, `beta`, `running_mean`, `running_var`: `[C]` → x's shape
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_train(
     tape: &mut Tape,
@@ -160,7 +160,7 @@ pub fn relu(tape: &mut Tape, x: &Var) -> Result<Var> {
 /// 2x2 max-pool, stride 2.
 ///
 /// # Shapes
-/// `x`: [B, C, H, W] → [B, C, H/2, W/2]
+/// `x`: `[B, C, H, W]` → `[B, C, H/2, W/2]`
 pub fn max_pool2(tape: &mut Tape, x: &Var) -> Result<Var> {
     let y = pool::max_pool2(x.value())?;
     let saved = x.value().clone();
@@ -174,7 +174,7 @@ pub fn max_pool2(tape: &mut Tape, x: &Var) -> Result<Var> {
 /// A linear layer `y = x @ w^T + b` (PyTorch layout).
 ///
 /// # Shapes
-/// `x`: [B, in], `w`: [out, in], `b`: [out] → [B, out]
+/// `x`: `[B, in]`, `w`: `[out, in]`, `b`: `[out]` → `[B, out]`
 pub fn linear(tape: &mut Tape, x: &Var, w: &Var, b: &Var) -> Result<Var> {
     let y = gemm::matmul(
         x.value(),
@@ -209,7 +209,7 @@ pub fn linear(tape: &mut Tape, x: &Var, w: &Var, b: &Var) -> Result<Var> {
 /// Flattens every axis after the first.
 ///
 /// # Shapes
-/// `x`: [B, ...] → [B, product of the rest]
+/// `x`: `[B, ...]` → `[B, product of the rest]`
 pub fn flatten(tape: &mut Tape, x: &Var) -> Result<Var> {
     let shape = x.value().shape().to_vec();
     let Some(&batch) = shape.first() else {

@@ -129,7 +129,7 @@ fn params(
 /// `running_var` in place (unbiased variance). `relu` applies ReLU to the output (fused).
 ///
 /// # Shapes
-/// `x`: [B, C] or [B, C, H, W]; `gamma`, `beta`, `running_mean`, `running_var`: [C] → x's shape
+/// `x`: `[B, C]` or `[B, C, H, W]`; `gamma`, `beta`, `running_mean`, `running_var`: `[C]` → x's shape
 pub fn forward_train(
     x: &Tensor,
     gamma: &Tensor,
@@ -202,7 +202,7 @@ pub fn forward_eval(
 /// ReLU's mask when the forward pass fused it.
 ///
 /// # Shapes
-/// `x`, `dy`: [B, C] or [B, C, H, W]; `gamma`: [C] → x's shape, [C], [C]
+/// `x`, `dy`: `[B, C]` or `[B, C, H, W]`; `gamma`: `[C]` → x's shape, `[C]`, `[C]`
 pub fn backward(
     x: &Tensor,
     dy: &Tensor,

@@ -408,7 +408,7 @@ fn bound<'a>(t: Option<&'a Tensor>, spare: &'a Tensor) -> &'a Tensor {
 /// Forward pass: `y = conv3x3(x, w3, groups) + conv1x1(x, w1 [masked]) + bias`.
 ///
 /// # Shapes
-/// `x`: [B, M, H, W], `w3`: [N, M/G, 3, 3], `w1`: [N, M], `bias`: [N] → [B, N, H, W]
+/// `x`: `[B, M, H, W]`, `w3`: `[N, M/G, 3, 3]`, `w1`: `[N, M]`, `bias`: `[N]` → `[B, N, H, W]`
 pub fn forward(kind: &ConvKind, x: &Tensor, w: &ConvWeights) -> Result<Tensor> {
     let d = kind.dims("conv forward", x.shape(), w)?;
     let y = Tensor::uninit(x.context(), &[d.batch, d.cout, d.height, d.width])?;
@@ -420,7 +420,7 @@ pub fn forward(kind: &ConvKind, x: &Tensor, w: &ConvWeights) -> Result<Tensor> {
 /// adds its masked 1x1 part to the grouped 3x3 part this way).
 ///
 /// # Shapes
-/// as [`forward`]; `y`: [B, N, H, W]
+/// as [`forward`]; `y`: `[B, N, H, W]`
 pub fn forward_into(
     kind: &ConvKind,
     x: &Tensor,
@@ -474,7 +474,7 @@ pub fn forward_into(
 /// Input gradient: `dx = d(loss)/dx` given `dy`.
 ///
 /// # Shapes
-/// `dy`: [B, N, H, W], weights as [`forward`] (bias ignored), `cin` = M → [B, M, H, W]
+/// `dy`: `[B, N, H, W]`, weights as [`forward`] (bias ignored), `cin` = M → `[B, M, H, W]`
 pub fn backward_input(kind: &ConvKind, dy: &Tensor, w: &ConvWeights, cin: usize) -> Result<Tensor> {
     let op = "conv backward_input";
     let [batch, cout, height, width] = *dy.shape() else {
@@ -551,7 +551,7 @@ pub struct ConvWeightGrads {
 /// added in a fixed order, so results are deterministic.
 ///
 /// # Shapes
-/// `x`: [B, M, H, W], `dy`: [B, N, H, W] → `dw3`: [N, M/G, 3, 3], `dw1`: [N, M]
+/// `x`: `[B, M, H, W]`, `dy`: `[B, N, H, W]` → `dw3`: `[N, M/G, 3, 3]`, `dw1`: `[N, M]`
 pub fn backward_weight(kind: &ConvKind, x: &Tensor, dy: &Tensor) -> Result<ConvWeightGrads> {
     let op = "conv backward_weight";
     same_context(op, &[x, dy])?;
@@ -700,7 +700,7 @@ fn split_count(ctx: &Context, d: &ConvDims, invocations: usize, per_split: usize
 /// and for the benchmarks.
 ///
 /// # Shapes
-/// `x`: [B, M, H, W], `w3`: [N, M/P, 3, 3], `w1`: [N, M] → [B, N, H, W]
+/// `x`: `[B, M, H, W]`, `w3`: `[N, M/P, 3, 3]`, `w1`: `[N, M]` → `[B, N, H, W]`
 pub fn hetconv_unfused_forward(
     parts: usize,
     x: &Tensor,
@@ -732,7 +732,7 @@ pub fn hetconv_unfused_forward(
 /// then added (what autograd does for the PyTorch reproduction's `gwc(x) + pwc(x)`).
 ///
 /// # Shapes
-/// `dy`: [B, N, H, W], `w3`: [N, M/P, 3, 3], `w1`: [N, M] → [B, M, H, W]
+/// `dy`: `[B, N, H, W]`, `w3`: `[N, M/P, 3, 3]`, `w1`: `[N, M]` → `[B, M, H, W]`
 pub fn hetconv_unfused_backward_input(
     parts: usize,
     dy: &Tensor,
@@ -765,7 +765,7 @@ pub fn hetconv_unfused_backward_input(
 /// masked 1x1 weight (each reading `x` and `dy` again).
 ///
 /// # Shapes
-/// `x`: [B, M, H, W], `dy`: [B, N, H, W] → `dw3`: [N, M/P, 3, 3], `dw1`: [N, M]
+/// `x`: `[B, M, H, W]`, `dy`: `[B, N, H, W]` → `dw3`: `[N, M/P, 3, 3]`, `dw1`: `[N, M]`
 pub fn hetconv_unfused_backward_weight(
     parts: usize,
     x: &Tensor,

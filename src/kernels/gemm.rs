@@ -26,7 +26,7 @@ pub enum Layout {
 /// `op(a) @ op(b) (+ bias)`, where `op` transposes when the layout says so.
 ///
 /// # Shapes
-/// `op(a)`: [m, k], `op(b)`: [k, n], `bias`: [n] → [m, n]
+/// `op(a)`: `[m, k]`, `op(b)`: `[k, n]`, `bias`: `[n]` → `[m, n]`
 pub fn matmul(
     a: &Tensor,
     la: Layout,
@@ -43,7 +43,7 @@ pub fn matmul(
 /// `out += op(a) @ op(b)`.
 ///
 /// # Shapes
-/// `op(a)`: [m, k], `op(b)`: [k, n], `out`: [m, n]
+/// `op(a)`: `[m, k]`, `op(b)`: `[k, n]`, `out`: `[m, n]`
 pub fn matmul_accumulate(
     a: &Tensor,
     la: Layout,

@@ -54,7 +54,7 @@ pub fn summarize(rows: &[f32]) -> (f64, f64) {
 /// so large logits do not overflow).
 ///
 /// # Shapes
-/// `logits`: [B, classes] → [B, classes]
+/// `logits`: `[B, classes]` → `[B, classes]`
 pub fn softmax(logits: &Tensor) -> Result<Tensor> {
     let [b, classes] = *logits.shape() else {
         return Err(Error::shape(
@@ -78,7 +78,7 @@ pub fn softmax(logits: &Tensor) -> Result<Tensor> {
 /// `labels` holds class indices as f32 (exact up to 2^24).
 ///
 /// # Shapes
-/// `logits`: [B, classes], `labels`: [B] → `dlogits` [B, classes], `rows` [B, 2]
+/// `logits`: `[B, classes]`, `labels`: `[B]` → `dlogits` `[B, classes]`, `rows` `[B, 2]`
 pub fn softmax_cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<CrossEntropy> {
     let op = "softmax_cross_entropy";
     let [b, classes] = *logits.shape() else {

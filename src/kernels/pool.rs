@@ -32,7 +32,7 @@ fn dims(op: &'static str, x: &[usize]) -> Result<(usize, usize, usize, usize)> {
 /// 2x2 max-pool with stride 2, floor mode; ties go to the first maximum in row-major order.
 ///
 /// # Shapes
-/// `x`: [B, C, H, W] → [B, C, H/2, W/2]
+/// `x`: `[B, C, H, W]` → `[B, C, H/2, W/2]`
 pub fn max_pool2(x: &Tensor) -> Result<Tensor> {
     let (b, c, h, w) = dims("max_pool2", x.shape())?;
     let y = Tensor::uninit(x.context(), &[b, c, h / 2, w / 2])?;
@@ -46,7 +46,7 @@ pub fn max_pool2(x: &Tensor) -> Result<Tensor> {
 /// from `x`, so the forward pass stores no indices).
 ///
 /// # Shapes
-/// `x`: [B, C, H, W], `dy`: [B, C, H/2, W/2] → [B, C, H, W]
+/// `x`: `[B, C, H, W]`, `dy`: `[B, C, H/2, W/2]` → `[B, C, H, W]`
 pub fn max_pool2_backward(x: &Tensor, dy: &Tensor) -> Result<Tensor> {
     let (b, c, h, w) = dims("max_pool2_backward", x.shape())?;
     if dy.shape() != [b, c, h / 2, w / 2] {

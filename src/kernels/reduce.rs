@@ -23,7 +23,7 @@ static SUM_CHANNELS: KernelSpec = KernelSpec {
 /// `accumulate`), in a fixed order.
 ///
 /// # Shapes
-/// `partials`: [splits, ...out.shape] → writes `out`
+/// `partials`: `[splits, ...out.shape]` → writes `out`
 pub(crate) fn sum_splits(
     partials: &Tensor,
     splits: usize,
@@ -49,7 +49,7 @@ pub(crate) fn sum_splits(
 /// Sum over every axis but the channel axis 1 (the bias gradient of a conv, BN's sums).
 ///
 /// # Shapes
-/// `x`: [batch, channels, ...] → [channels]
+/// `x`: `[batch, channels, ...]` → `[channels]`
 pub fn sum_channels(x: &Tensor) -> Result<Tensor> {
     let (batch, channels) = match x.shape() {
         [b, c, ..] => (*b, *c),

@@ -27,7 +27,7 @@ impl Init {
 
     /// Kaiming-normal for a ReLU network in fan-out mode, as PyTorch's
     /// `kaiming_normal_(w, mode="fan_out", nonlinearity="relu")`: std = sqrt(2 / fan_out) with
-    /// fan_out = shape[0] · (product of the kernel dimensions).
+    /// `fan_out = shape[0]` · (product of the kernel dimensions).
     pub fn kaiming_fan_out(&mut self, shape: &[usize]) -> Vec<f32> {
         let receptive: usize = shape[2..].iter().product();
         let fan_out = (shape[0] * receptive).max(1);

@@ -112,7 +112,7 @@ impl Conv3x3 {
     /// Runs the layer.
     ///
     /// # Shapes
-    /// `x`: [B, cin, H, W] → [B, cout, H, W]
+    /// `x`: `[B, cin, H, W]` → `[B, cout, H, W]`
     pub fn forward(&self, tape: &mut Tape, store: &ParamStore, x: &Var) -> Result<Var> {
         let w3 = tape.param(store, self.weight3)?;
         let w1 = self.weight1.map(|id| tape.param(store, id)).transpose()?;
@@ -169,7 +169,7 @@ impl BatchNorm {
     /// (not [`Tape::inference`]) it is an error, since no gradient would flow back through it.
     ///
     /// # Shapes
-    /// `x`: [B, C] or [B, C, H, W] → the same
+    /// `x`: `[B, C]` or `[B, C, H, W]` → the same
     pub fn forward(
         &self,
         tape: &mut Tape,
@@ -238,7 +238,7 @@ impl Linear {
     /// Runs the layer.
     ///
     /// # Shapes
-    /// `x`: [B, inputs] → [B, outputs]
+    /// `x`: `[B, inputs]` → `[B, outputs]`
     pub fn forward(&self, tape: &mut Tape, store: &ParamStore, x: &Var) -> Result<Var> {
         let w = tape.param(store, self.weight)?;
         let b = tape.param(store, self.bias)?;

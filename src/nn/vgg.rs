@@ -259,7 +259,7 @@ impl Vgg16 {
     /// running estimates, and `tape` records the backward pass.
     ///
     /// # Shapes
-    /// `x`: [B, in_channels, image_size, image_size] → logits [B, classes]
+    /// `x`: `[B, in_channels, image_size, image_size]` → logits `[B, classes]`
     pub fn forward(&self, tape: &mut Tape, x: &Tensor, train: bool) -> Result<Var> {
         let c = &self.config;
         let expected = [
@@ -300,7 +300,7 @@ impl Vgg16 {
     /// is recorded into the open command encoder; nothing is submitted or read back.
     ///
     /// # Shapes
-    /// `x`: [B, in_channels, size, size], `labels`: [B] (class indices as f32)
+    /// `x`: `[B, in_channels, size, size]`, `labels`: `[B]` (class indices as f32)
     pub fn train_step(
         &mut self,
         x: &Tensor,
@@ -319,7 +319,7 @@ impl Vgg16 {
     /// Eval-mode logits (running BatchNorm estimates).
     ///
     /// # Shapes
-    /// `x`: [B, in_channels, size, size] → [B, classes]
+    /// `x`: `[B, in_channels, size, size]` → `[B, classes]`
     pub fn predict(&self, x: &Tensor) -> Result<Tensor> {
         let mut tape = Tape::inference();
         Ok(self.forward(&mut tape, x, false)?.value().clone())
@@ -328,7 +328,7 @@ impl Vgg16 {
     /// Eval-mode class probabilities: the softmax of [`Vgg16::predict`]'s logits, on the GPU.
     ///
     /// # Shapes
-    /// `x`: [B, in_channels, size, size] → [B, classes]
+    /// `x`: `[B, in_channels, size, size]` → `[B, classes]`
     pub fn predict_probabilities(&self, x: &Tensor) -> Result<Tensor> {
         crate::kernels::loss::softmax(&self.predict(x)?)
     }

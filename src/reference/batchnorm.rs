@@ -23,7 +23,7 @@ fn values(batch: usize, channels: usize, plane: usize, c: usize) -> impl Iterato
 /// Training-mode forward over [batch, channels, plane].
 ///
 /// # Shapes
-/// `x`: [B, C, plane], `gamma`, `beta`, running stats: [C]
+/// `x`: `[B, C, plane]`, `gamma`, `beta`, running stats: `[C]`
 #[allow(clippy::too_many_arguments)]
 pub fn forward_train(
     x: &[f64],
@@ -91,7 +91,7 @@ pub fn forward_eval(
 /// Training-mode gradients `(dx, dgamma, dbeta)`.
 ///
 /// # Shapes
-/// `x`, `dy`: [B, C, plane]; `gamma`, `mean`, `invstd`: [C]
+/// `x`, `dy`: `[B, C, plane]`; `gamma`, `mean`, `invstd`: `[C]`
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     x: &[f64],

@@ -36,7 +36,7 @@ pub fn has_pointwise(kind: &ConvKind, d: &ConvDims, o: usize, c: usize) -> bool 
 /// Forward pass.
 ///
 /// # Shapes
-/// `x`: [B, M, H, W], `w3`: [N, M/G, 3, 3], `w1`: [N, M], `bias`: [N] → [B, N, H, W]
+/// `x`: `[B, M, H, W]`, `w3`: `[N, M/G, 3, 3]`, `w1`: `[N, M]`, `bias`: `[N]` → `[B, N, H, W]`
 pub fn forward(
     kind: &ConvKind,
     d: &ConvDims,
@@ -82,7 +82,7 @@ pub fn forward(
 /// Input gradient, by scattering every output gradient back along the taps that produced it.
 ///
 /// # Shapes
-/// `dy`: [B, N, H, W], `w3`: [N, M/G, 3, 3], `w1`: [N, M] → [B, M, H, W]
+/// `dy`: `[B, N, H, W]`, `w3`: `[N, M/G, 3, 3]`, `w1`: `[N, M]` → `[B, M, H, W]`
 pub fn backward_input(
     kind: &ConvKind,
     d: &ConvDims,
@@ -126,7 +126,7 @@ pub fn backward_input(
 /// Weight gradients `(dw3, dw1)`; `dw1` is zero wherever the mask removes a 1x1 tap.
 ///
 /// # Shapes
-/// `x`: [B, M, H, W], `dy`: [B, N, H, W] → [N, M/G, 3, 3], [N, M]
+/// `x`: `[B, M, H, W]`, `dy`: `[B, N, H, W]` → `[N, M/G, 3, 3]`, `[N, M]`
 pub fn backward_weight(
     kind: &ConvKind,
     d: &ConvDims,
@@ -168,7 +168,7 @@ pub fn backward_weight(
 /// Sum of `dy` over every axis but channels: the bias gradient.
 ///
 /// # Shapes
-/// `dy`: [B, N, H, W] → [N]
+/// `dy`: `[B, N, H, W]` → `[N]`
 pub fn bias_grad(d: &ConvDims, dy: &[f64]) -> Vec<f64> {
     let plane = d.height * d.width;
     (0..d.cout)
@@ -186,7 +186,7 @@ pub fn bias_grad(d: &ConvDims, dy: &[f64]) -> Vec<f64> {
 /// weight of its 1x1 kernel on channel c.
 ///
 /// # Shapes
-/// `x`: [B, M, H, W] → [B, N, H, W]
+/// `x`: `[B, M, H, W]` → `[B, N, H, W]`
 pub fn hetconv_per_filter(
     d: &ConvDims,
     x: &[f64],
@@ -241,7 +241,7 @@ pub fn shifted_to_block(c: usize, channels: usize, parts: usize) -> usize {
 /// 1x1 weight as the centre tap (the redundancy-free form PyTorch calls `w_dense_equiv`).
 ///
 /// # Shapes
-/// `w3`: [N, M/P, 3, 3], `w1`: [N, M] → [N, M, 3, 3]
+/// `w3`: `[N, M/P, 3, 3]`, `w1`: `[N, M]` → `[N, M, 3, 3]`
 pub fn hetconv_dense_equivalent(d: &ConvDims, parts: usize, w3: &[f64], w1: &[f64]) -> Vec<f64> {
     let kind = ConvKind::hetconv(parts);
     let per_group = d.cin / parts;

@@ -3,7 +3,7 @@
 /// `a @ b` for row-major `a` [m, k] and `b` [k, n].
 ///
 /// # Shapes
-/// `a`: [m, k], `b`: [k, n] → [m, n]
+/// `a`: `[m, k]`, `b`: `[k, n]` → `[m, n]`
 pub fn matmul(a: &[f64], b: &[f64], m: usize, k: usize, n: usize) -> Vec<f64> {
     let mut c = vec![0.0; m * n];
     for i in 0..m {
@@ -17,7 +17,7 @@ pub fn matmul(a: &[f64], b: &[f64], m: usize, k: usize, n: usize) -> Vec<f64> {
 /// The transpose of a row-major [rows, cols] matrix.
 ///
 /// # Shapes
-/// `a`: [rows, cols] → [cols, rows]
+/// `a`: `[rows, cols]` → `[cols, rows]`
 pub fn transpose(a: &[f64], rows: usize, cols: usize) -> Vec<f64> {
     let mut t = vec![0.0; rows * cols];
     for r in 0..rows {
@@ -31,7 +31,7 @@ pub fn transpose(a: &[f64], rows: usize, cols: usize) -> Vec<f64> {
 /// A linear layer `y = x @ w^T + b` (PyTorch layout: `w` is [out, in]).
 ///
 /// # Shapes
-/// `x`: [B, in], `w`: [out, in], `b`: [out] → [B, out]
+/// `x`: `[B, in]`, `w`: `[out, in]`, `b`: `[out]` → `[B, out]`
 pub fn linear(
     x: &[f64],
     w: &[f64],
@@ -50,7 +50,7 @@ pub fn linear(
 /// Gradients of [`linear`]: `(dx, dw, db)` = `(dy @ w, dy^T @ x, sum_batch dy)`.
 ///
 /// # Shapes
-/// `x`: [B, in], `w`: [out, in], `dy`: [B, out] → [B, in], [out, in], [out]
+/// `x`: `[B, in]`, `w`: `[out, in]`, `dy`: `[B, out]` → `[B, in]`, `[out, in]`, `[out]`
 pub fn linear_backward(
     x: &[f64],
     w: &[f64],

@@ -3,7 +3,7 @@
 /// Mean cross-entropy, its gradient `(softmax - onehot) / B`, and log-softmax.
 ///
 /// # Shapes
-/// `logits`: [B, classes], `labels`: [B] → scalar, [B, classes], [B, classes]
+/// `logits`: `[B, classes]`, `labels`: `[B]` → scalar, `[B, classes]`, `[B, classes]`
 pub fn softmax_cross_entropy(
     logits: &[f64],
     labels: &[usize],
@@ -30,7 +30,7 @@ pub fn softmax_cross_entropy(
 /// Fraction of rows whose first arg-max equals the label.
 ///
 /// # Shapes
-/// `logits`: [B, classes], `labels`: [B]
+/// `logits`: `[B, classes]`, `labels`: `[B]`
 pub fn accuracy(logits: &[f64], labels: &[usize], classes: usize) -> f64 {
     let correct = labels
         .iter()

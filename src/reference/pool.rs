@@ -15,7 +15,7 @@ fn argmax(plane: &[f64], width: usize, oy: usize, ox: usize) -> usize {
 /// Forward: `(y, argmax)` with argmax flat in each H*W plane (PyTorch's `return_indices`).
 ///
 /// # Shapes
-/// `x`: [planes, H, W] flattened → [planes, H/2, W/2] twice
+/// `x`: `[planes, H, W]` flattened → `[planes, H/2, W/2]` twice
 pub fn max_pool2(x: &[f64], planes: usize, height: usize, width: usize) -> (Vec<f64>, Vec<usize>) {
     let (oh, ow) = (height / 2, width / 2);
     let mut y = Vec::with_capacity(planes * oh * ow);
@@ -36,7 +36,7 @@ pub fn max_pool2(x: &[f64], planes: usize, height: usize, width: usize) -> (Vec<
 /// Backward: routes each `dy` to its window's argmax.
 ///
 /// # Shapes
-/// `dy`: [planes, H/2, W/2], `argmax` from [`max_pool2`] → [planes, H, W]
+/// `dy`: `[planes, H/2, W/2]`, `argmax` from [`max_pool2`] → `[planes, H, W]`
 pub fn max_pool2_backward(
     dy: &[f64],
     argmax: &[usize],

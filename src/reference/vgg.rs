@@ -44,7 +44,7 @@ enum Saved {
 /// Mean cross-entropy of `x` (batch `batch`) and the gradient of every parameter.
 ///
 /// # Shapes
-/// `x`: [B, in_channels, size, size], `labels`: [B]
+/// `x`: `[B, in_channels, size, size]`, `labels`: `[B]`
 pub fn loss_and_grads(
     config: &VggConfig,
     params: &Params,
