@@ -122,14 +122,32 @@ impl Checkpoint {
         out
     }
 
+    /// The step recorded in the metadata (0 when absent).
+    pub fn step(&self) -> u64 {
+        self.metadata
+            .get(META_STEP)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The first non-finite value (NaN or infinite) among the tensors and the momentum
+    /// buffers, in name order: (name, index, value).
+    pub fn first_non_finite(&self) -> Option<(String, usize, f32)> {
+        let mut all: Vec<(&String, &Vec<f32>)> =
+            self.tensors.iter().chain(&self.momentum).collect();
+        all.sort_by(|a, b| a.0.cmp(b.0));
+        all.into_iter().find_map(|(name, values)| {
+            values
+                .iter()
+                .position(|v| !v.is_finite())
+                .map(|i| (name.clone(), i, values[i]))
+        })
+    }
+
     /// Serialises to safetensors bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let shapes = Self::expected_shapes(&self.config);
-        let steps: i64 = self
-            .metadata
-            .get(META_STEP)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+        let steps = i64::try_from(self.step()).unwrap_or(i64::MAX);
         let mut owned: Vec<(String, Vec<usize>, Dtype, Vec<u8>)> = Vec::new();
         for (name, shape) in &shapes {
             let values = self.tensors.get(name).ok_or_else(|| {
@@ -425,9 +443,19 @@ pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(io)
 }
 
-/// Saves a checkpoint to `path` atomically.
+/// Saves a checkpoint to `path` atomically. A checkpoint with a non-finite weight, running
+/// statistic or momentum value (a diverged run) is refused, so it never replaces a good one.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn save(path: &std::path::Path, checkpoint: &Checkpoint) -> Result<()> {
+    if let Some((name, index, value)) = checkpoint.first_non_finite() {
+        return Err(Error::Diverged {
+            step: checkpoint.step(),
+            what: format!(
+                "{name}[{index}] is {value}, so {} was not written",
+                path.display()
+            ),
+        });
+    }
     write_atomic(path, &checkpoint.to_bytes()?)
 }
 

@@ -57,6 +57,13 @@ pub enum Error {
         message: String,
     },
 
+    /// Training produced a non-finite loss or non-finite weights.
+    #[error(
+        "training diverged at step {step}: {what}; nothing was saved over the last checkpoint. \
+         Lower the learning rate or add warm-up epochs"
+    )]
+    Diverged { step: u64, what: String },
+
     /// An argument is out of its allowed range.
     #[error("{0}")]
     InvalidArgument(String),

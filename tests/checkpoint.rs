@@ -304,3 +304,49 @@ fn one_step_from_an_imported_checkpoint_matches_the_reference() {
         );
     }
 }
+
+/// A run whose learning rate is far too high: the trainer reports the non-finite loss as
+/// `Diverged` (naming the step), and saving the diverged model is refused, leaving the good
+/// checkpoint on disk as it was.
+#[test]
+fn a_diverged_run_is_an_error_and_never_overwrites_a_checkpoint() {
+    let ctx = ctx();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ckpt.safetensors");
+    let good = Checkpoint::from_model_blocking(&trained(&ctx, 1), true, HashMap::new()).unwrap();
+    checkpoint::save(&path, &good).unwrap();
+    let before = std::fs::read(&path).unwrap();
+
+    let mut wild = settings(false, false);
+    wild.lr = LrSchedule {
+        base_lr: 1e12,
+        schedule: Schedule::Constant,
+        warmup_epochs: 0.0,
+    };
+    let model = Vgg16::new(&ctx, tiny(), 1).unwrap();
+    let mut trainer = Trainer::new(model, cifar20(), wild, Progress::default()).unwrap();
+    let error = (0..10)
+        .find_map(|_| pollster::block_on(trainer.step()).err())
+        .expect("the loss becomes non-finite within 10 steps");
+    let message = error.to_string();
+    assert!(
+        matches!(error, hetconv::Error::Diverged { step, .. } if (1..=10).contains(&step)),
+        "{message}"
+    );
+    assert!(message.contains("loss is"), "{message}");
+
+    let diverged = Checkpoint::from_model_blocking(trainer.model(), true, HashMap::new()).unwrap();
+    let (name, _, value) = diverged
+        .first_non_finite()
+        .expect("the weights are non-finite too");
+    let message = checkpoint::save(&path, &diverged).unwrap_err().to_string();
+    assert!(
+        message.contains(&name) && message.contains(&value.to_string()),
+        "{message}"
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "the good checkpoint is kept"
+    );
+}

@@ -192,7 +192,7 @@ impl Trainer {
 
     /// Runs one training step. The step is submitted at once; the next batch is prepared on the
     /// CPU while the GPU works; the loss is read back every `report_every` steps and at the end
-    /// of each epoch.
+    /// of each epoch, and a non-finite loss there is an [`Error::Diverged`].
     pub async fn step(&mut self) -> Result<StepReport> {
         if self.is_done() {
             return Err(Error::InvalidArgument(
@@ -244,7 +244,14 @@ impl Trainer {
                 .step
                 .is_multiple_of(self.settings.report_every.max(1));
         let metrics = if report {
-            Some(summarize(&out.rows.read().await?))
+            let (loss, accuracy) = summarize(&out.rows.read().await?);
+            if !loss.is_finite() {
+                return Err(Error::Diverged {
+                    step: self.progress.step,
+                    what: format!("the batch loss is {loss}"),
+                });
+            }
+            Some((loss, accuracy))
         } else {
             None
         };
