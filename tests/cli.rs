@@ -280,3 +280,53 @@ fn selfcheck_covers_every_kernel_family_and_passes() {
         "{text}"
     );
 }
+
+/// `hetconv bench` on a tiny model: the Markdown table and its JSON copy, one row per kernel
+/// form with positive times, one submission per step and no bind group built per step after
+/// warm-up, and a per-kernel profile.
+#[test]
+fn bench_writes_the_step_table_and_its_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("steps");
+    let text = stdout(&hetconv(&[
+        "bench",
+        "--batch",
+        "2",
+        "--parts",
+        "4",
+        "--width-mult",
+        "0.0625",
+        "--warmup",
+        "1",
+        "--steps",
+        "1",
+        "--unfused",
+        "--profile",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    let md = std::fs::read_to_string(out.with_extension("md")).unwrap();
+    assert!(
+        text.contains("1-image inference ms") && md.contains("| kernel |"),
+        "{md}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.with_extension("json")).unwrap())
+            .unwrap();
+    let rows = json["rows"].as_array().unwrap();
+    let modes: Vec<&str> = rows.iter().map(|r| r["mode"].as_str().unwrap()).collect();
+    assert_eq!(modes, ["Fused", "Unfused"]);
+    for row in rows {
+        for key in ["step_ms", "forward_ms", "one_image_ms", "images_per_second"] {
+            assert!(row[key].as_f64().unwrap() > 0.0, "{key}: {row}");
+        }
+        assert_eq!(row["submissions_per_step"], 1, "{row}");
+        assert_eq!(row["bind_groups_built_per_step"], 0, "{row}");
+        assert!(row["dispatches_per_step"].as_u64().unwrap() > 50, "{row}");
+    }
+    assert!(
+        rows[0]["profile"].as_array().is_some_and(|p| !p.is_empty()),
+        "{}",
+        rows[0]
+    );
+}

@@ -51,6 +51,8 @@ struct Row {
     step_ms: f64,
     record_ms_per_step: f64,
     forward_ms: f64,
+    /// Eval-mode class probabilities of one image (an embedding application's latency).
+    one_image_ms: f64,
     images_per_second: f64,
     train_gflops: f64,
     dispatches_per_step: u64,
@@ -147,6 +149,15 @@ fn measure(
         ctx.synchronize()?;
     }
     let forward_ms = time_steps(ctx, args.steps, || model.predict(&x).map(|_| ()))?.wall_ms;
+    let one = x.view(0, &[1, 3, 32, 32])?;
+    for _ in 0..args.warmup {
+        model.predict_probabilities(&one)?;
+        ctx.synchronize()?;
+    }
+    let one_image_ms = time_steps(ctx, args.steps, || {
+        model.predict_probabilities(&one).map(|_| ())
+    })?
+    .wall_ms;
     Ok(Row {
         batch,
         parts,
@@ -155,6 +166,7 @@ fn measure(
         step_ms,
         record_ms_per_step: step.host_ms,
         forward_ms,
+        one_image_ms,
         images_per_second: batch as f64 / (step_ms / 1e3),
         // A training step does about three forward passes of work (forward, input and weight
         // gradients); two FLOPs per multiply-accumulate.
@@ -190,7 +202,7 @@ pub fn run(ctx: &Context, args: BenchArgs) -> Result<()> {
     }
     let mut md = format!(
         "Training step of HetConv VGG-16 (CIFAR-10 shape, width x{}) on {} ({:?}, {} {}); SGD momentum; {} warm-up steps excluded, mean of {} steps\n\n\
-         | batch | P | kernels | step ms | record ms/step | forward ms | images/s | GFLOP/s (3x fwd) | dispatches/step | submissions/step | bind groups built/step |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+         | batch | P | kernels | step ms | record ms/step | forward ms | 1-image inference ms | images/s | GFLOP/s (3x fwd) | dispatches/step | submissions/step | bind groups built/step |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         args.width_mult,
         info.name,
         info.backend,
@@ -201,13 +213,14 @@ pub fn run(ctx: &Context, args: BenchArgs) -> Result<()> {
     );
     for r in &rows {
         md += &format!(
-            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.0} | {:.1} | {} | {} | {} |\n",
+            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {:.1} | {} | {} | {} |\n",
             r.batch,
             r.parts,
             r.mode,
             r.step_ms,
             r.record_ms_per_step,
             r.forward_ms,
+            r.one_image_ms,
             r.images_per_second,
             r.train_gflops,
             r.dispatches_per_step,
