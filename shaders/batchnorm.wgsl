@@ -13,7 +13,9 @@ struct Params {
     eps: f32,
     momentum: f32,
     from_running: u32, // normalize: 1 = eval mode, read the running estimates
-    relu: u32,         // normalize: 1 = apply ReLU to the output (fused BN + ReLU)
+    relu: u32,         // normalize: 1 = apply ReLU to the output (fused BN + ReLU);
+                       // backward_reduce: 1 = the forward pass did, mask dy
+    dbeta_offset: u32, // backward_reduce: where dbeta starts in `out` (after dgamma)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -90,8 +92,10 @@ fn normalize(
     out[i] = y;
 }
 
-// Per channel: out = dgamma = sum(dy * xhat), out2 = dbeta = sum(dy).
-// Bindings: x, dy, mean, scale (invstd), out, out2.
+// Per channel: dgamma = sum(dy * xhat) at out[channel], dbeta = sum(dy) at
+// out[dbeta_offset + channel] (one buffer, so batchnorm_grad.wgsl stays within 8 storage
+// bindings), with dy masked by the fused ReLU's derivative when `relu` is set.
+// Bindings: x, dy, gamma, beta, mean, scale (invstd), out.
 @compute @workgroup_size(LANES)
 fn backward_reduce(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -105,17 +109,24 @@ fn backward_reduce(
     let n = p.batch * p.plane;
     let mu = mean[channel];
     let invstd = scale[channel];
+    let g_c = gamma[channel];
+    let b_c = beta[channel];
     var sum_dy = 0.0;
     var sum_dy_xhat = 0.0;
     for (var i = lid; i < n; i += LANES) {
         let k = at(i, channel);
-        sum_dy += dy[k];
-        sum_dy_xhat += dy[k] * (x[k] - mu) * invstd;
+        let xhat = (x[k] - mu) * invstd;
+        // The fused ReLU's derivative, from the pre-activation computed as normalize computes
+        // it (the same operations in the same order; only a value within a rounding error of 0
+        // could land on the other side, as the compiler contracts to fma or not).
+        let g = select(dy[k], 0.0, p.relu == 1u && xhat * g_c + b_c <= 0.0);
+        sum_dy += g;
+        sum_dy_xhat += g * xhat;
     }
     let total_dy = workgroup_sum(lid, sum_dy);
     let total_dy_xhat = workgroup_sum(lid, sum_dy_xhat);
     if lid == 0u {
         out[channel] = total_dy_xhat;
-        out2[channel] = total_dy;
+        out[p.dbeta_offset + channel] = total_dy;
     }
 }

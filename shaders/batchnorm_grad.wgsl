@@ -1,5 +1,7 @@
 // Input gradient of training-mode batch normalisation:
-// dx = gamma * invstd / n * (n * dy - sum(dy) - xhat * sum(dy * xhat)).
+// dx = gamma * invstd / n * (n * dy - sum(dy) - xhat * sum(dy * xhat)),
+// with dy masked by ReLU's derivative (pre-activation xhat * gamma + beta > 0) when the forward
+// pass fused ReLU; the sums come from batchnorm.wgsl::backward_reduce, masked the same way.
 
 override WG: u32 = 64u;
 
@@ -7,16 +9,19 @@ struct Params {
     batch: u32,
     channels: u32,
     plane: u32,
+    relu: u32,
+    dbeta_offset: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> dy: array<f32>;
 @group(0) @binding(3) var<storage, read> gamma: array<f32>;
-@group(0) @binding(4) var<storage, read> mean: array<f32>;
-@group(0) @binding(5) var<storage, read> invstd: array<f32>;
-@group(0) @binding(6) var<storage, read> sum_dy_xhat: array<f32>;
-@group(0) @binding(7) var<storage, read> sum_dy: array<f32>;
+@group(0) @binding(4) var<storage, read> beta: array<f32>;
+@group(0) @binding(5) var<storage, read> mean: array<f32>;
+@group(0) @binding(6) var<storage, read> invstd: array<f32>;
+// sum(dy * xhat) per channel, then sum(dy) per channel from dbeta_offset on.
+@group(0) @binding(7) var<storage, read> sums: array<f32>;
 @group(0) @binding(8) var<storage, read_write> dx: array<f32>;
 
 @compute @workgroup_size(WG)
@@ -32,5 +37,7 @@ fn backward_input(
     let c = (i / p.plane) % p.channels;
     let n = f32(p.batch * p.plane);
     let xhat = (x[i] - mean[c]) * invstd[c];
-    dx[i] = gamma[c] * invstd[c] / n * (n * dy[i] - sum_dy[c] - xhat * sum_dy_xhat[c]);
+    // The fused ReLU's derivative, from the pre-activation as batchnorm.wgsl::normalize computes it.
+    let g = select(dy[i], 0.0, p.relu == 1u && xhat * gamma[c] + beta[c] <= 0.0);
+    dx[i] = gamma[c] * invstd[c] / n * (n * g - sums[p.dbeta_offset + c] - xhat * sums[c]);
 }

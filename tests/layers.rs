@@ -117,6 +117,77 @@ fn batchnorm_eval_mode_and_fused_relu_match_reference() {
     );
 }
 
+/// Training-mode BatchNorm with ReLU fused: forward, and backward through the ReLU (masked by the
+/// recomputed pre-activation) vs the reference's BN backward of the ReLU-masked gradient. Some
+/// outputs are negative before the ReLU, so the mask matters (checked).
+#[test]
+fn batchnorm_with_fused_relu_backward_matches_reference() {
+    let ctx = ctx();
+    let mut rng = Rng::new(9);
+    let (b, c, plane) = (4, 3, 5);
+    let (x, dy, gamma, beta) = (
+        rng.vec(b * c * plane),
+        rng.vec(b * c * plane),
+        rng.vec(c),
+        rng.vec(c),
+    );
+    let t = |v: &[f32], s: &[usize]| upload(&ctx, s, v);
+    let (rm, rv) = (t(&[0.0; 3], &[c]), t(&[1.0; 3], &[c]));
+    let cfg = BatchNormConfig::default();
+    let xt = t(&x, &[b, c, 1, plane]);
+    let (y, saved) =
+        batchnorm::forward_train(&xt, &t(&gamma, &[c]), &t(&beta, &[c]), &rm, &rv, &cfg, true)
+            .unwrap();
+    let r = reference::batchnorm::forward_train(
+        &to_f64(&x),
+        b,
+        c,
+        plane,
+        &to_f64(&gamma),
+        &to_f64(&beta),
+        &[0.0; 3],
+        &[1.0; 3],
+        1e-5,
+        0.1,
+    );
+    assert!(
+        r.y.iter().any(|&v| v < -0.1),
+        "some pre-activations are negative"
+    );
+    assert_close(
+        "bn + relu forward",
+        &y.to_vec().unwrap(),
+        &reference::activation::relu(&r.y),
+        F32_KERNEL,
+    );
+    let (dx, dgamma, dbeta) =
+        batchnorm::backward(&xt, &t(&dy, &[b, c, 1, plane]), &t(&gamma, &[c]), &saved).unwrap();
+    let masked = reference::activation::relu_backward(&r.y, &to_f64(&dy));
+    let (want_dx, want_dgamma, want_dbeta) = reference::batchnorm::backward(
+        &to_f64(&x),
+        &masked,
+        b,
+        c,
+        plane,
+        &to_f64(&gamma),
+        &r.mean,
+        &r.invstd,
+    );
+    assert_close("bn + relu dx", &dx.to_vec().unwrap(), &want_dx, F32_KERNEL);
+    assert_close(
+        "bn + relu dgamma",
+        &dgamma.to_vec().unwrap(),
+        &want_dgamma,
+        F32_KERNEL,
+    );
+    assert_close(
+        "bn + relu dbeta",
+        &dbeta.to_vec().unwrap(),
+        &want_dbeta,
+        F32_KERNEL,
+    );
+}
+
 #[test]
 fn batchnorm_reference_matches_finite_differences() {
     let mut rng = Rng::new(6);

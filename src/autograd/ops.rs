@@ -97,7 +97,8 @@ pub fn hetconv_unfused(tape: &mut Tape, parts: usize, x: &Var, w3: &Var, w1: &Va
 }
 
 /// Training-mode batch norm (updates the running estimates in place), optionally followed by
-/// ReLU in the same kernel.
+/// ReLU in the same kernels, forward and backward (the backward pass recomputes ReLU's mask
+/// from the input instead of reading the output).
 ///
 /// # Shapes
 /// `x`: `[B, C]` or `[B, C, H, W]`; `gamma`, `beta`, `running_mean`, `running_var`: `[C]` → x's shape
@@ -121,17 +122,13 @@ pub fn batch_norm_train(
         cfg,
         relu,
     )?;
-    let (saved_x, saved_gamma, saved_y) = (x.value().clone(), gamma.value().clone(), y.clone());
+    let (saved_x, saved_gamma) = (x.value().clone(), gamma.value().clone());
     Ok(tape.record(
         y,
         &[x, gamma, beta],
         Box::new(move |dy, _needs| {
-            let dy = if relu {
-                elementwise::binary(BinaryOp::ReluBackward, &saved_y, dy)?
-            } else {
-                dy.clone()
-            };
-            let (dx, dgamma, dbeta) = batchnorm::backward(&saved_x, &dy, &saved_gamma, &saved)?;
+            // Through the fused ReLU too (`saved` knows whether the forward pass applied it).
+            let (dx, dgamma, dbeta) = batchnorm::backward(&saved_x, dy, &saved_gamma, &saved)?;
             Ok(vec![Some(dx), Some(dgamma), Some(dbeta)])
         }),
     ))

@@ -221,7 +221,28 @@ fn batchnorm_checks(ctx: &Context, r: &mut Report) -> Result<()> {
     let (dx, dgamma, dbeta) = batchnorm::backward(&x, &dy, &gamma, &saved)?;
     r.compare("batch norm input gradient", &dx, &want_dx)?;
     r.compare("batch norm scale gradient", &dgamma, &want_dgamma)?;
-    r.compare("batch norm shift gradient", &dbeta, &want_dbeta)
+    r.compare("batch norm shift gradient", &dbeta, &want_dbeta)?;
+
+    // With ReLU fused: the backward pass masks dy by the recomputed pre-activation.
+    let (y, saved) = batchnorm::forward_train(&x, &gamma, &beta, &rm, &rv, &cfg, true)?;
+    r.compare(
+        "batch norm + ReLU forward",
+        &y,
+        &reference::activation::relu(&want.y),
+    )?;
+    let masked = reference::activation::relu_backward(&want.y, &dy64);
+    let (want_dx, ..) = reference::batchnorm::backward(
+        &x64,
+        &masked,
+        b,
+        c,
+        plane,
+        &gamma64,
+        &want.mean,
+        &want.invstd,
+    );
+    let (dx, _, _) = batchnorm::backward(&x, &dy, &gamma, &saved)?;
+    r.compare("batch norm + ReLU input gradient", &dx, &want_dx)
 }
 
 fn loss_and_sgd_checks(ctx: &Context, r: &mut Report) -> Result<()> {

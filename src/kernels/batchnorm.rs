@@ -40,10 +40,11 @@ static BACKWARD_REDUCE: KernelSpec = KernelSpec {
     bindings: &[
         (1, Read),
         (2, Read),
+        (3, Read),
+        (4, Read),
         (5, ReadWrite),
         (6, ReadWrite),
         (7, ReadWrite),
-        (8, ReadWrite),
     ],
     workgroup_size: 64,
 };
@@ -80,6 +81,9 @@ pub struct BatchNormSaved {
     pub mean: Tensor,
     /// 1 / sqrt(biased batch variance + eps) per channel.
     pub invstd: Tensor,
+    /// The shift `beta` when the forward pass fused ReLU: backward then masks `dy` where the
+    /// pre-activation was not positive (recomputed from `x`, never stored).
+    pub relu_beta: Option<Tensor>,
 }
 
 /// (batch, channels, plane) of a [B, C] or [B, C, H, W] input.
@@ -113,7 +117,7 @@ fn params(
     cfg: &BatchNormConfig,
     from_running: bool,
     relu: bool,
-) -> [u32; 7] {
+) -> [u32; 8] {
     [
         b as u32,
         c as u32,
@@ -122,6 +126,7 @@ fn params(
         cfg.momentum.to_bits(),
         u32::from(from_running),
         u32::from(relu),
+        0,
     ]
 }
 
@@ -169,7 +174,15 @@ pub fn forward_train(
         &[x, gamma, beta, &mean, &invstd, &y],
         x.numel() as u64,
     )?;
-    Ok((y, BatchNormSaved { mean, invstd }))
+    let relu_beta = relu.then(|| beta.clone());
+    Ok((
+        y,
+        BatchNormSaved {
+            mean,
+            invstd,
+            relu_beta,
+        },
+    ))
 }
 
 /// Eval-mode forward with the running estimates.
@@ -198,8 +211,8 @@ pub fn forward_eval(
     Ok(y)
 }
 
-/// Gradients of training-mode batch norm: `(dx, dgamma, dbeta)`. `dy` must already include
-/// ReLU's mask when the forward pass fused it.
+/// Gradients of training-mode batch norm: `(dx, dgamma, dbeta)`, through the fused ReLU when
+/// the forward pass applied it (`saved.relu_beta`): `dy` is the gradient of the layer's output.
 ///
 /// # Shapes
 /// `x`, `dy`: `[B, C]` or `[B, C, H, W]`; `gamma`: `[C]` → x's shape, `[C]`, `[C]`
@@ -218,32 +231,36 @@ pub fn backward(
         ));
     }
     let ctx = x.context();
-    let dgamma = Tensor::uninit(ctx, &[c])?;
-    let dbeta = Tensor::uninit(ctx, &[c])?;
-    let p = params(b, c, plane, &BatchNormConfig::default(), false, false);
+    // dgamma and dbeta in one buffer (dbeta at the next aligned offset, so both are views).
+    let align = (ctx.limits().min_storage_buffer_offset_alignment as usize / 4).max(1);
+    let dbeta_offset = c.div_ceil(align) * align;
+    let sums = Tensor::uninit(ctx, &[dbeta_offset + c])?;
+    let relu = saved.relu_beta.is_some();
+    // Without ReLU the shaders never read beta; gamma fills the binding.
+    let beta = saved.relu_beta.as_ref().unwrap_or(gamma);
+    let mut p = params(b, c, plane, &BatchNormConfig::default(), false, relu);
+    p[7] = dbeta_offset as u32;
     ctx.dispatch(
         &BACKWARD_REDUCE,
         &[],
         &p,
-        &[x, dy, &saved.mean, &saved.invstd, &dgamma, &dbeta],
+        &[x, dy, gamma, beta, &saved.mean, &saved.invstd, &sums],
         c as u64 * 64,
     )?;
     let dx = Tensor::uninit(ctx, x.shape())?;
     ctx.dispatch(
         &BACKWARD_INPUT,
         &[],
-        &[b as u32, c as u32, plane as u32],
         &[
-            x,
-            dy,
-            gamma,
-            &saved.mean,
-            &saved.invstd,
-            &dgamma,
-            &dbeta,
-            &dx,
+            b as u32,
+            c as u32,
+            plane as u32,
+            u32::from(relu),
+            dbeta_offset as u32,
         ],
+        &[x, dy, gamma, beta, &saved.mean, &saved.invstd, &sums, &dx],
         x.numel() as u64,
     )?;
+    let (dgamma, dbeta) = (sums.view(0, &[c])?, sums.view(dbeta_offset, &[c])?);
     Ok((dx, dgamma, dbeta))
 }
