@@ -59,8 +59,7 @@ pub enum Error {
 
     /// Training produced a non-finite loss or non-finite weights.
     #[error(
-        "training diverged at step {step}: {what}; nothing was saved over the last checkpoint. \
-         Lower the learning rate or add warm-up epochs"
+        "training diverged at step {step}: {what}. Lower the learning rate or add warm-up epochs"
     )]
     Diverged { step: u64, what: String },
 
