@@ -126,7 +126,7 @@ fn params(
         cfg.momentum.to_bits(),
         u32::from(from_running),
         u32::from(relu),
-        0,
+        0, // dbeta_offset, set by `backward`
     ]
 }
 
@@ -239,6 +239,7 @@ pub fn backward(
     // Without ReLU the shaders never read beta; gamma fills the binding.
     let beta = saved.relu_beta.as_ref().unwrap_or(gamma);
     let mut p = params(b, c, plane, &BatchNormConfig::default(), false, relu);
+    // The block's last field, `dbeta_offset`: only backward_reduce reads it.
     p[7] = dbeta_offset as u32;
     ctx.dispatch(
         &BACKWARD_REDUCE,
