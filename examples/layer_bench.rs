@@ -36,7 +36,8 @@ struct Args {
     /// Timed runs per measurement (the median is reported).
     #[arg(long, default_value_t = 3)]
     reps: usize,
-    /// Force the direct kernels (`direct`) or the tiled implicit GEMM (`tiled`); default: auto.
+    /// `auto` (the tuner, per `HETCONV_TUNE`), `direct`, `tiled` (the GEMM core with the
+    /// heuristic's tiles) or one variant, e.g. `gemm:64x64/4x4/k16`.
     #[arg(long, default_value = "auto")]
     conv: String,
     /// Output path without extension.
@@ -221,9 +222,10 @@ fn main() -> Result<()> {
     env_logger::init();
     let args = Args::parse();
     let conv_algorithm = match args.conv.as_str() {
+        "auto" => ConvAlgorithm::Auto,
         "direct" => ConvAlgorithm::Direct,
         "tiled" => ConvAlgorithm::TiledGemm,
-        _ => ConvAlgorithm::Auto,
+        other => ConvAlgorithm::Fixed(other.parse().map_err(hetconv::Error::InvalidArgument)?),
     };
     let ctx = pollster::block_on(Context::new(ContextOptions {
         limits: LimitsChoice::AdapterMaximum,

@@ -24,6 +24,7 @@ pub mod reference;
 pub mod shaders;
 pub mod tensor;
 pub mod train;
+pub mod tune;
 
 pub use error::{Error, Result};
 pub use gpu::{Context, ContextOptions, ConvAlgorithm, KernelTime, LimitsChoice};

@@ -29,7 +29,7 @@ shader!(ELEMENTWISE, "elementwise");
 shader!(CONV, "conv");
 shader!(REDUCE, "reduce", "workgroup_sum");
 shader!(CONV_WEIGHT_GRAD, "conv_weight_grad");
-shader!(CONV_GEMM, "conv_gemm");
+shader!(GEMM_CORE, "gemm_core");
 shader!(POOL, "pool");
 shader!(BATCHNORM, "batchnorm", "workgroup_sum");
 shader!(BATCHNORM_GRAD, "batchnorm_grad");
@@ -42,7 +42,7 @@ pub static ALL: &[&ShaderSource] = &[
     &ELEMENTWISE,
     &CONV,
     &CONV_WEIGHT_GRAD,
-    &CONV_GEMM,
+    &GEMM_CORE,
     &REDUCE,
     &POOL,
     &BATCHNORM,

@@ -252,7 +252,8 @@ fn ctrl_c_saves_a_checkpoint_and_resume_finishes_the_run() {
     );
 }
 
-/// `hetconv selfcheck` runs every kernel family (both conv algorithms) against the CPU
+/// `hetconv selfcheck` runs every kernel family (direct kernels and every tile shape of the GEMM
+/// core that fits the device) against the CPU
 /// reference on this adapter and succeeds only if each matches.
 #[test]
 fn selfcheck_covers_every_kernel_family_and_passes() {
@@ -264,7 +265,8 @@ fn selfcheck_covers_every_kernel_family_and_passes() {
         "grouped 3x3 conv G=2 3x3 weight gradient",
         "pointwise conv 1x1 weight gradient",
         "HetConv P=4 (fused) 1x1 weight gradient",
-        "HetConv P=2 (tiled GEMM) forward",
+        "HetConv P=2 (gemm 64x64/4x4/k16) forward",
+        "HetConv P=2 (gemm 8x64/2x4/k16) 1x1 weight gradient",
         "max-pool 2x2 backward",
         "relu backward",
         "batch norm input gradient",

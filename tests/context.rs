@@ -306,7 +306,7 @@ fn writes_are_ordered_after_recorded_work() {
     assert_eq!(a.to_vec().unwrap(), vec![5.0, 6.0, 7.0, 8.0]);
 }
 
-/// A profile times every dispatch, by kernel entry point, without changing what is computed.
+/// A profile times every dispatch, by kernel (shader, entry point, tile shape), without changing what is computed.
 #[test]
 fn a_profile_times_every_dispatch_by_kernel() {
     let adapter = default_adapter();
@@ -337,6 +337,8 @@ fn a_profile_times_every_dispatch_by_kernel() {
     assert_eq!(untimed, 0);
     let counts: Vec<u64> = times.iter().map(|t| t.dispatches).collect();
     assert_eq!(counts, vec![3, 1], "{times:?}");
+    let kernels: Vec<&str> = times.iter().map(|t| t.kernel.as_str()).collect();
+    assert_eq!(kernels, ["gemm::matmul", "elementwise::relu"]);
     assert_eq!(
         counts.iter().sum::<u64>(),
         ctx.record_stats().dispatches - before.dispatches
@@ -345,6 +347,21 @@ fn a_profile_times_every_dispatch_by_kernel() {
     assert!(times.iter().map(|t| t.ms).sum::<f64>() > 0.0, "{times:?}");
     // After the profile, dispatches share one pass again and nothing is timed.
     assert!(pollster::block_on(ctx.end_profile()).is_err());
+    // The GEMM core is named with its tile shape and role.
+    let tile = hetconv::kernels::gemm_core::TileShape::new(32, 32, 4, 4, 16);
+    ctx.set_conv_algorithm(hetconv::ConvAlgorithm::Fixed(hetconv::tune::Variant::Gemm(
+        tile,
+    )));
+    ctx.begin_profile().unwrap();
+    let tiled = run();
+    let (times, _) = pollster::block_on(ctx.end_profile()).unwrap();
+    assert_close(
+        "profiled gemm core",
+        &tiled.to_vec().unwrap(),
+        &to_f64(&plain),
+        F32_KERNEL,
+    );
+    assert_eq!(times[0].kernel, "gemm_core::gemm[32x32/4x4/k16 role 3]");
 }
 
 /// A device opened without timestamps refuses to profile, naming the adapter.

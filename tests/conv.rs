@@ -8,6 +8,7 @@ use common::*;
 use hetconv::kernels::conv::{self, ConvDims, ConvKind, ConvWeights, Pointwise};
 use hetconv::kernels::reduce;
 use hetconv::reference::conv as cpu;
+use hetconv::tune::Pass;
 use hetconv::{Context, Tensor};
 use proptest::prelude::{ProptestConfig, prop, proptest};
 
@@ -66,7 +67,7 @@ impl Case {
 
     /// Checks the case along every conv path.
     fn check(&self, ctx: &Context) {
-        for path in CONV_PATHS {
+        for path in conv_paths(ctx) {
             use_path(ctx, path);
             self.check_with(ctx, path);
         }
@@ -156,6 +157,9 @@ impl Case {
                     }
                 }
             }
+        }
+        for pass in [Pass::ConvForward, Pass::ConvInputGrad, Pass::ConvWeightGrad] {
+            assert_ran(ctx, &conv::tune_key(pass, kind, d), variant_of(algorithm));
         }
         if self.bias.is_some() {
             let db = reduce::sum_channels(&dy).unwrap().to_vec().unwrap();
@@ -254,7 +258,7 @@ fn grouped_3x3_plus_dense_1x1() {
 #[test]
 fn fused_equals_unfused_equals_per_filter_definition() {
     let ctx = ctx();
-    for (path, p) in CONV_PATHS
+    for (path, p) in conv_paths(&ctx)
         .into_iter()
         .flat_map(|a| [1, 2, 4, 8].map(|p| (a, p)))
     {
@@ -470,6 +474,32 @@ fn bad_shapes_give_errors_naming_op_and_shapes() {
         err.contains("[1, 6, 4, 4]") && err.contains("[1, 8, 4, 5]"),
         "{err}"
     );
+}
+
+/// The largest tile shape needs more workgroup memory than WebGPU's default limits: checked on
+/// a context opened with the adapter's own limits (lavapipe offers 32 KiB).
+#[test]
+fn largest_tile_on_the_adapters_own_limits() {
+    let ctx = max_ctx();
+    let tile = hetconv::kernels::gemm_core::TILE_SHAPES[0];
+    if !tile.fits(ctx.limits()) {
+        let note = format!(
+            "largest_tile_on_the_adapters_own_limits: {tile} does not fit {:?}: not run",
+            ctx.adapter_info().name
+        );
+        assert!(std::env::var_os("CI").is_none(), "{note} (CI needs it)");
+        eprintln!("note: {note}");
+        return;
+    }
+    let path = ConvPath::Variant(hetconv::tune::Variant::Gemm(tile));
+    use_path(&ctx, path);
+    for (i, kind) in [ConvKind::hetconv(4), ConvKind::standard3x3()]
+        .into_iter()
+        .enumerate()
+    {
+        let case = Case::new(kind, dims(2, 8, 136, 5, 27), true, 300 + i as u64);
+        case.check_with(&ctx, path);
+    }
 }
 
 proptest! {

@@ -8,8 +8,16 @@ use hetconv::kernels::gemm::{self, Layout};
 use hetconv::reference::gemm::{matmul, transpose};
 
 #[test]
-fn matmul_matches_reference_on_odd_shapes_and_layouts() {
+fn matmul_matches_reference_on_odd_shapes_and_layouts_along_every_path() {
     let ctx = ctx();
+    for path in conv_paths(&ctx) {
+        use_path(&ctx, path);
+        check_matmul_shapes(&ctx, path);
+    }
+}
+
+fn check_matmul_shapes(ctx: &hetconv::Context, path: ConvPath) {
+    let ctx = ctx.clone();
     let mut rng = Rng::new(7);
     for &(m, k, n) in &[
         (1, 1, 1),
@@ -44,10 +52,15 @@ fn matmul_matches_reference_on_odd_shapes_and_layouts() {
                 .to_vec()
                 .unwrap();
                 assert_close(
-                    &format!("matmul {m}x{k}x{n} {la:?} {lb:?}"),
+                    &format!("{path:?} matmul {m}x{k}x{n} {la:?} {lb:?}"),
                     &got,
                     &want,
                     tol,
+                );
+                assert_ran(
+                    &ctx,
+                    &format!("matmul {m}x{k}x{n} {la:?}/{lb:?} f32"),
+                    variant_of(path),
                 );
             }
         }
@@ -62,8 +75,16 @@ fn transpose_f32(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 }
 
 #[test]
-fn matmul_adds_bias_and_accumulates() {
+fn matmul_adds_bias_and_accumulates_along_every_path() {
     let ctx = ctx();
+    for path in conv_paths(&ctx) {
+        use_path(&ctx, path);
+        check_bias_and_accumulate(&ctx);
+    }
+}
+
+fn check_bias_and_accumulate(ctx: &hetconv::Context) {
+    let ctx = ctx.clone();
     let mut rng = Rng::new(8);
     let (m, k, n) = (5, 6, 7);
     let (a, b, bias) = (rng.vec(m * k), rng.vec(k * n), rng.vec(n));

@@ -49,6 +49,8 @@ struct Row {
     mode: String,
     width_mult: f64,
     step_ms: f64,
+    /// The first step: pipeline builds, allocation and, in `full` mode, tuning of new shapes.
+    first_step_ms: f64,
     record_ms_per_step: f64,
     forward_ms: f64,
     /// Eval-mode class probabilities of one image (an embedding application's latency).
@@ -119,7 +121,12 @@ fn measure(
         weight_decay: 5e-4,
         nesterov: false,
     };
-    for _ in 0..args.warmup {
+    ctx.synchronize()?;
+    let first = Instant::now();
+    model.train_step(&x, &y, &sgd)?;
+    ctx.synchronize()?;
+    let first_step_ms = first.elapsed().as_secs_f64() * 1e3;
+    for _ in 1..args.warmup {
         model.train_step(&x, &y, &sgd)?;
         ctx.synchronize()?;
     }
@@ -164,6 +171,7 @@ fn measure(
         mode: format!("{mode:?}"),
         width_mult: args.width_mult,
         step_ms,
+        first_step_ms,
         record_ms_per_step: step.host_ms,
         forward_ms,
         one_image_ms,
@@ -202,7 +210,7 @@ pub fn run(ctx: &Context, args: BenchArgs) -> Result<()> {
     }
     let mut md = format!(
         "Training step of HetConv VGG-16 (CIFAR-10 shape, width x{}) on {} ({:?}, {} {}); SGD momentum; {} warm-up steps excluded, mean of {} steps\n\n\
-         | batch | P | kernels | step ms | record ms/step | forward ms | 1-image inference ms | images/s | GFLOP/s (3x fwd) | dispatches/step | submissions/step | bind groups built/step |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+         | batch | P | kernels | step ms | first step ms | record ms/step | forward ms | 1-image inference ms | images/s | GFLOP/s (3x fwd) | dispatches/step | submissions/step | bind groups built/step |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         args.width_mult,
         info.name,
         info.backend,
@@ -213,11 +221,12 @@ pub fn run(ctx: &Context, args: BenchArgs) -> Result<()> {
     );
     for r in &rows {
         md += &format!(
-            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {:.1} | {} | {} | {} |\n",
+            "| {} | {} | {} | {:.2} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0} | {:.1} | {} | {} | {} |\n",
             r.batch,
             r.parts,
             r.mode,
             r.step_ms,
+            r.first_step_ms,
             r.record_ms_per_step,
             r.forward_ms,
             r.one_image_ms,
@@ -231,6 +240,7 @@ pub fn run(ctx: &Context, args: BenchArgs) -> Result<()> {
     for r in rows.iter().filter(|r| !r.profile.is_empty()) {
         md += &profile_table(r);
     }
+    md += &choices_table(ctx);
     println!("{md}");
     let stamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -240,6 +250,10 @@ pub fn run(ctx: &Context, args: BenchArgs) -> Result<()> {
         "workload": "HetConv VGG-16 for CIFAR-10 (32x32x3, 10 classes), SGD momentum 0.9, wd 5e-4",
         "adapter": info.name, "backend": format!("{:?}", info.backend), "driver": info.driver,
         "driver_info": info.driver_info, "unix_time": stamp, "warmup": args.warmup, "steps": args.steps, "rows": rows,
+        "tune_mode": ctx.tune_mode().to_string(),
+        "kernel_choices": ctx.kernel_choices().iter().map(|(key, c)| serde_json::json!({
+            "key": key, "variant": c.variant.to_string(), "source": c.source, "ms": c.ms,
+        })).collect::<Vec<_>>(),
     });
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::Io {
@@ -260,6 +274,24 @@ pub fn run(ctx: &Context, args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// What each pass and layer shape ran, and why (tuned now, from the cache, the heuristic, or
+/// forced by `--conv`).
+fn choices_table(ctx: &Context) -> String {
+    let stats = ctx.tune_stats();
+    let mut md = format!(
+        "\nKernel variant per pass and layer shape (tuning mode {}; {} keys timed in {:.1} s)\n\n\
+         | pass and shape | variant | from | ms when timed |\n|---|---|---|---|\n",
+        ctx.tune_mode(),
+        stats.keys_timed,
+        stats.ms / 1e3
+    );
+    for (key, c) in ctx.kernel_choices() {
+        let ms = c.ms.map(|m| format!("{m:.3}")).unwrap_or_default();
+        md += &format!("| {key} | {} | {:?} | {ms} |\n", c.variant, c.source);
+    }
+    md
+}
+
 /// Where one step's GPU time goes, kernel by kernel, largest first.
 fn profile_table(row: &Row) -> String {
     let total: f64 = row.profile.iter().map(|t| t.ms).sum();
@@ -271,7 +303,7 @@ fn profile_table(row: &Row) -> String {
     for t in &row.profile {
         md += &format!(
             "| {} | {} | {:.3} | {:.1}% |\n",
-            t.entry,
+            t.kernel,
             t.dispatches,
             t.ms,
             100.0 * t.ms / total.max(f64::MIN_POSITIVE)

@@ -10,10 +10,12 @@ mod predict;
 mod report;
 mod selfcheck;
 mod train;
+mod tune;
 
 use clap::{Parser, Subcommand};
 
 use hetconv::nn::VggConfig;
+use hetconv::tune::{TuneMode, Variant};
 use hetconv::{Context, ContextOptions, ConvAlgorithm, LimitsChoice, Result};
 
 /// Train and run HetConv (heterogeneous-kernel) CNNs on any GPU.
@@ -23,20 +25,38 @@ pub struct Cli {
     /// Ask the device for every limit the adapter offers instead of the WebGPU defaults.
     #[arg(long, global = true)]
     max_limits: bool,
-    /// How convolutions are computed: the fastest measured (auto: the direct loops, on the H200
-    /// and on lavapipe alike), direct loops, or the tiled implicit GEMM.
-    #[arg(long, global = true, value_enum, default_value_t = ConvArg::Auto)]
-    conv: ConvArg,
+    /// How convs and linear layers are computed: auto (the tuner decides per pass and shape),
+    /// direct (the direct kernels), tiled (the GEMM core with the heuristic's tile shapes), or
+    /// one variant everywhere, e.g. gemm:64x64/4x4/k16.
+    #[arg(long, global = true, default_value = "auto", value_parser = parse_conv)]
+    conv: ConvAlgorithm,
+    /// How much the tuner may do: off (heuristic only), cached (cache entries, else the
+    /// heuristic) or full (time the candidates of each new shape and cache the winner). Default:
+    /// $HETCONV_TUNE, else full on GPUs and cached on software adapters.
+    #[arg(long, global = true, value_parser = parse_tune)]
+    tune: Option<TuneMode>,
+    /// The tune cache file. Default: $HETCONV_TUNE_CACHE, else one file per adapter and driver
+    /// in the platform's cache folder (~/.cache/hetconv on Linux).
+    #[arg(long, global = true)]
+    tune_cache: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
-/// `--conv` values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum ConvArg {
-    Auto,
-    Direct,
-    Tiled,
+fn parse_conv(s: &str) -> std::result::Result<ConvAlgorithm, String> {
+    match s {
+        "auto" => Ok(ConvAlgorithm::Auto),
+        "direct" => Ok(ConvAlgorithm::Direct),
+        "tiled" => Ok(ConvAlgorithm::TiledGemm),
+        _ => s
+            .parse::<Variant>()
+            .map(ConvAlgorithm::Fixed)
+            .map_err(|e| format!("{e}; or one of auto, direct, tiled")),
+    }
+}
+
+fn parse_tune(s: &str) -> std::result::Result<TuneMode, String> {
+    s.parse()
 }
 
 #[derive(Subcommand, Debug)]
@@ -55,6 +75,9 @@ enum Command {
     Info,
     /// Run every kernel family once on small shapes and compare with the CPU reference.
     Selfcheck,
+    /// Time the kernel variants of the VGG-16's passes on this adapter ahead of training and
+    /// store the winners in the tune cache.
+    Tune(tune::TuneArgs),
     /// Print FLOPs and parameter counts of the HetConv VGG-16 for P = 1..64 next to the paper's.
     Flops {
         /// Multiply every conv width by this factor.
@@ -71,11 +94,9 @@ pub fn run(cli: Cli) -> Result<()> {
         } else {
             LimitsChoice::WebGpuDefaults
         },
-        conv_algorithm: match cli.conv {
-            ConvArg::Auto => ConvAlgorithm::Auto,
-            ConvArg::Direct => ConvAlgorithm::Direct,
-            ConvArg::Tiled => ConvAlgorithm::TiledGemm,
-        },
+        conv_algorithm: cli.conv,
+        tune: cli.tune,
+        tune_cache: cli.tune_cache.clone(),
         ..Default::default()
     };
     let gpu = || pollster::block_on(Context::new(options.clone()));
@@ -87,6 +108,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(args) => bench::run(&gpu()?, args),
         Command::Info => info::run(&gpu()?),
         Command::Selfcheck => selfcheck::run(&gpu()?),
+        Command::Tune(args) => tune::run(&gpu()?, args),
         Command::Flops { width_mult } => {
             let mut config = VggConfig::paper(1);
             if width_mult != 1.0 {

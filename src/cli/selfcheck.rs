@@ -5,9 +5,11 @@ use hetconv::kernels::batchnorm::{self, BatchNormConfig};
 use hetconv::kernels::conv::{self, ConvDims, ConvKind, ConvWeights};
 use hetconv::kernels::elementwise::{self, BinaryOp};
 use hetconv::kernels::gemm::{self, Layout};
+use hetconv::kernels::gemm_core::TILE_SHAPES;
 use hetconv::kernels::sgd::{self, SgdStep};
 use hetconv::kernels::{loss, pool, reduce};
 use hetconv::reference;
+use hetconv::tune::Variant;
 use hetconv::{Context, ConvAlgorithm, Error, Result, Tensor};
 
 /// Relative and absolute tolerance of the check (f32 kernels vs the f64 reference, on values in
@@ -293,14 +295,17 @@ pub fn run(ctx: &Context) -> Result<()> {
     for (label, kind) in kinds {
         conv_checks(ctx, &mut r, label, kind)?;
     }
+    // The GEMM core, with every tile shape this device can run.
     let before = ctx.conv_algorithm();
-    ctx.set_conv_algorithm(ConvAlgorithm::TiledGemm);
-    let tiled = conv_checks(
-        ctx,
-        &mut r,
-        "HetConv P=2 (tiled GEMM)",
-        ConvKind::hetconv(2),
-    );
+    let mut tiled = Ok(());
+    for tile in TILE_SHAPES.iter().filter(|t| t.fits(ctx.limits())) {
+        ctx.set_conv_algorithm(ConvAlgorithm::Fixed(Variant::Gemm(*tile)));
+        let label = format!("HetConv P=2 (gemm {tile})");
+        tiled = conv_checks(ctx, &mut r, &label, ConvKind::hetconv(2));
+        if tiled.is_err() {
+            break;
+        }
+    }
     ctx.set_conv_algorithm(before);
     tiled?;
     pool_and_relu_checks(ctx, &mut r)?;

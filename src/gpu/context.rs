@@ -7,6 +7,7 @@ use super::encoder::Recorder;
 use super::pipelines::PipelineCache;
 use super::pool::BufferPool;
 use crate::error::{Error, Result};
+use crate::tune::{TuneMode, Tuner};
 
 /// Which limits to ask the device for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -18,18 +19,20 @@ pub enum LimitsChoice {
     AdapterMaximum,
 }
 
-/// How the conv family is computed.
+/// How the conv family and the linear layer are computed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ConvAlgorithm {
-    /// The fastest measured so far: the direct kernels everywhere (on an H200 and on lavapipe
-    /// the tiled GEMM was slower; see `bench-results/`).
+    /// The tuner decides per pass and shape (see [`crate::tune`]).
     #[default]
     Auto,
-    /// Direct loops: each invocation a few channels x pixels (`shaders/conv.wgsl`).
+    /// Direct loops everywhere: each invocation a few channels x pixels (`shaders/conv.wgsl`,
+    /// `shaders/gemm.wgsl`).
     Direct,
-    /// Tiled implicit GEMM with workgroup-memory tiles (`shaders/conv_gemm.wgsl`) wherever a
-    /// group has at least 4 rows; direct loops elsewhere.
+    /// The register-tiled GEMM core (`shaders/gemm_core.wgsl`) everywhere, with the tile shape
+    /// the heuristic picks for each shape.
     TiledGemm,
+    /// One variant everywhere (tests and benchmarks of a single tile shape).
+    Fixed(crate::tune::Variant),
 }
 
 /// How to pick and open the device.
@@ -45,6 +48,11 @@ pub struct ContextOptions {
     /// this many invocations (None: 131,072 on GPUs, no slicing on software adapters, whose
     /// few cores are busy without it).
     pub conv_min_invocations: Option<u64>,
+    /// How much the tuner may do (None: `HETCONV_TUNE`, else [`TuneMode::default_for`] the
+    /// adapter).
+    pub tune: Option<TuneMode>,
+    /// The tune cache file (None: `HETCONV_TUNE_CACHE`, else the platform's cache folder).
+    pub tune_cache: Option<std::path::PathBuf>,
 }
 
 /// A GPU device with everything hetconv keeps per device. Cheap to clone (shared handle).
@@ -63,6 +71,7 @@ pub(crate) struct ContextInner {
     pub(crate) recorder: Mutex<Recorder>,
     pub(crate) conv_algorithm: Mutex<ConvAlgorithm>,
     pub(crate) conv_min_invocations: std::sync::atomic::AtomicU64,
+    pub(crate) tuner: Mutex<Tuner>,
     /// Errors that wgpu reported outside an error scope (only for devices we created).
     pub(crate) uncaptured: Arc<Mutex<Vec<String>>>,
 }
@@ -112,6 +121,14 @@ impl Context {
             }
         }));
         let ctx = Self::assemble(device, queue, info, uncaptured);
+        let tune = match options.tune {
+            Some(mode) => mode,
+            None => TuneMode::from_env()?.unwrap_or(ctx.tune_mode()),
+        };
+        ctx.set_tune_mode(tune);
+        if options.tune_cache.is_some() {
+            ctx.set_tune_cache(options.tune_cache.clone());
+        }
         ctx.set_conv_algorithm(options.conv_algorithm);
         if let Some(n) = options.conv_min_invocations {
             ctx.set_conv_min_invocations(n);
@@ -134,6 +151,7 @@ impl Context {
         uncaptured: Arc<Mutex<Vec<String>>>,
     ) -> Self {
         let limits = device.limits();
+        let tune = TuneMode::default_for(info.device_type);
         let min_invocations = if info.device_type == wgpu::DeviceType::Cpu {
             0
         } else {
@@ -150,6 +168,7 @@ impl Context {
                 recorder: Mutex::new(Recorder::default()),
                 conv_algorithm: Mutex::new(ConvAlgorithm::Auto),
                 conv_min_invocations: std::sync::atomic::AtomicU64::new(min_invocations),
+                tuner: Mutex::new(Tuner::new(tune, None)),
                 uncaptured,
             }),
         }
@@ -211,14 +230,6 @@ impl Context {
         self.inner
             .conv_min_invocations
             .load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Whether convolutions use the tiled implicit GEMM (where shapes allow).
-    pub fn uses_tiled_conv(&self) -> bool {
-        match self.conv_algorithm() {
-            ConvAlgorithm::Auto | ConvAlgorithm::Direct => false,
-            ConvAlgorithm::TiledGemm => true,
-        }
     }
 
     /// Returns (and forgets) the wgpu errors reported outside error scopes since the last call.

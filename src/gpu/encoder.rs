@@ -61,16 +61,16 @@ impl Recorder {
     fn timed_dispatch(
         &mut self,
         ctx: &Context,
-        entry: &'static str,
+        kernel: String,
         pipeline: &wgpu::ComputePipeline,
         bind_group: &wgpu::BindGroup,
         (x, y): (u32, u32),
     ) {
         self.pass = None;
         let encoder = self.encoder.get_or_insert_with(|| Self::new_encoder(ctx));
-        let writes = self.profile.as_mut().and_then(|p| p.next_writes(entry));
+        let writes = self.profile.as_mut().and_then(|p| p.next_writes(kernel));
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(entry),
+            label: Some("hetconv timed dispatch"),
             timestamp_writes: writes,
         });
         pass.set_pipeline(pipeline);
@@ -165,6 +165,20 @@ impl Context {
         }
     }
 
+    /// Takes the profile in progress out of the recorder (after a flush, so that its recorded
+    /// timestamps are resolved), for work that must not be profiled; see [`Self::resume_profile`].
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn pause_profile(&self) -> Result<Option<Profile>> {
+        self.flush()?;
+        Ok(self.recorder().profile.take())
+    }
+
+    /// Puts back what [`Self::pause_profile`] took.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn resume_profile(&self, profile: Option<Profile>) {
+        self.recorder().profile = profile;
+    }
+
     /// Dispatch and submission counts so far.
     pub fn record_stats(&self) -> RecordStats {
         self.inner
@@ -250,7 +264,8 @@ impl Context {
             }
         };
         if recorder.profile.is_some() {
-            recorder.timed_dispatch(self, spec.entry, &cached.pipeline, &bind_group, (x, y));
+            let kernel = kernel_label(spec, constants);
+            recorder.timed_dispatch(self, kernel, &cached.pipeline, &bind_group, (x, y));
         } else {
             let pass = recorder.pass(self);
             pass.set_pipeline(&cached.pipeline);
@@ -301,6 +316,31 @@ impl Context {
                 layout: &key.layout,
                 entries: &entries,
             })
+    }
+}
+
+/// How a profile names a dispatch: `shader::entry`, and for the GEMM core its tile shape and
+/// role (`gemm_core::gemm[64x64/4x4/k16 role 0]`).
+fn kernel_label(spec: &KernelSpec, constants: &[(&'static str, f64)]) -> String {
+    let get = |name: &str| {
+        constants
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v as u32)
+    };
+    let base = format!("{}::{}", spec.shader.name, spec.entry);
+    match (
+        get("TM"),
+        get("TN"),
+        get("RM"),
+        get("RN"),
+        get("KC"),
+        get("ROLE"),
+    ) {
+        (Some(tm), Some(tn), Some(rm), Some(rn), Some(kc), Some(role)) => {
+            format!("{base}[{tm}x{tn}/{rm}x{rn}/k{kc} role {role}]")
+        }
+        _ => base,
     }
 }
 

@@ -1,7 +1,8 @@
 //! GPU time per kernel: while a profile is on, every dispatch gets a compute pass of its own
 //! with timestamp queries at its start and end (wgpu's `TIMESTAMP_QUERY` feature). The queries
-//! are resolved into a readback buffer at each submission and summed per kernel entry point when
-//! the profile ends.
+//! are resolved into a readback buffer at each submission and summed per kernel (shader, entry
+//! point and variant: `conv::forward`, `gemm_core::gemm[64x64/4x4/k16 role 0]`) when the profile
+//! ends.
 
 use super::context::Context;
 use crate::error::{Error, Result};
@@ -10,11 +11,11 @@ use crate::error::{Error, Result};
 /// dispatches per submission times the first ones and counts the rest as untimed.
 const QUERIES_PER_SET: u32 = wgpu::QUERY_SET_MAX_QUERIES;
 
-/// GPU time of one kernel entry point over a profile.
+/// GPU time of one kernel over a profile.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct KernelTime {
-    /// The WGSL entry point.
-    pub entry: &'static str,
+    /// `shader::entry`, with the tile shape and role for the GEMM core.
+    pub kernel: String,
     /// Dispatches of it that were timed.
     pub dispatches: u64,
     /// Their summed GPU time in milliseconds.
@@ -24,10 +25,10 @@ pub struct KernelTime {
 /// A profile in progress (held by the recorder).
 pub(crate) struct Profile {
     query_set: wgpu::QuerySet,
-    /// Entry point of each timed dispatch of the open encoder, in query-pair order.
-    pending: Vec<&'static str>,
-    /// Resolved timestamps per submission, with the entry of each pair.
-    submitted: Vec<(wgpu::Buffer, Vec<&'static str>)>,
+    /// Kernel of each timed dispatch of the open encoder, in query-pair order.
+    pending: Vec<String>,
+    /// Resolved timestamps per submission, with the kernel of each pair.
+    submitted: Vec<(wgpu::Buffer, Vec<String>)>,
     /// Dispatches that found the query set full.
     untimed: u64,
 }
@@ -36,14 +37,14 @@ impl Profile {
     /// The timestamp writes for the next dispatch's pass, or None when the set is full.
     pub(crate) fn next_writes(
         &mut self,
-        entry: &'static str,
+        kernel: String,
     ) -> Option<wgpu::ComputePassTimestampWrites<'_>> {
         let index = u32::try_from(self.pending.len() * 2).ok()?;
         if index + 2 > QUERIES_PER_SET {
             self.untimed += 1;
             return None;
         }
-        self.pending.push(entry);
+        self.pending.push(kernel);
         Some(wgpu::ComputePassTimestampWrites {
             query_set: &self.query_set,
             beginning_of_pass_write_index: Some(index),
@@ -120,7 +121,7 @@ impl Context {
         Ok(())
     }
 
-    /// Ends the profile: submits, waits for the GPU and returns the GPU time per entry point
+    /// Ends the profile: submits, waits for the GPU and returns the GPU time per kernel
     /// (in order of first dispatch) and how many dispatches went untimed.
     pub async fn end_profile(&self) -> Result<(Vec<KernelTime>, u64)> {
         self.flush()?;
@@ -132,17 +133,17 @@ impl Context {
         };
         let period_ns = f64::from(self.inner.queue.get_timestamp_period());
         let mut times: Vec<KernelTime> = Vec::new();
-        for (buffer, entries) in &profile.submitted {
+        for (buffer, kernels) in &profile.submitted {
             let ticks: Vec<u64> = self.read_mapped(buffer).await?;
-            for (entry, pair) in entries.iter().zip(ticks.chunks_exact(2)) {
+            for (kernel, pair) in kernels.iter().zip(ticks.chunks_exact(2)) {
                 let ms = pair[1].saturating_sub(pair[0]) as f64 * period_ns / 1e6;
-                match times.iter_mut().find(|t| t.entry == *entry) {
+                match times.iter_mut().find(|t| t.kernel == *kernel) {
                     Some(t) => {
                         t.dispatches += 1;
                         t.ms += ms;
                     }
                     None => times.push(KernelTime {
-                        entry,
+                        kernel: kernel.clone(),
                         dispatches: 1,
                         ms,
                     }),

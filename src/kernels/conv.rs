@@ -6,12 +6,13 @@
 //! (stride 1, padding 1) and an optional 1x1 part that is dense or masked in HetConv's block
 //! layout (filter `o` of part `g = o / (N/P)` skips input channels `[g*M/P, (g+1)*M/P)`).
 
-use super::conv_gemm::{self, Role};
+use super::gemm_core::{self, reduction_len};
 use super::{placeholder, reduce, same_context};
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Context, KernelSpec, storage};
 use crate::shaders;
 use crate::tensor::Tensor;
+use crate::tune::{self, Pass, Problem, Variant};
 
 const CONV_BINDINGS: &[(u32, Access)] = &storage([
     Access::Read,
@@ -271,14 +272,42 @@ impl ConvKind {
     }
 }
 
-/// Rows per tile of the tiled implicit GEMM, when the context uses it and the group is big
-/// enough; `None` selects the direct kernels.
-fn tiled_rows(ctx: &Context, rows_per_group: usize) -> Option<usize> {
-    if ctx.uses_tiled_conv() {
-        conv_gemm::tile_rows(rows_per_group)
-    } else {
-        None
-    }
+/// The tuner's key of one pass of one layer: the pass, groups, whether there are 3x3 taps, the
+/// 1x1 part, batch, channels, map size and precision, e.g.
+/// `conv_forward g4 k3=1 pw=Masked b16 64->64 32x32 f32`.
+pub fn tune_key(pass: Pass, kind: &ConvKind, d: &ConvDims) -> String {
+    format!(
+        "{} g{} k3={} pw={:?} b{} {}->{} {}x{} f32",
+        pass.name(),
+        kind.groups,
+        u8::from(kind.kernel3),
+        kind.pointwise,
+        d.batch,
+        d.cin,
+        d.cout,
+        d.height,
+        d.width
+    )
+}
+
+/// The tuner's key and problem for one pass of one layer.
+fn tuning(pass: Pass, kind: &ConvKind, d: &ConvDims) -> (String, Problem) {
+    let pixels = d.batch * d.height * d.width;
+    let g = kind.groups;
+    let (rows, cols, red) = match pass {
+        Pass::ConvInputGrad => (d.cin / g, pixels, reduction_len(kind, d.cout)),
+        Pass::ConvWeightGrad => (d.cout / g, reduction_len(kind, d.cin), pixels),
+        _ => (d.cout / g, pixels, reduction_len(kind, d.cin)),
+    };
+    let key = tune_key(pass, kind, d);
+    let problem = Problem {
+        pass,
+        groups: g,
+        rows,
+        cols,
+        red,
+    };
+    (key, problem)
 }
 
 /// Channels per invocation: the largest of 4, 2, 1 dividing the channels of one block.
@@ -447,28 +476,36 @@ pub fn forward_into(
     all.extend(w.w3.iter().chain(w.w1.iter()).chain(w.bias.iter()).copied());
     same_context(op, &all)?;
     let ctx = x.context();
-    let spare = placeholder(ctx)?;
-    if let Some(tm) = tiled_rows(ctx, d.cout / kind.groups) {
-        let (w3, w1) = (bound(w.w3, &spare), bound(w.w1, &spare));
-        return conv_gemm::forward_or_input_grad(
-            Role::Forward,
-            tm,
-            kind,
-            &d,
-            x,
-            w3,
-            w1,
-            w.bias,
-            y,
-            accumulate,
-            &spare,
-        );
-    }
-    let sources = source_count(kind, d.cin);
+    let (key, problem) = tuning(Pass::ConvForward, kind, &d);
+    let variant = tune::choose(ctx, &problem, &key, |v| {
+        let scratch = Tensor::uninit(ctx, y.shape())?;
+        forward_with(v, kind, &d, x, w, &scratch, accumulate)
+    })?;
+    forward_with(variant, kind, &d, x, w, y, accumulate)
+}
+
+pub(crate) fn forward_with(
+    variant: Variant,
+    kind: &ConvKind,
+    d: &ConvDims,
+    x: &Tensor,
+    w: &ConvWeights,
+    y: &Tensor,
+    accumulate: bool,
+) -> Result<()> {
+    let spare = placeholder(x.context())?;
     let (w3, w1) = (bound(w.w3, &spare), bound(w.w1, &spare));
-    direct(
-        &FORWARD, kind, &d, d.cout, sources, x, w3, w1, w.bias, y, accumulate, &spare,
-    )
+    match variant {
+        Variant::Gemm(tile) => gemm_core::conv_forward_or_input_grad(
+            false, &tile, kind, d, x, w3, w1, w.bias, y, accumulate, &spare,
+        ),
+        Variant::Direct => {
+            let sources = source_count(kind, d.cin);
+            direct(
+                &FORWARD, kind, d, d.cout, sources, x, w3, w1, w.bias, y, accumulate, &spare,
+            )
+        }
+    }
 }
 
 /// Input gradient: `dx = d(loss)/dx` given `dy`.
@@ -499,41 +536,47 @@ pub fn backward_input(kind: &ConvKind, dy: &Tensor, w: &ConvWeights, cin: usize)
     same_context(op, &all)?;
     let ctx = dy.context();
     let dx = Tensor::uninit(ctx, &[batch, cin, height, width])?;
-    let spare = placeholder(ctx)?;
-    if let Some(tm) = tiled_rows(ctx, cin / kind.groups) {
-        let (w3, w1) = (bound(w.w3, &spare), bound(w.w1, &spare));
-        conv_gemm::forward_or_input_grad(
-            Role::InputGrad,
-            tm,
-            kind,
-            &d,
-            dy,
-            w3,
-            w1,
-            None,
-            &dx,
-            false,
-            &spare,
-        )?;
-        return Ok(dx);
-    }
-    let sources = source_count(kind, cout);
-    let (w3, w1) = (bound(w.w3, &spare), bound(w.w1, &spare));
-    direct(
-        &BACKWARD_INPUT,
-        kind,
-        &d,
-        cin,
-        sources,
-        dy,
-        w3,
-        w1,
-        None,
-        &dx,
-        false,
-        &spare,
-    )?;
+    let (key, problem) = tuning(Pass::ConvInputGrad, kind, &d);
+    let variant = tune::choose(ctx, &problem, &key, |v| {
+        let scratch = Tensor::uninit(ctx, dx.shape())?;
+        backward_input_with(v, kind, &d, dy, w, &scratch)
+    })?;
+    backward_input_with(variant, kind, &d, dy, w, &dx)?;
     Ok(dx)
+}
+
+fn backward_input_with(
+    variant: Variant,
+    kind: &ConvKind,
+    d: &ConvDims,
+    dy: &Tensor,
+    w: &ConvWeights,
+    dx: &Tensor,
+) -> Result<()> {
+    let spare = placeholder(dy.context())?;
+    let (w3, w1) = (bound(w.w3, &spare), bound(w.w1, &spare));
+    match variant {
+        Variant::Gemm(tile) => gemm_core::conv_forward_or_input_grad(
+            true, &tile, kind, d, dy, w3, w1, None, dx, false, &spare,
+        ),
+        Variant::Direct => {
+            let sources = source_count(kind, d.cout);
+            direct(
+                &BACKWARD_INPUT,
+                kind,
+                d,
+                d.cin,
+                sources,
+                dy,
+                w3,
+                w1,
+                None,
+                dx,
+                false,
+                &spare,
+            )
+        }
+    }
 }
 
 /// Weight gradients of one layer.
@@ -586,19 +629,35 @@ pub fn backward_weight(kind: &ConvKind, x: &Tensor, dy: &Tensor) -> Result<ConvW
         ));
     }
     let ctx = x.context();
-    if let Some(tm) = tiled_rows(ctx, d.cout / g) {
-        let dw3 = kind
-            .kernel3
-            .then(|| Tensor::uninit(ctx, &[d.cout, d.cin / g, 3, 3]))
-            .transpose()?;
-        let dw1 = (kind.pointwise != Pointwise::None)
-            .then(|| Tensor::uninit(ctx, &[d.cout, d.cin]))
-            .transpose()?;
+    let (key, problem) = tuning(Pass::ConvWeightGrad, kind, &d);
+    let variant = tune::choose(ctx, &problem, &key, |v| {
+        backward_weight_with(v, kind, &d, x, dy).map(drop)
+    })?;
+    backward_weight_with(variant, kind, &d, x, dy)
+}
+
+fn backward_weight_with(
+    variant: Variant,
+    kind: &ConvKind,
+    d: &ConvDims,
+    x: &Tensor,
+    dy: &Tensor,
+) -> Result<ConvWeightGrads> {
+    let ctx = x.context();
+    let g = kind.groups;
+    let dw3 = kind
+        .kernel3
+        .then(|| Tensor::uninit(ctx, &[d.cout, d.cin / g, 3, 3]))
+        .transpose()?;
+    let dw1 = (kind.pointwise != Pointwise::None)
+        .then(|| Tensor::uninit(ctx, &[d.cout, d.cin]))
+        .transpose()?;
+    if let Variant::Gemm(tile) = variant {
         let (spare, spare3, spare1) = (placeholder(ctx)?, placeholder(ctx)?, placeholder(ctx)?);
-        conv_gemm::weight_grad(
-            tm,
+        gemm_core::conv_weight_grad(
+            &tile,
             kind,
-            &d,
+            d,
             x,
             dy,
             bound(dw3.as_ref(), &spare3),
@@ -623,18 +682,11 @@ pub fn backward_weight(kind: &ConvKind, x: &Tensor, dy: &Tensor) -> Result<ConvW
         d.cin - in_block
     };
     let tiles = (d.cout / ot as usize) * (in_block + pointwise / ct as usize);
-    let splits = split_count(ctx, &d, tiles, len3.max(len1));
+    let splits = split_count(ctx, d, tiles, len3.max(len1));
     let rows = d.batch * d.height;
     let rows_per_split = rows.div_ceil(splits);
     let splits = rows.div_ceil(rows_per_split);
 
-    let dw3 = kind
-        .kernel3
-        .then(|| Tensor::uninit(ctx, &[d.cout, d.cin / g, 3, 3]))
-        .transpose()?;
-    let dw1 = (kind.pointwise != Pointwise::None)
-        .then(|| Tensor::uninit(ctx, &[d.cout, d.cin]))
-        .transpose()?;
     // With one split the kernel writes the gradients directly.
     let partial = |out: &Option<Tensor>, len: usize| -> Result<Option<Tensor>> {
         match out {

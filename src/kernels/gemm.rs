@@ -1,10 +1,12 @@
-//! Matrix products (`shaders/gemm.wgsl`).
+//! Matrix products: the direct kernel (`shaders/gemm.wgsl`, each invocation a 4 x 4 block) or
+//! the GEMM core (`shaders/gemm_core.wgsl`), as the tuner picks.
 
-use super::{placeholder, same_context};
+use super::{gemm_core, placeholder, same_context};
 use crate::error::{Error, Result};
 use crate::gpu::{Access, KernelSpec, storage};
 use crate::shaders;
 use crate::tensor::Tensor;
+use crate::tune::{self, Pass, Problem, Variant};
 
 static MATMUL: KernelSpec = KernelSpec {
     shader: &shaders::GEMM,
@@ -121,7 +123,49 @@ fn record(
     (m, k, n): (usize, usize, usize),
 ) -> Result<()> {
     let ctx = a.context();
+    let key = format!("matmul {m}x{k}x{n} {la:?}/{lb:?} f32");
+    let problem = Problem {
+        pass: Pass::Matmul,
+        groups: 1,
+        rows: m,
+        cols: n,
+        red: k,
+    };
+    let variant = tune::choose(ctx, &problem, &key, |v| {
+        let scratch = Tensor::uninit(ctx, out.shape())?;
+        record_with(v, a, la, b, lb, bias, &scratch, accumulate, (m, k, n))
+    })?;
+    record_with(variant, a, la, b, lb, bias, out, accumulate, (m, k, n))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record_with(
+    variant: Variant,
+    a: &Tensor,
+    la: Layout,
+    b: &Tensor,
+    lb: Layout,
+    bias: Option<&Tensor>,
+    out: &Tensor,
+    accumulate: bool,
+    (m, k, n): (usize, usize, usize),
+) -> Result<()> {
+    let ctx = a.context();
     let spare = placeholder(ctx)?;
+    if let Variant::Gemm(tile) = variant {
+        return gemm_core::matmul(
+            &tile,
+            a,
+            la,
+            b,
+            lb,
+            bias,
+            out,
+            accumulate,
+            (m, k, n),
+            &spare,
+        );
+    }
     let bias_buffer = bias.unwrap_or(&spare);
     let params = [
         m as u32,

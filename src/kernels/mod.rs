@@ -3,9 +3,9 @@
 
 pub mod batchnorm;
 pub mod conv;
-mod conv_gemm;
 pub mod elementwise;
 pub mod gemm;
+pub mod gemm_core;
 pub mod loss;
 pub mod pool;
 pub mod reduce;

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use hetconv::kernels::gemm_core::TILE_SHAPES;
+use hetconv::tune::Variant;
 use hetconv::{Context, Tensor};
 
 /// A context on the default adapter (lavapipe in CI).
@@ -206,28 +208,69 @@ pub fn golden_cases(prefix: &str) -> Vec<GoldenCase> {
     cases
 }
 
-/// The ways the conv family can be computed: direct kernels, direct kernels with their
-/// reduction cut into slices (forced on small shapes), and the tiled implicit GEMM.
+/// The ways the conv family and the linear layer can be computed: the direct kernels, the
+/// direct kernels with their reduction cut into slices (forced on small shapes), and the GEMM
+/// core with each of its tile shapes. A new variant is tested by being listed here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConvPath {
     Direct,
     DirectSliced,
-    TiledGemm,
+    Variant(Variant),
 }
 
-pub const CONV_PATHS: [ConvPath; 3] = [
-    ConvPath::Direct,
-    ConvPath::DirectSliced,
-    ConvPath::TiledGemm,
-];
+/// Every path; tile shapes that need more workgroup memory than `ctx` was opened with are left
+/// out, and the output says so (tests on an adapter-maximum context cover them).
+pub fn conv_paths(ctx: &Context) -> Vec<ConvPath> {
+    let mut paths = vec![ConvPath::Direct, ConvPath::DirectSliced];
+    for tile in TILE_SHAPES {
+        if tile.fits(ctx.limits()) {
+            paths.push(ConvPath::Variant(Variant::Gemm(tile)));
+        } else {
+            eprintln!(
+                "note: tile {tile} needs {} B of workgroup memory, this context allows {} B: not run on it",
+                tile.workgroup_bytes(),
+                ctx.limits().max_compute_workgroup_storage_size
+            );
+        }
+    }
+    paths
+}
 
-/// Makes `ctx` compute convolutions along `path`.
+/// Makes `ctx` compute convolutions and products along `path`.
 pub fn use_path(ctx: &Context, path: ConvPath) {
     let (algorithm, min_invocations) = match path {
         ConvPath::Direct => (hetconv::ConvAlgorithm::Direct, 0),
         ConvPath::DirectSliced => (hetconv::ConvAlgorithm::Direct, 1 << 24),
-        ConvPath::TiledGemm => (hetconv::ConvAlgorithm::TiledGemm, 0),
+        ConvPath::Variant(v) => (hetconv::ConvAlgorithm::Fixed(v), 0),
     };
     ctx.set_conv_algorithm(algorithm);
     ctx.set_conv_min_invocations(min_invocations);
+}
+
+/// The variant `path` runs.
+pub fn variant_of(path: ConvPath) -> Variant {
+    match path {
+        ConvPath::Direct | ConvPath::DirectSliced => Variant::Direct,
+        ConvPath::Variant(v) => v,
+    }
+}
+
+/// Asserts that the last run of the pass with tuner key `key` ran `want` (the choice is
+/// recorded where the dispatch is made, after every fallback).
+#[track_caller]
+pub fn assert_ran(ctx: &Context, key: &str, want: Variant) {
+    let choices = ctx.kernel_choices();
+    let Some((_, choice)) = choices.iter().find(|(k, _)| k == key) else {
+        panic!("no kernel choice recorded for {key:?}");
+    };
+    assert_eq!(choice.variant, want, "{key} ran {}", choice.variant);
+}
+
+/// A context with everything the adapter offers (the largest tile shapes need it).
+pub fn max_ctx() -> Context {
+    pollster::block_on(Context::new(hetconv::ContextOptions {
+        limits: hetconv::LimitsChoice::AdapterMaximum,
+        ..Default::default()
+    }))
+    .expect("a GPU adapter")
 }

@@ -1,0 +1,347 @@
+// One register-tiled GEMM core for the conv family and the linear layer (the tfjs-webgpu
+// pattern): C[row, col] = sum_k A[row, k] * B[k, col] for each group g of a batched product,
+// with the operand gathers and the epilogue chosen by the override constant ROLE:
+//   0 conv forward:         rows = filters of g, cols = pixels, k = own block's 3x3 taps, then
+//                           the 1x1 channels (all, or all outside the block when masked)
+//   1 conv input gradient:  rows = input channels of g, cols = pixels, k = the filters that read
+//                           them (transposed, flipped taps), then the 1x1 filters
+//   2 conv weight gradient: rows = filters of g, cols = the forward k space, k = the pixels of
+//                           one split (split-K partial products; `scatter_weight_grad` sums them)
+//   3 matmul:               rows = m, cols = n, k = k (either operand may be stored transposed)
+// A masked block is not in k at all: it is skipped, never multiplied.
+//
+// Tiles: each workgroup computes TM x TN of one group's C; each invocation RM x RN values, at
+// rows tr + i * (TM / RM) and columns tc + j * (TN / RN) (strided, so that neighbouring
+// invocations read neighbouring workgroup-memory words and write neighbouring columns). A and B
+// are staged KC reduction steps at a time in workgroup memory with a stride padded by one word.
+// The host guarantees: WG = (TM / RM) * (TN / RN), WG divisible by TN and by KC, KC * TM and
+// KC * TN divisible by WG, RM and RN at most 8, A_LEN = KC * (TM + 1), B_LEN = KC * (TN + 1).
+// With those, each invocation loads B values of one fixed column (roles 0, 1: a pixel decoded
+// once per tile) or of one fixed reduction step (role 2: a pixel decoded once per chunk), so
+// im2col coordinates never cost a division per element.
+
+override WG: u32 = 256u;
+override TM: u32 = 64u;
+override TN: u32 = 64u;
+override RM: u32 = 4u;
+override RN: u32 = 4u;
+override KC: u32 = 16u;
+override ROLE: u32 = 0u;
+override A_KFAST: u32 = 1u;  // 1: neighbouring invocations load neighbouring k of A
+override B_KFAST: u32 = 0u;  // 1: neighbouring invocations load neighbouring k of B
+override A_LEN: u32 = 1040u;
+override B_LEN: u32 = 1040u;
+
+struct Params {
+    batch: u32,
+    cin: u32,
+    cout: u32,
+    height: u32,
+    width: u32,
+    groups: u32,
+    kernel3: u32,    // 1: the 3x3 part is present
+    pointwise: u32,  // 0 none, 1 dense, 2 masked
+    has_bias: u32,
+    accumulate: u32, // 1: add to what dst holds
+    rows: u32,       // rows of one group's product
+    cols: u32,       // its columns
+    red: u32,        // its reduction length (role 2: all pixels)
+    split_len: u32,  // role 2: reduction steps per split, a multiple of KC
+    splits: u32,     // role 2: splits (1 otherwise)
+    tiles_m: u32,
+    tiles_n: u32,
+    trans_a: u32,    // role 3: a is stored [k, m]
+    trans_b: u32,    // role 3: b is stored [n, k]
+    cpg: u32,        // cin / groups (no division per element)
+    opg: u32,        // cout / groups
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> src: array<f32>;   // x (roles 0, 2), dy (role 1), a (role 3)
+@group(0) @binding(2) var<storage, read> src2: array<f32>;  // dy (role 2), b (role 3)
+@group(0) @binding(3) var<storage, read> w3: array<f32>;
+@group(0) @binding(4) var<storage, read> w1: array<f32>;
+@group(0) @binding(5) var<storage, read> bias: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dst: array<f32>;
+
+var<workgroup> a_tile: array<f32, A_LEN>;  // [KC][TM + 1]
+var<workgroup> b_tile: array<f32, B_LEN>;  // [KC][TN + 1]
+
+// A pixel of the batch: image, row, column.
+struct Pixel {
+    image: u32,
+    y: i32,
+    x: i32,
+}
+
+fn decode(pixel: u32) -> Pixel {
+    let plane = p.height * p.width;
+    let in_image = pixel % plane;
+    return Pixel(pixel / plane, i32(in_image / p.width), i32(in_image % p.width));
+}
+
+// The j-th pointwise channel of group g among channels of `block` per group (skipping g's
+// block when masked).
+fn pointwise_channel(j: u32, g: u32, block: u32) -> u32 {
+    if p.pointwise == 2u {
+        return select(j + block, j, j < g * block);
+    }
+    return j;
+}
+
+// Reduction entry k of group g (forward space for roles 0 and 2, over the cin channels of x;
+// input-gradient space for role 1, over the cout channels of dy), tapped at pixel q.
+fn tapped(k: u32, g: u32, q: Pixel) -> f32 {
+    let channels = select(p.cin, p.cout, ROLE == 1u);
+    let per_group = select(p.cpg, p.opg, ROLE == 1u);
+    let k3 = select(0u, per_group * 9u, p.kernel3 == 1u);
+    var channel: u32;
+    var tap = 4u;
+    if k < k3 {
+        channel = g * per_group + k / 9u;
+        tap = k % 9u;
+    } else {
+        channel = pointwise_channel(k - k3, g, per_group);
+    }
+    var dy = i32(tap / 3u) - 1;
+    var dx = i32(tap % 3u) - 1;
+    if ROLE == 1u {
+        // Output (y - dy, x - dx) saw input (y, x) through this tap.
+        dy = -dy;
+        dx = -dx;
+    }
+    let y = q.y + dy;
+    let x = q.x + dx;
+    if y < 0 || x < 0 || y >= i32(p.height) || x >= i32(p.width) {
+        return 0.0;
+    }
+    return src[((q.image * channels + channel) * p.height + u32(y)) * p.width + u32(x)];
+}
+
+// A[row, k] of group g; q is this invocation's pixel for role 2.
+fn a_value(row: u32, k: u32, g: u32, q: Pixel) -> f32 {
+    switch ROLE {
+        case 0u: {
+            let k3 = select(0u, p.cpg * 9u, p.kernel3 == 1u);
+            let o = g * p.rows + row;
+            if k < k3 {
+                return w3[o * k3 + k];
+            }
+            return w1[o * p.cin + pointwise_channel(k - k3, g, p.cpg)];
+        }
+        case 1u: {
+            let k3 = select(0u, p.opg * 9u, p.kernel3 == 1u);
+            if k < k3 {
+                let o = g * p.opg + k / 9u;
+                return w3[(o * p.cpg + row) * 9u + k % 9u];
+            }
+            let o = pointwise_channel(k - k3, g, p.opg);
+            return w1[o * p.cin + g * p.cpg + row];
+        }
+        case 2u: {
+            let o = g * p.rows + row;
+            let plane = p.height * p.width;
+            return src2[(q.image * p.cout + o) * plane + u32(q.y) * p.width + u32(q.x)];
+        }
+        default: {
+            if p.trans_a == 1u {
+                return src[k * p.rows + row];
+            }
+            return src[row * p.red + k];
+        }
+    }
+}
+
+// B[k, col] of group g; q is this invocation's pixel (roles 0 and 1: of col; role 2: of k).
+fn b_value(k: u32, col: u32, g: u32, q: Pixel) -> f32 {
+    switch ROLE {
+        case 0u, 1u: {
+            return tapped(k, g, q);
+        }
+        case 2u: {
+            return tapped(col, g, q);
+        }
+        default: {
+            if p.trans_b == 1u {
+                return src2[col * p.red + k];
+            }
+            return src2[k * p.cols + col];
+        }
+    }
+}
+
+// Writes C[row, col] of group g (and split) through the role's epilogue.
+fn store(row: u32, col: u32, g: u32, split: u32, c: f32) {
+    var value = c;
+    var index: u32;
+    switch ROLE {
+        case 0u, 1u: {
+            let channels = select(p.cout, p.cin, ROLE == 1u);
+            let channel = g * p.rows + row;
+            let q = decode(col);
+            let plane = p.height * p.width;
+            index = (q.image * channels + channel) * plane + u32(q.y) * p.width + u32(q.x);
+            if ROLE == 0u && p.has_bias == 1u {
+                value += bias[channel];
+            }
+        }
+        case 2u: {
+            dst[(split * p.cout + g * p.rows + row) * p.cols + col] = value;
+            return;
+        }
+        default: {
+            index = row * p.cols + col;
+            if p.has_bias == 1u {
+                value += bias[col];
+            }
+        }
+    }
+    if p.accumulate == 1u {
+        value += dst[index];
+    }
+    dst[index] = value;
+}
+
+@compute @workgroup_size(WG)
+fn gemm(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    // Tile index over [splits, groups, tiles_m, tiles_n]: the group is the batch axis.
+    var t = wid.x + wid.y * nwg.x;
+    let tile_n = t % p.tiles_n;
+    t /= p.tiles_n;
+    let tile_m = t % p.tiles_m;
+    t /= p.tiles_m;
+    let g = t % p.groups;
+    let split = t / p.groups;
+    if split >= p.splits {
+        return;
+    }
+    let row0 = tile_m * TM;
+    let col0 = tile_n * TN;
+    var red_lo = 0u;
+    var red_hi = p.red;
+    if ROLE == 2u {
+        red_lo = split * p.split_len;
+        red_hi = min(red_lo + p.split_len, p.red);
+    }
+    let interior = row0 + TM <= p.rows && col0 + TN <= p.cols;
+    let row_step = TM / RM;
+    let col_step = TN / RN;
+    let tr = lid / col_step;
+    let tc = lid % col_step;
+    var q = Pixel(0u, 0, 0);
+    if ROLE < 2u && col0 + lid % TN < p.cols {
+        q = decode(col0 + lid % TN);
+    }
+    var acc: array<f32, 64>;
+    for (var k0 = red_lo; k0 < red_hi; k0 += KC) {
+        let full = interior && k0 + KC <= red_hi;
+        if ROLE == 2u && k0 + lid % KC < red_hi {
+            q = decode(k0 + lid % KC);
+        }
+        for (var i = 0u; i < KC * TM / WG; i++) {
+            let e = lid + i * WG;
+            var kk = e / TM;
+            var m = e % TM;
+            if A_KFAST == 1u {
+                kk = e % KC;
+                m = e / KC;
+            }
+            var v = 0.0;
+            if full || (row0 + m < p.rows && k0 + kk < red_hi) {
+                v = a_value(row0 + m, k0 + kk, g, q);
+            }
+            a_tile[kk * (TM + 1u) + m] = v;
+        }
+        for (var i = 0u; i < KC * TN / WG; i++) {
+            let e = lid + i * WG;
+            var kk = e / TN;
+            var n = e % TN;
+            if B_KFAST == 1u {
+                kk = e % KC;
+                n = e / KC;
+            }
+            var v = 0.0;
+            if full || (col0 + n < p.cols && k0 + kk < red_hi) {
+                v = b_value(k0 + kk, col0 + n, g, q);
+            }
+            b_tile[kk * (TN + 1u) + n] = v;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < KC; kk++) {
+            var a: array<f32, 8>;
+            var b: array<f32, 8>;
+            for (var i = 0u; i < RM; i++) {
+                a[i] = a_tile[kk * (TM + 1u) + tr + i * row_step];
+            }
+            for (var j = 0u; j < RN; j++) {
+                b[j] = b_tile[kk * (TN + 1u) + tc + j * col_step];
+            }
+            for (var i = 0u; i < RM; i++) {
+                for (var j = 0u; j < RN; j++) {
+                    acc[i * RN + j] = fma(a[i], b[j], acc[i * RN + j]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < RM; i++) {
+        let row = row0 + tr + i * row_step;
+        for (var j = 0u; j < RN; j++) {
+            let col = col0 + tc + j * col_step;
+            if interior || (row < p.rows && col < p.cols) {
+                store(row, col, g, split, acc[i * RN + j]);
+            }
+        }
+    }
+}
+
+// Weight gradient, second pass: sums the splits of C[o, k] (src: [splits, cout, cols]) and
+// scatters them into dw3 [N, M/G, 3, 3] (k in the 3x3 part) and dw1 [N, M] (the pointwise part,
+// with exact zeros on a masked block). One invocation per element of dw3, then of dw1.
+@group(0) @binding(7) var<storage, read_write> dst2: array<f32>;
+
+@compute @workgroup_size(WG)
+fn scatter_weight_grad(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = (wid.x + wid.y * nwg.x) * WG + lid;
+    let cpg = p.cpg;
+    let opg = p.opg;
+    let k3 = select(0u, cpg * 9u, p.kernel3 == 1u);
+    let n3 = select(0u, p.cout * cpg * 9u, p.kernel3 == 1u);
+    let n1 = select(0u, p.cout * p.cin, p.pointwise != 0u);
+    if i >= n3 + n1 {
+        return;
+    }
+    var o: u32;
+    var col: u32;
+    if i < n3 {
+        o = i / (cpg * 9u);
+        col = i % (cpg * 9u);
+    } else {
+        let j = i - n3;
+        o = j / p.cin;
+        let c = j % p.cin;
+        let lo = (o / opg) * cpg;
+        if p.pointwise == 2u && c >= lo && c < lo + cpg {
+            dst2[j] = 0.0;
+            return;
+        }
+        col = k3 + select(c, select(c - cpg, c, c < lo), p.pointwise == 2u);
+    }
+    var total = 0.0;
+    for (var s = 0u; s < p.splits; s++) {
+        total += src[(s * p.cout + o) * p.cols + col];
+    }
+    if i < n3 {
+        dst[i] = total;
+    } else {
+        dst2[i - n3] = total;
+    }
+}

@@ -1,0 +1,156 @@
+//! `hetconv tune`: times the kernel variants of every pass of the HetConv VGG-16 (training step
+//! and inference, at the given batch sizes and parts P) on this adapter and stores the winners
+//! in the tune cache, so that training starts with tuned kernels. Prints what each pass runs.
+
+use std::time::Instant;
+
+use clap::Args;
+use hetconv::kernels::sgd::SgdStep;
+use hetconv::nn::{Vgg16, VggConfig};
+use hetconv::tune::{TuneMode, Variant};
+use hetconv::{Context, Error, Result, Tensor};
+
+/// Options of `hetconv tune`.
+#[derive(Args, Debug)]
+pub struct TuneArgs {
+    /// Batch sizes (training steps; inference at each size and at one image).
+    #[arg(long, value_delimiter = ',', default_value = "128")]
+    pub batch: Vec<usize>,
+    /// Parts P.
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
+    pub parts: Vec<usize>,
+    /// Width multiplier of the paper's widths.
+    #[arg(long, default_value_t = 1.0)]
+    pub width_mult: f64,
+    /// Also write the table to OUT.md and OUT.json.
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
+}
+
+/// Runs the command.
+pub fn run(ctx: &Context, args: TuneArgs) -> Result<()> {
+    if ctx.tune_mode() != TuneMode::Full {
+        eprintln!(
+            "tune: tuning mode was {}, full for this command",
+            ctx.tune_mode()
+        );
+        ctx.set_tune_mode(TuneMode::Full);
+    }
+    let info = ctx.adapter_info();
+    eprintln!(
+        "adapter: {} ({:?}, {} {})",
+        info.name, info.backend, info.driver, info.driver_info
+    );
+    let started = Instant::now();
+    for &parts in &args.parts {
+        let mut config = VggConfig::paper(parts);
+        if args.width_mult != 1.0 {
+            config = config.with_width_mult(args.width_mult);
+        }
+        let mut model = Vgg16::new(ctx, config, 0)?;
+        for &batch in &args.batch {
+            let x = Tensor::zeros(ctx, &[batch, 3, 32, 32])?;
+            let labels: Vec<f32> = (0..batch).map(|i| (i % 10) as f32).collect();
+            let y = Tensor::from_slice(ctx, &[batch], &labels)?;
+            let before = ctx.tune_stats();
+            let t = Instant::now();
+            // The learning rate does not change what is timed; 0 leaves the weights alone.
+            let sgd = SgdStep {
+                lr: 0.0,
+                momentum: 0.9,
+                weight_decay: 5e-4,
+                nesterov: false,
+            };
+            model.train_step(&x, &y, &sgd)?;
+            model.predict(&x)?;
+            model.predict_probabilities(&x.view(0, &[1, 3, 32, 32])?)?;
+            ctx.synchronize()?;
+            let after = ctx.tune_stats();
+            eprintln!(
+                "P={parts} batch {batch}: {} keys timed, {:.1} s",
+                after.keys_timed - before.keys_timed,
+                t.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let stats = ctx.tune_stats();
+    let mut md = format!(
+        "Kernel variants of the HetConv VGG-16 (width x{}, P = {:?}, batch {:?}) on {} ({:?}, {} {})\n\
+         {} keys timed ({} candidate runs) in {:.1} s\n\n\
+         | pass and shape | variant | from | ms | direct ms | direct / variant | candidates timed |\n\
+         |---|---|---|---|---|---|---|\n",
+        args.width_mult,
+        args.parts,
+        args.batch,
+        info.name,
+        info.backend,
+        info.driver,
+        info.driver_info,
+        stats.keys_timed,
+        stats.candidate_runs,
+        stats.ms / 1e3,
+    );
+    let mut json = Vec::new();
+    for (key, choice) in ctx.kernel_choices() {
+        let direct = choice
+            .candidates
+            .iter()
+            .find(|(v, _)| *v == Variant::Direct)
+            .map(|(_, ms)| *ms);
+        let cell = |v: Option<f64>| v.map(|m| format!("{m:.3}")).unwrap_or_default();
+        let ratio = match (direct, choice.ms) {
+            (Some(d), Some(ms)) if ms > 0.0 => format!("{:.2}x", d / ms),
+            _ => String::new(),
+        };
+        md += &format!(
+            "| {key} | {} | {:?} | {} | {} | {ratio} | {} |\n",
+            choice.variant,
+            choice.source,
+            cell(choice.ms),
+            cell(direct),
+            choice.candidates.len()
+        );
+        json.push(serde_json::json!({
+            "key": key, "variant": choice.variant.to_string(), "source": choice.source,
+            "ms": choice.ms, "direct_ms": direct,
+            "candidates": choice.candidates.iter()
+                .map(|(v, ms)| serde_json::json!({"variant": v.to_string(), "ms": ms}))
+                .collect::<Vec<_>>(),
+        }));
+    }
+    println!("{md}");
+    println!(
+        "{:.1} s in all; cache: {}",
+        started.elapsed().as_secs_f64(),
+        ctx.tune_cache_path()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "none (no cache folder)".into())
+    );
+    if let Some(out) = &args.out {
+        let report = serde_json::json!({
+            "adapter": info.name, "backend": format!("{:?}", info.backend),
+            "driver": info.driver, "driver_info": info.driver_info,
+            "width_mult": args.width_mult, "parts": args.parts, "batch": args.batch,
+            "keys_timed": stats.keys_timed, "tuning_ms": stats.ms, "choices": json,
+        });
+        write(&out.with_extension("md"), &md)?;
+        write(
+            &out.with_extension("json"),
+            &serde_json::to_string_pretty(&report).unwrap_or_default(),
+        )?;
+    }
+    Ok(())
+}
+
+fn write(path: &std::path::Path, text: &str) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            path: dir.into(),
+            source,
+        })?;
+    }
+    std::fs::write(path, text).map_err(|source| Error::Io {
+        path: path.into(),
+        source,
+    })
+}

@@ -1,0 +1,250 @@
+//! The tune cache: one JSON file per adapter, driver and hetconv version, holding the winning
+//! variant of each key and its time. Written to a temporary file and renamed. A file that does
+//! not parse, or that belongs to another adapter, driver or version, is ignored with a warning
+//! (and replaced at the next save).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::Variant;
+use crate::error::{Error, Result};
+
+/// The file format's name and version.
+const FORMAT: &str = "hetconv-tune-1";
+
+/// What a cache file belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Identity {
+    /// hetconv's version.
+    pub hetconv: String,
+    /// Adapter name.
+    pub adapter: String,
+    /// Backend (Vulkan, Metal, ...).
+    pub backend: String,
+    /// Driver name.
+    pub driver: String,
+    /// Driver version text.
+    pub driver_info: String,
+}
+
+impl Identity {
+    /// The identity of the running adapter.
+    pub fn of(info: &wgpu::AdapterInfo) -> Self {
+        Self {
+            hetconv: env!("CARGO_PKG_VERSION").to_string(),
+            adapter: info.name.clone(),
+            backend: format!("{:?}", info.backend),
+            driver: info.driver.clone(),
+            driver_info: info.driver_info.clone(),
+        }
+    }
+
+    /// A file name that tells adapters apart: the adapter's name in plain characters and a
+    /// hash of the whole identity.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn file_name(&self) -> String {
+        let name: String = self
+            .adapter
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        let name = name
+            .split('-')
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join("-");
+        let text = serde_json::to_string(self).unwrap_or_default();
+        // FNV-1a: stable across builds and platforms (std's hasher is not).
+        let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        format!("tune-{name}-{hash:016x}.json")
+    }
+}
+
+/// The default cache file: `hetconv/` in the platform's cache folder (`$XDG_CACHE_HOME` or
+/// `~/.cache` on Linux, `~/Library/Caches` on macOS, `%LOCALAPPDATA%` on Windows), or
+/// `HETCONV_TUNE_CACHE` when set. None on wasm.
+pub fn default_path(identity: &Identity) -> Option<PathBuf> {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        if let Some(path) = std::env::var_os("HETCONV_TUNE_CACHE") {
+            return Some(PathBuf::from(path));
+        }
+        dirs::cache_dir().map(|d| d.join("hetconv").join(identity.file_name()))
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        let _ = identity;
+        None
+    }
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct Entry {
+    variant: String,
+    ms: Option<f64>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct File {
+    format: String,
+    identity: Identity,
+    entries: BTreeMap<String, Entry>,
+}
+
+/// A cache in memory, with the file it came from and goes to.
+#[derive(Debug)]
+pub struct TuneCache {
+    identity: Identity,
+    path: Option<PathBuf>,
+    entries: BTreeMap<String, Entry>,
+}
+
+impl TuneCache {
+    /// Reads `path` if it exists; a missing file is an empty cache, a bad or foreign one is
+    /// ignored with a warning.
+    pub fn load(identity: Identity, path: Option<PathBuf>) -> Self {
+        let mut cache = Self {
+            identity,
+            path,
+            entries: BTreeMap::new(),
+        };
+        if let Some(path) = &cache.path {
+            match read(path, &cache.identity) {
+                Ok(entries) => cache.entries = entries,
+                Err(e) => log::warn!("tune cache ignored: {e}"),
+            }
+        }
+        cache
+    }
+
+    /// The file this cache reads and writes.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The stored choice for `key`, if any and if it names a variant.
+    pub fn get(&self, key: &str) -> Option<(Variant, Option<f64>)> {
+        let entry = self.entries.get(key)?;
+        match entry.variant.parse() {
+            Ok(v) => Some((v, entry.ms)),
+            Err(e) => {
+                log::warn!("tune cache: {key}: {e}");
+                None
+            }
+        }
+    }
+
+    /// Stores the choice for `key`.
+    pub fn insert(&mut self, key: &str, variant: Variant, ms: f64) {
+        self.entries.insert(
+            key.to_string(),
+            Entry {
+                variant: variant.to_string(),
+                ms: Some(ms),
+            },
+        );
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no key is stored.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Writes the file (a temporary file in the same folder, then a rename). Nothing to do
+    /// without a path.
+    pub fn save(&self) -> Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let io = |source| Error::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = File {
+            format: FORMAT.to_string(),
+            identity: self.identity.clone(),
+            entries: self.entries.clone(),
+        };
+        let text = serde_json::to_string_pretty(&file).map_err(|e| Error::Format {
+            path: path.clone(),
+            offset: 0,
+            message: e.to_string(),
+        })?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("tune");
+        let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+        let written = std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written.map_err(io)
+    }
+}
+
+fn read(path: &Path, identity: &Identity) -> Result<BTreeMap<String, Entry>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(source) => {
+            return Err(Error::Io {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let format_error = |offset: u64, message: String| Error::Format {
+        path: path.to_path_buf(),
+        offset,
+        message,
+    };
+    let file: File = serde_json::from_str(&text).map_err(|e| {
+        // serde_json reports line and column; turn them into a byte offset.
+        let offset: usize = text
+            .split_inclusive('\n')
+            .take(e.line().saturating_sub(1))
+            .map(str::len)
+            .sum::<usize>()
+            + e.column().saturating_sub(1);
+        format_error(offset as u64, format!("not a tune cache: {e}"))
+    })?;
+    if file.format != FORMAT {
+        return Err(format_error(
+            0,
+            format!("format {:?}, expected {FORMAT:?}", file.format),
+        ));
+    }
+    if &file.identity != identity {
+        return Err(format_error(
+            0,
+            format!(
+                "written for {:?} ({}, driver {} {}, hetconv {}), this is {:?} ({}, driver {} {}, hetconv {})",
+                file.identity.adapter,
+                file.identity.backend,
+                file.identity.driver,
+                file.identity.driver_info,
+                file.identity.hetconv,
+                identity.adapter,
+                identity.backend,
+                identity.driver,
+                identity.driver_info,
+                identity.hetconv
+            ),
+        ));
+    }
+    Ok(file.entries)
+}

@@ -1,0 +1,394 @@
+//! Choosing a kernel variant for each (pass, layer shape, precision) on the running adapter.
+//!
+//! Every conv pass and the linear layer has candidates: the direct kernels and the tile shapes
+//! of the GEMM core ([`crate::kernels::gemm_core`]). What runs is decided, per key, by
+//! - the context's [`crate::ConvAlgorithm`] (`Direct`, `TiledGemm` or a `Fixed` variant force it;
+//!   `Auto` asks the tuner), then
+//! - the tuner's [`TuneMode`]: `full` times the candidates that fit the device on the first use of
+//!   a key (warm-up, a few samples, losers over 1.5x the leader dropped after one) and stores the
+//!   winner in a cache file; `cached` takes the cache's entry where there is one; `off`, and every
+//!   key the cache lacks outside `full`, get the [`heuristic`] choice, which needs no timing.
+//!
+//! The cache is one JSON file per adapter, driver and hetconv version (see [`cache`]), so a run
+//! with a given cache makes the same choices every time.
+
+pub mod cache;
+mod heuristic;
+#[cfg(not(target_arch = "wasm32"))]
+mod timing;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+pub use heuristic::{best_gemm, candidates, heuristic};
+
+use crate::error::{Error, Result};
+use crate::gpu::{Context, ConvAlgorithm};
+use crate::kernels::gemm_core::TileShape;
+
+/// One way of computing a pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Variant {
+    /// The direct kernels (`shaders/conv.wgsl` and `conv_weight_grad.wgsl`, `shaders/gemm.wgsl`).
+    Direct,
+    /// The GEMM core with this tile shape.
+    Gemm(TileShape),
+}
+
+/// `direct` or `gemm:64x64/4x4/k16`.
+impl fmt::Display for Variant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Variant::Direct => write!(f, "direct"),
+            Variant::Gemm(tile) => write!(f, "gemm:{tile}"),
+        }
+    }
+}
+
+impl FromStr for Variant {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "direct" => Ok(Variant::Direct),
+            _ => match s.strip_prefix("gemm:") {
+                Some(tile) => tile.parse().map(Variant::Gemm),
+                None => Err(format!(
+                    "{s:?} is not a kernel variant (direct, or gemm:TMxTN/RMxRN/kKC)"
+                )),
+            },
+        }
+    }
+}
+
+/// The passes that have variants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Pass {
+    /// Conv forward.
+    ConvForward,
+    /// Conv input gradient.
+    ConvInputGrad,
+    /// Conv weight gradient.
+    ConvWeightGrad,
+    /// Matrix product (the linear layer, both directions).
+    Matmul,
+}
+
+impl Pass {
+    /// Short name, as in cache keys and tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Pass::ConvForward => "conv_forward",
+            Pass::ConvInputGrad => "conv_input_grad",
+            Pass::ConvWeightGrad => "conv_weight_grad",
+            Pass::Matmul => "matmul",
+        }
+    }
+}
+
+/// A pass as a batched matrix product: what the heuristic and the candidate list look at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The pass.
+    pub pass: Pass,
+    /// Products in the batch (the conv's groups).
+    pub groups: usize,
+    /// Rows of one product.
+    pub rows: usize,
+    /// Columns of one product.
+    pub cols: usize,
+    /// Reduction length of one product.
+    pub red: usize,
+}
+
+/// How much the tuner may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TuneMode {
+    /// The heuristic choice everywhere; the cache is neither read nor written.
+    Off,
+    /// The cache's entry where there is one, the heuristic elsewhere; nothing is timed.
+    Cached,
+    /// The cache's entry, or the candidates timed on first use and the winner stored.
+    Full,
+}
+
+impl TuneMode {
+    /// The default on an adapter: `full` on GPUs; `cached` on software adapters (lavapipe,
+    /// SwiftShader), where the direct kernels are the known winner and timing costs more
+    /// than it saves.
+    pub fn default_for(device_type: wgpu::DeviceType) -> Self {
+        if device_type == wgpu::DeviceType::Cpu {
+            TuneMode::Cached
+        } else {
+            TuneMode::Full
+        }
+    }
+
+    /// `HETCONV_TUNE` if set (an error names a value that is not a mode).
+    pub fn from_env() -> Result<Option<Self>> {
+        match std::env::var("HETCONV_TUNE") {
+            Ok(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|e| Error::InvalidArgument(format!("HETCONV_TUNE: {e}"))),
+            Err(_) => Ok(None),
+        }
+    }
+}
+
+impl FromStr for TuneMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "off" => Ok(TuneMode::Off),
+            "cached" => Ok(TuneMode::Cached),
+            "full" => Ok(TuneMode::Full),
+            _ => Err(format!("{s:?} is not a tuning mode (off, cached or full)")),
+        }
+    }
+}
+
+impl fmt::Display for TuneMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TuneMode::Off => "off",
+            TuneMode::Cached => "cached",
+            TuneMode::Full => "full",
+        })
+    }
+}
+
+/// Where a choice came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// Forced by the context's [`ConvAlgorithm`].
+    Forced,
+    /// Timed on this adapter now.
+    Tuned,
+    /// Read from the cache file.
+    Cached,
+    /// The heuristic.
+    Heuristic,
+}
+
+/// What a context ran for one key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Choice {
+    /// The variant.
+    pub variant: Variant,
+    /// Why.
+    pub source: Source,
+    /// Its measured time per run in ms, when it was timed (now or when the cache was written).
+    pub ms: Option<f64>,
+    /// When it was timed now: every candidate that ran and its time per run in ms (one that
+    /// lost by over 1.5x after one sample: that sample).
+    pub candidates: Vec<(Variant, f64)>,
+}
+
+/// What tuning has cost a context so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct TuneStats {
+    /// Keys whose candidates were timed.
+    pub keys_timed: u64,
+    /// Candidate runs, warm-ups included.
+    pub candidate_runs: u64,
+    /// Wall-clock time spent tuning, in ms.
+    pub ms: f64,
+}
+
+/// The tuner's state, one per context.
+pub(crate) struct Tuner {
+    mode: TuneMode,
+    cache_path: Option<PathBuf>,
+    cache: Option<cache::TuneCache>,
+    choices: BTreeMap<String, Choice>,
+    stats: TuneStats,
+}
+
+impl Tuner {
+    pub(crate) fn new(mode: TuneMode, cache_path: Option<PathBuf>) -> Self {
+        Self {
+            mode,
+            cache_path,
+            cache: None,
+            choices: BTreeMap::new(),
+            stats: TuneStats::default(),
+        }
+    }
+
+    /// The cache, loaded on first use (a corrupt or foreign file is ignored with a warning).
+    fn cache(&mut self, ctx: &Context) -> &mut cache::TuneCache {
+        let path = &self.cache_path;
+        self.cache.get_or_insert_with(|| {
+            let identity = cache::Identity::of(ctx.adapter_info());
+            let path = path.clone().or_else(|| cache::default_path(&identity));
+            cache::TuneCache::load(identity, path)
+        })
+    }
+}
+
+impl Context {
+    /// The tuning mode.
+    pub fn tune_mode(&self) -> TuneMode {
+        self.tuner().mode
+    }
+
+    /// Sets the tuning mode.
+    pub fn set_tune_mode(&self, mode: TuneMode) {
+        self.tuner().mode = mode;
+    }
+
+    /// Uses `path` as the tune cache from now on (`None`: the platform's cache folder), and
+    /// forgets the choices made so far.
+    pub fn set_tune_cache(&self, path: Option<PathBuf>) {
+        let mut tuner = self.tuner();
+        tuner.cache_path = path;
+        tuner.cache = None;
+        tuner.choices.clear();
+    }
+
+    /// The tune cache file in use (none on wasm, or where no cache folder exists).
+    pub fn tune_cache_path(&self) -> Option<PathBuf> {
+        let mut tuner = self.tuner();
+        tuner.cache(self).path().map(|p| p.to_path_buf())
+    }
+
+    /// Every key this context has run, with the variant it ran and why (the benchmark's and
+    /// `hetconv tune`'s table).
+    pub fn kernel_choices(&self) -> Vec<(String, Choice)> {
+        self.tuner()
+            .choices
+            .iter()
+            .map(|(k, c)| (k.clone(), c.clone()))
+            .collect()
+    }
+
+    /// What tuning has cost so far.
+    pub fn tune_stats(&self) -> TuneStats {
+        self.tuner().stats
+    }
+
+    fn tuner(&self) -> std::sync::MutexGuard<'_, Tuner> {
+        self.inner.tuner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Picks the variant for `key` (see the module doc) and records the choice. `run` records the
+/// pass with a given variant on scratch outputs; the tuner calls it while timing.
+pub(crate) fn choose(
+    ctx: &Context,
+    problem: &Problem,
+    key: &str,
+    run: impl FnMut(Variant) -> Result<()>,
+) -> Result<Variant> {
+    let limits = ctx.limits();
+    let forced = match ctx.conv_algorithm() {
+        ConvAlgorithm::Auto => None,
+        ConvAlgorithm::Direct => Some(Variant::Direct),
+        ConvAlgorithm::TiledGemm => Some(
+            heuristic::best_gemm(limits, problem)
+                .map(Variant::Gemm)
+                .unwrap_or(Variant::Direct),
+        ),
+        // A tile shape the device cannot run is refused where it is dispatched.
+        ConvAlgorithm::Fixed(v) => Some(v),
+    };
+    let mut tuner = ctx.tuner();
+    if let Some(variant) = forced {
+        return Ok(record(&mut tuner, key, variant, Source::Forced, None));
+    }
+    if let Some(c) = tuner.choices.get(key) {
+        if c.source != Source::Forced {
+            return Ok(c.variant);
+        }
+    }
+    let mode = tuner.mode;
+    let listed = candidates(limits, problem);
+    if mode != TuneMode::Off {
+        if let Some((variant, ms)) = tuner.cache(ctx).get(key) {
+            if listed.contains(&variant) {
+                return Ok(record(&mut tuner, key, variant, Source::Cached, ms));
+            }
+            log::warn!("tune cache: {key}: {variant} is not a candidate here; choosing again");
+        }
+    }
+    let guess = heuristic(ctx.adapter_info().device_type, limits, problem);
+    #[cfg(not(target_arch = "wasm32"))]
+    if mode == TuneMode::Full && listed.len() > 1 {
+        drop(tuner);
+        let mut order = vec![guess];
+        order.extend(listed.into_iter().filter(|v| *v != guess));
+        let outcome = timing::time_candidates(ctx, &order, run)?;
+        let mut tuner = ctx.tuner();
+        tuner.stats.keys_timed += 1;
+        tuner.stats.candidate_runs += outcome.runs;
+        tuner.stats.ms += outcome.wall_ms;
+        let Some((variant, ms)) = outcome.best else {
+            return Err(Error::Gpu {
+                op: "tune",
+                message: format!("{key}: no candidate ran ({})", outcome.failures.join("; ")),
+            });
+        };
+        let cache = tuner.cache(ctx);
+        cache.insert(key, variant, ms);
+        if let Err(e) = cache.save() {
+            log::warn!("tune cache: {e}");
+        }
+        record(&mut tuner, key, variant, Source::Tuned, Some(ms));
+        if let Some(c) = tuner.choices.get_mut(key) {
+            c.candidates = outcome.timed;
+        }
+        return Ok(variant);
+    }
+    #[cfg(target_arch = "wasm32")]
+    let _ = run;
+    Ok(record(&mut tuner, key, guess, Source::Heuristic, None))
+}
+
+fn record(
+    tuner: &mut Tuner,
+    key: &str,
+    variant: Variant,
+    source: Source,
+    ms: Option<f64>,
+) -> Variant {
+    tuner.choices.insert(
+        key.to_string(),
+        Choice {
+            variant,
+            source,
+            ms,
+            candidates: Vec::new(),
+        },
+    );
+    variant
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variants_and_modes_round_trip_their_names() {
+        for v in [
+            Variant::Direct,
+            Variant::Gemm(TileShape::new(64, 64, 4, 4, 16)),
+        ] {
+            assert_eq!(v.to_string().parse::<Variant>(), Ok(v));
+        }
+        assert!("gemm:64x64".parse::<Variant>().is_err());
+        assert!("fast".parse::<Variant>().unwrap_err().contains("direct"));
+        for m in [TuneMode::Off, TuneMode::Cached, TuneMode::Full] {
+            assert_eq!(m.to_string().parse::<TuneMode>(), Ok(m));
+        }
+        assert!(
+            "on".parse::<TuneMode>()
+                .unwrap_err()
+                .contains("off, cached or full")
+        );
+    }
+}

@@ -1,0 +1,182 @@
+//! The tuner on this adapter: timing in `full` mode, the cache file (round trip, a corrupt or
+//! foreign file, an entry that is not a candidate here), and the same cache giving the same
+//! choices and bit-identical results.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use hetconv::kernels::conv::{self, ConvDims, ConvKind, ConvWeights};
+use hetconv::reference::conv as cpu;
+use hetconv::tune::{Source, TuneMode, Variant};
+use hetconv::{Context, ContextOptions};
+
+fn tuned_ctx(mode: TuneMode, cache: &Path) -> Context {
+    pollster::block_on(Context::new(ContextOptions {
+        tune: Some(mode),
+        tune_cache: Some(cache.to_path_buf()),
+        ..Default::default()
+    }))
+    .expect("a GPU adapter")
+}
+
+/// One HetConv layer's forward pass (16 filters per part: the GEMM core's tiles are candidates).
+const D: ConvDims = ConvDims {
+    batch: 2,
+    cin: 8,
+    cout: 32,
+    height: 6,
+    width: 5,
+};
+
+fn inputs() -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let mut rng = Rng::new(5);
+    let x = rng.vec(D.batch * D.cin * D.height * D.width);
+    let w3 = rng.vec(D.cout * D.cin / 2 * 9);
+    let mut w1 = rng.vec(D.cout * D.cin);
+    for o in 0..D.cout {
+        for c in cpu::own_block(&ConvKind::hetconv(2), &D, o) {
+            w1[o * D.cin + c] = 0.0;
+        }
+    }
+    (x, w3, w1)
+}
+
+fn forward(ctx: &Context) -> Vec<f32> {
+    let (x, w3, w1) = inputs();
+    let x = upload(ctx, &[D.batch, D.cin, D.height, D.width], &x);
+    let w3 = upload(ctx, &[D.cout, D.cin / 2, 3, 3], &w3);
+    let w1 = upload(ctx, &[D.cout, D.cin], &w1);
+    let w = ConvWeights {
+        w3: Some(&w3),
+        w1: Some(&w1),
+        bias: None,
+    };
+    conv::forward(&ConvKind::hetconv(2), &x, &w)
+        .unwrap()
+        .to_vec()
+        .unwrap()
+}
+
+fn the_choice(ctx: &Context) -> (String, hetconv::tune::Choice) {
+    let choices = ctx.kernel_choices();
+    assert_eq!(choices.len(), 1, "{choices:?}");
+    choices.into_iter().next().unwrap()
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn full_tuning_stores_the_winner_and_the_same_cache_gives_the_same_choice_and_bits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sub").join("tune.json");
+    let first = tuned_ctx(TuneMode::Full, &path);
+    let y = forward(&first);
+    let (x, w3, w1) = inputs();
+    let want = cpu::forward(
+        &ConvKind::hetconv(2),
+        &D,
+        &to_f64(&x),
+        Some(&to_f64(&w3)),
+        Some(&to_f64(&w1)),
+        None,
+    );
+    assert_close("tuned forward", &y, &want, F32_KERNEL);
+    let (key, choice) = the_choice(&first);
+    assert_eq!(choice.source, Source::Tuned);
+    assert!(choice.ms.is_some_and(|ms| ms > 0.0), "{choice:?}");
+    let stats = first.tune_stats();
+    assert_eq!(stats.keys_timed, 1);
+    assert!(stats.candidate_runs >= 4, "{stats:?}");
+    // The file holds the key, the winner and the adapter it was timed on.
+    let file = read_json(&path);
+    assert_eq!(file["format"], "hetconv-tune-1");
+    assert_eq!(
+        file["identity"]["adapter"],
+        first.adapter_info().name.as_str()
+    );
+    assert_eq!(
+        file["entries"][&key]["variant"],
+        choice.variant.to_string().as_str()
+    );
+
+    for mode in [TuneMode::Cached, TuneMode::Full] {
+        let again = tuned_ctx(mode, &path);
+        let y_again = forward(&again);
+        let (key_again, cached) = the_choice(&again);
+        assert_eq!(key_again, key);
+        assert_eq!(cached.variant, choice.variant, "{mode}");
+        assert_eq!(cached.source, Source::Cached, "{mode}");
+        assert_eq!(again.tune_stats().keys_timed, 0, "{mode}: nothing timed");
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&y_again), bits(&y), "{mode}: same variant, same bits");
+    }
+}
+
+#[test]
+fn a_corrupt_or_foreign_cache_is_ignored_and_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tune.json");
+    std::fs::write(&path, "{ not json").unwrap();
+    let cached = tuned_ctx(TuneMode::Cached, &path);
+    forward(&cached);
+    assert_eq!(the_choice(&cached).1.source, Source::Heuristic);
+    // Full mode times the key and replaces the file with a good one.
+    let full = tuned_ctx(TuneMode::Full, &path);
+    forward(&full);
+    assert_eq!(the_choice(&full).1.source, Source::Tuned);
+    let mut file = read_json(&path);
+    assert_eq!(file["format"], "hetconv-tune-1");
+
+    // The same entries written for another adapter are not used here.
+    file["identity"]["adapter"] = "Some Other GPU".into();
+    std::fs::write(&path, serde_json::to_string(&file).unwrap()).unwrap();
+    let foreign = tuned_ctx(TuneMode::Cached, &path);
+    forward(&foreign);
+    assert_eq!(the_choice(&foreign).1.source, Source::Heuristic);
+}
+
+#[test]
+fn a_cached_variant_that_is_not_a_candidate_here_is_not_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tune.json");
+    let full = tuned_ctx(TuneMode::Full, &path);
+    forward(&full);
+    let (key, _) = the_choice(&full);
+    // 128x128/8x8/k16 needs more workgroup memory than the WebGPU default limits allow.
+    let mut file = read_json(&path);
+    file["entries"][&key]["variant"] = "gemm:128x128/8x8/k16".into();
+    std::fs::write(&path, serde_json::to_string(&file).unwrap()).unwrap();
+    let cached = tuned_ctx(TuneMode::Cached, &path);
+    forward(&cached);
+    let (_, choice) = the_choice(&cached);
+    assert_eq!(choice.source, Source::Heuristic);
+    assert_ne!(choice.variant.to_string(), "gemm:128x128/8x8/k16");
+    // A variant name that does not parse is ignored the same way.
+    file["entries"][&key]["variant"] = "gemm:64x64".into();
+    std::fs::write(&path, serde_json::to_string(&file).unwrap()).unwrap();
+    let cached = tuned_ctx(TuneMode::Cached, &path);
+    forward(&cached);
+    assert_eq!(the_choice(&cached).1.source, Source::Heuristic);
+}
+
+#[test]
+fn off_mode_takes_the_heuristic_and_leaves_the_cache_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tune.json");
+    let off = tuned_ctx(TuneMode::Off, &path);
+    forward(&off);
+    let (_, choice) = the_choice(&off);
+    assert_eq!(choice.source, Source::Heuristic);
+    if off.adapter_info().device_type == hetconv::wgpu::DeviceType::Cpu {
+        assert_eq!(
+            choice.variant,
+            Variant::Direct,
+            "software adapters stay direct"
+        );
+    }
+    assert!(!path.exists(), "off mode writes no cache");
+}
