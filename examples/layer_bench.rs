@@ -221,12 +221,8 @@ fn mac_ratio(p: usize) -> f64 {
 fn main() -> Result<()> {
     env_logger::init();
     let args = Args::parse();
-    let conv_algorithm = match args.conv.as_str() {
-        "auto" => ConvAlgorithm::Auto,
-        "direct" => ConvAlgorithm::Direct,
-        "tiled" => ConvAlgorithm::TiledGemm,
-        other => ConvAlgorithm::Fixed(other.parse().map_err(hetconv::Error::InvalidArgument)?),
-    };
+    let conv_algorithm: ConvAlgorithm =
+        args.conv.parse().map_err(hetconv::Error::InvalidArgument)?;
     let ctx = pollster::block_on(Context::new(ContextOptions {
         limits: LimitsChoice::AdapterMaximum,
         conv_algorithm,

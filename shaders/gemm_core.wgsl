@@ -19,6 +19,24 @@
 // With those, each invocation loads B values of one fixed column (roles 0, 1: a pixel decoded
 // once per tile) or of one fixed reduction step (role 2: a pixel decoded once per chunk), so
 // im2col coordinates never cost a division per element.
+//
+// Bounds (the argument that lets native builds create this module without wgpu's runtime
+// checks; the host's side is in src/kernels/gemm_core.rs):
+// - Workgroup stages: kk < KC and m < TM (n < TN) give kk * (TM + 1) + m < A_LEN (B_LEN).
+// - Private arrays: i < RM <= 8, j < RN <= 8, so acc[i * RN + j] < 64, a[i], b[j] < 8.
+// - Every global read happens only for row < rows, col < cols, k < red_hi (edge tiles check
+//   them; a tile is interior only if all of its rows and columns are in range, and `full` adds
+//   k0 + KC <= red_hi). For such (row, k, col): weights index o < cout (o = g * rows + row with
+//   g < groups, rows = cout / groups) times their row lengths; a tapped value is read only
+//   inside the image (y, x checked), of an image < batch (col or k < batch * height * width)
+//   and a channel < cin (cout); role 3 reads a[m, k], b[k, n] within m * k and k * n; bias is
+//   read only when the host bound one of cout (role 3: n) values.
+// - Writes: the same (row, col) conditions; role 2 writes partials sized splits * cout * cols.
+//   scatter_weight_grad writes dw3 only for i < n3 (0 when there is no 3x3 part) and dw1 only
+//   for i - n3 < n1.
+// - Divisors: width, height, groups, cpg, opg, cin, tiles_m, tiles_n are non-zero (the host
+//   refuses empty shapes and dispatches nothing when rows or cols are 0); KC, TN, TM, RN, RM
+//   are positive constants.
 
 override WG: u32 = 256u;
 override TM: u32 = 64u;

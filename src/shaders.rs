@@ -7,12 +7,23 @@ pub struct ShaderSource {
     pub name: &'static str,
     /// The WGSL text.
     pub source: &'static str,
+    /// Whether the file's header proves every index in bounds (given the host's checks), so
+    /// that native builds may create it without wgpu's runtime checks
+    /// (`ShaderRuntimeChecks::unchecked`: no index clamps, no division guards).
+    pub bounds_proven: bool,
 }
 
 /// A shader from `shaders/NAME.wgsl`, preceded by the listed `shaders/include/*.wgsl` pieces
 /// (WGSL has no include of its own).
+/// `proven` marks a file whose indices are proven in bounds (see [`ShaderSource::bounds_proven`]).
 macro_rules! shader {
+    (proven $ident:ident, $name:literal) => {
+        shader!(@make $ident, $name, true);
+    };
     ($ident:ident, $name:literal $(, $include:literal)*) => {
+        shader!(@make $ident, $name, false $(, $include)*);
+    };
+    (@make $ident:ident, $name:literal, $proven:literal $(, $include:literal)*) => {
         #[doc = concat!("`shaders/", $name, ".wgsl`")]
         pub static $ident: ShaderSource = ShaderSource {
             name: $name,
@@ -20,6 +31,7 @@ macro_rules! shader {
                 $(include_str!(concat!("../shaders/include/", $include, ".wgsl")),)*
                 include_str!(concat!("../shaders/", $name, ".wgsl"))
             ),
+            bounds_proven: $proven,
         };
     };
 }
@@ -29,7 +41,7 @@ shader!(ELEMENTWISE, "elementwise");
 shader!(CONV, "conv");
 shader!(REDUCE, "reduce", "workgroup_sum");
 shader!(CONV_WEIGHT_GRAD, "conv_weight_grad");
-shader!(GEMM_CORE, "gemm_core");
+shader!(proven GEMM_CORE, "gemm_core");
 shader!(POOL, "pool");
 shader!(BATCHNORM, "batchnorm", "workgroup_sum");
 shader!(BATCHNORM_GRAD, "batchnorm_grad");

@@ -332,3 +332,57 @@ fn layers_and_the_store_refuse_bad_input_with_clear_errors() {
         [3, 2]
     );
 }
+
+/// A profile of a training step names the layer each kernel ran for, the backward pass's
+/// kernels included: one entry per conv block (`features.N`), the classifier, and the loss and
+/// SGD step outside any layer.
+#[test]
+fn a_profile_of_a_training_step_names_every_layer() {
+    let ctx = ctx();
+    if !ctx.can_profile() {
+        let note = format!(
+            "{} has no timestamp queries: the layer profile is not checked",
+            ctx.adapter_info().name
+        );
+        assert!(std::env::var_os("CI").is_none(), "{note} (CI needs it)");
+        eprintln!("note: {note}");
+        return;
+    }
+    let mut model = Vgg16::new(&ctx, tiny(2, ConvMode::Fused), 3).unwrap();
+    let x = Tensor::zeros(&ctx, &[2, 3, 32, 32]).unwrap();
+    let y = Tensor::from_slice(&ctx, &[2], &[1.0, 7.0]).unwrap();
+    let sgd = SgdStep {
+        lr: 0.01,
+        momentum: 0.9,
+        weight_decay: 5e-4,
+        nesterov: false,
+    };
+    model.train_step(&x, &y, &sgd).unwrap();
+    ctx.synchronize().unwrap();
+    ctx.begin_profile().unwrap();
+    model.train_step(&x, &y, &sgd).unwrap();
+    let (times, _) = pollster::block_on(ctx.end_profile()).unwrap();
+    let layers: std::collections::BTreeSet<Option<String>> =
+        times.iter().map(|t| t.layer.clone()).collect();
+    let blocks = layers
+        .iter()
+        .flatten()
+        .filter(|l| l.starts_with("features."))
+        .count();
+    assert_eq!(blocks, 13, "{layers:?}");
+    assert!(
+        layers.contains(&Some("classifier".to_string())),
+        "{layers:?}"
+    );
+    assert!(layers.contains(&None), "loss and SGD run outside any layer");
+    let first_block = |what: &str| {
+        times
+            .iter()
+            .any(|t| t.layer.as_deref() == Some("features.0") && t.kernel.contains(what))
+    };
+    assert!(
+        first_block("::forward") && first_block("weight_grad"),
+        "{times:?}"
+    );
+    assert_eq!(ctx.layer(), None, "the layer is cleared after the step");
+}

@@ -231,4 +231,5 @@ window.app = {
   loadCheckpoint,
   evaluate: (limit) => demo.evaluate(limit),
   classify: (pixels) => demo.classify(pixels),
+  setKernels: (kernels) => demo.setKernels(kernels),
 };

@@ -44,6 +44,8 @@ struct Node {
     output: VarId,
     inputs: Vec<(VarId, bool)>,
     backward: BackwardFn,
+    /// The context's layer when the op was recorded, set again while its backward runs.
+    layer: Option<std::sync::Arc<str>>,
 }
 
 /// Records operations for one forward/backward pass.
@@ -105,6 +107,7 @@ impl Tape {
                 output: var.id,
                 inputs: inputs.iter().map(|v| (v.id, v.requires_grad)).collect(),
                 backward,
+                layer: var.value.context().layer(),
             });
         }
         var
@@ -121,7 +124,11 @@ impl Tape {
                 continue;
             };
             let needs: Vec<bool> = node.inputs.iter().map(|&(_, needs)| needs).collect();
-            let input_grads = (node.backward)(&grad, &needs)?;
+            let ctx = grad.context().clone();
+            let outer = ctx.set_layer(node.layer);
+            let input_grads = (node.backward)(&grad, &needs);
+            ctx.set_layer(outer);
+            let input_grads = input_grads?;
             for ((id, needs), g) in node.inputs.into_iter().zip(input_grads) {
                 let Some(g) = g.filter(|_| needs) else {
                     continue;

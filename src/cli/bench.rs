@@ -292,22 +292,42 @@ fn choices_table(ctx: &Context) -> String {
     md
 }
 
-/// Where one step's GPU time goes, kernel by kernel, largest first.
+/// Where one step's GPU time goes: kernel by kernel (summed over layers), then layer by layer
+/// (summed over kernels), largest first.
 fn profile_table(row: &Row) -> String {
     let total: f64 = row.profile.iter().map(|t| t.ms).sum();
+    let share = |ms: f64| 100.0 * ms / total.max(f64::MIN_POSITIVE);
+    let grouped = |key: &dyn Fn(&KernelTime) -> String| {
+        let mut groups: Vec<(String, u64, f64)> = Vec::new();
+        for t in &row.profile {
+            let k = key(t);
+            match groups.iter_mut().find(|g| g.0 == k) {
+                Some(g) => {
+                    g.1 += t.dispatches;
+                    g.2 += t.ms;
+                }
+                None => groups.push((k, t.dispatches, t.ms)),
+            }
+        }
+        groups.sort_by(|a, b| b.2.total_cmp(&a.2));
+        groups
+    };
     let mut md = format!(
         "\nGPU time per kernel, one step, batch {} P={} {} (each dispatch timed in a pass of its own; sum {:.2} ms)\n\n\
          | kernel | dispatches | ms | share |\n|---|---|---|---|\n",
         row.batch, row.parts, row.mode, total
     );
-    for t in &row.profile {
+    for (kernel, dispatches, ms) in grouped(&|t| t.kernel.clone()) {
         md += &format!(
-            "| {} | {} | {:.3} | {:.1}% |\n",
-            t.kernel,
-            t.dispatches,
-            t.ms,
-            100.0 * t.ms / total.max(f64::MIN_POSITIVE)
+            "| {kernel} | {dispatches} | {ms:.3} | {:.1}% |\n",
+            share(ms)
         );
+    }
+    md += "\nThe same step per layer (forward and backward; loss and SGD outside any layer)\n\n\
+           | layer | dispatches | ms | share |\n|---|---|---|---|\n";
+    let layer = |t: &KernelTime| t.layer.clone().unwrap_or_else(|| "(no layer)".into());
+    for (name, dispatches, ms) in grouped(&layer) {
+        md += &format!("| {name} | {dispatches} | {ms:.3} | {:.1}% |\n", share(ms));
     }
     md
 }

@@ -15,7 +15,7 @@ mod tune;
 use clap::{Parser, Subcommand};
 
 use hetconv::nn::VggConfig;
-use hetconv::tune::{TuneMode, Variant};
+use hetconv::tune::TuneMode;
 use hetconv::{Context, ContextOptions, ConvAlgorithm, LimitsChoice, Result};
 
 /// Train and run HetConv (heterogeneous-kernel) CNNs on any GPU.
@@ -44,15 +44,7 @@ pub struct Cli {
 }
 
 fn parse_conv(s: &str) -> std::result::Result<ConvAlgorithm, String> {
-    match s {
-        "auto" => Ok(ConvAlgorithm::Auto),
-        "direct" => Ok(ConvAlgorithm::Direct),
-        "tiled" => Ok(ConvAlgorithm::TiledGemm),
-        _ => s
-            .parse::<Variant>()
-            .map(ConvAlgorithm::Fixed)
-            .map_err(|e| format!("{e}; or one of auto, direct, tiled")),
-    }
+    s.parse()
 }
 
 fn parse_tune(s: &str) -> std::result::Result<TuneMode, String> {

@@ -35,6 +35,24 @@ pub enum ConvAlgorithm {
     Fixed(crate::tune::Variant),
 }
 
+/// `auto`, `direct`, `tiled`, or a variant such as `gemm:64x64/4x4/k16` (one variant
+/// everywhere).
+impl std::str::FromStr for ConvAlgorithm {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(ConvAlgorithm::Auto),
+            "direct" => Ok(ConvAlgorithm::Direct),
+            "tiled" => Ok(ConvAlgorithm::TiledGemm),
+            _ => s
+                .parse::<crate::tune::Variant>()
+                .map(ConvAlgorithm::Fixed)
+                .map_err(|e| format!("{e}; or one of auto, direct, tiled")),
+        }
+    }
+}
+
 /// How to pick and open the device.
 #[derive(Clone, Debug, Default)]
 pub struct ContextOptions {
@@ -53,6 +71,10 @@ pub struct ContextOptions {
     pub tune: Option<TuneMode>,
     /// The tune cache file (None: `HETCONV_TUNE_CACHE`, else the platform's cache folder).
     pub tune_cache: Option<std::path::PathBuf>,
+    /// Keep wgpu's runtime checks (index clamps, division guards) in every shader, also in
+    /// those whose indices hetconv proves in bounds, which natively run without them (a
+    /// debugging aid; slower).
+    pub checked_shaders: bool,
 }
 
 /// A GPU device with everything hetconv keeps per device. Cheap to clone (shared handle).
@@ -121,6 +143,9 @@ impl Context {
             }
         }));
         let ctx = Self::assemble(device, queue, info, uncaptured);
+        if let Ok(mut cache) = ctx.inner.pipelines.lock() {
+            cache.checked_shaders = options.checked_shaders;
+        }
         let tune = match options.tune {
             Some(mode) => mode,
             None => TuneMode::from_env()?.unwrap_or(ctx.tune_mode()),

@@ -2,6 +2,7 @@
 //! A training step is therefore one submission unless the caller reads something back.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::context::Context;
 use super::pipelines::KernelSpec;
@@ -29,6 +30,8 @@ pub(crate) struct Recorder {
     bind_groups: HashMap<BindGroupKey, wgpu::BindGroup>,
     /// Timestamp queries around each dispatch, while a profile is on.
     pub(super) profile: Option<Profile>,
+    /// The layer whose dispatches are being recorded (profiles group kernel times by it).
+    layer: Option<Arc<str>>,
     stats: RecordStats,
 }
 
@@ -61,7 +64,7 @@ impl Recorder {
     fn timed_dispatch(
         &mut self,
         ctx: &Context,
-        kernel: String,
+        kernel: (Option<Arc<str>>, String),
         pipeline: &wgpu::ComputePipeline,
         bind_group: &wgpu::BindGroup,
         (x, y): (u32, u32),
@@ -179,6 +182,18 @@ impl Context {
         self.recorder().profile = profile;
     }
 
+    /// Names the layer whose dispatches are recorded from now on (`None`: no layer); a profile
+    /// groups kernel times by it. Returns the name it replaces. [`crate::autograd::Tape`]
+    /// restores each op's layer when it records the op's backward pass.
+    pub fn set_layer(&self, layer: Option<Arc<str>>) -> Option<Arc<str>> {
+        std::mem::replace(&mut self.recorder().layer, layer)
+    }
+
+    /// The layer set by [`Context::set_layer`].
+    pub fn layer(&self) -> Option<Arc<str>> {
+        self.recorder().layer.clone()
+    }
+
     /// Dispatch and submission counts so far.
     pub fn record_stats(&self) -> RecordStats {
         self.inner
@@ -264,7 +279,7 @@ impl Context {
             }
         };
         if recorder.profile.is_some() {
-            let kernel = kernel_label(spec, constants);
+            let kernel = (recorder.layer.clone(), kernel_label(spec, constants));
             recorder.timed_dispatch(self, kernel, &cached.pipeline, &bind_group, (x, y));
         } else {
             let pass = recorder.pass(self);

@@ -57,6 +57,8 @@ pub struct CachedPipeline {
 /// Caches shader modules, bind group layouts and pipelines.
 #[derive(Default)]
 pub struct PipelineCache {
+    /// Keep wgpu's runtime checks in every module, proven ones included.
+    pub(crate) checked_shaders: bool,
     modules: HashMap<&'static str, wgpu::ShaderModule>,
     layouts: HashMap<&'static [(u32, Access)], wgpu::BindGroupLayout>,
     pipelines: HashMap<PipelineKey, CachedPipeline>,
@@ -84,15 +86,11 @@ impl PipelineCache {
         if let Some(found) = self.pipelines.get(&key) {
             return Ok(found.clone());
         }
+        let checked = self.checked_shaders;
         let module = self
             .modules
             .entry(spec.shader.name)
-            .or_insert_with(|| {
-                device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(spec.shader.name),
-                    source: wgpu::ShaderSource::Wgsl(spec.shader.source.into()),
-                })
-            })
+            .or_insert_with(|| create_module(device, spec.shader, checked))
             .clone();
         let layout = self
             .layouts
@@ -121,6 +119,30 @@ impl PipelineCache {
         self.pipelines.insert(key, cached.clone());
         Ok(cached)
     }
+}
+
+/// A shader module; natively, one whose indices are proven in bounds is created without wgpu's
+/// runtime checks unless `checked`.
+fn create_module(
+    device: &wgpu::Device,
+    shader: &ShaderSource,
+    checked: bool,
+) -> wgpu::ShaderModule {
+    let desc = wgpu::ShaderModuleDescriptor {
+        label: Some(shader.name),
+        source: wgpu::ShaderSource::Wgsl(shader.source.into()),
+    };
+    #[cfg(not(target_arch = "wasm32"))]
+    if shader.bounds_proven && !checked {
+        // SAFETY: the file's header proves every index in bounds and every divisor non-zero
+        // given the host's checks (`kernels::gemm_core`), and its loops are bounded by uniform
+        // sizes; `tests/unchecked.rs` compares it with the checked module on poisoned buffers.
+        return unsafe {
+            device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+        };
+    }
+    let _ = checked;
+    device.create_shader_module(desc)
 }
 
 #[cfg(not(target_arch = "wasm32"))]

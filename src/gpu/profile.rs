@@ -11,9 +11,11 @@ use crate::error::{Error, Result};
 /// dispatches per submission times the first ones and counts the rest as untimed.
 const QUERIES_PER_SET: u32 = wgpu::QUERY_SET_MAX_QUERIES;
 
-/// GPU time of one kernel over a profile.
+/// GPU time of one kernel in one layer over a profile.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct KernelTime {
+    /// The layer it ran for ([`Context::set_layer`]; `features.3`), if one was set.
+    pub layer: Option<String>,
     /// `shader::entry`, with the tile shape and role for the GEMM core.
     pub kernel: String,
     /// Dispatches of it that were timed.
@@ -22,13 +24,16 @@ pub struct KernelTime {
     pub ms: f64,
 }
 
+/// The layer and kernel of one timed dispatch.
+pub(crate) type Timed = (Option<std::sync::Arc<str>>, String);
+
 /// A profile in progress (held by the recorder).
 pub(crate) struct Profile {
     query_set: wgpu::QuerySet,
-    /// Kernel of each timed dispatch of the open encoder, in query-pair order.
-    pending: Vec<String>,
-    /// Resolved timestamps per submission, with the kernel of each pair.
-    submitted: Vec<(wgpu::Buffer, Vec<String>)>,
+    /// Layer and kernel of each timed dispatch of the open encoder, in query-pair order.
+    pending: Vec<Timed>,
+    /// Resolved timestamps per submission, with the layer and kernel of each pair.
+    submitted: Vec<(wgpu::Buffer, Vec<Timed>)>,
     /// Dispatches that found the query set full.
     untimed: u64,
 }
@@ -37,7 +42,7 @@ impl Profile {
     /// The timestamp writes for the next dispatch's pass, or None when the set is full.
     pub(crate) fn next_writes(
         &mut self,
-        kernel: String,
+        kernel: Timed,
     ) -> Option<wgpu::ComputePassTimestampWrites<'_>> {
         let index = u32::try_from(self.pending.len() * 2).ok()?;
         if index + 2 > QUERIES_PER_SET {
@@ -121,7 +126,7 @@ impl Context {
         Ok(())
     }
 
-    /// Ends the profile: submits, waits for the GPU and returns the GPU time per kernel
+    /// Ends the profile: submits, waits for the GPU and returns the GPU time per layer and kernel
     /// (in order of first dispatch) and how many dispatches went untimed.
     pub async fn end_profile(&self) -> Result<(Vec<KernelTime>, u64)> {
         self.flush()?;
@@ -135,14 +140,19 @@ impl Context {
         let mut times: Vec<KernelTime> = Vec::new();
         for (buffer, kernels) in &profile.submitted {
             let ticks: Vec<u64> = self.read_mapped(buffer).await?;
-            for (kernel, pair) in kernels.iter().zip(ticks.chunks_exact(2)) {
+            for ((layer, kernel), pair) in kernels.iter().zip(ticks.chunks_exact(2)) {
                 let ms = pair[1].saturating_sub(pair[0]) as f64 * period_ns / 1e6;
-                match times.iter_mut().find(|t| t.kernel == *kernel) {
+                let layer = layer.as_deref().map(str::to_string);
+                match times
+                    .iter_mut()
+                    .find(|t| t.kernel == *kernel && t.layer == layer)
+                {
                     Some(t) => {
                         t.dispatches += 1;
                         t.ms += ms;
                     }
                     None => times.push(KernelTime {
+                        layer,
                         kernel: kernel.clone(),
                         dispatches: 1,
                         ms,

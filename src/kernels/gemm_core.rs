@@ -274,6 +274,8 @@ pub(crate) fn reduction_len(kind: &ConvKind, channels: usize) -> usize {
 
 /// Records one dispatch of the core. The tile is checked against the device's limits here:
 /// wgpu 30 does not check a workgroup size or workgroup array given by override constants.
+/// With the shape checks of the callers (no zero-sized dimension, groups dividing the channels)
+/// this upholds the host's side of the bounds argument in `shaders/gemm_core.wgsl`.
 fn dispatch(
     ctx: &Context,
     tile: &TileShape,
@@ -285,6 +287,10 @@ fn dispatch(
         op: "gemm core",
         message,
     })?;
+    if p.rows == 0 || p.cols == 0 {
+        // No output (and tiles_m or tiles_n would be a zero divisor in the shader).
+        return Ok(());
+    }
     let limits = ctx.limits();
     if !tile.fits(limits) {
         let (limit, asked, allowed) =

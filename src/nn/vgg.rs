@@ -164,6 +164,8 @@ impl VggConfig {
 }
 
 struct ConvLayer {
+    /// `features.{index}`: the name profiles give the block's conv, BN + ReLU and pool.
+    name: std::sync::Arc<str>,
     conv: Conv3x3,
     bn: BatchNorm,
     pool_after: bool,
@@ -221,6 +223,7 @@ impl Vgg16 {
             };
             let bn = BatchNorm::new(&mut b, &format!("features.{}", index + 1), cout).with_relu();
             convs.push(ConvLayer {
+                name: prefix.as_str().into(),
                 conv,
                 bn,
                 pool_after,
@@ -280,15 +283,27 @@ impl Vgg16 {
                 ),
             ));
         }
+        let ctx = x.context();
+        let outer = ctx.layer();
+        let logits = self.layers(tape, x, train);
+        ctx.set_layer(outer);
+        logits
+    }
+
+    /// The forward pass, each block recorded under its name (see [`Context::set_layer`]).
+    fn layers(&self, tape: &mut Tape, x: &Tensor, train: bool) -> Result<Var> {
+        let ctx = x.context();
         let mut h = tape.constant(x.clone());
         let store = &self.store;
         for layer in &self.convs {
+            ctx.set_layer(Some(layer.name.clone()));
             h = layer.conv.forward(tape, store, &h)?;
             h = layer.bn.forward(tape, store, &h, train)?;
             if layer.pool_after {
                 h = ops::max_pool2(tape, &h)?;
             }
         }
+        ctx.set_layer(Some("classifier".into()));
         let cl = &self.classifier;
         h = ops::flatten(tape, &h)?;
         h = cl.fc1.forward(tape, store, &h)?;

@@ -105,6 +105,26 @@ test("a checkpoint from the native CLI predicts the same in the page", async () 
   }
 });
 
+test("the GEMM core's tile shapes predict the same in the page (the browser's WGSL compiler)", async () => {
+  for (const kernels of ["gemm:64x64/4x4/k16", "gemm:8x64/2x4/k16"]) {
+    const predictions = await page.evaluate(async ([n, k]) => {
+      window.app.setKernels(k);
+      const bytes = new Uint8Array(await (await fetch("/artifacts/run/checkpoint.safetensors")).arrayBuffer());
+      await window.app.loadCheckpoint(bytes);
+      const out = await window.app.predictTest(n);
+      window.app.setKernels("auto");
+      return out;
+    }, [PREDICTED, kernels]);
+    assert.equal(predictions.length, native.length);
+    for (let i = 0; i < native.length; i++) {
+      assert.equal(predictions[i].predicted, native[i].predicted, `${kernels} image ${i}`);
+      for (let c = 0; c < native[i].probabilities.length; c++) {
+        assert.ok(Math.abs(predictions[i].probabilities[c] - native[i].probabilities[c]) < 1e-4, `${kernels} image ${i} class ${c}`);
+      }
+    }
+  }
+});
+
 test("the page shows a grid, a classified drawing, and no errors (screenshot)", async () => {
   await page.evaluate(() => window.app.trainSteps(6));
   await page.click("#predict");

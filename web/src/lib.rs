@@ -131,6 +131,16 @@ impl Demo {
         })
     }
 
+    /// Sets how convs and linear layers are computed: `auto`, `direct`, `tiled` or one variant
+    /// such as `gemm:64x64/4x4/k16` (as the CLI's `--conv`).
+    #[wasm_bindgen(js_name = setKernels)]
+    pub fn set_kernels(&self, kernels: &str) -> Result<(), JsValue> {
+        let algorithm: hetconv::ConvAlgorithm =
+            kernels.parse().map_err(|e: String| JsValue::from_str(&e))?;
+        self.state.borrow().ctx.set_conv_algorithm(algorithm);
+        Ok(())
+    }
+
     /// Name and backend of the GPU adapter.
     pub fn adapter(&self) -> String {
         let state = self.state.borrow();

@@ -1,0 +1,226 @@
+//! The GEMM core's module is created natively without wgpu's runtime checks (no index clamps,
+//! no division guards: `shaders/gemm_core.wgsl`'s header proves every index in bounds). Checked
+//! here, for every tile shape and every role, on odd shapes: with each input a view in the
+//! middle of a buffer whose other elements are NaN, and each output the same, the unchecked
+//! module gives exactly the bits of the checked one, matches the reference, and leaves the NaN
+//! around the outputs untouched. Where a driver confines every binding to its range (robust
+//! buffer access), a stray read would see zeros or in-range values instead of NaN; the bit
+//! comparison with the checked module and the reference still hold it to the same results.
+
+mod common;
+
+use common::*;
+use hetconv::kernels::conv::{self, ConvDims, ConvKind, ConvWeights};
+use hetconv::kernels::gemm::{self, Layout};
+use hetconv::kernels::gemm_core::TILE_SHAPES;
+use hetconv::reference::conv as cpu;
+use hetconv::reference::gemm::matmul;
+use hetconv::tune::Variant;
+use hetconv::{Context, ContextOptions, ConvAlgorithm, Tensor};
+
+/// Elements of NaN before and after each tensor (the storage-offset alignment, 256 bytes).
+const GUARD: usize = 64;
+
+/// A tensor that is a view in the middle of a NaN-filled buffer.
+struct Guarded {
+    whole: Tensor,
+    view: Tensor,
+}
+
+impl Guarded {
+    fn new(ctx: &Context, shape: &[usize], data: &[f32]) -> Self {
+        let mut all = vec![f32::NAN; GUARD + data.len().div_ceil(GUARD) * GUARD + GUARD];
+        all[GUARD..GUARD + data.len()].copy_from_slice(data);
+        let whole = Tensor::from_slice(ctx, &[all.len()], &all).unwrap();
+        let view = whole.view(GUARD, shape).unwrap();
+        Self { whole, view }
+    }
+
+    /// The view's values, after checking that everything around it still holds NaN.
+    #[track_caller]
+    fn read(&self, name: &str) -> Vec<f32> {
+        let all = self.whole.to_vec().unwrap();
+        let n = self.view.numel();
+        let outside = all[..GUARD].iter().chain(&all[GUARD + n..]);
+        assert!(
+            outside
+                .into_iter()
+                .all(|v| v.to_bits() == f32::NAN.to_bits()),
+            "{name}: a write outside the output"
+        );
+        all[GUARD..GUARD + n].to_vec()
+    }
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// Forward (into a guarded output, with bias and accumulation), input gradient and weight
+/// gradients of one layer, from guarded inputs.
+fn conv_passes(ctx: &Context, kind: &ConvKind, d: &ConvDims, seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = Rng::new(seed);
+    let image = [d.batch, d.cin, d.height, d.width];
+    let out_shape = [d.batch, d.cout, d.height, d.width];
+    let x = Guarded::new(ctx, &image, &rng.vec(image.iter().product()));
+    let dy = Guarded::new(ctx, &out_shape, &rng.vec(out_shape.iter().product()));
+    let mut w1 = rng.vec(d.cout * d.cin);
+    for o in 0..d.cout {
+        for c in cpu::own_block(kind, d, o) {
+            w1[o * d.cin + c] = 0.0;
+        }
+    }
+    let w3 = Guarded::new(
+        ctx,
+        &[d.cout, d.cin / kind.groups, 3, 3],
+        &rng.vec(d.cout * d.cin / kind.groups * 9),
+    );
+    let w1 = Guarded::new(ctx, &[d.cout, d.cin], &w1);
+    let bias = Guarded::new(ctx, &[d.cout], &rng.vec(d.cout));
+    let y = Guarded::new(ctx, &out_shape, &rng.vec(out_shape.iter().product()));
+    let w = ConvWeights {
+        w3: Some(&w3.view),
+        w1: Some(&w1.view),
+        bias: Some(&bias.view),
+    };
+    conv::forward_into(kind, &x.view, &w, &y.view, true).unwrap();
+    let dx = conv::backward_input(kind, &dy.view, &w, d.cin).unwrap();
+    let grads = conv::backward_weight(kind, &x.view, &dy.view).unwrap();
+    vec![
+        y.read("conv forward"),
+        dx.to_vec().unwrap(),
+        grads.dw3.unwrap().to_vec().unwrap(),
+        grads.dw1.unwrap().to_vec().unwrap(),
+    ]
+}
+
+fn matmul_passes(ctx: &Context, (m, k, n): (usize, usize, usize), seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = Rng::new(seed);
+    let (a, b, c) = (rng.vec(m * k), rng.vec(k * n), rng.vec(m * n));
+    let mut out = Vec::new();
+    for (la, lb) in [
+        (Layout::AsIs, Layout::AsIs),
+        (Layout::Transposed, Layout::Transposed),
+    ] {
+        let a_shape = if la == Layout::AsIs { [m, k] } else { [k, m] };
+        let b_shape = if lb == Layout::AsIs { [k, n] } else { [n, k] };
+        let ta = Guarded::new(ctx, &a_shape, &a);
+        let tb = Guarded::new(ctx, &b_shape, &b);
+        let tc = Guarded::new(ctx, &[m, n], &c);
+        gemm::matmul_accumulate(&ta.view, la, &tb.view, lb, &tc.view).unwrap();
+        out.push(tc.read("matmul"));
+    }
+    out
+}
+
+#[test]
+fn the_unchecked_core_gives_the_checked_bits_and_writes_nothing_outside_its_outputs() {
+    let unchecked = ctx();
+    let checked = pollster::block_on(Context::new(ContextOptions {
+        checked_shaders: true,
+        ..Default::default()
+    }))
+    .unwrap();
+    let layers = [
+        (
+            ConvKind::hetconv(2),
+            ConvDims {
+                batch: 1,
+                cin: 6,
+                cout: 10,
+                height: 5,
+                width: 7,
+            },
+        ),
+        (
+            ConvKind {
+                groups: 1,
+                kernel3: true,
+                pointwise: hetconv::kernels::conv::Pointwise::Dense,
+            },
+            ConvDims {
+                batch: 2,
+                cin: 3,
+                cout: 5,
+                height: 4,
+                width: 3,
+            },
+        ),
+        (
+            ConvKind::hetconv(4),
+            ConvDims {
+                batch: 3,
+                cin: 8,
+                cout: 12,
+                height: 1,
+                width: 1,
+            },
+        ),
+    ];
+    let mut tiles_run = 0;
+    for tile in TILE_SHAPES.iter().filter(|t| t.fits(unchecked.limits())) {
+        let algorithm = ConvAlgorithm::Fixed(Variant::Gemm(*tile));
+        unchecked.set_conv_algorithm(algorithm);
+        checked.set_conv_algorithm(algorithm);
+        for (i, (kind, d)) in layers.iter().enumerate() {
+            let fast = conv_passes(&unchecked, kind, d, 10 + i as u64);
+            let safe = conv_passes(&checked, kind, d, 10 + i as u64);
+            for (pass, (f, s)) in fast.iter().zip(&safe).enumerate() {
+                assert_eq!(bits(f), bits(s), "{tile} {kind:?} {d:?} pass {pass}");
+            }
+            // The forward output also matches the reference (y held its start values: accumulate).
+            let mut rng = Rng::new(10 + i as u64);
+            let x = to_f64(&rng.vec(d.batch * d.cin * d.height * d.width));
+            let _dy = rng.vec(d.batch * d.cout * d.height * d.width);
+            let mut w1 = rng.vec(d.cout * d.cin);
+            for o in 0..d.cout {
+                for c in cpu::own_block(kind, d, o) {
+                    w1[o * d.cin + c] = 0.0;
+                }
+            }
+            let w3 = to_f64(&rng.vec(d.cout * d.cin / kind.groups * 9));
+            let bias = to_f64(&rng.vec(d.cout));
+            let start = to_f64(&rng.vec(d.batch * d.cout * d.height * d.width));
+            let want: Vec<f64> =
+                cpu::forward(kind, d, &x, Some(&w3), Some(&to_f64(&w1)), Some(&bias))
+                    .iter()
+                    .zip(&start)
+                    .map(|(a, b)| a + b)
+                    .collect();
+            assert_close(
+                &format!("{tile} {kind:?} forward"),
+                &fast[0],
+                &want,
+                F32_KERNEL,
+            );
+        }
+        for (i, shape) in [(7, 13, 9), (1, 70, 3)].into_iter().enumerate() {
+            let fast = matmul_passes(&unchecked, shape, 20 + i as u64);
+            let safe = matmul_passes(&checked, shape, 20 + i as u64);
+            assert_eq!(
+                fast.iter().map(|v| bits(v)).collect::<Vec<_>>(),
+                safe.iter().map(|v| bits(v)).collect::<Vec<_>>(),
+                "{tile} matmul {shape:?}"
+            );
+            let mut rng = Rng::new(20 + i as u64);
+            let (m, k, n) = shape;
+            let (a, b, c) = (rng.vec(m * k), rng.vec(k * n), rng.vec(m * n));
+            let want: Vec<f64> = matmul(&to_f64(&a), &to_f64(&b), m, k, n)
+                .iter()
+                .zip(&c)
+                .map(|(p, c)| p + f64::from(*c))
+                .collect();
+            assert_close(
+                &format!("{tile} matmul {shape:?}"),
+                &fast[0],
+                &want,
+                F32_KERNEL.scaled(&want),
+            );
+        }
+        tiles_run += 1;
+    }
+    assert!(
+        tiles_run >= TILE_SHAPES.len() - 1,
+        "{tiles_run} tile shapes ran"
+    );
+}
