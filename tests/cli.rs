@@ -332,3 +332,73 @@ fn bench_writes_the_step_table_and_its_json() {
         rows[0]
     );
 }
+
+/// `hetconv tune` on a tiny model times the candidates of every pass into the cache it is
+/// given and prints the table; `bench` with that cache then runs the cached choices, and a bad
+/// `--conv` or `--tune` value is refused by name.
+#[test]
+fn tune_fills_the_cache_that_bench_then_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache.json");
+    let cache_arg = cache.to_str().unwrap();
+    let out = dir.path().join("tune");
+    let text = stdout(&hetconv(&[
+        "--tune-cache",
+        cache_arg,
+        "tune",
+        "--batch",
+        "2",
+        "--parts",
+        "2",
+        "--width-mult",
+        "0.0625",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert!(
+        text.contains("| conv_forward g2 k3=1 pw=Masked b2 "),
+        "{text}"
+    );
+    assert!(text.contains("| Tuned |"), "{text}");
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cache).unwrap()).unwrap();
+    let entries = file["entries"].as_object().unwrap();
+    assert!(entries.len() >= 20, "{} cache entries", entries.len());
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.with_extension("json")).unwrap())
+            .unwrap();
+    assert!(report["keys_timed"].as_u64().unwrap() >= 20, "{report}");
+
+    let bench_out = dir.path().join("steps");
+    let text = stdout(&hetconv(&[
+        "--tune-cache",
+        cache_arg,
+        "--tune",
+        "cached",
+        "bench",
+        "--batch",
+        "2",
+        "--parts",
+        "2",
+        "--width-mult",
+        "0.0625",
+        "--warmup",
+        "1",
+        "--steps",
+        "1",
+        "--out",
+        bench_out.to_str().unwrap(),
+    ]));
+    assert!(text.contains("| Cached |"), "{text}");
+    assert!(text.contains("0 keys timed"), "{text}");
+
+    for bad in [["--conv", "gemm:64x64"], ["--tune", "always"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_hetconv"))
+            .args(bad)
+            .arg("flops")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(bad[1]), "{err}");
+    }
+}

@@ -232,4 +232,5 @@ window.app = {
   evaluate: (limit) => demo.evaluate(limit),
   classify: (pixels) => demo.classify(pixels),
   setKernels: (kernels) => demo.setKernels(kernels),
+  kernelChoices: () => JSON.parse(demo.kernelChoices()),
 };

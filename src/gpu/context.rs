@@ -163,10 +163,15 @@ impl Context {
 
     /// Wraps a device and queue that the application already owns (a game or renderer), so
     /// hetconv's networks run on it. hetconv never changes the device's error handler; the
-    /// application's own handler sees any validation error.
+    /// application's own handler sees any validation error. The tuner starts in
+    /// [`TuneMode::Cached`]: timing a new shape would submit and wait in the middle of the
+    /// application's frame; tune ahead of time (`hetconv tune`, or
+    /// [`Context::set_tune_mode`] during loading) to use the tuned kernels.
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
         let info = device.adapter_info();
-        Self::assemble(device, queue, info, Arc::new(Mutex::new(Vec::new())))
+        let ctx = Self::assemble(device, queue, info, Arc::new(Mutex::new(Vec::new())));
+        ctx.set_tune_mode(TuneMode::Cached);
+        ctx
     }
 
     fn assemble(

@@ -107,14 +107,17 @@ test("a checkpoint from the native CLI predicts the same in the page", async () 
 
 test("the GEMM core's tile shapes predict the same in the page (the browser's WGSL compiler)", async () => {
   for (const kernels of ["gemm:64x64/4x4/k16", "gemm:8x64/2x4/k16"]) {
-    const predictions = await page.evaluate(async ([n, k]) => {
+    let predictions = await page.evaluate(async ([n, k]) => {
       window.app.setKernels(k);
       const bytes = new Uint8Array(await (await fetch("/artifacts/run/checkpoint.safetensors")).arrayBuffer());
       await window.app.loadCheckpoint(bytes);
       const out = await window.app.predictTest(n);
+      const ran = window.app.kernelChoices().filter((c) => c.source === "forced" && c.key.startsWith("conv_forward")).map((c) => c.variant);
       window.app.setKernels("auto");
-      return out;
+      return { out, ran };
     }, [PREDICTED, kernels]);
+    assert.ok(predictions.ran.length > 0 && predictions.ran.every((v) => v === kernels), `${kernels}: the convs ran ${predictions.ran}`);
+    predictions = predictions.out;
     assert.equal(predictions.length, native.length);
     for (let i = 0; i < native.length; i++) {
       assert.equal(predictions[i].predicted, native[i].predicted, `${kernels} image ${i}`);

@@ -141,6 +141,24 @@ impl Demo {
         Ok(())
     }
 
+    /// What each pass and layer shape ran so far, as JSON: `[{"key", "variant", "source"}]`.
+    #[wasm_bindgen(js_name = kernelChoices)]
+    pub fn kernel_choices(&self) -> String {
+        let choices: Vec<serde_json::Value> = self
+            .state
+            .borrow()
+            .ctx
+            .kernel_choices()
+            .iter()
+            .map(|(key, c)| {
+                serde_json::json!({
+                    "key": key, "variant": c.variant.to_string(), "source": c.source,
+                })
+            })
+            .collect();
+        serde_json::Value::Array(choices).to_string()
+    }
+
     /// Name and backend of the GPU adapter.
     pub fn adapter(&self) -> String {
         let state = self.state.borrow();
