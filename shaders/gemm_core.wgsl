@@ -34,9 +34,10 @@
 // - Writes: the same (row, col) conditions; role 2 writes partials sized splits * cout * cols.
 //   scatter_weight_grad writes dw3 only for i < n3 (0 when there is no 3x3 part) and dw1 only
 //   for i - n3 < n1.
-// - Divisors: width, height, groups, cpg, opg, cin, tiles_m, tiles_n are non-zero (the host
-//   refuses empty shapes and dispatches nothing when rows or cols are 0); KC, TN, TM, RN, RM
-//   are positive constants.
+// - Divisors: tiles_m, tiles_n and groups are non-zero in every role (the host dispatches
+//   nothing when rows or cols are 0); width, height, cin, cpg and opg in the conv roles (the host
+//   refuses empty shapes; role 3 never divides by them); KC, TN, TM, RN, RM are positive
+//   constants (TileShape::check).
 
 override WG: u32 = 256u;
 override TM: u32 = 64u;

@@ -1,9 +1,11 @@
 //! The GEMM core's module is created natively without wgpu's runtime checks (no index clamps,
 //! no division guards: `shaders/gemm_core.wgsl`'s header proves every index in bounds). Checked
-//! here, for every tile shape and every role, on odd shapes: with each input a view in the
-//! middle of a buffer whose other elements are NaN, and each output the same, the unchecked
-//! module gives exactly the bits of the checked one, matches the reference, and leaves the NaN
-//! around the outputs untouched. Where a driver confines every binding to its range (robust
+//! here, for every tile shape and every role, on odd shapes (edge tiles) and on layers of 128
+//! rows and 160-256 columns (interior tiles, which skip the bounds checks): with each input a
+//! view in the middle of a buffer whose other elements are NaN, and the forward and matmul
+//! outputs the same, the unchecked module gives exactly the bits of the checked one (every
+//! output, gradients included), matches the reference, and leaves the NaN around the guarded
+//! outputs untouched. Where a driver confines every binding to its range (robust
 //! buffer access), a stray read would see zeros or in-range values instead of NaN; the bit
 //! comparison with the checked module and the reference still hold it to the same results.
 
@@ -121,41 +123,26 @@ fn the_unchecked_core_gives_the_checked_bits_and_writes_nothing_outside_its_outp
         ..Default::default()
     }))
     .unwrap();
+    let dense = ConvKind {
+        groups: 1,
+        kernel3: true,
+        pointwise: hetconv::kernels::conv::Pointwise::Dense,
+    };
+    let dims = |batch, cin, cout, height, width| ConvDims {
+        batch,
+        cin,
+        cout,
+        height,
+        width,
+    };
     let layers = [
-        (
-            ConvKind::hetconv(2),
-            ConvDims {
-                batch: 1,
-                cin: 6,
-                cout: 10,
-                height: 5,
-                width: 7,
-            },
-        ),
-        (
-            ConvKind {
-                groups: 1,
-                kernel3: true,
-                pointwise: hetconv::kernels::conv::Pointwise::Dense,
-            },
-            ConvDims {
-                batch: 2,
-                cin: 3,
-                cout: 5,
-                height: 4,
-                width: 3,
-            },
-        ),
-        (
-            ConvKind::hetconv(4),
-            ConvDims {
-                batch: 3,
-                cin: 8,
-                cout: 12,
-                height: 1,
-                width: 1,
-            },
-        ),
+        (ConvKind::hetconv(2), dims(1, 6, 10, 5, 7)),
+        (dense, dims(2, 3, 5, 4, 3)),
+        (ConvKind::hetconv(4), dims(3, 8, 12, 1, 1)),
+        // Interior tiles for every shape: 128 filters x 256 pixels forward and 128 x 160 in the
+        // weight gradient, then 128 input channels x 256 pixels in the input gradient.
+        (dense, dims(2, 16, 128, 8, 16)),
+        (dense, dims(2, 128, 16, 8, 16)),
     ];
     let mut tiles_run = 0;
     for tile in TILE_SHAPES.iter().filter(|t| t.fits(unchecked.limits())) {
@@ -194,7 +181,10 @@ fn the_unchecked_core_gives_the_checked_bits_and_writes_nothing_outside_its_outp
                 F32_KERNEL,
             );
         }
-        for (i, shape) in [(7, 13, 9), (1, 70, 3)].into_iter().enumerate() {
+        for (i, shape) in [(7, 13, 9), (1, 70, 3), (130, 70, 129)]
+            .into_iter()
+            .enumerate()
+        {
             let fast = matmul_passes(&unchecked, shape, 20 + i as u64);
             let safe = matmul_passes(&checked, shape, 20 + i as u64);
             assert_eq!(

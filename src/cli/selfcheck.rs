@@ -69,20 +69,21 @@ fn input(ctx: &Context, shape: &[usize], seed: u64) -> Result<(Tensor, Vec<f64>)
     Ok((Tensor::from_slice(ctx, shape, &v)?, to_f64(&v)))
 }
 
-fn gemm_checks(ctx: &Context, r: &mut Report) -> Result<()> {
+/// The matrix product and the linear layer; `how` names the variant in the labels.
+fn gemm_checks(ctx: &Context, r: &mut Report, how: &str) -> Result<()> {
     let (m, k, n) = (13, 7, 9);
     let (a, a64) = input(ctx, &[m, k], 1)?;
     let (b, b64) = input(ctx, &[k, n], 2)?;
     let (bt, bt64) = input(ctx, &[n, k], 3)?;
     let want = reference::gemm::matmul(&a64, &b64, m, k, n);
     r.compare(
-        "gemm 13x7 @ 7x9",
+        &format!("gemm 13x7 @ 7x9 ({how})"),
         &gemm::matmul(&a, Layout::AsIs, &b, Layout::AsIs, None)?,
         &want,
     )?;
     let (bias, bias64) = input(ctx, &[n], 22)?;
     r.compare(
-        "linear 13x7 @ (9x7)^T + bias",
+        &format!("linear 13x7 @ (9x7)^T + bias ({how})"),
         &gemm::matmul(&a, Layout::AsIs, &bt, Layout::Transposed, Some(&bias))?,
         &reference::gemm::linear(&a64, &bt64, &bias64, m, k, n),
     )
@@ -277,6 +278,33 @@ fn loss_and_sgd_checks(ctx: &Context, r: &mut Report) -> Result<()> {
     r.compare("SGD momentum, then Nesterov", &weights, &w64)
 }
 
+/// The conv family and the matrix product with the direct kernels, then HetConv and the matrix
+/// product with each tile shape of the GEMM core that fits the device.
+fn variant_checks(ctx: &Context, r: &mut Report) -> Result<()> {
+    ctx.set_conv_algorithm(ConvAlgorithm::Direct);
+    gemm_checks(ctx, r, "direct")?;
+    let kinds = [
+        ("standard 3x3 conv", ConvKind::standard3x3()),
+        ("grouped 3x3 conv G=2", ConvKind::grouped3x3(2)),
+        ("pointwise conv", ConvKind::pointwise()),
+        ("HetConv P=4 (fused)", ConvKind::hetconv(4)),
+    ];
+    for (label, kind) in kinds {
+        conv_checks(ctx, r, label, kind)?;
+    }
+    for tile in TILE_SHAPES.iter().filter(|t| t.fits(ctx.limits())) {
+        ctx.set_conv_algorithm(ConvAlgorithm::Fixed(Variant::Gemm(*tile)));
+        gemm_checks(ctx, r, &format!("gemm {tile}"))?;
+        conv_checks(
+            ctx,
+            r,
+            &format!("HetConv P=2 (gemm {tile})"),
+            ConvKind::hetconv(2),
+        )?;
+    }
+    Ok(())
+}
+
 /// Runs the checks and prints one line per check; fails if any mismatches.
 pub fn run(ctx: &Context) -> Result<()> {
     println!(
@@ -285,29 +313,12 @@ pub fn run(ctx: &Context) -> Result<()> {
         ctx.adapter_info().backend
     );
     let mut r = Report::default();
-    gemm_checks(ctx, &mut r)?;
-    let kinds = [
-        ("standard 3x3 conv", ConvKind::standard3x3()),
-        ("grouped 3x3 conv G=2", ConvKind::grouped3x3(2)),
-        ("pointwise conv", ConvKind::pointwise()),
-        ("HetConv P=4 (fused)", ConvKind::hetconv(4)),
-    ];
-    for (label, kind) in kinds {
-        conv_checks(ctx, &mut r, label, kind)?;
-    }
-    // The GEMM core, with every tile shape this device can run.
+    // The direct kernels, then the GEMM core with every tile shape this device can run (each
+    // forced, so nothing is tuned or read from a cache).
     let before = ctx.conv_algorithm();
-    let mut tiled = Ok(());
-    for tile in TILE_SHAPES.iter().filter(|t| t.fits(ctx.limits())) {
-        ctx.set_conv_algorithm(ConvAlgorithm::Fixed(Variant::Gemm(*tile)));
-        let label = format!("HetConv P=2 (gemm {tile})");
-        tiled = conv_checks(ctx, &mut r, &label, ConvKind::hetconv(2));
-        if tiled.is_err() {
-            break;
-        }
-    }
+    let checked = variant_checks(ctx, &mut r);
     ctx.set_conv_algorithm(before);
-    tiled?;
+    checked?;
     pool_and_relu_checks(ctx, &mut r)?;
     batchnorm_checks(ctx, &mut r)?;
     loss_and_sgd_checks(ctx, &mut r)?;

@@ -119,6 +119,16 @@ pub fn run(ctx: &Context, args: TuneArgs) -> Result<()> {
         }));
     }
     println!("{md}");
+    let cached = ctx
+        .kernel_choices()
+        .iter()
+        .filter(|(_, c)| c.source == hetconv::tune::Source::Cached)
+        .count();
+    if cached > 0 {
+        eprintln!(
+            "tune: {cached} keys came from the cache and were not timed again (delete the cache file to re-time them)"
+        );
+    }
     println!(
         "{:.1} s in all; cache: {}",
         started.elapsed().as_secs_f64(),

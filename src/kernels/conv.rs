@@ -294,10 +294,10 @@ pub fn tune_key(pass: Pass, kind: &ConvKind, d: &ConvDims) -> String {
 fn tuning(pass: Pass, kind: &ConvKind, d: &ConvDims) -> (String, Problem) {
     let pixels = d.batch * d.height * d.width;
     let g = kind.groups;
-    let (rows, cols, red) = match pass {
-        Pass::ConvInputGrad => (d.cin / g, pixels, reduction_len(kind, d.cout)),
-        Pass::ConvWeightGrad => (d.cout / g, reduction_len(kind, d.cin), pixels),
-        _ => (d.cout / g, pixels, reduction_len(kind, d.cin)),
+    let (rows, cols) = match pass {
+        Pass::ConvInputGrad => (d.cin / g, pixels),
+        Pass::ConvWeightGrad => (d.cout / g, reduction_len(kind, d.cin)),
+        _ => (d.cout / g, pixels),
     };
     let key = tune_key(pass, kind, d);
     let problem = Problem {
@@ -305,7 +305,6 @@ fn tuning(pass: Pass, kind: &ConvKind, d: &ConvDims) -> (String, Problem) {
         groups: g,
         rows,
         cols,
-        red,
     };
     (key, problem)
 }

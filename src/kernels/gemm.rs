@@ -129,7 +129,6 @@ fn record(
         groups: 1,
         rows: m,
         cols: n,
-        red: k,
     };
     let variant = tune::choose(ctx, &problem, &key, |v| {
         let scratch = Tensor::uninit(ctx, out.shape())?;

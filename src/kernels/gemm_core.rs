@@ -89,19 +89,22 @@ impl TileShape {
         (a + b) * 4
     }
 
-    /// Whether the shader's layout rules hold: register tiles of at most 8 x 8 dividing the
-    /// tile, invocations dividing TN, KC and both stage sizes (so that each invocation loads a
+    /// Whether the shader's layout rules hold: a tile of 1..=1024 rows and columns, 1..=64
+    /// reduction steps, register tiles of at most 8 x 8 dividing the tile, and invocations that
+    /// are a multiple of TN and KC and divide both stage sizes (so that each invocation loads a
     /// fixed column or a fixed reduction step).
     pub fn check(&self) -> std::result::Result<(), String> {
         let Self { tm, tn, rm, rn, kc } = *self;
-        let ok = (1..=8).contains(&rm)
+        let ok = (1..=1024).contains(&tm)
+            && (1..=1024).contains(&tn)
+            && (1..=64).contains(&kc)
+            && (1..=8).contains(&rm)
             && (1..=8).contains(&rn)
-            && kc > 0
             && tm.is_multiple_of(rm)
             && tn.is_multiple_of(rn);
         if !ok {
             return Err(format!(
-                "{self}: register tile must be 1..8 and divide the tile"
+                "{self}: the tile must be 1..1024 x 1..1024 with 1..64 reduction steps, the register tile 1..8 x 1..8 dividing it"
             ));
         }
         let wg = self.threads();
@@ -234,14 +237,19 @@ impl Params {
         }
     }
 
-    /// Sets the product's size and the tile grid for `tile`.
-    fn product(mut self, tile: &TileShape, rows: usize, cols: usize, red: usize) -> Self {
+    /// Sets the product's size and the tile grid for `tile` (checked first: the grid divides by
+    /// its sides).
+    fn product(mut self, tile: &TileShape, rows: usize, cols: usize, red: usize) -> Result<Self> {
+        tile.check().map_err(|message| Error::Gpu {
+            op: "gemm core",
+            message,
+        })?;
         self.rows = rows as u32;
         self.cols = cols as u32;
         self.red = red as u32;
         self.tiles_m = rows.div_ceil(tile.tm as usize) as u32;
         self.tiles_n = cols.div_ceil(tile.tn as usize) as u32;
-        self
+        Ok(self)
     }
 
     fn workgroups(&self) -> u64 {
@@ -283,30 +291,28 @@ fn dispatch(
     p: &Params,
     buffers: &[&Tensor],
 ) -> Result<()> {
-    tile.check().map_err(|message| Error::Gpu {
-        op: "gemm core",
-        message,
-    })?;
     if p.rows == 0 || p.cols == 0 {
         // No output (and tiles_m or tiles_n would be a zero divisor in the shader).
         return Ok(());
     }
     let limits = ctx.limits();
     if !tile.fits(limits) {
-        let (limit, asked, allowed) =
-            if tile.threads() > limits.max_compute_invocations_per_workgroup {
-                (
-                    "max_compute_invocations_per_workgroup",
-                    tile.threads(),
-                    limits.max_compute_invocations_per_workgroup,
-                )
-            } else {
-                (
-                    "max_compute_workgroup_storage_size",
-                    tile.workgroup_bytes(),
-                    limits.max_compute_workgroup_storage_size,
-                )
-            };
+        let most_threads = limits
+            .max_compute_invocations_per_workgroup
+            .min(limits.max_compute_workgroup_size_x);
+        let (limit, asked, allowed) = if tile.threads() > most_threads {
+            (
+                "max_compute_invocations_per_workgroup / max_compute_workgroup_size_x",
+                tile.threads(),
+                most_threads,
+            )
+        } else {
+            (
+                "max_compute_workgroup_storage_size",
+                tile.workgroup_bytes(),
+                limits.max_compute_workgroup_storage_size,
+            )
+        };
         return Err(Error::Limit {
             op: "gemm core",
             limit,
@@ -353,7 +359,7 @@ pub(crate) fn conv_forward_or_input_grad(
         rows / kind.groups,
         d.batch * d.height * d.width,
         reduction_len(kind, channels),
-    );
+    )?;
     p.has_bias = u32::from(bias.is_some());
     p.accumulate = u32::from(accumulate);
     dispatch(
@@ -394,7 +400,7 @@ pub(crate) fn conv_weight_grad(
         d.cout * d.cin
     };
     let pixels = d.batch * d.height * d.width;
-    let mut p = Params::conv(kind, d).product(tile, d.cout / kind.groups, space, pixels);
+    let mut p = Params::conv(kind, d).product(tile, d.cout / kind.groups, space, pixels)?;
     if space == 0 {
         // A masked 1x1 conv with one part: every weight is masked, every gradient exactly zero.
         return ctx.dispatch_workgroups(
@@ -470,7 +476,7 @@ pub(crate) fn matmul(
         trans_b: u32::from(trans_b),
         ..Params::default()
     }
-    .product(tile, m, n, k);
+    .product(tile, m, n, k)?;
     p.batch = 1;
     dispatch(
         a.context(),
@@ -496,6 +502,8 @@ mod tests {
         assert!(TileShape::new(64, 48, 4, 4, 16).check().is_err());
         assert!("64x64/4x4".parse::<TileShape>().is_err());
         assert!("64x64/4x4/k16/x".parse::<TileShape>().is_err());
+        assert!("0x0/1x1/k1".parse::<TileShape>().is_err());
+        assert!(TileShape::new(64, 64, 4, 4, 0).check().is_err());
     }
 
     #[test]

@@ -25,18 +25,39 @@ pub struct Identity {
     pub driver: String,
     /// Driver version text.
     pub driver_info: String,
+    /// The device's workgroup memory and invocations per workgroup: they decide which tile
+    /// shapes are candidates, so the WebGPU default limits and `--max-limits` keep separate
+    /// files.
+    pub workgroup_storage: u32,
+    /// See `workgroup_storage`.
+    pub invocations: u32,
 }
 
 impl Identity {
-    /// The identity of the running adapter.
-    pub fn of(info: &wgpu::AdapterInfo) -> Self {
+    /// The identity of the running adapter, opened with `limits`.
+    pub fn of(info: &wgpu::AdapterInfo, limits: &wgpu::Limits) -> Self {
         Self {
             hetconv: env!("CARGO_PKG_VERSION").to_string(),
             adapter: info.name.clone(),
             backend: format!("{:?}", info.backend),
             driver: info.driver.clone(),
             driver_info: info.driver_info.clone(),
+            workgroup_storage: limits.max_compute_workgroup_storage_size,
+            invocations: limits.max_compute_invocations_per_workgroup,
         }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{:?} ({}, driver {} {}, {} B workgroup memory, {} invocations, hetconv {})",
+            self.adapter,
+            self.backend,
+            self.driver,
+            self.driver_info,
+            self.workgroup_storage,
+            self.invocations,
+            self.hetconv
+        )
     }
 
     /// A file name that tells adapters apart: the adapter's name in plain characters and a
@@ -153,16 +174,6 @@ impl TuneCache {
         );
     }
 
-    /// Number of keys.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// Whether no key is stored.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// Writes the file (a temporary file in the same folder, then a rename). Nothing to do
     /// without a path.
     pub fn save(&self) -> Result<()> {
@@ -187,7 +198,10 @@ impl TuneCache {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("tune");
-        let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+        // Unique per process and save: contexts of one process may share the file.
+        static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()));
         let written = std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, path));
         if written.is_err() {
             let _ = std::fs::remove_file(&tmp);
@@ -232,17 +246,9 @@ fn read(path: &Path, identity: &Identity) -> Result<BTreeMap<String, Entry>> {
         return Err(format_error(
             0,
             format!(
-                "written for {:?} ({}, driver {} {}, hetconv {}), this is {:?} ({}, driver {} {}, hetconv {})",
-                file.identity.adapter,
-                file.identity.backend,
-                file.identity.driver,
-                file.identity.driver_info,
-                file.identity.hetconv,
-                identity.adapter,
-                identity.backend,
-                identity.driver,
-                identity.driver_info,
-                identity.hetconv
+                "written for {}, this is {}",
+                file.identity.describe(),
+                identity.describe()
             ),
         ));
     }

@@ -77,7 +77,6 @@ mod tests {
             groups,
             rows,
             cols,
-            red: 576,
         }
     }
 

@@ -3,7 +3,8 @@
 //! Every conv pass and the linear layer has candidates: the direct kernels and the tile shapes
 //! of the GEMM core ([`crate::kernels::gemm_core`]). What runs is decided, per key, by
 //! - the context's [`crate::ConvAlgorithm`] (`Direct`, `TiledGemm` or a `Fixed` variant force it;
-//!   `Auto` asks the tuner), then
+//!   `Auto` asks the tuner; `TiledGemm` takes the heuristic's tile wherever one fits the shape,
+//!   the direct kernels elsewhere), then
 //! - the tuner's [`TuneMode`]: `full` times the candidates that fit the device on the first use of
 //!   a key (warm-up, a few samples, losers over 1.5x the leader dropped after one) and stores the
 //!   winner in a cache file; `cached` takes the cache's entry where there is one; `off`, and every
@@ -99,8 +100,6 @@ pub struct Problem {
     pub rows: usize,
     /// Columns of one product.
     pub cols: usize,
-    /// Reduction length of one product.
-    pub red: usize,
 }
 
 /// How much the tuner may do.
@@ -224,7 +223,7 @@ impl Tuner {
     fn cache(&mut self, ctx: &Context) -> &mut cache::TuneCache {
         let path = &self.cache_path;
         self.cache.get_or_insert_with(|| {
-            let identity = cache::Identity::of(ctx.adapter_info());
+            let identity = cache::Identity::of(ctx.adapter_info(), ctx.limits());
             let path = path.clone().or_else(|| cache::default_path(&identity));
             cache::TuneCache::load(identity, path)
         })
@@ -237,9 +236,12 @@ impl Context {
         self.tuner().mode
     }
 
-    /// Sets the tuning mode.
+    /// Sets the tuning mode and forgets the choices made so far (each key is chosen again
+    /// under the new mode when it next runs).
     pub fn set_tune_mode(&self, mode: TuneMode) {
-        self.tuner().mode = mode;
+        let mut tuner = self.tuner();
+        tuner.mode = mode;
+        tuner.choices.clear();
     }
 
     /// Uses `path` as the tune cache from now on (`None`: the platform's cache folder), and
