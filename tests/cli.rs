@@ -402,3 +402,52 @@ fn tune_fills_the_cache_that_bench_then_uses() {
         assert!(!out.status.success() && err.contains(bad[1]), "{err}");
     }
 }
+
+/// Bad numbers on the command line are refused when they are parsed, before any work, with a
+/// message naming the flag and the value; negative numbers are values, not flags.
+#[test]
+fn bad_flag_values_are_refused_by_name_before_any_work() {
+    let cases: &[&[&str]] = &[
+        &["train", "--lr", "-0.5"],
+        &["train", "--lr=-0.5"],
+        &["train", "--lr", "NaN"],
+        &["train", "--width-mult", "inf"],
+        &["train", "--width-mult", "1e30"],
+        &["train", "--width-mult", "0"],
+        &["train", "--width-mult", "-1"],
+        &["train", "--width-mult", "NaN"],
+        &["train", "--warmup-epochs", "NaN"],
+        &["train", "--momentum", "1.5"],
+        &["train", "--weight-decay", "-1"],
+        &["train", "--gamma", "0"],
+        &["train", "--epochs", "0"],
+        &["train", "--max-steps", "0"],
+        &["train", "--batch-size", "0"],
+        &["train", "--part", "0"],
+        &["train", "--checkpoint-every", "0"],
+        &["eval", "--weights", "x.safetensors", "--limit", "0"],
+        &["bench", "--parts", "0"],
+        &["bench", "--batch", "16,0"],
+        &["tune", "--parts", "4,0"],
+        &["flops", "--width-mult", "0"],
+    ];
+    for args in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_hetconv"))
+            .args(*args)
+            .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        let flag = args
+            .iter()
+            .rev()
+            .find(|a| a.starts_with("--"))
+            .map(|a| a.split('=').next().unwrap())
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(flag) && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+    }
+}

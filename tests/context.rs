@@ -377,3 +377,57 @@ fn profiling_without_timestamps_is_a_clear_error() {
         "{text}"
     );
 }
+
+/// Every kernel refuses tensors of two contexts with an error naming the kernel, never a wgpu
+/// panic: batch norm, the loss, pooling, SGD and the conv family alike (the check sits where
+/// every dispatch is recorded).
+#[test]
+fn tensors_of_two_contexts_are_refused_by_every_kernel_family() {
+    use hetconv::kernels::{batchnorm, conv, loss, pool, sgd};
+    let (a, b) = (ctx(), ctx());
+    let x = Tensor::zeros(&a, &[2, 4, 4, 4]).unwrap();
+    let four_b = Tensor::zeros(&b, &[4]).unwrap();
+    let four_a = Tensor::zeros(&a, &[4]).unwrap();
+    let errors = [
+        batchnorm::forward_train(
+            &x,
+            &four_b,
+            &four_a,
+            &four_a,
+            &four_a,
+            &batchnorm::BatchNormConfig::default(),
+            true,
+        )
+        .map(drop),
+        loss::softmax_cross_entropy(
+            &Tensor::zeros(&a, &[2, 3]).unwrap(),
+            &Tensor::zeros(&b, &[2]).unwrap(),
+        )
+        .map(drop),
+        pool::max_pool2_backward(&x, &Tensor::zeros(&b, &[2, 4, 2, 2]).unwrap()).map(drop),
+        sgd::sgd_step(
+            &four_a,
+            &four_b,
+            &four_a,
+            &sgd::SgdStep {
+                lr: 0.1,
+                momentum: 0.9,
+                weight_decay: 0.0,
+                nesterov: false,
+            },
+        ),
+        conv::forward(
+            &conv::ConvKind::pointwise(),
+            &x,
+            &conv::ConvWeights {
+                w1: Some(&Tensor::zeros(&b, &[4, 4]).unwrap()),
+                ..Default::default()
+            },
+        )
+        .map(drop),
+    ];
+    for (i, e) in errors.into_iter().enumerate() {
+        let text = e.expect_err("mixed contexts must be refused").to_string();
+        assert!(text.contains("different GPU context"), "case {i}: {text}");
+    }
+}

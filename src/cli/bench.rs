@@ -16,19 +16,20 @@ use hetconv::{Context, Error, KernelTime, Result, Tensor};
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// Batch sizes.
-    #[arg(long, value_delimiter = ',', default_value = "16,128")]
+    #[arg(long, value_delimiter = ',', default_value = "16,128", value_parser = super::args::at_least_one)]
     pub batch: Vec<usize>,
     /// Parts P.
-    #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16", value_parser = super::args::at_least_one)]
     pub parts: Vec<usize>,
     /// Width multiplier of the paper's widths (use 0.25 on a software adapter).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = super::args::width_mult)]
     pub width_mult: f64,
-    /// Untimed steps first (pipeline compilation, allocation).
-    #[arg(long, default_value_t = 3)]
+    /// Untimed steps first (pipeline compilation, allocation; the first is also reported as
+    /// "first step ms").
+    #[arg(long, default_value_t = 3, value_parser = super::args::at_least_one)]
     pub warmup: usize,
     /// Timed steps.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = super::args::at_least_one)]
     pub steps: usize,
     /// Also time the unfused HetConv form (grouped 3x3 + masked 1x1 passes).
     #[arg(long)]

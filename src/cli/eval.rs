@@ -31,10 +31,10 @@ pub struct EvalArgs {
     #[arg(long, value_enum, default_value_t = Split::Test)]
     pub split: Split,
     /// Only the first N images.
-    #[arg(long)]
+    #[arg(long, value_parser = super::args::at_least_one)]
     pub limit: Option<usize>,
     /// Images per batch.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = super::args::at_least_one)]
     pub batch_size: usize,
 }
 

@@ -1,5 +1,6 @@
 //! Command-line parsing and the subcommands.
 
+mod args;
 mod bench;
 mod data_args;
 mod eval;
@@ -73,7 +74,7 @@ enum Command {
     /// Print FLOPs and parameter counts of the HetConv VGG-16 for P = 1..64 next to the paper's.
     Flops {
         /// Multiply every conv width by this factor.
-        #[arg(long, default_value_t = 1.0)]
+        #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = args::width_mult)]
         width_mult: f64,
     },
 }

@@ -27,7 +27,7 @@ pub struct PredictArgs {
     #[arg(long, value_enum, default_value_t = Split::Test)]
     pub split: Split,
     /// Only the first N images of the split.
-    #[arg(long)]
+    #[arg(long, value_parser = super::args::at_least_one)]
     pub limit: Option<usize>,
     /// Write here: `.json` for JSON, anything else CSV (default: CSV on standard output).
     #[arg(long)]

@@ -46,21 +46,33 @@ struct Report {
 impl Report {
     fn compare(&mut self, name: &str, got: &Tensor, want: &[f64]) -> Result<()> {
         let got = got.to_vec()?;
-        let worst = got
-            .iter()
-            .zip(want)
-            .map(|(&g, &w)| (f64::from(g) - w).abs() - RTOL * w.abs())
-            .fold(f64::MIN, f64::max);
-        let ok = got.len() == want.len() && worst <= ATOL;
+        let bad = mismatches(&got, want);
         self.checks += 1;
-        if ok {
+        if bad == 0 {
             println!("  {name:<44} ok");
         } else {
-            println!("  {name:<44} MISMATCH (worst excess error {worst:e})");
+            println!(
+                "  {name:<44} MISMATCH ({bad} of {} values outside {ATOL:e} + {RTOL:e} |want|, NaN included)",
+                want.len()
+            );
             self.failed.push(name.to_string());
         }
         Ok(())
     }
+}
+
+/// Values outside `ATOL + RTOL * |want|` (a NaN or infinity never passes), plus every value
+/// missing or extra.
+fn mismatches(got: &[f32], want: &[f64]) -> usize {
+    let outside = got
+        .iter()
+        .zip(want)
+        .filter(|&(&g, &w)| {
+            let close = (f64::from(g) - w).abs() <= ATOL + RTOL * w.abs();
+            !close
+        })
+        .count();
+    outside + got.len().abs_diff(want.len())
 }
 
 /// Uploads deterministic values of `shape`; returns the tensor and its f64 copy.
@@ -332,5 +344,19 @@ pub fn run(ctx: &Context) -> Result<()> {
             r.checks,
             r.failed.join(", ")
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mismatches;
+
+    #[test]
+    fn nan_infinity_and_missing_values_are_mismatches() {
+        assert_eq!(mismatches(&[1.0, 2.0], &[1.0, 2.0]), 0);
+        assert_eq!(mismatches(&[f32::NAN, f32::NAN], &[1.0, 2.0]), 2);
+        assert_eq!(mismatches(&[f32::INFINITY, 2.0], &[1.0, 2.0]), 1);
+        assert_eq!(mismatches(&[1.0], &[1.0, 2.0]), 1);
+        assert_eq!(mismatches(&[1.1, 2.0], &[1.0, 2.0]), 1);
     }
 }

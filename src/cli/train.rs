@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
+
+use super::args;
 use hetconv::checkpoint::{self, Checkpoint, META_PROGRESS, META_STEP};
 use hetconv::data::{Augment, Dataset};
 use hetconv::flops::vgg_cost;
@@ -37,31 +39,31 @@ pub struct TrainArgs {
     #[command(flatten)]
     pub data: DataArgs,
     /// HetConv part P: each filter has 3x3 kernels on 1/P of its inputs, 1x1 on the rest.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = args::at_least_one)]
     pub part: usize,
     /// The 13 conv widths, comma-separated (default: the paper's 64,...,512 times --width-mult).
     #[arg(long, value_delimiter = ',', conflicts_with = "width_mult")]
     pub widths: Option<Vec<usize>>,
     /// Scale the paper's widths (0.125 gives 8..64 channels: quick on a software GPU).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = args::width_mult)]
     pub width_mult: Option<f64>,
     /// Passes over the training set.
-    #[arg(long, default_value_t = 330)]
+    #[arg(long, default_value_t = 330, value_parser = args::at_least_one)]
     pub epochs: usize,
     /// Stop after this many steps in total.
-    #[arg(long)]
+    #[arg(long, value_parser = args::steps)]
     pub max_steps: Option<u64>,
     /// Images per step.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = args::at_least_one)]
     pub batch_size: usize,
     /// Base learning rate.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, allow_negative_numbers = true, value_parser = args::non_negative)]
     pub lr: f64,
     /// SGD momentum.
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = 0.9, allow_negative_numbers = true, value_parser = args::momentum)]
     pub momentum: f64,
     /// Weight decay on every parameter.
-    #[arg(long, default_value_t = 5e-4)]
+    #[arg(long, default_value_t = 5e-4, allow_negative_numbers = true, value_parser = args::non_negative)]
     pub weight_decay: f64,
     /// Nesterov momentum.
     #[arg(long)]
@@ -73,10 +75,10 @@ pub struct TrainArgs {
     #[arg(long, value_delimiter = ',', default_value = "50,140,210,240,270,300")]
     pub milestones: Vec<usize>,
     /// Multistep factor.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, allow_negative_numbers = true, value_parser = args::factor)]
     pub gamma: f64,
     /// Epochs of linear warm-up.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true, value_parser = args::non_negative)]
     pub warmup_epochs: f64,
     /// No random crop and flip.
     #[arg(long)]
@@ -100,16 +102,16 @@ pub struct TrainArgs {
     #[arg(long, default_value = "runs/latest")]
     pub out: PathBuf,
     /// Also save a checkpoint every this many steps (always: at each epoch's end).
-    #[arg(long)]
+    #[arg(long, value_parser = args::steps)]
     pub checkpoint_every: Option<u64>,
     /// Read the loss back every this many steps.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = args::steps)]
     pub report_every: u64,
     /// Use only the first N training images.
-    #[arg(long)]
+    #[arg(long, value_parser = args::at_least_one)]
     pub train_limit: Option<usize>,
     /// Evaluate on only the first N test images.
-    #[arg(long)]
+    #[arg(long, value_parser = args::at_least_one)]
     pub eval_limit: Option<usize>,
     /// Compute HetConv as grouped 3x3 + masked 1x1 passes (the PyTorch form) instead of fused.
     #[arg(long)]

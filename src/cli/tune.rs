@@ -14,13 +14,13 @@ use hetconv::{Context, Error, Result, Tensor};
 #[derive(Args, Debug)]
 pub struct TuneArgs {
     /// Batch sizes (training steps; inference at each size and at one image).
-    #[arg(long, value_delimiter = ',', default_value = "128")]
+    #[arg(long, value_delimiter = ',', default_value = "128", value_parser = super::args::at_least_one)]
     pub batch: Vec<usize>,
     /// Parts P.
-    #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16", value_parser = super::args::at_least_one)]
     pub parts: Vec<usize>,
     /// Width multiplier of the paper's widths.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = super::args::width_mult)]
     pub width_mult: f64,
     /// Also write the table to OUT.md and OUT.json.
     #[arg(long)]

@@ -237,6 +237,20 @@ impl Context {
         buffers: &[&Tensor],
         workgroups: u64,
     ) -> Result<()> {
+        // The root of every kernel's same-device rule: a tensor of another context would reach
+        // wgpu's validation (and its default handler's panic) otherwise.
+        if let Some(i) = buffers
+            .iter()
+            .position(|t| !Arc::ptr_eq(&t.context().inner, &self.inner))
+        {
+            return Err(Error::shape(
+                spec.entry,
+                format!(
+                    "{}::{}: tensor {i} lives on a different GPU context than the others",
+                    spec.shader.name, spec.entry
+                ),
+            ));
+        }
         if buffers.len() != spec.bindings.len() {
             return Err(Error::Gpu {
                 op: spec.entry,

@@ -1,0 +1,87 @@
+//! Value parsers for the command line's numbers: every flag is checked when it is parsed, before
+//! any work, and a bad value is refused with a message naming the value and the range.
+
+/// The largest `--width-mult`: 8x the paper's widths is 4096 channels in the last layers.
+const MAX_WIDTH_MULT: f64 = 8.0;
+
+fn number<T: std::str::FromStr>(s: &str) -> Result<T, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number"))
+}
+
+/// A whole number of at least 1 (epochs, steps, batch sizes, parts, limits, intervals).
+pub fn at_least_one(s: &str) -> Result<usize, String> {
+    match number::<usize>(s)? {
+        0 => Err("must be at least 1, got 0".into()),
+        n => Ok(n),
+    }
+}
+
+/// [`at_least_one`] for step counts.
+pub fn steps(s: &str) -> Result<u64, String> {
+    at_least_one(s).map(|n| n as u64)
+}
+
+/// A finite number of at least 0 (learning rate, weight decay, warm-up epochs).
+pub fn non_negative(s: &str) -> Result<f64, String> {
+    let v: f64 = number(s)?;
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("must be a finite number >= 0, got {s}"))
+    }
+}
+
+/// A momentum factor in [0, 1).
+pub fn momentum(s: &str) -> Result<f64, String> {
+    let v: f64 = number(s)?;
+    if (0.0..1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("must be in [0, 1), got {s}"))
+    }
+}
+
+/// A factor in (0, 1] (the multistep schedule's gamma).
+pub fn factor(s: &str) -> Result<f64, String> {
+    let v: f64 = number(s)?;
+    if v > 0.0 && v <= 1.0 {
+        Ok(v)
+    } else {
+        Err(format!("must be in (0, 1], got {s}"))
+    }
+}
+
+/// A width multiplier in (0, 8].
+pub fn width_mult(s: &str) -> Result<f64, String> {
+    let v: f64 = number(s)?;
+    if v > 0.0 && v <= MAX_WIDTH_MULT {
+        Ok(v)
+    } else {
+        Err(format!("must be in (0, {MAX_WIDTH_MULT}], got {s}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_numbers_are_refused_by_value() {
+        assert_eq!(at_least_one("3"), Ok(3));
+        assert!(at_least_one("0").unwrap_err().contains("at least 1"));
+        assert!(at_least_one("-1").unwrap_err().contains("\"-1\""));
+        assert_eq!(non_negative("0.05"), Ok(0.05));
+        for bad in ["-0.5", "NaN", "inf", "x"] {
+            assert!(non_negative(bad).is_err(), "{bad}");
+            assert!(width_mult(bad).is_err(), "{bad}");
+        }
+        assert!(
+            width_mult("0").is_err() && width_mult("16").is_err() && width_mult("1e30").is_err()
+        );
+        assert_eq!(width_mult("0.125"), Ok(0.125));
+        assert!(momentum("1").is_err() && momentum("0.9").is_ok());
+        assert!(factor("0").is_err() && factor("0.2").is_ok());
+    }
+}
