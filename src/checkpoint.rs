@@ -228,6 +228,20 @@ impl Checkpoint {
                     )));
                 }
             };
+            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                return Err(bad(format!(
+                    "tensor {name}: value {i} is {}; a checkpoint holds finite numbers",
+                    values[i]
+                )));
+            }
+            if name.ends_with(".running_var") {
+                if let Some(i) = values.iter().position(|v| *v < 0.0) {
+                    return Err(bad(format!(
+                        "tensor {name}: value {i} is {}; a variance is never negative",
+                        values[i]
+                    )));
+                }
+            }
             if let Some(param) = name.strip_prefix(MOMENTUM_PREFIX) {
                 momentum.insert(param.to_string(), values);
             } else {
@@ -244,9 +258,12 @@ impl Checkpoint {
         for (name, shape) in Self::expected_shapes(&config) {
             match shapes.get(&name) {
                 None => return Err(bad(format!("missing tensor {name} (shape {shape:?})"))),
+                // A 1x1 weight [N, M, 1, 1] may also be stored as [N, M]; nothing else may differ.
                 Some(found)
-                    if found.iter().product::<usize>() != shape.iter().product::<usize>()
-                        || (found != &shape && !(shape.len() == 4 && found.len() == 2)) =>
+                    if found != &shape
+                        && !(shape.len() == 4
+                            && shape[2..] == [1, 1]
+                            && found[..] == shape[..2]) =>
                 {
                     return Err(bad(format!(
                         "tensor {name} has shape {found:?}, the model needs {shape:?}"
@@ -395,14 +412,19 @@ fn infer_config(shapes: &HashMap<String, Vec<usize>>) -> std::result::Result<Vgg
             widths.push(w[0]);
         }
     }
-    let fc1 = shapes
-        .get("classifier.0.weight")
-        .ok_or("missing tensor classifier.0.weight")?;
-    let fc2 = shapes
-        .get("classifier.3.weight")
-        .ok_or("missing tensor classifier.3.weight")?;
+    let matrix = |name: &str| -> std::result::Result<[usize; 2], String> {
+        match shapes.get(name).map(Vec::as_slice) {
+            Some(&[rows, cols]) => Ok([rows, cols]),
+            Some(other) => Err(format!(
+                "{name} has shape {other:?}; [outputs, inputs] expected"
+            )),
+            None => Err(format!("missing tensor {name}")),
+        }
+    };
+    let fc1 = matrix("classifier.0.weight")?;
+    let fc2 = matrix("classifier.3.weight")?;
     let last = *widths.last().unwrap_or(&PAPER_WIDTHS[12]);
-    let area = fc1.get(1).copied().unwrap_or(0) / last.max(1);
+    let area = fc1[1] / last.max(1);
     let side = (area as f64).sqrt().round() as usize;
     Ok(VggConfig {
         widths,

@@ -350,3 +350,103 @@ fn a_diverged_run_is_an_error_and_never_overwrites_a_checkpoint() {
         "the good checkpoint is kept"
     );
 }
+
+/// Rewrites `bytes` (a safetensors file) with tensor `name` replaced by `shape` and `values`.
+fn with_tensor(bytes: &[u8], name: &str, shape: Vec<usize>, values: &[f32]) -> Vec<u8> {
+    let file = safetensors::SafeTensors::deserialize(bytes).unwrap();
+    let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let (_, header) = safetensors::SafeTensors::read_metadata(bytes).unwrap();
+    let metadata = header.metadata().clone();
+    let tensors: Vec<(String, safetensors::tensor::TensorView)> = file
+        .tensors()
+        .into_iter()
+        .map(|(n, view)| {
+            if n == name {
+                let view = safetensors::tensor::TensorView::new(
+                    safetensors::Dtype::F32,
+                    shape.clone(),
+                    &data,
+                )
+                .unwrap();
+                (n, view)
+            } else {
+                (n, view)
+            }
+        })
+        .collect();
+    safetensors::serialize(tensors, metadata).unwrap()
+}
+
+/// A checkpoint is validated on load, naming the file and the tensor: non-finite values, a
+/// negative BatchNorm variance, a tensor of another shape with the same number of values, and
+/// 0-D or 1-D classifier weights in a PyTorch file are refused (they were accepted, or panicked).
+#[test]
+fn bad_tensor_values_and_shapes_are_refused_on_load() {
+    let ctx = ctx();
+    let model = trained(&ctx, 1);
+    let own = Checkpoint::from_model_blocking(&model, true, HashMap::new())
+        .unwrap()
+        .to_bytes()
+        .unwrap();
+    let torch = pytorch_file(&model, |_| {});
+    let values = |name: &str| Checkpoint::from_bytes(&own, "own").unwrap().tensors[name].clone();
+    let w3 = values("features.0.weight");
+    let shape3 = vec![4, 3, 3, 3];
+    let mut cases: Vec<(&str, Vec<u8>, &[&str])> = Vec::new();
+    for bad in [f32::NAN, f32::INFINITY] {
+        let mut v = w3.clone();
+        v[5] = bad;
+        cases.push((
+            "non-finite weight",
+            with_tensor(&own, "features.0.weight", shape3.clone(), &v),
+            &["features.0.weight", "value 5"],
+        ));
+    }
+    let mut var = values("features.1.running_var");
+    var[2] = -0.5;
+    cases.push((
+        "negative variance",
+        with_tensor(&own, "features.1.running_var", vec![var.len()], &var),
+        &["features.1.running_var", "never negative"],
+    ));
+    cases.push((
+        "same count, other shape",
+        with_tensor(&own, "features.0.weight", vec![9, 12], &w3),
+        &["features.0.weight", "[9, 12]"],
+    ));
+    let fc2 = values("classifier.3.weight");
+    cases.push((
+        "1-D classifier",
+        with_tensor(&torch, "classifier.3.weight", vec![fc2.len()], &fc2),
+        &["classifier.3.weight", "[outputs, inputs]"],
+    ));
+    cases.push((
+        "0-D classifier",
+        with_tensor(&torch, "classifier.0.weight", vec![], &[1.0]),
+        &["classifier.0.weight"],
+    ));
+    for (what, bytes, wanted) in cases {
+        let err = Checkpoint::from_bytes(&bytes, "ckpt.safetensors")
+            .err()
+            .unwrap_or_else(|| panic!("{what}: accepted"))
+            .to_string();
+        assert!(err.contains("ckpt.safetensors"), "{what}: {err}");
+        for w in wanted {
+            assert!(err.contains(w), "{what}: {err}");
+        }
+    }
+}
+
+/// Evaluating a model on data of another class count is an error naming both, not a panic.
+#[test]
+fn evaluating_on_data_of_other_classes_is_an_error() {
+    let ctx = ctx();
+    let mut config = tiny();
+    config.classes = 5;
+    let model = Vgg16::new(&ctx, config, 0).unwrap();
+    let data = cifar20();
+    let err = pollster::block_on(hetconv::train::evaluate(&model, &data, 10, None))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("5 classes") && err.contains("10"), "{err}");
+}

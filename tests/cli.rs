@@ -451,3 +451,31 @@ fn bad_flag_values_are_refused_by_name_before_any_work() {
         );
     }
 }
+
+/// A `--data` that does not exist, or that is a file, is named as such.
+#[test]
+fn a_missing_or_file_data_path_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("data_batch_1.bin");
+    std::fs::write(&file, b"x").unwrap();
+    let missing = dir.path().join("nowhere");
+    for (path, says) in [(&missing, "No such file"), (&file, "is a file")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_hetconv"))
+            .args([
+                "train",
+                "--max-steps",
+                "1",
+                "--data",
+                path.to_str().unwrap(),
+            ])
+            .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(
+            err.contains(path.to_str().unwrap()) && err.contains(says),
+            "{err}"
+        );
+    }
+}

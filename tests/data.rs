@@ -214,3 +214,21 @@ fn batches_are_reproducible_and_orders_are_permutations() {
         .collect();
     assert_eq!(plain.pixels, want);
 }
+
+/// An IDX header whose image count x rows x cols overflows is an error naming the file, not an
+/// arithmetic panic.
+#[test]
+fn an_idx_header_that_overflows_is_an_error() {
+    let mut bytes = vec![0, 0, 8, 3];
+    for v in [u32::MAX, u32::MAX, u32::MAX] {
+        bytes.extend(v.to_be_bytes());
+    }
+    bytes.extend([0u8; 32]);
+    let err = hetconv::data::idx::parse_images(&bytes, "huge-idx")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("huge-idx") && err.contains("more bytes"),
+        "{err}"
+    );
+}

@@ -35,6 +35,21 @@ impl DataArgs {
         let Some(dir) = &self.data else {
             return data::embedded::fashion_mnist_subset();
         };
+        match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(Error::InvalidArgument(format!(
+                    "--data {}: is a file; give the folder that holds the data set's files",
+                    dir.display()
+                )));
+            }
+            Err(source) => {
+                return Err(Error::Io {
+                    path: dir.clone(),
+                    source,
+                });
+            }
+        }
         let kind = match self.dataset {
             Some(DatasetArg::Cifar10) => DatasetKind::Cifar10,
             Some(DatasetArg::Mnist) => DatasetKind::Mnist,

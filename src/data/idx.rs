@@ -48,7 +48,13 @@ pub fn parse_images(bytes: &[u8], source: &str) -> Result<(usize, usize, usize, 
     let n = be_u32(&data, 4, source)? as usize;
     let rows = be_u32(&data, 8, source)? as usize;
     let cols = be_u32(&data, 12, source)? as usize;
-    let need = n * rows * cols;
+    let Some(need) = n.checked_mul(rows).and_then(|p| p.checked_mul(cols)) else {
+        return Err(format_error(
+            source,
+            4,
+            format!("header promises {n} images of {rows}x{cols}: more bytes than any file holds"),
+        ));
+    };
     let body = &data[16..];
     if body.len() < need {
         return Err(format_error(

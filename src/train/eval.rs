@@ -1,7 +1,7 @@
 //! Evaluation: loss, accuracy and the confusion matrix of a model on a data set (eval mode).
 
 use crate::data::{Batcher, Dataset};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::kernels::loss::softmax_cross_entropy;
 use crate::nn::Vgg16;
 use crate::tensor::Tensor;
@@ -20,7 +20,8 @@ pub struct EvalReport {
 }
 
 /// Runs `model` over every image of `data` (in order, no augmentation) in batches of
-/// `batch_size`; `limit` evaluates only the first images.
+/// `batch_size`; `limit` evaluates only the first images. A data set whose classes, channels
+/// or images do not fit the model is an error naming both, as is an empty evaluation.
 pub async fn evaluate(
     model: &Vgg16,
     data: &Dataset,
@@ -28,6 +29,27 @@ pub async fn evaluate(
     limit: Option<usize>,
 ) -> Result<EvalReport> {
     let config = model.config();
+    if data.classes() != config.classes {
+        return Err(Error::InvalidArgument(format!(
+            "the model has {} classes, the data set {} has {}",
+            config.classes,
+            data.name,
+            data.classes()
+        )));
+    }
+    if data.channels != config.in_channels {
+        return Err(Error::InvalidArgument(format!(
+            "the model takes {}-channel images, the data set {} has {} channels",
+            config.in_channels, data.name, data.channels
+        )));
+    }
+    if data.is_empty() || limit == Some(0) || batch_size == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "nothing to evaluate: {} images in {}, limit {limit:?}, batch size {batch_size}",
+            data.len(),
+            data.name
+        )));
+    }
     let ctx = model.store().flat().0.context().clone();
     let batcher = Batcher {
         batch_size,
