@@ -66,6 +66,11 @@ pub enum Error {
     /// An argument is out of its allowed range.
     #[error("{0}")]
     InvalidArgument(String),
+
+    /// Training stopped on Ctrl-C or a termination signal, after saving a checkpoint (the
+    /// command line exits with code 130).
+    #[error("interrupted at step {step}: checkpoint saved to {} (continue with --resume)", checkpoint.display())]
+    Interrupted { step: u64, checkpoint: PathBuf },
 }
 
 impl Error {

@@ -7,8 +7,16 @@ use clap::Parser;
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let args = cli::Cli::parse();
-    if let Err(e) = cli::run(args) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
+    match cli::run(args) {
+        Ok(()) => {}
+        // Ctrl-C, SIGTERM or SIGHUP after the checkpoint was saved: the shell's code for SIGINT.
+        Err(e @ hetconv::Error::Interrupted { .. }) => {
+            eprintln!("{e}");
+            std::process::exit(130);
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
     }
 }

@@ -181,10 +181,8 @@ fn train_learns_and_the_outputs_serve_eval_predict_and_export() {
     assert!(final_accuracy(&text) > 20.0, "{text}");
 }
 
-#[test]
-fn ctrl_c_saves_a_checkpoint_and_resume_finishes_the_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("run");
+/// Starts a training run into `run` and sends it `signal` after a few steps; returns its output.
+fn interrupted_run(run: &std::path::Path, signal: &str) -> Output {
     let mut args = vec![
         "train",
         "--out",
@@ -215,18 +213,29 @@ fn ctrl_c_saves_a_checkpoint_and_resume_finishes_the_run() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let out = child.wait_with_output().unwrap();
-    let text = stdout(&out);
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(text.contains("interrupted at step"), "{text}");
+    child.wait_with_output().unwrap()
+}
+
+/// Ctrl-C and SIGTERM both save a checkpoint and exit with code 130; resuming finishes the run.
+#[test]
+fn ctrl_c_saves_a_checkpoint_and_resume_finishes_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let terminated = dir.path().join("terminated");
+    let out = interrupted_run(&terminated, "-TERM");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted at step"), "{err}");
+    assert!(terminated.join("checkpoint.safetensors").exists());
+
+    let run = dir.path().join("run");
+    let out = interrupted_run(&run, "-INT");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted at step"), "{err}");
     let ckpt = run.join("checkpoint.safetensors");
     assert!(ckpt.exists());
     let resumed = stdout(&hetconv(&[
@@ -240,7 +249,7 @@ fn ctrl_c_saves_a_checkpoint_and_resume_finishes_the_run() {
     ]));
     assert!(resumed.contains("resuming"), "{resumed}");
     assert!(final_accuracy(&resumed) > 20.0, "{resumed}");
-    let last = std::fs::read_to_string(&steps)
+    let last = std::fs::read_to_string(run.join("steps.csv"))
         .unwrap()
         .lines()
         .last()

@@ -357,12 +357,10 @@ pub fn run(ctx: &Context, args: TrainArgs) -> Result<()> {
         if interrupted.load(Ordering::SeqCst) {
             save(&trainer, &dataset_name, &save_path)?;
             bar.abandon_with_message("interrupted");
-            println!(
-                "interrupted at step {}: checkpoint saved to {} (continue with --resume)",
-                trainer.progress().step,
-                save_path.display()
-            );
-            return Ok(());
+            return Err(Error::Interrupted {
+                step: trainer.progress().step,
+                checkpoint: save_path.clone(),
+            });
         }
     }
     bar.finish();
