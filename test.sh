@@ -8,6 +8,22 @@ export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 
 cargo test --workspace --locked
 
+# The cooperative-matrix (tensor-core) kernels on Mesa 26 lavapipe, which has 8x8x8 f16 -> f32
+# cooperative matrices (the default lavapipe has none): the mixed-precision tests again, on it,
+# where skipping a cooperative tile fails (HETCONV_REQUIRE_COOP). .ci/mesa26.sh installs it;
+# without it this part is skipped with a note, unless HETCONV_NEED_MESA26 is set (CI).
+if [ -f "${HETCONV_MESA26:-/opt/trixie}/lvp26.json" ]; then
+  echo "test.sh: mixed-precision tests on Mesa 26 lavapipe (cooperative matrices)"
+  CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/.ci/mesa26-run" HETCONV_REQUIRE_COOP=1 \
+    cargo test --locked --test gemm --test mixed --test conv --test unchecked -- \
+    grouped_3x3 pointwise_dense fused_hetconv_every_part matmul mixed a_non_finite unchecked_mixed
+elif [ -n "${HETCONV_NEED_MESA26:-}" ]; then
+  echo "test.sh: ERROR: HETCONV_NEED_MESA26 is set but Mesa 26 lavapipe is not installed (.ci/mesa26.sh)" >&2
+  exit 1
+else
+  echo "test.sh: note: Mesa 26 lavapipe is not installed (.ci/mesa26.sh): the cooperative-matrix kernels were not run"
+fi
+
 web/build.sh
 (
   cd web/e2e

@@ -73,7 +73,7 @@ impl SmallNet {
         let logits = self.forward(&mut tape, x, true)?;
         let ce = loss::softmax_cross_entropy(logits.value(), labels)?;
         tape.backward(&logits, ce.dlogits, &mut self.store)?;
-        self.store.sgd_step(step)?;
+        self.store.sgd_step(step, None)?;
         Ok(ce.rows)
     }
 }

@@ -10,20 +10,32 @@
 //   3 matmul:               rows = m, cols = n, k = k (either operand may be stored transposed)
 // A masked block is not in k at all: it is skipped, never multiplied.
 //
-// Tiles: each workgroup computes TM x TN of one group's C; each invocation RM x RN values, at
-// rows tr + i * (TM / RM) and columns tc + j * (TN / RN) (strided, so that neighbouring
-// invocations read neighbouring workgroup-memory words and write neighbouring columns). A and B
-// are staged KC reduction steps at a time in workgroup memory with a stride padded by one word.
-// The host guarantees: WG = (TM / RM) * (TN / RN), WG divisible by TN and by KC, KC * TM and
-// KC * TN divisible by WG, RM and RN at most 8, A_LEN = KC * (TM + 1), B_LEN = KC * (TN + 1).
+// Composition: a precision piece from `include/` comes first and defines `operand`, the type of
+// the workgroup stages (`operand_f32`, `operand_f16`, or `coop8` / `coop16`, which also define
+// the cooperative-matrix types), then an inner loop with the `gemm` entry point (`gemm_fma`:
+// per-invocation register tiles, or `gemm_coop`: cooperative matrices), then this file: the
+// operand gathers, the epilogue and the staging they share.
+//
+// Tiles: each workgroup computes TM x TN of one group's C. A and B are staged KC reduction steps
+// at a time in workgroup memory, as operands, with strides A_STRIDE >= TM and B_STRIDE >= TN
+// (padded against bank conflicts). The host guarantees: WG divisible by TN and by KC, KC * TM and
+// KC * TN divisible by WG, A_LEN = KC * A_STRIDE, B_LEN = KC * B_STRIDE; for `gemm_fma`
+// WG = (TM / RM) * (TN / RN), RM and RN at most 8; for `gemm_coop` TM, TN and KC multiples of S,
+// both strides multiples of 8, one subgroup size (WG a multiple of it), FRAGS * WG / subgroup
+// size = the fragment count, FRAGS <= 8, and C_LEN = S * S * WG / subgroup size.
 // With those, each invocation loads B values of one fixed column (roles 0, 1: a pixel decoded
 // once per tile) or of one fixed reduction step (role 2: a pixel decoded once per chunk), so
 // im2col coordinates never cost a division per element.
 //
 // Bounds (the argument that lets native builds create this module without wgpu's runtime
 // checks; the host's side is in src/kernels/gemm_core.rs):
-// - Workgroup stages: kk < KC and m < TM (n < TN) give kk * (TM + 1) + m < A_LEN (B_LEN).
-// - Private arrays: i < RM <= 8, j < RN <= 8, so acc[i * RN + j] < 64, a[i], b[j] < 8.
+// - Workgroup stages: kk < KC and m < TM (n < TN) give kk * A_STRIDE + m < A_LEN (B_LEN).
+//   A cooperative fragment load covers kk .. kk + S <= KC and m0 .. m0 + S <= TM (n0, TN), so
+//   its last element (kk + S - 1) * A_STRIDE + m0 + S - 1 < KC * A_STRIDE = A_LEN (B_LEN).
+// - Private arrays: i < RM <= 8, j < RN <= 8, so acc[i * RN + j] < 64, a[i], b[j] < 8; the
+//   cooperative accumulators acc[i]: i < FRAGS <= 8.
+// - c_stage: subgroup ids are below WG / subgroup size = C_LEN / (S * S) and
+//   e < S * S, so slot + e < C_LEN.
 // - Every global read happens only for row < rows, col < cols, k < red_hi (edge tiles check
 //   them; a tile is interior only if all of its rows and columns are in range, and `full` adds
 //   k0 + KC <= red_hi). For such (row, k, col): weights index o < cout (o = g * rows + row with
@@ -48,8 +60,10 @@ override KC: u32 = 16u;
 override ROLE: u32 = 0u;
 override A_KFAST: u32 = 1u;  // 1: neighbouring invocations load neighbouring k of A
 override B_KFAST: u32 = 0u;  // 1: neighbouring invocations load neighbouring k of B
-override A_LEN: u32 = 1040u;
-override B_LEN: u32 = 1040u;
+override A_STRIDE: u32 = 65u;  // TM + padding against bank conflicts
+override B_STRIDE: u32 = 65u;  // TN + padding
+override A_LEN: u32 = 1040u;   // KC * A_STRIDE
+override B_LEN: u32 = 1040u;   // KC * B_STRIDE
 
 struct Params {
     batch: u32,
@@ -83,8 +97,8 @@ struct Params {
 @group(0) @binding(5) var<storage, read> bias: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dst: array<f32>;
 
-var<workgroup> a_tile: array<f32, A_LEN>;  // [KC][TM + 1]
-var<workgroup> b_tile: array<f32, B_LEN>;  // [KC][TN + 1]
+var<workgroup> a_tile: array<operand, A_LEN>;  // [KC][A_STRIDE]: A_STRIDE >= TM
+var<workgroup> b_tile: array<operand, B_LEN>;  // [KC][B_STRIDE]: B_STRIDE >= TN
 
 // A pixel of the batch: image, row, column.
 struct Pixel {
@@ -221,12 +235,22 @@ fn store(row: u32, col: u32, g: u32, split: u32, c: f32) {
     dst[index] = value;
 }
 
-@compute @workgroup_size(WG)
-fn gemm(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
+// One workgroup's share of the product: group g, split, the tile's first row and column, its
+// reduction range, and whether all of its rows and columns are in range.
+struct Job {
+    g: u32,
+    split: u32,
+    row0: u32,
+    col0: u32,
+    red_lo: u32,
+    red_hi: u32,
+    interior: bool,
+}
+
+// The job of workgroup `wid`. One past the grid's last tile (split >= p.splits) gets an empty
+// reduction and stores nothing (no early return: cooperative matrices need uniform control
+// flow).
+fn job_of(wid: vec3<u32>, nwg: vec3<u32>) -> Job {
     // Tile index over [splits, groups, tiles_m, tiles_n]: the group is the batch axis.
     var t = wid.x + wid.y * nwg.x;
     let tile_n = t % p.tiles_n;
@@ -235,9 +259,6 @@ fn gemm(
     t /= p.tiles_m;
     let g = t % p.groups;
     let split = t / p.groups;
-    if split >= p.splits {
-        return;
-    }
     let row0 = tile_m * TM;
     let col0 = tile_n * TN;
     var red_lo = 0u;
@@ -246,75 +267,64 @@ fn gemm(
         red_lo = split * p.split_len;
         red_hi = min(red_lo + p.split_len, p.red);
     }
+    if split >= p.splits {
+        red_hi = red_lo;
+    }
     let interior = row0 + TM <= p.rows && col0 + TN <= p.cols;
-    let row_step = TM / RM;
-    let col_step = TN / RN;
-    let tr = lid / col_step;
-    let tc = lid % col_step;
-    var q = Pixel(0u, 0, 0);
-    if ROLE < 2u && col0 + lid % TN < p.cols {
-        q = decode(col0 + lid % TN);
+    return Job(g, split, row0, col0, red_lo, red_hi, interior);
+}
+
+// The pixel of this invocation's fixed B column (roles 0 and 1; role 2 decodes per stage).
+fn column_pixel(job: Job, lid: u32) -> Pixel {
+    if ROLE < 2u && job.col0 + lid % TN < p.cols {
+        return decode(job.col0 + lid % TN);
     }
-    var acc: array<f32, 64>;
-    for (var k0 = red_lo; k0 < red_hi; k0 += KC) {
-        let full = interior && k0 + KC <= red_hi;
-        if ROLE == 2u && k0 + lid % KC < red_hi {
-            q = decode(k0 + lid % KC);
-        }
-        for (var i = 0u; i < KC * TM / WG; i++) {
-            let e = lid + i * WG;
-            var kk = e / TM;
-            var m = e % TM;
-            if A_KFAST == 1u {
-                kk = e % KC;
-                m = e / KC;
-            }
-            var v = 0.0;
-            if full || (row0 + m < p.rows && k0 + kk < red_hi) {
-                v = a_value(row0 + m, k0 + kk, g, q);
-            }
-            a_tile[kk * (TM + 1u) + m] = v;
-        }
-        for (var i = 0u; i < KC * TN / WG; i++) {
-            let e = lid + i * WG;
-            var kk = e / TN;
-            var n = e % TN;
-            if B_KFAST == 1u {
-                kk = e % KC;
-                n = e / KC;
-            }
-            var v = 0.0;
-            if full || (col0 + n < p.cols && k0 + kk < red_hi) {
-                v = b_value(k0 + kk, col0 + n, g, q);
-            }
-            b_tile[kk * (TN + 1u) + n] = v;
-        }
-        workgroupBarrier();
-        for (var kk = 0u; kk < KC; kk++) {
-            var a: array<f32, 8>;
-            var b: array<f32, 8>;
-            for (var i = 0u; i < RM; i++) {
-                a[i] = a_tile[kk * (TM + 1u) + tr + i * row_step];
-            }
-            for (var j = 0u; j < RN; j++) {
-                b[j] = b_tile[kk * (TN + 1u) + tc + j * col_step];
-            }
-            for (var i = 0u; i < RM; i++) {
-                for (var j = 0u; j < RN; j++) {
-                    acc[i * RN + j] = fma(a[i], b[j], acc[i * RN + j]);
-                }
-            }
-        }
-        workgroupBarrier();
+    return Pixel(0u, 0, 0);
+}
+
+// Stages A[row0.., k0..k0 + KC] and B[k0.., col0..] in workgroup memory as operands (zeros
+// outside the product); returns this invocation's pixel (role 2: of its fixed reduction step).
+fn stage(job: Job, k0: u32, lid: u32, pixel: Pixel) -> Pixel {
+    var q = pixel;
+    let full = job.interior && k0 + KC <= job.red_hi;
+    if ROLE == 2u && k0 + lid % KC < job.red_hi {
+        q = decode(k0 + lid % KC);
     }
-    for (var i = 0u; i < RM; i++) {
-        let row = row0 + tr + i * row_step;
-        for (var j = 0u; j < RN; j++) {
-            let col = col0 + tc + j * col_step;
-            if interior || (row < p.rows && col < p.cols) {
-                store(row, col, g, split, acc[i * RN + j]);
-            }
+    for (var i = 0u; i < KC * TM / WG; i++) {
+        let e = lid + i * WG;
+        var kk = e / TM;
+        var m = e % TM;
+        if A_KFAST == 1u {
+            kk = e % KC;
+            m = e / KC;
         }
+        var v = 0.0;
+        if full || (job.row0 + m < p.rows && k0 + kk < job.red_hi) {
+            v = a_value(job.row0 + m, k0 + kk, job.g, q);
+        }
+        a_tile[kk * A_STRIDE + m] = operand(v);
+    }
+    for (var i = 0u; i < KC * TN / WG; i++) {
+        let e = lid + i * WG;
+        var kk = e / TN;
+        var n = e % TN;
+        if B_KFAST == 1u {
+            kk = e % KC;
+            n = e / KC;
+        }
+        var v = 0.0;
+        if full || (job.col0 + n < p.cols && k0 + kk < job.red_hi) {
+            v = b_value(k0 + kk, job.col0 + n, job.g, q);
+        }
+        b_tile[kk * B_STRIDE + n] = operand(v);
+    }
+    return q;
+}
+
+// Writes C[row, col] of the job if it is inside the product.
+fn store_checked(job: Job, row: u32, col: u32, c: f32) {
+    if job.split < p.splits && (job.interior || (row < p.rows && col < p.cols)) {
+        store(row, col, job.g, job.split, c);
     }
 }
 

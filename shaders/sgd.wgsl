@@ -1,7 +1,9 @@
 // SGD with momentum, weight decay and optional Nesterov, PyTorch semantics, over every
 // parameter at once (one flat buffer): g = grad + wd * w; buf = momentum * buf + g;
 // w -= lr * (nesterov ? g + momentum * buf : buf). The momentum buffer starts at zero, so the
-// first step sets buf = g exactly, as PyTorch does.
+// first step sets buf = g exactly, as PyTorch does. With `skippable`, the step changes nothing
+// while word 2 of the loss scaler's state is raised (a non-finite gradient under mixed
+// precision: `shaders/loss_scale.wgsl`).
 
 override WG: u32 = 64u;
 
@@ -11,12 +13,14 @@ struct Params {
     momentum: f32,
     weight_decay: f32,
     nesterov: u32,
+    skippable: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> grad: array<f32>;
 @group(0) @binding(2) var<storage, read_write> w: array<f32>;
 @group(0) @binding(3) var<storage, read_write> buf: array<f32>;
+@group(0) @binding(4) var<storage, read> scaler: array<u32>;
 
 @compute @workgroup_size(WG)
 fn step(
@@ -25,7 +29,7 @@ fn step(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let i = (wid.x + wid.y * nwg.x) * WG + lid;
-    if i >= p.len {
+    if i >= p.len || (p.skippable == 1u && scaler[2] != 0u) {
         return;
     }
     let g = grad[i] + p.weight_decay * w[i];

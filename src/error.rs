@@ -33,6 +33,14 @@ pub enum Error {
         allowed: u64,
     },
 
+    /// The device lacks a feature that the kernel needs.
+    #[error("{op}: the device ({adapter}) does not offer {feature}")]
+    Unsupported {
+        op: &'static str,
+        feature: String,
+        adapter: String,
+    },
+
     /// wgpu reported a validation or out-of-memory error.
     #[error("GPU error in {op}: {message}")]
     Gpu { op: &'static str, message: String },

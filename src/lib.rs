@@ -27,7 +27,7 @@ pub mod train;
 pub mod tune;
 
 pub use error::{Error, Result};
-pub use gpu::{Context, ContextOptions, ConvAlgorithm, KernelTime, LimitsChoice};
+pub use gpu::{Context, ContextOptions, ConvAlgorithm, KernelTime, LimitsChoice, Precision};
 pub use tensor::Tensor;
 /// The wgpu version hetconv is built on, for applications that share their device.
 pub use wgpu;

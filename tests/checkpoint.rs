@@ -51,6 +51,7 @@ fn settings(augment: bool, shuffle: bool) -> TrainSettings {
         shuffle,
         seed: 5,
         report_every: 1,
+        precision: hetconv::Precision::F32,
     }
 }
 

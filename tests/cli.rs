@@ -439,6 +439,8 @@ fn bad_flag_values_are_refused_by_name_before_any_work() {
         &["bench", "--batch", "16,0"],
         &["tune", "--parts", "4,0"],
         &["flops", "--width-mult", "0"],
+        &["--precision", "f8", "info"],
+        &["train", "--precision", "half"],
     ];
     for args in cases {
         let out = Command::new(env!("CARGO_BIN_EXE_hetconv"))
@@ -459,6 +461,72 @@ fn bad_flag_values_are_refused_by_name_before_any_work() {
             "{args:?}: {err}"
         );
     }
+}
+
+/// Mixed precision from the command line: the run says so, learns, and its checkpoint
+/// evaluates in either precision to nearly the same accuracy.
+#[test]
+fn mixed_precision_trains_and_its_checkpoint_evaluates_in_both_precisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = stdout(&hetconv(&[
+        "--precision",
+        "mixed",
+        "--tune",
+        "off",
+        "train",
+        "--out",
+        dir.path().to_str().unwrap(),
+        "--width-mult",
+        "0.125",
+        "--part",
+        "2",
+        "--batch-size",
+        "16",
+        "--max-steps",
+        "12",
+        "--train-limit",
+        "192",
+        "--eval-limit",
+        "64",
+        "--lr",
+        "0.05",
+        "--schedule",
+        "constant",
+    ]));
+    assert!(text.contains("precision mixed"), "{text}");
+    let weights = dir.path().join("checkpoint.safetensors");
+    let accuracy = |precision: &str| {
+        let out = stdout(&hetconv(&[
+            "--precision",
+            precision,
+            "--tune",
+            "off",
+            "eval",
+            "--weights",
+            weights.to_str().unwrap(),
+            "--limit",
+            "64",
+        ]));
+        let line = out
+            .lines()
+            .find(|l| l.contains("accuracy"))
+            .unwrap_or_else(|| panic!("no accuracy in:\n{out}"))
+            .to_string();
+        let value: f64 = line
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .trim_end_matches('%')
+            .parse()
+            .unwrap();
+        value
+    };
+    let (single, mixed) = (accuracy("f32"), accuracy("mixed"));
+    // 64 images: one image is 1.6 points; f16 rounding may flip a borderline one or two.
+    assert!(
+        (single - mixed).abs() <= 3.2,
+        "f32 {single}% vs mixed {mixed}%"
+    );
 }
 
 /// A `--data` that does not exist, or that is a file, is named as such.

@@ -349,7 +349,7 @@ fn a_profile_times_every_dispatch_by_kernel() {
     assert!(pollster::block_on(ctx.end_profile()).is_err());
     // The GEMM core is named with its tile shape and role.
     let tile = hetconv::kernels::gemm_core::TileShape::new(32, 32, 4, 4, 16);
-    ctx.set_conv_algorithm(hetconv::ConvAlgorithm::Fixed(hetconv::tune::Variant::Gemm(
+    ctx.set_conv_algorithm(hetconv::ConvAlgorithm::Fixed(hetconv::tune::Variant::gemm(
         tile,
     )));
     ctx.begin_profile().unwrap();
@@ -415,6 +415,7 @@ fn tensors_of_two_contexts_are_refused_by_every_kernel_family() {
                 weight_decay: 0.0,
                 nesterov: false,
             },
+            None,
         ),
         conv::forward(
             &conv::ConvKind::pointwise(),

@@ -64,9 +64,9 @@ impl Case {
         w1
     }
 
-    /// Checks the case along every conv path.
+    /// Checks the case along every conv path, the mixed-precision ones included.
     fn check(&self, ctx: &Context) {
-        for path in conv_paths(ctx) {
+        for path in conv_paths(ctx).into_iter().chain(mixed_paths(ctx)) {
             use_path(ctx, path);
             self.check_with(ctx, path);
         }
@@ -131,17 +131,45 @@ impl Case {
             w1_64.as_deref(),
             b64.as_deref(),
         );
-        assert_close(&format!("{name} y"), &y, &want_y, F32_KERNEL);
-
         let dx = dx.to_vec().unwrap();
         let want_dx = cpu::backward_input(kind, d, &dy64, w3_64.as_deref(), w1_64.as_deref());
+        let (want_dw3, want_dw1) = cpu::backward_weight(kind, d, &x64, &dy64);
+        let pixels = d.batch * d.height * d.width;
+        if is_mixed(algorithm) {
+            // f16 operands: each result within the bound of its own sum of |a| |b| (the
+            // reference on absolute values), over the pass's reduction length.
+            let abs = |v: &[f64]| v.iter().map(|x| x.abs()).collect::<Vec<f64>>();
+            let (ax, ady) = (abs(&x64), abs(&dy64));
+            let aw3 = w3_64.as_deref().map(abs);
+            let aw1 = w1_64.as_deref().map(abs);
+            let sum_y = cpu::forward(kind, d, &ax, aw3.as_deref(), aw1.as_deref(), None);
+            let k_y = reduction_len(kind, d.cin);
+            assert_within_f16_bound(&format!("{name} y"), &y, &want_y, &sum_y, k_y);
+            let sum_dx = cpu::backward_input(kind, d, &ady, aw3.as_deref(), aw1.as_deref());
+            let k_dx = reduction_len(kind, d.cout);
+            assert_within_f16_bound(&format!("{name} dx"), &dx, &want_dx, &sum_dx, k_dx);
+            let (sum_dw3, sum_dw1) = cpu::backward_weight(kind, d, &ax, &ady);
+            for (part, got, want, sum) in [
+                ("dw3", &grads.dw3, &want_dw3, &sum_dw3),
+                ("dw1", &grads.dw1, &want_dw1, &sum_dw1),
+            ] {
+                assert_eq!(got.is_some(), want.is_some(), "{name}: {part} presence");
+                if let (Some(got), Some(want), Some(sum)) = (got, want, sum) {
+                    let got = got.to_vec().unwrap();
+                    let label = format!("{name} {part}");
+                    assert_within_f16_bound(&label, &got, want, sum, pixels);
+                }
+            }
+            self.check_masked_and_bias(&name, &dy, &dy64, &grads);
+            return;
+        }
+        assert_close(&format!("{name} y"), &y, &want_y, F32_KERNEL);
         assert_close(&format!("{name} dx"), &dx, &want_dx, F32_KERNEL);
 
-        let (want_dw3, want_dw1) = cpu::backward_weight(kind, d, &x64, &dy64);
         // Weight gradients sum batch * height * width terms.
         let long_sum = Tolerance {
             rtol: 1e-5,
-            atol: 1e-5 * (d.batch * d.height * d.width) as f64,
+            atol: 1e-5 * pixels as f64,
         };
         assert_eq!(
             grads.dw3.is_some(),
@@ -164,27 +192,59 @@ impl Case {
         if let (Some(got), Some(want)) = (&grads.dw1, &want_dw1) {
             let got = got.to_vec().unwrap();
             assert_close(&format!("{name} dw1"), &got, want, long_sum);
-            if kind.pointwise == Pointwise::Masked {
-                for o in 0..d.cout {
-                    for c in cpu::own_block(kind, d, o) {
-                        assert_eq!(
-                            got[o * d.cin + c].to_bits(),
-                            0,
-                            "{name}: masked dw1[{o},{c}] is not an exact +0"
-                        );
-                    }
+        }
+        self.check_masked_and_bias(&name, &dy, &dy64, &grads);
+    }
+
+    /// Masked 1x1 gradients are exact zeros; the bias gradient matches the reference.
+    fn check_masked_and_bias(
+        &self,
+        name: &str,
+        dy: &Tensor,
+        dy64: &[f64],
+        grads: &conv::ConvWeightGrads,
+    ) {
+        let Case { kind, d, .. } = self;
+        if let (Some(got), Pointwise::Masked) = (&grads.dw1, kind.pointwise) {
+            let got = got.to_vec().unwrap();
+            for o in 0..d.cout {
+                for c in cpu::own_block(kind, d, o) {
+                    assert_eq!(
+                        got[o * d.cin + c].to_bits(),
+                        0,
+                        "{name}: masked dw1[{o},{c}] is not an exact +0"
+                    );
                 }
             }
         }
         if self.bias.is_some() {
-            let db = reduce::sum_channels(&dy).unwrap().to_vec().unwrap();
+            let db = reduce::sum_channels(dy).unwrap().to_vec().unwrap();
+            let long_sum = Tolerance {
+                rtol: 1e-5,
+                atol: 1e-5 * (d.batch * d.height * d.width) as f64,
+            };
             assert_close(
                 &format!("{name} dbias"),
                 &db,
-                &cpu::bias_grad(d, &dy64),
+                &cpu::bias_grad(d, dy64),
                 long_sum,
             );
         }
+    }
+}
+
+/// The reduction length of one group's product (as the GEMM core counts it): own-block 3x3
+/// taps, then the 1x1 channels (all of them, or all outside the block when masked).
+fn reduction_len(kind: &ConvKind, channels: usize) -> usize {
+    let k3 = if kind.kernel3 {
+        channels / kind.groups * 9
+    } else {
+        0
+    };
+    k3 + match kind.pointwise {
+        Pointwise::None => 0,
+        Pointwise::Dense => channels,
+        Pointwise::Masked => channels - channels / kind.groups,
     }
 }
 
@@ -506,7 +566,7 @@ fn largest_tile_on_the_adapters_own_limits() {
         eprintln!("note: {note}");
         return;
     }
-    let path = ConvPath::Variant(hetconv::tune::Variant::Gemm(tile));
+    let path = ConvPath::Variant(hetconv::tune::Variant::gemm(tile));
     use_path(&ctx, path);
     for (i, kind) in [ConvKind::hetconv(4), ConvKind::standard3x3()]
         .into_iter()

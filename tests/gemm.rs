@@ -10,7 +10,7 @@ use hetconv::reference::gemm::{matmul, transpose};
 #[test]
 fn matmul_matches_reference_on_odd_shapes_and_layouts_along_every_path() {
     let ctx = ctx();
-    for path in conv_paths(&ctx) {
+    for path in conv_paths(&ctx).into_iter().chain(mixed_paths(&ctx)) {
         use_path(&ctx, path);
         check_matmul_shapes(&ctx, path);
     }
@@ -30,6 +30,8 @@ fn check_matmul_shapes(ctx: &hetconv::Context, path: ConvPath) {
         let a = rng.vec(m * k);
         let b = rng.vec(k * n);
         let want = matmul(&to_f64(&a), &to_f64(&b), m, k, n);
+        let abs = |v: &[f32]| v.iter().map(|x| f64::from(x.abs())).collect::<Vec<f64>>();
+        let abs_sum = matmul(&abs(&a), &abs(&b), m, k, n);
         let tol = F32_KERNEL.scaled(&want);
         for la in [Layout::AsIs, Layout::Transposed] {
             for lb in [Layout::AsIs, Layout::Transposed] {
@@ -53,12 +55,12 @@ fn check_matmul_shapes(ctx: &hetconv::Context, path: ConvPath) {
                     assert_kernels(&kernels, variant_of(path), &[3], &["gemm::matmul"]);
                 }
                 let got = product.unwrap().to_vec().unwrap();
-                assert_close(
-                    &format!("{path:?} matmul {m}x{k}x{n} {la:?} {lb:?}"),
-                    &got,
-                    &want,
-                    tol,
-                );
+                let name = format!("{path:?} matmul {m}x{k}x{n} {la:?} {lb:?}");
+                if is_mixed(path) {
+                    assert_within_f16_bound(&name, &got, &want, &abs_sum, k);
+                } else {
+                    assert_close(&name, &got, &want, tol);
+                }
             }
         }
     }
@@ -74,13 +76,55 @@ fn transpose_f32(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 #[test]
 fn matmul_adds_bias_and_accumulates_along_every_path() {
     let ctx = ctx();
-    for path in conv_paths(&ctx) {
+    for path in conv_paths(&ctx).into_iter().chain(mixed_paths(&ctx)) {
         use_path(&ctx, path);
-        check_bias_and_accumulate(&ctx);
+        check_bias_and_accumulate(&ctx, path);
     }
 }
 
-fn check_bias_and_accumulate(ctx: &hetconv::Context) {
+/// The mixed-precision kernels compute exactly what f16 operands summed in f32 give: the
+/// reference on the operands rounded to f16 (the `half` crate's rounding) matches within f32
+/// rounding, and the unrounded reference differs by more than f32 rounding could (so the
+/// operands really were rounded).
+#[test]
+fn mixed_kernels_round_their_operands_to_f16_and_sum_in_f32() {
+    let ctx = ctx();
+    let (m, k, n) = (9, 40, 11);
+    let mut rng = Rng::new(11);
+    let (a, b) = (rng.vec(m * k), rng.vec(k * n));
+    let round = |v: &[f32]| -> Vec<f64> {
+        v.iter()
+            .map(|&x| f64::from(half::f16::from_f32(x).to_f32()))
+            .collect()
+    };
+    let want16 = matmul(&round(&a), &round(&b), m, k, n);
+    let exact = matmul(&to_f64(&a), &to_f64(&b), m, k, n);
+    let (ta, tb) = (upload(&ctx, &[m, k], &a), upload(&ctx, &[k, n], &b));
+    for path in mixed_paths(&ctx) {
+        use_path(&ctx, path);
+        let got = gemm::matmul(&ta, Layout::AsIs, &tb, Layout::AsIs, None)
+            .unwrap()
+            .to_vec()
+            .unwrap();
+        assert_close(
+            &format!("{path:?} vs f16 operands"),
+            &got,
+            &want16,
+            F32_KERNEL,
+        );
+        let off = got
+            .iter()
+            .zip(&exact)
+            .map(|(g, e)| (f64::from(*g) - e).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            off > 1e-4,
+            "{path:?}: within {off:e} of the f32 result: not rounded to f16"
+        );
+    }
+}
+
+fn check_bias_and_accumulate(ctx: &hetconv::Context, path: ConvPath) {
     let ctx = ctx.clone();
     let mut rng = Rng::new(8);
     let (m, k, n) = (5, 6, 7);
@@ -92,6 +136,16 @@ fn check_bias_and_accumulate(ctx: &hetconv::Context) {
         .map(|(i, v)| v + f64::from(bias[i % n]))
         .collect();
     let (ta, tb) = (upload(&ctx, &[m, k], &a), upload(&ctx, &[k, n], &b));
+    let abs = |v: &[f32]| v.iter().map(|x| f64::from(x.abs())).collect::<Vec<f64>>();
+    let abs_sum = matmul(&abs(&a), &abs(&b), m, k, n);
+    let check = |name: &str, got: &[f32], want: &[f64], sum: &[f64]| {
+        let name = format!("{path:?} {name}");
+        if is_mixed(path) {
+            assert_within_f16_bound(&name, got, want, sum, k);
+        } else {
+            assert_close(&name, got, want, F32_KERNEL);
+        }
+    };
     let got = gemm::matmul(
         &ta,
         Layout::AsIs,
@@ -100,19 +154,20 @@ fn check_bias_and_accumulate(ctx: &hetconv::Context) {
         Some(&upload(&ctx, &[n], &bias)),
     )
     .unwrap();
-    assert_close(
+    check(
         "matmul + bias",
         &got.to_vec().unwrap(),
         &with_bias,
-        F32_KERNEL,
+        &abs_sum,
     );
     gemm::matmul_accumulate(&ta, Layout::AsIs, &tb, Layout::AsIs, &got).unwrap();
     let twice: Vec<f64> = with_bias.iter().zip(&product).map(|(w, p)| w + p).collect();
-    assert_close(
+    let twice_sum: Vec<f64> = abs_sum.iter().map(|s| 2.0 * s).collect();
+    check(
         "matmul accumulate",
         &got.to_vec().unwrap(),
         &twice,
-        F32_KERNEL,
+        &twice_sum,
     );
 }
 

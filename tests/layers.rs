@@ -390,6 +390,7 @@ fn sgd_matches_pytorch_over_three_steps_and_keeps_masked_zeros() {
             &weights,
             &momentum,
             &step,
+            None,
         )
         .unwrap();
         let got = weights.to_vec().unwrap();
@@ -452,7 +453,7 @@ fn nesterov_sgd_matches_reference() {
     };
     for _ in 0..3 {
         let g = rng.vec(n);
-        sgd::sgd_step(&upload(&ctx, &[n], &g), &weights, &momentum, &step).unwrap();
+        sgd::sgd_step(&upload(&ctx, &[n], &g), &weights, &momentum, &step, None).unwrap();
         reference::optim::sgd_step(&mut rw, &to_f64(&g), &mut rbuf, 0.05, 0.9, 1e-3, true);
     }
     assert_close("nesterov", &weights.to_vec().unwrap(), &rw, F32_KERNEL);

@@ -146,7 +146,7 @@ fn the_unchecked_core_gives_the_checked_bits_and_writes_nothing_outside_its_outp
     ];
     let mut tiles_run = 0;
     for tile in TILE_SHAPES.iter().filter(|t| t.fits(unchecked.limits())) {
-        let algorithm = ConvAlgorithm::Fixed(Variant::Gemm(*tile));
+        let algorithm = ConvAlgorithm::Fixed(Variant::gemm(*tile));
         unchecked.set_conv_algorithm(algorithm);
         checked.set_conv_algorithm(algorithm);
         for (i, (kind, d)) in layers.iter().enumerate() {
@@ -213,4 +213,52 @@ fn the_unchecked_core_gives_the_checked_bits_and_writes_nothing_outside_its_outp
         tiles_run >= TILE_SHAPES.len() - 1,
         "{tiles_run} tile shapes ran"
     );
+}
+
+/// The mixed-precision kernels (f16 FMA, and the cooperative tiles where the adapter has them:
+/// Mesa 26 lavapipe in CI) are created unchecked natively too: the same bits as the checked
+/// modules and nothing written outside their outputs, on the same shapes (their numbers are
+/// checked against the reference, with the f16 bound, in tests/conv.rs and tests/gemm.rs).
+#[test]
+fn the_unchecked_mixed_kernels_give_the_checked_bits_and_write_nothing_outside_their_outputs() {
+    let unchecked = ctx();
+    let checked = pollster::block_on(Context::new(ContextOptions {
+        checked_shaders: true,
+        ..Default::default()
+    }))
+    .unwrap();
+    let dims = |batch, cin, cout, height, width| ConvDims {
+        batch,
+        cin,
+        cout,
+        height,
+        width,
+    };
+    let layers = [
+        (ConvKind::hetconv(2), dims(1, 6, 10, 5, 7)),
+        (ConvKind::hetconv(4), dims(2, 16, 128, 8, 16)),
+        (ConvKind::hetconv(4), dims(2, 128, 16, 8, 16)),
+    ];
+    let paths = mixed_paths(&unchecked);
+    for path in &paths {
+        let variant = variant_of(*path);
+        unchecked.set_conv_algorithm(ConvAlgorithm::Fixed(variant));
+        checked.set_conv_algorithm(ConvAlgorithm::Fixed(variant));
+        for (i, (kind, d)) in layers.iter().enumerate() {
+            let fast = conv_passes(&unchecked, kind, d, 30 + i as u64);
+            let safe = conv_passes(&checked, kind, d, 30 + i as u64);
+            for (pass, (f, s)) in fast.iter().zip(&safe).enumerate() {
+                assert_eq!(bits(f), bits(s), "{variant} {kind:?} {d:?} pass {pass}");
+            }
+        }
+        for (i, shape) in [(7, 13, 9), (130, 70, 129)].into_iter().enumerate() {
+            let fast = matmul_passes(&unchecked, shape, 40 + i as u64);
+            let safe = matmul_passes(&checked, shape, 40 + i as u64);
+            assert_eq!(
+                fast.iter().map(|v| bits(v)).collect::<Vec<_>>(),
+                safe.iter().map(|v| bits(v)).collect::<Vec<_>>(),
+                "{variant} matmul {shape:?}"
+            );
+        }
+    }
 }

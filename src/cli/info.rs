@@ -10,7 +10,52 @@ pub fn run(ctx: &Context) -> Result<()> {
     println!("type:     {:?}", info.device_type);
     println!("backend:  {:?}", info.backend);
     println!("driver:   {} {}", info.driver, info.driver_info);
-    println!("features: {:?}", ctx.device().features());
+    println!(
+        "features: {} (of those hetconv uses)",
+        hetconv::gpu::feature_names(ctx.features())
+    );
+    println!(
+        "subgroups: {}..{} invocations",
+        info.subgroup_min_size, info.subgroup_max_size
+    );
+    let coop = ctx.cooperative_matrices();
+    if coop.is_empty() {
+        println!("cooperative matrices: none");
+    } else {
+        println!("cooperative matrices (M x N x K, A/B -> C):");
+        for c in coop {
+            println!(
+                "  {}x{}x{} {:?} -> {:?}{}",
+                c.m_size,
+                c.n_size,
+                c.k_size,
+                c.ab_type,
+                c.cr_type,
+                if c.saturating_accumulation {
+                    ", saturating"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    let mixed = hetconv::tune::kernels(ctx, hetconv::Precision::Mixed);
+    let coop_tiles = mixed
+        .iter()
+        .filter(|k| matches!(k, hetconv::kernels::gemm_core::CoreKernel::Coop(_)))
+        .count();
+    println!(
+        "mixed precision: {}",
+        if mixed.is_empty() {
+            "unavailable (no shader-f16)".to_string()
+        } else {
+            format!(
+                "{} kernels ({coop_tiles} on cooperative matrices, {} f16 FMA)",
+                mixed.len(),
+                mixed.len() - coop_tiles
+            )
+        }
+    );
     println!("limits (as requested from the device):");
     let rows: [(&str, u64); 7] = [
         (

@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
 
 use hetconv::nn::VggConfig;
 use hetconv::tune::TuneMode;
-use hetconv::{Context, ContextOptions, ConvAlgorithm, LimitsChoice, Result};
+use hetconv::{Context, ContextOptions, ConvAlgorithm, LimitsChoice, Precision, Result};
 
 /// Train and run HetConv (heterogeneous-kernel) CNNs on any GPU.
 #[derive(Parser, Debug)]
@@ -40,11 +40,21 @@ pub struct Cli {
     /// in the platform's cache folder (~/.cache/hetconv on Linux).
     #[arg(long, global = true)]
     tune_cache: Option<std::path::PathBuf>,
+    /// The precision of the convs' and linear layers' products: f32, or mixed (f16 operands
+    /// with f32 sums, on tensor cores where the adapter has cooperative matrices; training
+    /// keeps f32 weights and scales the loss dynamically). Needs shader-f16 for mixed. A
+    /// resumed run keeps the precision it was started with.
+    #[arg(long, global = true, default_value = "f32", value_parser = parse_precision)]
+    precision: Precision,
     #[command(subcommand)]
     command: Command,
 }
 
 fn parse_conv(s: &str) -> std::result::Result<ConvAlgorithm, String> {
+    s.parse()
+}
+
+fn parse_precision(s: &str) -> std::result::Result<Precision, String> {
     s.parse()
 }
 
@@ -90,6 +100,7 @@ pub fn run(cli: Cli) -> Result<()> {
         conv_algorithm: cli.conv,
         tune: cli.tune,
         tune_cache: cli.tune_cache.clone(),
+        precision: cli.precision,
         ..Default::default()
     };
     let gpu = || pollster::block_on(Context::new(options.clone()));

@@ -284,7 +284,7 @@ fn loss_and_sgd_checks(ctx: &Context, r: &mut Report) -> Result<()> {
             weight_decay: 5e-4,
             nesterov,
         };
-        sgd::sgd_step(&grads, &weights, &momentum, &step)?;
+        sgd::sgd_step(&grads, &weights, &momentum, &step, None)?;
         reference::optim::sgd_step(&mut w64, &g64, &mut buf64, 0.1, 0.9, 5e-4, nesterov);
     }
     r.compare("SGD momentum, then Nesterov", &weights, &w64)
@@ -305,7 +305,7 @@ fn variant_checks(ctx: &Context, r: &mut Report) -> Result<()> {
         conv_checks(ctx, r, label, kind)?;
     }
     for tile in TILE_SHAPES.iter().filter(|t| t.fits(ctx.limits())) {
-        ctx.set_conv_algorithm(ConvAlgorithm::Fixed(Variant::Gemm(*tile)));
+        ctx.set_conv_algorithm(ConvAlgorithm::Fixed(Variant::gemm(*tile)));
         gemm_checks(ctx, r, &format!("gemm {tile}"))?;
         conv_checks(
             ctx,

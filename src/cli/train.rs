@@ -154,6 +154,7 @@ impl TrainArgs {
             shuffle: !self.no_shuffle,
             seed: self.seed,
             report_every: self.report_every.max(1),
+            precision: hetconv::Precision::F32,
         }
     }
 
@@ -271,6 +272,19 @@ pub fn run(ctx: &Context, args: TrainArgs) -> Result<()> {
         hetconv::flops::millions(cost.macs),
         cost.params as f64 / 1e6
     );
+    let mut settings = settings;
+    if args.resume.is_none() {
+        settings.precision = ctx.precision();
+    }
+    println!(
+        "precision {}{}",
+        settings.precision,
+        match settings.precision {
+            hetconv::Precision::Mixed =>
+                " (f16 operands, f32 weights and sums, dynamic loss scale)",
+            hetconv::Precision::F32 => "",
+        }
+    );
     let eval_batch = settings.batch_size.max(2);
     let mut trainer = Trainer::new(model, train_data, settings, progress)?;
     let save_path = args
@@ -304,8 +318,12 @@ pub fn run(ctx: &Context, args: TrainArgs) -> Result<()> {
         epoch_images += report.images;
         if let Some((loss, accuracy)) = report.metrics {
             let rate = epoch_images as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9);
+            let scale = report
+                .scaler
+                .map(|s| format!(" scale {} ({} skipped)", s.scale, s.skipped))
+                .unwrap_or_default();
             bar.set_message(format!(
-                "loss {loss:.3} acc {:.1}% {rate:.0} img/s lr {:.4}",
+                "loss {loss:.3} acc {:.1}% {rate:.0} img/s lr {:.4}{scale}",
                 100.0 * accuracy,
                 report.lr
             ));

@@ -53,6 +53,52 @@ impl std::str::FromStr for ConvAlgorithm {
     }
 }
 
+/// The precision of the conv family's and the linear layer's products.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// f32 operands and sums everywhere.
+    #[default]
+    F32,
+    /// f16 operands with f32 accumulation in the GEMM core (cooperative matrices where the
+    /// adapter has them, f16 FMA elsewhere); everything else stays f32 (see the README's
+    /// "Precision").
+    Mixed,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "f32" => Ok(Precision::F32),
+            "mixed" => Ok(Precision::Mixed),
+            _ => Err(format!("{s:?} is not a precision (f32 or mixed)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::Mixed => "mixed",
+        })
+    }
+}
+
 /// How to pick and open the device.
 #[derive(Clone, Debug, Default)]
 pub struct ContextOptions {
@@ -62,6 +108,8 @@ pub struct ContextOptions {
     pub low_power: bool,
     /// How convolutions are computed.
     pub conv_algorithm: ConvAlgorithm,
+    /// The precision of the conv family's and the linear layer's products.
+    pub precision: Precision,
     /// Direct convolution kernels cut their reduction into slices until a dispatch has about
     /// this many invocations (None: 131,072 on GPUs, no slicing on software adapters, whose
     /// few cores are busy without it).
@@ -92,8 +140,12 @@ pub(crate) struct ContextInner {
     pub(crate) pool: Arc<Mutex<BufferPool>>,
     pub(crate) recorder: Mutex<Recorder>,
     pub(crate) conv_algorithm: Mutex<ConvAlgorithm>,
+    pub(crate) precision: Mutex<Precision>,
     pub(crate) conv_min_invocations: std::sync::atomic::AtomicU64,
     pub(crate) tuner: Mutex<Tuner>,
+    /// The adapter's cooperative-matrix configurations (empty unless the device has the
+    /// feature).
+    pub(crate) cooperative: Vec<wgpu::CooperativeMatrixProperties>,
     /// Errors that wgpu reported outside an error scope (only for devices we created).
     pub(crate) uncaptured: Arc<Mutex<Vec<String>>>,
 }
@@ -119,13 +171,30 @@ impl Context {
             LimitsChoice::AdapterMaximum => adapter.limits(),
         };
         let limits = clamp_to_adapter(limits, &adapter.limits());
+        // Timestamps let `begin_profile` time each kernel; f16, subgroups and cooperative
+        // matrices serve the mixed-precision kernels. Each is asked for only where offered.
+        let required_features = adapter.features() & wanted_features();
+        let cooperative =
+            if required_features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
+                adapter.cooperative_matrix_properties()
+            } else {
+                Vec::new()
+            };
+        let experimental_features = if cooperative.is_empty() {
+            wgpu::ExperimentalFeatures::disabled()
+        } else {
+            // SAFETY: wgpu's cooperative-matrix support is experimental (its validation may be
+            // incomplete). hetconv's only cooperative kernels (`shaders/include/gemm_coop.wgsl`)
+            // keep every fragment inside its workgroup stage (the bounds argument in
+            // `shaders/gemm_core.wgsl`) and are checked against the reference in the tests.
+            unsafe { wgpu::ExperimentalFeatures::enabled() }
+        };
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("hetconv"),
-                // Timestamps let `begin_profile` time each kernel; asked for only where offered.
-                required_features: adapter.features() & wgpu::Features::TIMESTAMP_QUERY,
+                required_features,
                 required_limits: limits.clone(),
-                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                experimental_features,
                 memory_hints: wgpu::MemoryHints::Performance,
                 trace: wgpu::Trace::Off,
             })
@@ -142,7 +211,7 @@ impl Context {
                 errors.push(e.to_string());
             }
         }));
-        let ctx = Self::assemble(device, queue, info, uncaptured);
+        let ctx = Self::assemble(device, queue, info, uncaptured, cooperative);
         if let Ok(mut cache) = ctx.inner.pipelines.lock() {
             cache.checked_shaders = options.checked_shaders;
         }
@@ -155,6 +224,7 @@ impl Context {
             ctx.set_tune_cache(options.tune_cache.clone());
         }
         ctx.set_conv_algorithm(options.conv_algorithm);
+        ctx.set_precision(options.precision)?;
         if let Some(n) = options.conv_min_invocations {
             ctx.set_conv_min_invocations(n);
         }
@@ -167,9 +237,45 @@ impl Context {
     /// [`TuneMode::Cached`]: timing a new shape would submit and wait in the middle of the
     /// application's frame; tune ahead of time (`hetconv tune`, or
     /// [`Context::set_tune_mode`] during loading) to use the tuned kernels.
+    ///
+    /// The mixed-precision kernels use what the device was opened with: f16 needs
+    /// `Features::SHADER_F16`; the cooperative-matrix ones need the adapter's configurations,
+    /// which a device cannot report: see [`Context::from_adapter_device`].
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
+        Self::from_device_with(device, queue, Vec::new())
+    }
+
+    /// As [`Context::from_device`], also told the adapter's cooperative-matrix configurations
+    /// (used where the device was opened with `Features::EXPERIMENTAL_COOPERATIVE_MATRIX`).
+    pub fn from_adapter_device(
+        adapter: &wgpu::Adapter,
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+    ) -> Self {
+        let cooperative = if device
+            .features()
+            .contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
+        {
+            adapter.cooperative_matrix_properties()
+        } else {
+            Vec::new()
+        };
+        Self::from_device_with(device, queue, cooperative)
+    }
+
+    fn from_device_with(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        cooperative: Vec<wgpu::CooperativeMatrixProperties>,
+    ) -> Self {
         let info = device.adapter_info();
-        let ctx = Self::assemble(device, queue, info, Arc::new(Mutex::new(Vec::new())));
+        let ctx = Self::assemble(
+            device,
+            queue,
+            info,
+            Arc::new(Mutex::new(Vec::new())),
+            cooperative,
+        );
         ctx.set_tune_mode(TuneMode::Cached);
         ctx
     }
@@ -179,6 +285,7 @@ impl Context {
         queue: wgpu::Queue,
         info: wgpu::AdapterInfo,
         uncaptured: Arc<Mutex<Vec<String>>>,
+        cooperative: Vec<wgpu::CooperativeMatrixProperties>,
     ) -> Self {
         let limits = device.limits();
         let tune = TuneMode::default_for(info.device_type);
@@ -197,8 +304,10 @@ impl Context {
                 pool: Arc::new(Mutex::new(BufferPool::default())),
                 recorder: Mutex::new(Recorder::default()),
                 conv_algorithm: Mutex::new(ConvAlgorithm::Auto),
+                precision: Mutex::new(Precision::F32),
                 conv_min_invocations: std::sync::atomic::AtomicU64::new(min_invocations),
                 tuner: Mutex::new(Tuner::new(tune, None)),
+                cooperative,
                 uncaptured,
             }),
         }
@@ -217,6 +326,17 @@ impl Context {
     /// Name, backend, driver and type of the adapter.
     pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
         &self.inner.info
+    }
+
+    /// The features the device was opened with.
+    pub fn features(&self) -> wgpu::Features {
+        self.inner.device.features()
+    }
+
+    /// The cooperative-matrix configurations the kernels may use (empty unless the device was
+    /// opened with `Features::EXPERIMENTAL_COOPERATIVE_MATRIX`).
+    pub fn cooperative_matrices(&self) -> &[wgpu::CooperativeMatrixProperties] {
+        &self.inner.cooperative
     }
 
     /// The limits the device was opened with.
@@ -248,6 +368,27 @@ impl Context {
         }
     }
 
+    /// The precision of the products now.
+    pub fn precision(&self) -> Precision {
+        self.inner.precision.lock().map(|p| *p).unwrap_or_default()
+    }
+
+    /// The precision of the products from now on. Mixed precision needs f16 (`shader-f16`)
+    /// on the device; an error says so where it is missing.
+    pub fn set_precision(&self, precision: Precision) -> Result<()> {
+        if precision == Precision::Mixed && !self.features().contains(wgpu::Features::SHADER_F16) {
+            return Err(Error::Unsupported {
+                op: "precision mixed",
+                feature: "shader-f16".to_string(),
+                adapter: self.adapter_info().name.clone(),
+            });
+        }
+        if let Ok(mut p) = self.inner.precision.lock() {
+            *p = precision;
+        }
+        Ok(())
+    }
+
     /// See [`ContextOptions::conv_min_invocations`].
     pub fn set_conv_min_invocations(&self, invocations: u64) {
         self.inner
@@ -270,6 +411,39 @@ impl Context {
             .map(|mut e| std::mem::take(&mut *e))
             .unwrap_or_default()
     }
+}
+
+/// The names of the optional features hetconv uses that `features` holds (`hetconv info`,
+/// errors).
+pub fn feature_names(features: wgpu::Features) -> String {
+    let names: Vec<&str> = [
+        (wgpu::Features::TIMESTAMP_QUERY, "timestamp-query"),
+        (wgpu::Features::SHADER_F16, "shader-f16"),
+        (wgpu::Features::SUBGROUP, "subgroups"),
+        (
+            wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX,
+            "cooperative-matrix",
+        ),
+    ]
+    .into_iter()
+    .filter(|(f, _)| features.contains(*f))
+    .map(|(_, name)| name)
+    .collect();
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// The optional features hetconv uses where the adapter offers them.
+fn wanted_features() -> wgpu::Features {
+    let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16;
+    // Cooperative matrices are native-only in wgpu; subgroups serve them.
+    #[cfg(not(target_arch = "wasm32"))]
+    let wanted =
+        wanted | wgpu::Features::SUBGROUP | wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+    wanted
 }
 
 async fn pick_adapter(

@@ -237,6 +237,43 @@ impl Context {
         buffers: &[&Tensor],
         workgroups: u64,
     ) -> Result<()> {
+        let label = format!("{}::{}", spec.shader.name, spec.entry);
+        self.dispatch_labelled(
+            &label,
+            spec,
+            workgroup_size,
+            constants,
+            params,
+            buffers,
+            workgroups,
+        )
+    }
+
+    /// Like [`Context::dispatch_workgroups`], named `label` in profiles (the GEMM core adds
+    /// its tile and role: `gemm_core::gemm[64x64/4x4/k16 role 0]`). A kernel whose module
+    /// needs a feature the device lacks is refused with [`Error::Unsupported`].
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn dispatch_labelled(
+        &self,
+        label: &str,
+        spec: &KernelSpec,
+        workgroup_size: u32,
+        constants: &[(&'static str, f64)],
+        params: &[u32],
+        buffers: &[&Tensor],
+        workgroups: u64,
+    ) -> Result<()> {
+        let missing = spec.shader.needs - self.features();
+        if !missing.is_empty() {
+            return Err(Error::Unsupported {
+                op: spec.entry,
+                feature: format!(
+                    "{} (needed by {label})",
+                    super::context::feature_names(missing)
+                ),
+                adapter: self.adapter_info().name.clone(),
+            });
+        }
         // The root of every kernel's same-device rule: a tensor of another context would reach
         // wgpu's validation (and its default handler's panic) otherwise.
         if let Some(i) = buffers
@@ -293,7 +330,7 @@ impl Context {
             }
         };
         if recorder.profile.is_some() {
-            let kernel = (recorder.layer.clone(), kernel_label(spec, constants));
+            let kernel = (recorder.layer.clone(), label.to_string());
             recorder.timed_dispatch(self, kernel, &cached.pipeline, &bind_group, (x, y));
         } else {
             let pass = recorder.pass(self);
@@ -345,31 +382,6 @@ impl Context {
                 layout: &key.layout,
                 entries: &entries,
             })
-    }
-}
-
-/// How a profile names a dispatch: `shader::entry`, and for the GEMM core its tile shape and
-/// role (`gemm_core::gemm[64x64/4x4/k16 role 0]`).
-fn kernel_label(spec: &KernelSpec, constants: &[(&'static str, f64)]) -> String {
-    let get = |name: &str| {
-        constants
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| *v as u32)
-    };
-    let base = format!("{}::{}", spec.shader.name, spec.entry);
-    match (
-        get("TM"),
-        get("TN"),
-        get("RM"),
-        get("RN"),
-        get("KC"),
-        get("ROLE"),
-    ) {
-        (Some(tm), Some(tn), Some(rm), Some(rn), Some(kc), Some(role)) => {
-            format!("{base}[{tm}x{tn}/{rm}x{rn}/k{kc} role {role}]")
-        }
-        _ => base,
     }
 }
 

@@ -6,7 +6,7 @@ mod pipelines;
 mod pool;
 mod profile;
 
-pub use context::{Context, ContextOptions, ConvAlgorithm, LimitsChoice};
+pub use context::{Context, ContextOptions, ConvAlgorithm, LimitsChoice, Precision, feature_names};
 pub use encoder::RecordStats;
 pub use pipelines::{Access, KernelSpec, storage};
 pub(crate) use pool::PooledBuffer;

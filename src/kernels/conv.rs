@@ -273,11 +273,11 @@ impl ConvKind {
 }
 
 /// The tuner's key of one pass of one layer: the pass, groups, whether there are 3x3 taps, the
-/// 1x1 part, batch, channels, map size and precision, e.g.
-/// `conv_forward g4 k3=1 pw=Masked b16 64->64 32x32 f32`.
+/// 1x1 part, batch, channels and map size, e.g. `conv_forward g4 k3=1 pw=Masked b16 64->64
+/// 32x32` (the tuner adds the precision: `... 32x32 f32`).
 pub fn tune_key(pass: Pass, kind: &ConvKind, d: &ConvDims) -> String {
     format!(
-        "{} g{} k3={} pw={:?} b{} {}->{} {}x{} f32",
+        "{} g{} k3={} pw={:?} b{} {}->{} {}x{}",
         pass.name(),
         kind.groups,
         u8::from(kind.kernel3),
@@ -302,6 +302,8 @@ fn tuning(pass: Pass, kind: &ConvKind, d: &ConvDims) -> (String, Problem) {
     let key = tune_key(pass, kind, d);
     let problem = Problem {
         pass,
+        // The tuner's `choose` sets the context's.
+        precision: crate::gpu::Precision::F32,
         groups: g,
         rows,
         cols,
@@ -495,8 +497,8 @@ pub(crate) fn forward_with(
     let spare = placeholder(x.context())?;
     let (w3, w1) = (bound(w.w3, &spare), bound(w.w1, &spare));
     match variant {
-        Variant::Gemm(tile) => gemm_core::conv_forward_or_input_grad(
-            false, &tile, kind, d, x, w3, w1, w.bias, y, accumulate, &spare,
+        Variant::Core(kernel) => gemm_core::conv_forward_or_input_grad(
+            false, &kernel, kind, d, x, w3, w1, w.bias, y, accumulate, &spare,
         ),
         Variant::Direct => {
             let sources = source_count(kind, d.cin);
@@ -555,8 +557,8 @@ fn backward_input_with(
     let spare = placeholder(dy.context())?;
     let (w3, w1) = (bound(w.w3, &spare), bound(w.w1, &spare));
     match variant {
-        Variant::Gemm(tile) => gemm_core::conv_forward_or_input_grad(
-            true, &tile, kind, d, dy, w3, w1, None, dx, false, &spare,
+        Variant::Core(kernel) => gemm_core::conv_forward_or_input_grad(
+            true, &kernel, kind, d, dy, w3, w1, None, dx, false, &spare,
         ),
         Variant::Direct => {
             let sources = source_count(kind, d.cout);
@@ -651,10 +653,10 @@ fn backward_weight_with(
     let dw1 = (kind.pointwise != Pointwise::None)
         .then(|| Tensor::uninit(ctx, &[d.cout, d.cin]))
         .transpose()?;
-    if let Variant::Gemm(tile) = variant {
+    if let Variant::Core(kernel) = variant {
         let (spare, spare3, spare1) = (placeholder(ctx)?, placeholder(ctx)?, placeholder(ctx)?);
         gemm_core::conv_weight_grad(
-            &tile,
+            &kernel,
             kind,
             d,
             x,

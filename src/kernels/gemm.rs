@@ -123,9 +123,10 @@ fn record(
     (m, k, n): (usize, usize, usize),
 ) -> Result<()> {
     let ctx = a.context();
-    let key = format!("matmul {m}x{k}x{n} {la:?}/{lb:?} f32");
+    let key = format!("matmul {m}x{k}x{n} {la:?}/{lb:?}");
     let problem = Problem {
         pass: Pass::Matmul,
+        precision: ctx.precision(),
         groups: 1,
         rows: m,
         cols: n,
@@ -151,9 +152,9 @@ fn record_with(
 ) -> Result<()> {
     let ctx = a.context();
     let spare = placeholder(ctx)?;
-    if let Variant::Gemm(tile) = variant {
+    if let Variant::Core(kernel) = variant {
         return gemm_core::matmul(
-            &tile,
+            &kernel,
             a,
             la,
             b,

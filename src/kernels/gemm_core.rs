@@ -16,19 +16,30 @@ use crate::tensor::Tensor;
 
 use Access::{Read, ReadWrite};
 
-static GEMM: KernelSpec = KernelSpec {
-    shader: &shaders::GEMM_CORE,
-    entry: "gemm",
-    bindings: &[
-        (1, Read),
-        (2, Read),
-        (3, Read),
-        (4, Read),
-        (5, Read),
-        (6, ReadWrite),
-    ],
-    workgroup_size: 256,
-};
+const GEMM_BINDINGS: &[(u32, Access)] = &[
+    (1, Read),
+    (2, Read),
+    (3, Read),
+    (4, Read),
+    (5, Read),
+    (6, ReadWrite),
+];
+
+/// The `gemm` entry point of one of the core's modules.
+macro_rules! gemm_spec {
+    ($ident:ident, $shader:ident) => {
+        static $ident: KernelSpec = KernelSpec {
+            shader: &shaders::$shader,
+            entry: "gemm",
+            bindings: GEMM_BINDINGS,
+            workgroup_size: 256,
+        };
+    };
+}
+gemm_spec!(GEMM, GEMM_CORE);
+gemm_spec!(GEMM_F16, GEMM_CORE_F16);
+gemm_spec!(GEMM_COOP8, GEMM_CORE_COOP8);
+gemm_spec!(GEMM_COOP16, GEMM_CORE_COOP16);
 
 static SCATTER: KernelSpec = KernelSpec {
     shader: &shaders::GEMM_CORE,
@@ -78,15 +89,9 @@ impl TileShape {
         (self.tm / self.rm.max(1)) * (self.tn / self.rn.max(1))
     }
 
-    /// Words of the A and B stages (each row padded by one word against bank conflicts).
-    fn stage_words(&self) -> (u32, u32) {
-        (self.kc * (self.tm + 1), self.kc * (self.tn + 1))
-    }
-
-    /// Workgroup memory one workgroup uses, in bytes.
+    /// Workgroup memory one workgroup uses with f32 operands, in bytes.
     pub fn workgroup_bytes(&self) -> u32 {
-        let (a, b) = self.stage_words();
-        (a + b) * 4
+        CoreKernel::F32(*self).workgroup_bytes(32)
     }
 
     /// Whether the shader's layout rules hold: a tile of 1..=1024 rows and columns, 1..=64
@@ -120,28 +125,9 @@ impl TileShape {
         Ok(())
     }
 
-    /// Whether a device with these limits can run the shape.
+    /// Whether a device with these limits can run the shape with f32 operands.
     pub fn fits(&self, limits: &wgpu::Limits) -> bool {
-        self.check().is_ok()
-            && self.threads() <= limits.max_compute_invocations_per_workgroup
-            && self.threads() <= limits.max_compute_workgroup_size_x
-            && self.workgroup_bytes() <= limits.max_compute_workgroup_storage_size
-    }
-
-    fn constants(&self, role: Role, a_kfast: bool, b_kfast: bool) -> [(&'static str, f64); 10] {
-        let (a_len, b_len) = self.stage_words();
-        [
-            ("TM", f64::from(self.tm)),
-            ("TN", f64::from(self.tn)),
-            ("RM", f64::from(self.rm)),
-            ("RN", f64::from(self.rn)),
-            ("KC", f64::from(self.kc)),
-            ("ROLE", f64::from(role as u32)),
-            ("A_KFAST", f64::from(u8::from(a_kfast))),
-            ("B_KFAST", f64::from(u8::from(b_kfast))),
-            ("A_LEN", f64::from(a_len)),
-            ("B_LEN", f64::from(b_len)),
-        ]
+        self.check().is_ok() && CoreKernel::F32(*self).fits_limits(limits, 32).is_ok()
     }
 }
 
@@ -176,6 +162,390 @@ impl FromStr for TileShape {
         let shape = Self::new(tm, tn, rm, rn, kc);
         shape.check()?;
         Ok(shape)
+    }
+}
+
+/// A tile of the cooperative-matrix inner loop: a workgroup of `threads` invocations computes
+/// `tm` x `tn` outputs as `size` x `size` fragments (`size` x `size` x `size` products of f16
+/// fragments into f32 ones), staging `kc` reduction steps at a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CoopTile {
+    /// Rows per tile.
+    pub tm: u32,
+    /// Columns per tile.
+    pub tn: u32,
+    /// Fragment side: 8 (lavapipe, Apple) or 16 (NVIDIA, AMD).
+    pub size: u32,
+    /// Reduction steps per stage.
+    pub kc: u32,
+    /// Invocations per workgroup.
+    pub threads: u32,
+}
+
+/// The cooperative tiles the tuner chooses from, per fragment side, largest first. Which run
+/// on an adapter depends on its subgroup size (each subgroup owns at most 8 fragments).
+pub const COOP_TILES: [CoopTile; 11] = [
+    CoopTile::new(128, 128, 16, 32, 256),
+    CoopTile::new(128, 64, 16, 32, 256),
+    CoopTile::new(64, 64, 16, 32, 128),
+    CoopTile::new(64, 64, 16, 16, 128),
+    CoopTile::new(32, 64, 16, 32, 64),
+    CoopTile::new(16, 64, 16, 16, 64),
+    CoopTile::new(64, 64, 8, 16, 256),
+    CoopTile::new(64, 64, 8, 16, 64),
+    CoopTile::new(32, 32, 8, 16, 64),
+    CoopTile::new(32, 32, 8, 16, 32),
+    CoopTile::new(16, 64, 8, 16, 64),
+];
+
+impl CoopTile {
+    /// A cooperative tile (see [`CoopTile::check`]).
+    pub const fn new(tm: u32, tn: u32, size: u32, kc: u32, threads: u32) -> Self {
+        Self {
+            tm,
+            tn,
+            size,
+            kc,
+            threads,
+        }
+    }
+
+    /// Whether the shader's layout rules hold: fragments of side 8 or 16, a tile and a stage
+    /// of whole fragments up to 256 x 256 x 64, and invocations (1..=1024) that are a multiple
+    /// of TN and KC and divide both stage sizes.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let Self {
+            tm,
+            tn,
+            size,
+            kc,
+            threads,
+        } = *self;
+        let whole = |n: u32, most: u32| (size..=most).contains(&n) && n.is_multiple_of(size);
+        let ok = (size == 8 || size == 16)
+            && whole(tm, 256)
+            && whole(tn, 256)
+            && whole(kc, 64)
+            && (1..=1024).contains(&threads);
+        if !ok {
+            return Err(format!(
+                "{self}: fragments must be 8 or 16 wide and the tile and stage whole fragments up to 256 x 256 x 64, with 1..1024 invocations"
+            ));
+        }
+        let loads_fixed = threads.is_multiple_of(tn)
+            && threads.is_multiple_of(kc)
+            && (kc * tm).is_multiple_of(threads)
+            && (kc * tn).is_multiple_of(threads);
+        if !loads_fixed {
+            return Err(format!(
+                "{self}: {threads} invocations must be a multiple of TN and KC and divide KC x TM and KC x TN"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Fragments per subgroup on an adapter whose subgroups are `lanes` wide, if the tile
+    /// splits evenly into at most 8 per subgroup.
+    fn fragments_per_subgroup(&self, lanes: u32) -> Option<u32> {
+        if lanes == 0 || !self.threads.is_multiple_of(lanes) {
+            return None;
+        }
+        let subgroups = self.threads / lanes;
+        let fragments = (self.tm / self.size) * (self.tn / self.size);
+        (fragments.is_multiple_of(subgroups) && fragments / subgroups <= 8)
+            .then_some(fragments / subgroups)
+    }
+}
+
+/// `TMxTN/SxSxS/kKC/wTHREADS`, e.g. `64x64/16x16x16/k32/w128`.
+impl fmt::Display for CoopTile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self {
+            tm,
+            tn,
+            size,
+            kc,
+            threads,
+        } = self;
+        write!(f, "{tm}x{tn}/{size}x{size}x{size}/k{kc}/w{threads}")
+    }
+}
+
+impl FromStr for CoopTile {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let bad = || format!("{s:?} is not a cooperative tile like 64x64/16x16x16/k32/w128");
+        let parts: Vec<&str> = s.split('/').collect();
+        let [tile, fragment, kc, threads] = parts[..] else {
+            return Err(bad());
+        };
+        let number = |t: &str| t.parse::<u32>().map_err(|_| bad());
+        let (tm, tn) = tile.split_once('x').ok_or_else(bad)?;
+        let sides: Vec<&str> = fragment.split('x').collect();
+        if sides.len() != 3 || sides.iter().any(|side| *side != sides[0]) {
+            return Err(bad());
+        }
+        let kc = kc.strip_prefix('k').ok_or_else(bad)?;
+        let threads = threads.strip_prefix('w').ok_or_else(bad)?;
+        let tile = Self::new(
+            number(tm)?,
+            number(tn)?,
+            number(sides[0])?,
+            number(kc)?,
+            number(threads)?,
+        );
+        tile.check()?;
+        Ok(tile)
+    }
+}
+
+/// One kernel of the core: its inner loop, the precision of its operands and its tile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CoreKernel {
+    /// Register tiles of FMAs on f32 operands.
+    F32(TileShape),
+    /// Register tiles of FMAs on f16 operands, accumulated in f32 (mixed precision; needs
+    /// `Features::SHADER_F16`).
+    F16(TileShape),
+    /// Cooperative matrices (tensor cores) on f16 operands, accumulated in f32 (mixed
+    /// precision; needs the adapter to list the fragment size with f16 -> f32).
+    Coop(CoopTile),
+}
+
+impl CoreKernel {
+    /// The shader's layout rules (see [`TileShape::check`], [`CoopTile::check`]).
+    pub fn check(&self) -> std::result::Result<(), String> {
+        match self {
+            CoreKernel::F32(t) | CoreKernel::F16(t) => t.check(),
+            CoreKernel::Coop(t) => t.check(),
+        }
+    }
+
+    /// Rows, columns and reduction steps of one tile.
+    fn sides(&self) -> (u32, u32, u32) {
+        match *self {
+            CoreKernel::F32(t) | CoreKernel::F16(t) => (t.tm, t.tn, t.kc),
+            CoreKernel::Coop(t) => (t.tm, t.tn, t.kc),
+        }
+    }
+
+    /// Rows per tile.
+    pub fn rows(&self) -> u32 {
+        self.sides().0
+    }
+
+    /// Columns per tile.
+    pub fn cols(&self) -> u32 {
+        self.sides().1
+    }
+
+    /// Invocations per workgroup.
+    pub fn threads(&self) -> u32 {
+        match self {
+            CoreKernel::F32(t) | CoreKernel::F16(t) => t.threads(),
+            CoreKernel::Coop(t) => t.threads,
+        }
+    }
+
+    /// Bytes per staged operand and the padding of each stage row, in operands (one 32-bit
+    /// word against bank conflicts; 16 bytes for cooperative loads, which need that alignment).
+    fn operand_bytes_and_pad(&self) -> (u32, u32) {
+        match self {
+            CoreKernel::F32(_) => (4, 1),
+            CoreKernel::F16(_) => (2, 2),
+            CoreKernel::Coop(_) => (2, 8),
+        }
+    }
+
+    /// Strides of the A and B stages, in operands.
+    fn strides(&self) -> (u32, u32) {
+        let (tm, tn, _) = self.sides();
+        let (_, pad) = self.operand_bytes_and_pad();
+        (tm + pad, tn + pad)
+    }
+
+    /// Workgroup memory one workgroup uses, in bytes, on subgroups of `lanes` invocations
+    /// (the cooperative epilogue has a slot per subgroup; the others do not depend on it).
+    pub fn workgroup_bytes(&self, lanes: u32) -> u32 {
+        let (_, _, kc) = self.sides();
+        let (bytes, _) = self.operand_bytes_and_pad();
+        let (sa, sb) = self.strides();
+        let stages = kc * (sa + sb) * bytes;
+        match self {
+            CoreKernel::Coop(t) => stages + t.size * t.size * (t.threads / lanes.max(1)) * 4,
+            _ => stages,
+        }
+    }
+
+    /// Why the device's limits refuse the kernel on subgroups of `lanes`, if they do.
+    fn fits_limits(&self, limits: &wgpu::Limits, lanes: u32) -> std::result::Result<(), Error> {
+        let most_threads = limits
+            .max_compute_invocations_per_workgroup
+            .min(limits.max_compute_workgroup_size_x);
+        if self.threads() > most_threads {
+            return Err(Error::Limit {
+                op: "gemm core",
+                limit: "max_compute_invocations_per_workgroup / max_compute_workgroup_size_x",
+                asked: u64::from(self.threads()),
+                allowed: u64::from(most_threads),
+            });
+        }
+        let bytes = self.workgroup_bytes(lanes);
+        if bytes > limits.max_compute_workgroup_storage_size {
+            return Err(Error::Limit {
+                op: "gemm core",
+                limit: "max_compute_workgroup_storage_size",
+                asked: u64::from(bytes),
+                allowed: u64::from(limits.max_compute_workgroup_storage_size),
+            });
+        }
+        Ok(())
+    }
+
+    /// Why `ctx` cannot run the kernel, if it cannot: the layout rules, the device's limits,
+    /// its features (f16; for cooperative tiles the fragment size with f16 -> f32 among the
+    /// adapter's configurations, and one subgroup size that splits the fragments evenly).
+    pub fn runnable(&self, ctx: &Context) -> Result<()> {
+        self.check().map_err(|message| Error::Gpu {
+            op: "gemm core",
+            message,
+        })?;
+        let unsupported = |feature: String| Error::Unsupported {
+            op: "gemm core",
+            feature,
+            adapter: ctx.adapter_info().name.clone(),
+        };
+        let needs = self.spec().shader.needs;
+        if !ctx.features().contains(needs) {
+            return Err(unsupported(format!(
+                "{} (needed by {self})",
+                crate::gpu::feature_names(needs - ctx.features())
+            )));
+        }
+        if let CoreKernel::Coop(t) = self {
+            let listed = ctx.cooperative_matrices().iter().any(|c| {
+                use wgpu::CooperativeScalarType::{F16, F32};
+                (c.m_size, c.n_size, c.k_size) == (t.size, t.size, t.size)
+                    && c.ab_type == F16
+                    && c.cr_type == F32
+            });
+            if !listed {
+                return Err(unsupported(format!(
+                    "{0}x{0}x{0} f16 -> f32 cooperative matrices (needed by {self})",
+                    t.size
+                )));
+            }
+            let info = ctx.adapter_info();
+            let lanes = info.subgroup_min_size;
+            if info.subgroup_max_size != lanes || t.fragments_per_subgroup(lanes).is_none() {
+                return Err(unsupported(format!(
+                    "one subgroup size that splits {self}'s fragments into at most 8 per subgroup (subgroups of {}..{} lanes)",
+                    info.subgroup_min_size, info.subgroup_max_size
+                )));
+            }
+        }
+        self.fits_limits(ctx.limits(), ctx.adapter_info().subgroup_min_size)
+    }
+
+    /// Whether `ctx` can run the kernel.
+    pub fn runs_on(&self, ctx: &Context) -> bool {
+        self.runnable(ctx).is_ok()
+    }
+
+    /// Whether the operands are f16 (the mixed-precision kernels).
+    pub fn is_mixed(&self) -> bool {
+        !matches!(self, CoreKernel::F32(_))
+    }
+
+    fn spec(&self) -> &'static KernelSpec {
+        match self {
+            CoreKernel::F32(_) => &GEMM,
+            CoreKernel::F16(_) => &GEMM_F16,
+            CoreKernel::Coop(t) if t.size == 8 => &GEMM_COOP8,
+            CoreKernel::Coop(_) => &GEMM_COOP16,
+        }
+    }
+
+    /// The tile part of a profile's kernel name (`64x64/4x4/k16`).
+    fn shape(&self) -> String {
+        match self {
+            CoreKernel::F32(t) | CoreKernel::F16(t) => t.to_string(),
+            CoreKernel::Coop(t) => t.to_string(),
+        }
+    }
+
+    /// How a profile names this kernel in `role` (0 forward, 1 input gradient, 2 weight
+    /// gradient, 3 matrix product): `gemm_core_f16::gemm[64x64/4x4/k16 role 0]`.
+    pub fn profile_name(&self, role: u32) -> String {
+        let spec = self.spec();
+        format!(
+            "{}::{}[{} role {role}]",
+            spec.shader.name,
+            spec.entry,
+            self.shape()
+        )
+    }
+
+    fn constants(
+        &self,
+        ctx: &Context,
+        role: Role,
+        a_kfast: bool,
+        b_kfast: bool,
+    ) -> Vec<(&'static str, f64)> {
+        let (tm, tn, kc) = self.sides();
+        let (sa, sb) = self.strides();
+        let mut out = vec![
+            ("TM", f64::from(tm)),
+            ("TN", f64::from(tn)),
+            ("KC", f64::from(kc)),
+            ("ROLE", f64::from(role as u32)),
+            ("A_KFAST", f64::from(u8::from(a_kfast))),
+            ("B_KFAST", f64::from(u8::from(b_kfast))),
+            ("A_STRIDE", f64::from(sa)),
+            ("B_STRIDE", f64::from(sb)),
+            ("A_LEN", f64::from(kc * sa)),
+            ("B_LEN", f64::from(kc * sb)),
+        ];
+        match self {
+            CoreKernel::F32(t) | CoreKernel::F16(t) => {
+                out.extend([("RM", f64::from(t.rm)), ("RN", f64::from(t.rn))]);
+            }
+            CoreKernel::Coop(t) => {
+                let lanes = ctx.adapter_info().subgroup_min_size;
+                let frags = t.fragments_per_subgroup(lanes).unwrap_or(1);
+                let slots = t.size * t.size * (t.threads / lanes.max(1));
+                out.extend([("FRAGS", f64::from(frags)), ("C_LEN", f64::from(slots))]);
+            }
+        }
+        out
+    }
+}
+
+/// The kernel's spelling in variants: `64x64/4x4/k16` (f32), `f16:64x64/4x4/k16`,
+/// `coop:64x64/16x16x16/k32/w128`.
+impl fmt::Display for CoreKernel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CoreKernel::F32(t) => write!(f, "{t}"),
+            CoreKernel::F16(t) => write!(f, "f16:{t}"),
+            CoreKernel::Coop(t) => write!(f, "coop:{t}"),
+        }
+    }
+}
+
+impl FromStr for CoreKernel {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if let Some(tile) = s.strip_prefix("f16:") {
+            tile.parse().map(CoreKernel::F16)
+        } else if let Some(tile) = s.strip_prefix("coop:") {
+            tile.parse().map(CoreKernel::Coop)
+        } else {
+            s.parse().map(CoreKernel::F32)
+        }
     }
 }
 
@@ -239,16 +609,22 @@ impl Params {
 
     /// Sets the product's size and the tile grid for `tile` (checked first: the grid divides by
     /// its sides).
-    fn product(mut self, tile: &TileShape, rows: usize, cols: usize, red: usize) -> Result<Self> {
-        tile.check().map_err(|message| Error::Gpu {
+    fn product(
+        mut self,
+        kernel: &CoreKernel,
+        rows: usize,
+        cols: usize,
+        red: usize,
+    ) -> Result<Self> {
+        kernel.check().map_err(|message| Error::Gpu {
             op: "gemm core",
             message,
         })?;
         self.rows = rows as u32;
         self.cols = cols as u32;
         self.red = red as u32;
-        self.tiles_m = rows.div_ceil(tile.tm as usize) as u32;
-        self.tiles_n = cols.div_ceil(tile.tn as usize) as u32;
+        self.tiles_m = rows.div_ceil(kernel.rows() as usize) as u32;
+        self.tiles_n = cols.div_ceil(kernel.cols() as usize) as u32;
         Ok(self)
     }
 
@@ -280,14 +656,15 @@ pub(crate) fn reduction_len(kind: &ConvKind, channels: usize) -> usize {
     k3 + kp
 }
 
-/// Records one dispatch of the core. The tile is checked against the device's limits here:
-/// wgpu 30 does not check a workgroup size or workgroup array given by override constants.
-/// With the shape checks of the callers (no zero-sized dimension, groups dividing the channels)
-/// this upholds the host's side of the bounds argument in `shaders/gemm_core.wgsl`.
+/// Records one dispatch of the core in `role`. The kernel is checked against the device here
+/// (features, subgroups, limits): wgpu 30 does not check a workgroup size or workgroup array
+/// given by override constants. With the shape checks of the callers (no zero-sized dimension,
+/// groups dividing the channels) this upholds the host's side of the bounds argument in
+/// `shaders/gemm_core.wgsl`.
 fn dispatch(
     ctx: &Context,
-    tile: &TileShape,
-    constants: &[(&'static str, f64)],
+    kernel: &CoreKernel,
+    (role, a_kfast, b_kfast): (Role, bool, bool),
     p: &Params,
     buffers: &[&Tensor],
 ) -> Result<()> {
@@ -295,35 +672,12 @@ fn dispatch(
         // No output (and tiles_m or tiles_n would be a zero divisor in the shader).
         return Ok(());
     }
-    let limits = ctx.limits();
-    if !tile.fits(limits) {
-        let most_threads = limits
-            .max_compute_invocations_per_workgroup
-            .min(limits.max_compute_workgroup_size_x);
-        let (limit, asked, allowed) = if tile.threads() > most_threads {
-            (
-                "max_compute_invocations_per_workgroup / max_compute_workgroup_size_x",
-                tile.threads(),
-                most_threads,
-            )
-        } else {
-            (
-                "max_compute_workgroup_storage_size",
-                tile.workgroup_bytes(),
-                limits.max_compute_workgroup_storage_size,
-            )
-        };
-        return Err(Error::Limit {
-            op: "gemm core",
-            limit,
-            asked: u64::from(asked),
-            allowed: u64::from(allowed),
-        });
-    }
-    ctx.dispatch_workgroups(
-        &GEMM,
-        tile.threads(),
-        constants,
+    kernel.runnable(ctx)?;
+    ctx.dispatch_labelled(
+        &kernel.profile_name(role as u32),
+        kernel.spec(),
+        kernel.threads(),
+        &kernel.constants(ctx, role, a_kfast, b_kfast),
         p.words(),
         buffers,
         p.workgroups(),
@@ -338,7 +692,7 @@ fn dispatch(
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv_forward_or_input_grad(
     input_grad: bool,
-    tile: &TileShape,
+    kernel: &CoreKernel,
     kind: &ConvKind,
     d: &ConvDims,
     src: &Tensor,
@@ -355,7 +709,7 @@ pub(crate) fn conv_forward_or_input_grad(
         (Role::ConvForward, d.cout, d.cin)
     };
     let mut p = Params::conv(kind, d).product(
-        tile,
+        kernel,
         rows / kind.groups,
         d.batch * d.height * d.width,
         reduction_len(kind, channels),
@@ -364,8 +718,8 @@ pub(crate) fn conv_forward_or_input_grad(
     p.accumulate = u32::from(accumulate);
     dispatch(
         src.context(),
-        tile,
-        &tile.constants(role, true, false),
+        kernel,
+        (role, true, false),
         &p,
         &[src, spare, w3, w1, bias.unwrap_or(spare), out],
     )
@@ -379,7 +733,7 @@ pub(crate) fn conv_forward_or_input_grad(
 /// `x`: `[B, M, H, W]`, `dy`: `[B, N, H, W]` → `dw3`: `[N, M/G, 3, 3]`, `dw1`: `[N, M]`
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv_weight_grad(
-    tile: &TileShape,
+    kernel: &CoreKernel,
     kind: &ConvKind,
     d: &ConvDims,
     x: &Tensor,
@@ -400,7 +754,7 @@ pub(crate) fn conv_weight_grad(
         d.cout * d.cin
     };
     let pixels = d.batch * d.height * d.width;
-    let mut p = Params::conv(kind, d).product(tile, d.cout / kind.groups, space, pixels)?;
+    let mut p = Params::conv(kind, d).product(kernel, d.cout / kind.groups, space, pixels)?;
     if space == 0 {
         // A masked 1x1 conv with one part: every weight is masked, every gradient exactly zero.
         return ctx.dispatch_workgroups(
@@ -414,7 +768,7 @@ pub(crate) fn conv_weight_grad(
     }
     // Enough workgroups to fill a GPU, each split at least four stages long, partials within
     // one binding.
-    let kc = tile.kc as usize;
+    let kc = kernel.sides().2 as usize;
     let tiles = p.workgroups() as usize;
     let max_splits = pixels.div_ceil(kc * 4).max(1);
     let fits = (ctx.max_binding_bytes() as usize / (d.cout * space * 4).max(1)).max(1);
@@ -434,8 +788,8 @@ pub(crate) fn conv_weight_grad(
     let partials = Tensor::uninit(ctx, &[p.splits as usize, d.cout, space])?;
     dispatch(
         ctx,
-        tile,
-        &tile.constants(Role::ConvWeightGrad, true, true),
+        kernel,
+        (Role::ConvWeightGrad, true, true),
         &p,
         &[x, dy, spare, spare, spare, &partials],
     )?;
@@ -455,7 +809,7 @@ pub(crate) fn conv_weight_grad(
 /// `op(a)`: `[m, k]`, `op(b)`: `[k, n]`, `bias`: `[n]`, `out`: `[m, n]`
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn matmul(
-    tile: &TileShape,
+    kernel: &CoreKernel,
     a: &Tensor,
     la: Layout,
     b: &Tensor,
@@ -476,12 +830,12 @@ pub(crate) fn matmul(
         trans_b: u32::from(trans_b),
         ..Params::default()
     }
-    .product(tile, m, n, k)?;
+    .product(kernel, m, n, k)?;
     p.batch = 1;
     dispatch(
         a.context(),
-        tile,
-        &tile.constants(Role::Matmul, !trans_a, trans_b),
+        kernel,
+        (Role::Matmul, !trans_a, trans_b),
         &p,
         &[a, b, spare, spare, bias.unwrap_or(spare), out],
     )

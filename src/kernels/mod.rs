@@ -7,6 +7,7 @@ pub mod elementwise;
 pub mod gemm;
 pub mod gemm_core;
 pub mod loss;
+pub mod loss_scale;
 pub mod pool;
 pub mod reduce;
 pub mod sgd;

@@ -5,10 +5,17 @@ use crate::gpu::{Access, KernelSpec, storage};
 use crate::shaders;
 use crate::tensor::Tensor;
 
+use super::loss_scale::LossScaler;
+
 static STEP: KernelSpec = KernelSpec {
     shader: &shaders::SGD,
     entry: "step",
-    bindings: &storage([Access::Read, Access::ReadWrite, Access::ReadWrite]),
+    bindings: &storage([
+        Access::Read,
+        Access::ReadWrite,
+        Access::ReadWrite,
+        Access::Read,
+    ]),
     workgroup_size: 64,
 };
 
@@ -25,11 +32,18 @@ pub struct SgdStep {
     pub nesterov: bool,
 }
 
-/// One SGD step over every parameter at once: updates `weights` and `momentum` in place.
+/// One SGD step over every parameter at once: updates `weights` and `momentum` in place; with
+/// a loss scaler, nothing changes when its flag says this step's gradients are not finite.
 ///
 /// # Shapes
 /// `grads`, `weights`, `momentum`: the same number of elements
-pub fn sgd_step(grads: &Tensor, weights: &Tensor, momentum: &Tensor, step: &SgdStep) -> Result<()> {
+pub fn sgd_step(
+    grads: &Tensor,
+    weights: &Tensor,
+    momentum: &Tensor,
+    step: &SgdStep,
+    scaler: Option<&LossScaler>,
+) -> Result<()> {
     if grads.numel() != weights.numel() || momentum.numel() != weights.numel() {
         return Err(Error::shape(
             "sgd_step",
@@ -47,12 +61,22 @@ pub fn sgd_step(grads: &Tensor, weights: &Tensor, momentum: &Tensor, step: &SgdS
         step.momentum.to_bits(),
         step.weight_decay.to_bits(),
         u32::from(step.nesterov),
+        u32::from(scaler.is_some()),
     ];
-    weights.context().dispatch(
+    let ctx = weights.context();
+    let placeholder;
+    let state = match scaler {
+        Some(s) => s.state(),
+        None => {
+            placeholder = Tensor::zeros(ctx, &[4])?;
+            &placeholder
+        }
+    };
+    ctx.dispatch(
         &STEP,
         &[],
         &params,
-        &[grads, weights, momentum],
+        &[grads, weights, momentum, state],
         weights.numel() as u64,
     )
 }

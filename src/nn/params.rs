@@ -5,6 +5,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::Context;
 use crate::kernels::elementwise;
+use crate::kernels::loss_scale::LossScaler;
 use crate::kernels::sgd::{self, SgdStep};
 use crate::tensor::Tensor;
 
@@ -217,9 +218,10 @@ impl ParamStore {
         self.grad_written.iter_mut().for_each(|w| *w = false);
     }
 
-    /// One SGD step over every parameter (one dispatch).
-    pub fn sgd_step(&self, step: &SgdStep) -> Result<()> {
-        sgd::sgd_step(&self.grads, &self.values, &self.momentum, step)
+    /// One SGD step over every parameter (one dispatch); with a loss scaler, skipped when its
+    /// flag says the step's gradients are not finite.
+    pub fn sgd_step(&self, step: &SgdStep, scaler: Option<&LossScaler>) -> Result<()> {
+        sgd::sgd_step(&self.grads, &self.values, &self.momentum, step, scaler)
     }
 
     /// Overwrites parameter `id` with `values` (uploaded before the next submission's work).

@@ -10,6 +10,7 @@ use crate::autograd::{Tape, Var, ops};
 use crate::error::{Error, Result};
 use crate::gpu::Context;
 use crate::kernels::loss;
+use crate::kernels::loss_scale::LossScaler;
 use crate::kernels::sgd::SgdStep;
 use crate::tensor::Tensor;
 
@@ -322,12 +323,37 @@ impl Vgg16 {
         labels: &Tensor,
         step: &SgdStep,
     ) -> Result<StepOutput> {
+        self.train_step_scaled(x, labels, step, None)
+    }
+
+    /// [`Vgg16::train_step`] with dynamic loss scaling (mixed precision): the loss gradient is
+    /// scaled before backward, the gradients unscaled after it, the update skipped when one is
+    /// not finite, and the scale updated (see [`LossScaler`]).
+    ///
+    /// # Shapes
+    /// as [`Vgg16::train_step`]
+    pub fn train_step_scaled(
+        &mut self,
+        x: &Tensor,
+        labels: &Tensor,
+        step: &SgdStep,
+        scaler: Option<&LossScaler>,
+    ) -> Result<StepOutput> {
         self.store.zero_grads();
         let mut tape = Tape::new();
         let logits = self.forward(&mut tape, x, true)?;
         let ce = loss::softmax_cross_entropy(logits.value(), labels)?;
+        if let Some(scaler) = scaler {
+            scaler.scale_grad(&ce.dlogits)?;
+        }
         tape.backward(&logits, ce.dlogits, &mut self.store)?;
-        self.store.sgd_step(step)?;
+        if let Some(scaler) = scaler {
+            scaler.unscale(self.store.flat().1)?;
+        }
+        self.store.sgd_step(step, scaler)?;
+        if let Some(scaler) = scaler {
+            scaler.update()?;
+        }
         Ok(StepOutput { rows: ce.rows })
     }
 

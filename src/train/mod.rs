@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Augment, Batch, Batcher, Dataset};
 use crate::error::{Error, Result};
+use crate::gpu::Precision;
 use crate::kernels::loss::summarize;
+use crate::kernels::loss_scale::{LossScaler, ScalerState};
 use crate::kernels::sgd::SgdStep;
 use crate::nn::Vgg16;
 use crate::optim::LrSchedule;
@@ -41,6 +43,10 @@ pub struct TrainSettings {
     pub seed: u64,
     /// Read the loss back every this many steps (reading stalls the GPU pipeline).
     pub report_every: u64,
+    /// The precision of the products (mixed: f16 operands, f32 master weights and sums, with
+    /// dynamic loss scaling).
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 /// How far training got: what a checkpoint stores to resume exactly.
@@ -65,6 +71,8 @@ pub struct StepReport {
     pub metrics: Option<(f64, f64)>,
     /// Images in the batch.
     pub images: usize,
+    /// Under mixed precision, the loss scaler's state, read back with the metrics.
+    pub scaler: Option<ScalerState>,
 }
 
 /// Drives training of one model on one data set.
@@ -76,6 +84,7 @@ pub struct Trainer {
     progress: Progress,
     order: (usize, Vec<usize>),
     prepared: Option<(u64, Batch)>,
+    scaler: Option<LossScaler>,
 }
 
 impl Trainer {
@@ -119,6 +128,12 @@ impl Trainer {
             seed: settings.seed,
         };
         let order = (0, batcher.epoch_order(data.len(), 0));
+        let ctx = model.store().flat().0.context().clone();
+        ctx.set_precision(settings.precision)?;
+        let scaler = match settings.precision {
+            Precision::Mixed => Some(LossScaler::with_defaults(&ctx)?),
+            Precision::F32 => None,
+        };
         Ok(Self {
             model,
             data,
@@ -127,6 +142,7 @@ impl Trainer {
             progress,
             order,
             prepared: None,
+            scaler,
         })
     }
 
@@ -224,7 +240,9 @@ impl Trainer {
             weight_decay: self.settings.weight_decay as f32,
             nesterov: self.settings.nesterov,
         };
-        let out = self.model.train_step(&x, &labels, &sgd)?;
+        let out = self
+            .model
+            .train_step_scaled(&x, &labels, &sgd, self.scaler.as_ref())?;
         ctx.flush()?;
         self.progress.step += 1;
         let epoch = (step / self.steps_per_epoch().max(1)) as usize;
@@ -255,6 +273,10 @@ impl Trainer {
         } else {
             None
         };
+        let scaler = match (&self.scaler, metrics.is_some()) {
+            (Some(s), true) => Some(s.read().await?),
+            _ => None,
+        };
         Ok(StepReport {
             step: self.progress.step,
             epoch,
@@ -262,6 +284,7 @@ impl Trainer {
             lr,
             metrics,
             images: batch.len,
+            scaler,
         })
     }
 }

@@ -23,27 +23,43 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-pub use heuristic::{best_gemm, candidates, heuristic};
+pub use heuristic::{best_kernel, candidates, f32_kernels, heuristic, kernels};
 
 use crate::error::{Error, Result};
-use crate::gpu::{Context, ConvAlgorithm};
-use crate::kernels::gemm_core::TileShape;
+use crate::gpu::{Context, ConvAlgorithm, Precision};
+use crate::kernels::gemm_core::{CoreKernel, TileShape};
 
 /// One way of computing a pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Variant {
     /// The direct kernels (`shaders/conv.wgsl` and `conv_weight_grad.wgsl`, `shaders/gemm.wgsl`).
     Direct,
-    /// The GEMM core with this tile shape.
-    Gemm(TileShape),
+    /// A kernel of the GEMM core (f32, f16 or cooperative-matrix inner loop, and its tile).
+    Core(CoreKernel),
 }
 
-/// `direct` or `gemm:64x64/4x4/k16`.
+impl Variant {
+    /// The GEMM core with f32 operands and this tile shape.
+    pub fn gemm(tile: TileShape) -> Self {
+        Variant::Core(CoreKernel::F32(tile))
+    }
+
+    /// The precision the variant computes in.
+    pub fn precision(&self) -> Precision {
+        match self {
+            Variant::Core(kernel) if kernel.is_mixed() => Precision::Mixed,
+            _ => Precision::F32,
+        }
+    }
+}
+
+/// `direct`, `gemm:64x64/4x4/k16`, `gemm:f16:64x64/4x4/k16` or
+/// `gemm:coop:64x64/16x16x16/k32/w128`.
 impl fmt::Display for Variant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Variant::Direct => write!(f, "direct"),
-            Variant::Gemm(tile) => write!(f, "gemm:{tile}"),
+            Variant::Core(kernel) => write!(f, "gemm:{kernel}"),
         }
     }
 }
@@ -55,9 +71,9 @@ impl FromStr for Variant {
         match s {
             "direct" => Ok(Variant::Direct),
             _ => match s.strip_prefix("gemm:") {
-                Some(tile) => tile.parse().map(Variant::Gemm),
+                Some(kernel) => kernel.parse().map(Variant::Core),
                 None => Err(format!(
-                    "{s:?} is not a kernel variant (direct, or gemm:TMxTN/RMxRN/kKC)"
+                    "{s:?} is not a kernel variant (direct, gemm:TMxTN/RMxRN/kKC, gemm:f16:TMxTN/RMxRN/kKC or gemm:coop:TMxTN/SxSxS/kKC/wTHREADS)"
                 )),
             },
         }
@@ -94,6 +110,8 @@ impl Pass {
 pub struct Problem {
     /// The pass.
     pub pass: Pass,
+    /// The precision it runs in (the context's).
+    pub precision: Precision,
     /// Products in the batch (the conv's groups).
     pub groups: usize,
     /// Rows of one product.
@@ -279,22 +297,33 @@ impl Context {
     }
 }
 
-/// Picks the variant for `key` (see the module doc) and records the choice. `run` records the
-/// pass with a given variant on scratch outputs; the tuner calls it while timing.
+/// Picks the variant for `key` (the pass and shape; the context's precision is added to it and
+/// to `problem`; see the module doc) and records the choice. `run` records the pass with a
+/// given variant on scratch outputs; the tuner calls it while timing.
 pub(crate) fn choose(
     ctx: &Context,
     problem: &Problem,
     key: &str,
     run: impl FnMut(Variant) -> Result<()>,
 ) -> Result<Variant> {
-    let limits = ctx.limits();
+    let precision = ctx.precision();
+    let problem = &Problem {
+        precision,
+        ..*problem
+    };
+    let key = &format!("{key} {precision}");
+    let kernels = kernels(ctx, precision);
     let forced = match ctx.conv_algorithm() {
         ConvAlgorithm::Auto => None,
         ConvAlgorithm::Direct => Some(Variant::Direct),
         ConvAlgorithm::TiledGemm => Some(
-            heuristic::best_gemm(limits, problem)
-                .map(Variant::Gemm)
-                .unwrap_or(Variant::Direct),
+            match precision {
+                Precision::F32 => best_kernel(&kernels, problem).map(Variant::Core),
+                Precision::Mixed => {
+                    Some(heuristic(ctx.adapter_info().device_type, &kernels, problem))
+                }
+            }
+            .unwrap_or(Variant::Direct),
         ),
         // A tile shape the device cannot run is refused where it is dispatched.
         ConvAlgorithm::Fixed(v) => Some(v),
@@ -309,7 +338,7 @@ pub(crate) fn choose(
         }
     }
     let mode = tuner.mode;
-    let listed = candidates(limits, problem);
+    let listed = candidates(&kernels, problem);
     if mode != TuneMode::Off {
         if let Some((variant, ms)) = tuner.cache(ctx).get(key) {
             if listed.contains(&variant) {
@@ -318,7 +347,7 @@ pub(crate) fn choose(
             log::warn!("tune cache: {key}: {variant} is not a candidate here; choosing again");
         }
     }
-    let guess = heuristic(ctx.adapter_info().device_type, limits, problem);
+    let guess = heuristic(ctx.adapter_info().device_type, &kernels, problem);
     #[cfg(not(target_arch = "wasm32"))]
     if mode == TuneMode::Full && listed.len() > 1 {
         drop(tuner);
@@ -376,13 +405,32 @@ mod tests {
 
     #[test]
     fn variants_and_modes_round_trip_their_names() {
+        let tile = TileShape::new(64, 64, 4, 4, 16);
         for v in [
             Variant::Direct,
-            Variant::Gemm(TileShape::new(64, 64, 4, 4, 16)),
+            Variant::gemm(tile),
+            Variant::Core(CoreKernel::F16(tile)),
+            Variant::Core(CoreKernel::Coop(crate::kernels::gemm_core::COOP_TILES[2])),
         ] {
             assert_eq!(v.to_string().parse::<Variant>(), Ok(v));
         }
         assert!("gemm:64x64".parse::<Variant>().is_err());
+        assert_eq!(
+            "gemm:coop:64x64/16x16x16/k32/w128".parse::<Variant>(),
+            Ok(Variant::Core(CoreKernel::Coop(
+                crate::kernels::gemm_core::CoopTile::new(64, 64, 16, 32, 128)
+            )))
+        );
+        assert!(
+            "gemm:coop:64x64/16x16x8/k32/w128"
+                .parse::<Variant>()
+                .is_err()
+        );
+        assert!(
+            "gemm:coop:64x64/12x12x12/k36/w128"
+                .parse::<Variant>()
+                .is_err()
+        );
         assert!("fast".parse::<Variant>().unwrap_err().contains("direct"));
         for m in [TuneMode::Off, TuneMode::Cached, TuneMode::Full] {
             assert_eq!(m.to_string().parse::<TuneMode>(), Ok(m));

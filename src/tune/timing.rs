@@ -152,7 +152,7 @@ mod tests {
             w1: Some(&w1),
             bias: None,
         };
-        let candidates = [Variant::Gemm(too_big), Variant::Direct];
+        let candidates = [Variant::gemm(too_big), Variant::Direct];
         let outcome = time_candidates(&ctx, &candidates, |v| {
             conv::forward_with(v, &kind, &d, &x, &w, &y, false)
         })

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use hetconv::kernels::gemm_core::TILE_SHAPES;
+use hetconv::kernels::gemm_core::{COOP_TILES, CoreKernel, TILE_SHAPES};
 use hetconv::tune::Variant;
 use hetconv::{Context, Tensor};
 
@@ -228,16 +228,95 @@ pub fn conv_paths(ctx: &Context) -> Vec<ConvPath> {
     let mut paths = vec![ConvPath::Direct, ConvPath::DirectSliced];
     for tile in TILE_SHAPES {
         if tile.fits(ctx.limits()) {
-            paths.push(ConvPath::Variant(Variant::Gemm(tile)));
+            paths.push(ConvPath::Variant(Variant::gemm(tile)));
         } else {
-            eprintln!(
-                "note: tile {tile} needs {} B of workgroup memory, this context allows {} B: not run on it",
+            note(&format!(
+                "tile {tile} needs {} B of workgroup memory, this context allows {} B: not run on it",
                 tile.workgroup_bytes(),
                 ctx.limits().max_compute_workgroup_storage_size
-            );
+            ));
         }
     }
     paths
+}
+
+/// The mixed-precision kernels `ctx` can run: every f16 tile and every cooperative tile; each
+/// one left out is named with the reason. Under `HETCONV_REQUIRE_COOP=1` (CI's run on Mesa 26
+/// lavapipe) a device without any cooperative tile fails instead, and without `shader-f16` so
+/// does every run under `CI`.
+pub fn mixed_paths(ctx: &Context) -> Vec<ConvPath> {
+    let all = TILE_SHAPES
+        .iter()
+        .map(|t| CoreKernel::F16(*t))
+        .chain(COOP_TILES.iter().map(|t| CoreKernel::Coop(*t)));
+    let mut paths = Vec::new();
+    for kernel in all {
+        match kernel.runnable(ctx) {
+            Ok(()) => paths.push(ConvPath::Variant(Variant::Core(kernel))),
+            Err(e) => note(&format!("{kernel} not run: {e}")),
+        }
+    }
+    let adapter = &ctx.adapter_info().name;
+    let f16 = paths
+        .iter()
+        .any(|p| matches!(p, ConvPath::Variant(Variant::Core(CoreKernel::F16(_)))));
+    assert!(
+        f16 || std::env::var_os("CI").is_none(),
+        "{adapter} runs no f16 kernel (CI needs them)"
+    );
+    let coop = paths
+        .iter()
+        .any(|p| matches!(p, ConvPath::Variant(Variant::Core(CoreKernel::Coop(_)))));
+    if !coop {
+        let note =
+            format!("{adapter} has no cooperative matrices: the cooperative tiles were not run");
+        assert!(
+            std::env::var_os("HETCONV_REQUIRE_COOP").is_none(),
+            "{note} (HETCONV_REQUIRE_COOP is set)"
+        );
+        self::note(&note);
+    }
+    paths
+}
+
+/// Prints `note: {text}` once per test process.
+pub fn note(text: &str) {
+    static SEEN: std::sync::Mutex<std::collections::BTreeSet<String>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    if seen.insert(text.to_string()) {
+        eprintln!("note: {text}");
+    }
+}
+
+/// The bound on the error of a product whose operands (|a|, |b| <= 1) were rounded to f16 and
+/// whose `k` products were summed in f32 in any order:
+/// |got - want| <= (2u + u^2 + g) * sum_k |a_k| |b_k| + k * 2^-24, with u = 2^-11 (f16's unit
+/// roundoff: each operand's relative error), g = k v / (1 - k v), v = 2^-24 (f32 sums), and the
+/// absolute term for operands in f16's subnormal range (below 2^-14 an operand's rounding error
+/// is absolute, at most 2^-25, so each product's at most 2^-24). `abs_sum` is the reference on
+/// the operands' absolute values.
+#[track_caller]
+pub fn assert_within_f16_bound(name: &str, got: &[f32], want: &[f64], abs_sum: &[f64], k: usize) {
+    assert_eq!(got.len(), want.len(), "{name}: length");
+    let (u, v) = (2f64.powi(-11), 2f64.powi(-24));
+    let kv = k as f64 * v;
+    let rel = 2.0 * u + u * u + kv / (1.0 - kv);
+    let abs = kv;
+    for (i, ((&g, &w), &s)) in got.iter().zip(want).zip(abs_sum).enumerate() {
+        let err = (f64::from(g) - w).abs();
+        // One more f32 rounding of the stored result (and of a bias added to it).
+        let bound = rel * s + abs + 2.0 * v * w.abs();
+        assert!(
+            err <= bound,
+            "{name}[{i}]: got {g}, want {w} (|err| {err:e} > f16 bound {bound:e}, k = {k})"
+        );
+    }
+}
+
+/// Whether `path` computes in mixed precision.
+pub fn is_mixed(path: ConvPath) -> bool {
+    variant_of(path).precision() == hetconv::Precision::Mixed
 }
 
 /// Makes `ctx` compute convolutions and products along `path`.
@@ -283,11 +362,11 @@ pub fn kernels_run(ctx: &Context, f: impl FnOnce()) -> Option<Vec<String>> {
 /// its tile in each of `roles`, or the listed direct `entries`, and none of the other kind.
 #[track_caller]
 pub fn assert_kernels(kernels: &[String], want: Variant, roles: &[u32], entries: &[&str]) {
-    let core = |k: &String| k.starts_with("gemm_core::");
+    let core = |k: &String| k.starts_with("gemm_core");
     match want {
-        Variant::Gemm(tile) => {
+        Variant::Core(kernel) => {
             for role in roles {
-                let name = format!("gemm_core::gemm[{tile} role {role}]");
+                let name = kernel.profile_name(*role);
                 assert!(kernels.contains(&name), "{name} did not run: {kernels:?}");
             }
             for entry in entries {

@@ -90,6 +90,7 @@ fn settings(batch_size: usize, lr: f64, seed: u64) -> TrainSettings {
         shuffle: true,
         seed,
         report_every: 1,
+        precision: hetconv::Precision::F32,
     }
 }
 
