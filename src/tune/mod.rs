@@ -312,19 +312,21 @@ pub(crate) fn choose(
         ..*problem
     };
     let key = &format!("{key} {precision}");
-    let kernels = kernels(ctx, precision);
     let forced = match ctx.conv_algorithm() {
         ConvAlgorithm::Auto => None,
         ConvAlgorithm::Direct => Some(Variant::Direct),
-        ConvAlgorithm::TiledGemm => Some(
-            match precision {
-                Precision::F32 => best_kernel(&kernels, problem).map(Variant::Core),
-                Precision::Mixed => {
-                    Some(heuristic(ctx.adapter_info().device_type, &kernels, problem))
+        ConvAlgorithm::TiledGemm => {
+            let kernels = kernels(ctx, precision);
+            Some(
+                match precision {
+                    Precision::F32 => best_kernel(&kernels, problem).map(Variant::Core),
+                    Precision::Mixed => {
+                        Some(heuristic(ctx.adapter_info().device_type, &kernels, problem))
+                    }
                 }
-            }
-            .unwrap_or(Variant::Direct),
-        ),
+                .unwrap_or(Variant::Direct),
+            )
+        }
         // A tile shape the device cannot run is refused where it is dispatched.
         ConvAlgorithm::Fixed(v) => Some(v),
     };
@@ -338,6 +340,8 @@ pub(crate) fn choose(
         }
     }
     let mode = tuner.mode;
+    // Only for a key seen the first time: which kernels the device runs (a few checks each).
+    let kernels = kernels(ctx, precision);
     let listed = candidates(&kernels, problem);
     if mode != TuneMode::Off {
         if let Some((variant, ms)) = tuner.cache(ctx).get(key) {
