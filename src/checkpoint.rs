@@ -25,6 +25,28 @@ pub const META_PROGRESS: &str = "hetconv.progress";
 /// Metadata key of the number of training steps (decimal).
 pub const META_STEP: &str = "hetconv.step";
 
+/// How a checkpoint stores its float tensors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StoredDtype {
+    /// f32: exact (training checkpoints always).
+    #[default]
+    F32,
+    /// f16: half the size, for inference (each value rounded to the nearest f16).
+    F16,
+}
+
+impl std::str::FromStr for StoredDtype {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "f32" => Ok(StoredDtype::F32),
+            "f16" => Ok(StoredDtype::F16),
+            _ => Err(format!("{s:?} is not a stored dtype (f32 or f16)")),
+        }
+    }
+}
+
 /// A checkpoint in memory.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checkpoint {
@@ -144,8 +166,33 @@ impl Checkpoint {
         })
     }
 
-    /// Serialises to safetensors bytes.
+    /// Serialises to safetensors bytes (f32 tensors).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        self.to_bytes_as(StoredDtype::F32)
+    }
+
+    /// Serialises to safetensors bytes with float tensors stored as `dtype`. f16 halves the
+    /// file (an inference checkpoint; loading converts back to f32); a value outside f16's
+    /// range is an error naming the tensor, never an infinity.
+    pub fn to_bytes_as(&self, dtype: StoredDtype) -> Result<Vec<u8>> {
+        let encode = |name: &str, values: &[f32]| -> Result<(Dtype, Vec<u8>)> {
+            match dtype {
+                StoredDtype::F32 => Ok((Dtype::F32, bytemuck::cast_slice(values).to_vec())),
+                StoredDtype::F16 => {
+                    let mut bytes = Vec::with_capacity(values.len() * 2);
+                    for (i, &v) in values.iter().enumerate() {
+                        let h = half::f16::from_f32(v);
+                        if !h.is_finite() {
+                            return Err(Error::InvalidArgument(format!(
+                                "tensor {name}: value {i} ({v}) is outside f16's range (|x| <= 65504)"
+                            )));
+                        }
+                        bytes.extend_from_slice(&h.to_le_bytes());
+                    }
+                    Ok((Dtype::F16, bytes))
+                }
+            }
+        };
         let shapes = Self::expected_shapes(&self.config);
         let steps = i64::try_from(self.step()).unwrap_or(i64::MAX);
         let mut owned: Vec<(String, Vec<usize>, Dtype, Vec<u8>)> = Vec::new();
@@ -153,12 +200,8 @@ impl Checkpoint {
             let values = self.tensors.get(name).ok_or_else(|| {
                 Error::InvalidArgument(format!("checkpoint has no tensor {name}"))
             })?;
-            owned.push((
-                name.clone(),
-                shape.clone(),
-                Dtype::F32,
-                bytemuck::cast_slice(values).to_vec(),
-            ));
+            let (stored, bytes) = encode(name, values)?;
+            owned.push((name.clone(), shape.clone(), stored, bytes));
             if name.ends_with(".running_var") {
                 let prefix = name.trim_end_matches(".running_var");
                 owned.push((
@@ -169,11 +212,12 @@ impl Checkpoint {
                 ));
             }
             if let Some(m) = self.momentum.get(name) {
+                let (stored, bytes) = encode(name, m)?;
                 owned.push((
                     format!("{MOMENTUM_PREFIX}{name}"),
                     shape.clone(),
-                    Dtype::F32,
-                    bytemuck::cast_slice(m).to_vec(),
+                    stored,
+                    bytes,
                 ));
             }
         }
@@ -222,9 +266,19 @@ impl Checkpoint {
                     .chunks_exact(8)
                     .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32)
                     .collect(),
+                Dtype::F16 => view
+                    .data()
+                    .chunks_exact(2)
+                    .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect(),
+                Dtype::BF16 => view
+                    .data()
+                    .chunks_exact(2)
+                    .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect(),
                 other => {
                     return Err(bad(format!(
-                        "tensor {name} has dtype {other:?}; F32 or F64 expected"
+                        "tensor {name} has dtype {other:?}; F32, F64, F16 or BF16 expected"
                     )));
                 }
             };
@@ -469,6 +523,12 @@ pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
 /// statistic or momentum value (a diverged run) is refused, so it never replaces a good one.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn save(path: &std::path::Path, checkpoint: &Checkpoint) -> Result<()> {
+    save_as(path, checkpoint, StoredDtype::F32)
+}
+
+/// [`save`] with float tensors stored as `dtype`.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn save_as(path: &std::path::Path, checkpoint: &Checkpoint, dtype: StoredDtype) -> Result<()> {
     if let Some((name, index, value)) = checkpoint.first_non_finite() {
         return Err(Error::Diverged {
             step: checkpoint.step(),
@@ -478,7 +538,7 @@ pub fn save(path: &std::path::Path, checkpoint: &Checkpoint) -> Result<()> {
             ),
         });
     }
-    write_atomic(path, &checkpoint.to_bytes()?)
+    write_atomic(path, &checkpoint.to_bytes_as(dtype)?)
 }
 
 /// Loads a checkpoint (hetconv's or a PyTorch export) from `path`.

@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::*;
-use hetconv::checkpoint::{self, Checkpoint, META_CONFIG};
+use hetconv::checkpoint::{self, Checkpoint, META_CONFIG, StoredDtype};
 use hetconv::data::{Dataset, cifar};
 use hetconv::nn::{ConvMode, Vgg16, VggConfig};
 use hetconv::optim::{LrSchedule, Schedule};
@@ -95,6 +95,33 @@ fn round_trip_is_bit_exact_including_momentum_and_running_stats() {
         a.momentum.iter().any(|(_, m)| m.iter().any(|&v| v != 0.0)),
         "momentum was saved after steps"
     );
+}
+
+/// Stored as f16, every value comes back as its nearest f16 (the `half` crate's rounding), and
+/// a value f16 cannot hold is refused by name instead of becoming an infinity.
+#[test]
+fn an_f16_checkpoint_holds_each_value_rounded_to_f16_and_refuses_out_of_range_ones() {
+    let ctx = ctx();
+    let model = trained(&ctx, 2);
+    let saved = Checkpoint::from_model_blocking(&model, false, HashMap::new()).unwrap();
+    let bytes = saved.to_bytes_as(StoredDtype::F16).unwrap();
+    // Two bytes fewer per value (the header, with the config, is the same but for offsets).
+    let values: usize = saved.tensors.values().map(Vec::len).sum();
+    let full = saved.to_bytes().unwrap().len();
+    assert!(bytes.len() + 2 * values - 64 <= full, "{} vs {full}", bytes.len());
+    let loaded = Checkpoint::from_bytes(&bytes, "mem").unwrap();
+    for (name, values) in &saved.tensors {
+        let want: Vec<u32> = values
+            .iter()
+            .map(|&v| half::f16::from_f32(v).to_f32().to_bits())
+            .collect();
+        assert_eq!(bits(&loaded.tensors[name]), want, "{name}");
+    }
+    let mut huge = saved.clone();
+    let name = "features.0.weight".to_string();
+    huge.tensors.get_mut(&name).unwrap()[3] = 1e6;
+    let err = huge.to_bytes_as(StoredDtype::F16).unwrap_err().to_string();
+    assert!(err.contains(&name) && err.contains("value 3"), "{err}");
 }
 
 #[test]

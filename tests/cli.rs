@@ -167,6 +167,56 @@ fn train_learns_and_the_outputs_serve_eval_predict_and_export() {
         !names.iter().any(|n| n.starts_with("optimizer.")),
         "no optimizer state in an export"
     );
+    // An f16 export: half the bytes, f16 tensors, and it evaluates to the f32 export's accuracy
+    // within 1 image in 100 (each weight rounded to f16: relative error 2^-11).
+    let half_export = dir.path().join("model-f16.safetensors");
+    let out = stdout(&hetconv(&[
+        "export",
+        "--weights",
+        ckpt,
+        "--output",
+        half_export.to_str().unwrap(),
+        "--dtype",
+        "f16",
+    ]));
+    assert!(out.contains("F16"), "{out}");
+    let half_bytes = std::fs::read(&half_export).unwrap();
+    assert!(
+        half_bytes.len() * 10 < bytes.len() * 6,
+        "{} vs {}",
+        half_bytes.len(),
+        bytes.len()
+    );
+    let half_file = safetensors::SafeTensors::deserialize(&half_bytes).unwrap();
+    assert_eq!(
+        half_file.tensor("features.3.pwc.weight").unwrap().dtype(),
+        safetensors::Dtype::F16
+    );
+    let (full, halved) = (
+        eval_accuracy(&[], &exported, "100"),
+        eval_accuracy(&[], &half_export, "100"),
+    );
+    assert!(
+        (full - halved).abs() <= 1.0,
+        "f32 export {full}% vs f16 export {halved}%"
+    );
+    assert!(
+        !Command::new(env!("CARGO_BIN_EXE_hetconv"))
+            .args([
+                "export",
+                "--weights",
+                ckpt,
+                "--output",
+                "x.safetensors",
+                "--dtype",
+                "f8"
+            ])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+
     let text = train(
         &dir.path().join("again"),
         &[
@@ -276,6 +326,8 @@ fn selfcheck_covers_every_kernel_family_and_passes() {
         "HetConv P=4 (fused) 1x1 weight gradient",
         "HetConv P=2 (gemm 64x64/4x4/k16) forward",
         "HetConv P=2 (gemm 8x64/2x4/k16) 1x1 weight gradient",
+        "HetConv P=2 (gemm f16:64x64/4x4/k16) input gradient",
+        "gemm 13x7 @ 7x9 (gemm f16:8x64/2x4/k16)",
         "max-pool 2x2 backward",
         "relu backward",
         "batch norm input gradient",
@@ -313,10 +365,13 @@ fn bench_writes_the_step_table_and_its_json() {
         "1",
         "--unfused",
         "--profile",
+        "--precisions",
+        "f32,mixed",
         "--out",
         out.to_str().unwrap(),
     ]));
     let md = std::fs::read_to_string(out.with_extension("md")).unwrap();
+    assert!(md.contains("| batch | P | precision |"), "{md}");
     assert!(
         text.contains("1-image inference ms") && md.contains("| kernel |"),
         "{md}"
@@ -326,7 +381,12 @@ fn bench_writes_the_step_table_and_its_json() {
             .unwrap();
     let rows = json["rows"].as_array().unwrap();
     let modes: Vec<&str> = rows.iter().map(|r| r["mode"].as_str().unwrap()).collect();
-    assert_eq!(modes, ["Fused", "Unfused"]);
+    assert_eq!(modes, ["Fused", "Unfused", "Fused", "Unfused"]);
+    let precisions: Vec<&str> = rows
+        .iter()
+        .map(|r| r["precision"].as_str().unwrap())
+        .collect();
+    assert_eq!(precisions, ["f32", "f32", "mixed", "mixed"]);
     for row in rows {
         for key in ["step_ms", "forward_ms", "one_image_ms", "images_per_second"] {
             assert!(row[key].as_f64().unwrap() > 0.0, "{key}: {row}");
@@ -463,6 +523,29 @@ fn bad_flag_values_are_refused_by_name_before_any_work() {
     }
 }
 
+/// The accuracy `hetconv [global] eval --weights W --limit N` prints, in percent.
+fn eval_accuracy(global: &[&str], weights: &Path, limit: &str) -> f64 {
+    let mut args = global.to_vec();
+    args.extend([
+        "eval",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--limit",
+        limit,
+    ]);
+    let out = stdout(&hetconv(&args));
+    let line = out
+        .lines()
+        .find(|l| l.contains("accuracy"))
+        .unwrap_or_else(|| panic!("no accuracy in:\n{out}"));
+    line.split_whitespace()
+        .last()
+        .unwrap()
+        .trim_end_matches('%')
+        .parse()
+        .unwrap()
+}
+
 /// Mixed precision from the command line: the run says so, learns, and its checkpoint
 /// evaluates in either precision to nearly the same accuracy.
 #[test]
@@ -496,30 +579,7 @@ fn mixed_precision_trains_and_its_checkpoint_evaluates_in_both_precisions() {
     assert!(text.contains("precision mixed"), "{text}");
     let weights = dir.path().join("checkpoint.safetensors");
     let accuracy = |precision: &str| {
-        let out = stdout(&hetconv(&[
-            "--precision",
-            precision,
-            "--tune",
-            "off",
-            "eval",
-            "--weights",
-            weights.to_str().unwrap(),
-            "--limit",
-            "64",
-        ]));
-        let line = out
-            .lines()
-            .find(|l| l.contains("accuracy"))
-            .unwrap_or_else(|| panic!("no accuracy in:\n{out}"))
-            .to_string();
-        let value: f64 = line
-            .split_whitespace()
-            .last()
-            .unwrap()
-            .trim_end_matches('%')
-            .parse()
-            .unwrap();
-        value
+        eval_accuracy(&["--precision", precision, "--tune", "off"], &weights, "64")
     };
     let (single, mixed) = (accuracy("f32"), accuracy("mixed"));
     // 64 images: one image is 1.6 points; f16 rounding may flip a borderline one or two.

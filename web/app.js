@@ -216,7 +216,10 @@ async function start() {
     setStatus(status, "WebGPU is present but no GPU device could be opened: " + e, "error");
     throw e;
   }
-  setStatus(status, "GPU: " + demo.adapter(), "ok");
+  const precision = demo.precision() === "mixed"
+    ? "mixed precision (shader-f16: f16 products, f32 sums and weights)"
+    : "f32 (this browser offers no shader-f16)";
+  setStatus(status, "GPU: " + demo.adapter() + "; " + precision, "ok");
   showModelInfo(demo.modelInfo());
   clearPad();
   drawChart();
@@ -226,6 +229,7 @@ async function start() {
 window.app = {
   ready: start(),
   adapter: () => demo.adapter(),
+  precision: () => demo.precision(),
   trainSteps,
   predictTest,
   loadCheckpoint,

@@ -8,9 +8,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
 use hetconv::flops::vgg_cost;
+use hetconv::kernels::loss_scale::LossScaler;
 use hetconv::kernels::sgd::SgdStep;
 use hetconv::nn::{ConvMode, Init, Vgg16, VggConfig};
-use hetconv::{Context, Error, KernelTime, Result, Tensor};
+use hetconv::{Context, Error, KernelTime, Precision, Result, Tensor};
 
 /// Options of `hetconv bench`.
 #[derive(Args, Debug)]
@@ -31,6 +32,10 @@ pub struct BenchArgs {
     /// Timed steps.
     #[arg(long, default_value_t = 10, value_parser = super::args::at_least_one)]
     pub steps: usize,
+    /// Precisions to time, e.g. f32,mixed (default: the global --precision). Mixed steps include
+    /// the loss scaling.
+    #[arg(long, value_delimiter = ',', value_parser = parse_precision)]
+    pub precisions: Vec<Precision>,
     /// Also time the unfused HetConv form (grouped 3x3 + masked 1x1 passes).
     #[arg(long)]
     pub unfused: bool,
@@ -43,10 +48,15 @@ pub struct BenchArgs {
     pub out: PathBuf,
 }
 
+fn parse_precision(s: &str) -> std::result::Result<Precision, String> {
+    s.parse()
+}
+
 #[derive(serde::Serialize)]
 struct Row {
     batch: usize,
     parts: usize,
+    precision: String,
     mode: String,
     width_mult: f64,
     step_ms: f64,
@@ -99,7 +109,13 @@ fn measure(
     batch: usize,
     parts: usize,
     mode: ConvMode,
+    precision: Precision,
 ) -> Result<Row> {
+    ctx.set_precision(precision)?;
+    let scaler = match precision {
+        Precision::Mixed => Some(LossScaler::with_defaults(ctx)?),
+        Precision::F32 => None,
+    };
     let mut config = VggConfig::paper(parts);
     if args.width_mult != 1.0 {
         config = config.with_width_mult(args.width_mult);
@@ -122,27 +138,30 @@ fn measure(
         weight_decay: 5e-4,
         nesterov: false,
     };
+    let mut train_step = || {
+        model
+            .train_step_scaled(&x, &y, &sgd, scaler.as_ref())
+            .map(drop)
+    };
     ctx.synchronize()?;
     let first = Instant::now();
-    model.train_step(&x, &y, &sgd)?;
+    train_step()?;
     ctx.synchronize()?;
     let first_step_ms = first.elapsed().as_secs_f64() * 1e3;
     for _ in 1..args.warmup {
-        model.train_step(&x, &y, &sgd)?;
+        train_step()?;
         ctx.synchronize()?;
     }
     let before = ctx.record_stats();
-    model.train_step(&x, &y, &sgd)?;
+    train_step()?;
     ctx.flush()?;
     let after = ctx.record_stats();
-    let step = time_steps(ctx, args.steps, || {
-        model.train_step(&x, &y, &sgd).map(|_| ())
-    })?;
+    let step = time_steps(ctx, args.steps, &mut train_step)?;
     let step_ms = step.wall_ms;
     let profile = if args.profile {
         ctx.synchronize()?;
         ctx.begin_profile()?;
-        model.train_step(&x, &y, &sgd)?;
+        train_step()?;
         let (mut times, untimed) = pollster::block_on(ctx.end_profile())?;
         if untimed > 0 {
             eprintln!("profile: {untimed} dispatches went untimed (query set full)");
@@ -169,6 +188,7 @@ fn measure(
     Ok(Row {
         batch,
         parts,
+        precision: precision.to_string(),
         mode: format!("{mode:?}"),
         width_mult: args.width_mult,
         step_ms,
@@ -196,22 +216,31 @@ pub fn run(ctx: &Context, args: BenchArgs) -> Result<()> {
     } else {
         vec![ConvMode::Fused]
     };
+    let precisions = if args.precisions.is_empty() {
+        vec![ctx.precision()]
+    } else {
+        args.precisions.clone()
+    };
+    let start_precision = ctx.precision();
     let mut rows = Vec::new();
     for &batch in &args.batch {
         for &parts in &args.parts {
-            for &mode in &modes {
-                let row = measure(ctx, &args, batch, parts, mode)?;
-                eprintln!(
-                    "batch {batch} P={parts} {mode:?}: {:.2} ms/step, {:.0} images/s",
-                    row.step_ms, row.images_per_second
-                );
-                rows.push(row);
+            for &precision in &precisions {
+                for &mode in &modes {
+                    let row = measure(ctx, &args, batch, parts, mode, precision)?;
+                    eprintln!(
+                        "batch {batch} P={parts} {precision} {mode:?}: {:.2} ms/step, {:.0} images/s",
+                        row.step_ms, row.images_per_second
+                    );
+                    rows.push(row);
+                }
             }
         }
     }
+    ctx.set_precision(start_precision)?;
     let mut md = format!(
         "Training step of HetConv VGG-16 (CIFAR-10 shape, width x{}) on {} ({:?}, {} {}); SGD momentum; {} warm-up steps excluded, mean of {} steps\n\n\
-         | batch | P | kernels | step ms | first step ms | record ms/step | forward ms | 1-image inference ms | images/s | GFLOP/s (3x fwd) | dispatches/step | submissions/step | bind groups built/step |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+         | batch | P | precision | kernels | step ms | first step ms | record ms/step | forward ms | 1-image inference ms | images/s | GFLOP/s (3x fwd) | dispatches/step | submissions/step | bind groups built/step |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         args.width_mult,
         info.name,
         info.backend,
@@ -222,9 +251,10 @@ pub fn run(ctx: &Context, args: BenchArgs) -> Result<()> {
     );
     for r in &rows {
         md += &format!(
-            "| {} | {} | {} | {:.2} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0} | {:.1} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {:.2} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0} | {:.1} | {} | {} | {} |\n",
             r.batch,
             r.parts,
+            r.precision,
             r.mode,
             r.step_ms,
             r.first_step_ms,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use hetconv::Result;
-use hetconv::checkpoint::{self, META_CONFIG, META_STEP};
+use hetconv::checkpoint::{self, META_CONFIG, META_STEP, StoredDtype};
 
 /// Options of `hetconv export`.
 #[derive(Args, Debug)]
@@ -17,6 +17,14 @@ pub struct ExportArgs {
     /// The safetensors file to write.
     #[arg(long)]
     pub output: PathBuf,
+    /// How to store the weights: f32 (exact), or f16 (half the size, for inference; loads in
+    /// either precision).
+    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
+    pub dtype: StoredDtype,
+}
+
+fn parse_dtype(s: &str) -> std::result::Result<StoredDtype, String> {
+    s.parse()
 }
 
 /// Runs the command.
@@ -28,11 +36,12 @@ pub fn run(args: ExportArgs) -> Result<()> {
         .into_iter()
         .filter(|(k, _)| k == META_CONFIG || k == META_STEP)
         .collect::<HashMap<_, _>>();
-    checkpoint::save(&args.output, &ckpt)?;
+    checkpoint::save_as(&args.output, &ckpt, args.dtype)?;
     println!(
-        "wrote {} ({} tensors, PyTorch state_dict names)",
+        "wrote {} ({} tensors, {:?}, PyTorch state_dict names)",
         args.output.display(),
-        ckpt.tensors.len()
+        ckpt.tensors.len(),
+        args.dtype
     );
     Ok(())
 }

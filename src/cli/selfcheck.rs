@@ -10,7 +10,7 @@ use hetconv::kernels::sgd::{self, SgdStep};
 use hetconv::kernels::{loss, pool, reduce};
 use hetconv::reference;
 use hetconv::tune::Variant;
-use hetconv::{Context, ConvAlgorithm, Error, Result, Tensor};
+use hetconv::{Context, ConvAlgorithm, Error, Precision, Result, Tensor};
 
 /// Relative and absolute tolerance of the check (f32 kernels vs the f64 reference, on values in
 /// [-1, 1) and reductions of at most a few hundred terms).
@@ -36,23 +36,43 @@ fn to_f64(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| f64::from(x)).collect()
 }
 
+/// The most products any check sums (the 1x1 weight gradient's 2 x 5 x 7 pixels, the conv's
+/// 8 x 9 + 8 taps and channels).
+const MOST_TERMS: usize = 80;
+
+/// Absolute tolerance of the mixed-precision kernels: each of at most MOST_TERMS products of
+/// f16-rounded operands in [-1, 1) is off by at most 2u + u^2 (u = 2^-11) and the f32 sum adds
+/// at most MOST_TERMS x 2^-24 per term, so the sum is off by at most
+/// MOST_TERMS x (2^-10 + 2^-22 + MOST_TERMS x 2^-24) (about 0.078), plus f32's own tolerance.
+fn mixed_atol() -> f64 {
+    let k = MOST_TERMS as f64;
+    k * (2f64.powi(-10) + 2f64.powi(-22) + k * 2f64.powi(-24)) + ATOL
+}
+
 /// Counts the checks and the mismatches, printing one line per check.
 #[derive(Default)]
 struct Report {
     checks: usize,
     failed: Vec<String>,
+    /// Checks of mixed-precision kernels (their tolerance is [`mixed_atol`]).
+    mixed: bool,
 }
 
 impl Report {
     fn compare(&mut self, name: &str, got: &Tensor, want: &[f64]) -> Result<()> {
         let got = got.to_vec()?;
-        let bad = mismatches(&got, want);
+        let (atol, rtol) = if self.mixed {
+            (mixed_atol(), 0.0)
+        } else {
+            (ATOL, RTOL)
+        };
+        let bad = mismatches(&got, want, atol, rtol);
         self.checks += 1;
         if bad == 0 {
             println!("  {name:<44} ok");
         } else {
             println!(
-                "  {name:<44} MISMATCH ({bad} of {} values outside {ATOL:e} + {RTOL:e} |want|, NaN included)",
+                "  {name:<44} MISMATCH ({bad} of {} values outside {atol:e} + {rtol:e} |want|, NaN included)",
                 want.len()
             );
             self.failed.push(name.to_string());
@@ -61,14 +81,14 @@ impl Report {
     }
 }
 
-/// Values outside `ATOL + RTOL * |want|` (a NaN or infinity never passes), plus every value
+/// Values outside `atol + rtol * |want|` (a NaN or infinity never passes), plus every value
 /// missing or extra.
-fn mismatches(got: &[f32], want: &[f64]) -> usize {
+fn mismatches(got: &[f32], want: &[f64], atol: f64, rtol: f64) -> usize {
     let outside = got
         .iter()
         .zip(want)
         .filter(|&(&g, &w)| {
-            let close = (f64::from(g) - w).abs() <= ATOL + RTOL * w.abs();
+            let close = (f64::from(g) - w).abs() <= atol + rtol * w.abs();
             !close
         })
         .count();
@@ -314,6 +334,19 @@ fn variant_checks(ctx: &Context, r: &mut Report) -> Result<()> {
             ConvKind::hetconv(2),
         )?;
     }
+    // The mixed-precision kernels this device runs (f16 FMA, cooperative matrices).
+    r.mixed = true;
+    for kernel in hetconv::tune::kernels(ctx, Precision::Mixed) {
+        ctx.set_conv_algorithm(ConvAlgorithm::Fixed(Variant::Core(kernel)));
+        gemm_checks(ctx, r, &format!("gemm {kernel}"))?;
+        conv_checks(
+            ctx,
+            r,
+            &format!("HetConv P=2 (gemm {kernel})"),
+            ConvKind::hetconv(2),
+        )?;
+    }
+    r.mixed = false;
     Ok(())
 }
 
@@ -349,14 +382,20 @@ pub fn run(ctx: &Context) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::mismatches;
+    use super::{ATOL, RTOL, mismatches};
 
     #[test]
     fn nan_infinity_and_missing_values_are_mismatches() {
-        assert_eq!(mismatches(&[1.0, 2.0], &[1.0, 2.0]), 0);
-        assert_eq!(mismatches(&[f32::NAN, f32::NAN], &[1.0, 2.0]), 2);
-        assert_eq!(mismatches(&[f32::INFINITY, 2.0], &[1.0, 2.0]), 1);
-        assert_eq!(mismatches(&[1.0], &[1.0, 2.0]), 1);
-        assert_eq!(mismatches(&[1.1, 2.0], &[1.0, 2.0]), 1);
+        assert_eq!(mismatches(&[1.0, 2.0], &[1.0, 2.0], ATOL, RTOL), 0);
+        assert_eq!(
+            mismatches(&[f32::NAN, f32::NAN], &[1.0, 2.0], ATOL, RTOL),
+            2
+        );
+        assert_eq!(
+            mismatches(&[f32::INFINITY, 2.0], &[1.0, 2.0], ATOL, RTOL),
+            1
+        );
+        assert_eq!(mismatches(&[1.0], &[1.0, 2.0], ATOL, RTOL), 1);
+        assert_eq!(mismatches(&[1.1, 2.0], &[1.0, 2.0], ATOL, RTOL), 1);
     }
 }

@@ -71,6 +71,10 @@ after(async () => {
 test("the page finds WebGPU and says which adapter it uses", async () => {
   const text = await page.textContent("#gpu-status");
   assert.match(text, /^GPU: /);
+  // SwiftShader offers no shader-f16: the page runs f32 and says so (mixed where it is offered).
+  const precision = await page.evaluate(() => window.app.precision());
+  assert.ok(["f32", "mixed"].includes(precision), precision);
+  assert.match(text, precision === "mixed" ? /mixed precision/ : /f32 \(this browser offers no shader-f16\)/);
   assert.ok((await page.textContent("#stat-flops")).endsWith("M"), "the model's FLOPs are shown");
 });
 

@@ -73,7 +73,16 @@ struct ModelInfoJs {
     class_names: Vec<String>,
 }
 
-fn settings(batch_size: usize, lr: f64, seed: u64) -> TrainSettings {
+/// Mixed precision where the browser offers `shader-f16`, f32 elsewhere.
+fn precision_for(ctx: &Context) -> hetconv::Precision {
+    if ctx.features().contains(hetconv::wgpu::Features::SHADER_F16) {
+        hetconv::Precision::Mixed
+    } else {
+        hetconv::Precision::F32
+    }
+}
+
+fn settings(batch_size: usize, lr: f64, seed: u64, precision: hetconv::Precision) -> TrainSettings {
     TrainSettings {
         epochs: 1000,
         max_steps: None,
@@ -90,7 +99,7 @@ fn settings(batch_size: usize, lr: f64, seed: u64) -> TrainSettings {
         shuffle: true,
         seed,
         report_every: 1,
-        precision: hetconv::Precision::F32,
+        precision,
     }
 }
 
@@ -122,7 +131,7 @@ impl Demo {
             let trainer = Trainer::new(
                 model,
                 data.train.clone(),
-                settings(batch_size, lr, 1),
+                settings(batch_size, lr, 1, precision_for(&ctx)),
                 Progress::default(),
             )
             .map_err(js_error)?;
@@ -158,6 +167,12 @@ impl Demo {
             })
             .collect();
         serde_json::Value::Array(choices).to_string()
+    }
+
+    /// The precision the page trains and runs in: `mixed` (f16 operands, f32 sums and weights)
+    /// where the browser offers `shader-f16`, else `f32`.
+    pub fn precision(&self) -> String {
+        self.state.borrow().ctx.precision().to_string()
     }
 
     /// Name and backend of the GPU adapter.
@@ -202,7 +217,7 @@ impl Demo {
         state.trainer = Trainer::new(
             model,
             state.data.train.clone(),
-            settings(batch_size, lr, seed),
+            settings(batch_size, lr, seed, precision_for(&state.ctx)),
             Progress::default(),
         )
         .map_err(js_error)?;
@@ -377,7 +392,7 @@ impl Demo {
         state.trainer = Trainer::new(
             model,
             state.data.train.clone(),
-            settings(batch_size, lr, 1),
+            settings(batch_size, lr, 1, precision_for(&state.ctx)),
             Progress::default(),
         )
         .map_err(js_error)?;
