@@ -108,7 +108,11 @@ fn an_f16_checkpoint_holds_each_value_rounded_to_f16_and_refuses_out_of_range_on
     // Two bytes fewer per value (the header, with the config, is the same but for offsets).
     let values: usize = saved.tensors.values().map(Vec::len).sum();
     let full = saved.to_bytes().unwrap().len();
-    assert!(bytes.len() + 2 * values - 64 <= full, "{} vs {full}", bytes.len());
+    assert!(
+        bytes.len() + 2 * values - 64 <= full,
+        "{} vs {full}",
+        bytes.len()
+    );
     let loaded = Checkpoint::from_bytes(&bytes, "mem").unwrap();
     for (name, values) in &saved.tensors {
         let want: Vec<u32> = values
@@ -282,6 +286,58 @@ fn resuming_continues_the_same_trajectory() {
     for ((name, x), (_, y)) in a.params.iter().zip(&b.params) {
         assert_eq!(bits(x), bits(y), "{name}");
     }
+}
+
+/// A mixed-precision run keeps its loss scaler's state in the progress a checkpoint stores, and
+/// a trainer built from that progress continues from it (not from GradScaler's defaults).
+#[test]
+fn a_mixed_run_resumes_with_its_loss_scale() {
+    let ctx = ctx();
+    let mixed = TrainSettings {
+        precision: hetconv::Precision::Mixed,
+        ..settings(false, false)
+    };
+    let mut trainer = Trainer::new(
+        Vgg16::new(&ctx, tiny(), 3).unwrap(),
+        cifar20(),
+        mixed.clone(),
+        Progress::default(),
+    )
+    .unwrap();
+    for _ in 0..3 {
+        pollster::block_on(trainer.step()).unwrap();
+    }
+    let progress = pollster::block_on(trainer.checkpoint_progress()).unwrap();
+    let state = progress.loss_scale.expect("a mixed run has a loss scale");
+    assert_eq!(
+        (state.scale, state.clean_steps, state.skipped),
+        (65536.0, 3, 0)
+    );
+    // Through the checkpoint's JSON and back, with a state the defaults would not give.
+    let saved = Progress {
+        loss_scale: Some(hetconv::kernels::loss_scale::ScalerState {
+            scale: 1024.0,
+            clean_steps: 7,
+            skipped: 2,
+        }),
+        ..progress
+    };
+    let json = serde_json::to_string(&saved).unwrap();
+    let restored: Progress = serde_json::from_str(&json).unwrap();
+    let resumed = Trainer::new(
+        Vgg16::new(&ctx, tiny(), 3).unwrap(),
+        cifar20(),
+        mixed,
+        restored,
+    )
+    .unwrap();
+    assert_eq!(
+        pollster::block_on(resumed.checkpoint_progress()).unwrap(),
+        saved
+    );
+    // An f32 run has none, and old checkpoints without the field still load.
+    let old: Progress = serde_json::from_str(r#"{"step": 4}"#).unwrap();
+    assert_eq!(old.loss_scale, None);
 }
 
 /// From a PyTorch-style checkpoint, with no augmentation or shuffling, one step of the paper's

@@ -43,7 +43,7 @@ pub struct Cli {
     /// The precision of the convs' and linear layers' products: f32, or mixed (f16 operands
     /// with f32 sums, on tensor cores where the adapter has cooperative matrices; training
     /// keeps f32 weights and scales the loss dynamically). Needs shader-f16 for mixed. A
-    /// resumed run keeps the precision it was started with.
+    /// resumed run keeps the precision (and the loss scale) it was saved with.
     #[arg(long, global = true, default_value = "f32", value_parser = parse_precision)]
     precision: Precision,
     #[command(subcommand)]

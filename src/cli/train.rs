@@ -179,7 +179,7 @@ impl TrainArgs {
 
 fn metadata(trainer: &Trainer, dataset: &str) -> Result<HashMap<String, String>> {
     let run = SavedRun {
-        progress: trainer.progress(),
+        progress: pollster::block_on(trainer.checkpoint_progress())?,
         settings: trainer.settings().clone(),
         dataset: dataset.to_string(),
     };

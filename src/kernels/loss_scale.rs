@@ -42,8 +42,8 @@ pub struct LossScaler {
     growth_interval: u32,
 }
 
-/// The scaler's state as read back.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// The scaler's state as read back (and as a checkpoint keeps it, to resume exactly).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ScalerState {
     /// The loss scale.
     pub scale: f32,
@@ -76,6 +76,20 @@ impl LossScaler {
             state: Tensor::from_slice(ctx, &[4], &words)?,
             growth_interval,
         })
+    }
+
+    /// A scaler that continues from `state` (a resumed run), doubling after `growth_interval`
+    /// clean steps.
+    pub fn from_state(ctx: &Context, state: &ScalerState, growth_interval: u32) -> Result<Self> {
+        let scaler = Self::new(ctx, state.scale, growth_interval)?;
+        let words = [
+            state.scale,
+            f32::from_bits(state.clean_steps),
+            f32::from_bits(0),
+            f32::from_bits(state.skipped),
+        ];
+        scaler.state.write(&words)?;
+        Ok(scaler)
     }
 
     /// GradScaler's defaults: 2^16, doubling after 2000 clean steps.

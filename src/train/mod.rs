@@ -50,10 +50,15 @@ pub struct TrainSettings {
 }
 
 /// How far training got: what a checkpoint stores to resume exactly.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Progress {
     /// Steps done.
     pub step: u64,
+    /// Under mixed precision, the loss scaler's state (None: a new scaler at GradScaler's
+    /// defaults). [`Trainer::progress`] leaves it out (it lives on the GPU);
+    /// [`Trainer::checkpoint_progress`] reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<ScalerState>,
 }
 
 /// What one step reports.
@@ -130,9 +135,14 @@ impl Trainer {
         let order = (0, batcher.epoch_order(data.len(), 0));
         let ctx = model.store().flat().0.context().clone();
         ctx.set_precision(settings.precision)?;
-        let scaler = match settings.precision {
-            Precision::Mixed => Some(LossScaler::with_defaults(&ctx)?),
-            Precision::F32 => None,
+        let scaler = match (settings.precision, &progress.loss_scale) {
+            (Precision::Mixed, Some(state)) => Some(LossScaler::from_state(
+                &ctx,
+                state,
+                crate::kernels::loss_scale::GROWTH_INTERVAL,
+            )?),
+            (Precision::Mixed, None) => Some(LossScaler::with_defaults(&ctx)?),
+            (Precision::F32, _) => None,
         };
         Ok(Self {
             model,
@@ -161,9 +171,22 @@ impl Trainer {
         &self.settings
     }
 
-    /// Where training stands.
+    /// Where training stands (the step; see [`Trainer::checkpoint_progress`]).
     pub fn progress(&self) -> Progress {
         self.progress
+    }
+
+    /// Where training stands, with the loss scaler's state read back from the GPU under mixed
+    /// precision: what a checkpoint keeps to resume exactly.
+    pub async fn checkpoint_progress(&self) -> Result<Progress> {
+        let loss_scale = match &self.scaler {
+            Some(s) => Some(s.read().await?),
+            None => None,
+        };
+        Ok(Progress {
+            loss_scale,
+            ..self.progress
+        })
     }
 
     /// Steps in one epoch.
