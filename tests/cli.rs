@@ -616,3 +616,144 @@ fn a_missing_or_file_data_path_is_named() {
         );
     }
 }
+
+/// Runs hetconv expecting failure; returns stderr.
+fn hetconv_fails(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_hetconv"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "hetconv {args:?} succeeded");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+/// A resume keeps the run's folder, data limit and checkpoint interval, cuts the run's
+/// steps.csv and epochs.jsonl back to the checkpoint's step (no duplicate rows after resuming
+/// an older checkpoint), and refuses a training flag or model shape that differs from the run's
+/// instead of ignoring it; --init refuses a shape its checkpoint does not have, and a new run a
+/// P larger than a scaled width.
+#[test]
+fn resume_keeps_the_runs_flags_cuts_its_metrics_back_and_refuses_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let run_s = run.to_str().unwrap();
+    let base = [
+        "--tune",
+        "off",
+        "train",
+        "--width-mult",
+        "0.0625",
+        "--part",
+        "2",
+        "--batch-size",
+        "16",
+        "--epochs",
+        "3",
+        "--train-limit",
+        "32",
+        "--eval-limit",
+        "32",
+        "--report-every",
+        "1",
+        "--checkpoint-every",
+        "1",
+    ];
+    let mut first = base.to_vec();
+    first.extend(["--out", run_s, "--max-steps", "2"]);
+    hetconv(&first);
+    let ckpt = run.join("checkpoint.safetensors");
+    let early = dir.path().join("early.safetensors");
+    std::fs::copy(&ckpt, &early).unwrap();
+    let (ckpt_s, early_s) = (ckpt.to_str().unwrap(), early.to_str().unwrap());
+
+    // No --out, no --train-limit: the run's own are used.
+    let text = stdout(&hetconv(&[
+        "--tune",
+        "off",
+        "train",
+        "--resume",
+        ckpt_s,
+        "--max-steps",
+        "4",
+    ]));
+    assert!(text.contains(&format!("metrics    {run_s}")), "{text}");
+    assert!(text.contains("32 training images"), "{text}");
+    let steps = |path: &Path| -> Vec<u64> {
+        std::fs::read_to_string(path.join("steps.csv"))
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').next().unwrap().parse().unwrap())
+            .collect()
+    };
+    assert_eq!(steps(&run), [1, 2, 3, 4]);
+
+    // Resuming the older checkpoint (step 2) into the same folder: rows after step 2 are cut
+    // back and written again once.
+    hetconv(&[
+        "--tune",
+        "off",
+        "train",
+        "--resume",
+        early_s,
+        "--max-steps",
+        "4",
+        "--out",
+        run_s,
+    ]);
+    assert_eq!(steps(&run), [1, 2, 3, 4]);
+    let epochs = std::fs::read_to_string(run.join("epochs.jsonl")).unwrap();
+    assert_eq!(epochs.lines().count(), 2, "{epochs}");
+
+    for (flag, value) in [
+        ("--lr", "0.5"),
+        ("--train-limit", "16"),
+        ("--seed", "9"),
+        ("--schedule", "cosine"),
+        ("--part", "4"),
+        ("--width-mult", "0.125"),
+    ] {
+        let err = hetconv_fails(&["--tune", "off", "train", "--resume", ckpt_s, flag, value]);
+        assert!(err.contains(flag) && err.contains(ckpt_s), "{flag}: {err}");
+    }
+    let err = hetconv_fails(&[
+        "--precision",
+        "mixed",
+        "--tune",
+        "off",
+        "train",
+        "--resume",
+        ckpt_s,
+    ]);
+    assert!(err.contains("--precision mixed differs"), "{err}");
+    let err = hetconv_fails(&[
+        "--tune",
+        "off",
+        "train",
+        "--init",
+        ckpt_s,
+        "--part",
+        "4",
+        "--out",
+        dir.path().join("x").to_str().unwrap(),
+    ]);
+    assert!(err.contains("--part 4") && err.contains("P = 2"), "{err}");
+    let err = hetconv_fails(&[
+        "--tune",
+        "off",
+        "train",
+        "--part",
+        "64",
+        "--width-mult",
+        "0.0625",
+        "--out",
+        dir.path().join("y").to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("--part 64") && err.contains("fewer than P"),
+        "{err}"
+    );
+}

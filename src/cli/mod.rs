@@ -89,8 +89,28 @@ enum Command {
     },
 }
 
-/// Runs the parsed command.
-pub fn run(cli: Cli) -> Result<()> {
+/// The flags given on the command line (not left to their defaults), by clap id (`lr`,
+/// `train_limit`, ...), at the top level and in the subcommand.
+pub fn given_flags(matches: &clap::ArgMatches) -> std::collections::BTreeSet<String> {
+    let mut given = std::collections::BTreeSet::new();
+    let mut collect = |m: &clap::ArgMatches| {
+        for id in m.ids() {
+            if m.try_get_raw(id.as_str()).is_ok()
+                && m.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine)
+            {
+                given.insert(id.to_string());
+            }
+        }
+    };
+    collect(matches);
+    if let Some((_, sub)) = matches.subcommand() {
+        collect(sub);
+    }
+    given
+}
+
+/// Runs the parsed command; `given` names the flags given on the command line.
+pub fn run(cli: Cli, given: &std::collections::BTreeSet<String>) -> Result<()> {
     let options = ContextOptions {
         limits: if cli.max_limits {
             LimitsChoice::AdapterMaximum
@@ -105,7 +125,7 @@ pub fn run(cli: Cli) -> Result<()> {
     };
     let gpu = || pollster::block_on(Context::new(options.clone()));
     match cli.command {
-        Command::Train(args) => train::run(&gpu()?, *args),
+        Command::Train(args) => train::run(&gpu()?, *args, given),
         Command::Eval(args) => eval::run(&gpu()?, args),
         Command::Predict(args) => predict::run(&gpu()?, args),
         Command::Export(args) => export::run(args),

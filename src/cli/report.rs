@@ -8,7 +8,7 @@ use hetconv::{Error, Result};
 use plotters::prelude::*;
 
 /// One epoch's summary.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct EpochRow {
     pub epoch: usize,
     pub step: u64,
@@ -39,9 +39,65 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
 }
 
 impl Metrics {
-    /// Opens `dir/steps.csv` and `dir/epochs.jsonl` (appending when resuming).
-    pub fn open(dir: &Path, append: bool) -> Result<Self> {
+    /// Opens `dir/steps.csv` and `dir/epochs.jsonl`: new ones, or when resuming at step
+    /// `resume` the run's own, cut back to that step (a run killed after its last checkpoint
+    /// wrote rows the resumed run writes again) and read back, so that the chart and the epoch
+    /// rows cover the whole run. A row that does not parse is an error naming file and line.
+    pub fn open(dir: &Path, resume: Option<u64>) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let (mut step_points, mut epoch_rows) = (Vec::new(), Vec::new());
+        if let Some(step) = resume {
+            let steps_path = dir.join("steps.csv");
+            if steps_path.exists() {
+                let text = std::fs::read_to_string(&steps_path).map_err(io(&steps_path))?;
+                let mut kept = String::from("step,epoch,lr,loss,accuracy\n");
+                for (i, (offset, line)) in lines_at(&text).enumerate().skip(1) {
+                    let bad = || Error::Format {
+                        path: steps_path.clone(),
+                        offset,
+                        message: format!(
+                            "line {}: {line:?} is not step,epoch,lr,loss,accuracy",
+                            i + 1
+                        ),
+                    };
+                    let f: Vec<&str> = line.split(',').collect();
+                    let [s, _, _, loss, acc] = f[..] else {
+                        return Err(bad());
+                    };
+                    let s: u64 = s.parse().map_err(|_| bad())?;
+                    if s <= step {
+                        let loss = loss.parse().map_err(|_| bad())?;
+                        let acc = acc.parse().map_err(|_| bad())?;
+                        step_points.push((s, loss, acc));
+                        kept.push_str(line);
+                        kept.push('\n');
+                    }
+                }
+                hetconv::checkpoint::write_atomic(&steps_path, kept.as_bytes())?;
+            }
+            let epochs_path = dir.join("epochs.jsonl");
+            if epochs_path.exists() {
+                let text = std::fs::read_to_string(&epochs_path).map_err(io(&epochs_path))?;
+                let mut kept = String::new();
+                for (i, (offset, line)) in lines_at(&text).enumerate() {
+                    if line.is_empty() {
+                        continue;
+                    }
+                    let row: EpochRow = serde_json::from_str(line).map_err(|e| Error::Format {
+                        path: epochs_path.clone(),
+                        offset,
+                        message: format!("line {}: {e}", i + 1),
+                    })?;
+                    if row.step <= step {
+                        kept.push_str(line);
+                        kept.push('\n');
+                        epoch_rows.push(row);
+                    }
+                }
+                hetconv::checkpoint::write_atomic(&epochs_path, kept.as_bytes())?;
+            }
+        }
+        let append = resume.is_some();
         let open = |name: &str, header: Option<&str>| -> Result<std::fs::File> {
             let path = dir.join(name);
             let fresh = !append || !path.exists();
@@ -61,8 +117,8 @@ impl Metrics {
             steps: open("steps.csv", Some("step,epoch,lr,loss,accuracy"))?,
             epochs: open("epochs.jsonl", None)?,
             dir: dir.to_path_buf(),
-            step_points: Vec::new(),
-            epoch_rows: Vec::new(),
+            step_points,
+            epoch_rows,
         })
     }
 
@@ -100,6 +156,15 @@ impl Metrics {
         })?;
         Ok(path)
     }
+}
+
+/// The lines of `text` (without their line ends) with the byte offset each starts at.
+fn lines_at(text: &str) -> impl Iterator<Item = (u64, &str)> {
+    text.split_inclusive('\n').scan(0u64, |offset, line| {
+        let at = *offset;
+        *offset += line.len() as u64;
+        Some((at, line.trim_end_matches(['\n', '\r'])))
+    })
 }
 
 /// Registers the embedded DejaVu Sans Mono font under plotters' default family names.

@@ -1,7 +1,7 @@
 //! `hetconv train`: train a HetConv VGG-16, with progress, per-epoch evaluation, metrics,
 //! a chart and atomic checkpoints (also on Ctrl-C).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +13,7 @@ use super::args;
 use hetconv::checkpoint::{self, Checkpoint, META_PROGRESS, META_STEP};
 use hetconv::data::{Augment, Dataset};
 use hetconv::flops::vgg_cost;
-use hetconv::nn::{ConvMode, Vgg16, VggConfig};
+use hetconv::nn::{ConvMode, PAPER_WIDTHS, Vgg16, VggConfig};
 use hetconv::optim::{LrSchedule, Schedule};
 use hetconv::train::{Progress, TrainSettings, Trainer, evaluate};
 use hetconv::{Context, Error, Result};
@@ -38,9 +38,10 @@ pub enum ScheduleArg {
 pub struct TrainArgs {
     #[command(flatten)]
     pub data: DataArgs,
-    /// HetConv part P: each filter has 3x3 kernels on 1/P of its inputs, 1x1 on the rest.
-    #[arg(long, default_value_t = 4, value_parser = args::at_least_one)]
-    pub part: usize,
+    /// HetConv part P: each filter has 3x3 kernels on 1/P of its inputs, 1x1 on the rest
+    /// (default 4; with --init or --resume, the checkpoint's, and a different one is refused).
+    #[arg(long, value_parser = args::at_least_one)]
+    pub part: Option<usize>,
     /// The 13 conv widths, comma-separated (default: the paper's 64,...,512 times --width-mult).
     #[arg(long, value_delimiter = ',', conflicts_with = "width_mult")]
     pub widths: Option<Vec<usize>>,
@@ -98,9 +99,10 @@ pub struct TrainArgs {
     /// Where to write the checkpoint (default: OUT/checkpoint.safetensors).
     #[arg(long)]
     pub save: Option<PathBuf>,
-    /// Folder for metrics, the chart and the checkpoint.
-    #[arg(long, default_value = "runs/latest")]
-    pub out: PathBuf,
+    /// Folder for metrics, the chart and the checkpoint (default runs/latest; with --resume,
+    /// the run's own folder).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     /// Also save a checkpoint every this many steps (always: at each epoch's end).
     #[arg(long, value_parser = args::steps)]
     pub checkpoint_every: Option<u64>,
@@ -124,7 +126,26 @@ struct SavedRun {
     progress: Progress,
     settings: TrainSettings,
     dataset: String,
+    /// The run's own flags and data (absent in checkpoints of hetconv before they were kept).
+    #[serde(default)]
+    run: Option<RunFlags>,
 }
+
+/// What else defines a run and a resume must keep: its data (size, classes, channels after
+/// --train-limit), its folder and its checkpoint interval.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct RunFlags {
+    train_limit: Option<usize>,
+    eval_limit: Option<usize>,
+    checkpoint_every: Option<u64>,
+    out: PathBuf,
+    train_images: usize,
+    classes: usize,
+    channels: usize,
+}
+
+/// The run folder when --out is left out.
+const DEFAULT_OUT: &str = "runs/latest";
 
 impl TrainArgs {
     fn settings(&self) -> TrainSettings {
@@ -158,13 +179,28 @@ impl TrainArgs {
         }
     }
 
-    fn config(&self, data: &Dataset) -> VggConfig {
-        let mut config = VggConfig::paper(self.part);
+    /// The model of a new run; a P larger than a scaled width is refused (the widths would be
+    /// raised to P, silently growing the model).
+    fn config(&self, data: &Dataset) -> Result<VggConfig> {
+        let part = self.part.unwrap_or(4);
+        let mut config = VggConfig::paper(part);
         if let Some(widths) = &self.widths {
             config.widths = widths.clone();
             config.hidden = *widths.last().unwrap_or(&512);
-        } else if let Some(mult) = self.width_mult {
-            config = config.with_width_mult(mult);
+        } else {
+            let mult = self.width_mult.unwrap_or(1.0);
+            if let Some(&w) = PAPER_WIDTHS
+                .iter()
+                .find(|&&w| (w as f64 * mult) < part as f64)
+            {
+                return Err(Error::InvalidArgument(format!(
+                    "--part {part}: a layer of the paper's {w} channels has {} at width x{mult}, fewer than P; lower --part or raise --width-mult",
+                    w as f64 * mult
+                )));
+            }
+            if self.width_mult.is_some() {
+                config = config.with_width_mult(mult);
+            }
         }
         config.in_channels = data.channels;
         config.classes = data.classes();
@@ -173,15 +209,16 @@ impl TrainArgs {
         } else {
             ConvMode::Fused
         };
-        config
+        Ok(config)
     }
 }
 
-fn metadata(trainer: &Trainer, dataset: &str) -> Result<HashMap<String, String>> {
+fn metadata(trainer: &Trainer, dataset: &str, flags: &RunFlags) -> Result<HashMap<String, String>> {
     let run = SavedRun {
         progress: pollster::block_on(trainer.checkpoint_progress())?,
         settings: trainer.settings().clone(),
         dataset: dataset.to_string(),
+        run: Some(flags.clone()),
     };
     let json = serde_json::to_string(&run).map_err(|e| Error::InvalidArgument(e.to_string()))?;
     Ok(HashMap::from([
@@ -190,41 +227,248 @@ fn metadata(trainer: &Trainer, dataset: &str) -> Result<HashMap<String, String>>
     ]))
 }
 
-fn save(trainer: &Trainer, dataset: &str, path: &std::path::Path) -> Result<()> {
+fn save(trainer: &Trainer, dataset: &str, flags: &RunFlags, path: &std::path::Path) -> Result<()> {
     let checkpoint =
-        Checkpoint::from_model_blocking(trainer.model(), true, metadata(trainer, dataset)?)?;
+        Checkpoint::from_model_blocking(trainer.model(), true, metadata(trainer, dataset, flags)?)?;
     checkpoint::save(path, &checkpoint)
 }
 
-/// Runs the command.
-pub fn run(ctx: &Context, args: TrainArgs) -> Result<()> {
+/// A run-defining value on `--resume`: the run's own (`saved`, None: none was set) unless the
+/// flag gives another, which is refused.
+fn keep<T: PartialEq + std::fmt::Display>(
+    flag: &str,
+    given: Option<T>,
+    saved: Option<T>,
+    resume: &std::path::Path,
+) -> Result<Option<T>> {
+    let show = |v: &Option<T>| v.as_ref().map_or("none".to_string(), |v| v.to_string());
+    if given.is_some() && given != saved {
+        return Err(refused(flag, &show(&given), &show(&saved), resume));
+    }
+    Ok(saved)
+}
+
+fn refused(flag: &str, given: &str, saved: &str, resume: &std::path::Path) -> Error {
+    Error::InvalidArgument(format!(
+        "{flag} {given} differs from the resumed run's {saved} ({}): leave it out to continue the run as it was, or start a new run from these weights with --init",
+        resume.display()
+    ))
+}
+
+/// On `--resume`, every training flag given on the command line must agree with the saved
+/// settings (none is silently ignored); `--max-steps`, where the run stops, may change.
+fn check_resumed_settings(
+    args: &TrainArgs,
+    given: &BTreeSet<String>,
+    ctx: &Context,
+    saved: &TrainSettings,
+    resume: &std::path::Path,
+) -> Result<()> {
+    let wanted = args.settings();
+    let same = |flag: &str, new: String, old: String| -> Result<()> {
+        if given.contains(flag) && new != old {
+            return Err(refused(
+                &format!("--{}", flag.replace('_', "-")),
+                &new,
+                &old,
+                resume,
+            ));
+        }
+        Ok(())
+    };
+    same(
+        "epochs",
+        wanted.epochs.to_string(),
+        saved.epochs.to_string(),
+    )?;
+    same(
+        "batch_size",
+        wanted.batch_size.to_string(),
+        saved.batch_size.to_string(),
+    )?;
+    same(
+        "lr",
+        wanted.lr.base_lr.to_string(),
+        saved.lr.base_lr.to_string(),
+    )?;
+    same(
+        "warmup_epochs",
+        wanted.lr.warmup_epochs.to_string(),
+        saved.lr.warmup_epochs.to_string(),
+    )?;
+    for flag in ["schedule", "milestones", "gamma"] {
+        same(
+            flag,
+            format!("{:?}", wanted.lr.schedule),
+            format!("{:?}", saved.lr.schedule),
+        )?;
+    }
+    same(
+        "momentum",
+        wanted.momentum.to_string(),
+        saved.momentum.to_string(),
+    )?;
+    same(
+        "weight_decay",
+        wanted.weight_decay.to_string(),
+        saved.weight_decay.to_string(),
+    )?;
+    same(
+        "nesterov",
+        wanted.nesterov.to_string(),
+        saved.nesterov.to_string(),
+    )?;
+    same(
+        "no_augment",
+        wanted.augment.is_none().to_string(),
+        saved.augment.is_none().to_string(),
+    )?;
+    same(
+        "no_shuffle",
+        (!wanted.shuffle).to_string(),
+        (!saved.shuffle).to_string(),
+    )?;
+    same("seed", wanted.seed.to_string(), saved.seed.to_string())?;
+    same(
+        "report_every",
+        wanted.report_every.to_string(),
+        saved.report_every.to_string(),
+    )?;
+    same(
+        "precision",
+        ctx.precision().to_string(),
+        saved.precision.to_string(),
+    )
+}
+
+/// With `--init` or `--resume` the model's shape is the checkpoint's: --part, --widths and
+/// --width-mult must describe the same one, or be left out.
+fn check_shape_flags(
+    args: &TrainArgs,
+    config: &VggConfig,
+    from: &str,
+    path: &std::path::Path,
+) -> Result<()> {
+    let differs = |flag: &str, value: String| {
+        Error::InvalidArgument(format!(
+            "{flag} {value} does not describe the model of {from} {} (P = {}, widths {:?}): leave it out, the checkpoint's shape is used",
+            path.display(),
+            config.parts,
+            config.widths
+        ))
+    };
+    if let Some(p) = args.part.filter(|p| *p != config.parts) {
+        return Err(differs("--part", p.to_string()));
+    }
+    if let Some(w) = args.widths.as_ref().filter(|w| **w != config.widths) {
+        return Err(differs("--widths", format!("{w:?}")));
+    }
+    if let Some(m) = args.width_mult {
+        let scaled = VggConfig::paper(config.parts).with_width_mult(m).widths;
+        if scaled != config.widths {
+            return Err(differs("--width-mult", m.to_string()));
+        }
+    }
+    Ok(())
+}
+
+/// Runs the command; `given` names the flags given on the command line.
+pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<()> {
+    let resumed = match &args.resume {
+        Some(path) => {
+            let ckpt = checkpoint::load(path)?;
+            let saved: SavedRun = ckpt
+                .metadata
+                .get(META_PROGRESS)
+                .and_then(|s| serde_json::from_str(s).ok())
+                .ok_or_else(|| Error::InvalidArgument(format!("{}: no training progress in this checkpoint (use --init to start from its weights)", path.display())))?;
+            Some((path.clone(), ckpt, saved))
+        }
+        None => None,
+    };
+    let saved_flags = resumed.as_ref().and_then(|(_, _, s)| s.run.clone());
+    let resume_path = args.resume.clone().unwrap_or_default();
+    let (train_limit, eval_limit, checkpoint_every, out) = match &saved_flags {
+        Some(f) => (
+            keep(
+                "--train-limit",
+                args.train_limit,
+                f.train_limit,
+                &resume_path,
+            )?,
+            args.eval_limit.or(f.eval_limit),
+            args.checkpoint_every.or(f.checkpoint_every),
+            args.out.clone().unwrap_or_else(|| f.out.clone()),
+        ),
+        None => (
+            args.train_limit,
+            args.eval_limit,
+            args.checkpoint_every,
+            args.out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_OUT)),
+        ),
+    };
     let splits = args.data.load()?;
     let mut train_data = splits.train;
-    if let Some(n) = args.train_limit {
+    if let Some(n) = train_limit {
         train_data = train_data.take(n);
     }
     let dataset_name = train_data.name.clone();
-    let (model, settings, progress) = if let Some(path) = &args.resume {
-        let ckpt = checkpoint::load(path)?;
-        let saved: SavedRun = ckpt
-            .metadata
-            .get(META_PROGRESS)
-            .and_then(|s| serde_json::from_str(s).ok())
-            .ok_or_else(|| Error::InvalidArgument(format!("{}: no training progress in this checkpoint (use --init to start from its weights)", path.display())))?;
+    let flags = RunFlags {
+        train_limit,
+        eval_limit,
+        checkpoint_every,
+        out: out.clone(),
+        train_images: train_data.len(),
+        classes: train_data.classes(),
+        channels: train_data.channels,
+    };
+    let (model, settings, progress) = if let Some((path, ckpt, saved)) = resumed {
+        if let Some(f) = &saved_flags {
+            let data_now = (flags.train_images, flags.classes, flags.channels);
+            let data_then = (f.train_images, f.classes, f.channels);
+            if data_now != data_then {
+                return Err(Error::InvalidArgument(format!(
+                    "{} was trained on {} ({} images, {} classes, {} channels); this data is {} ({} images, {} classes, {} channels): give the run's --data to resume it",
+                    path.display(),
+                    saved.dataset,
+                    f.train_images,
+                    f.classes,
+                    f.channels,
+                    dataset_name,
+                    flags.train_images,
+                    flags.classes,
+                    flags.channels
+                )));
+            }
+            if saved.dataset != dataset_name {
+                println!(
+                    "note: the run was trained on {}; resuming on {} (same size, classes and channels)",
+                    saved.dataset, dataset_name
+                );
+            }
+        }
+        check_shape_flags(&args, &ckpt.config, "the resumed run", &path)?;
+        check_resumed_settings(&args, given, ctx, &saved.settings, &path)?;
         let mode = if args.unfused {
             ConvMode::Unfused
         } else {
             ckpt.config.mode
         };
-        let settings = saved.settings;
         println!(
             "resuming {} at step {}",
             path.display(),
             saved.progress.step
         );
+        let mut settings = saved.settings;
+        if args.max_steps.is_some() {
+            settings.max_steps = args.max_steps;
+        }
         (ckpt.build_model(ctx, mode)?, settings, saved.progress)
     } else if let Some(path) = &args.init {
         let ckpt = checkpoint::load(path)?;
+        check_shape_flags(&args, &ckpt.config, "--init", path)?;
         if ckpt.folded > 0 {
             println!(
                 "{}: folded {} non-zero 1x1 weights of filters' own blocks into 3x3 centre taps",
@@ -243,7 +487,7 @@ pub fn run(ctx: &Context, args: TrainArgs) -> Result<()> {
             Progress::default(),
         )
     } else {
-        let config = args.config(&train_data);
+        let config = args.config(&train_data)?;
         (
             Vgg16::new(ctx, config, args.seed)?,
             args.settings(),
@@ -290,8 +534,9 @@ pub fn run(ctx: &Context, args: TrainArgs) -> Result<()> {
     let save_path = args
         .save
         .clone()
-        .unwrap_or_else(|| args.out.join("checkpoint.safetensors"));
-    let mut metrics = Metrics::open(&args.out, args.resume.is_some())?;
+        .unwrap_or_else(|| out.join("checkpoint.safetensors"));
+    let resume_step = args.resume.as_ref().map(|_| trainer.progress().step);
+    let mut metrics = Metrics::open(&out, resume_step)?;
     let interrupted = Arc::new(AtomicBool::new(false));
     {
         let flag = interrupted.clone();
@@ -332,16 +577,14 @@ pub fn run(ctx: &Context, args: TrainArgs) -> Result<()> {
             acc_sum += accuracy;
             sampled += 1;
         }
-        let periodic = args
-            .checkpoint_every
-            .is_some_and(|n| report.step % n.max(1) == 0);
+        let periodic = checkpoint_every.is_some_and(|n| report.step % n.max(1) == 0);
         if report.epoch_done || trainer.is_done() {
             let seconds = epoch_start.elapsed().as_secs_f64();
             let eval = pollster::block_on(evaluate(
                 trainer.model(),
                 &splits.test,
                 eval_batch,
-                args.eval_limit,
+                eval_limit,
             ))?;
             let row = EpochRow {
                 epoch: report.epoch + 1,
@@ -366,14 +609,14 @@ pub fn run(ctx: &Context, args: TrainArgs) -> Result<()> {
             );
             bar.suspend(|| println!("{line}"));
             metrics.epoch(row)?;
-            save(&trainer, &dataset_name, &save_path)?;
+            save(&trainer, &dataset_name, &flags, &save_path)?;
             (loss_sum, acc_sum, sampled, epoch_images) = (0.0, 0.0, 0, 0);
             epoch_start = Instant::now();
         } else if periodic {
-            save(&trainer, &dataset_name, &save_path)?;
+            save(&trainer, &dataset_name, &flags, &save_path)?;
         }
         if interrupted.load(Ordering::SeqCst) {
-            save(&trainer, &dataset_name, &save_path)?;
+            save(&trainer, &dataset_name, &flags, &save_path)?;
             bar.abandon_with_message("interrupted");
             return Err(Error::Interrupted {
                 step: trainer.progress().step,
@@ -397,7 +640,7 @@ pub fn run(ctx: &Context, args: TrainArgs) -> Result<()> {
         "checkpoint {}\nchart      {}\nmetrics    {}",
         save_path.display(),
         chart.display(),
-        args.out.display()
+        out.display()
     );
     Ok(())
 }
