@@ -140,6 +140,37 @@ fn atomic_write_replaces_and_leaves_no_temporary_file() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names.len(), 1, "{names:?}");
+
+    // A temporary file of a process that is gone (a crash, a kill -9) is removed by the next
+    // write; one of a live process (this one's parent) is left alone.
+    let stale = dir
+        .path()
+        .join(format!(".ckpt.safetensors.tmp-{}", u32::MAX - 1));
+    let live = dir.path().join(format!(
+        ".ckpt.safetensors.tmp-{}",
+        std::os::unix::process::parent_id()
+    ));
+    std::fs::write(&stale, b"half a checkpoint").unwrap();
+    std::fs::write(&live, b"being written").unwrap();
+    checkpoint::write_atomic(&path, b"third").unwrap();
+    assert!(!stale.exists(), "the stale temporary file is still there");
+    assert!(live.exists(), "a live process's temporary file was removed");
+    std::fs::remove_file(&live).unwrap();
+
+    // A write that fails (the target is a folder, so the rename fails) leaves no temporary file.
+    let folder = dir.path().join("a-folder");
+    std::fs::create_dir(folder.join("inside").parent().unwrap()).unwrap();
+    std::fs::write(folder.join("inside"), b"x").unwrap();
+    let err = checkpoint::write_atomic(&folder, b"fourth")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("a-folder"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-"))
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
 }
 
 /// A PyTorch-style file: the model's tensors with state_dict names and no hetconv metadata.

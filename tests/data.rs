@@ -232,3 +232,41 @@ fn an_idx_header_that_overflows_is_an_error() {
         "{err}"
     );
 }
+
+/// Image files: recognised by their contents (a PNG without an extension loads), centre-cropped
+/// before resizing (a wide image's middle square is what the model sees), and an image over the
+/// decoding limits is refused by name before anything large is allocated.
+#[test]
+fn image_files_are_sniffed_cropped_then_resized_and_limited() {
+    use hetconv::data::image_file;
+    let dir = tempfile::tempdir().unwrap();
+    // 96 x 32: a black left third, a white middle third, a black right third.
+    let wide = image::GrayImage::from_fn(96, 32, |x, _| {
+        image::Luma([if (32..64).contains(&x) { 255 } else { 0 }])
+    });
+    let no_extension = dir.path().join("picture");
+    wide.save_with_format(&no_extension, image::ImageFormat::Png)
+        .unwrap();
+    let pixels = image_file::load(&no_extension, 1, 32).unwrap();
+    assert_eq!(pixels.len(), 32 * 32);
+    assert!(
+        pixels.iter().all(|&v| v == 1.0),
+        "the middle square is white"
+    );
+    let too_wide = dir.path().join("too-wide.png");
+    image::GrayImage::new(image_file::MAX_SIDE + 1, 1)
+        .save(&too_wide)
+        .unwrap();
+    let err = image_file::load(&too_wide, 1, 32).unwrap_err().to_string();
+    assert!(
+        err.contains("too-wide.png") && err.contains("decoding limits"),
+        "{err}"
+    );
+    let garbage = dir.path().join("garbage.png");
+    std::fs::write(&garbage, b"not an image at all").unwrap();
+    let err = image_file::load(&garbage, 1, 32).unwrap_err().to_string();
+    assert!(
+        err.contains("garbage.png") && err.contains("cannot decode"),
+        "{err}"
+    );
+}

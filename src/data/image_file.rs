@@ -1,5 +1,7 @@
-//! Single image files (PNG, JPEG) for `predict`: decoded with the `image` crate, resized so the
-//! shorter side fits the model, centre-cropped, scaled to [0, 1].
+//! Single image files (PNG, JPEG) for `predict`: recognised by their contents (not their
+//! extension), decoded with the `image` crate under size limits, centre-cropped to a square
+//! (before resizing, so a huge thin image costs no huge resize), resized to the model's input
+//! and scaled to [0, 1].
 
 use std::path::Path;
 
@@ -7,33 +9,48 @@ use image::imageops::FilterType;
 
 use crate::error::{Error, Result};
 
+/// The largest image side decoded.
+pub const MAX_SIDE: u32 = 16_384;
+/// The most memory the decoder may allocate for one image.
+pub const MAX_DECODE_BYTES: u64 = 512 << 20;
+
 /// Loads `path` as `[channels, size, size]` f32 values in [0, 1] (1 channel: luma).
 pub fn load(path: &Path, channels: usize, size: usize) -> Result<Vec<f32>> {
-    let image = image::open(path).map_err(|e| Error::Format {
+    let bad = |message: String| Error::Format {
         path: path.into(),
         offset: 0,
-        message: format!("cannot decode image: {e}"),
+        message,
+    };
+    let mut reader = image::ImageReader::open(path)
+        .map_err(|e| Error::Io {
+            path: path.into(),
+            source: e,
+        })?
+        .with_guessed_format()
+        .map_err(|e| Error::Io {
+            path: path.into(),
+            source: e,
+        })?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    let image = reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(l) => bad(format!(
+            "image over the decoding limits ({MAX_SIDE} pixels a side, {} MiB): {l}",
+            MAX_DECODE_BYTES >> 20
+        )),
+        other => bad(format!("cannot decode image: {other}")),
     })?;
     let (w, h) = (image.width(), image.height());
     if w == 0 || h == 0 {
-        return Err(Error::Format {
-            path: path.into(),
-            offset: 0,
-            message: "image has no pixels".into(),
-        });
+        return Err(bad("image has no pixels".into()));
     }
-    let scale = size as f64 / f64::from(w.min(h));
-    let (nw, nh) = (
-        ((f64::from(w) * scale).round() as u32).max(size as u32),
-        ((f64::from(h) * scale).round() as u32).max(size as u32),
-    );
-    let resized = image.resize_exact(nw, nh, FilterType::Triangle);
-    let cropped = resized.crop_imm(
-        (nw - size as u32) / 2,
-        (nh - size as u32) / 2,
-        size as u32,
-        size as u32,
-    );
+    let side = w.min(h);
+    let cropped = image
+        .crop_imm((w - side) / 2, (h - side) / 2, side, side)
+        .resize_exact(size as u32, size as u32, FilterType::Triangle);
     let mut out = vec![0.0f32; channels * size * size];
     if channels == 1 {
         let grey = cropped.to_luma8();
