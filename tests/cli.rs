@@ -589,6 +589,25 @@ fn mixed_precision_trains_and_its_checkpoint_evaluates_in_both_precisions() {
     );
 }
 
+/// A model too big for the device is refused by the limit it breaks, at once (its weights
+/// are never built on the host: 8x the paper's widths is about 1.2 G parameters at P = 4).
+#[test]
+fn a_model_over_the_device_limits_is_refused_before_it_is_built() {
+    let err = hetconv_fails(&[
+        "--tune",
+        "off",
+        "train",
+        "--width-mult",
+        "8",
+        "--out",
+        "/tmp/hetconv-never",
+    ]);
+    assert!(
+        err.contains("max_storage_buffer_binding_size") && err.contains("Vgg16::new"),
+        "{err}"
+    );
+}
+
 /// A `--data` that does not exist, or that is a file, is named as such.
 #[test]
 fn a_missing_or_file_data_path_is_named() {

@@ -199,6 +199,19 @@ impl Vgg16 {
     /// and biases 0; the masked block of every 1x1 weight is exactly zero.
     pub fn new(ctx: &Context, config: VggConfig, seed: u64) -> Result<Self> {
         config.validate()?;
+        // The parameters live in one flat buffer (and so do their gradients and momentum):
+        // refuse a model over the device's binding size before anything is allocated.
+        let bytes = crate::flops::vgg_cost(&config)
+            .params_stored
+            .saturating_mul(4);
+        if bytes > ctx.max_binding_bytes() {
+            return Err(Error::Limit {
+                op: "Vgg16::new (all parameters in one buffer)",
+                limit: "max_storage_buffer_binding_size",
+                asked: bytes,
+                allowed: ctx.max_binding_bytes(),
+            });
+        }
         let mut init = Init::new(seed);
         let mut b = ParamStoreBuilder::default();
         let mut convs = Vec::new();
