@@ -6,8 +6,9 @@ use std::path::PathBuf;
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Everything that can go wrong in hetconv.
+/// Everything that can go wrong in hetconv (new kinds may be added: match with a catch-all).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// No GPU adapter could be found.
     #[error(

@@ -25,12 +25,19 @@ fn reads_the_first_20_real_cifar10_test_images() {
     assert_eq!(data.image(1)[..5], cifar_fixture()[3073 + 1..3073 + 6]);
 }
 
+/// A folder with only the test batch evaluates, and never trains on the test set: its training
+/// split is empty and says why.
 #[test]
-fn cifar_folder_with_only_a_test_batch_loads() {
+fn cifar_folder_with_only_a_test_batch_evaluates_but_has_no_training_images() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("test_batch.bin"), cifar_fixture()).unwrap();
     let splits = cifar::load_dir(dir.path()).unwrap();
-    assert_eq!((splits.train.len(), splits.test.len()), (20, 20));
+    assert_eq!((splits.train.len(), splits.test.len()), (0, 20));
+    assert!(
+        splits.train.name.contains("no data_batch_"),
+        "{}",
+        splits.train.name
+    );
 }
 
 #[test]

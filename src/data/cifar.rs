@@ -63,7 +63,9 @@ pub fn concat(name: &str, parts: Vec<Dataset>) -> Option<Dataset> {
     Some(first)
 }
 
-/// Loads `data_batch_{1..5}.bin` (those present) and `test_batch.bin` from `dir`.
+/// Loads `data_batch_{1..5}.bin` (those present) and `test_batch.bin` from `dir` (without
+/// training batches the training split is empty and says why; without a test batch the
+/// training images are evaluated, with a warning).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn load_dir(dir: &std::path::Path) -> Result<super::Splits> {
     let read = |name: &str| -> Result<Option<Dataset>> {
@@ -92,8 +94,16 @@ pub fn load_dir(dir: &std::path::Path) -> Result<super::Splits> {
                 train,
             })
         }
+        // Evaluation works; training is refused by the trainer (no images), never done on the
+        // test set.
         (None, Some(test)) => Ok(super::Splits {
-            train: test.clone(),
+            train: Dataset {
+                name: format!(
+                    "the training split of {} (no data_batch_*.bin there, only test_batch.bin)",
+                    dir.display()
+                ),
+                ..test.take(0)
+            },
             test,
         }),
         (None, None) => Err(Error::Io {
