@@ -89,3 +89,75 @@ fn every_included_piece_is_used() {
         );
     }
 }
+
+/// Every kernel entry point's Rust description (`KernelSpec`) matches its WGSL, reflected with
+/// naga: binding 0 is the uniform block; every storage binding the entry point uses is listed
+/// with the access the WGSL declares (read-only vs read-write); every listed binding exists in
+/// the module with that access. A kernel bound with the wrong layout would otherwise fail only
+/// at pipeline creation on a device.
+#[test]
+fn every_kernel_spec_matches_its_wgsl_bindings() {
+    use hetconv::gpu::Access;
+    use naga::{AddressSpace, StorageAccess};
+    let specs = hetconv::kernels::all_specs();
+    assert!(specs.len() >= 25, "{} kernel specs", specs.len());
+    for spec in specs {
+        let label = format!("{}::{}", spec.shader.name, spec.entry);
+        let module = naga::front::wgsl::parse_str(spec.shader.source).unwrap();
+        let info = naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            capabilities(spec.shader.needs),
+        )
+        .validate(&module)
+        .unwrap();
+        let index = module
+            .entry_points
+            .iter()
+            .position(|e| e.name == spec.entry)
+            .unwrap_or_else(|| panic!("{label}: no such entry point"));
+        let uses = info.get_entry_point(index);
+        let declared = |binding: u32| {
+            module.global_variables.iter().find(|(_, v)| {
+                v.binding
+                    .as_ref()
+                    .is_some_and(|b| b.group == 0 && b.binding == binding)
+            })
+        };
+        for (handle, var) in module.global_variables.iter() {
+            let Some(binding) = &var.binding else {
+                continue;
+            };
+            if uses[handle].is_empty() {
+                continue;
+            }
+            assert_eq!(binding.group, 0, "{label}: group {}", binding.group);
+            if binding.binding == 0 {
+                assert_eq!(var.space, AddressSpace::Uniform, "{label}: binding 0");
+                continue;
+            }
+            assert!(
+                spec.bindings.iter().any(|(b, _)| *b == binding.binding),
+                "{label}: uses binding {} that its spec does not list",
+                binding.binding
+            );
+            assert!(
+                matches!(var.space, AddressSpace::Storage { .. }),
+                "{label}: binding {} is not a storage buffer",
+                binding.binding
+            );
+        }
+        for &(binding, access) in spec.bindings {
+            let (_, var) = declared(binding)
+                .unwrap_or_else(|| panic!("{label}: lists binding {binding}, the WGSL has none"));
+            let AddressSpace::Storage { access: wgsl } = var.space else {
+                panic!("{label}: binding {binding} is not a storage buffer");
+            };
+            let writable = wgsl.contains(StorageAccess::STORE);
+            assert_eq!(
+                writable,
+                access == Access::ReadWrite,
+                "{label}: binding {binding} is {access:?} in Rust, {wgsl:?} in WGSL"
+            );
+        }
+    }
+}

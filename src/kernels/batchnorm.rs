@@ -265,3 +265,6 @@ pub fn backward(
     let (dgamma, dbeta) = (sums.view(0, &[c])?, sums.view(dbeta_offset, &[c])?);
     Ok((dx, dgamma, dbeta))
 }
+
+/// Every kernel entry point of this module (the shader reflection test checks each).
+pub(crate) static SPECS: &[&KernelSpec] = &[&STATS, &NORMALIZE, &BACKWARD_REDUCE, &BACKWARD_INPUT];

@@ -828,3 +828,6 @@ pub fn hetconv_unfused_backward_weight(
     let dw1 = backward_weight(&ConvKind::masked_pointwise(parts), x, dy)?.dw1;
     Ok(ConvWeightGrads { dw3, dw1 })
 }
+
+/// Every kernel entry point of this module (the shader reflection test checks each).
+pub(crate) static SPECS: &[&KernelSpec] = &[&FORWARD, &BACKWARD_INPUT, &WEIGHT_GRAD];

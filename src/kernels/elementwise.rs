@@ -91,3 +91,6 @@ pub fn axpby(alpha: f32, a: &Tensor, beta: f32, out: &Tensor) -> Result<()> {
     a.context()
         .dispatch(&AXPBY, &[], &params, &[a, a, out], a.numel() as u64)
 }
+
+/// Every kernel entry point of this module (the shader reflection test checks each).
+pub(crate) static SPECS: &[&KernelSpec] = &[&BINARY, &AXPBY, &RELU];

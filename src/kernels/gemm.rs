@@ -179,3 +179,6 @@ fn record_with(
     let tiles = (m.div_ceil(4) * n.div_ceil(4)) as u64;
     ctx.dispatch(&MATMUL, &[], &params, &[a, b, bias_buffer, out], tiles)
 }
+
+/// Every kernel entry point of this module (the shader reflection test checks each).
+pub(crate) static SPECS: &[&KernelSpec] = &[&MATMUL];

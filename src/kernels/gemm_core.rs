@@ -841,6 +841,9 @@ pub(crate) fn matmul(
     )
 }
 
+/// Every kernel entry point of this module (the shader reflection test checks each).
+pub(crate) static SPECS: &[&KernelSpec] = &[&GEMM, &GEMM_F16, &GEMM_COOP8, &GEMM_COOP16, &SCATTER];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -105,3 +105,6 @@ pub fn softmax_cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<CrossEn
     )?;
     Ok(CrossEntropy { dlogits, rows })
 }
+
+/// Every kernel entry point of this module (the shader reflection test checks each).
+pub(crate) static SPECS: &[&KernelSpec] = &[&SOFTMAX_CROSS_ENTROPY, &SOFTMAX];

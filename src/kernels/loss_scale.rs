@@ -145,3 +145,6 @@ impl LossScaler {
         })
     }
 }
+
+/// Every kernel entry point of this module (the shader reflection test checks each).
+pub(crate) static SPECS: &[&KernelSpec] = &[&SCALE, &UNSCALE, &UPDATE];

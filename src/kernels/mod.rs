@@ -36,3 +36,21 @@ pub(crate) fn same_context(op: &'static str, tensors: &[&Tensor]) -> Result<()> 
         ))
     }
 }
+
+/// Every kernel entry point of the crate: its shader module, entry point and bindings (for
+/// tests that reflect the WGSL and check the Rust side against it).
+pub fn all_specs() -> Vec<&'static crate::gpu::KernelSpec> {
+    [
+        batchnorm::SPECS,
+        conv::SPECS,
+        elementwise::SPECS,
+        gemm::SPECS,
+        gemm_core::SPECS,
+        loss::SPECS,
+        loss_scale::SPECS,
+        pool::SPECS,
+        reduce::SPECS,
+        sgd::SPECS,
+    ]
+    .concat()
+}

@@ -67,3 +67,6 @@ pub fn max_pool2_backward(x: &Tensor, dy: &Tensor) -> Result<Tensor> {
         .dispatch(&BACKWARD, &[], &params, &[x, dy, &dx], x.numel() as u64)?;
     Ok(dx)
 }
+
+/// Every kernel entry point of this module (the shader reflection test checks each).
+pub(crate) static SPECS: &[&KernelSpec] = &[&FORWARD, &BACKWARD];

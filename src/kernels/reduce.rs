@@ -73,3 +73,6 @@ pub fn sum_channels(x: &Tensor) -> Result<Tensor> {
     )?;
     Ok(out)
 }
+
+/// Every kernel entry point of this module (the shader reflection test checks each).
+pub(crate) static SPECS: &[&KernelSpec] = &[&SUM_SPLITS, &SUM_CHANNELS];

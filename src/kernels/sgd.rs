@@ -80,3 +80,6 @@ pub fn sgd_step(
         weights.numel() as u64,
     )
 }
+
+/// Every kernel entry point of this module (the shader reflection test checks each).
+pub(crate) static SPECS: &[&KernelSpec] = &[&STEP];
