@@ -15,15 +15,7 @@ use hetconv::train::{Progress, TrainSettings, Trainer};
 use hetconv::{Context, reference};
 
 fn tiny() -> VggConfig {
-    VggConfig {
-        widths: vec![4, 4, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8],
-        parts: 2,
-        in_channels: 3,
-        image_size: 32,
-        classes: 10,
-        hidden: 8,
-        mode: ConvMode::Fused,
-    }
+    tiny_vgg(2, ConvMode::Fused)
 }
 
 fn cifar20() -> Dataset {

@@ -12,26 +12,12 @@ use hetconv::nn::{ConvMode, ParamId, Vgg16, VggConfig};
 use hetconv::{Context, Precision, Tensor};
 
 fn tiny() -> VggConfig {
-    VggConfig {
-        widths: vec![4, 4, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8],
-        parts: 2,
-        in_channels: 3,
-        image_size: 32,
-        classes: 10,
-        hidden: 8,
-        mode: ConvMode::Fused,
-    }
+    tiny_vgg(2, ConvMode::Fused)
 }
 
 fn batch(ctx: &Context, n: usize, seed: u64) -> (Tensor, Tensor) {
-    let mut rng = Rng::new(seed);
-    let x: Vec<f32> = rng
-        .vec(n * 3 * 32 * 32)
-        .iter()
-        .map(|v| 0.5 + 0.5 * v)
-        .collect();
-    let labels: Vec<f32> = (0..n).map(|i| ((i * 7 + 3) % 10) as f32).collect();
-    (upload(ctx, &[n, 3, 32, 32], &x), upload(ctx, &[n], &labels))
+    let (x, labels, _, _) = image_batch(ctx, n, seed);
+    (x, labels)
 }
 
 const PLAIN: SgdStep = SgdStep {
@@ -122,7 +108,7 @@ fn gradients(
 
 /// The same weights and batch in f32 and in mixed precision (loss-scaled): each conv and linear
 /// weight's gradient within 25% of its f32 norm and all of them together within 10% (measured
-/// here: 12% for the first layers, whose gradients pass through every layer's f16
+/// here: 13% for the first layers, whose gradients pass through every layer's f16
 /// input-gradient product and BatchNorm's mean subtraction, which cancels most of each sum;
 /// 1-4% for the last ones). Biases and BatchNorm's parameters are left out: some of their exact
 /// gradients are zero (a conv bias before BatchNorm) or nearly so, and relative to those both
@@ -221,7 +207,18 @@ fn mixed_training_learns_and_masked_weights_stay_exactly_zero() {
     let (first, last) = (losses[0], losses[losses.len() - 1]);
     assert!(last.0 < first.0 * 0.5, "loss {:?}", losses);
     let state = pollster::block_on(scaler.read()).unwrap();
-    assert_eq!(state.scale, 65536.0, "{state:?}");
+    // No growth within 60 steps (the interval is 2000); each skipped step (an overflow of the
+    // scaled f16 gradients, which a real run meets now and then) halved the scale once, and
+    // they stay rare.
+    assert_eq!(
+        state.scale * 2f32.powi(state.skipped as i32),
+        65536.0,
+        "{state:?}"
+    );
+    assert!(
+        state.skipped <= 3 && state.clean_steps + state.skipped <= 60,
+        "{state:?}"
+    );
     let store = model.store();
     for (i, info) in store.params().iter().enumerate() {
         if !info.name.ends_with("pwc.weight") {

@@ -11,15 +11,7 @@ use hetconv::nn::{ConvMode, Vgg16, VggConfig};
 use hetconv::{Context, Tensor, reference};
 
 fn tiny(parts: usize, mode: ConvMode) -> VggConfig {
-    VggConfig {
-        widths: vec![4, 4, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8],
-        parts,
-        in_channels: 3,
-        image_size: 32,
-        classes: 10,
-        hidden: 8,
-        mode,
-    }
+    tiny_vgg(parts, mode)
 }
 
 fn read_params(model: &Vgg16) -> HashMap<String, Vec<f64>> {
@@ -44,20 +36,7 @@ fn read_params(model: &Vgg16) -> HashMap<String, Vec<f64>> {
 }
 
 fn batch(ctx: &Context, n: usize, seed: u64) -> (Tensor, Tensor, Vec<f32>, Vec<usize>) {
-    let mut rng = Rng::new(seed);
-    let x: Vec<f32> = rng
-        .vec(n * 3 * 32 * 32)
-        .iter()
-        .map(|v| 0.5 + 0.5 * v)
-        .collect();
-    let labels: Vec<usize> = (0..n).map(|i| (i * 7 + seed as usize) % 10).collect();
-    let label_values: Vec<f32> = labels.iter().map(|&l| l as f32).collect();
-    (
-        upload(ctx, &[n, 3, 32, 32], &x),
-        upload(ctx, &[n], &label_values),
-        x,
-        labels,
-    )
+    image_batch(ctx, n, seed)
 }
 
 #[test]

@@ -388,6 +388,38 @@ pub fn assert_kernels(kernels: &[String], want: Variant, roles: &[u32], entries:
     }
 }
 
+/// A VGG-16 of widths 4 and 8 on 32x32x3 images, 10 classes: small enough for lavapipe.
+pub fn tiny_vgg(parts: usize, mode: hetconv::nn::ConvMode) -> hetconv::nn::VggConfig {
+    hetconv::nn::VggConfig {
+        widths: vec![4, 4, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8],
+        parts,
+        in_channels: 3,
+        image_size: 32,
+        classes: 10,
+        hidden: 8,
+        mode,
+    }
+}
+
+/// `n` seeded 32x32x3 images in [0, 1) and labels `(7 i + seed) % 10`: the tensors, then their
+/// host copies.
+pub fn image_batch(ctx: &Context, n: usize, seed: u64) -> (Tensor, Tensor, Vec<f32>, Vec<usize>) {
+    let mut rng = Rng::new(seed);
+    let x: Vec<f32> = rng
+        .vec(n * 3 * 32 * 32)
+        .iter()
+        .map(|v| 0.5 + 0.5 * v)
+        .collect();
+    let labels: Vec<usize> = (0..n).map(|i| (i * 7 + seed as usize) % 10).collect();
+    let label_values: Vec<f32> = labels.iter().map(|&l| l as f32).collect();
+    (
+        upload(ctx, &[n, 3, 32, 32], &x),
+        upload(ctx, &[n], &label_values),
+        x,
+        labels,
+    )
+}
+
 /// A context with everything the adapter offers (the largest tile shapes need it).
 pub fn max_ctx() -> Context {
     pollster::block_on(Context::new(hetconv::ContextOptions {
