@@ -316,6 +316,9 @@ fn resuming_continues_the_same_trajectory() {
 #[test]
 fn a_mixed_run_resumes_with_its_loss_scale() {
     let ctx = ctx();
+    if !has_f16(&ctx, "resuming a mixed-precision run") {
+        return;
+    }
     let mixed = TrainSettings {
         precision: hetconv::Precision::Mixed,
         ..settings(false, false)

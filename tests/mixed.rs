@@ -117,6 +117,9 @@ fn gradients(
 #[test]
 fn a_mixed_precision_vgg_step_matches_f32_from_the_same_weights() {
     let ctx = ctx();
+    if !has_f16(&ctx, "a mixed-precision VGG step") {
+        return;
+    }
     let mut model = Vgg16::new(&ctx, tiny(), 3).unwrap();
     let (x, labels) = batch(&ctx, 4, 1);
     let f32_grads = gradients(&mut model, &x, &labels, None);
@@ -183,6 +186,9 @@ fn a_mixed_precision_vgg_step_matches_f32_from_the_same_weights() {
 #[test]
 fn mixed_training_learns_and_masked_weights_stay_exactly_zero() {
     let ctx = ctx();
+    if !has_f16(&ctx, "mixed-precision training") {
+        return;
+    }
     ctx.set_precision(Precision::Mixed).unwrap();
     let scaler = LossScaler::with_defaults(&ctx).unwrap();
     let mut model = Vgg16::new(&ctx, tiny(), 7).unwrap();

@@ -115,25 +115,66 @@ fn matmul_passes(ctx: &Context, (m, k, n): (usize, usize, usize), seed: u64) -> 
     out
 }
 
-#[test]
-fn the_unchecked_core_gives_the_checked_bits_and_writes_nothing_outside_its_outputs() {
-    let unchecked = ctx();
+/// The default context (unchecked modules natively) and one that keeps wgpu's runtime checks.
+fn unchecked_and_checked() -> (Context, Context) {
     let checked = pollster::block_on(Context::new(ContextOptions {
         checked_shaders: true,
         ..Default::default()
     }))
     .unwrap();
-    let dense = ConvKind {
-        groups: 1,
-        kernel3: true,
-        pointwise: hetconv::kernels::conv::Pointwise::Dense,
-    };
-    let dims = |batch, cin, cout, height, width| ConvDims {
+    (ctx(), checked)
+}
+
+fn dims(batch: usize, cin: usize, cout: usize, height: usize, width: usize) -> ConvDims {
+    ConvDims {
         batch,
         cin,
         cout,
         height,
         width,
+    }
+}
+
+/// The conv passes on both contexts, bit for bit the same; returns the unchecked ones.
+fn same_conv_bits(
+    (unchecked, checked): (&Context, &Context),
+    label: &str,
+    (kind, d): (&ConvKind, &ConvDims),
+    seed: u64,
+) -> Vec<Vec<f32>> {
+    let fast = conv_passes(unchecked, kind, d, seed);
+    let safe = conv_passes(checked, kind, d, seed);
+    for (pass, (f, s)) in fast.iter().zip(&safe).enumerate() {
+        assert_eq!(bits(f), bits(s), "{label} {kind:?} {d:?} pass {pass}");
+    }
+    fast
+}
+
+/// The matrix products on both contexts, bit for bit the same; returns the unchecked ones.
+fn same_matmul_bits(
+    (unchecked, checked): (&Context, &Context),
+    label: &str,
+    shape: (usize, usize, usize),
+    seed: u64,
+) -> Vec<Vec<f32>> {
+    let fast = matmul_passes(unchecked, shape, seed);
+    let safe = matmul_passes(checked, shape, seed);
+    assert_eq!(
+        fast.iter().map(|v| bits(v)).collect::<Vec<_>>(),
+        safe.iter().map(|v| bits(v)).collect::<Vec<_>>(),
+        "{label} matmul {shape:?}"
+    );
+    fast
+}
+
+#[test]
+fn the_unchecked_core_gives_the_checked_bits_and_writes_nothing_outside_its_outputs() {
+    let (unchecked, checked) = unchecked_and_checked();
+    let both = (&unchecked, &checked);
+    let dense = ConvKind {
+        groups: 1,
+        kernel3: true,
+        pointwise: hetconv::kernels::conv::Pointwise::Dense,
     };
     let layers = [
         (ConvKind::hetconv(2), dims(1, 6, 10, 5, 7)),
@@ -150,11 +191,7 @@ fn the_unchecked_core_gives_the_checked_bits_and_writes_nothing_outside_its_outp
         unchecked.set_conv_algorithm(algorithm);
         checked.set_conv_algorithm(algorithm);
         for (i, (kind, d)) in layers.iter().enumerate() {
-            let fast = conv_passes(&unchecked, kind, d, 10 + i as u64);
-            let safe = conv_passes(&checked, kind, d, 10 + i as u64);
-            for (pass, (f, s)) in fast.iter().zip(&safe).enumerate() {
-                assert_eq!(bits(f), bits(s), "{tile} {kind:?} {d:?} pass {pass}");
-            }
+            let fast = same_conv_bits(both, &tile.to_string(), (kind, d), 10 + i as u64);
             // The forward output also matches the reference (y held its start values: accumulate).
             let mut rng = Rng::new(10 + i as u64);
             let x = to_f64(&rng.vec(d.batch * d.cin * d.height * d.width));
@@ -185,13 +222,7 @@ fn the_unchecked_core_gives_the_checked_bits_and_writes_nothing_outside_its_outp
             .into_iter()
             .enumerate()
         {
-            let fast = matmul_passes(&unchecked, shape, 20 + i as u64);
-            let safe = matmul_passes(&checked, shape, 20 + i as u64);
-            assert_eq!(
-                fast.iter().map(|v| bits(v)).collect::<Vec<_>>(),
-                safe.iter().map(|v| bits(v)).collect::<Vec<_>>(),
-                "{tile} matmul {shape:?}"
-            );
+            let fast = same_matmul_bits(both, &tile.to_string(), shape, 20 + i as u64);
             let mut rng = Rng::new(20 + i as u64);
             let (m, k, n) = shape;
             let (a, b, c) = (rng.vec(m * k), rng.vec(k * n), rng.vec(m * n));
@@ -221,44 +252,23 @@ fn the_unchecked_core_gives_the_checked_bits_and_writes_nothing_outside_its_outp
 /// checked against the reference, with the f16 bound, in tests/conv.rs and tests/gemm.rs).
 #[test]
 fn the_unchecked_mixed_kernels_give_the_checked_bits_and_write_nothing_outside_their_outputs() {
-    let unchecked = ctx();
-    let checked = pollster::block_on(Context::new(ContextOptions {
-        checked_shaders: true,
-        ..Default::default()
-    }))
-    .unwrap();
-    let dims = |batch, cin, cout, height, width| ConvDims {
-        batch,
-        cin,
-        cout,
-        height,
-        width,
-    };
+    let (unchecked, checked) = unchecked_and_checked();
+    let both = (&unchecked, &checked);
     let layers = [
         (ConvKind::hetconv(2), dims(1, 6, 10, 5, 7)),
         (ConvKind::hetconv(4), dims(2, 16, 128, 8, 16)),
         (ConvKind::hetconv(4), dims(2, 128, 16, 8, 16)),
     ];
-    let paths = mixed_paths(&unchecked);
-    for path in &paths {
-        let variant = variant_of(*path);
+    for path in mixed_paths(&unchecked) {
+        let variant = variant_of(path);
         unchecked.set_conv_algorithm(ConvAlgorithm::Fixed(variant));
         checked.set_conv_algorithm(ConvAlgorithm::Fixed(variant));
+        let label = variant.to_string();
         for (i, (kind, d)) in layers.iter().enumerate() {
-            let fast = conv_passes(&unchecked, kind, d, 30 + i as u64);
-            let safe = conv_passes(&checked, kind, d, 30 + i as u64);
-            for (pass, (f, s)) in fast.iter().zip(&safe).enumerate() {
-                assert_eq!(bits(f), bits(s), "{variant} {kind:?} {d:?} pass {pass}");
-            }
+            same_conv_bits(both, &label, (kind, d), 30 + i as u64);
         }
         for (i, shape) in [(7, 13, 9), (130, 70, 129)].into_iter().enumerate() {
-            let fast = matmul_passes(&unchecked, shape, 40 + i as u64);
-            let safe = matmul_passes(&checked, shape, 40 + i as u64);
-            assert_eq!(
-                fast.iter().map(|v| bits(v)).collect::<Vec<_>>(),
-                safe.iter().map(|v| bits(v)).collect::<Vec<_>>(),
-                "{variant} matmul {shape:?}"
-            );
+            same_matmul_bits(both, &label, shape, 40 + i as u64);
         }
     }
 }

@@ -16,7 +16,7 @@ use hetconv::flops::vgg_cost;
 use hetconv::nn::{ConvMode, PAPER_WIDTHS, Vgg16, VggConfig};
 use hetconv::optim::{LrSchedule, Schedule};
 use hetconv::train::{Progress, TrainSettings, Trainer, evaluate};
-use hetconv::{Context, Error, Result};
+use hetconv::{Context, Error, Precision, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::data_args::DataArgs;
@@ -175,7 +175,7 @@ impl TrainArgs {
             shuffle: !self.no_shuffle,
             seed: self.seed,
             report_every: self.report_every.max(1),
-            precision: hetconv::Precision::F32,
+            precision: Precision::F32,
         }
     }
 
@@ -264,81 +264,36 @@ fn check_resumed_settings(
     saved: &TrainSettings,
     resume: &std::path::Path,
 ) -> Result<()> {
-    let wanted = args.settings();
-    let same = |flag: &str, new: String, old: String| -> Result<()> {
-        if given.contains(flag) && new != old {
-            return Err(refused(
-                &format!("--{}", flag.replace('_', "-")),
-                &new,
-                &old,
-                resume,
-            ));
-        }
-        Ok(())
+    // Each flag (clap id) with the setting it defines: (flag, on this command line, saved).
+    let settings_of = |s: &TrainSettings, precision: Precision| -> Vec<(&'static str, String)> {
+        let schedule = format!("{:?}", s.lr.schedule);
+        vec![
+            ("epochs", s.epochs.to_string()),
+            ("batch_size", s.batch_size.to_string()),
+            ("lr", s.lr.base_lr.to_string()),
+            ("warmup_epochs", s.lr.warmup_epochs.to_string()),
+            ("schedule", schedule.clone()),
+            ("milestones", schedule.clone()),
+            ("gamma", schedule),
+            ("momentum", s.momentum.to_string()),
+            ("weight_decay", s.weight_decay.to_string()),
+            ("nesterov", s.nesterov.to_string()),
+            ("no_augment", s.augment.is_none().to_string()),
+            ("no_shuffle", (!s.shuffle).to_string()),
+            ("seed", s.seed.to_string()),
+            ("report_every", s.report_every.to_string()),
+            ("precision", precision.to_string()),
+        ]
     };
-    same(
-        "epochs",
-        wanted.epochs.to_string(),
-        saved.epochs.to_string(),
-    )?;
-    same(
-        "batch_size",
-        wanted.batch_size.to_string(),
-        saved.batch_size.to_string(),
-    )?;
-    same(
-        "lr",
-        wanted.lr.base_lr.to_string(),
-        saved.lr.base_lr.to_string(),
-    )?;
-    same(
-        "warmup_epochs",
-        wanted.lr.warmup_epochs.to_string(),
-        saved.lr.warmup_epochs.to_string(),
-    )?;
-    for flag in ["schedule", "milestones", "gamma"] {
-        same(
-            flag,
-            format!("{:?}", wanted.lr.schedule),
-            format!("{:?}", saved.lr.schedule),
-        )?;
+    let wanted = settings_of(&args.settings(), ctx.precision());
+    let kept = settings_of(saved, saved.precision);
+    for ((flag, new), (_, old)) in wanted.iter().zip(&kept) {
+        if given.contains(*flag) && new != old {
+            let flag = format!("--{}", flag.replace('_', "-"));
+            return Err(refused(&flag, new, old, resume));
+        }
     }
-    same(
-        "momentum",
-        wanted.momentum.to_string(),
-        saved.momentum.to_string(),
-    )?;
-    same(
-        "weight_decay",
-        wanted.weight_decay.to_string(),
-        saved.weight_decay.to_string(),
-    )?;
-    same(
-        "nesterov",
-        wanted.nesterov.to_string(),
-        saved.nesterov.to_string(),
-    )?;
-    same(
-        "no_augment",
-        wanted.augment.is_none().to_string(),
-        saved.augment.is_none().to_string(),
-    )?;
-    same(
-        "no_shuffle",
-        (!wanted.shuffle).to_string(),
-        (!saved.shuffle).to_string(),
-    )?;
-    same("seed", wanted.seed.to_string(), saved.seed.to_string())?;
-    same(
-        "report_every",
-        wanted.report_every.to_string(),
-        saved.report_every.to_string(),
-    )?;
-    same(
-        "precision",
-        ctx.precision().to_string(),
-        saved.precision.to_string(),
-    )
+    Ok(())
 }
 
 /// With `--init` or `--resume` the model's shape is the checkpoint's: --part, --widths and
@@ -524,9 +479,8 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
         "precision {}{}",
         settings.precision,
         match settings.precision {
-            hetconv::Precision::Mixed =>
-                " (f16 operands, f32 weights and sums, dynamic loss scale)",
-            hetconv::Precision::F32 => "",
+            Precision::Mixed => " (f16 operands, f32 weights and sums, dynamic loss scale)",
+            Precision::F32 => "",
         }
     );
     let eval_batch = settings.batch_size.max(2);

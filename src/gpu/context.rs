@@ -146,6 +146,8 @@ pub(crate) struct ContextInner {
     /// The adapter's cooperative-matrix configurations (empty unless the device has the
     /// feature).
     pub(crate) cooperative: Vec<wgpu::CooperativeMatrixProperties>,
+    /// The device's features (read once: every dispatch checks its module's needs).
+    pub(crate) features: wgpu::Features,
     /// Errors that wgpu reported outside an error scope (only for devices we created).
     pub(crate) uncaptured: Arc<Mutex<Vec<String>>>,
 }
@@ -288,6 +290,7 @@ impl Context {
         cooperative: Vec<wgpu::CooperativeMatrixProperties>,
     ) -> Self {
         let limits = device.limits();
+        let features = device.features();
         let tune = TuneMode::default_for(info.device_type);
         let min_invocations = if info.device_type == wgpu::DeviceType::Cpu {
             0
@@ -308,6 +311,7 @@ impl Context {
                 conv_min_invocations: std::sync::atomic::AtomicU64::new(min_invocations),
                 tuner: Mutex::new(Tuner::new(tune, None)),
                 cooperative,
+                features,
                 uncaptured,
             }),
         }
@@ -330,7 +334,7 @@ impl Context {
 
     /// The features the device was opened with.
     pub fn features(&self) -> wgpu::Features {
-        self.inner.device.features()
+        self.inner.features
     }
 
     /// The cooperative-matrix configurations the kernels may use (empty unless the device was

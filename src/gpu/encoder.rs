@@ -237,9 +237,8 @@ impl Context {
         buffers: &[&Tensor],
         workgroups: u64,
     ) -> Result<()> {
-        let label = format!("{}::{}", spec.shader.name, spec.entry);
         self.dispatch_labelled(
-            &label,
+            &|| format!("{}::{}", spec.shader.name, spec.entry),
             spec,
             workgroup_size,
             constants,
@@ -249,13 +248,14 @@ impl Context {
         )
     }
 
-    /// Like [`Context::dispatch_workgroups`], named `label` in profiles (the GEMM core adds
-    /// its tile and role: `gemm_core::gemm[64x64/4x4/k16 role 0]`). A kernel whose module
-    /// needs a feature the device lacks is refused with [`Error::Unsupported`].
+    /// Like [`Context::dispatch_workgroups`], named `label()` in profiles (the GEMM core adds
+    /// its tile and role: `gemm_core::gemm[64x64/4x4/k16 role 0]`); the name is built only
+    /// while profiling or for an error, never on the plain dispatch path. A kernel whose
+    /// module needs a feature the device lacks is refused with [`Error::Unsupported`].
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn dispatch_labelled(
         &self,
-        label: &str,
+        label: &dyn Fn() -> String,
         spec: &KernelSpec,
         workgroup_size: u32,
         constants: &[(&'static str, f64)],
@@ -268,8 +268,9 @@ impl Context {
             return Err(Error::Unsupported {
                 op: spec.entry,
                 feature: format!(
-                    "{} (needed by {label})",
-                    super::context::feature_names(missing)
+                    "{} (needed by {})",
+                    super::context::feature_names(missing),
+                    label()
                 ),
                 adapter: self.adapter_info().name.clone(),
             });
@@ -330,7 +331,7 @@ impl Context {
             }
         };
         if recorder.profile.is_some() {
-            let kernel = (recorder.layer.clone(), label.to_string());
+            let kernel = (recorder.layer.clone(), label());
             recorder.timed_dispatch(self, kernel, &cached.pipeline, &bind_group, (x, y));
         } else {
             let pass = recorder.pass(self);

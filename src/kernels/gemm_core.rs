@@ -674,7 +674,7 @@ fn dispatch(
     }
     kernel.runnable(ctx)?;
     ctx.dispatch_labelled(
-        &kernel.profile_name(role as u32),
+        &|| kernel.profile_name(role as u32),
         kernel.spec(),
         kernel.threads(),
         &kernel.constants(ctx, role, a_kfast, b_kfast),

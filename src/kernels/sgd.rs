@@ -64,12 +64,13 @@ pub fn sgd_step(
         u32::from(scaler.is_some()),
     ];
     let ctx = weights.context();
-    let placeholder;
+    // Without a scaler the shader never reads the state binding (skippable is 0).
+    let spare;
     let state = match scaler {
         Some(s) => s.state(),
         None => {
-            placeholder = Tensor::zeros(ctx, &[4])?;
-            &placeholder
+            spare = super::placeholder(ctx)?;
+            &spare
         }
     };
     ctx.dispatch(

@@ -224,6 +224,9 @@ pub(crate) struct Tuner {
     cache: Option<cache::TuneCache>,
     choices: BTreeMap<String, Choice>,
     stats: TuneStats,
+    /// The core's kernels the device runs, per precision (found once: the device's features
+    /// and limits do not change).
+    runnable: BTreeMap<Precision, Vec<CoreKernel>>,
 }
 
 impl Tuner {
@@ -234,6 +237,7 @@ impl Tuner {
             cache: None,
             choices: BTreeMap::new(),
             stats: TuneStats::default(),
+            runnable: BTreeMap::new(),
         }
     }
 
@@ -316,7 +320,7 @@ pub(crate) fn choose(
         ConvAlgorithm::Auto => None,
         ConvAlgorithm::Direct => Some(Variant::Direct),
         ConvAlgorithm::TiledGemm => {
-            let kernels = kernels(ctx, precision);
+            let kernels = runnable_kernels(ctx, precision);
             Some(
                 match precision {
                     Precision::F32 => best_kernel(&kernels, problem).map(Variant::Core),
@@ -340,8 +344,9 @@ pub(crate) fn choose(
         }
     }
     let mode = tuner.mode;
-    // Only for a key seen the first time: which kernels the device runs (a few checks each).
-    let kernels = kernels(ctx, precision);
+    drop(tuner);
+    let kernels = runnable_kernels(ctx, precision);
+    let mut tuner = ctx.tuner();
     let listed = candidates(&kernels, problem);
     if mode != TuneMode::Off {
         if let Some((variant, ms)) = tuner.cache(ctx).get(key) {
@@ -382,6 +387,16 @@ pub(crate) fn choose(
     #[cfg(target_arch = "wasm32")]
     let _ = run;
     Ok(record(&mut tuner, key, guess, Source::Heuristic, None))
+}
+
+/// [`kernels`], found once per context and precision.
+fn runnable_kernels(ctx: &Context, precision: Precision) -> Vec<CoreKernel> {
+    if let Some(found) = ctx.tuner().runnable.get(&precision) {
+        return found.clone();
+    }
+    let found = kernels(ctx, precision);
+    ctx.tuner().runnable.insert(precision, found.clone());
+    found
 }
 
 fn record(

@@ -279,6 +279,21 @@ pub fn mixed_paths(ctx: &Context) -> Vec<ConvPath> {
     paths
 }
 
+/// Whether `ctx` has f16 (`shader-f16`), which mixed precision needs; without it the caller's
+/// check is skipped with a note naming `what`, and under `CI` (lavapipe has f16) the test fails.
+pub fn has_f16(ctx: &Context, what: &str) -> bool {
+    if ctx.features().contains(hetconv::wgpu::Features::SHADER_F16) {
+        return true;
+    }
+    let text = format!(
+        "{} has no shader-f16: {what} was not checked",
+        ctx.adapter_info().name
+    );
+    assert!(std::env::var_os("CI").is_none(), "{text} (CI needs it)");
+    note(&text);
+    false
+}
+
 /// Prints `note: {text}` once per test process.
 pub fn note(text: &str) {
     static SEEN: std::sync::Mutex<std::collections::BTreeSet<String>> =
