@@ -1,6 +1,8 @@
 //! Your own network from hetconv's parts: a small HetConv CNN (not the VGG-16) built from the
-//! parameter store, the tape and the differentiable ops, trained with SGD on the embedded
-//! Fashion-MNIST subset; it prints the falling loss and the test accuracy.
+//! parameter store, the layers and the differentiable ops. Implementing [`Model`] is all it
+//! takes to train it with hetconv's [`Trainer`] on the embedded Fashion-MNIST subset, evaluate
+//! it, and save and reload it as a safetensors checkpoint; it prints the falling loss, the test
+//! accuracy, and the reloaded network's agreement with the trained one.
 //!
 //! ```text
 //! cargo run --release --example custom_network
@@ -9,19 +11,24 @@
 //! The network: a standard 3x3 conv (1 -> 16), then HetConv(P = 4) layers 16 -> 32 and 32 -> 64,
 //! each followed by BatchNorm + ReLU and a 2x2 max-pool, then one linear layer.
 
+use std::collections::HashMap;
+
 use hetconv::autograd::{Tape, Var, ops};
-use hetconv::data::{Batcher, Dataset, embedded};
-use hetconv::kernels::loss;
-use hetconv::kernels::sgd::SgdStep;
+use hetconv::checkpoint::{self, Checkpoint};
+use hetconv::data::embedded;
+use hetconv::model::InputShape;
 use hetconv::nn::{BatchNorm, Conv3x3, Init, Linear, ParamStore, ParamStoreBuilder};
-use hetconv::{Context, Result, Tensor};
+use hetconv::optim::{LrSchedule, Schedule};
+use hetconv::train::{Progress, TrainSettings, Trainer, evaluate};
+use hetconv::{Context, Error, Model, Result, Tensor};
 
 const PARTS: usize = 4;
 const BATCH: usize = 64;
-const STEPS: usize = 300;
+const STEPS: u64 = 300;
 
 struct SmallNet {
     store: ParamStore,
+    classes: usize,
     /// Conv + BatchNorm (+ ReLU), each followed by a 2x2 max-pool.
     blocks: Vec<(Conv3x3, BatchNorm)>,
     fc: Linear,
@@ -45,17 +52,37 @@ impl SmallNet {
         let fc = Linear::new(&mut b, &mut init, "fc", (64 * 4 * 4, classes), 0.01);
         Ok(Self {
             store: b.build(ctx)?,
+            classes,
             blocks,
             fc,
         })
     }
+}
 
-    /// Logits; in training mode BatchNorm uses batch statistics and the tape records the
-    /// backward pass.
-    ///
+impl Model for SmallNet {
+    fn store(&self) -> &ParamStore {
+        &self.store
+    }
+
+    fn store_mut(&mut self) -> &mut ParamStore {
+        &mut self.store
+    }
+
+    fn input(&self) -> InputShape {
+        InputShape {
+            channels: 1,
+            size: 32,
+        }
+    }
+
+    fn classes(&self) -> usize {
+        self.classes
+    }
+
     /// # Shapes
     /// `x`: [B, 1, 32, 32] → [B, classes]
     fn forward(&self, tape: &mut Tape, x: &Tensor, train: bool) -> Result<Var> {
+        self.input().check("SmallNet forward", x)?;
         let mut h = tape.constant(x.clone());
         for (conv, bn) in &self.blocks {
             h = conv.forward(tape, &self.store, &h)?;
@@ -65,100 +92,82 @@ impl SmallNet {
         h = ops::flatten(tape, &h)?;
         self.fc.forward(tape, &self.store, &h)
     }
-
-    /// One SGD step; returns the per-row (loss, correct) values, still on the GPU.
-    fn train_step(&mut self, x: &Tensor, labels: &Tensor, step: &SgdStep) -> Result<Tensor> {
-        self.store.zero_grads();
-        let mut tape = Tape::new();
-        let logits = self.forward(&mut tape, x, true)?;
-        let ce = loss::softmax_cross_entropy(logits.value(), labels)?;
-        tape.backward(&logits, ce.dlogits, &mut self.store)?;
-        self.store.sgd_step(step, None)?;
-        Ok(ce.rows)
-    }
-}
-
-fn upload(
-    ctx: &Context,
-    batcher: &Batcher,
-    data: &Dataset,
-    indices: &[usize],
-    step: u64,
-) -> Result<(Tensor, Tensor)> {
-    let batch = batcher.batch(data, indices, step);
-    let x = Tensor::from_slice(ctx, &[batch.len, 1, 32, 32], &batch.pixels)?;
-    let labels = Tensor::from_slice(ctx, &[batch.len], &batch.labels)?;
-    Ok((x, labels))
 }
 
 fn main() -> Result<()> {
     env_logger::init();
     let ctx = Context::new_blocking()?;
     let data = embedded::fashion_mnist_subset()?;
-    let mut net = SmallNet::new(&ctx, data.train.classes(), 1)?;
+    let classes = data.train.classes();
+    let net = SmallNet::new(&ctx, classes, 1)?;
     println!(
         "adapter: {}; {} parameters",
         ctx.adapter_info().name,
         net.store.numel()
     );
-    let batcher = Batcher {
+    let settings = TrainSettings {
+        epochs: 100,
+        max_steps: Some(STEPS),
         batch_size: BATCH,
-        size: 32,
-        channels: 1,
-        augment: None,
-        normalize: None,
-        shuffle: true,
-        seed: 1,
-    };
-    let sgd = SgdStep {
-        lr: 0.05,
+        lr: LrSchedule {
+            base_lr: 0.05,
+            schedule: Schedule::Constant,
+            warmup_epochs: 0.0,
+        },
         momentum: 0.9,
         weight_decay: 5e-4,
         nesterov: false,
+        augment: None,
+        shuffle: true,
+        seed: 1,
+        report_every: 50,
+        precision: Default::default(),
     };
-
-    let steps_per_epoch = batcher.steps_per_epoch(data.train.len());
-    let mut order = Vec::new();
-    for step in 0..STEPS {
-        let (epoch, within) = (step / steps_per_epoch, step % steps_per_epoch);
-        if within == 0 {
-            order = batcher.epoch_order(data.train.len(), epoch);
-        }
-        let (x, labels) = upload(
-            &ctx,
-            &batcher,
-            &data.train,
-            &order[within * BATCH..(within + 1) * BATCH],
-            step as u64,
-        )?;
-        let rows = net.train_step(&x, &labels, &sgd)?;
-        if step % 50 == 0 || step == STEPS - 1 {
-            let (loss, accuracy) = loss::summarize(&rows.to_vec()?);
+    let mut trainer = Trainer::new(net, data.train.clone(), settings, Progress::default())?;
+    while !trainer.is_done() {
+        let report = pollster::block_on(trainer.step())?;
+        if let Some((loss, accuracy)) = report.metrics {
             println!(
-                "step {step:4}: loss {loss:.4}, batch accuracy {:.1}%",
+                "step {:4}: loss {loss:.4}, batch accuracy {:.1}%",
+                report.step,
                 100.0 * accuracy
             );
         }
     }
+    let net = trainer.into_model();
+    let report = pollster::block_on(evaluate(&net, &data.test, 100, None))?;
+    println!(
+        "test accuracy: {:.1}% on {} images",
+        100.0 * report.accuracy,
+        report.images
+    );
 
-    // Test accuracy with the running BatchNorm estimates.
-    let test = &data.test;
-    let (mut correct, mut seen) = (0.0, 0);
-    let all: Vec<usize> = (0..test.len()).collect();
-    for (i, chunk) in all.chunks(100).enumerate() {
-        let (x, labels) = upload(&ctx, &batcher, test, chunk, i as u64)?;
-        let logits = net.forward(&mut Tape::inference(), &x, false)?;
-        let (_, accuracy) = loss::summarize(
-            &loss::softmax_cross_entropy(logits.value(), &labels)?
-                .rows
-                .to_vec()?,
-        );
-        correct += accuracy * chunk.len() as f64;
-        seen += chunk.len();
+    // Save, then load into a network built afresh (another seed): the same predictions.
+    let path =
+        std::env::temp_dir().join(format!("custom_network-{}.safetensors", std::process::id()));
+    checkpoint::save(
+        &path,
+        &Checkpoint::from_model_blocking(&net, true, HashMap::new())?,
+    )?;
+    let mut reloaded = SmallNet::new(&ctx, classes, 2)?;
+    checkpoint::load(&path)?.apply(&mut reloaded)?;
+    std::fs::remove_file(&path).map_err(|e| Error::Io {
+        path: path.clone(),
+        source: e,
+    })?;
+    let again = pollster::block_on(evaluate(&reloaded, &data.test, 100, None))?;
+    if again != report {
+        return Err(Error::InvalidArgument(format!(
+            "the reloaded network evaluates to {:.4}% (loss {}), the trained one to {:.4}% (loss {})",
+            100.0 * again.accuracy,
+            again.loss,
+            100.0 * report.accuracy,
+            report.loss
+        )));
     }
     println!(
-        "test accuracy: {:.1}% on {seen} images",
-        100.0 * correct / seen as f64
+        "checkpoint round trip: the reloaded network gives the same loss ({:.6}) and accuracy",
+        again.loss
     );
     Ok(())
 }

@@ -9,8 +9,9 @@
 //! With a checkpoint (e.g. `runs/main-job/checkpoint.safetensors` from the README's main job)
 //! the network is the trained one; without, a fresh untrained one (near-uniform output).
 
-use hetconv::nn::{ConvMode, Vgg16, VggConfig};
+use hetconv::nn::{ConvMode, VggConfig};
 use hetconv::wgpu;
+use hetconv::{Architecture, Model};
 use hetconv::{Context, Result, Tensor};
 
 /// The application's "renderer": a bright ring on a dark background, SIZE x SIZE pixels, in
@@ -87,11 +88,11 @@ fn main() -> Result<()> {
         None => {
             let mut config = VggConfig::paper(4).with_width_mult(0.125);
             config.in_channels = 1;
-            Vgg16::new(&ctx, config, 1)?
+            Architecture::Vgg16(config).build(&ctx, 1)?
         }
     };
-    let config = model.config().clone();
-    let shape = [1, config.in_channels, config.image_size, config.image_size];
+    let input = model.input();
+    let shape = [1, input.channels, input.size, input.size];
     let frame_bytes = 4 * shape.iter().product::<usize>() as u64;
 
     // The application's buffers: the frame its shader draws, and where it wants the answer.
@@ -103,11 +104,11 @@ fn main() -> Result<()> {
     });
     let answer = device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("app answer"),
-        size: 4 * config.classes as u64,
+        size: 4 * model.classes() as u64,
         usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     });
-    draw_frame(&device, &queue, &frame, config.image_size);
+    draw_frame(&device, &queue, &frame, input.size);
 
     // hetconv: frame -> network -> probabilities, recorded into one submission at `flush`.
     let x = Tensor::from_buffer(&ctx, &shape, &frame, 0)?;

@@ -5,6 +5,7 @@
 //! cargo run --release --example train_synthetic
 //! ```
 
+use hetconv::Model;
 use hetconv::kernels::loss::summarize;
 use hetconv::kernels::sgd::SgdStep;
 use hetconv::nn::{Init, Vgg16, VggConfig};

@@ -1,7 +1,7 @@
-//! FLOPs and parameter counts of a VGG configuration: the paper's convention, exact
+//! FLOPs and parameter counts of a network (the VGG-16 and the ResNets): the paper's convention, exact
 //! multiply-accumulates, and the MACs each way of computing HetConv actually executes.
 
-use crate::nn::{VggConfig, VggLayer};
+use crate::nn::{ResNetConfig, VggConfig, VggLayer};
 
 /// Costs of one model for one 32x32 (or `image_size`) image.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -42,56 +42,107 @@ pub fn millions(value: u64) -> String {
     format!("{:.2}M", value as f64 / 1e6)
 }
 
-/// Counts the costs of `config`.
-pub fn vgg_cost(config: &VggConfig) -> ModelCost {
-    let p = config.parts.max(1) as u128;
-    // Fixed-denominator sums: every HetConv term is (9MND² + ND²)(P + 8) / (9P).
-    let denominator = 9 * p;
+/// One layer as cost counting sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CostLayer {
+    /// A `kernel` x `kernel` conv producing `cout` maps of `out_area` pixels: standard
+    /// (`parts` None) or HetConv(P) (`kernel` x `kernel` on the filter's own block of M/P input
+    /// channels, 1x1 on the other channels).
+    Conv {
+        /// Input channels M.
+        cin: usize,
+        /// Output channels N.
+        cout: usize,
+        /// Kernel side.
+        kernel: usize,
+        /// Output pixels per map.
+        out_area: usize,
+        /// HetConv's part P (None: a standard conv).
+        parts: Option<usize>,
+        /// A bias per output channel.
+        bias: bool,
+    },
+    /// BatchNorm's weight and bias over `channels`.
+    BatchNorm {
+        /// Channels.
+        channels: usize,
+    },
+    /// A linear layer with bias.
+    Linear {
+        /// Inputs.
+        inputs: usize,
+        /// Outputs.
+        outputs: usize,
+    },
+}
+
+/// Counts the costs of a network made of `layers`. The paper's convention (its VGG table) adds
+/// one add per conv output to the MACs and scales a HetConv layer's count by
+/// R = 1/P + (1 - 1/P)/9 of the standard 3x3 conv's; its ResNet FLOPs are the MACs.
+pub fn layers_cost(layers: &[CostLayer]) -> ModelCost {
+    // Fixed-denominator sums: every P in the model divides the denominator 9 * lcm(P).
+    let lcm = layers.iter().fold(1u128, |acc, layer| match layer {
+        CostLayer::Conv { parts: Some(p), .. } => {
+            let p = (*p).max(1) as u128;
+            acc / gcd(acc, p) * p
+        }
+        _ => acc,
+    });
+    let denominator = 9 * lcm;
     let mut numerator: u128 = 0;
     let (mut macs, mut pytorch, mut params, mut stored) = (0u64, 0u64, 0u64, 0u64);
-    for layer in config.layers() {
-        let VggLayer::Conv {
-            cin,
-            cout,
-            size,
-            hetconv,
-            ..
-        } = layer
-        else {
-            continue;
-        };
-        let (m, n, area) = (cin as u64, cout as u64, (size * size) as u64);
-        params += 2 * n; // BatchNorm weight and bias
-        stored += 2 * n;
-        if hetconv {
-            let own = m / config.parts as u64;
-            let per_pixel = 9 * n * own + n * (m - own);
-            macs += per_pixel * area;
-            pytorch += (9 * n * own + n * m) * area;
-            numerator += u128::from((9 * m * n + n) * area) * (p + 8);
-            params += 9 * n * own + n * (m - own);
-            stored += 9 * n * own + n * m;
-        } else {
-            let conv_macs = 9 * m * n * area;
-            macs += conv_macs;
-            pytorch += conv_macs;
-            numerator += u128::from(conv_macs + n * area) * denominator;
-            params += 9 * m * n + n;
-            stored += 9 * m * n + n;
+    for layer in layers {
+        match *layer {
+            CostLayer::Conv {
+                cin,
+                cout,
+                kernel,
+                out_area,
+                parts,
+                bias,
+            } => {
+                let (m, n, area, taps) = (
+                    cin as u64,
+                    cout as u64,
+                    out_area as u64,
+                    (kernel * kernel) as u64,
+                );
+                let bias_params = if bias { n } else { 0 };
+                let dense = taps * m * n * area;
+                match parts {
+                    Some(p) => {
+                        let own = m / p.max(1) as u64;
+                        macs += (taps * n * own + n * (m - own)) * area;
+                        pytorch += (taps * n * own + n * m) * area;
+                        // (taps MND² + ND²) R with R = (P + 8) / (9P), over 9 lcm.
+                        let p = p.max(1) as u128;
+                        numerator += u128::from(dense + n * area) * (p + 8) * (lcm / p);
+                        params += taps * n * own + n * (m - own) + bias_params;
+                        stored += taps * n * own + n * m + bias_params;
+                    }
+                    None => {
+                        macs += dense;
+                        pytorch += dense;
+                        numerator += u128::from(dense + n * area) * denominator;
+                        params += taps * m * n + bias_params;
+                        stored += taps * m * n + bias_params;
+                    }
+                }
+            }
+            CostLayer::BatchNorm { channels } => {
+                params += 2 * channels as u64;
+                stored += 2 * channels as u64;
+            }
+            CostLayer::Linear { inputs, outputs } => {
+                let (i, o) = (inputs as u64, outputs as u64);
+                macs += i * o;
+                pytorch += i * o;
+                numerator += u128::from(i * o) * denominator;
+                params += i * o + o;
+                stored += i * o + o;
+            }
         }
     }
-    let (inputs, hidden, classes) = (
-        config.classifier_inputs() as u64,
-        config.hidden as u64,
-        config.classes as u64,
-    );
-    let classifier_macs = inputs * hidden + hidden * classes;
-    macs += classifier_macs;
-    pytorch += classifier_macs;
-    numerator += u128::from(classifier_macs) * denominator;
-    let classifier_params = inputs * hidden + hidden + 2 * hidden + hidden * classes + classes;
-    params += classifier_params;
-    stored += classifier_params;
     ModelCost {
         paper_numerator: numerator,
         paper_denominator: denominator,
@@ -101,6 +152,69 @@ pub fn vgg_cost(config: &VggConfig) -> ModelCost {
         params,
         params_stored: stored,
     }
+}
+
+fn gcd(a: u128, b: u128) -> u128 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// Counts the costs of a VGG-16 configuration.
+pub fn vgg_cost(config: &VggConfig) -> ModelCost {
+    let mut layers = Vec::new();
+    for layer in config.layers() {
+        if let VggLayer::Conv {
+            cin,
+            cout,
+            size,
+            hetconv,
+            ..
+        } = layer
+        {
+            layers.push(CostLayer::Conv {
+                cin,
+                cout,
+                kernel: 3,
+                out_area: size * size,
+                parts: hetconv.then_some(config.parts),
+                bias: !hetconv,
+            });
+            layers.push(CostLayer::BatchNorm { channels: cout });
+        }
+    }
+    let (inputs, hidden, classes) = (config.classifier_inputs(), config.hidden, config.classes);
+    layers.push(CostLayer::Linear {
+        inputs,
+        outputs: hidden,
+    });
+    layers.push(CostLayer::BatchNorm { channels: hidden });
+    layers.push(CostLayer::Linear {
+        inputs: hidden,
+        outputs: classes,
+    });
+    layers_cost(&layers)
+}
+
+/// Counts the costs of a ResNet configuration (the paper's ResNet FLOPs are its MACs).
+pub fn resnet_cost(config: &ResNetConfig) -> ModelCost {
+    let mut layers = Vec::new();
+    for conv in config.convs() {
+        layers.push(CostLayer::Conv {
+            cin: conv.cin,
+            cout: conv.cout,
+            kernel: conv.kernel,
+            out_area: conv.out_size * conv.out_size,
+            parts: conv.hetconv.then_some(config.parts),
+            bias: false,
+        });
+        layers.push(CostLayer::BatchNorm {
+            channels: conv.cout,
+        });
+    }
+    layers.push(CostLayer::Linear {
+        inputs: config.features(),
+        outputs: config.classes,
+    });
+    layers_cost(&layers)
 }
 
 /// The paper's table: P, FLOPs as printed, CIFAR-10 accuracy (paper), accuracy (PyTorch

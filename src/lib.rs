@@ -18,6 +18,7 @@ pub mod error;
 pub mod flops;
 pub mod gpu;
 pub mod kernels;
+pub mod model;
 pub mod nn;
 pub mod optim;
 pub mod reference;
@@ -28,6 +29,7 @@ pub mod tune;
 
 pub use error::{Error, Result};
 pub use gpu::{Context, ContextOptions, ConvAlgorithm, KernelTime, LimitsChoice, Precision};
+pub use model::{Architecture, Model};
 pub use tensor::Tensor;
 /// The wgpu version hetconv is built on, for applications that share their device.
 pub use wgpu;

@@ -12,6 +12,7 @@ use hetconv::data::{Dataset, cifar};
 use hetconv::nn::{ConvMode, Vgg16, VggConfig};
 use hetconv::optim::{LrSchedule, Schedule};
 use hetconv::train::{Progress, TrainSettings, Trainer};
+use hetconv::{Architecture, Model};
 use hetconv::{Context, reference};
 
 fn tiny() -> VggConfig {
@@ -182,7 +183,7 @@ fn pytorch_import_infers_the_config_and_folds_the_masked_block() {
     let model = trained(&ctx, 1);
     let plain = Checkpoint::from_bytes(&pytorch_file(&model, |_| {}), "torch.safetensors").unwrap();
     assert!(!plain.metadata.contains_key(META_CONFIG));
-    assert_eq!(plain.config, tiny());
+    assert_eq!(plain.architecture, Some(Architecture::Vgg16(tiny())));
     assert_eq!(plain.folded, 0);
     // Filter 0 of conv 2 (features.3, P=2, 4 inputs): its own block is input channels 0 and 1.
     let delta = 0.25f32;
@@ -269,7 +270,7 @@ fn resuming_continues_the_same_trajectory() {
             .collect()
     };
     let mut straight = Trainer::new(
-        Vgg16::new(&ctx, tiny(), 3).unwrap(),
+        Architecture::Vgg16(tiny()).build(&ctx, 3).unwrap(),
         cifar20(),
         settings(true, true),
         Progress::default(),
@@ -278,7 +279,7 @@ fn resuming_continues_the_same_trajectory() {
     let all = run(&mut straight, 7);
 
     let mut first = Trainer::new(
-        Vgg16::new(&ctx, tiny(), 3).unwrap(),
+        Architecture::Vgg16(tiny()).build(&ctx, 3).unwrap(),
         cifar20(),
         settings(true, true),
         Progress::default(),

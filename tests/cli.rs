@@ -800,3 +800,73 @@ fn resume_keeps_the_runs_flags_cuts_its_metrics_back_and_refuses_changes() {
         "{err}"
     );
 }
+
+/// An image folder trains, and the checkpoint keeps its class names for predict.
+#[test]
+fn an_image_folder_trains_and_predict_names_its_classes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("shapes");
+    // Two classes a small net tells apart: dark and bright images of assorted sizes.
+    for (class, value) in [("dark", 20u8), ("bright", 230u8)] {
+        std::fs::create_dir_all(data.join(class)).unwrap();
+        for i in 0..20u32 {
+            let image = image::RgbImage::from_fn(30 + i, 40, |x, y| {
+                let noise = ((x * 7 + y * 13 + i * 3) % 17) as u8;
+                image::Rgb([value.saturating_add(noise); 3])
+            });
+            image
+                .save(data.join(class).join(format!("{i}.png")))
+                .unwrap();
+        }
+    }
+    std::fs::write(data.join("dark/broken.png"), b"not a png").unwrap();
+    let run = dir.path().join("run");
+    let data_arg = data.to_str().unwrap();
+    let failed = Command::new(env!("CARGO_BIN_EXE_hetconv"))
+        .args(["train", "--data", data_arg, "--max-steps", "1", "--out"])
+        .arg(&run)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .unwrap();
+    assert!(!failed.status.success());
+    let err = String::from_utf8_lossy(&failed.stderr);
+    assert!(err.contains("broken.png"), "{err}");
+
+    let text = stdout(&hetconv(&[
+        "train",
+        "--data",
+        data_arg,
+        "--skip-bad-images",
+        "--width-mult",
+        "0.125",
+        "--part",
+        "2",
+        "--batch-size",
+        "6",
+        "--epochs",
+        "2",
+        "--lr",
+        "0.05",
+        "--schedule",
+        "constant",
+        "--out",
+        run.to_str().unwrap(),
+    ]));
+    assert!(text.contains("skipped 1 unreadable file"), "{text}");
+    assert!(
+        text.contains("36 training images, 4 test images, 2 classes"),
+        "{text}"
+    );
+    let ckpt = run.join("checkpoint.safetensors");
+    let picture = data.join("bright/3.png");
+    let out = stdout(&hetconv(&[
+        "predict",
+        "--weights",
+        ckpt.to_str().unwrap(),
+        picture.to_str().unwrap(),
+    ]));
+    assert!(
+        out.contains("bright") || out.contains("dark"),
+        "class names from the checkpoint:\n{out}"
+    );
+}

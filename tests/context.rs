@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use hetconv::Model;
 use hetconv::kernels::gemm::{self, Layout};
 use hetconv::nn::{Vgg16, VggConfig};
 use hetconv::{Context, Error, Tensor};

@@ -277,3 +277,126 @@ fn image_files_are_sniffed_cropped_then_resized_and_limited() {
         "{err}"
     );
 }
+
+/// Writes `DIR/<class>/<name>` images of one grey value per class (class index * 60), of
+/// assorted sizes, formats and colour types.
+fn write_class_images(dir: &std::path::Path, classes: &[&str], per_class: usize, grey_only: bool) {
+    for (c, class) in classes.iter().enumerate() {
+        let folder = dir.join(class);
+        std::fs::create_dir_all(&folder).unwrap();
+        let v = (c * 60) as u8;
+        for i in 0..per_class {
+            let (w, h) = (20 + 7 * i as u32, 16 + 5 * (i as u32 % 3));
+            let path = folder.join(format!(
+                "img{i:02}.{}",
+                if i % 2 == 0 { "png" } else { "jpg" }
+            ));
+            if grey_only || i % 3 != 1 {
+                image::GrayImage::from_pixel(w, h, image::Luma([v]))
+                    .save(&path)
+                    .unwrap();
+            } else if i % 2 == 0 {
+                image::RgbaImage::from_pixel(w, h, image::Rgba([v, v, v, 255]))
+                    .save(&path)
+                    .unwrap();
+            } else {
+                image::RgbImage::from_pixel(w, h, image::Rgb([v, v, v]))
+                    .save(&path)
+                    .unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn an_image_folder_loads_classes_sizes_colour_and_a_held_out_split() {
+    use hetconv::data::image_folder::{FolderOptions, HOLD_OUT_EVERY, load};
+    let dir = tempfile::tempdir().unwrap();
+    write_class_images(dir.path(), &["cat", "ant", "bee"], 12, false);
+    std::fs::write(dir.path().join("ant/.DS_Store"), b"hidden: ignored").unwrap();
+    let options = FolderOptions {
+        size: 16,
+        skip_bad: false,
+    };
+    let (splits, report) = load(dir.path(), options).unwrap();
+    assert!(report.skipped.is_empty());
+    // Sorted class folders; one image in HOLD_OUT_EVERY of each class held out.
+    assert_eq!(splits.train.class_names, ["ant", "bee", "cat"]);
+    assert_eq!(HOLD_OUT_EVERY, 10);
+    assert_eq!((splits.train.len(), splits.test.len()), (33, 3));
+    assert_eq!(splits.test.labels, [0, 1, 2]);
+    // RGB(A) files among them: three channels; every image 16 x 16 of its class's grey.
+    assert_eq!(
+        (
+            splits.train.channels,
+            splits.train.height,
+            splits.train.width
+        ),
+        (3, 16, 16)
+    );
+    for (i, &label) in splits.train.labels.iter().enumerate() {
+        let want = [60u8, 120, 0][usize::from(label)];
+        let image = splits.train.image(i);
+        assert!(
+            image.iter().all(|&p| p.abs_diff(want) <= 2),
+            "image {i} of class {label}: {:?}",
+            &image[..4]
+        );
+    }
+    splits.train.validate().unwrap();
+
+    // Grey files only: one channel.
+    let grey = tempfile::tempdir().unwrap();
+    write_class_images(grey.path(), &["a", "b"], 3, true);
+    let (splits, _) = load(grey.path(), options).unwrap();
+    assert_eq!(splits.train.channels, 1);
+}
+
+#[test]
+fn an_image_folder_with_splits_and_its_errors() {
+    use hetconv::data::image_folder::{FolderOptions, load};
+    let dir = tempfile::tempdir().unwrap();
+    write_class_images(&dir.path().join("train"), &["x", "y"], 4, true);
+    write_class_images(&dir.path().join("val"), &["y"], 2, true);
+    let options = FolderOptions {
+        size: 8,
+        skip_bad: false,
+    };
+    let (splits, _) = load(dir.path(), options).unwrap();
+    assert_eq!((splits.train.len(), splits.test.len()), (8, 2));
+    assert_eq!(
+        splits.test.labels,
+        [1, 1],
+        "val/y is class 1 of train/'s classes"
+    );
+
+    // A corrupt file: an error naming it, or with skip_bad left out and reported.
+    let bad = dir.path().join("train/x/broken.png");
+    std::fs::write(&bad, b"\x89PNG but then nothing").unwrap();
+    let err = load(dir.path(), options).unwrap_err().to_string();
+    assert!(err.contains("broken.png"), "{err}");
+    let (splits, report) = load(
+        dir.path(),
+        FolderOptions {
+            skip_bad: true,
+            ..options
+        },
+    )
+    .unwrap();
+    assert_eq!(splits.train.len(), 8);
+    assert_eq!(report.skipped.len(), 1);
+    assert!(report.skipped[0].0.ends_with("train/x/broken.png"));
+
+    // A val class that training lacks; train/ without val/; no class folders at all.
+    write_class_images(&dir.path().join("val"), &["z"], 1, true);
+    let err = load(dir.path(), options).unwrap_err().to_string();
+    assert!(err.contains("\"z\""), "{err}");
+    let lonely = tempfile::tempdir().unwrap();
+    write_class_images(&lonely.path().join("train"), &["x"], 1, true);
+    let err = load(lonely.path(), options).unwrap_err().to_string();
+    assert!(err.contains("no val/ or test/"), "{err}");
+    let flat = tempfile::tempdir().unwrap();
+    std::fs::write(flat.path().join("a.png"), b"x").unwrap();
+    let err = load(flat.path(), options).unwrap_err().to_string();
+    assert!(err.contains("no class folders"), "{err}");
+}

@@ -6,10 +6,10 @@ use std::process::Command;
 use hetconv::flops::vgg_cost;
 use hetconv::nn::VggConfig;
 
-#[test]
-fn flops_command_prints_the_papers_table() {
+/// `hetconv ARGS`: its standard output, the command having succeeded.
+fn flops_table(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_hetconv"))
-        .arg("flops")
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -17,7 +17,12 @@ fn flops_command_prints_the_papers_table() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = String::from_utf8(out.stdout).unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn flops_command_prints_the_papers_table() {
+    let text = flops_table(&["flops"]);
     let paper = [
         "313.74M", "175.23M", "105.98M", "71.35M", "54.04M", "45.38M", "41.05M",
     ];
@@ -62,4 +67,75 @@ fn macs_and_parameter_counts_match_the_paper() {
         );
         assert!(cost.params_stored > cost.params || p == 64 && cost.params_stored >= cost.params);
     }
+}
+
+/// The ResNets' counts against published figures, typed in: torchvision's parameter counts
+/// (resnet18 11,689,512; resnet34 21,797,672; resnet50 25,557,032) and GFLOPS (1.81, 3.66,
+/// 4.09), the paper's HetConv ResNet-50 at P = 4 (2.85 G, printed truncated as its VGG table),
+/// the "about 1.31 G" for ResNet-34 at P = 4, and He et al.'s 0.27M parameters of the
+/// CIFAR ResNet-20.
+#[test]
+fn resnet_counts_match_torchvision_and_the_paper() {
+    use hetconv::flops::resnet_cost;
+    use hetconv::nn::ResNetConfig;
+    let g = |macs: u64| macs as f64 / 1e9;
+    for (depth, params, gflops) in [
+        (18, 11_689_512, 1.81),
+        (34, 21_797_672, 3.66),
+        (50, 25_557_032, 4.09),
+    ] {
+        let cost = resnet_cost(&ResNetConfig::imagenet(depth, 1));
+        assert_eq!(cost.params, params, "resnet{depth} parameters");
+        assert_eq!(
+            format!("{:.2}", g(cost.macs)),
+            format!("{gflops:.2}"),
+            "resnet{depth} GMACs"
+        );
+    }
+    let p4 = resnet_cost(&ResNetConfig::imagenet(50, 4));
+    assert_eq!(
+        (g(p4.macs) * 100.0).floor() / 100.0,
+        2.85,
+        "resnet50 P=4: {}",
+        p4.macs
+    );
+    let r34 = resnet_cost(&ResNetConfig::imagenet(34, 4));
+    assert!(
+        (g(r34.macs) - 1.31).abs() < 0.01,
+        "resnet34 P=4: {}",
+        r34.macs
+    );
+    let r20 = resnet_cost(&ResNetConfig::cifar(20, 1));
+    assert_eq!(format!("{:.2}", r20.params as f64 / 1e6), "0.27");
+    // HetConv skips the own block of the 1x1 weight: P = 1 stores it all, masked.
+    let r50 = resnet_cost(&ResNetConfig::imagenet(50, 1));
+    assert_eq!(r50.macs_hetconv, r50.macs);
+    assert!(r50.params_stored > r50.params);
+}
+
+#[test]
+fn flops_command_prints_resnet_rows_next_to_the_papers() {
+    let text = flops_table(&["flops", "--model", "resnet50"]);
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| P"))
+        .collect();
+    assert_eq!(rows.len(), 4, "{text}");
+    assert!(
+        rows[0].starts_with("| 1 |") && rows[0].contains("4.09G (ours rounded)"),
+        "{}",
+        rows[0]
+    );
+    assert!(
+        rows[2].starts_with("| 4 |") && rows[2].contains("2.85G (ours truncated)"),
+        "{}",
+        rows[2]
+    );
+    assert!(!text.contains("DIFFERS"), "{text}");
+    let bad = Command::new(env!("CARGO_BIN_EXE_hetconv"))
+        .args(["flops", "--model", "resnet21"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("resnet21"));
 }

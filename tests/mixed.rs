@@ -6,6 +6,7 @@
 mod common;
 
 use common::*;
+use hetconv::Model;
 use hetconv::kernels::loss_scale::LossScaler;
 use hetconv::kernels::sgd::{self, SgdStep};
 use hetconv::nn::{ConvMode, ParamId, Vgg16, VggConfig};

@@ -6,6 +6,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::*;
+use hetconv::Model;
 use hetconv::kernels::sgd::SgdStep;
 use hetconv::nn::{ConvMode, Vgg16, VggConfig};
 use hetconv::{Context, Tensor, reference};

@@ -160,7 +160,7 @@ async function loadCheckpoint(bytes) {
   showModelInfo(info);
   history.length = 0;
   drawChart();
-  setStatus($("ckpt-status"), `loaded: P=${info.parts}, widths ${info.widths.join(",")}`, "ok");
+  setStatus($("ckpt-status"), `loaded: ${info.model}, P=${info.parts}, widths ${info.widths.join(",")}`, "ok");
   return info;
 }
 

@@ -85,3 +85,29 @@ mod tests {
         assert!(factor("0").is_err() && factor("0.2").is_ok());
     }
 }
+
+/// A network of the zoo, by name (`--model`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelName {
+    /// The paper's VGG-16.
+    Vgg16,
+    /// A ResNet of this depth (ImageNet layout for 18/34/50/101/152, CIFAR layout for 6n + 2).
+    ResNet(usize),
+}
+
+/// `vgg16`, or `resnetN` for a depth a ResNet family has.
+pub fn model_name(s: &str) -> Result<ModelName, String> {
+    let known = "vgg16, resnet18, resnet34, resnet50, resnet101, resnet152 or a CIFAR ResNet \
+                 resnet20, resnet32, resnet44, resnet56, resnet110 (depth 6n + 2)";
+    if s == "vgg16" {
+        return Ok(ModelName::Vgg16);
+    }
+    let depth = s
+        .strip_prefix("resnet")
+        .and_then(|d| d.parse::<usize>().ok())
+        .ok_or_else(|| format!("{s:?} is not a model: {known}"))?;
+    match hetconv::nn::ResNetConfig::cifar(depth, 1).layout() {
+        Some(_) => Ok(ModelName::ResNet(depth)),
+        None => Err(format!("{s:?} is not a model: {known}")),
+    }
+}

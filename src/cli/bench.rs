@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
+use hetconv::Model;
 use hetconv::flops::vgg_cost;
 use hetconv::kernels::loss_scale::LossScaler;
 use hetconv::kernels::sgd::SgdStep;

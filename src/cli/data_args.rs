@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
+use hetconv::data::image_folder::{self, FolderOptions};
 use hetconv::data::{self, DatasetKind, Splits};
 use hetconv::{Error, Result};
 
@@ -15,6 +16,9 @@ pub enum DatasetArg {
     Mnist,
     /// Fashion-MNIST as IDX files.
     FashionMnist,
+    /// A folder of images: one sub-folder per class, or train/ and val/ (or test/) splits of
+    /// class folders.
+    Images,
 }
 
 /// Where the images come from.
@@ -27,11 +31,20 @@ pub struct DataArgs {
     /// What the folder holds (guessed from the file names when left out).
     #[arg(long, value_enum)]
     pub dataset: Option<DatasetArg>,
+    /// Side of the square an image folder's images are resized and centre-cropped to (default:
+    /// the model's input, 32 for a new VGG-16).
+    #[arg(long, value_parser = super::args::at_least_one)]
+    pub image_size: Option<usize>,
+    /// Leave out (and count) the files of an image folder that are not readable images, instead
+    /// of stopping at the first.
+    #[arg(long)]
+    pub skip_bad_images: bool,
 }
 
 impl DataArgs {
-    /// Loads both splits.
-    pub fn load(&self) -> Result<Splits> {
+    /// Loads both splits; an image folder's images at `--image-size`, else `model_size` (the
+    /// input of the checkpoint's model), else 32.
+    pub fn load(&self, model_size: Option<usize>) -> Result<Splits> {
         let Some(dir) = &self.data else {
             return data::embedded::fashion_mnist_subset();
         };
@@ -54,9 +67,41 @@ impl DataArgs {
             Some(DatasetArg::Cifar10) => DatasetKind::Cifar10,
             Some(DatasetArg::Mnist) => DatasetKind::Mnist,
             Some(DatasetArg::FashionMnist) => DatasetKind::FashionMnist,
-            None => guess(dir)?,
+            Some(DatasetArg::Images) => return self.load_folder(dir, model_size),
+            None => match guess(dir) {
+                Err(_) if image_folder::is_image_folder(dir) => {
+                    return self.load_folder(dir, model_size);
+                }
+                other => other?,
+            },
         };
+        if self.image_size.is_some() || self.skip_bad_images {
+            return Err(Error::InvalidArgument(format!(
+                "--image-size and --skip-bad-images read image folders; {} holds {kind:?} files",
+                dir.display()
+            )));
+        }
         data::load_dir(dir, kind)
+    }
+
+    fn load_folder(&self, dir: &std::path::Path, model_size: Option<usize>) -> Result<Splits> {
+        let size = self.image_size.or(model_size).unwrap_or(32);
+        let (splits, report) = image_folder::load(
+            dir,
+            FolderOptions {
+                size,
+                skip_bad: self.skip_bad_images,
+            },
+        )?;
+        if !report.skipped.is_empty() {
+            println!(
+                "skipped {} unreadable file(s) in {}; the first: {}",
+                report.skipped.len(),
+                dir.display(),
+                report.skipped[0].1
+            );
+        }
+        Ok(splits)
     }
 }
 
@@ -71,7 +116,7 @@ fn guess(dir: &std::path::Path) -> Result<DatasetKind> {
         )))
     } else {
         Err(Error::InvalidArgument(format!(
-            "{}: no CIFAR-10 (data_batch_*.bin) or IDX (train-images-idx3-ubyte[.gz]) files found",
+            "{}: no CIFAR-10 (data_batch_*.bin) or IDX (train-images-idx3-ubyte[.gz]) files and no class folders of images found",
             dir.display()
         )))
     }

@@ -41,7 +41,7 @@ pub struct EvalArgs {
 /// Runs the command.
 pub fn run(ctx: &Context, args: EvalArgs) -> Result<()> {
     let model = checkpoint::load(&args.weights)?.build_model(ctx, ConvMode::Fused)?;
-    let splits = args.data.load()?;
+    let splits = args.data.load(Some(model.input().size))?;
     let data = match args.split {
         Split::Test => splits.test,
         Split::Train => splits.train,

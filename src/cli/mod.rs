@@ -81,8 +81,12 @@ enum Command {
     /// Time the kernel variants of the VGG-16's passes on this adapter ahead of training and
     /// store the winners in the tune cache.
     Tune(tune::TuneArgs),
-    /// Print FLOPs and parameter counts of the HetConv VGG-16 for P = 1..64 next to the paper's.
+    /// Print FLOPs and parameter counts of a model for each P next to the paper's: the VGG-16
+    /// for P = 1..64, a ResNet for P = 1, 2, 4, 8.
     Flops {
+        /// The network: vgg16, resnet18/34/50/101/152 (ImageNet) or resnet20/32/44/56/110 (CIFAR).
+        #[arg(long, default_value = "vgg16", value_parser = args::model_name)]
+        model: args::ModelName,
         /// Multiply every conv width by this factor.
         #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = args::width_mult)]
         width_mult: f64,
@@ -133,12 +137,18 @@ pub fn run(cli: Cli, given: &std::collections::BTreeSet<String>) -> Result<()> {
         Command::Info => info::run(&gpu()?),
         Command::Selfcheck => selfcheck::run(&gpu()?),
         Command::Tune(args) => tune::run(&gpu()?, args),
-        Command::Flops { width_mult } => {
-            let mut config = VggConfig::paper(1);
-            if width_mult != 1.0 {
-                config = config.with_width_mult(width_mult);
+        Command::Flops { model, width_mult } => match model {
+            args::ModelName::Vgg16 => {
+                let mut config = VggConfig::paper(1);
+                if width_mult != 1.0 {
+                    config = config.with_width_mult(width_mult);
+                }
+                flops::run(&config)
             }
-            flops::run(&config)
-        }
+            args::ModelName::ResNet(depth) if width_mult == 1.0 => flops::run_resnet(depth),
+            args::ModelName::ResNet(_) => Err(hetconv::Error::InvalidArgument(
+                "--width-mult scales the VGG-16's widths; a ResNet has its paper widths".into(),
+            )),
+        },
     }
 }

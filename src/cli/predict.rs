@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use hetconv::Model;
 use hetconv::checkpoint;
 use hetconv::data::{Batcher, image_file};
 use hetconv::kernels::loss;
@@ -47,14 +48,15 @@ struct Prediction {
 
 /// Runs the command.
 pub fn run(ctx: &Context, args: PredictArgs) -> Result<()> {
-    let model = checkpoint::load(&args.weights)?.build_model(ctx, ConvMode::Fused)?;
-    let config = model.config().clone();
-    let per_image = config.in_channels * config.image_size * config.image_size;
+    let ckpt = checkpoint::load(&args.weights)?;
+    let model = ckpt.build_model(ctx, ConvMode::Fused)?;
+    let (input, classes) = (model.input(), model.classes());
+    let per_image = input.channels * input.size * input.size;
     // (name, pixels, label)
     let mut inputs: Vec<(String, Vec<f32>, Option<usize>)> = Vec::new();
     let class_names: Vec<String>;
     if args.images.is_empty() {
-        let splits = args.data.load()?;
+        let splits = args.data.load(Some(model.input().size))?;
         let data = match args.split {
             Split::Test => splits.test,
             Split::Train => splits.train,
@@ -63,8 +65,8 @@ pub fn run(ctx: &Context, args: PredictArgs) -> Result<()> {
         let n = args.limit.map_or(data.len(), |l| l.min(data.len()));
         let batcher = Batcher {
             batch_size: n,
-            size: config.image_size,
-            channels: config.in_channels,
+            size: input.size,
+            channels: input.channels,
             augment: None,
             normalize: None,
             shuffle: false,
@@ -79,11 +81,14 @@ pub fn run(ctx: &Context, args: PredictArgs) -> Result<()> {
             ));
         }
     } else {
-        class_names = (0..config.classes).map(|c| c.to_string()).collect();
+        class_names = ckpt
+            .class_names()
+            .filter(|names| names.len() == classes)
+            .unwrap_or_else(|| (0..classes).map(|c| c.to_string()).collect());
         for path in &args.images {
             inputs.push((
                 path.display().to_string(),
-                image_file::load(path, config.in_channels, config.image_size)?,
+                image_file::load(path, input.channels, input.size)?,
                 None,
             ));
         }
@@ -99,21 +104,15 @@ pub fn run(ctx: &Context, args: PredictArgs) -> Result<()> {
             .collect();
         let x = Tensor::from_slice(
             ctx,
-            &[
-                chunk.len(),
-                config.in_channels,
-                config.image_size,
-                config.image_size,
-            ],
+            &[chunk.len(), input.channels, input.size, input.size],
             &pixels,
         )?;
         let logits = model.predict(&x)?;
         let probabilities = loss::softmax(&logits)?.to_vec()?;
         let logits = logits.to_vec()?;
         for (i, (name, _, label)) in chunk.iter().enumerate() {
-            let row = logits[i * config.classes..(i + 1) * config.classes].to_vec();
-            let probabilities =
-                probabilities[i * config.classes..(i + 1) * config.classes].to_vec();
+            let row = logits[i * classes..(i + 1) * classes].to_vec();
+            let probabilities = probabilities[i * classes..(i + 1) * classes].to_vec();
             let predicted =
                 (1..row.len()).fold(0, |best, j| if row[j] > row[best] { j } else { best });
             predictions.push(Prediction {
@@ -137,7 +136,7 @@ pub fn run(ctx: &Context, args: PredictArgs) -> Result<()> {
     {
         Some("json") => serde_json::to_string_pretty(&predictions)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?,
-        _ => csv_text(&predictions, config.classes)?,
+        _ => csv_text(&predictions, classes)?,
     };
     match &args.output {
         Some(path) => std::fs::write(path, text).map_err(|e| Error::Io {

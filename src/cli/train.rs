@@ -10,12 +10,12 @@ use std::time::Instant;
 use clap::{Args, ValueEnum};
 
 use super::args;
-use hetconv::checkpoint::{self, Checkpoint, META_PROGRESS, META_STEP};
+use hetconv::checkpoint::{self, Checkpoint, META_CLASSES, META_PROGRESS, META_STEP};
 use hetconv::data::{Augment, Dataset};
-use hetconv::flops::vgg_cost;
-use hetconv::nn::{ConvMode, PAPER_WIDTHS, Vgg16, VggConfig};
+use hetconv::nn::{ConvMode, PAPER_WIDTHS, VggConfig};
 use hetconv::optim::{LrSchedule, Schedule};
 use hetconv::train::{Progress, TrainSettings, Trainer, evaluate};
+use hetconv::{Architecture, Model};
 use hetconv::{Context, Error, Precision, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -204,6 +204,8 @@ impl TrainArgs {
         }
         config.in_channels = data.channels;
         config.classes = data.classes();
+        // The smallest VGG input that holds the images (28x28 MNIST is padded to 32x32).
+        config.image_size = data.height.max(data.width).next_multiple_of(32);
         config.mode = if self.unfused {
             ConvMode::Unfused
         } else {
@@ -221,7 +223,10 @@ fn metadata(trainer: &Trainer, dataset: &str, flags: &RunFlags) -> Result<HashMa
         run: Some(flags.clone()),
     };
     let json = serde_json::to_string(&run).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    let classes = serde_json::to_string(&trainer.data().class_names)
+        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
     Ok(HashMap::from([
+        (META_CLASSES.to_string(), classes),
         (META_PROGRESS.to_string(), json),
         (META_STEP.to_string(), trainer.progress().step.to_string()),
     ]))
@@ -300,10 +305,20 @@ fn check_resumed_settings(
 /// --width-mult must describe the same one, or be left out.
 fn check_shape_flags(
     args: &TrainArgs,
-    config: &VggConfig,
+    checkpoint: &Checkpoint,
     from: &str,
     path: &std::path::Path,
 ) -> Result<()> {
+    let Some(config) = checkpoint.architecture.as_ref().and_then(|a| a.vgg()) else {
+        return Err(Error::InvalidArgument(format!(
+            "{from} {} holds {}: `hetconv train` trains the zoo's VGG-16",
+            path.display(),
+            checkpoint
+                .architecture
+                .as_ref()
+                .map_or("a custom network".to_string(), |a| a.to_string())
+        )));
+    };
     let differs = |flag: &str, value: String| {
         Error::InvalidArgument(format!(
             "{flag} {value} does not describe the model of {from} {} (P = {}, widths {:?}): leave it out, the checkpoint's shape is used",
@@ -364,7 +379,17 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_OUT)),
         ),
     };
-    let splits = args.data.load()?;
+    let init = match &args.init {
+        Some(path) if resumed.is_none() => Some((path.clone(), checkpoint::load(path)?)),
+        _ => None,
+    };
+    let model_size = resumed
+        .as_ref()
+        .map(|(_, ckpt, _)| ckpt)
+        .or(init.as_ref().map(|(_, ckpt)| ckpt))
+        .and_then(|ckpt| ckpt.architecture.as_ref())
+        .map(|arch| arch.input().size);
+    let splits = args.data.load(model_size)?;
     let mut train_data = splits.train;
     if let Some(n) = train_limit {
         train_data = train_data.take(n);
@@ -404,12 +429,12 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
                 );
             }
         }
-        check_shape_flags(&args, &ckpt.config, "the resumed run", &path)?;
+        check_shape_flags(&args, &ckpt, "the resumed run", &path)?;
         check_resumed_settings(&args, given, ctx, &saved.settings, &path)?;
-        let mode = if args.unfused {
-            ConvMode::Unfused
-        } else {
-            ckpt.config.mode
+        let mode = match (&ckpt.architecture, args.unfused) {
+            (_, true) => ConvMode::Unfused,
+            (Some(arch), false) => arch.mode(),
+            (None, false) => ConvMode::Fused,
         };
         println!(
             "resuming {} at step {}",
@@ -421,9 +446,8 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
             settings.max_steps = args.max_steps;
         }
         (ckpt.build_model(ctx, mode)?, settings, saved.progress)
-    } else if let Some(path) = &args.init {
-        let ckpt = checkpoint::load(path)?;
-        check_shape_flags(&args, &ckpt.config, "--init", path)?;
+    } else if let Some((path, ckpt)) = &init {
+        check_shape_flags(&args, ckpt, "--init", path)?;
         if ckpt.folded > 0 {
             println!(
                 "{}: folded {} non-zero 1x1 weights of filters' own blocks into 3x3 centre taps",
@@ -444,13 +468,15 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
     } else {
         let config = args.config(&train_data)?;
         (
-            Vgg16::new(ctx, config, args.seed)?,
+            Architecture::Vgg16(config).build(ctx, args.seed)?,
             args.settings(),
             Progress::default(),
         )
     };
-    let config = model.config().clone();
-    let cost = vgg_cost(&config);
+    let arch = model
+        .architecture()
+        .ok_or_else(|| Error::InvalidArgument("the model is not one of the zoo's".into()))?;
+    let cost = arch.cost();
     println!(
         "adapter  {} ({:?})",
         ctx.adapter_info().name,
@@ -464,10 +490,8 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
         train_data.classes()
     );
     println!(
-        "model    HetConv VGG-16, P={}, widths {:?}, {:?}; {} MACs per image, {:.3}M parameters",
-        config.parts,
-        config.widths,
-        config.mode,
+        "model    {arch}, {:?}; {} MACs per image, {:.3}M parameters",
+        arch.mode(),
         hetconv::flops::millions(cost.macs),
         cost.params as f64 / 1e6
     );
@@ -580,8 +604,10 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
     }
     bar.finish();
     let chart = metrics.chart(&format!(
-        "HetConv VGG-16 P={} on {}",
-        config.parts, dataset_name
+        "{} P={} on {}",
+        arch.title(),
+        arch.parts(),
+        dataset_name
     ))?;
     if let Some(last) = metrics.epoch_rows.last() {
         println!(

@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use clap::Args;
+use hetconv::Model;
 use hetconv::kernels::sgd::SgdStep;
 use hetconv::nn::{Vgg16, VggConfig};
 use hetconv::tune::{TuneMode, Variant};

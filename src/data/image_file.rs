@@ -14,23 +14,22 @@ pub const MAX_SIDE: u32 = 16_384;
 /// The most memory the decoder may allocate for one image.
 pub const MAX_DECODE_BYTES: u64 = 512 << 20;
 
-/// Loads `path` as `[channels, size, size]` f32 values in [0, 1] (1 channel: luma).
-pub fn load(path: &Path, channels: usize, size: usize) -> Result<Vec<f32>> {
+/// Decodes `path` (PNG or JPEG, recognised by content) under the size limits; the error names
+/// the file and what is wrong.
+pub fn decode(path: &Path) -> Result<image::DynamicImage> {
     let bad = |message: String| Error::Format {
         path: path.into(),
         offset: 0,
         message,
     };
+    let io = |e| Error::Io {
+        path: path.into(),
+        source: e,
+    };
     let mut reader = image::ImageReader::open(path)
-        .map_err(|e| Error::Io {
-            path: path.into(),
-            source: e,
-        })?
+        .map_err(io)?
         .with_guessed_format()
-        .map_err(|e| Error::Io {
-            path: path.into(),
-            source: e,
-        })?;
+        .map_err(io)?;
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
@@ -43,27 +42,48 @@ pub fn load(path: &Path, channels: usize, size: usize) -> Result<Vec<f32>> {
         )),
         other => bad(format!("cannot decode image: {other}")),
     })?;
-    let (w, h) = (image.width(), image.height());
-    if w == 0 || h == 0 {
+    if image.width() == 0 || image.height() == 0 {
         return Err(bad("image has no pixels".into()));
     }
+    Ok(image)
+}
+
+/// The centre square of `image` (cropped before resizing, so a huge thin image costs no huge
+/// resize) resized to `size` x `size`: a resize of the shorter side to `size` and a centre crop.
+pub fn centre_square(image: &image::DynamicImage, size: usize) -> image::DynamicImage {
+    let (w, h) = (image.width(), image.height());
     let side = w.min(h);
-    let cropped = image
+    image
         .crop_imm((w - side) / 2, (h - side) / 2, side, side)
-        .resize_exact(size as u32, size as u32, FilterType::Triangle);
-    let mut out = vec![0.0f32; channels * size * size];
+        .resize_exact(size as u32, size as u32, FilterType::Triangle)
+}
+
+/// `image` (already `size` x `size`) as `channels` planes of bytes (1 channel: luma; 3: RGB).
+pub fn planes(image: &image::DynamicImage, channels: usize) -> Vec<u8> {
+    let area = (image.width() * image.height()) as usize;
+    let mut out = vec![0u8; channels * area];
     if channels == 1 {
-        let grey = cropped.to_luma8();
-        for (i, p) in grey.pixels().enumerate() {
-            out[i] = f32::from(p.0[0]) / 255.0;
+        for (i, p) in image.to_luma8().pixels().enumerate() {
+            out[i] = p.0[0];
         }
     } else {
-        let rgb = cropped.to_rgb8();
-        for (i, p) in rgb.pixels().enumerate() {
+        for (i, p) in image.to_rgb8().pixels().enumerate() {
             for c in 0..channels {
-                out[c * size * size + i] = f32::from(p.0[c % 3]) / 255.0;
+                out[c * area + i] = p.0[c % 3];
             }
         }
     }
-    Ok(out)
+    out
+}
+
+/// Loads `path` as `[channels, size, size]` f32 values in [0, 1] (1 channel: luma).
+///
+/// # Shapes
+/// → `[channels, size, size]`
+pub fn load(path: &Path, channels: usize, size: usize) -> Result<Vec<f32>> {
+    let square = centre_square(&decode(path)?, size);
+    Ok(planes(&square, channels)
+        .into_iter()
+        .map(|v| f32::from(v) / 255.0)
+        .collect())
 }

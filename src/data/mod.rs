@@ -1,5 +1,6 @@
-//! Data sets: CIFAR-10 (binary version), IDX (MNIST, Fashion-MNIST, gzipped or not), single
-//! image files, the embedded Fashion-MNIST subset; augmentation and batching.
+//! Data sets: CIFAR-10 (binary version), IDX (MNIST, Fashion-MNIST, gzipped or not), folders
+//! of images (one sub-folder per class), single image files, the embedded Fashion-MNIST subset;
+//! augmentation and batching.
 //!
 //! Parsers take bytes plus the name of their source, so the same code serves files on disk and
 //! bytes fetched by a web page; errors name the source, the byte offset and what is wrong.
@@ -11,6 +12,8 @@ pub mod embedded;
 pub mod idx;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod image_file;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod image_folder;
 
 pub use augment::Augment;
 pub use batcher::{Batch, Batcher};

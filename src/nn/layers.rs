@@ -5,11 +5,20 @@
 
 use super::init::Init;
 use super::params::{BufferId, ParamId, ParamStore, ParamStoreBuilder};
-use super::vgg::ConvMode;
 use crate::autograd::{Tape, Var, ops};
 use crate::error::{Error, Result};
 use crate::kernels::batchnorm::{self, BatchNormConfig};
 use crate::kernels::conv::ConvKind;
+
+/// How HetConv layers are computed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ConvMode {
+    /// One fused kernel per direction (the default).
+    #[default]
+    Fused,
+    /// Grouped 3x3 + masked 1x1 as separate passes (the PyTorch reproduction's form).
+    Unfused,
+}
 
 /// A 3x3 convolution of the family (padding 1, stride 1): standard, or HetConv(P).
 #[derive(Clone, Debug)]

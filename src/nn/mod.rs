@@ -3,9 +3,11 @@
 mod init;
 mod layers;
 mod params;
+mod resnet_shape;
 mod vgg;
 
 pub use init::Init;
-pub use layers::{BatchNorm, Conv3x3, Linear};
+pub use layers::{BatchNorm, Conv3x3, ConvMode, Linear};
 pub use params::{BufferId, ParamId, ParamInfo, ParamSnapshot, ParamStore, ParamStoreBuilder};
-pub use vgg::{ConvMode, PAPER_WIDTHS, StepOutput, Vgg16, VggConfig, VggLayer};
+pub use resnet_shape::{ResNetConfig, ResNetConv, ResNetLayout};
+pub use vgg::{PAPER_WIDTHS, Vgg16, VggConfig, VggLayer};

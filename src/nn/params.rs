@@ -60,6 +60,16 @@ impl ParamStoreBuilder {
         BufferId(self.buffers.len() - 1)
     }
 
+    /// Every parameter, then every buffer, in the order added: (name, shape), without a GPU
+    /// (the layout [`ParamStore::layout`] will have).
+    pub fn layout(&self) -> Vec<(String, Vec<usize>)> {
+        self.params
+            .iter()
+            .chain(&self.buffers)
+            .map(|(name, shape, _)| (name.clone(), shape.clone()))
+            .collect()
+    }
+
     /// Uploads everything to `ctx`. Each parameter starts on the device's storage-offset
     /// alignment; the padding between parameters stays zero (and so does its gradient).
     ///
@@ -151,6 +161,22 @@ impl ParamStore {
     /// The parameters, in order.
     pub fn params(&self) -> &[ParamInfo] {
         &self.infos
+    }
+
+    /// The GPU context the store lives on.
+    pub fn context(&self) -> &Context {
+        self.values.context()
+    }
+
+    /// Every parameter, then every buffer, in store order: (name, shape). These are a
+    /// checkpoint's tensors.
+    pub fn layout(&self) -> Vec<(String, Vec<usize>)> {
+        let params = self.infos.iter().map(|i| (i.name.clone(), i.shape.clone()));
+        let buffers = self
+            .buffers
+            .iter()
+            .map(|(name, t)| (name.clone(), t.shape().to_vec()));
+        params.chain(buffers).collect()
     }
 
     /// The buffers, in order: (name, tensor).

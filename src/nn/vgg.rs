@@ -4,14 +4,12 @@
 //! Linear -> BatchNorm1d -> ReLU -> Linear. Parameter names follow that model's state_dict.
 
 use super::init::Init;
-use super::layers::{BatchNorm, Conv3x3, Linear};
+use super::layers::{BatchNorm, Conv3x3, ConvMode, Linear};
 use super::params::{ParamStore, ParamStoreBuilder};
 use crate::autograd::{Tape, Var, ops};
 use crate::error::{Error, Result};
 use crate::gpu::Context;
-use crate::kernels::loss;
-use crate::kernels::loss_scale::LossScaler;
-use crate::kernels::sgd::SgdStep;
+use crate::model::{Architecture, InputShape, Model};
 use crate::tensor::Tensor;
 
 /// The paper's conv widths.
@@ -21,16 +19,6 @@ pub const PAPER_WIDTHS: [usize; 13] = [
 
 /// Convs (1-based) followed by a 2x2 max-pool.
 const POOL_AFTER: [usize; 5] = [2, 4, 7, 10, 13];
-
-/// How HetConv layers are computed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum ConvMode {
-    /// One fused kernel per direction (the default).
-    #[default]
-    Fused,
-    /// Grouped 3x3 + masked 1x1 as separate passes (the PyTorch reproduction's form).
-    Unfused,
-}
 
 /// The shape of a VGG-16.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -178,13 +166,6 @@ struct Classifier {
     fc2: Linear,
 }
 
-/// What one training step leaves on the GPU.
-#[derive(Clone, Debug)]
-pub struct StepOutput {
-    /// Per image (loss, correct) `[B, 2]`: read it back only when the numbers are wanted.
-    pub rows: Tensor,
-}
-
 /// A HetConv VGG-16 whose parameters live on one GPU context.
 pub struct Vgg16 {
     config: VggConfig,
@@ -212,6 +193,26 @@ impl Vgg16 {
                 allowed: ctx.max_binding_bytes(),
             });
         }
+        let (builder, convs, classifier) = Self::assemble(&config, seed)?;
+        Ok(Self {
+            config,
+            store: builder.build(ctx)?,
+            convs,
+            classifier,
+        })
+    }
+
+    /// Every tensor a model of `config` has, in store order: (name, shape), without a GPU.
+    pub fn layout(config: &VggConfig) -> Result<Vec<(String, Vec<usize>)>> {
+        config.validate()?;
+        Ok(Self::assemble(config, 0)?.0.layout())
+    }
+
+    /// The layers, their parameters registered (with initial values) in a builder.
+    fn assemble(
+        config: &VggConfig,
+        seed: u64,
+    ) -> Result<(ParamStoreBuilder, Vec<ConvLayer>, Classifier)> {
         let mut init = Init::new(seed);
         let mut b = ParamStoreBuilder::default();
         let mut convs = Vec::new();
@@ -249,59 +250,12 @@ impl Vgg16 {
             bn: BatchNorm::new(&mut b, "classifier.1", hidden).with_relu(),
             fc2: Linear::new(&mut b, &mut init, "classifier.3", (hidden, classes), 0.01),
         };
-        Ok(Self {
-            config,
-            store: b.build(ctx)?,
-            convs,
-            classifier,
-        })
+        Ok((b, convs, classifier))
     }
 
     /// The configuration.
     pub fn config(&self) -> &VggConfig {
         &self.config
-    }
-
-    /// The parameters and buffers.
-    pub fn store(&self) -> &ParamStore {
-        &self.store
-    }
-
-    /// The parameters and buffers, mutably (loading a checkpoint).
-    pub fn store_mut(&mut self) -> &mut ParamStore {
-        &mut self.store
-    }
-
-    /// Runs the network; in training mode BatchNorm uses batch statistics and updates its
-    /// running estimates, and `tape` records the backward pass.
-    ///
-    /// # Shapes
-    /// `x`: `[B, in_channels, image_size, image_size]` → logits `[B, classes]`
-    pub fn forward(&self, tape: &mut Tape, x: &Tensor, train: bool) -> Result<Var> {
-        let c = &self.config;
-        let expected = [
-            x.shape().first().copied().unwrap_or(0),
-            c.in_channels,
-            c.image_size,
-            c.image_size,
-        ];
-        if x.shape() != expected || expected[0] == 0 {
-            return Err(Error::shape(
-                "vgg16 forward",
-                format!(
-                    "input is {:?}, expected [B, {}, {}, {}]",
-                    x.shape(),
-                    c.in_channels,
-                    c.image_size,
-                    c.image_size
-                ),
-            ));
-        }
-        let ctx = x.context();
-        let outer = ctx.layer();
-        let logits = self.layers(tape, x, train);
-        ctx.set_layer(outer);
-        logits
     }
 
     /// The forward pass, each block recorded under its name (see [`Context::set_layer`]).
@@ -324,79 +278,38 @@ impl Vgg16 {
         h = cl.bn.forward(tape, store, &h, train)?;
         cl.fc2.forward(tape, store, &h)
     }
+}
 
-    /// One SGD training step on a batch: forward, cross-entropy, backward, update. Everything
-    /// is recorded into the open command encoder; nothing is submitted or read back.
-    ///
-    /// # Shapes
-    /// `x`: `[B, in_channels, size, size]`, `labels`: `[B]` (class indices as f32)
-    pub fn train_step(
-        &mut self,
-        x: &Tensor,
-        labels: &Tensor,
-        step: &SgdStep,
-    ) -> Result<StepOutput> {
-        self.train_step_scaled(x, labels, step, None)
+impl Model for Vgg16 {
+    fn store(&self) -> &ParamStore {
+        &self.store
     }
 
-    /// [`Vgg16::train_step`] with dynamic loss scaling (mixed precision): the loss gradient is
-    /// scaled before backward, the gradients unscaled after it, the update skipped when one is
-    /// not finite, and the scale updated (see [`LossScaler`]).
-    ///
-    /// # Shapes
-    /// as [`Vgg16::train_step`]
-    pub fn train_step_scaled(
-        &mut self,
-        x: &Tensor,
-        labels: &Tensor,
-        step: &SgdStep,
-        scaler: Option<&LossScaler>,
-    ) -> Result<StepOutput> {
-        self.store.zero_grads();
-        let mut tape = Tape::new();
-        let logits = self.forward(&mut tape, x, true)?;
-        let ce = loss::softmax_cross_entropy(logits.value(), labels)?;
-        if let Some(scaler) = scaler {
-            scaler.scale_grad(&ce.dlogits)?;
+    fn store_mut(&mut self) -> &mut ParamStore {
+        &mut self.store
+    }
+
+    fn input(&self) -> InputShape {
+        InputShape {
+            channels: self.config.in_channels,
+            size: self.config.image_size,
         }
-        tape.backward(&logits, ce.dlogits, &mut self.store)?;
-        if let Some(scaler) = scaler {
-            scaler.unscale(self.store.flat().1)?;
-        }
-        self.store.sgd_step(step, scaler)?;
-        if let Some(scaler) = scaler {
-            scaler.update()?;
-        }
-        Ok(StepOutput { rows: ce.rows })
     }
 
-    /// Eval-mode logits (running BatchNorm estimates).
-    ///
-    /// # Shapes
-    /// `x`: `[B, in_channels, size, size]` → `[B, classes]`
-    pub fn predict(&self, x: &Tensor) -> Result<Tensor> {
-        let mut tape = Tape::inference();
-        Ok(self.forward(&mut tape, x, false)?.value().clone())
+    fn classes(&self) -> usize {
+        self.config.classes
     }
 
-    /// Eval-mode class probabilities: the softmax of [`Vgg16::predict`]'s logits, on the GPU.
-    ///
-    /// # Shapes
-    /// `x`: `[B, in_channels, size, size]` → `[B, classes]`
-    pub fn predict_probabilities(&self, x: &Tensor) -> Result<Tensor> {
-        crate::kernels::loss::softmax(&self.predict(x)?)
+    fn forward(&self, tape: &mut Tape, x: &Tensor, train: bool) -> Result<Var> {
+        self.input().check("vgg16 forward", x)?;
+        let ctx = x.context();
+        let outer = ctx.layer();
+        let logits = self.layers(tape, x, train);
+        ctx.set_layer(outer);
+        logits
     }
 
-    /// Gradients only (no update): for tests and gradient checks. Returns the per-row loss.
-    ///
-    /// # Shapes
-    /// as [`Vgg16::train_step`]
-    pub fn compute_gradients(&mut self, x: &Tensor, labels: &Tensor) -> Result<StepOutput> {
-        self.store.zero_grads();
-        let mut tape = Tape::new();
-        let logits = self.forward(&mut tape, x, true)?;
-        let ce = loss::softmax_cross_entropy(logits.value(), labels)?;
-        tape.backward(&logits, ce.dlogits, &mut self.store)?;
-        Ok(StepOutput { rows: ce.rows })
+    fn architecture(&self) -> Option<Architecture> {
+        Some(Architecture::Vgg16(self.config.clone()))
     }
 }

@@ -3,7 +3,7 @@
 use crate::data::{Batcher, Dataset};
 use crate::error::{Error, Result};
 use crate::kernels::loss::softmax_cross_entropy;
-use crate::nn::Vgg16;
+use crate::model::Model;
 use crate::tensor::Tensor;
 
 /// The result of [`evaluate`].
@@ -22,25 +22,24 @@ pub struct EvalReport {
 /// Runs `model` over every image of `data` (in order, no augmentation) in batches of
 /// `batch_size`; `limit` evaluates only the first images. A data set whose classes, channels
 /// or images do not fit the model is an error naming both, as is an empty evaluation.
-pub async fn evaluate(
-    model: &Vgg16,
+pub async fn evaluate<M: Model + ?Sized>(
+    model: &M,
     data: &Dataset,
     batch_size: usize,
     limit: Option<usize>,
 ) -> Result<EvalReport> {
-    let config = model.config();
-    if data.classes() != config.classes {
+    let (input, classes) = (model.input(), model.classes());
+    if data.classes() != classes {
         return Err(Error::InvalidArgument(format!(
-            "the model has {} classes, the data set {} has {}",
-            config.classes,
+            "the model has {classes} classes, the data set {} has {}",
             data.name,
             data.classes()
         )));
     }
-    if data.channels != config.in_channels {
+    if data.channels != input.channels {
         return Err(Error::InvalidArgument(format!(
             "the model takes {}-channel images, the data set {} has {} channels",
-            config.in_channels, data.name, data.channels
+            input.channels, data.name, data.channels
         )));
     }
     if data.is_empty() || limit == Some(0) || batch_size == 0 {
@@ -50,18 +49,17 @@ pub async fn evaluate(
             data.name
         )));
     }
-    let ctx = model.store().flat().0.context().clone();
+    let ctx = model.context().clone();
     let batcher = Batcher {
         batch_size,
-        size: config.image_size,
-        channels: config.in_channels,
+        size: input.size,
+        channels: input.channels,
         augment: None,
         normalize: None,
         shuffle: false,
         seed: 0,
     };
     let n = limit.map_or(data.len(), |l| l.min(data.len()));
-    let classes = config.classes;
     let mut confusion = vec![vec![0u32; classes]; classes];
     let (mut loss_sum, mut correct) = (0.0f64, 0usize);
     for start in (0..n).step_by(batch_size.max(1)) {
@@ -69,12 +67,7 @@ pub async fn evaluate(
         let batch = batcher.batch(data, &indices, 0);
         let x = Tensor::from_slice(
             &ctx,
-            &[
-                batch.len,
-                config.in_channels,
-                config.image_size,
-                config.image_size,
-            ],
+            &[batch.len, input.channels, input.size, input.size],
             &batch.pixels,
         )?;
         let labels = Tensor::from_slice(&ctx, &[batch.len], &batch.labels)?;

@@ -14,7 +14,7 @@ use crate::gpu::Precision;
 use crate::kernels::loss::summarize;
 use crate::kernels::loss_scale::{LossScaler, ScalerState};
 use crate::kernels::sgd::SgdStep;
-use crate::nn::Vgg16;
+use crate::model::Model;
 use crate::optim::LrSchedule;
 use crate::tensor::Tensor;
 
@@ -80,9 +80,10 @@ pub struct StepReport {
     pub scaler: Option<ScalerState>,
 }
 
-/// Drives training of one model on one data set.
-pub struct Trainer {
-    model: Vgg16,
+/// Drives training of one model on one data set: any [`Model`], a boxed one by default (the
+/// command line picks the network at run time).
+pub struct Trainer<M: Model = Box<dyn Model>> {
+    model: M,
     data: Dataset,
     settings: TrainSettings,
     batcher: Batcher,
@@ -92,22 +93,21 @@ pub struct Trainer {
     scaler: Option<LossScaler>,
 }
 
-impl Trainer {
+impl<M: Model> Trainer<M> {
     /// Prepares training of `model` on `data`, starting at `progress` (zero for a new run).
     pub fn new(
-        model: Vgg16,
+        model: M,
         data: Dataset,
         settings: TrainSettings,
         progress: Progress,
     ) -> Result<Self> {
         data.validate()?;
-        let config = model.config();
-        if data.classes() > config.classes {
+        if data.classes() > model.classes() {
             return Err(Error::InvalidArgument(format!(
                 "{} has {} classes, the model only {}",
                 data.name,
                 data.classes(),
-                config.classes
+                model.classes()
             )));
         }
         if settings.batch_size < 2 {
@@ -123,17 +123,18 @@ impl Trainer {
                 settings.batch_size
             )));
         }
+        let input = model.input();
         let batcher = Batcher {
             batch_size: settings.batch_size,
-            size: config.image_size,
-            channels: config.in_channels,
+            size: input.size,
+            channels: input.channels,
             augment: settings.augment,
             normalize: None,
             shuffle: settings.shuffle,
             seed: settings.seed,
         };
         let order = (0, batcher.epoch_order(data.len(), 0));
-        let ctx = model.store().flat().0.context().clone();
+        let ctx = model.context().clone();
         ctx.set_precision(settings.precision)?;
         let scaler = match (settings.precision, &progress.loss_scale) {
             (Precision::Mixed, Some(state)) => Some(LossScaler::from_state(
@@ -157,13 +158,18 @@ impl Trainer {
     }
 
     /// The model.
-    pub fn model(&self) -> &Vgg16 {
+    pub fn model(&self) -> &M {
         &self.model
     }
 
     /// Gives the model back.
-    pub fn into_model(self) -> Vgg16 {
+    pub fn into_model(self) -> M {
         self.model
+    }
+
+    /// The training data.
+    pub fn data(&self) -> &Dataset {
+        &self.data
     }
 
     /// The settings.
@@ -243,16 +249,11 @@ impl Trainer {
             Some((s, batch)) if s == step => batch,
             _ => self.batch_for(step),
         };
-        let ctx = self.model.store().flat().0.context().clone();
-        let config = self.model.config();
+        let ctx = self.model.context().clone();
+        let input = self.model.input();
         let x = Tensor::from_slice(
             &ctx,
-            &[
-                batch.len,
-                config.in_channels,
-                config.image_size,
-                config.image_size,
-            ],
+            &[batch.len, input.channels, input.size, input.size],
             &batch.pixels,
         )?;
         let labels = Tensor::from_slice(&ctx, &[batch.len], &batch.labels)?;

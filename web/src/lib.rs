@@ -12,10 +12,10 @@ use std::rc::Rc;
 
 use hetconv::checkpoint::Checkpoint;
 use hetconv::data::{Batcher, Splits, embedded};
-use hetconv::flops::vgg_cost;
-use hetconv::nn::{ConvMode, Vgg16, VggConfig};
+use hetconv::nn::{ConvMode, VggConfig};
 use hetconv::optim::{LrSchedule, Schedule};
 use hetconv::train::{Progress, TrainSettings, Trainer, evaluate};
+use hetconv::{Architecture, Model};
 use hetconv::{Context, ContextOptions, Tensor};
 use js_sys::{Promise, Uint8Array};
 use serde::Serialize;
@@ -63,6 +63,7 @@ struct PredictionJs {
 
 #[derive(Serialize)]
 struct ModelInfoJs {
+    model: String,
     parts: usize,
     widths: Vec<usize>,
     paper_flops: String,
@@ -127,7 +128,9 @@ impl Demo {
                 .await
                 .map_err(js_error)?;
             let data = embedded::fashion_mnist_subset().map_err(js_error)?;
-            let model = Vgg16::new(&ctx, config(parts, width_mult, &data), 1).map_err(js_error)?;
+            let model = Architecture::Vgg16(config(parts, width_mult, &data))
+                .build(&ctx, 1)
+                .map_err(js_error)?;
             let trainer = Trainer::new(
                 model,
                 data.train.clone(),
@@ -212,7 +215,8 @@ impl Demo {
         seed: u64,
     ) -> Result<(), JsValue> {
         let mut state = self.state.try_borrow_mut().map_err(|_| js_error("busy"))?;
-        let model = Vgg16::new(&state.ctx, config(parts, width_mult, &state.data), seed)
+        let model = Architecture::Vgg16(config(parts, width_mult, &state.data))
+            .build(&state.ctx, seed)
             .map_err(js_error)?;
         state.trainer = Trainer::new(
             model,
@@ -228,11 +232,16 @@ impl Demo {
     #[wasm_bindgen(js_name = modelInfo)]
     pub fn model_info(&self) -> Result<JsValue, JsValue> {
         let state = self.state.borrow();
-        let config = state.trainer.model().config();
-        let cost = vgg_cost(config);
+        let arch = state
+            .trainer
+            .model()
+            .architecture()
+            .ok_or_else(|| js_error("the page's model is not one of the zoo's"))?;
+        let cost = arch.cost();
         to_js(&ModelInfoJs {
-            parts: config.parts,
-            widths: config.widths.clone(),
+            model: arch.title().to_string(),
+            parts: arch.parts(),
+            widths: arch.vgg().map(|c| c.widths.clone()).unwrap_or_default(),
             paper_flops: cost.paper_millions(),
             macs: cost.macs,
             params: cost.params,
@@ -280,13 +289,13 @@ impl Demo {
         future_to_promise(async move {
             let state = state.try_borrow().map_err(|_| js_error("busy"))?;
             let model = state.trainer.model();
-            let config = model.config();
+            let input = model.input();
             let test = &state.data.test;
             let count = count.min(test.len());
             let batcher = Batcher {
                 batch_size: count,
-                size: config.image_size,
-                channels: config.in_channels,
+                size: input.size,
+                channels: input.channels,
                 augment: None,
                 normalize: None,
                 shuffle: false,
@@ -294,7 +303,7 @@ impl Demo {
             };
             let indices: Vec<usize> = (0..count).collect();
             let batch = batcher.batch(test, &indices, 0);
-            let probabilities = classify(&state.ctx, model, &batch.pixels, count).await?;
+            let probabilities = classify(&state.ctx, model.as_ref(), &batch.pixels, count).await?;
             let out: Vec<PredictionJs> = probabilities
                 .into_iter()
                 .enumerate()
@@ -334,16 +343,16 @@ impl Demo {
                 )));
             }
             let model = state.trainer.model();
-            let size = model.config().image_size;
+            let size = model.input().size;
             let mut padded = vec![0.0f32; size * size];
             let offset = (size - 28) / 2;
             for y in 0..28 {
                 padded[(y + offset) * size + offset..(y + offset) * size + offset + 28]
                     .copy_from_slice(&pixels[y * 28..(y + 1) * 28]);
             }
-            let channels = model.config().in_channels;
+            let channels = model.input().channels;
             let input: Vec<f32> = (0..channels).flat_map(|_| padded.iter().copied()).collect();
-            let probabilities = classify(&state.ctx, model, &input, 1).await?;
+            let probabilities = classify(&state.ctx, model.as_ref(), &input, 1).await?;
             to_js(&probabilities[0])
         })
     }
@@ -375,15 +384,19 @@ impl Demo {
     ) -> Result<JsValue, JsValue> {
         let mut state = self.state.try_borrow_mut().map_err(|_| js_error("busy"))?;
         let ckpt = Checkpoint::from_bytes(&bytes, "checkpoint").map_err(js_error)?;
-        if ckpt.config.in_channels != state.data.train.channels
-            || ckpt.config.classes != state.data.train.classes()
+        let arch = ckpt.architecture.clone().ok_or_else(|| {
+            js_error("the checkpoint holds a custom network; the page trains the zoo's")
+        })?;
+        let input = arch.input();
+        if input.channels != state.data.train.channels
+            || arch.classes() != state.data.train.classes()
         {
             return Err(js_error(format!(
                 "this page's data has {} channel(s) and {} classes; the checkpoint expects {} and {}",
                 state.data.train.channels,
                 state.data.train.classes(),
-                ckpt.config.in_channels,
-                ckpt.config.classes
+                input.channels,
+                arch.classes()
             )));
         }
         let model = ckpt
@@ -408,19 +421,14 @@ fn argmax(v: &[f32]) -> usize {
 /// Softmax of the eval-mode logits of `count` images.
 async fn classify(
     ctx: &Context,
-    model: &Vgg16,
+    model: &dyn Model,
     pixels: &[f32],
     count: usize,
 ) -> Result<Vec<Vec<f32>>, JsValue> {
-    let config = model.config();
+    let input = model.input();
     let x = Tensor::from_slice(
         ctx,
-        &[
-            count,
-            config.in_channels,
-            config.image_size,
-            config.image_size,
-        ],
+        &[count, input.channels, input.size, input.size],
         pixels,
     )
     .map_err(js_error)?;
@@ -431,7 +439,7 @@ async fn classify(
         .await
         .map_err(js_error)?;
     Ok(probabilities
-        .chunks_exact(config.classes)
+        .chunks_exact(model.classes())
         .map(<[f32]>::to_vec)
         .collect())
 }

@@ -1,0 +1,236 @@
+//! Your own images: a folder with one sub-folder per class (PNG or JPEG, any size, grey or
+//! colour), as torchvision's `ImageFolder` reads it. Either `DIR/<class>/...` (every tenth image
+//! of each class, in name order, is held out as the test split) or `DIR/train/<class>/...` with
+//! `DIR/val/<class>/...` (or `test/`). Classes are the sub-folders' names in sorted order; hidden
+//! files (a leading `.`) are ignored. Every image is resized (shorter side) and centre-cropped to
+//! `size` x `size` and kept as bytes; the set is grey (1 channel) when every image is, RGB
+//! otherwise. Images are decoded on every core. A file that is not a readable image is an error
+//! naming it, or, with `skip_bad`, left out and reported.
+
+use std::path::{Path, PathBuf};
+
+use super::image_file::{centre_square, decode, planes};
+use super::{Dataset, Splits};
+use crate::error::{Error, Result};
+
+/// Every how many images of a class one goes to the test split of a folder without splits.
+pub const HOLD_OUT_EVERY: usize = 10;
+
+/// How to read a folder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FolderOptions {
+    /// Side of the stored square images.
+    pub size: usize,
+    /// Leave out files that are not readable images (and report them) instead of failing.
+    pub skip_bad: bool,
+}
+
+/// What loading left out.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FolderReport {
+    /// Files skipped with `skip_bad`: (path, why).
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// Whether `dir` looks like an image folder: it has sub-folders (class folders or splits).
+pub fn is_image_folder(dir: &Path) -> bool {
+    sub_folders(dir).is_ok_and(|s| !s.is_empty())
+}
+
+/// Loads the folder's training and test splits.
+pub fn load(dir: &Path, options: FolderOptions) -> Result<(Splits, FolderReport)> {
+    if options.size == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "{}: image size 0; give a positive --image-size",
+            dir.display()
+        )));
+    }
+    let held_out = dir.join("val");
+    let test_dir = [held_out, dir.join("test")]
+        .into_iter()
+        .find(|d| d.is_dir());
+    let train_dir = dir.join("train");
+    let (classes, train_files, test_files) = match (train_dir.is_dir(), test_dir) {
+        (true, Some(test_dir)) => {
+            let classes = class_folders(&train_dir)?;
+            let train = files_of(&train_dir, &classes)?;
+            let test_classes = class_folders(&test_dir)?;
+            if let Some(extra) = test_classes.iter().find(|c| !classes.contains(c)) {
+                return Err(Error::InvalidArgument(format!(
+                    "{}: class folder {extra:?} has no counterpart in {}",
+                    test_dir.display(),
+                    train_dir.display()
+                )));
+            }
+            let test = files_of(&test_dir, &classes)?;
+            (classes, train, test)
+        }
+        (true, None) => {
+            return Err(Error::InvalidArgument(format!(
+                "{}: has train/ but no val/ or test/ folder beside it",
+                dir.display()
+            )));
+        }
+        (false, _) => {
+            let classes = class_folders(dir)?;
+            let all = files_of(dir, &classes)?;
+            let (mut train, mut test) = (Vec::new(), Vec::new());
+            let mut seen = vec![0usize; classes.len()];
+            for (path, label) in all {
+                let k = &mut seen[label];
+                if *k % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1 {
+                    test.push((path, label));
+                } else {
+                    train.push((path, label));
+                }
+                *k += 1;
+            }
+            (classes, train, test)
+        }
+    };
+    if classes.len() > 256 {
+        return Err(Error::InvalidArgument(format!(
+            "{}: {} class folders; at most 256 classes are supported",
+            dir.display(),
+            classes.len()
+        )));
+    }
+    if train_files.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "{}: no image files in the class folders",
+            dir.display()
+        )));
+    }
+    let mut report = FolderReport::default();
+    let train = decode_all(&train_files, options, &mut report)?;
+    let test = decode_all(&test_files, options, &mut report)?;
+    let channels = if train.iter().chain(&test).all(|(grey, _, _)| *grey) {
+        1
+    } else {
+        3
+    };
+    let name = dir.display().to_string();
+    let build = |split: &str, images: Vec<(bool, image::DynamicImage, usize)>| Dataset {
+        name: format!("{name} ({split})"),
+        pixels: images
+            .iter()
+            .flat_map(|(_, image, _)| planes(image, channels))
+            .collect(),
+        labels: images.iter().map(|(_, _, l)| *l as u8).collect(),
+        channels,
+        height: options.size,
+        width: options.size,
+        class_names: classes.clone(),
+    };
+    let splits = Splits {
+        train: build("train", train),
+        test: build("test", test),
+    };
+    if splits.train.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "{}: every training image was skipped as unreadable",
+            dir.display()
+        )));
+    }
+    Ok((splits, report))
+}
+
+/// The sub-folders of `dir` (hidden ones left out), sorted by name.
+fn sub_folders(dir: &Path) -> Result<Vec<String>> {
+    let io = |e| Error::Io {
+        path: dir.into(),
+        source: e,
+    };
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with('.') && entry.path().is_dir() {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn class_folders(dir: &Path) -> Result<Vec<String>> {
+    let classes = sub_folders(dir)?;
+    if classes.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "{}: no class folders (one sub-folder of images per class)",
+            dir.display()
+        )));
+    }
+    Ok(classes)
+}
+
+/// Every file of every class folder of `dir` present, in class then name order: (path, label).
+fn files_of(dir: &Path, classes: &[String]) -> Result<Vec<(PathBuf, usize)>> {
+    let mut files = Vec::new();
+    for (label, class) in classes.iter().enumerate() {
+        let folder = dir.join(class);
+        if !folder.is_dir() {
+            continue;
+        }
+        let io = |e| Error::Io {
+            path: folder.clone(),
+            source: e,
+        };
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(&folder)
+            .map_err(io)?
+            .filter_map(|e| e.ok())
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
+        paths.sort();
+        files.extend(paths.into_iter().map(|p| (p, label)));
+    }
+    Ok(files)
+}
+
+/// Decodes `files` on every core, in order: (grey, square image, label). A bad file is an error
+/// (the first in order) or, with `skip_bad`, a line of the report.
+fn decode_all(
+    files: &[(PathBuf, usize)],
+    options: FolderOptions,
+    report: &mut FolderReport,
+) -> Result<Vec<(bool, image::DynamicImage, usize)>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(files.len().max(1));
+    let chunk = files.len().div_ceil(threads).max(1);
+    let decoded: Result<Vec<Result<(bool, image::DynamicImage)>>> =
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = files
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|(path, _)| {
+                                let image = decode(path)?;
+                                let grey = !image.color().has_color();
+                                Ok((grey, centre_square(&image, options.size)))
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            let mut all = Vec::with_capacity(files.len());
+            for worker in workers {
+                all.extend(worker.join().map_err(|_| {
+                    Error::InvalidArgument("an image decoding thread panicked".into())
+                })?);
+            }
+            Ok(all)
+        });
+    let mut out = Vec::with_capacity(files.len());
+    for ((path, label), result) in files.iter().zip(decoded?) {
+        match result {
+            Ok((grey, image)) => out.push((grey, image, *label)),
+            Err(e) if options.skip_bad => report.skipped.push((path.clone(), e.to_string())),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}

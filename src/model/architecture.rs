@@ -1,0 +1,158 @@
+//! The zoo: every network hetconv can rebuild from a description, which checkpoints keep as
+//! JSON metadata.
+
+use serde::{Deserialize, Serialize};
+
+use super::{InputShape, Model};
+use crate::error::{Error, Result};
+use crate::flops::{ModelCost, vgg_cost};
+use crate::gpu::Context;
+use crate::nn::{ConvMode, Vgg16, VggConfig};
+
+/// A network of the zoo and its shape. Serialised with a `"model"` tag:
+/// `{"model": "vgg16", "widths": [...], ...}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "model", rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Architecture {
+    /// The paper's HetConv VGG-16 (convs 2..13 HetConv(P)).
+    Vgg16(VggConfig),
+}
+
+impl Architecture {
+    /// The name `--model` takes and checkpoints record.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Architecture::Vgg16(_) => "vgg16",
+        }
+    }
+
+    /// The network's title in reports: `HetConv VGG-16`.
+    pub fn title(&self) -> &'static str {
+        match self {
+            Architecture::Vgg16(_) => "HetConv VGG-16",
+        }
+    }
+
+    /// The VGG configuration, if it is a VGG.
+    pub fn vgg(&self) -> Option<&VggConfig> {
+        match self {
+            Architecture::Vgg16(c) => Some(c),
+        }
+    }
+
+    /// The images it takes.
+    pub fn input(&self) -> InputShape {
+        match self {
+            Architecture::Vgg16(c) => InputShape {
+                channels: c.in_channels,
+                size: c.image_size,
+            },
+        }
+    }
+
+    /// Output classes.
+    pub fn classes(&self) -> usize {
+        match self {
+            Architecture::Vgg16(c) => c.classes,
+        }
+    }
+
+    /// HetConv part P of its HetConv layers.
+    pub fn parts(&self) -> usize {
+        match self {
+            Architecture::Vgg16(c) => c.parts,
+        }
+    }
+
+    /// How its HetConv layers are computed.
+    pub fn mode(&self) -> ConvMode {
+        match self {
+            Architecture::Vgg16(c) => c.mode,
+        }
+    }
+
+    /// The same network with its HetConv layers computed in `mode` (the same function).
+    pub fn with_mode(self, mode: ConvMode) -> Self {
+        match self {
+            Architecture::Vgg16(c) => Architecture::Vgg16(VggConfig { mode, ..c }),
+        }
+    }
+
+    /// Whether `other` is the same network, however its HetConv layers are computed.
+    pub fn same_network(&self, other: &Architecture) -> bool {
+        self.clone().with_mode(ConvMode::Fused) == other.clone().with_mode(ConvMode::Fused)
+    }
+
+    /// Checks that the shape is buildable; the error names what is wrong.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            Architecture::Vgg16(c) => c.validate(),
+        }
+    }
+
+    /// FLOPs and parameter counts per image.
+    pub fn cost(&self) -> ModelCost {
+        match self {
+            Architecture::Vgg16(c) => vgg_cost(c),
+        }
+    }
+
+    /// Builds the network on `ctx` with the paper's initialisation from `seed`.
+    pub fn build(&self, ctx: &Context, seed: u64) -> Result<Box<dyn Model>> {
+        Ok(match self {
+            Architecture::Vgg16(c) => Box::new(Vgg16::new(ctx, c.clone(), seed)?),
+        })
+    }
+
+    /// Every tensor the network has, in store order: (name, shape), without a GPU.
+    pub fn layout(&self) -> Result<Vec<(String, Vec<usize>)>> {
+        match self {
+            Architecture::Vgg16(c) => Vgg16::layout(c),
+        }
+    }
+
+    /// Recognises a PyTorch state_dict's network from its tensor shapes by name; the error
+    /// names the tensor that does not fit.
+    pub fn infer(
+        shapes: &std::collections::HashMap<String, Vec<usize>>,
+    ) -> std::result::Result<Self, String> {
+        super::import::infer(shapes)
+    }
+
+    /// JSON, as checkpoints store it.
+    pub fn to_json(&self) -> Result<String> {
+        serde_json::to_string(self).map_err(|e| Error::InvalidArgument(e.to_string()))
+    }
+
+    /// Parses [`Architecture::to_json`]'s JSON, or a bare VGG configuration without the
+    /// `"model"` tag (checkpoints written before the zoo had more than one network).
+    pub fn from_json(json: &str) -> std::result::Result<Self, String> {
+        match serde_json::from_str::<Architecture>(json) {
+            Ok(arch) => Ok(arch),
+            Err(tagged) => match serde_json::from_str::<VggConfig>(json) {
+                Ok(vgg) if !json.contains("\"model\"") => Ok(Architecture::Vgg16(vgg)),
+                _ => Err(tagged.to_string()),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Architecture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let input = self.input();
+        match self {
+            Architecture::Vgg16(c) => write!(
+                f,
+                "{}, P={}, widths {:?}, {}x{}x{} input, {} classes",
+                self.title(),
+                c.parts,
+                c.widths,
+                input.channels,
+                input.size,
+                input.size,
+                c.classes
+            ),
+        }
+    }
+}

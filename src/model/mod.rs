@@ -1,0 +1,195 @@
+//! The model interface: what the trainer, evaluation, prediction, checkpoints and the page need
+//! from a network. A network implements [`Model`] (its parameter store, its input, its forward
+//! pass) and gets the training step, prediction and gradients from the trait; the networks of
+//! the zoo are also described by an [`Architecture`], which checkpoints store so that a file
+//! rebuilds its model. A network of your own (`examples/custom_network.rs`) trains with the same
+//! [`Trainer`](crate::train::Trainer) and saves and loads the same checkpoints.
+
+mod architecture;
+mod import;
+
+pub use architecture::Architecture;
+
+use crate::autograd::{Tape, Var};
+use crate::error::{Error, Result};
+use crate::gpu::Context;
+use crate::kernels::loss;
+use crate::kernels::loss_scale::LossScaler;
+use crate::kernels::sgd::SgdStep;
+use crate::nn::ParamStore;
+use crate::tensor::Tensor;
+
+/// The images a model takes: `channels` planes of `size` x `size` pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InputShape {
+    /// Colour planes (3 for RGB, 1 for grey).
+    pub channels: usize,
+    /// Height = width in pixels.
+    pub size: usize,
+}
+
+impl InputShape {
+    /// Checks that `x` is a non-empty batch of such images; the error names `op` and both shapes.
+    ///
+    /// # Shapes
+    /// `x`: `[B, channels, size, size]` with B >= 1
+    pub fn check(&self, op: &'static str, x: &Tensor) -> Result<()> {
+        let batch = x.shape().first().copied().unwrap_or(0);
+        if x.shape() != [batch, self.channels, self.size, self.size] || batch == 0 {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "input is {:?}, expected [B, {}, {}, {}]",
+                    x.shape(),
+                    self.channels,
+                    self.size,
+                    self.size
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What one training step leaves on the GPU.
+#[derive(Clone, Debug)]
+pub struct StepOutput {
+    /// Per image (loss, correct) `[B, 2]`: read it back only when the numbers are wanted.
+    pub rows: Tensor,
+}
+
+/// A classification network whose parameters live in one [`ParamStore`] on one GPU context.
+///
+/// Implement the four required methods; the training step, prediction and gradients come with
+/// the trait, and so does everything above it: [`Trainer`](crate::train::Trainer),
+/// [`evaluate`](crate::train::evaluate) and [`Checkpoint`](crate::checkpoint::Checkpoint).
+pub trait Model {
+    /// The parameters and buffers.
+    fn store(&self) -> &ParamStore;
+
+    /// The parameters and buffers, mutably (training, loading a checkpoint).
+    fn store_mut(&mut self) -> &mut ParamStore;
+
+    /// The images it takes.
+    fn input(&self) -> InputShape;
+
+    /// Output classes.
+    fn classes(&self) -> usize;
+
+    /// Runs the network: in training mode BatchNorm uses batch statistics and updates its
+    /// running estimates, and `tape` records the backward pass; in eval mode (`train` false,
+    /// on [`Tape::inference`]) it uses the running estimates.
+    ///
+    /// # Shapes
+    /// `x`: `[B, channels, size, size]` → logits `[B, classes]`
+    fn forward(&self, tape: &mut Tape, x: &Tensor, train: bool) -> Result<Var>;
+
+    /// The zoo's description that rebuilds this model (None: a network built by its caller,
+    /// whose checkpoints load into a network the caller builds the same way).
+    fn architecture(&self) -> Option<Architecture> {
+        None
+    }
+
+    /// The GPU context its parameters live on.
+    fn context(&self) -> &Context {
+        self.store().context()
+    }
+
+    /// One SGD training step on a batch: forward, cross-entropy, backward, update. Everything
+    /// is recorded into the open command encoder; nothing is submitted or read back.
+    ///
+    /// # Shapes
+    /// `x`: `[B, channels, size, size]`, `labels`: `[B]` (class indices as f32)
+    fn train_step(&mut self, x: &Tensor, labels: &Tensor, step: &SgdStep) -> Result<StepOutput> {
+        self.train_step_scaled(x, labels, step, None)
+    }
+
+    /// [`Model::train_step`] with dynamic loss scaling (mixed precision): the loss gradient is
+    /// scaled before backward, the gradients unscaled after it, the update skipped when one is
+    /// not finite, and the scale updated (see [`LossScaler`]).
+    ///
+    /// # Shapes
+    /// as [`Model::train_step`]
+    fn train_step_scaled(
+        &mut self,
+        x: &Tensor,
+        labels: &Tensor,
+        step: &SgdStep,
+        scaler: Option<&LossScaler>,
+    ) -> Result<StepOutput> {
+        self.store_mut().zero_grads();
+        let mut tape = Tape::new();
+        let logits = self.forward(&mut tape, x, true)?;
+        let ce = loss::softmax_cross_entropy(logits.value(), labels)?;
+        if let Some(scaler) = scaler {
+            scaler.scale_grad(&ce.dlogits)?;
+        }
+        tape.backward(&logits, ce.dlogits, self.store_mut())?;
+        let store = self.store();
+        if let Some(scaler) = scaler {
+            scaler.unscale(store.flat().1)?;
+        }
+        store.sgd_step(step, scaler)?;
+        if let Some(scaler) = scaler {
+            scaler.update()?;
+        }
+        Ok(StepOutput { rows: ce.rows })
+    }
+
+    /// Eval-mode logits (running BatchNorm estimates).
+    ///
+    /// # Shapes
+    /// `x`: `[B, channels, size, size]` → `[B, classes]`
+    fn predict(&self, x: &Tensor) -> Result<Tensor> {
+        let mut tape = Tape::inference();
+        Ok(self.forward(&mut tape, x, false)?.value().clone())
+    }
+
+    /// Eval-mode class probabilities: the softmax of [`Model::predict`]'s logits, on the GPU.
+    ///
+    /// # Shapes
+    /// `x`: `[B, channels, size, size]` → `[B, classes]`
+    fn predict_probabilities(&self, x: &Tensor) -> Result<Tensor> {
+        loss::softmax(&self.predict(x)?)
+    }
+
+    /// Gradients only (no update): for tests and gradient checks. Returns the per-row loss.
+    ///
+    /// # Shapes
+    /// as [`Model::train_step`]
+    fn compute_gradients(&mut self, x: &Tensor, labels: &Tensor) -> Result<StepOutput> {
+        self.store_mut().zero_grads();
+        let mut tape = Tape::new();
+        let logits = self.forward(&mut tape, x, true)?;
+        let ce = loss::softmax_cross_entropy(logits.value(), labels)?;
+        tape.backward(&logits, ce.dlogits, self.store_mut())?;
+        Ok(StepOutput { rows: ce.rows })
+    }
+}
+
+/// A boxed model is a model (the command line picks the network at run time).
+impl<M: Model + ?Sized> Model for Box<M> {
+    fn store(&self) -> &ParamStore {
+        (**self).store()
+    }
+
+    fn store_mut(&mut self) -> &mut ParamStore {
+        (**self).store_mut()
+    }
+
+    fn input(&self) -> InputShape {
+        (**self).input()
+    }
+
+    fn classes(&self) -> usize {
+        (**self).classes()
+    }
+
+    fn forward(&self, tape: &mut Tape, x: &Tensor, train: bool) -> Result<Var> {
+        (**self).forward(tape, x, train)
+    }
+
+    fn architecture(&self) -> Option<Architecture> {
+        (**self).architecture()
+    }
+}
