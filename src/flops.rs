@@ -3,7 +3,7 @@
 
 use crate::nn::{ResNetConfig, VggConfig, VggLayer};
 
-/// Costs of one model for one 32x32 (or `image_size`) image.
+/// Costs of one model for one input image (at the configuration's image size).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ModelCost {
     /// The paper's count: MACs plus one add per conv output, HetConv convs scaled by
@@ -78,17 +78,21 @@ pub enum CostLayer {
 
 /// Counts the costs of a network made of `layers`. The paper's convention (its VGG table) adds
 /// one add per conv output to the MACs and scales a HetConv layer's count by
-/// R = 1/P + (1 - 1/P)/9 of the standard 3x3 conv's; its ResNet FLOPs are the MACs.
+/// R = 1/P + (1 - 1/P)/K² of the standard K x K conv's (K = 3: (P + 8) / 9P); its ResNet FLOPs
+/// are the MACs.
 pub fn layers_cost(layers: &[CostLayer]) -> ModelCost {
-    // Fixed-denominator sums: every P in the model divides the denominator 9 * lcm(P).
-    let lcm = layers.iter().fold(1u128, |acc, layer| match layer {
-        CostLayer::Conv { parts: Some(p), .. } => {
-            let p = (*p).max(1) as u128;
-            acc / gcd(acc, p) * p
+    // Fixed-denominator sums: every HetConv layer's K² P divides the denominator.
+    let denominator = layers.iter().fold(1u128, |acc, layer| match layer {
+        CostLayer::Conv {
+            parts: Some(p),
+            kernel,
+            ..
+        } => {
+            let q = ((*p).max(1) * kernel * kernel) as u128;
+            acc / gcd(acc, q) * q
         }
         _ => acc,
     });
-    let denominator = 9 * lcm;
     let mut numerator: u128 = 0;
     let (mut macs, mut pytorch, mut params, mut stored) = (0u64, 0u64, 0u64, 0u64);
     for layer in layers {
@@ -114,9 +118,10 @@ pub fn layers_cost(layers: &[CostLayer]) -> ModelCost {
                         let own = m / p.max(1) as u64;
                         macs += (taps * n * own + n * (m - own)) * area;
                         pytorch += (taps * n * own + n * m) * area;
-                        // (taps MND² + ND²) R with R = (P + 8) / (9P), over 9 lcm.
-                        let p = p.max(1) as u128;
-                        numerator += u128::from(dense + n * area) * (p + 8) * (lcm / p);
+                        // (K² MND² + ND²) R with R = (P + K² - 1) / (K² P).
+                        let (p, t) = (p.max(1) as u128, u128::from(taps));
+                        numerator +=
+                            u128::from(dense + n * area) * (p + t - 1) * (denominator / (t * p));
                         params += taps * n * own + n * (m - own) + bias_params;
                         stored += taps * n * own + n * m + bias_params;
                     }

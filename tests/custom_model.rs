@@ -148,6 +148,12 @@ fn a_custom_network_trains_evaluates_and_round_trips_through_a_checkpoint() {
     let bytes = ckpt.to_bytes().unwrap();
     let loaded = Checkpoint::from_bytes(&bytes, "custom.safetensors").unwrap();
     assert_eq!(loaded.architecture, None);
+    // A custom network's gwc/pwc pair may be anything: it is never folded.
+    let mut edited = ckpt.clone();
+    edited.tensors.get_mut("body.pwc.weight").unwrap()[0] = 0.5;
+    let reread = Checkpoint::from_bytes(&edited.to_bytes().unwrap(), "edited").unwrap();
+    assert_eq!(reread.folded, 0);
+    assert_eq!(reread.tensors["body.pwc.weight"][0], 0.5);
     let names: Vec<&str> = loaded.layout.iter().map(|(n, _)| n.as_str()).collect();
     for name in [
         "stem.weight",

@@ -347,7 +347,7 @@ fn an_image_folder_loads_classes_sizes_colour_and_a_held_out_split() {
 
     // Grey files only: one channel.
     let grey = tempfile::tempdir().unwrap();
-    write_class_images(grey.path(), &["a", "b"], 3, true);
+    write_class_images(grey.path(), &["a", "b"], 10, true);
     let (splits, _) = load(grey.path(), options).unwrap();
     assert_eq!(splits.train.channels, 1);
 }
@@ -395,6 +395,14 @@ fn an_image_folder_with_splits_and_its_errors() {
     write_class_images(&lonely.path().join("train"), &["x"], 1, true);
     let err = load(lonely.path(), options).unwrap_err().to_string();
     assert!(err.contains("no val/ or test/"), "{err}");
+    let only_val = tempfile::tempdir().unwrap();
+    write_class_images(&only_val.path().join("val"), &["x"], 1, true);
+    let err = load(only_val.path(), options).unwrap_err().to_string();
+    assert!(err.contains("no train/"), "{err}");
+    let few = tempfile::tempdir().unwrap();
+    write_class_images(few.path(), &["x", "y"], 9, true);
+    let err = load(few.path(), options).unwrap_err().to_string();
+    assert!(err.contains("no test images"), "{err}");
     let flat = tempfile::tempdir().unwrap();
     std::fs::write(flat.path().join("a.png"), b"x").unwrap();
     let err = load(flat.path(), options).unwrap_err().to_string();

@@ -163,8 +163,12 @@ impl Checkpoint {
     /// Moves any non-zero 1x1 weight on a HetConv filter's own block (`X.pwc.weight`
     /// `[N, M, 1, 1]` next to `X.gwc.weight` `[N, M/P, 3, 3]`) into the 3x3 centre tap of the
     /// same filter and channel: the function is unchanged and the masked block becomes exactly
-    /// zero.
-    fn fold_masked_block(&mut self) {
+    /// zero. Only a zoo network's tensors are folded (a custom network's `gwc`/`pwc` may be
+    /// something else), and only pairs whose shapes are exactly these.
+    pub(crate) fn fold_masked_block(&mut self) {
+        if self.architecture.is_none() {
+            return;
+        }
         let pairs: Vec<(String, String, usize, usize, usize)> = self
             .layout
             .iter()
@@ -173,8 +177,16 @@ impl Checkpoint {
                 let gw_name = format!("{prefix}.gwc.weight");
                 let gw = self.shape(&gw_name)?;
                 let (cout, cin, own_in) = (*pw.first()?, *pw.get(1)?, *gw.get(1)?);
-                (own_in > 0 && cin.is_multiple_of(own_in) && gw.len() == 4 && gw[0] == cout)
-                    .then(|| (name.clone(), gw_name, cout, cin, own_in))
+                let pointwise = pw.len() == 4 && pw[2..] == [1, 1];
+                let parts = cin.checked_div(own_in).unwrap_or(0);
+                let fits = pointwise
+                    && gw.len() == 4
+                    && gw[0] == cout
+                    && gw[2..] == [3, 3]
+                    && parts > 0
+                    && cin == parts * own_in
+                    && cout.is_multiple_of(parts);
+                fits.then(|| (name.clone(), gw_name, cout, cin, own_in))
             })
             .collect();
         for (pw_name, gw_name, cout, cin, own_in) in pairs {
@@ -183,8 +195,7 @@ impl Checkpoint {
             else {
                 continue;
             };
-            let parts = cin / own_in;
-            let own_out = (cout / parts).max(1);
+            let own_out = cout / (cin / own_in);
             for o in 0..cout {
                 let lo = (o / own_out) * own_in;
                 for c in lo..lo + own_in {
@@ -252,6 +263,19 @@ impl Checkpoint {
             return Err(Error::InvalidArgument(format!(
                 "the checkpoint has tensor {extra}, which the model does not"
             )));
+        }
+        for (name, momentum) in &self.momentum {
+            let want = wanted
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, s)| s.iter().product::<usize>());
+            if want != Some(momentum.len()) {
+                return Err(Error::InvalidArgument(format!(
+                    "the checkpoint's momentum of {name} has {} values; the model's parameter {}",
+                    momentum.len(),
+                    want.map_or("does not exist".to_string(), |n| format!("has {n}"))
+                )));
+            }
         }
         let values = |name: &str| {
             self.tensors

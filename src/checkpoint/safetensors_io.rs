@@ -1,6 +1,7 @@
 //! Checkpoints to and from safetensors bytes: f32 (or f16) tensors in the model's order, each
 //! BatchNorm's `num_batches_tracked`, the momentum buffers, the metadata; F32, F64, F16 and BF16
-//! files read, every value checked finite and every shape checked against the network.
+//! files read, every value checked finite, and a zoo network's shapes checked against it (a
+//! custom network's are checked when [`Checkpoint::apply`] loads it).
 
 use std::collections::HashMap;
 

@@ -18,6 +18,15 @@ pub fn at_least_one(s: &str) -> Result<usize, String> {
     }
 }
 
+/// A stored image side: 1 to 4096 pixels.
+pub fn image_side(s: &str) -> Result<usize, String> {
+    let max = hetconv::data::image_folder::MAX_STORED_SIDE;
+    match at_least_one(s)? {
+        n if n > max => Err(format!("must be at most {max}, got {n}")),
+        n => Ok(n),
+    }
+}
+
 /// [`at_least_one`] for step counts.
 pub fn steps(s: &str) -> Result<u64, String> {
     at_least_one(s).map(|n| n as u64)

@@ -33,7 +33,7 @@ pub struct DataArgs {
     pub dataset: Option<DatasetArg>,
     /// Side of the square an image folder's images are resized and centre-cropped to (default:
     /// the model's input, 32 for a new VGG-16).
-    #[arg(long, value_parser = super::args::at_least_one)]
+    #[arg(long, value_parser = super::args::image_side)]
     pub image_size: Option<usize>,
     /// Leave out (and count) the files of an image folder that are not readable images, instead
     /// of stopping at the first.
@@ -68,11 +68,17 @@ impl DataArgs {
             Some(DatasetArg::Mnist) => DatasetKind::Mnist,
             Some(DatasetArg::FashionMnist) => DatasetKind::FashionMnist,
             Some(DatasetArg::Images) => return self.load_folder(dir, model_size),
-            None => match guess(dir) {
-                Err(_) if image_folder::is_image_folder(dir) => {
+            None => match guess(dir)? {
+                Some(kind) => kind,
+                None if image_folder::is_image_folder(dir) => {
                     return self.load_folder(dir, model_size);
                 }
-                other => other?,
+                None => {
+                    return Err(Error::InvalidArgument(format!(
+                        "{}: no CIFAR-10 (data_batch_*.bin) or IDX (train-images-idx3-ubyte[.gz]) files and no class folders of images found",
+                        dir.display()
+                    )));
+                }
             },
         };
         if self.image_size.is_some() || self.skip_bad_images {
@@ -85,6 +91,13 @@ impl DataArgs {
     }
 
     fn load_folder(&self, dir: &std::path::Path, model_size: Option<usize>) -> Result<Splits> {
+        if let (Some(given), Some(model)) = (self.image_size, model_size) {
+            if given != model {
+                return Err(Error::InvalidArgument(format!(
+                    "--image-size {given}: the checkpoint's model takes {model}x{model} images; leave it out"
+                )));
+            }
+        }
         let size = self.image_size.or(model_size).unwrap_or(32);
         let (splits, report) = image_folder::load(
             dir,
@@ -105,19 +118,17 @@ impl DataArgs {
     }
 }
 
-fn guess(dir: &std::path::Path) -> Result<DatasetKind> {
+/// The data set `dir`'s file names say it holds (None: no CIFAR-10 or IDX files).
+fn guess(dir: &std::path::Path) -> Result<Option<DatasetKind>> {
     let has = |name: &str| dir.join(name).exists();
     if has("test_batch.bin") || (1..=5).any(|i| has(&format!("data_batch_{i}.bin"))) {
-        Ok(DatasetKind::Cifar10)
+        Ok(Some(DatasetKind::Cifar10))
     } else if has("train-images-idx3-ubyte.gz") || has("train-images-idx3-ubyte") {
         Err(Error::InvalidArgument(format!(
             "{} holds IDX files: say --dataset mnist or --dataset fashion-mnist",
             dir.display()
         )))
     } else {
-        Err(Error::InvalidArgument(format!(
-            "{}: no CIFAR-10 (data_batch_*.bin) or IDX (train-images-idx3-ubyte[.gz]) files and no class folders of images found",
-            dir.display()
-        )))
+        Ok(None)
     }
 }

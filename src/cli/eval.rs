@@ -40,12 +40,14 @@ pub struct EvalArgs {
 
 /// Runs the command.
 pub fn run(ctx: &Context, args: EvalArgs) -> Result<()> {
-    let model = checkpoint::load(&args.weights)?.build_model(ctx, ConvMode::Fused)?;
+    let ckpt = checkpoint::load(&args.weights)?;
+    let model = ckpt.build_model(ctx, ConvMode::Fused)?;
     let splits = args.data.load(Some(model.input().size))?;
     let data = match args.split {
         Split::Test => splits.test,
         Split::Train => splits.train,
     };
+    super::check_class_names(&ckpt, &data, &args.weights)?;
     let report = pollster::block_on(evaluate(&model, &data, args.batch_size.max(1), args.limit))?;
     println!("{}: {} images", data.name, report.images);
     println!(

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use hetconv::Result;
-use hetconv::checkpoint::{self, META_CONFIG, META_STEP, StoredDtype};
+use hetconv::checkpoint::{self, META_CLASSES, META_CONFIG, META_MODEL, META_STEP, StoredDtype};
 
 /// Options of `hetconv export`.
 #[derive(Args, Debug)]
@@ -34,7 +34,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
     ckpt.metadata = ckpt
         .metadata
         .into_iter()
-        .filter(|(k, _)| k == META_CONFIG || k == META_STEP)
+        .filter(|(k, _)| [META_CONFIG, META_MODEL, META_CLASSES, META_STEP].contains(&k.as_str()))
         .collect::<HashMap<_, _>>();
     checkpoint::save_as(&args.output, &ckpt, args.dtype)?;
     println!(

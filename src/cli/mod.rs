@@ -152,3 +152,22 @@ pub fn run(cli: Cli, given: &std::collections::BTreeSet<String>) -> Result<()> {
         },
     }
 }
+
+/// A checkpoint that recorded its training data's class names refuses data whose classes are
+/// others (or in another order): every label would silently mean another class.
+fn check_class_names(
+    checkpoint: &hetconv::checkpoint::Checkpoint,
+    data: &hetconv::data::Dataset,
+    path: &std::path::Path,
+) -> hetconv::Result<()> {
+    match checkpoint.class_names() {
+        Some(names) if names != data.class_names => Err(hetconv::Error::InvalidArgument(format!(
+            "{} was trained on the classes {:?}; {} has {:?}",
+            path.display(),
+            names,
+            data.name,
+            data.class_names
+        ))),
+        _ => Ok(()),
+    }
+}

@@ -430,11 +430,12 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
             }
         }
         check_shape_flags(&args, &ckpt, "the resumed run", &path)?;
+        super::check_class_names(&ckpt, &train_data, &path)?;
         check_resumed_settings(&args, given, ctx, &saved.settings, &path)?;
-        let mode = match (&ckpt.architecture, args.unfused) {
-            (_, true) => ConvMode::Unfused,
-            (Some(arch), false) => arch.mode(),
-            (None, false) => ConvMode::Fused,
+        let mode = match &ckpt.architecture {
+            _ if args.unfused => ConvMode::Unfused,
+            Some(arch) => arch.mode(),
+            None => ConvMode::Fused,
         };
         println!(
             "resuming {} at step {}",

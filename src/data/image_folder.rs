@@ -16,6 +16,9 @@ use crate::error::{Error, Result};
 /// Every how many images of a class one goes to the test split of a folder without splits.
 pub const HOLD_OUT_EVERY: usize = 10;
 
+/// The largest side images are stored at.
+pub const MAX_STORED_SIDE: usize = 4096;
+
 /// How to read a folder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FolderOptions {
@@ -39,10 +42,11 @@ pub fn is_image_folder(dir: &Path) -> bool {
 
 /// Loads the folder's training and test splits.
 pub fn load(dir: &Path, options: FolderOptions) -> Result<(Splits, FolderReport)> {
-    if options.size == 0 {
+    if options.size == 0 || options.size > MAX_STORED_SIDE {
         return Err(Error::InvalidArgument(format!(
-            "{}: image size 0; give a positive --image-size",
-            dir.display()
+            "{}: image size {} is outside 1..={MAX_STORED_SIDE}",
+            dir.display(),
+            options.size
         )));
     }
     let held_out = dir.join("val");
@@ -71,7 +75,13 @@ pub fn load(dir: &Path, options: FolderOptions) -> Result<(Splits, FolderReport)
                 dir.display()
             )));
         }
-        (false, _) => {
+        (false, Some(test_dir)) => {
+            return Err(Error::InvalidArgument(format!(
+                "{}: has no train/ folder beside it",
+                test_dir.display()
+            )));
+        }
+        (false, None) => {
             let classes = class_folders(dir)?;
             let all = files_of(dir, &classes)?;
             let (mut train, mut test) = (Vec::new(), Vec::new());
@@ -129,6 +139,13 @@ pub fn load(dir: &Path, options: FolderOptions) -> Result<(Splits, FolderReport)
     if splits.train.is_empty() {
         return Err(Error::InvalidArgument(format!(
             "{}: every training image was skipped as unreadable",
+            dir.display()
+        )));
+    }
+    if splits.test.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "{}: no test images (a class folder needs {HOLD_OUT_EVERY} images for one to be \
+             held out, or give val/ beside train/)",
             dir.display()
         )));
     }

@@ -192,4 +192,22 @@ impl<M: Model + ?Sized> Model for Box<M> {
     fn architecture(&self) -> Option<Architecture> {
         (**self).architecture()
     }
+
+    fn train_step_scaled(
+        &mut self,
+        x: &Tensor,
+        labels: &Tensor,
+        step: &SgdStep,
+        scaler: Option<&LossScaler>,
+    ) -> Result<StepOutput> {
+        (**self).train_step_scaled(x, labels, step, scaler)
+    }
+
+    fn predict(&self, x: &Tensor) -> Result<Tensor> {
+        (**self).predict(x)
+    }
+
+    fn compute_gradients(&mut self, x: &Tensor, labels: &Tensor) -> Result<StepOutput> {
+        (**self).compute_gradients(x, labels)
+    }
 }
