@@ -1,5 +1,7 @@
-// 2x2 max-pool, stride 2, no padding, floor mode (a last odd row or column is dropped).
-// Ties go to the first maximum in row-major order inside the window, as in PyTorch.
+// Pooling over NCHW planes: max-pool with a K x K window, stride S and zero padding P (floor
+// mode, as PyTorch's max_pool2d: padded positions never win; a last partial window is dropped),
+// and global average pooling. The VGG uses 2x2 stride 2; a ResNet's stem 3x3 stride 2 padding 1.
+// Max-pool ties go to the first maximum in row-major order inside the window, as in PyTorch.
 
 override WG: u32 = 64u;
 
@@ -7,6 +9,11 @@ struct Params {
     planes: u32,  // batch * channels
     height: u32,  // input
     width: u32,
+    kernel: u32,  // max-pool window side K
+    stride: u32,  // S
+    padding: u32, // P (at most K / 2, so every window holds an input pixel)
+    out_h: u32,   // (height + 2P - K) / S + 1
+    out_w: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -18,16 +25,28 @@ fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.x + wid.y * nwg.x) * WG + lid;
 }
 
-// Offset (0..4, row-major) of the first maximum of window (oy, ox) of plane `plane`.
+// Flat index in plane `plane`'s H*W of the first maximum of output window (oy, ox).
 fn window_argmax(plane: u32, oy: u32, ox: u32) -> u32 {
-    let base = (plane * p.height + 2u * oy) * p.width + 2u * ox;
-    var best = x[base];
-    var arg = 0u;
-    for (var k = 1u; k < 4u; k++) {
-        let v = x[base + (k / 2u) * p.width + (k % 2u)];
-        if v > best {
-            best = v;
-            arg = k;
+    let top = i32(oy * p.stride) - i32(p.padding);
+    let left = i32(ox * p.stride) - i32(p.padding);
+    var best = 0.0;
+    var arg = 0xffffffffu;
+    for (var ky = 0u; ky < p.kernel; ky++) {
+        let row = top + i32(ky);
+        if row < 0 || row >= i32(p.height) {
+            continue;
+        }
+        for (var kx = 0u; kx < p.kernel; kx++) {
+            let col = left + i32(kx);
+            if col < 0 || col >= i32(p.width) {
+                continue;
+            }
+            let k = u32(row) * p.width + u32(col);
+            let v = x[plane * p.height * p.width + k];
+            if arg == 0xffffffffu || v > best {
+                best = v;
+                arg = k;
+            }
         }
     }
     return arg;
@@ -39,28 +58,24 @@ fn forward(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let oh = p.height / 2u;
-    let ow = p.width / 2u;
     let i = flat_index(wid, nwg, lid);
-    if i >= p.planes * oh * ow {
+    if i >= p.planes * p.out_h * p.out_w {
         return;
     }
-    let ox = i % ow;
-    let oy = (i / ow) % oh;
-    let plane = i / (ow * oh);
-    let k = window_argmax(plane, oy, ox);
-    out[i] = x[(plane * p.height + 2u * oy + k / 2u) * p.width + 2u * ox + k % 2u];
+    let ox = i % p.out_w;
+    let oy = (i / p.out_w) % p.out_h;
+    let plane = i / (p.out_w * p.out_h);
+    out[i] = x[plane * p.height * p.width + window_argmax(plane, oy, ox)];
 }
 
-// One invocation per input element: it receives dy of its window if it is the window's argmax.
+// One invocation per input element: the sum of dy over the windows (at most ceil(K/S)² of them)
+// whose maximum it is.
 @compute @workgroup_size(WG)
 fn backward(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let oh = p.height / 2u;
-    let ow = p.width / 2u;
     let i = flat_index(wid, nwg, lid);
     if i >= p.planes * p.height * p.width {
         return;
@@ -68,11 +83,53 @@ fn backward(
     let col = i % p.width;
     let row = (i / p.width) % p.height;
     let plane = i / (p.width * p.height);
-    let oy = row / 2u;
-    let ox = col / 2u;
+    let own = row * p.width + col;
+    // Windows oy with oy * S - P <= row < oy * S - P + K.
+    let last_y = min((row + p.padding) / p.stride, p.out_h - 1u);
+    let last_x = min((col + p.padding) / p.stride, p.out_w - 1u);
+    let first_y = select(0u, (row + p.padding + 1u - p.kernel + p.stride - 1u) / p.stride, row + p.padding + 1u > p.kernel);
+    let first_x = select(0u, (col + p.padding + 1u - p.kernel + p.stride - 1u) / p.stride, col + p.padding + 1u > p.kernel);
     var grad = 0.0;
-    if oy < oh && ox < ow && window_argmax(plane, oy, ox) == (row % 2u) * 2u + col % 2u {
-        grad = dy[(plane * oh + oy) * ow + ox];
+    for (var oy = first_y; oy <= last_y; oy++) {
+        for (var ox = first_x; ox <= last_x; ox++) {
+            if window_argmax(plane, oy, ox) == own {
+                grad += dy[(plane * p.out_h + oy) * p.out_w + ox];
+            }
+        }
     }
     out[i] = grad;
+}
+
+// Global average pooling: one invocation per plane, out[plane] = mean of its H*W values.
+@compute @workgroup_size(WG)
+fn global_average(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let plane = flat_index(wid, nwg, lid);
+    if plane >= p.planes {
+        return;
+    }
+    let area = p.height * p.width;
+    var sum = 0.0;
+    for (var k = 0u; k < area; k++) {
+        sum += x[plane * area + k];
+    }
+    out[plane] = sum / f32(area);
+}
+
+// Its gradient: every input element of a plane receives dy[plane] / (H * W).
+@compute @workgroup_size(WG)
+fn global_average_backward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = flat_index(wid, nwg, lid);
+    let area = p.height * p.width;
+    if i >= p.planes * area {
+        return;
+    }
+    out[i] = dy[i / area] / f32(area);
 }

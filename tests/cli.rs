@@ -870,3 +870,25 @@ fn an_image_folder_trains_and_predict_names_its_classes() {
         "class names from the checkpoint:\n{out}"
     );
 }
+
+/// Outside a desktop session, Mesa's device-select layer made libwayland print
+/// "error: XDG_RUNTIME_DIR is invalid ..." on every command; the command line switches that
+/// layer off there, and nothing else it prints is lost.
+#[test]
+fn no_stray_xdg_runtime_dir_errors_outside_a_desktop_session() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hetconv"))
+        .arg("info")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("NODEVICE_SELECT")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("XDG_RUNTIME_DIR"), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("adapter:"));
+}

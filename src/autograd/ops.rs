@@ -6,7 +6,8 @@ use crate::kernels::batchnorm::{self, BatchNormConfig};
 use crate::kernels::conv::{self, ConvKind, ConvWeights};
 use crate::kernels::elementwise::{self, BinaryOp};
 use crate::kernels::gemm::{self, Layout};
-use crate::kernels::{pool, reduce};
+use crate::kernels::pool::{self, PoolWindow};
+use crate::kernels::reduce;
 use crate::tensor::Tensor;
 
 /// A convolution of the family in [`crate::kernels::conv`] (fused kernels).
@@ -154,17 +155,52 @@ pub fn relu(tape: &mut Tape, x: &Var) -> Result<Var> {
     ))
 }
 
-/// 2x2 max-pool, stride 2.
+/// Max-pool over `window` (2x2 stride 2 for the VGG, 3x3 stride 2 padding 1 for a ResNet stem).
 ///
 /// # Shapes
-/// `x`: `[B, C, H, W]` → `[B, C, H/2, W/2]`
-pub fn max_pool2(tape: &mut Tape, x: &Var) -> Result<Var> {
-    let y = pool::max_pool2(x.value())?;
+/// `x`: `[B, C, H, W]` → `[B, C, (H + 2P - K) / S + 1, (W + 2P - K) / S + 1]`
+pub fn max_pool(tape: &mut Tape, x: &Var, window: PoolWindow) -> Result<Var> {
+    let y = pool::max_pool(x.value(), window)?;
     let saved = x.value().clone();
     Ok(tape.record(
         y,
         &[x],
-        Box::new(move |dy, _| Ok(vec![Some(pool::max_pool2_backward(&saved, dy)?)])),
+        Box::new(move |dy, _| Ok(vec![Some(pool::max_pool_backward(&saved, dy, window)?)])),
+    ))
+}
+
+/// 2x2 max-pool, stride 2 ([`PoolWindow::PAIRS`]).
+///
+/// # Shapes
+/// `x`: `[B, C, H, W]` → `[B, C, H/2, W/2]`
+pub fn max_pool2(tape: &mut Tape, x: &Var) -> Result<Var> {
+    max_pool(tape, x, PoolWindow::PAIRS)
+}
+
+/// Global average pooling: each channel's mean (a ResNet's head).
+///
+/// # Shapes
+/// `x`: `[B, C, H, W]` → `[B, C]`
+pub fn global_average_pool(tape: &mut Tape, x: &Var) -> Result<Var> {
+    let y = pool::global_average(x.value())?;
+    let shape = x.value().shape().to_vec();
+    Ok(tape.record(
+        y,
+        &[x],
+        Box::new(move |dy, _| Ok(vec![Some(pool::global_average_backward(dy, &shape)?)])),
+    ))
+}
+
+/// The elementwise sum `a + b` (a residual connection); the gradient flows to both unchanged.
+///
+/// # Shapes
+/// `a`, `b`: the same shape → that shape
+pub fn add(tape: &mut Tape, a: &Var, b: &Var) -> Result<Var> {
+    let y = elementwise::binary(BinaryOp::Add, a.value(), b.value())?;
+    Ok(tape.record(
+        y,
+        &[a, b],
+        Box::new(|dy, _| Ok(vec![Some(dy.clone()), Some(dy.clone())])),
     ))
 }
 

@@ -188,6 +188,25 @@ fn pool_and_relu_checks(ctx: &Context, r: &mut Report) -> Result<()> {
         &pool::max_pool2_backward(&x, &dy)?,
         &want,
     )?;
+    // A ResNet stem's window: 3x3, stride 2, padding 1 (6 x 10 -> 3 x 5), and its head.
+    let stem = pool::PoolWindow::RESNET_STEM;
+    let (y64, arg) = reference::pool::max_pool(&x64, planes, (h, w), stem);
+    r.compare(
+        "max-pool 3x3/2 pad 1 forward",
+        &pool::max_pool(&x, stem)?,
+        &y64,
+    )?;
+    let want = reference::pool::max_pool_backward(&dy64, &arg, planes, h * w);
+    r.compare(
+        "max-pool 3x3/2 pad 1 backward",
+        &pool::max_pool_backward(&x, &dy, stem)?,
+        &want,
+    )?;
+    r.compare(
+        "global average pool forward",
+        &pool::global_average(&x)?,
+        &reference::pool::global_average(&x64, planes, h * w),
+    )?;
     let (g, g64) = input(ctx, &[2, 3, h, w], 11)?;
     r.compare(
         "relu forward",

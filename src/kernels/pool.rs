@@ -1,4 +1,5 @@
-//! 2x2 max-pooling (`shaders/pool.wgsl`).
+//! Pooling (`shaders/pool.wgsl`): max-pool with any square window, stride and padding (the
+//! VGG's 2x2 stride 2, a ResNet stem's 3x3 stride 2 padding 1), and global average pooling.
 
 use crate::error::{Error, Result};
 use crate::gpu::{Access, KernelSpec, storage};
@@ -19,54 +20,196 @@ static BACKWARD: KernelSpec = KernelSpec {
     workgroup_size: 64,
 };
 
-fn dims(op: &'static str, x: &[usize]) -> Result<(usize, usize, usize, usize)> {
-    match *x {
-        [b, c, h, w] if h >= 2 && w >= 2 => Ok((b, c, h, w)),
-        _ => Err(Error::shape(
-            op,
-            format!("needs [batch, channels, height >= 2, width >= 2], got {x:?}"),
-        )),
+static GLOBAL_AVERAGE: KernelSpec = KernelSpec {
+    shader: &shaders::POOL,
+    entry: "global_average",
+    bindings: &storage([Access::Read, Access::Read, Access::ReadWrite]),
+    workgroup_size: 64,
+};
+
+static GLOBAL_AVERAGE_BACKWARD: KernelSpec = KernelSpec {
+    shader: &shaders::POOL,
+    entry: "global_average_backward",
+    bindings: &storage([Access::Read, Access::Read, Access::ReadWrite]),
+    workgroup_size: 64,
+};
+
+/// A max-pool window: `kernel` x `kernel`, moved by `stride`, over an input padded by
+/// `padding` on each side (padded positions never win), floor mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolWindow {
+    /// Window side K.
+    pub kernel: usize,
+    /// Stride S.
+    pub stride: usize,
+    /// Padding P, at most K / 2 (as PyTorch requires).
+    pub padding: usize,
+}
+
+impl PoolWindow {
+    /// The VGG's 2x2 window, stride 2, no padding.
+    pub const PAIRS: PoolWindow = PoolWindow {
+        kernel: 2,
+        stride: 2,
+        padding: 0,
+    };
+
+    /// A ResNet stem's 3x3 window, stride 2, padding 1.
+    pub const RESNET_STEM: PoolWindow = PoolWindow {
+        kernel: 3,
+        stride: 2,
+        padding: 1,
+    };
+
+    /// The output side for an input side, or None when no window fits.
+    pub fn out_side(&self, side: usize) -> Option<usize> {
+        let padded = side + 2 * self.padding;
+        (self.stride > 0 && padded >= self.kernel).then(|| (padded - self.kernel) / self.stride + 1)
+    }
+
+    /// `(height, width)` out for `x`'s `[B, C, H, W]`; the error names `op`, the window and the
+    /// shape.
+    fn out_dims(&self, op: &'static str, x: &[usize]) -> Result<[usize; 4]> {
+        let fits = self.kernel >= 1 && self.stride >= 1 && 2 * self.padding <= self.kernel;
+        match (x, fits) {
+            (&[b, c, h, w], true) if b * c > 0 => match (self.out_side(h), self.out_side(w)) {
+                (Some(oh), Some(ow)) => Ok([b, c, oh, ow]),
+                _ => Err(Error::shape(
+                    op,
+                    format!("a {self:?} does not fit in {x:?}"),
+                )),
+            },
+            (_, false) => Err(Error::InvalidArgument(format!(
+                "{op}: {self:?} needs kernel and stride >= 1 and padding <= kernel / 2"
+            ))),
+            _ => Err(Error::shape(
+                op,
+                format!("needs [batch, channels, height, width], got {x:?}"),
+            )),
+        }
+    }
+
+    fn params(&self, x: &[usize], out: &[usize; 4]) -> [u32; 8] {
+        [
+            (x[0] * x[1]) as u32,
+            x[2] as u32,
+            x[3] as u32,
+            self.kernel as u32,
+            self.stride as u32,
+            self.padding as u32,
+            out[2] as u32,
+            out[3] as u32,
+        ]
     }
 }
 
-/// 2x2 max-pool with stride 2, floor mode; ties go to the first maximum in row-major order.
+/// Max-pool over `window`; ties go to the first maximum in row-major order.
 ///
 /// # Shapes
-/// `x`: `[B, C, H, W]` → `[B, C, H/2, W/2]`
-pub fn max_pool2(x: &Tensor) -> Result<Tensor> {
-    let (b, c, h, w) = dims("max_pool2", x.shape())?;
-    let y = Tensor::uninit(x.context(), &[b, c, h / 2, w / 2])?;
-    let params = [(b * c) as u32, h as u32, w as u32];
+/// `x`: `[B, C, H, W]` → `[B, C, (H + 2P - K) / S + 1, (W + 2P - K) / S + 1]`
+pub fn max_pool(x: &Tensor, window: PoolWindow) -> Result<Tensor> {
+    let out = window.out_dims("max_pool", x.shape())?;
+    let y = Tensor::uninit(x.context(), &out)?;
+    let params = window.params(x.shape(), &out);
     x.context()
         .dispatch(&FORWARD, &[], &params, &[x, x, &y], y.numel() as u64)?;
     Ok(y)
 }
 
-/// Gradient of [`max_pool2`]: `dy` goes to the position of each window's maximum (recomputed
-/// from `x`, so the forward pass stores no indices).
+/// Gradient of [`max_pool`]: each `dy` goes to the position of its window's maximum (recomputed
+/// from `x`, so the forward pass stores no indices); overlapping windows add up.
 ///
 /// # Shapes
-/// `x`: `[B, C, H, W]`, `dy`: `[B, C, H/2, W/2]` → `[B, C, H, W]`
-pub fn max_pool2_backward(x: &Tensor, dy: &Tensor) -> Result<Tensor> {
-    let (b, c, h, w) = dims("max_pool2_backward", x.shape())?;
-    if dy.shape() != [b, c, h / 2, w / 2] {
+/// `x`: `[B, C, H, W]`, `dy`: as [`max_pool`]'s output → `[B, C, H, W]`
+pub fn max_pool_backward(x: &Tensor, dy: &Tensor, window: PoolWindow) -> Result<Tensor> {
+    let out = window.out_dims("max_pool_backward", x.shape())?;
+    if dy.shape() != out {
         return Err(Error::shape(
-            "max_pool2_backward",
+            "max_pool_backward",
             format!(
-                "dy is {:?}, expected [{b}, {c}, {}, {}] for x {:?}",
+                "dy is {:?}, expected {out:?} for x {:?} and {window:?}",
                 dy.shape(),
-                h / 2,
-                w / 2,
                 x.shape()
             ),
         ));
     }
     let dx = Tensor::uninit(x.context(), x.shape())?;
-    let params = [(b * c) as u32, h as u32, w as u32];
+    let params = window.params(x.shape(), &out);
     x.context()
         .dispatch(&BACKWARD, &[], &params, &[x, dy, &dx], x.numel() as u64)?;
     Ok(dx)
 }
 
+/// 2x2 max-pool with stride 2 ([`PoolWindow::PAIRS`]), the VGG's.
+///
+/// # Shapes
+/// `x`: `[B, C, H, W]` → `[B, C, H/2, W/2]`
+pub fn max_pool2(x: &Tensor) -> Result<Tensor> {
+    max_pool(x, PoolWindow::PAIRS)
+}
+
+/// Gradient of [`max_pool2`].
+///
+/// # Shapes
+/// `x`: `[B, C, H, W]`, `dy`: `[B, C, H/2, W/2]` → `[B, C, H, W]`
+pub fn max_pool2_backward(x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    max_pool_backward(x, dy, PoolWindow::PAIRS)
+}
+
+fn planes(op: &'static str, x: &[usize]) -> Result<(usize, usize, usize, usize)> {
+    match *x {
+        [b, c, h, w] if b * c * h * w > 0 => Ok((b, c, h, w)),
+        _ => Err(Error::shape(
+            op,
+            format!("needs a non-empty [batch, channels, height, width], got {x:?}"),
+        )),
+    }
+}
+
+/// Global average pooling: the mean of each channel's plane.
+///
+/// # Shapes
+/// `x`: `[B, C, H, W]` → `[B, C]`
+pub fn global_average(x: &Tensor) -> Result<Tensor> {
+    let (b, c, h, w) = planes("global_average", x.shape())?;
+    let y = Tensor::uninit(x.context(), &[b, c])?;
+    let params = [(b * c) as u32, h as u32, w as u32, 0, 0, 0, 0, 0];
+    x.context()
+        .dispatch(&GLOBAL_AVERAGE, &[], &params, &[x, x, &y], (b * c) as u64)?;
+    Ok(y)
+}
+
+/// Gradient of [`global_average`]: `dy / (H W)` at every pixel of its plane.
+///
+/// # Shapes
+/// `dy`: `[B, C]`, `input`: the input's `[B, C, H, W]` → `[B, C, H, W]`
+pub fn global_average_backward(dy: &Tensor, input: &[usize]) -> Result<Tensor> {
+    let (b, c, h, w) = planes("global_average_backward", input)?;
+    if dy.shape() != [b, c] {
+        return Err(Error::shape(
+            "global_average_backward",
+            format!(
+                "dy is {:?}, expected [{b}, {c}] for input {input:?}",
+                dy.shape()
+            ),
+        ));
+    }
+    let dx = Tensor::uninit(dy.context(), input)?;
+    let params = [(b * c) as u32, h as u32, w as u32, 0, 0, 0, 0, 0];
+    dy.context().dispatch(
+        &GLOBAL_AVERAGE_BACKWARD,
+        &[],
+        &params,
+        &[dy, dy, &dx],
+        dx.numel() as u64,
+    )?;
+    Ok(dx)
+}
+
 /// Every kernel entry point of this module (the shader reflection test checks each).
-pub(crate) static SPECS: &[&KernelSpec] = &[&FORWARD, &BACKWARD];
+pub(crate) static SPECS: &[&KernelSpec] = &[
+    &FORWARD,
+    &BACKWARD,
+    &GLOBAL_AVERAGE,
+    &GLOBAL_AVERAGE_BACKWARD,
+];
