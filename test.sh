@@ -8,11 +8,6 @@ export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 
 cargo test --workspace --locked
 
-# The library alone, without the command line's dependencies (the `cli` feature), as an
-# application that embeds it builds it: the generic model, trainer and checkpoint tests.
-echo "test.sh: the library without the cli feature"
-cargo test --locked --no-default-features --test custom_model --test checkpoint
-
 # The cooperative-matrix (tensor-core) kernels on Mesa 26 lavapipe, which has 8x8x8 f16 -> f32
 # cooperative matrices (the default lavapipe has none): the mixed-precision tests again, on it,
 # where skipping a cooperative tile fails (HETCONV_REQUIRE_COOP). .ci/mesa26.sh installs it;
@@ -28,6 +23,12 @@ elif [ -n "${HETCONV_NEED_MESA26:-}" ]; then
 else
   echo "test.sh: note: Mesa 26 lavapipe is not installed (.ci/mesa26.sh): the cooperative-matrix kernels were not run"
 fi
+
+# The library alone, without the command line's dependencies (the `cli` feature), as an
+# application that embeds it builds it: the generic model, trainer and checkpoint tests. Last
+# of the native builds: the other feature set rebuilds the dependencies once.
+echo "test.sh: the library without the cli feature"
+cargo test --locked --no-default-features --test custom_model --test checkpoint
 
 web/build.sh
 (
