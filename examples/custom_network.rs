@@ -17,7 +17,7 @@ use hetconv::autograd::{Tape, Var, ops};
 use hetconv::checkpoint::{self, Checkpoint};
 use hetconv::data::embedded;
 use hetconv::model::InputShape;
-use hetconv::nn::{BatchNorm, Conv3x3, Init, Linear, ParamStore, ParamStoreBuilder};
+use hetconv::nn::{BatchNorm, Conv2d, Init, Linear, ParamStore, ParamStoreBuilder};
 use hetconv::optim::{LrSchedule, Schedule};
 use hetconv::train::{Progress, TrainSettings, Trainer, evaluate};
 use hetconv::{Context, Error, Model, Result, Tensor};
@@ -30,7 +30,7 @@ struct SmallNet {
     store: ParamStore,
     classes: usize,
     /// Conv + BatchNorm (+ ReLU), each followed by a 2x2 max-pool.
-    blocks: Vec<(Conv3x3, BatchNorm)>,
+    blocks: Vec<(Conv2d, BatchNorm)>,
     fc: Linear,
 }
 
@@ -42,9 +42,9 @@ impl SmallNet {
         for (i, (cin, cout)) in [(1, 16), (16, 32), (32, 64)].into_iter().enumerate() {
             let prefix = format!("block{i}");
             let conv = if i == 0 {
-                Conv3x3::standard(&mut b, &mut init, &prefix, (cin, cout), false)?
+                Conv2d::standard(&mut b, &mut init, &prefix, (cin, cout), false)?
             } else {
-                Conv3x3::hetconv(&mut b, &mut init, &prefix, (cin, cout), PARTS)?
+                Conv2d::hetconv(&mut b, &mut init, &prefix, (cin, cout), PARTS)?
             };
             let bn = BatchNorm::new(&mut b, &format!("{prefix}.bn"), cout).with_relu();
             blocks.push((conv, bn));

@@ -141,7 +141,7 @@ fn measure(
                 conv::forward_into(&dense_1x1, &x, &w1_only, &y, true)?;
             }
             Method::Unfused => {
-                conv::hetconv_unfused_forward(p, &x, &w3, &w1)?;
+                conv::hetconv_unfused_forward(&ConvKind::hetconv(p), &x, &w3, &w1)?;
             }
             Method::Fused => {
                 let w = ConvWeights {
@@ -165,7 +165,7 @@ fn measure(
                         w3: Some(&w3),
                         ..Default::default()
                     },
-                    d.cin,
+                    x.shape(),
                 )?;
                 conv::backward_weight(&kind, &x, &dy)?;
             }
@@ -178,9 +178,9 @@ fn measure(
                         w3: Some(&w3),
                         ..Default::default()
                     },
-                    d.cin,
+                    x.shape(),
                 )?;
-                let dx1 = conv::backward_input(&dense_1x1, &dy, &w1_only, d.cin)?;
+                let dx1 = conv::backward_input(&dense_1x1, &dy, &w1_only, x.shape())?;
                 elementwise::binary(BinaryOp::Add, &dx3, &dx1)?;
                 conv::backward_weight(&grouped, &x, &dy)?;
                 let dw1 = conv::backward_weight(&dense_1x1, &x, &dy)?
@@ -189,8 +189,9 @@ fn measure(
                 elementwise::binary(BinaryOp::Mul, &dw1, &mask)?;
             }
             Method::Unfused => {
-                conv::hetconv_unfused_backward_input(p, &dy, &w3, &w1, d.cin)?;
-                conv::hetconv_unfused_backward_weight(p, &x, &dy)?;
+                let kind = ConvKind::hetconv(p);
+                conv::hetconv_unfused_backward_input(&kind, &dy, &w3, &w1, x.shape())?;
+                conv::hetconv_unfused_backward_weight(&kind, &x, &dy)?;
             }
             Method::Fused => {
                 let kind = ConvKind::hetconv(p);
@@ -199,7 +200,7 @@ fn measure(
                     w1: Some(&w1),
                     bias: None,
                 };
-                conv::backward_input(&kind, &dy, &w, d.cin)?;
+                conv::backward_input(&kind, &dy, &w, x.shape())?;
                 conv::backward_weight(&kind, &x, &dy)?;
             }
         }

@@ -1,14 +1,19 @@
 // One register-tiled GEMM core for the conv family and the linear layer (the tfjs-webgpu
 // pattern): C[row, col] = sum_k A[row, k] * B[k, col] for each group g of a batched product,
 // with the operand gathers and the epilogue chosen by the override constant ROLE:
-//   0 conv forward:         rows = filters of g, cols = pixels, k = own block's 3x3 taps, then
-//                           the 1x1 channels (all, or all outside the block when masked)
-//   1 conv input gradient:  rows = input channels of g, cols = pixels, k = the filters that read
-//                           them (transposed, flipped taps), then the 1x1 filters
-//   2 conv weight gradient: rows = filters of g, cols = the forward k space, k = the pixels of
-//                           one split (split-K partial products; `scatter_weight_grad` sums them)
+//   0 conv forward:         rows = filters of g, cols = output pixels, k = own block's KS x KS
+//                           taps, then the 1x1 channels (all, or all outside the block when
+//                           masked)
+//   1 conv input gradient:  rows = input channels of g, cols = input pixels, k = the filters that
+//                           read them (transposed taps; with a stride, a tap that no output
+//                           pixel used gives 0), then the 1x1 filters
+//   2 conv weight gradient: rows = filters of g, cols = the forward k space, k = the output
+//                           pixels of one split (split-K partial products;
+//                           `scatter_weight_grad` sums them)
 //   3 matmul:               rows = m, cols = n, k = k (either operand may be stored transposed)
-// A masked block is not in k at all: it is skipped, never multiplied.
+// A masked block is not in k at all: it is skipped, never multiplied. The spatial kernel (KS,
+// PAD, TAPS) comes from include/conv_geometry.wgsl, which precedes this file; the stride is a
+// uniform, so that layers of every stride share one pipeline per tile.
 //
 // Composition: a precision piece from `include/` comes first and defines `operand`, the type of
 // the workgroup stages (`operand_f32`, `operand_f16`, or `coop8` / `coop16`, which also define
@@ -40,16 +45,19 @@
 //   them; a tile is interior only if all of its rows and columns are in range, and `full` adds
 //   k0 + KC <= red_hi). For such (row, k, col): weights index o < cout (o = g * rows + row with
 //   g < groups, rows = cout / groups) times their row lengths; a tapped value is read only
-//   inside the image (y, x checked), of an image < batch (col or k < batch * height * width)
-//   and a channel < cin (cout); role 3 reads a[m, k], b[k, n] within m * k and k * n; bias is
+//   inside its map (y, x checked against the input's height and width, or for role 1 dy's
+//   out_height and out_width), of an image < batch (col or k < batch * the pixels of its
+//   space, which is the map the image index is decoded in) and a channel < cin (cout); a
+//   spatial tap index is < TAPS (k % TAPS); role 3 reads a[m, k], b[k, n] within m * k and k * n; bias is
 //   read only when the host bound one of cout (role 3: n) values.
 // - Writes: the same (row, col) conditions; role 2 writes partials sized splits * cout * cols.
 //   scatter_weight_grad writes dw3 only for i < n3 (0 when there is no 3x3 part) and dw1 only
 //   for i - n3 < n1.
 // - Divisors: tiles_m, tiles_n and groups are non-zero in every role (the host dispatches
 //   nothing when rows or cols are 0); width, height, cin, cpg and opg in the conv roles (the host
-//   refuses empty shapes; role 3 never divides by them); KC, TN, TM, RN, RM are positive
-//   constants (TileShape::check).
+//   refuses empty shapes; role 3 never divides by them), and out_height, out_width (at least 1
+//   for a non-empty input) and stride (ConvKind::check: 1..=4); KC, TN, TM, RN, RM, KS, TAPS
+//   are positive constants (TileShape::check, ConvKind::check).
 
 override WG: u32 = 256u;
 override TM: u32 = 64u;
@@ -72,7 +80,7 @@ struct Params {
     height: u32,
     width: u32,
     groups: u32,
-    kernel3: u32,    // 1: the 3x3 part is present
+    spatial: u32,    // 1: the spatial (KS x KS) part is present
     pointwise: u32,  // 0 none, 1 dense, 2 masked
     has_bias: u32,
     accumulate: u32, // 1: add to what dst holds
@@ -87,6 +95,9 @@ struct Params {
     trans_b: u32,    // role 3: b is stored [n, k]
     cpg: u32,        // cin / groups (no division per element)
     opg: u32,        // cout / groups
+    out_height: u32, // output rows: (height - 1) / stride + 1
+    out_width: u32,
+    stride: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -107,10 +118,20 @@ struct Pixel {
     x: i32,
 }
 
+// Rows and columns of the maps whose pixels the role's columns (roles 0, 1) or reduction steps
+// (role 2) count: the input's for the input gradient, the output's otherwise.
+fn pixel_space() -> vec2<u32> {
+    if ROLE == 1u {
+        return vec2<u32>(p.height, p.width);
+    }
+    return vec2<u32>(p.out_height, p.out_width);
+}
+
 fn decode(pixel: u32) -> Pixel {
-    let plane = p.height * p.width;
+    let space = pixel_space();
+    let plane = space.x * space.y;
     let in_image = pixel % plane;
-    return Pixel(pixel / plane, i32(in_image / p.width), i32(in_image % p.width));
+    return Pixel(pixel / plane, i32(in_image / space.y), i32(in_image % space.y));
 }
 
 // The j-th pointwise channel of group g among channels of `block` per group (skipping g's
@@ -122,29 +143,46 @@ fn pointwise_channel(j: u32, g: u32, block: u32) -> u32 {
     return j;
 }
 
-// Reduction entry k of group g (forward space for roles 0 and 2, over the cin channels of x;
-// input-gradient space for role 1, over the cout channels of dy), tapped at pixel q.
+// Reduction entry k of group g (forward space for roles 0 and 2, over the cin channels of x,
+// tapped around output pixel q; input-gradient space for role 1, over the cout channels of dy,
+// seen from input pixel q).
 fn tapped(k: u32, g: u32, q: Pixel) -> f32 {
     let channels = select(p.cin, p.cout, ROLE == 1u);
     let per_group = select(p.cpg, p.opg, ROLE == 1u);
-    let k3 = select(0u, per_group * 9u, p.kernel3 == 1u);
+    let k3 = select(0u, per_group * TAPS, p.spatial == 1u);
     var channel: u32;
-    var tap = 4u;
+    var tap = TAPS / 2u; // the centre: where a 1x1 tap reads
     if k < k3 {
-        channel = g * per_group + k / 9u;
-        tap = k % 9u;
+        channel = g * per_group + k / TAPS;
+        tap = k % TAPS;
     } else {
         channel = pointwise_channel(k - k3, g, per_group);
     }
-    var dy = i32(tap / 3u) - 1;
-    var dx = i32(tap % 3u) - 1;
+    let ky = i32(tap / KS) - i32(PAD);
+    let kx = i32(tap % KS) - i32(PAD);
+    let stride = i32(p.stride);
     if ROLE == 1u {
-        // Output (y - dy, x - dx) saw input (y, x) through this tap.
-        dy = -dy;
-        dx = -dx;
+        // Output pixel ((y - ky) / stride, (x - kx) / stride) saw input (y, x) through this
+        // tap, if both divisions are exact.
+        var y = q.y - ky;
+        var x = q.x - kx;
+        if y < 0 || x < 0 {
+            return 0.0;
+        }
+        if stride != 1 {
+            if y % stride != 0 || x % stride != 0 {
+                return 0.0;
+            }
+            y /= stride;
+            x /= stride;
+        }
+        if y >= i32(p.out_height) || x >= i32(p.out_width) {
+            return 0.0;
+        }
+        return src[((q.image * channels + channel) * p.out_height + u32(y)) * p.out_width + u32(x)];
     }
-    let y = q.y + dy;
-    let x = q.x + dx;
+    let y = q.y * stride + ky;
+    let x = q.x * stride + kx;
     if y < 0 || x < 0 || y >= i32(p.height) || x >= i32(p.width) {
         return 0.0;
     }
@@ -155,7 +193,7 @@ fn tapped(k: u32, g: u32, q: Pixel) -> f32 {
 fn a_value(row: u32, k: u32, g: u32, q: Pixel) -> f32 {
     switch ROLE {
         case 0u: {
-            let k3 = select(0u, p.cpg * 9u, p.kernel3 == 1u);
+            let k3 = select(0u, p.cpg * TAPS, p.spatial == 1u);
             let o = g * p.rows + row;
             if k < k3 {
                 return w3[o * k3 + k];
@@ -163,18 +201,18 @@ fn a_value(row: u32, k: u32, g: u32, q: Pixel) -> f32 {
             return w1[o * p.cin + pointwise_channel(k - k3, g, p.cpg)];
         }
         case 1u: {
-            let k3 = select(0u, p.opg * 9u, p.kernel3 == 1u);
+            let k3 = select(0u, p.opg * TAPS, p.spatial == 1u);
             if k < k3 {
-                let o = g * p.opg + k / 9u;
-                return w3[(o * p.cpg + row) * 9u + k % 9u];
+                let o = g * p.opg + k / TAPS;
+                return w3[(o * p.cpg + row) * TAPS + k % TAPS];
             }
             let o = pointwise_channel(k - k3, g, p.opg);
             return w1[o * p.cin + g * p.cpg + row];
         }
         case 2u: {
             let o = g * p.rows + row;
-            let plane = p.height * p.width;
-            return src2[(q.image * p.cout + o) * plane + u32(q.y) * p.width + u32(q.x)];
+            let plane = p.out_height * p.out_width;
+            return src2[(q.image * p.cout + o) * plane + u32(q.y) * p.out_width + u32(q.x)];
         }
         default: {
             if p.trans_a == 1u {
@@ -212,8 +250,8 @@ fn store(row: u32, col: u32, g: u32, split: u32, c: f32) {
             let channels = select(p.cout, p.cin, ROLE == 1u);
             let channel = g * p.rows + row;
             let q = decode(col);
-            let plane = p.height * p.width;
-            index = (q.image * channels + channel) * plane + u32(q.y) * p.width + u32(q.x);
+            let space = pixel_space();
+            index = ((q.image * channels + channel) * space.x + u32(q.y)) * space.y + u32(q.x);
             if ROLE == 0u && p.has_bias == 1u {
                 value += bias[channel];
             }
@@ -329,7 +367,7 @@ fn store_checked(job: Job, row: u32, col: u32, c: f32) {
 }
 
 // Weight gradient, second pass: sums the splits of C[o, k] (src: [splits, cout, cols]) and
-// scatters them into dw3 [N, M/G, 3, 3] (k in the 3x3 part) and dw1 [N, M] (the pointwise part,
+// scatters them into dw3 [N, M/G, KS, KS] (k in the spatial part) and dw1 [N, M] (the pointwise part,
 // with exact zeros on a masked block). One invocation per element of dw3, then of dw1.
 @group(0) @binding(7) var<storage, read_write> dst2: array<f32>;
 
@@ -342,8 +380,8 @@ fn scatter_weight_grad(
     let i = (wid.x + wid.y * nwg.x) * WG + lid;
     let cpg = p.cpg;
     let opg = p.opg;
-    let k3 = select(0u, cpg * 9u, p.kernel3 == 1u);
-    let n3 = select(0u, p.cout * cpg * 9u, p.kernel3 == 1u);
+    let k3 = select(0u, cpg * TAPS, p.spatial == 1u);
+    let n3 = select(0u, p.cout * cpg * TAPS, p.spatial == 1u);
     let n1 = select(0u, p.cout * p.cin, p.pointwise != 0u);
     if i >= n3 + n1 {
         return;
@@ -351,8 +389,8 @@ fn scatter_weight_grad(
     var o: u32;
     var col: u32;
     if i < n3 {
-        o = i / (cpg * 9u);
-        col = i % (cpg * 9u);
+        o = i / (cpg * TAPS);
+        col = i % (cpg * TAPS);
     } else {
         let j = i - n3;
         o = j / p.cin;

@@ -208,7 +208,8 @@ pub fn resnet_cost(config: &ResNetConfig) -> ModelCost {
             cout: conv.cout,
             kernel: conv.kernel,
             out_area: conv.out_size * conv.out_size,
-            parts: conv.hetconv.then_some(config.parts),
+            // At P = 1 the blocks' 3x3 convs are standard convs (torchvision's).
+            parts: (conv.hetconv && config.parts > 1).then_some(config.parts),
             bias: false,
         });
         layers.push(CostLayer::BatchNorm {

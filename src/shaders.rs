@@ -52,13 +52,13 @@ const COOP: wgpu::Features = wgpu::Features::SHADER_F16
 
 shader!(GEMM, "gemm");
 shader!(ELEMENTWISE, "elementwise");
-shader!(CONV, "conv");
+shader!(CONV, "conv", "conv_geometry");
 shader!(REDUCE, "reduce", "workgroup_sum");
-shader!(CONV_WEIGHT_GRAD, "conv_weight_grad");
-shader!(GEMM_CORE = "gemm_core": proven "gemm_core" needs wgpu::Features::empty(), "operand_f32", "gemm_fma");
-shader!(GEMM_CORE_F16 = "gemm_core_f16": proven "gemm_core" needs wgpu::Features::SHADER_F16, "operand_f16", "gemm_fma");
-shader!(GEMM_CORE_COOP8 = "gemm_core_coop8": proven "gemm_core" needs COOP, "coop8", "gemm_coop");
-shader!(GEMM_CORE_COOP16 = "gemm_core_coop16": proven "gemm_core" needs COOP, "coop16", "gemm_coop");
+shader!(CONV_WEIGHT_GRAD, "conv_weight_grad", "conv_geometry");
+shader!(GEMM_CORE = "gemm_core": proven "gemm_core" needs wgpu::Features::empty(), "operand_f32", "conv_geometry", "gemm_fma");
+shader!(GEMM_CORE_F16 = "gemm_core_f16": proven "gemm_core" needs wgpu::Features::SHADER_F16, "operand_f16", "conv_geometry", "gemm_fma");
+shader!(GEMM_CORE_COOP8 = "gemm_core_coop8": proven "gemm_core" needs COOP, "coop8", "conv_geometry", "gemm_coop");
+shader!(GEMM_CORE_COOP16 = "gemm_core_coop16": proven "gemm_core" needs COOP, "coop16", "conv_geometry", "gemm_coop");
 shader!(POOL, "pool");
 shader!(BATCHNORM, "batchnorm", "workgroup_sum");
 shader!(BATCHNORM_GRAD, "batchnorm_grad");

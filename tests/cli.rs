@@ -446,7 +446,7 @@ fn tune_fills_the_cache_that_bench_then_uses() {
         out.to_str().unwrap(),
     ]));
     assert!(
-        text.contains("| conv_forward g2 k3=1 pw=Masked b2 "),
+        text.contains("| conv_forward g2 k3 s1 pw=Masked b2 "),
         "{text}"
     );
     assert!(text.contains("| Tuned |"), "{text}");
@@ -891,4 +891,106 @@ fn no_stray_xdg_runtime_dir_errors_outside_a_desktop_session() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("XDG_RUNTIME_DIR"), "{stderr}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("adapter:"));
+}
+
+/// A ResNet goes through the same commands as the VGG: train (--model), eval, predict, resume,
+/// export; the checkpoint records the network, and flags that describe another are refused.
+#[test]
+fn a_resnet_trains_evaluates_resumes_and_exports() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("resnet");
+    let run_s = run.to_str().unwrap();
+    let text = stdout(&hetconv(&[
+        "--tune",
+        "off",
+        "train",
+        "--model",
+        "resnet8",
+        "--part",
+        "2",
+        "--batch-size",
+        "16",
+        "--epochs",
+        "2",
+        "--train-limit",
+        "32",
+        "--eval-limit",
+        "32",
+        "--checkpoint-every",
+        "1",
+        "--max-steps",
+        "2",
+        "--out",
+        run_s,
+    ]));
+    assert!(
+        text.contains("HetConv ResNet-8, P=2, CIFAR layout, 1x28x28 input"),
+        "{text}"
+    );
+    let ckpt = run.join("checkpoint.safetensors");
+    let ckpt_s = ckpt.to_str().unwrap();
+    let text = stdout(&hetconv(&["eval", "--weights", ckpt_s, "--limit", "20"]));
+    assert!(text.contains("accuracy"), "{text}");
+    let text = stdout(&hetconv(&[
+        "--tune",
+        "off",
+        "train",
+        "--resume",
+        ckpt_s,
+        "--max-steps",
+        "4",
+    ]));
+    assert!(
+        text.contains("resuming") && text.contains("ResNet-8"),
+        "{text}"
+    );
+    let json = dir.path().join("p.json");
+    hetconv(&[
+        "predict",
+        "--weights",
+        ckpt_s,
+        "--limit",
+        "3",
+        "--output",
+        json.to_str().unwrap(),
+    ]);
+    let predictions: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(predictions.as_array().map(Vec::len), Some(3));
+    let exported = dir.path().join("torch.safetensors");
+    hetconv(&[
+        "export",
+        "--weights",
+        ckpt_s,
+        "--output",
+        exported.to_str().unwrap(),
+    ]);
+    let bytes = std::fs::read(&exported).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let names: Vec<String> = file.names().into_iter().map(String::from).collect();
+    for name in [
+        "conv1.weight",
+        "layer1.0.conv1.gwc.weight",
+        "layer2.0.downsample.0.weight",
+        "fc.weight",
+    ] {
+        assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+    }
+    // Flags that describe another network are refused by name.
+    let other = dir.path().join("other");
+    let other_s = other.to_str().unwrap();
+    for (flags, says) in [
+        (vec!["--init", ckpt_s, "--model", "vgg16"], "--model vgg16"),
+        (vec!["--resume", ckpt_s, "--part", "4"], "--part 4"),
+        (
+            vec!["--model", "resnet20", "--width-mult", "0.5"],
+            "--width-mult",
+        ),
+        (vec!["--model", "resnet21"], "resnet21"),
+    ] {
+        let mut args = vec!["--tune", "off", "train", "--out", other_s];
+        args.extend(flags);
+        let err = hetconv_fails(&args);
+        assert!(err.contains(says), "{says}: {err}");
+    }
 }

@@ -1,6 +1,7 @@
 //! The conv family on the GPU vs the CPU reference: standard, grouped (every group count),
-//! depthwise, 1x1, masked 1x1 and fused HetConv, forward and both gradients, on small shapes with
-//! odd sizes, batch 1 and channel counts that are not multiples of 4.
+//! depthwise, 1x1, masked 1x1 and fused HetConv, strided, and standard 5x5 and 7x7 (a ResNet
+//! stem), forward and both gradients, on small shapes with odd sizes, batch 1 and channel counts
+//! that are not multiples of 4.
 
 mod common;
 
@@ -25,11 +26,10 @@ struct Case {
 impl Case {
     fn new(kind: ConvKind, d: ConvDims, with_bias: bool, seed: u64) -> Self {
         let mut rng = Rng::new(seed);
-        let image = d.height * d.width;
-        let x = rng.vec(d.batch * d.cin * image);
+        let x = rng.vec(d.batch * d.cin * d.height * d.width);
         let w3 = kind
-            .kernel3
-            .then(|| rng.vec(d.cout * d.cin / kind.groups * 9));
+            .spatial()
+            .then(|| rng.vec(kind.spatial_shape(&d).iter().product()));
         let mut w1 = (kind.pointwise != Pointwise::None).then(|| rng.vec(d.cout * d.cin));
         // Masked weights hold exact zeros in the skipped block, as in a trained HetConv.
         if let (Pointwise::Masked, Some(w1)) = (kind.pointwise, w1.as_mut()) {
@@ -40,7 +40,7 @@ impl Case {
             }
         }
         let bias = with_bias.then(|| rng.vec(d.cout));
-        let dy = rng.vec(d.batch * d.cout * image);
+        let dy = rng.vec(kind.out_shape(&d).iter().product());
         Self {
             kind,
             d,
@@ -76,11 +76,11 @@ impl Case {
         let Case { kind, d, .. } = self;
         let name = format!("{algorithm:?} {kind:?} {d:?}");
         let x = upload(ctx, &[d.batch, d.cin, d.height, d.width], &self.x);
-        let dy = upload(ctx, &[d.batch, d.cout, d.height, d.width], &self.dy);
+        let dy = upload(ctx, &kind.out_shape(d), &self.dy);
         let w3 = self
             .w3
             .as_ref()
-            .map(|w| upload(ctx, &[d.cout, d.cin / kind.groups, 3, 3], w));
+            .map(|w| upload(ctx, &kind.spatial_shape(d), w));
         // The GPU copy of a masked weight holds NaN in the skipped block: the kernels must never
         // read it (a multiply by it would poison the result).
         let w1 = self
@@ -103,13 +103,13 @@ impl Case {
         let mut gpu = None;
         let kernels = kernels_run(ctx, || {
             let y = conv::forward(kind, &x, &weights).unwrap();
-            let dx = conv::backward_input(kind, &dy, &weights, d.cin).unwrap();
+            let dx = conv::backward_input(kind, &dy, &weights, x.shape()).unwrap();
             gpu = Some((y, dx, conv::backward_weight(kind, &x, &dy).unwrap()));
         });
         let (y, dx, grads) = gpu.unwrap();
         if let Some(kernels) = kernels {
             let has_weight_product =
-                kind.kernel3 || kind.pointwise == Pointwise::Dense || kind.groups > 1;
+                kind.spatial() || kind.pointwise == Pointwise::Dense || kind.groups > 1;
             let roles: &[u32] = if has_weight_product {
                 &[0, 1, 2]
             } else {
@@ -134,7 +134,9 @@ impl Case {
         let dx = dx.to_vec().unwrap();
         let want_dx = cpu::backward_input(kind, d, &dy64, w3_64.as_deref(), w1_64.as_deref());
         let (want_dw3, want_dw1) = cpu::backward_weight(kind, d, &x64, &dy64);
-        let pixels = d.batch * d.height * d.width;
+        // Weight gradients sum over the output pixels.
+        let (oh, ow) = kind.out_hw(d);
+        let pixels = d.batch * oh * ow;
         if is_mixed(algorithm) {
             // f16 operands: each result within the bound of its own sum of |a| |b| (the
             // reference on absolute values), over the pass's reduction length.
@@ -166,7 +168,6 @@ impl Case {
         assert_close(&format!("{name} y"), &y, &want_y, F32_KERNEL);
         assert_close(&format!("{name} dx"), &dx, &want_dx, F32_KERNEL);
 
-        // Weight gradients sum batch * height * width terms.
         let long_sum = Tolerance {
             rtol: 1e-5,
             atol: 1e-5 * pixels as f64,
@@ -221,31 +222,27 @@ impl Case {
             let db = reduce::sum_channels(dy).unwrap().to_vec().unwrap();
             let long_sum = Tolerance {
                 rtol: 1e-5,
-                atol: 1e-5 * (d.batch * d.height * d.width) as f64,
+                atol: 1e-5 * (dy64.len() / d.cout) as f64,
             };
             assert_close(
                 &format!("{name} dbias"),
                 &db,
-                &cpu::bias_grad(d, dy64),
+                &cpu::bias_grad(kind, d, dy64),
                 long_sum,
             );
         }
     }
 }
 
-/// The reduction length of one group's product (as the GEMM core counts it): own-block 3x3
+/// The reduction length of one group's product (as the GEMM core counts it): own-block spatial
 /// taps, then the 1x1 channels (all of them, or all outside the block when masked).
 fn reduction_len(kind: &ConvKind, channels: usize) -> usize {
-    let k3 = if kind.kernel3 {
-        channels / kind.groups * 9
-    } else {
-        0
-    };
-    k3 + match kind.pointwise {
-        Pointwise::None => 0,
-        Pointwise::Dense => channels,
-        Pointwise::Masked => channels - channels / kind.groups,
-    }
+    channels / kind.groups * kind.taps()
+        + match kind.pointwise {
+            Pointwise::None => 0,
+            Pointwise::Dense => channels,
+            Pointwise::Masked => channels - channels / kind.groups,
+        }
 }
 
 fn dims(batch: usize, cin: usize, cout: usize, height: usize, width: usize) -> ConvDims {
@@ -323,23 +320,92 @@ fn fused_hetconv_every_part() {
 fn grouped_3x3_plus_dense_1x1() {
     let ctx = ctx();
     let kind = ConvKind {
-        groups: 2,
-        kernel3: true,
         pointwise: Pointwise::Dense,
+        ..ConvKind::grouped3x3(2)
     };
     Case::new(kind, dims(2, 6, 4, 4, 5), false, 60).check(&ctx);
+}
+
+/// Every member takes a stride, in both parts: HetConv at every part, grouped and depthwise
+/// 3x3, dense and masked 1x1, on odd sizes where the last window hangs over the border, a row
+/// or column of one pixel, and stride 3 (taps that no output pixel uses).
+#[test]
+fn strided_every_kind_and_part() {
+    let ctx = ctx();
+    let cases = [
+        (2, dims(1, 8, 8, 7, 6)),
+        (2, dims(2, 6, 3, 4, 1)),
+        (3, dims(1, 4, 8, 8, 7)),
+    ];
+    for (i, (stride, d)) in cases.into_iter().enumerate() {
+        let seed = 100 + 10 * i as u64;
+        for g in divisors(gcd(d.cin, d.cout)) {
+            for kind in [
+                ConvKind::hetconv(g),
+                ConvKind::grouped3x3(g),
+                ConvKind::masked_pointwise(g),
+            ] {
+                Case::new(kind.with_stride(stride), d, g == 1, seed + g as u64).check(&ctx);
+            }
+        }
+        let projection = ConvKind::pointwise().with_stride(stride);
+        Case::new(projection, d, true, seed).check(&ctx);
+    }
+}
+
+/// Spatial kernels other than 3x3: a ResNet stem's 7x7 with stride 2 (and with stride 4, the
+/// widest window the direct kernels keep), 7x7 over an image smaller than the kernel, a grouped
+/// 7x7 with stride 2, and a grouped 1x1 spatial part. (5x5 is checked against finite
+/// differences on the CPU; on the GPU each kernel side compiles every tile again, and 7x7 is
+/// the side a network here uses.)
+#[test]
+fn standard_kxk_convs_and_a_resnet_stem() {
+    let ctx = ctx();
+    let cases = [
+        (
+            ConvKind::standard(7).with_stride(2),
+            dims(2, 3, 8, 11, 9),
+            true,
+        ),
+        (
+            ConvKind::standard(7).with_stride(4),
+            dims(1, 2, 3, 13, 10),
+            false,
+        ),
+        (ConvKind::standard(7), dims(1, 3, 4, 5, 4), true),
+        (
+            ConvKind {
+                groups: 2,
+                ..ConvKind::standard(7).with_stride(2)
+            },
+            dims(1, 4, 6, 6, 7),
+            false,
+        ),
+        (
+            ConvKind {
+                groups: 2,
+                ..ConvKind::standard(1)
+            },
+            dims(2, 4, 6, 3, 5),
+            true,
+        ),
+    ];
+    for (i, (kind, d, bias)) in cases.into_iter().enumerate() {
+        Case::new(kind, d, bias, 200 + i as u64).check(&ctx);
+    }
 }
 
 #[test]
 fn fused_equals_unfused_equals_per_filter_definition() {
     let ctx = ctx();
-    for (path, p) in conv_paths(&ctx)
+    for (path, p, stride) in conv_paths(&ctx)
         .into_iter()
-        .flat_map(|a| [1, 2, 4, 8].map(|p| (a, p)))
+        .flat_map(|a| [(1, 1), (2, 1), (4, 1), (8, 1), (2, 2), (4, 3)].map(|(p, s)| (a, p, s)))
     {
         use_path(&ctx, path);
         let d = dims(2, 8, 8, 5, 7);
-        let case = Case::new(ConvKind::hetconv(p), d, false, 70 + p as u64);
+        let kind = ConvKind::hetconv(p).with_stride(stride);
+        let case = Case::new(kind, d, false, 70 + p as u64);
         let (w3, w1) = (case.w3.clone().unwrap(), case.w1.clone().unwrap());
         let x = upload(&ctx, &[2, 8, 5, 7], &case.x);
         let w3t = upload(&ctx, &[8, 8 / p, 3, 3], &w3);
@@ -349,34 +415,37 @@ fn fused_equals_unfused_equals_per_filter_definition() {
             w1: Some(&w1t),
             bias: None,
         };
-        let fused = conv::forward(&ConvKind::hetconv(p), &x, &weights)
+        let fused = conv::forward(&kind, &x, &weights)
             .unwrap()
             .to_vec()
             .unwrap();
-        let unfused = conv::hetconv_unfused_forward(p, &x, &w3t, &w1t)
+        let unfused = conv::hetconv_unfused_forward(&kind, &x, &w3t, &w1t)
             .unwrap()
             .to_vec()
             .unwrap();
 
-        // The definition: filter o has 3x3 kernels on the M/P channels of its part, 1x1 on the rest.
+        // The definition: filter o has 3x3 kernels on the M/P channels of its part, 1x1 on the
+        // rest, all with the layer's stride.
         let (w3_64, w1_64) = (to_f64(&w3), to_f64(&w1));
         let per_part = 8 / p;
         let part = |o: usize| o / (8 / p);
         let definition = cpu::hetconv_per_filter(
             &d,
+            stride,
             &to_f64(&case.x),
             |o, c| c / per_part == part(o),
             |o, c| std::array::from_fn(|t| w3_64[(o * per_part + c % per_part) * 9 + t]),
             |o, c| w1_64[o * 8 + c],
         );
+        let label = format!("{path:?} P={p} stride {stride}");
         assert_close(
-            &format!("P={p} fused vs definition"),
+            &format!("{label} fused vs definition"),
             &fused,
             &definition,
             F32_KERNEL,
         );
         assert_close(
-            &format!("P={p} unfused vs definition"),
+            &format!("{label} unfused vs definition"),
             &unfused,
             &definition,
             F32_KERNEL,
@@ -385,7 +454,7 @@ fn fused_equals_unfused_equals_per_filter_definition() {
         // And a standard conv with the dense equivalent weight (1x1 as centre taps).
         let dense = cpu::hetconv_dense_equivalent(&d, p, &w3_64, &w1_64);
         let via_dense = cpu::forward(
-            &ConvKind::standard3x3(),
+            &ConvKind::standard3x3().with_stride(stride),
             &d,
             &to_f64(&case.x),
             Some(&dense),
@@ -393,7 +462,7 @@ fn fused_equals_unfused_equals_per_filter_definition() {
             None,
         );
         assert_close64(
-            &format!("P={p} dense equivalent"),
+            &format!("{label} dense equivalent"),
             &via_dense,
             &definition,
             Tolerance {
@@ -417,6 +486,7 @@ fn shifted_layout_equals_block_layout_after_permutation() {
     let w1s = to_f64(&rng.vec(n * m));
     let shifted = cpu::hetconv_per_filter(
         &d,
+        1,
         &x,
         |o, c| c % p == o % p,
         |o, c| std::array::from_fn(|t| w3s[(o * (m / p) + c / p) * 9 + t]),
@@ -468,13 +538,20 @@ fn shifted_layout_equals_block_layout_after_permutation() {
 /// The reference gradients agree with central finite differences of L = sum(y * dy) in f64.
 #[test]
 fn reference_gradients_match_finite_differences() {
-    for kind in [
-        ConvKind::hetconv(2),
-        ConvKind::grouped3x3(3),
-        ConvKind::pointwise(),
-        ConvKind::masked_pointwise(3),
+    let small = dims(2, 6, 6, 3, 4);
+    let odd = dims(1, 6, 6, 5, 7);
+    for (kind, d) in [
+        (ConvKind::hetconv(2), small),
+        (ConvKind::grouped3x3(3), small),
+        (ConvKind::pointwise(), small),
+        (ConvKind::masked_pointwise(3), small),
+        (ConvKind::hetconv(3).with_stride(2), odd),
+        (ConvKind::grouped3x3(2).with_stride(3), odd),
+        (ConvKind::pointwise().with_stride(2), odd),
+        (ConvKind::masked_pointwise(2).with_stride(2), odd),
+        (ConvKind::standard(5), dims(1, 2, 3, 5, 6)),
+        (ConvKind::standard(7).with_stride(2), dims(1, 2, 3, 9, 8)),
     ] {
-        let d = dims(2, 6, 6, 3, 4);
         let case = Case::new(kind, d, false, 90);
         let x = to_f64(&case.x);
         let dy = to_f64(&case.dy);
@@ -549,6 +626,39 @@ fn bad_shapes_give_errors_naming_op_and_shapes() {
         err.contains("[1, 6, 4, 4]") && err.contains("[1, 8, 4, 5]"),
         "{err}"
     );
+    // A stride-2 layer maps 4 x 4 to 2 x 2: a dy of the unstrided size is refused.
+    let dy = Tensor::zeros(&ctx, &[1, 8, 4, 4]).unwrap();
+    let strided = ConvKind::hetconv(2).with_stride(2);
+    let err = conv::backward_weight(&strided, &x, &dy)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("[1, 8, 2, 2]") && err.contains("stride 2"),
+        "{err}"
+    );
+    let w3_2 = Tensor::zeros(&ctx, &[8, 3, 3, 3]).unwrap();
+    let strided_weights = ConvWeights {
+        w3: Some(&w3_2),
+        w1: Some(&w1),
+        bias: None,
+    };
+    let err = conv::backward_input(&strided, &dy, &strided_weights, &[1, 6, 4, 4])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("conv backward_input") && err.contains("[1, 8, 2, 2]"),
+        "{err}"
+    );
+    // Kernel sides and strides the kernels do not take are refused by name.
+    for (kind, says) in [
+        (ConvKind::standard(4), "kernel side 4"),
+        (ConvKind::standard(9), "kernel side 9"),
+        (ConvKind::standard3x3().with_stride(0), "stride 0"),
+        (ConvKind::standard3x3().with_stride(5), "stride 5"),
+    ] {
+        let err = conv::forward(&kind, &x, &weights).unwrap_err().to_string();
+        assert!(err.contains(says), "{kind:?}: {err}");
+    }
 }
 
 /// The largest tile shape needs more workgroup memory than WebGPU's default limits: checked on

@@ -12,7 +12,7 @@ use hetconv::checkpoint::{CUSTOM_MODEL, Checkpoint, META_CONFIG, META_MODEL};
 use hetconv::data::{Dataset, cifar};
 use hetconv::model::InputShape;
 use hetconv::nn::{
-    BatchNorm, Conv3x3, ConvMode, Init, Linear, ParamStore, ParamStoreBuilder, Vgg16,
+    BatchNorm, Conv2d, ConvMode, Init, Linear, ParamStore, ParamStoreBuilder, Vgg16,
 };
 use hetconv::optim::{LrSchedule, Schedule};
 use hetconv::train::{Progress, TrainSettings, Trainer, evaluate};
@@ -22,7 +22,7 @@ use hetconv::{Architecture, Context, Model, Result, Tensor};
 /// pool, then a linear layer: not a network of the zoo.
 struct TwoBlockNet {
     store: ParamStore,
-    blocks: Vec<(Conv3x3, BatchNorm)>,
+    blocks: Vec<(Conv2d, BatchNorm)>,
     fc: Linear,
 }
 
@@ -30,9 +30,9 @@ impl TwoBlockNet {
     fn new(ctx: &Context, width: usize, seed: u64) -> Result<Self> {
         let mut init = Init::new(seed);
         let mut b = ParamStoreBuilder::default();
-        let first = Conv3x3::standard(&mut b, &mut init, "stem", (3, width), true)?;
+        let first = Conv2d::standard(&mut b, &mut init, "stem", (3, width), true)?;
         let first_bn = BatchNorm::new(&mut b, "stem_bn", width).with_relu();
-        let second = Conv3x3::hetconv(&mut b, &mut init, "body", (width, width), 2)?;
+        let second = Conv2d::hetconv(&mut b, &mut init, "body", (width, width), 2)?;
         let second_bn = BatchNorm::new(&mut b, "body_bn", width).with_relu();
         let fc = Linear::new(&mut b, &mut init, "head", (width * 8 * 8, 10), 0.01);
         Ok(Self {

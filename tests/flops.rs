@@ -107,10 +107,14 @@ fn resnet_counts_match_torchvision_and_the_paper() {
     );
     let r20 = resnet_cost(&ResNetConfig::cifar(20, 1));
     assert_eq!(format!("{:.2}", r20.params as f64 / 1e6), "0.27");
-    // HetConv skips the own block of the 1x1 weight: P = 1 stores it all, masked.
+    // At P = 1 the blocks' 3x3 convs are torchvision's standard convs: nothing is masked.
     let r50 = resnet_cost(&ResNetConfig::imagenet(50, 1));
     assert_eq!(r50.macs_hetconv, r50.macs);
-    assert!(r50.params_stored > r50.params);
+    assert_eq!(r50.params_stored, r50.params);
+    assert_eq!(r50.params, 25_557_032);
+    // At P > 1 HetConv skips the own block of the 1x1 weight, which is stored (as zeros).
+    assert_eq!(p4.macs_hetconv, p4.macs);
+    assert!(p4.params_stored > p4.params);
 }
 
 #[test]

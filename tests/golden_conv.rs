@@ -50,13 +50,13 @@ fn hetconv_fused_and_unfused_match_pytorch() {
             .to_vec()
             .unwrap();
         case.expect("fused y", "y", &fused);
-        let unfused = conv::hetconv_unfused_forward(p, &x, &w3, &w1)
+        let unfused = conv::hetconv_unfused_forward(&kind, &x, &w3, &w1)
             .unwrap()
             .to_vec()
             .unwrap();
         case.expect("unfused y", "y", &unfused);
 
-        let dx = conv::backward_input(&kind, &dy, &weights, d.cin)
+        let dx = conv::backward_input(&kind, &dy, &weights, x.shape())
             .unwrap()
             .to_vec()
             .unwrap();
@@ -107,7 +107,7 @@ fn convs_match_pytorch() {
         let bias = case
             .has("b")
             .then(|| upload(&ctx, &case.shape("b"), &case.f32("b")));
-        let weights = if kind.kernel3 {
+        let weights = if kind.spatial() {
             ConvWeights {
                 w3: Some(&w),
                 w1: None,
@@ -125,7 +125,7 @@ fn convs_match_pytorch() {
             .to_vec()
             .unwrap();
         case.expect("y", "y", &y);
-        let dx = conv::backward_input(&kind, &dy, &weights, case.param("M"))
+        let dx = conv::backward_input(&kind, &dy, &weights, x.shape())
             .unwrap()
             .to_vec()
             .unwrap();
@@ -153,9 +153,10 @@ fn unfused_gradients_match_pytorch() {
         let dy = upload(&ctx, &case.shape("dy"), &case.f32("dy"));
         let w3 = upload(&ctx, &case.shape("w3"), &case.f32("w3"));
         let w1 = upload(&ctx, &case.shape("w1"), &case.f32("w1"));
-        let dx = conv::hetconv_unfused_backward_input(p, &dy, &w3, &w1, case.param("M")).unwrap();
+        let kind = ConvKind::hetconv(p);
+        let dx = conv::hetconv_unfused_backward_input(&kind, &dy, &w3, &w1, x.shape()).unwrap();
         case.expect("unfused dx", "dx", &dx.to_vec().unwrap());
-        let grads = conv::hetconv_unfused_backward_weight(p, &x, &dy).unwrap();
+        let grads = conv::hetconv_unfused_backward_weight(&kind, &x, &dy).unwrap();
         let dw3 = grads.dw3.unwrap().to_vec().unwrap();
         case.expect("unfused dw3", "dw3", &dw3);
         let dw1 = grads.dw1.unwrap().to_vec().unwrap();

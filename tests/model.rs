@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::collections::HashMap;
-
 use common::*;
 use hetconv::Model;
 use hetconv::kernels::sgd::SgdStep;
@@ -13,27 +11,6 @@ use hetconv::{Context, Tensor, reference};
 
 fn tiny(parts: usize, mode: ConvMode) -> VggConfig {
     tiny_vgg(parts, mode)
-}
-
-fn read_params(model: &Vgg16) -> HashMap<String, Vec<f64>> {
-    let store = model.store();
-    store
-        .params()
-        .iter()
-        .enumerate()
-        .map(|(i, info)| {
-            (
-                info.name.clone(),
-                to_f64(
-                    &store
-                        .value(hetconv::nn::ParamId(i))
-                        .unwrap()
-                        .to_vec()
-                        .unwrap(),
-                ),
-            )
-        })
-        .collect()
 }
 
 fn batch(ctx: &Context, n: usize, seed: u64) -> (Tensor, Tensor, Vec<f32>, Vec<usize>) {
@@ -45,7 +22,7 @@ fn whole_model_gradients_match_the_cpu_reference() {
     let ctx = ctx();
     for mode in [ConvMode::Fused, ConvMode::Unfused] {
         let mut model = Vgg16::new(&ctx, tiny(2, mode), 3).unwrap();
-        let params = read_params(&model);
+        let params = param_values(model.store());
         let (x, labels, x_host, labels_host) = batch(&ctx, 3, 1);
         let out = model.compute_gradients(&x, &labels).unwrap();
         let (want_loss, want_grads) = reference::vgg::loss_and_grads(
@@ -60,27 +37,7 @@ fn whole_model_gradients_match_the_cpu_reference() {
             (loss - want_loss).abs() < 1e-4 * want_loss.abs().max(1.0),
             "{mode:?}: loss {loss} vs {want_loss}"
         );
-        let store = model.store();
-        assert_eq!(
-            want_grads.len(),
-            store.params().len(),
-            "every parameter gets a gradient"
-        );
-        for (i, info) in store.params().iter().enumerate() {
-            let got = store
-                .grad(hetconv::nn::ParamId(i))
-                .unwrap()
-                .to_vec()
-                .unwrap();
-            let want = &want_grads[&info.name];
-            // f32 through 13 BatchNorm layers: errors scale with the tensor's largest gradient.
-            let tol = Tolerance {
-                rtol: 1e-4,
-                atol: 1e-4,
-            }
-            .scaled(want);
-            assert_close(&format!("{mode:?} {}", info.name), &got, want, tol);
-        }
+        assert_grads_match(&format!("{mode:?}"), model.store(), &want_grads);
     }
 }
 
@@ -140,55 +97,9 @@ fn a_tiny_model_overfits_a_fixed_batch_and_masked_weights_stay_zero() {
     let ctx = ctx();
     let mut model = Vgg16::new(&ctx, tiny(2, ConvMode::Fused), 7).unwrap();
     let (x, labels, _, _) = batch(&ctx, 8, 2);
-    let step = SgdStep {
-        lr: 0.05,
-        ..sgd_momentum()
-    };
-    let mut first_loss = None;
-    let mut last = (f64::MAX, 0.0);
-    for i in 0..150 {
-        let out = model.train_step(&x, &labels, &step).unwrap();
-        if i % 10 == 0 || i == 149 {
-            last = hetconv::kernels::loss::summarize(&out.rows.to_vec().unwrap());
-            first_loss.get_or_insert(last.0);
-            if last.1 == 1.0 && i > 20 {
-                break;
-            }
-        }
-    }
-    let first = first_loss.unwrap();
-    assert!(
-        last.1 == 1.0,
-        "train accuracy {} (loss {} from {first})",
-        last.1,
-        last.0
-    );
-    assert!(last.0 < first * 0.5, "loss {first} -> {}", last.0);
+    assert_overfits(&mut model, &x, &labels, 150);
     // Masked 1x1 weights are still exactly zero.
-    let store = model.store();
-    for (i, info) in store.params().iter().enumerate() {
-        if !info.name.ends_with("pwc.weight") {
-            continue;
-        }
-        let (cout, cin) = (info.shape[0], info.shape[1]);
-        let w = store
-            .value(hetconv::nn::ParamId(i))
-            .unwrap()
-            .to_vec()
-            .unwrap();
-        for o in 0..cout {
-            let g = o / (cout / 2);
-            for c in g * (cin / 2)..(g + 1) * (cin / 2) {
-                assert_eq!(
-                    w[o * cin + c].to_bits(),
-                    0,
-                    "{}[{o},{c}] = {}",
-                    info.name,
-                    w[o * cin + c]
-                );
-            }
-        }
-    }
+    assert!(assert_masked_blocks_zero(model.store(), 2) > 0);
 }
 
 /// A training step of fixed shapes is built once: from its second run on it allocates no
@@ -264,18 +175,18 @@ fn hetconv_pointwise_init_zeroes_exactly_the_own_block() {
 #[test]
 fn layers_and_the_store_refuse_bad_input_with_clear_errors() {
     use hetconv::autograd::Tape;
-    use hetconv::nn::{BatchNorm, Conv3x3, Init, ParamStoreBuilder};
+    use hetconv::nn::{BatchNorm, Conv2d, Init, ParamStoreBuilder};
     let ctx = ctx();
     let mut init = Init::new(1);
     let mut b = ParamStoreBuilder::default();
-    let message = Conv3x3::hetconv(&mut b, &mut init, "c", (6, 8), 4)
+    let message = Conv2d::hetconv(&mut b, &mut init, "c", (6, 8), 4)
         .unwrap_err()
         .to_string();
     assert!(
         message.contains("6 -> 8") && message.contains("P = 4"),
         "{message}"
     );
-    let message = Conv3x3::standard(&mut b, &mut init, "c", (0, 8), false)
+    let message = Conv2d::standard(&mut b, &mut init, "c", (0, 8), false)
         .unwrap_err()
         .to_string();
     assert!(message.contains("positive"), "{message}");

@@ -63,7 +63,7 @@ fn bits(v: &[f32]) -> Vec<u32> {
 fn conv_passes(ctx: &Context, kind: &ConvKind, d: &ConvDims, seed: u64) -> Vec<Vec<f32>> {
     let mut rng = Rng::new(seed);
     let image = [d.batch, d.cin, d.height, d.width];
-    let out_shape = [d.batch, d.cout, d.height, d.width];
+    let out_shape = kind.out_shape(d);
     let x = Guarded::new(ctx, &image, &rng.vec(image.iter().product()));
     let dy = Guarded::new(ctx, &out_shape, &rng.vec(out_shape.iter().product()));
     let mut w1 = rng.vec(d.cout * d.cin);
@@ -72,11 +72,8 @@ fn conv_passes(ctx: &Context, kind: &ConvKind, d: &ConvDims, seed: u64) -> Vec<V
             w1[o * d.cin + c] = 0.0;
         }
     }
-    let w3 = Guarded::new(
-        ctx,
-        &[d.cout, d.cin / kind.groups, 3, 3],
-        &rng.vec(d.cout * d.cin / kind.groups * 9),
-    );
+    let w3_shape = kind.spatial_shape(d);
+    let w3 = Guarded::new(ctx, &w3_shape, &rng.vec(w3_shape.iter().product()));
     let w1 = Guarded::new(ctx, &[d.cout, d.cin], &w1);
     let bias = Guarded::new(ctx, &[d.cout], &rng.vec(d.cout));
     let y = Guarded::new(ctx, &out_shape, &rng.vec(out_shape.iter().product()));
@@ -86,7 +83,7 @@ fn conv_passes(ctx: &Context, kind: &ConvKind, d: &ConvDims, seed: u64) -> Vec<V
         bias: Some(&bias.view),
     };
     conv::forward_into(kind, &x.view, &w, &y.view, true).unwrap();
-    let dx = conv::backward_input(kind, &dy.view, &w, d.cin).unwrap();
+    let dx = conv::backward_input(kind, &dy.view, &w, &image).unwrap();
     let grads = conv::backward_weight(kind, &x.view, &dy.view).unwrap();
     vec![
         y.read("conv forward"),
@@ -172,12 +169,17 @@ fn the_unchecked_core_gives_the_checked_bits_and_writes_nothing_outside_its_outp
     let (unchecked, checked) = unchecked_and_checked();
     let both = (&unchecked, &checked);
     let dense = ConvKind {
-        groups: 1,
-        kernel3: true,
         pointwise: hetconv::kernels::conv::Pointwise::Dense,
+        ..ConvKind::standard3x3()
+    };
+    let stem = ConvKind {
+        pointwise: hetconv::kernels::conv::Pointwise::Dense,
+        ..ConvKind::standard(7).with_stride(2)
     };
     let layers = [
         (ConvKind::hetconv(2), dims(1, 6, 10, 5, 7)),
+        (ConvKind::hetconv(2).with_stride(2), dims(2, 6, 10, 7, 9)),
+        (stem, dims(1, 3, 8, 9, 11)),
         (dense, dims(2, 3, 5, 4, 3)),
         (ConvKind::hetconv(4), dims(3, 8, 12, 1, 1)),
         // Interior tiles for every shape: 128 filters x 256 pixels forward and 128 x 160 in the
@@ -194,17 +196,18 @@ fn the_unchecked_core_gives_the_checked_bits_and_writes_nothing_outside_its_outp
             let fast = same_conv_bits(both, &tile.to_string(), (kind, d), 10 + i as u64);
             // The forward output also matches the reference (y held its start values: accumulate).
             let mut rng = Rng::new(10 + i as u64);
+            let out: usize = kind.out_shape(d).iter().product();
             let x = to_f64(&rng.vec(d.batch * d.cin * d.height * d.width));
-            let _dy = rng.vec(d.batch * d.cout * d.height * d.width);
+            let _dy = rng.vec(out);
             let mut w1 = rng.vec(d.cout * d.cin);
             for o in 0..d.cout {
                 for c in cpu::own_block(kind, d, o) {
                     w1[o * d.cin + c] = 0.0;
                 }
             }
-            let w3 = to_f64(&rng.vec(d.cout * d.cin / kind.groups * 9));
+            let w3 = to_f64(&rng.vec(kind.spatial_shape(d).iter().product()));
             let bias = to_f64(&rng.vec(d.cout));
-            let start = to_f64(&rng.vec(d.batch * d.cout * d.height * d.width));
+            let start = to_f64(&rng.vec(out));
             let want: Vec<f64> =
                 cpu::forward(kind, d, &x, Some(&w3), Some(&to_f64(&w1)), Some(&bias))
                     .iter()

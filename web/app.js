@@ -16,6 +16,7 @@ function setStatus(el, text, kind = "") {
 
 function options() {
   return {
+    model: $("model").value,
     part: Number($("part").value),
     width: Number($("width").value),
     batch: Number($("batch").value),
@@ -160,7 +161,10 @@ async function loadCheckpoint(bytes) {
   showModelInfo(info);
   history.length = 0;
   drawChart();
-  setStatus($("ckpt-status"), `loaded: ${info.model}, P=${info.parts}, widths ${info.widths.join(",")}`, "ok");
+  $("model").value = info.name;
+  $("width").disabled = info.name !== "vgg16";
+  const shape = info.widths.length ? `, widths ${info.widths.join(",")}` : "";
+  setStatus($("ckpt-status"), `loaded: ${info.model}, P=${info.parts}${shape}`, "ok");
   return info;
 }
 
@@ -174,9 +178,11 @@ async function saveCheckpoint() {
 }
 
 function wire() {
+  // The width scales the VGG; a ResNet has its paper's widths.
+  $("model").onchange = () => { $("width").disabled = $("model").value !== "vgg16"; };
   $("new-model").onclick = () => {
     const o = options();
-    demo.reset(o.part, o.width, o.batch, o.lr, BigInt(Date.now() % 1000));
+    demo.reset(o.model, o.part, o.width, o.batch, o.lr, BigInt(Date.now() % 1000));
     showModelInfo(demo.modelInfo());
     history.length = 0; drawChart();
     $("stat-step").textContent = "0";
@@ -211,7 +217,7 @@ async function start() {
   }
   const o = options();
   try {
-    demo = await Demo.create(o.part, o.width, o.batch, o.lr);
+    demo = await Demo.create(o.model, o.part, o.width, o.batch, o.lr);
   } catch (e) {
     setStatus(status, "WebGPU is present but no GPU device could be opened: " + e, "error");
     throw e;
@@ -236,5 +242,6 @@ window.app = {
   evaluate: (limit) => demo.evaluate(limit),
   classify: (pixels) => demo.classify(pixels),
   setKernels: (kernels) => demo.setKernels(kernels),
+  modelInfo: () => demo.modelInfo(),
   kernelChoices: () => JSON.parse(demo.kernelChoices()),
 };

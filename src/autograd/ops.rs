@@ -10,10 +10,12 @@ use crate::kernels::pool::{self, PoolWindow};
 use crate::kernels::reduce;
 use crate::tensor::Tensor;
 
-/// A convolution of the family in [`crate::kernels::conv`] (fused kernels).
+/// A convolution of the family in [`crate::kernels::conv`] (fused kernels), any kernel side
+/// and stride.
 ///
 /// # Shapes
-/// `x`: `[B, M, H, W]`, `w3`: `[N, M/G, 3, 3]`, `w1`: `[N, M]` or `[N, M, 1, 1]`, `bias`: `[N]` → `[B, N, H, W]`
+/// `x`: `[B, M, H, W]`, `w3`: `[N, M/G, K, K]`, `w1`: `[N, M]` or `[N, M, 1, 1]`, `bias`: `[N]` →
+/// `[B, N, OH, OW]` with `OH = (H - 1) / stride + 1` (likewise OW)
 pub fn conv(
     tape: &mut Tape,
     kind: ConvKind,
@@ -34,7 +36,7 @@ pub fn conv(
     let saved_w3 = w3.map(|v| v.value().clone());
     let saved_w1 = w1.map(|v| v.value().clone());
     let (has_w3, has_w1, has_bias) = (w3.is_some(), w1.is_some(), bias.is_some());
-    let cin = x.value().shape()[1];
+    let input = x.value().shape().to_vec();
     Ok(tape.record(
         y,
         &inputs,
@@ -46,7 +48,7 @@ pub fn conv(
                     w1: saved_w1.as_ref(),
                     bias: None,
                 };
-                Some(conv::backward_input(&kind, dy, &weights, cin)?)
+                Some(conv::backward_input(&kind, dy, &weights, &input)?)
             } else {
                 None
             });
@@ -69,28 +71,34 @@ pub fn conv(
     ))
 }
 
-/// HetConv in the unfused form of the PyTorch reproduction (grouped 3x3 + masked 1x1 as two
-/// passes each way); same function and gradients as the fused [`conv()`] with
-/// [`ConvKind::hetconv`].
+/// HetConv in the unfused form of the PyTorch reproduction (grouped conv + masked 1x1 as two
+/// passes each way); same function and gradients as the fused [`conv()`] with `kind` (a
+/// [`ConvKind::hetconv`] of any stride).
 ///
 /// # Shapes
-/// `x`: `[B, M, H, W]`, `w3`: `[N, M/P, 3, 3]`, `w1`: `[N, M]` or `[N, M, 1, 1]` → `[B, N, H, W]`
-pub fn hetconv_unfused(tape: &mut Tape, parts: usize, x: &Var, w3: &Var, w1: &Var) -> Result<Var> {
-    let y = conv::hetconv_unfused_forward(parts, x.value(), w3.value(), w1.value())?;
+/// `x`: `[B, M, H, W]`, `w3`: `[N, M/P, 3, 3]`, `w1`: `[N, M]` or `[N, M, 1, 1]` → `[B, N, OH, OW]`
+pub fn hetconv_unfused(
+    tape: &mut Tape,
+    kind: ConvKind,
+    x: &Var,
+    w3: &Var,
+    w1: &Var,
+) -> Result<Var> {
+    let y = conv::hetconv_unfused_forward(&kind, x.value(), w3.value(), w1.value())?;
     let (saved_x, saved_w3, saved_w1) = (x.value().clone(), w3.value().clone(), w1.value().clone());
-    let cin = x.value().shape()[1];
+    let input = x.value().shape().to_vec();
     Ok(tape.record(
         y,
         &[x, w3, w1],
         Box::new(move |dy, needs| {
             let dx = if needs[0] {
                 Some(conv::hetconv_unfused_backward_input(
-                    parts, dy, &saved_w3, &saved_w1, cin,
+                    &kind, dy, &saved_w3, &saved_w1, &input,
                 )?)
             } else {
                 None
             };
-            let g = conv::hetconv_unfused_backward_weight(parts, &saved_x, dy)?;
+            let g = conv::hetconv_unfused_backward_weight(&kind, &saved_x, dy)?;
             let dw1 = g.dw1.map(|t| t.reshape(saved_w1.shape())).transpose()?;
             Ok(vec![dx, g.dw3, dw1])
         }),

@@ -90,7 +90,7 @@ impl Checkpoint {
         match &architecture {
             Some(arch) => {
                 metadata.insert(META_CONFIG.into(), arch.to_json()?);
-                metadata.insert(META_MODEL.into(), arch.name().into());
+                metadata.insert(META_MODEL.into(), arch.name());
             }
             None => {
                 metadata.remove(META_CONFIG);

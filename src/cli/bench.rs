@@ -1,29 +1,35 @@
-//! `hetconv bench`: the whole training step of the HetConv VGG-16 for CIFAR-10, a fixed,
-//! documented workload to hold against other libraries: batch sizes x parts P x kernel forms,
-//! warm-up steps excluded, SGD with momentum, random data of the right shape.
+//! `hetconv bench`: the whole training step of a zoo network (the HetConv VGG-16 for CIFAR-10
+//! by default, or a ResNet), a fixed, documented workload to hold against other libraries:
+//! batch sizes x parts P x kernel forms, warm-up steps excluded, SGD with momentum, random data
+//! of the right shape.
 //! Prints a Markdown table and writes it with a JSON copy (adapter, backend, driver included).
 
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
-use hetconv::Model;
-use hetconv::flops::vgg_cost;
 use hetconv::kernels::loss_scale::LossScaler;
 use hetconv::kernels::sgd::SgdStep;
-use hetconv::nn::{ConvMode, Init, Vgg16, VggConfig};
+use hetconv::nn::{ConvMode, Init, ResNetConfig, ResNetLayout, VggConfig};
+use hetconv::{Architecture, Model};
 use hetconv::{Context, Error, KernelTime, Precision, Result, Tensor};
+
+use super::args::ModelName;
 
 /// Options of `hetconv bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
+    /// The network: vgg16 (CIFAR-10 shape), a CIFAR ResNet (resnet20, ...: CIFAR-10 shape) or
+    /// an ImageNet ResNet (resnet18, ...: 224x224x3, 1000 classes).
+    #[arg(long, default_value = "vgg16", value_parser = super::args::model_name)]
+    pub model: ModelName,
     /// Batch sizes.
     #[arg(long, value_delimiter = ',', default_value = "16,128", value_parser = super::args::at_least_one)]
     pub batch: Vec<usize>,
     /// Parts P.
     #[arg(long, value_delimiter = ',', default_value = "1,4,16", value_parser = super::args::at_least_one)]
     pub parts: Vec<usize>,
-    /// Width multiplier of the paper's widths (use 0.25 on a software adapter).
+    /// Width multiplier of the VGG's paper widths (use 0.25 on a software adapter).
     #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = super::args::width_mult)]
     pub width_mult: f64,
     /// Untimed steps first (pipeline compilation, allocation; the first is also reported as
@@ -117,21 +123,19 @@ fn measure(
         Precision::Mixed => Some(LossScaler::with_defaults(ctx)?),
         Precision::F32 => None,
     };
-    let mut config = VggConfig::paper(parts);
-    if args.width_mult != 1.0 {
-        config = config.with_width_mult(args.width_mult);
-    }
-    config.mode = mode;
-    let macs = vgg_cost(&config).macs;
-    let mut model = Vgg16::new(ctx, config, 0)?;
+    let arch = architecture(args, parts)?.with_mode(mode);
+    let macs = arch.cost().macs;
+    let mut model = arch.build(ctx, 0)?;
+    let (channels, side) = (arch.input().channels, arch.input().size);
     let mut init = Init::new(1);
     let pixels: Vec<f32> = init
-        .normal(batch * 3 * 32 * 32, 0.5)
+        .normal(batch * channels * side * side, 0.5)
         .iter()
         .map(|v| v.abs().min(1.0))
         .collect();
-    let labels: Vec<f32> = (0..batch).map(|i| (i % 10) as f32).collect();
-    let x = Tensor::from_slice(ctx, &[batch, 3, 32, 32], &pixels)?;
+    let classes = arch.classes();
+    let labels: Vec<f32> = (0..batch).map(|i| (i % classes) as f32).collect();
+    let x = Tensor::from_slice(ctx, &[batch, channels, side, side], &pixels)?;
     let y = Tensor::from_slice(ctx, &[batch], &labels)?;
     let sgd = SgdStep {
         lr: 0.01,
@@ -177,7 +181,7 @@ fn measure(
         ctx.synchronize()?;
     }
     let forward_ms = time_steps(ctx, args.steps, || model.predict(&x).map(|_| ()))?.wall_ms;
-    let one = x.view(0, &[1, 3, 32, 32])?;
+    let one = x.view(0, &[1, channels, side, side])?;
     for _ in 0..args.warmup {
         model.predict_probabilities(&one)?;
         ctx.synchronize()?;
@@ -207,6 +211,33 @@ fn measure(
         macs_per_image: macs,
         profile,
     })
+}
+
+/// The benchmarked network at part `parts`: the VGG-16 for CIFAR-10 (at the width
+/// multiplier), or a ResNet in its layout's shape (CIFAR-10's, or ImageNet's 224x224, 1000
+/// classes).
+fn architecture(args: &BenchArgs, parts: usize) -> Result<Architecture> {
+    match args.model {
+        ModelName::Vgg16 => {
+            let mut config = VggConfig::paper(parts);
+            if args.width_mult != 1.0 {
+                config = config.with_width_mult(args.width_mult);
+            }
+            Ok(Architecture::Vgg16(config))
+        }
+        ModelName::ResNet(_) if args.width_mult != 1.0 => Err(Error::InvalidArgument(
+            "--width-mult scales the VGG-16's widths; a ResNet has its paper widths".into(),
+        )),
+        ModelName::ResNet(depth) => {
+            let cifar = ResNetConfig::cifar(depth, parts);
+            let config = match cifar.layout() {
+                Some(ResNetLayout::ImageNet) => ResNetConfig::imagenet(depth, parts),
+                _ => cifar,
+            };
+            config.validate()?;
+            Ok(Architecture::ResNet(config))
+        }
+    }
 }
 
 /// Runs the command.
@@ -239,16 +270,26 @@ pub fn run(ctx: &Context, args: BenchArgs) -> Result<()> {
         }
     }
     ctx.set_precision(start_precision)?;
+    let arch = architecture(&args, 1)?;
+    let input = arch.input();
+    let workload = match &arch {
+        Architecture::Vgg16(_) => format!(
+            "HetConv VGG-16 (CIFAR-10 shape, width x{})",
+            args.width_mult
+        ),
+        _ => format!(
+            "{} ({}x{}x{} input, {} classes)",
+            arch.title(),
+            input.channels,
+            input.size,
+            input.size,
+            arch.classes()
+        ),
+    };
     let mut md = format!(
-        "Training step of HetConv VGG-16 (CIFAR-10 shape, width x{}) on {} ({:?}, {} {}); SGD momentum; {} warm-up steps excluded, mean of {} steps\n\n\
+        "Training step of {workload} on {} ({:?}, {} {}); SGD momentum; {} warm-up steps excluded, mean of {} steps\n\n\
          | batch | P | precision | kernels | step ms | first step ms | record ms/step | forward ms | 1-image inference ms | images/s | GFLOP/s (3x fwd) | dispatches/step | submissions/step | bind groups built/step |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
-        args.width_mult,
-        info.name,
-        info.backend,
-        info.driver,
-        info.driver_info,
-        args.warmup,
-        args.steps
+        info.name, info.backend, info.driver, info.driver_info, args.warmup, args.steps
     );
     for r in &rows {
         md += &format!(
@@ -279,7 +320,7 @@ pub fn run(ctx: &Context, args: BenchArgs) -> Result<()> {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let report = serde_json::json!({
-        "workload": "HetConv VGG-16 for CIFAR-10 (32x32x3, 10 classes), SGD momentum 0.9, wd 5e-4",
+        "workload": format!("{workload}, SGD momentum 0.9, wd 5e-4"),
         "adapter": info.name, "backend": format!("{:?}", info.backend), "driver": info.driver,
         "driver_info": info.driver_info, "unix_time": stamp, "warmup": args.warmup, "steps": args.steps, "rows": rows,
         "tune_mode": ctx.tune_mode().to_string(),

@@ -131,10 +131,10 @@ fn conv_checks(ctx: &Context, r: &mut Report, label: &str, kind: ConvKind) -> Re
         width: 7,
     };
     let (x, x64) = input(ctx, &[d.batch, d.cin, d.height, d.width], 4)?;
-    let (dy, dy64) = input(ctx, &[d.batch, d.cout, d.height, d.width], 5)?;
+    let (dy, dy64) = input(ctx, &kind.out_shape(&d), 5)?;
     let w3 = kind
-        .kernel3
-        .then(|| input(ctx, &[d.cout, d.cin / kind.groups, 3, 3], 6))
+        .spatial()
+        .then(|| input(ctx, &kind.spatial_shape(&d), 6))
         .transpose()?;
     let w1 = (kind.pointwise != conv::Pointwise::None)
         .then(|| input(ctx, &[d.cout, d.cin], 7))
@@ -162,13 +162,14 @@ fn conv_checks(ctx: &Context, r: &mut Report, label: &str, kind: ConvKind) -> Re
     };
     r.compare(
         &format!("{label} input gradient"),
-        &conv::backward_input(&kind, &dy, &no_bias, d.cin)?,
+        &conv::backward_input(&kind, &dy, &no_bias, x.shape())?,
         &want,
     )?;
     let (want3, want1) = reference::conv::backward_weight(&kind, &d, &x64, &dy64);
     let grads = conv::backward_weight(&kind, &x, &dy)?;
     if let (Some(got), Some(want)) = (&grads.dw3, &want3) {
-        r.compare(&format!("{label} 3x3 weight gradient"), got, want)?;
+        let k = kind.kernel;
+        r.compare(&format!("{label} {k}x{k} weight gradient"), got, want)?;
     }
     if let (Some(got), Some(want)) = (&grads.dw1, &want1) {
         r.compare(&format!("{label} 1x1 weight gradient"), got, want)?;
@@ -222,6 +223,7 @@ fn pool_and_relu_checks(ctx: &Context, r: &mut Report) -> Result<()> {
         "channel sums (bias gradient)",
         &reduce::sum_channels(&g)?,
         &reference::conv::bias_grad(
+            &ConvKind::standard3x3(),
             &ConvDims {
                 batch: 2,
                 cin: 3,
@@ -339,6 +341,15 @@ fn variant_checks(ctx: &Context, r: &mut Report) -> Result<()> {
         ("grouped 3x3 conv G=2", ConvKind::grouped3x3(2)),
         ("pointwise conv", ConvKind::pointwise()),
         ("HetConv P=4 (fused)", ConvKind::hetconv(4)),
+        ("HetConv P=4 stride 2", ConvKind::hetconv(4).with_stride(2)),
+        (
+            "7x7 stride-2 conv (ResNet stem)",
+            ConvKind::standard(7).with_stride(2),
+        ),
+        (
+            "1x1 stride-2 conv (projection)",
+            ConvKind::pointwise().with_stride(2),
+        ),
     ];
     for (label, kind) in kinds {
         conv_checks(ctx, r, label, kind)?;
@@ -352,6 +363,12 @@ fn variant_checks(ctx: &Context, r: &mut Report) -> Result<()> {
             &format!("HetConv P=2 (gemm {tile})"),
             ConvKind::hetconv(2),
         )?;
+        conv_checks(
+            ctx,
+            r,
+            &format!("HetConv P=2 stride 2 (gemm {tile})"),
+            ConvKind::hetconv(2).with_stride(2),
+        )?;
     }
     // The mixed-precision kernels this device runs (f16 FMA, cooperative matrices).
     r.mixed = true;
@@ -363,6 +380,12 @@ fn variant_checks(ctx: &Context, r: &mut Report) -> Result<()> {
             r,
             &format!("HetConv P=2 (gemm {kernel})"),
             ConvKind::hetconv(2),
+        )?;
+        conv_checks(
+            ctx,
+            r,
+            &format!("HetConv P=2 stride 2 (gemm {kernel})"),
+            ConvKind::hetconv(2).with_stride(2),
         )?;
     }
     r.mixed = false;

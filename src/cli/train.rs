@@ -1,5 +1,5 @@
-//! `hetconv train`: train a HetConv VGG-16, with progress, per-epoch evaluation, metrics,
-//! a chart and atomic checkpoints (also on Ctrl-C).
+//! `hetconv train`: train a HetConv VGG-16 or ResNet, with progress, per-epoch evaluation,
+//! metrics, a chart and atomic checkpoints (also on Ctrl-C).
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -9,10 +9,10 @@ use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 
-use super::args;
+use super::args::{self, ModelName};
 use hetconv::checkpoint::{self, Checkpoint, META_CLASSES, META_PROGRESS, META_STEP};
 use hetconv::data::{Augment, Dataset};
-use hetconv::nn::{ConvMode, PAPER_WIDTHS, VggConfig};
+use hetconv::nn::{ConvMode, PAPER_WIDTHS, ResNetConfig, ResNetLayout, VggConfig};
 use hetconv::optim::{LrSchedule, Schedule};
 use hetconv::train::{Progress, TrainSettings, Trainer, evaluate};
 use hetconv::{Architecture, Model};
@@ -38,14 +38,21 @@ pub enum ScheduleArg {
 pub struct TrainArgs {
     #[command(flatten)]
     pub data: DataArgs,
+    /// The network: vgg16 (the default), torchvision's ImageNet ResNets resnet18, resnet34,
+    /// resnet50, resnet101, resnet152, or the CIFAR ResNets resnet20, resnet32, resnet44,
+    /// resnet56, resnet110 (depth 6n + 2); every 3x3 conv of a ResNet block is HetConv(P)
+    /// (with --init or --resume: the checkpoint's, and another is refused).
+    #[arg(long, value_parser = args::model_name)]
+    pub model: Option<ModelName>,
     /// HetConv part P: each filter has 3x3 kernels on 1/P of its inputs, 1x1 on the rest
     /// (default 4; with --init or --resume, the checkpoint's, and a different one is refused).
     #[arg(long, value_parser = args::at_least_one)]
     pub part: Option<usize>,
-    /// The 13 conv widths, comma-separated (default: the paper's 64,...,512 times --width-mult).
+    /// The VGG's 13 conv widths, comma-separated (default: the paper's 64,...,512 times
+    /// --width-mult).
     #[arg(long, value_delimiter = ',', conflicts_with = "width_mult")]
     pub widths: Option<Vec<usize>>,
-    /// Scale the paper's widths (0.125 gives 8..64 channels: quick on a software GPU).
+    /// Scale the VGG's paper widths (0.125 gives 8..64 channels: quick on a software GPU).
     #[arg(long, allow_negative_numbers = true, value_parser = args::width_mult)]
     pub width_mult: Option<f64>,
     /// Passes over the training set.
@@ -179,9 +186,47 @@ impl TrainArgs {
         }
     }
 
-    /// The model of a new run; a P larger than a scaled width is refused (the widths would be
+    /// The network of a new run, shaped for `data` (its channels, classes and image size).
+    fn architecture(&self, data: &Dataset) -> Result<Architecture> {
+        let mode = if self.unfused {
+            ConvMode::Unfused
+        } else {
+            ConvMode::Fused
+        };
+        match self.model.unwrap_or(ModelName::Vgg16) {
+            ModelName::Vgg16 => Ok(Architecture::Vgg16(VggConfig {
+                mode,
+                ..self.vgg_config(data)?
+            })),
+            ModelName::ResNet(depth) => {
+                if self.widths.is_some() || self.width_mult.is_some() {
+                    return Err(Error::InvalidArgument(format!(
+                        "--widths and --width-mult shape the VGG-16; resnet{depth} has its paper's widths"
+                    )));
+                }
+                let part = self.part.unwrap_or(4);
+                let base = ResNetConfig::cifar(depth, part);
+                let base = match base.layout() {
+                    Some(ResNetLayout::ImageNet) => ResNetConfig::imagenet(depth, part),
+                    _ => base,
+                };
+                // Global average pooling takes any size: the images' own.
+                let config = ResNetConfig {
+                    in_channels: data.channels,
+                    classes: data.classes(),
+                    image_size: data.height.max(data.width),
+                    mode,
+                    ..base
+                };
+                config.validate()?;
+                Ok(Architecture::ResNet(config))
+            }
+        }
+    }
+
+    /// The VGG of a new run; a P larger than a scaled width is refused (the widths would be
     /// raised to P, silently growing the model).
-    fn config(&self, data: &Dataset) -> Result<VggConfig> {
+    fn vgg_config(&self, data: &Dataset) -> Result<VggConfig> {
         let part = self.part.unwrap_or(4);
         let mut config = VggConfig::paper(part);
         if let Some(widths) = &self.widths {
@@ -206,11 +251,6 @@ impl TrainArgs {
         config.classes = data.classes();
         // The smallest VGG input that holds the images (28x28 MNIST is padded to 32x32).
         config.image_size = data.height.max(data.width).next_multiple_of(32);
-        config.mode = if self.unfused {
-            ConvMode::Unfused
-        } else {
-            ConvMode::Fused
-        };
         Ok(config)
     }
 }
@@ -301,41 +341,46 @@ fn check_resumed_settings(
     Ok(())
 }
 
-/// With `--init` or `--resume` the model's shape is the checkpoint's: --part, --widths and
-/// --width-mult must describe the same one, or be left out.
+/// With `--init` or `--resume` the model's shape is the checkpoint's: --model, --part,
+/// --widths and --width-mult must describe the same one, or be left out.
 fn check_shape_flags(
     args: &TrainArgs,
     checkpoint: &Checkpoint,
     from: &str,
     path: &std::path::Path,
 ) -> Result<()> {
-    let Some(config) = checkpoint.architecture.as_ref().and_then(|a| a.vgg()) else {
+    let Some(arch) = checkpoint.architecture.as_ref() else {
         return Err(Error::InvalidArgument(format!(
-            "{from} {} holds {}: `hetconv train` trains the zoo's VGG-16",
+            "{from} {} holds a custom network: `hetconv train` trains the zoo's networks",
             path.display(),
-            checkpoint
-                .architecture
-                .as_ref()
-                .map_or("a custom network".to_string(), |a| a.to_string())
         )));
     };
     let differs = |flag: &str, value: String| {
         Error::InvalidArgument(format!(
-            "{flag} {value} does not describe the model of {from} {} (P = {}, widths {:?}): leave it out, the checkpoint's shape is used",
+            "{flag} {value} does not describe the model of {from} {} ({arch}; P = {}): leave it out, the checkpoint's shape is used",
             path.display(),
-            config.parts,
-            config.widths
+            arch.parts(),
         ))
     };
-    if let Some(p) = args.part.filter(|p| *p != config.parts) {
+    if let Some(model) = args.model {
+        let name = match model {
+            ModelName::Vgg16 => "vgg16".to_string(),
+            ModelName::ResNet(depth) => format!("resnet{depth}"),
+        };
+        if name != arch.name() {
+            return Err(differs("--model", name));
+        }
+    }
+    if let Some(p) = args.part.filter(|p| *p != arch.parts()) {
         return Err(differs("--part", p.to_string()));
     }
-    if let Some(w) = args.widths.as_ref().filter(|w| **w != config.widths) {
+    let widths = arch.vgg().map(|c| c.widths.clone());
+    if let Some(w) = args.widths.as_ref().filter(|w| Some(*w) != widths.as_ref()) {
         return Err(differs("--widths", format!("{w:?}")));
     }
     if let Some(m) = args.width_mult {
-        let scaled = VggConfig::paper(config.parts).with_width_mult(m).widths;
-        if scaled != config.widths {
+        let scaled = VggConfig::paper(arch.parts()).with_width_mult(m).widths;
+        if Some(scaled) != widths {
             return Err(differs("--width-mult", m.to_string()));
         }
     }
@@ -467,9 +512,8 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
             Progress::default(),
         )
     } else {
-        let config = args.config(&train_data)?;
         (
-            Architecture::Vgg16(config).build(ctx, args.seed)?,
+            args.architecture(&train_data)?.build(ctx, args.seed)?,
             args.settings(),
             Progress::default(),
         )

@@ -189,6 +189,16 @@ impl Context {
         std::mem::replace(&mut self.recorder().layer, layer)
     }
 
+    /// Runs `f`, which may name layers with [`Context::set_layer`], and then restores the layer
+    /// that was set before (a network's forward pass names its blocks this way, inside whatever
+    /// layer its caller named).
+    pub fn in_layers<T>(&self, f: impl FnOnce() -> T) -> T {
+        let outer = self.layer();
+        let out = f();
+        self.set_layer(outer);
+        out
+    }
+
     /// The layer set by [`Context::set_layer`].
     pub fn layer(&self) -> Option<Arc<str>> {
         self.recorder().layer.clone()

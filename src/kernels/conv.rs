@@ -1,10 +1,12 @@
 //! The heterogeneous convolution family (`shaders/conv.wgsl`, `shaders/conv_weight_grad.wgsl`):
-//! standard, grouped and depthwise 3x3 convs, 1x1 convs, HetConv's masked pointwise conv, and
-//! the fused HetConv layer, each with forward, input gradient and weight gradient.
+//! standard, grouped and depthwise K x K convs (a ResNet stem's 7x7 among them), 1x1 convs,
+//! HetConv's masked pointwise conv, and the fused HetConv layer, each with any stride, each with
+//! forward, input gradient and weight gradient.
 //!
-//! All members share one description, [`ConvKind`]: an optional 3x3 part with `groups` groups
-//! (stride 1, padding 1) and an optional 1x1 part that is dense or masked in HetConv's block
-//! layout (filter `o` of part `g = o / (N/P)` skips input channels `[g*M/P, (g+1)*M/P)`).
+//! All members share one description, [`ConvKind`]: an optional spatial part of side K (odd,
+//! padding K / 2) with `groups` groups, an optional 1x1 part that is dense or masked in
+//! HetConv's block layout (filter `o` of part `g = o / (N/P)` skips input channels
+//! `[g*M/P, (g+1)*M/P)`), and one stride for both.
 
 use super::gemm_core::{self, reduction_len};
 use super::{placeholder, reduce, same_context};
@@ -73,25 +75,43 @@ impl Pointwise {
 /// One member of the family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ConvKind {
-    /// Groups of the 3x3 part; also the part count P that defines the 1x1 mask.
+    /// Groups of the spatial part; also the part count P that defines the 1x1 mask.
     pub groups: usize,
-    /// Whether the layer has 3x3 taps.
-    pub kernel3: bool,
+    /// Side K of the spatial (K x K, grouped) part: odd, at most [`ConvKind::MAX_KERNEL`],
+    /// zero-padded by K / 2 on each side; 0 for a layer without one.
+    pub kernel: usize,
+    /// Stride of both parts (at most [`ConvKind::MAX_STRIDE`]): output pixel (y, x) centres the
+    /// spatial taps and reads the 1x1 taps at input pixel (y * stride, x * stride).
+    pub stride: usize,
     /// What the 1x1 part does.
     pub pointwise: Pointwise,
 }
 
 impl ConvKind {
+    /// The largest spatial kernel side the kernels take (a ResNet stem's 7x7).
+    pub const MAX_KERNEL: usize = 7;
+    /// The largest stride the kernels take.
+    pub const MAX_STRIDE: usize = 4;
+
     /// A standard 3x3 conv.
     pub fn standard3x3() -> Self {
         Self::grouped3x3(1)
+    }
+
+    /// A standard K x K conv (padding K / 2), e.g. a ResNet stem's 7x7.
+    pub fn standard(kernel: usize) -> Self {
+        Self {
+            kernel,
+            ..Self::standard3x3()
+        }
     }
 
     /// A grouped 3x3 conv (`groups` = channels gives a depthwise conv).
     pub fn grouped3x3(groups: usize) -> Self {
         Self {
             groups,
-            kernel3: true,
+            kernel: 3,
+            stride: 1,
             pointwise: Pointwise::None,
         }
     }
@@ -100,7 +120,8 @@ impl ConvKind {
     pub fn pointwise() -> Self {
         Self {
             groups: 1,
-            kernel3: false,
+            kernel: 0,
+            stride: 1,
             pointwise: Pointwise::Dense,
         }
     }
@@ -109,7 +130,8 @@ impl ConvKind {
     pub fn masked_pointwise(parts: usize) -> Self {
         Self {
             groups: parts,
-            kernel3: false,
+            kernel: 0,
+            stride: 1,
             pointwise: Pointwise::Masked,
         }
     }
@@ -118,16 +140,44 @@ impl ConvKind {
     pub fn hetconv(parts: usize) -> Self {
         Self {
             groups: parts,
-            kernel3: true,
+            kernel: 3,
+            stride: 1,
             pointwise: Pointwise::Masked,
         }
+    }
+
+    /// The same layer with stride `stride` (both parts: a HetConv filter's 3x3 and 1x1 kernels
+    /// are strided alike, as in the per-filter definition).
+    pub fn with_stride(self, stride: usize) -> Self {
+        Self { stride, ..self }
+    }
+
+    /// Whether the layer has a spatial (K x K) part.
+    pub fn spatial(&self) -> bool {
+        self.kernel > 0
+    }
+
+    /// Taps of one spatial kernel, K x K (0 without a spatial part).
+    pub fn taps(&self) -> usize {
+        self.kernel * self.kernel
+    }
+
+    /// Zero padding on each side of the spatial part: K / 2.
+    pub fn padding(&self) -> usize {
+        self.kernel / 2
+    }
+
+    /// The output side of an input side: `(side + 2 * (K / 2) - K) / stride + 1`, which for
+    /// odd K (and the 1x1 part) is `(side - 1) / stride + 1`.
+    pub fn out_side(&self, side: usize) -> usize {
+        side.saturating_sub(1) / self.stride.max(1) + 1
     }
 }
 
 /// The weights of one layer; which ones must be present follows from the [`ConvKind`].
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ConvWeights<'a> {
-    /// 3x3 weights, `[cout, cin / groups, 3, 3]`.
+    /// Spatial (K x K) weights, `[cout, cin / groups, K, K]` (3x3 in VGG and HetConv).
     pub w3: Option<&'a Tensor>,
     /// 1x1 weights, `[cout, cin]` or `[cout, cin, 1, 1]`.
     pub w1: Option<&'a Tensor>,
@@ -135,7 +185,8 @@ pub struct ConvWeights<'a> {
     pub bias: Option<&'a Tensor>,
 }
 
-/// Sizes of one convolution.
+/// Sizes of one convolution: the input's (the output's follow from the kind's stride,
+/// [`ConvKind::out_hw`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvDims {
     /// Images.
@@ -144,15 +195,67 @@ pub struct ConvDims {
     pub cin: usize,
     /// Output channels (N).
     pub cout: usize,
-    /// Rows (input and output: stride 1, same padding).
+    /// Input rows.
     pub height: usize,
-    /// Columns.
+    /// Input columns.
     pub width: usize,
 }
 
 impl ConvKind {
+    /// Output rows and columns of a layer of sizes `d`.
+    pub fn out_hw(&self, d: &ConvDims) -> (usize, usize) {
+        (self.out_side(d.height), self.out_side(d.width))
+    }
+
+    /// The output's shape, `[B, N, OH, OW]`.
+    pub fn out_shape(&self, d: &ConvDims) -> [usize; 4] {
+        let (oh, ow) = self.out_hw(d);
+        [d.batch, d.cout, oh, ow]
+    }
+
+    /// The spatial weight's shape, `[N, M / G, K, K]`.
+    pub fn spatial_shape(&self, d: &ConvDims) -> [usize; 4] {
+        [d.cout, d.cin / self.groups.max(1), self.kernel, self.kernel]
+    }
+
+    /// Checks the kind itself: a spatial part, a 1x1 part or both, an odd kernel side and a
+    /// stride within the kernels' limits, at least one group.
+    pub fn check(&self, op: &'static str) -> Result<()> {
+        if !self.spatial() && self.pointwise == Pointwise::None {
+            return Err(Error::shape(
+                op,
+                "a conv needs a spatial (K x K) part, a 1x1 part, or both",
+            ));
+        }
+        if self.spatial() && (self.kernel.is_multiple_of(2) || self.kernel > Self::MAX_KERNEL) {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "kernel side {} is not odd and at most {} (padding is K / 2 on each side)",
+                    self.kernel,
+                    Self::MAX_KERNEL
+                ),
+            ));
+        }
+        if !(1..=Self::MAX_STRIDE).contains(&self.stride) {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "stride {} is not between 1 and {}",
+                    self.stride,
+                    Self::MAX_STRIDE
+                ),
+            ));
+        }
+        if self.groups == 0 {
+            return Err(Error::shape(op, "groups/parts must be at least 1"));
+        }
+        Ok(())
+    }
+
     /// Checks the kind against the input shape and the weights; returns the sizes.
     pub fn dims(&self, op: &'static str, input: &[usize], w: &ConvWeights) -> Result<ConvDims> {
+        self.check(op)?;
         let [batch, cin, height, width] = *input else {
             return Err(Error::shape(
                 op,
@@ -165,45 +268,52 @@ impl ConvKind {
                 format!("input {input:?} has a zero-sized dimension"),
             ));
         }
-        if !self.kernel3 && self.pointwise == Pointwise::None {
-            return Err(Error::shape(
-                op,
-                "a conv needs a 3x3 part, a 1x1 part, or both",
-            ));
-        }
         let g = self.groups;
-        if g == 0 || cin % g != 0 {
+        if !cin.is_multiple_of(g) {
             return Err(Error::shape(
                 op,
                 format!("{cin} input channels are not divisible by groups/parts {g}"),
             ));
         }
         let cout = match (w.w3, w.w1) {
-            (Some(t), _) | (None, Some(t)) => t.shape()[0],
+            (Some(t), _) | (None, Some(t)) => t.shape().first().copied().unwrap_or(0),
             (None, None) => return Err(Error::shape(op, "no weights given")),
         };
-        if cout % g != 0 {
+        if cout == 0 || !cout.is_multiple_of(g) {
             return Err(Error::shape(
                 op,
-                format!("{cout} filters are not divisible by groups/parts {g}"),
+                format!("{cout} filters are not a positive multiple of groups/parts {g}"),
             ));
         }
-        match (self.kernel3, w.w3) {
-            (true, Some(t)) if t.shape() != [cout, cin / g, 3, 3] => {
+        let d = ConvDims {
+            batch,
+            cin,
+            cout,
+            height,
+            width,
+        };
+        let k = self.kernel;
+        match (self.spatial(), w.w3) {
+            (true, Some(t)) if t.shape() != self.spatial_shape(&d) => {
                 return Err(Error::shape(
                     op,
                     format!(
-                        "3x3 weight is {:?}, expected [{cout}, {}, 3, 3] for {cin} inputs and {g} groups",
+                        "{k}x{k} weight is {:?}, expected {:?} for {cin} inputs and {g} groups",
                         t.shape(),
-                        cin / g
+                        self.spatial_shape(&d)
                     ),
                 ));
             }
-            (true, None) => return Err(Error::shape(op, "the 3x3 part needs a 3x3 weight")),
+            (true, None) => {
+                return Err(Error::shape(
+                    op,
+                    format!("the {k}x{k} part needs a {k}x{k} weight"),
+                ));
+            }
             (false, Some(_)) => {
                 return Err(Error::shape(
                     op,
-                    "a 3x3 weight was given to a layer without a 3x3 part",
+                    "a spatial weight was given to a layer without a spatial part",
                 ));
             }
             _ => {}
@@ -237,16 +347,11 @@ impl ConvKind {
                 ));
             }
         }
-        Ok(ConvDims {
-            batch,
-            cin,
-            cout,
-            height,
-            width,
-        })
+        Ok(d)
     }
 
-    /// Multiply-accumulates of the forward pass (the skipped block is not counted).
+    /// Multiply-accumulates of the forward pass: the skipped block is not counted, taps that
+    /// fall on padding are (as FLOPs tables count them).
     ///
     /// ```
     /// use hetconv::kernels::conv::{ConvDims, ConvKind};
@@ -255,32 +360,33 @@ impl ConvKind {
     /// let hetconv = ConvKind::hetconv(4).forward_macs(&d) as f64;
     /// // The paper's ratio 1/P + (1 - 1/P)/9 = 1/3 at P = 4.
     /// assert!((hetconv / standard - 1.0 / 3.0).abs() < 1e-12);
+    /// // Stride 2 computes a quarter of the pixels.
+    /// let strided = ConvKind::hetconv(4).with_stride(2).forward_macs(&d) as f64;
+    /// assert_eq!(strided * 4.0, hetconv);
     /// ```
     pub fn forward_macs(&self, d: &ConvDims) -> u64 {
-        let pixels = (d.batch * d.height * d.width) as u64;
-        let per_pixel_3 = if self.kernel3 {
-            9 * d.cin * d.cout / self.groups
-        } else {
-            0
-        };
+        let (oh, ow) = self.out_hw(d);
+        let pixels = (d.batch * oh * ow) as u64;
+        let per_pixel_spatial = self.taps() * d.cin * d.cout / self.groups;
         let per_pixel_1 = match self.pointwise {
             Pointwise::None => 0,
             Pointwise::Dense => d.cin * d.cout,
             Pointwise::Masked => d.cin * d.cout - d.cin * d.cout / self.groups,
         };
-        pixels * (per_pixel_3 + per_pixel_1) as u64
+        pixels * (per_pixel_spatial + per_pixel_1) as u64
     }
 }
 
-/// The tuner's key of one pass of one layer: the pass, groups, whether there are 3x3 taps, the
-/// 1x1 part, batch, channels and map size, e.g. `conv_forward g4 k3=1 pw=Masked b16 64->64
-/// 32x32` (the tuner adds the precision: `... 32x32 f32`).
+/// The tuner's key of one pass of one layer: the pass, groups, the spatial kernel side (0:
+/// none) and stride, the 1x1 part, batch, channels and input map size, e.g. `conv_forward g4 k3
+/// s1 pw=Masked b16 64->64 32x32` (the tuner adds the precision: `... 32x32 f32`).
 pub fn tune_key(pass: Pass, kind: &ConvKind, d: &ConvDims) -> String {
     format!(
-        "{} g{} k3={} pw={:?} b{} {}->{} {}x{}",
+        "{} g{} k{} s{} pw={:?} b{} {}->{} {}x{}",
         pass.name(),
         kind.groups,
-        u8::from(kind.kernel3),
+        kind.kernel,
+        kind.stride,
         kind.pointwise,
         d.batch,
         d.cin,
@@ -292,12 +398,12 @@ pub fn tune_key(pass: Pass, kind: &ConvKind, d: &ConvDims) -> String {
 
 /// The tuner's key and problem for one pass of one layer.
 fn tuning(pass: Pass, kind: &ConvKind, d: &ConvDims) -> (String, Problem) {
-    let pixels = d.batch * d.height * d.width;
+    let (oh, ow) = kind.out_hw(d);
     let g = kind.groups;
     let (rows, cols) = match pass {
-        Pass::ConvInputGrad => (d.cin / g, pixels),
+        Pass::ConvInputGrad => (d.cin / g, d.batch * d.height * d.width),
         Pass::ConvWeightGrad => (d.cout / g, reduction_len(kind, d.cin)),
-        _ => (d.cout / g, pixels),
+        _ => (d.cout / g, d.batch * oh * ow),
     };
     let key = tune_key(pass, kind, d);
     let problem = Problem {
@@ -319,30 +425,66 @@ fn channel_tile(per_group: usize) -> u32 {
         .unwrap_or(1) as u32
 }
 
-fn conv_params(
-    kind: &ConvKind,
-    d: &ConvDims,
-    has_bias: bool,
-    accumulate: bool,
-    split: &SourceSplit,
-) -> [u32; 12] {
-    [
-        d.batch as u32,
-        d.cin as u32,
-        d.cout as u32,
-        d.height as u32,
-        d.width as u32,
-        kind.groups as u32,
-        u32::from(kind.kernel3),
-        kind.pointwise.code(),
-        u32::from(has_bias),
-        u32::from(accumulate),
-        split.splits as u32,
-        split.len as u32,
-    ]
+/// The override constant of `include/conv_geometry.wgsl`: the spatial kernel's side (1 for a
+/// layer without a spatial part).
+pub(crate) fn kernel_constant(kind: &ConvKind) -> (&'static str, f64) {
+    ("KS", kind.kernel.max(1) as f64)
 }
 
-/// How the direct kernels cut their list of sources (block channels with 3x3 taps, then
+/// The direct kernels' geometry constants: the kernel side and the stride.
+fn direct_constants(kind: &ConvKind) -> [(&'static str, f64); 2] {
+    [kernel_constant(kind), ("ST", kind.stride as f64)]
+}
+
+/// `conv.wgsl`'s uniform block.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct DirectParams {
+    batch: u32,
+    cin: u32,
+    cout: u32,
+    height: u32,
+    width: u32,
+    out_height: u32,
+    out_width: u32,
+    groups: u32,
+    spatial: u32,
+    pointwise: u32,
+    has_bias: u32,
+    accumulate: u32,
+    splits: u32,
+    split_len: u32,
+}
+
+impl DirectParams {
+    fn new(
+        kind: &ConvKind,
+        d: &ConvDims,
+        has_bias: bool,
+        accumulate: bool,
+        split: &SourceSplit,
+    ) -> Self {
+        let (oh, ow) = kind.out_hw(d);
+        Self {
+            batch: d.batch as u32,
+            cin: d.cin as u32,
+            cout: d.cout as u32,
+            height: d.height as u32,
+            width: d.width as u32,
+            out_height: oh as u32,
+            out_width: ow as u32,
+            groups: kind.groups as u32,
+            spatial: u32::from(kind.spatial()),
+            pointwise: kind.pointwise.code(),
+            has_bias: u32::from(has_bias),
+            accumulate: u32::from(accumulate),
+            splits: split.splits as u32,
+            split_len: split.len as u32,
+        }
+    }
+}
+
+/// How the direct kernels cut their list of sources (block channels with spatial taps, then
 /// pointwise channels) so that small layers still launch enough invocations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct SourceSplit {
@@ -367,9 +509,13 @@ impl SourceSplit {
 }
 
 /// Sources of one output row in the forward direction (`rows = cin`) or of one input channel
-/// in the input-gradient direction (`rows = cout`): a block's 3x3 sources, then 1x1 ones.
+/// in the input-gradient direction (`rows = cout`): a block's spatial sources, then 1x1 ones.
 fn source_count(kind: &ConvKind, rows: usize) -> usize {
-    let block = if kind.kernel3 { rows / kind.groups } else { 0 };
+    let block = if kind.spatial() {
+        rows / kind.groups
+    } else {
+        0
+    };
     let pointwise = match kind.pointwise {
         Pointwise::None => 0,
         Pointwise::Dense => rows,
@@ -378,14 +524,15 @@ fn source_count(kind: &ConvKind, rows: usize) -> usize {
     block + pointwise
 }
 
-/// Records a direct-kernel dispatch that writes `out` (adding to it when `accumulate`), through
-/// per-slice partials and a fixed-order sum when the sources are split.
+/// Records a direct-kernel dispatch that writes `out` (`channels` planes of `(rows, cols)`
+/// pixels per image), adding to it when `accumulate`, through per-slice partials and a
+/// fixed-order sum when the sources are split.
 #[allow(clippy::too_many_arguments)]
 fn direct(
     spec: &KernelSpec,
     kind: &ConvKind,
     d: &ConvDims,
-    channels: usize,
+    (channels, rows, cols): (usize, usize, usize),
     sources: usize,
     src: &Tensor,
     w3: &Tensor,
@@ -397,24 +544,26 @@ fn direct(
 ) -> Result<()> {
     let ctx = src.context();
     let ot = channel_tile(channels / kind.groups);
-    let pt = d.width.min(4);
-    let invocations = d.batch * (channels / ot as usize) * d.height * d.width.div_ceil(pt);
+    let pt = cols.min(4);
+    let invocations = d.batch * (channels / ot as usize) * rows * cols.div_ceil(pt);
     let split = SourceSplit::choose(ctx, sources, invocations);
     let partials = if split.splits > 1 {
         Some(Tensor::uninit(ctx, &[split.splits, out.numel()])?)
     } else {
         None
     };
+    let [ks, st] = direct_constants(kind);
+    let params = DirectParams::new(
+        kind,
+        d,
+        bias.is_some(),
+        accumulate && partials.is_none(),
+        &split,
+    );
     ctx.dispatch(
         spec,
-        &[("OT", f64::from(ot)), ("PT", pt as f64)],
-        &conv_params(
-            kind,
-            d,
-            bias.is_some(),
-            accumulate && partials.is_none(),
-            &split,
-        ),
+        &[("OT", f64::from(ot)), ("PT", pt as f64), ks, st],
+        bytemuck::cast_slice(std::slice::from_ref(&params)),
         &[
             src,
             w3,
@@ -435,13 +584,14 @@ fn bound<'a>(t: Option<&'a Tensor>, spare: &'a Tensor) -> &'a Tensor {
     t.unwrap_or(spare)
 }
 
-/// Forward pass: `y = conv3x3(x, w3, groups) + conv1x1(x, w1 [masked]) + bias`.
+/// Forward pass: `y = conv_KxK(x, w3, groups, stride) + conv1x1(x, w1 [masked], stride) + bias`.
 ///
 /// # Shapes
-/// `x`: `[B, M, H, W]`, `w3`: `[N, M/G, 3, 3]`, `w1`: `[N, M]`, `bias`: `[N]` → `[B, N, H, W]`
+/// `x`: `[B, M, H, W]`, `w3`: `[N, M/G, K, K]`, `w1`: `[N, M]`, `bias`: `[N]` →
+/// `[B, N, OH, OW]` with `OH = (H - 1) / stride + 1` (likewise OW)
 pub fn forward(kind: &ConvKind, x: &Tensor, w: &ConvWeights) -> Result<Tensor> {
     let d = kind.dims("conv forward", x.shape(), w)?;
-    let y = Tensor::uninit(x.context(), &[d.batch, d.cout, d.height, d.width])?;
+    let y = Tensor::uninit(x.context(), &kind.out_shape(&d))?;
     forward_into(kind, x, w, &y, false)?;
     Ok(y)
 }
@@ -450,7 +600,7 @@ pub fn forward(kind: &ConvKind, x: &Tensor, w: &ConvWeights) -> Result<Tensor> {
 /// adds its masked 1x1 part to the grouped 3x3 part this way).
 ///
 /// # Shapes
-/// as [`forward`]; `y`: `[B, N, H, W]`
+/// as [`forward`]; `y`: `[B, N, OH, OW]`
 pub fn forward_into(
     kind: &ConvKind,
     x: &Tensor,
@@ -460,16 +610,13 @@ pub fn forward_into(
 ) -> Result<()> {
     let op = "conv forward";
     let d = kind.dims(op, x.shape(), w)?;
-    if y.shape() != [d.batch, d.cout, d.height, d.width] {
+    if y.shape() != kind.out_shape(&d) {
         return Err(Error::shape(
             op,
             format!(
-                "output is {:?}, expected [{}, {}, {}, {}]",
+                "output is {:?}, expected {:?}",
                 y.shape(),
-                d.batch,
-                d.cout,
-                d.height,
-                d.width
+                kind.out_shape(&d)
             ),
         ));
     }
@@ -501,34 +648,50 @@ pub(crate) fn forward_with(
             false, &kernel, kind, d, x, w3, w1, w.bias, y, accumulate, &spare,
         ),
         Variant::Direct => {
+            let (oh, ow) = kind.out_hw(d);
             let sources = source_count(kind, d.cin);
             direct(
-                &FORWARD, kind, d, d.cout, sources, x, w3, w1, w.bias, y, accumulate, &spare,
+                &FORWARD,
+                kind,
+                d,
+                (d.cout, oh, ow),
+                sources,
+                x,
+                w3,
+                w1,
+                w.bias,
+                y,
+                accumulate,
+                &spare,
             )
         }
     }
 }
 
-/// Input gradient: `dx = d(loss)/dx` given `dy`.
+/// Input gradient: `dx = d(loss)/dx` given `dy`, for an input of shape `input` (with a stride,
+/// several input sizes give the same output size, so it is given).
 ///
 /// # Shapes
-/// `dy`: `[B, N, H, W]`, weights as [`forward`] (bias ignored), `cin` = M → `[B, M, H, W]`
-pub fn backward_input(kind: &ConvKind, dy: &Tensor, w: &ConvWeights, cin: usize) -> Result<Tensor> {
+/// `dy`: `[B, N, OH, OW]`, weights as [`forward`] (bias ignored), `input` = `[B, M, H, W]` →
+/// `[B, M, H, W]`
+pub fn backward_input(
+    kind: &ConvKind,
+    dy: &Tensor,
+    w: &ConvWeights,
+    input: &[usize],
+) -> Result<Tensor> {
     let op = "conv backward_input";
-    let [batch, cout, height, width] = *dy.shape() else {
-        return Err(Error::shape(
-            op,
-            format!("dy must be 4-D, got {:?}", dy.shape()),
-        ));
-    };
     let weights = ConvWeights { bias: None, ..*w };
-    let d = kind.dims(op, &[batch, cin, height, width], &weights)?;
-    if d.cout != cout {
+    let d = kind.dims(op, input, &weights)?;
+    if dy.shape() != kind.out_shape(&d) {
         return Err(Error::shape(
             op,
             format!(
-                "dy has {cout} channels, the weights have {} filters",
-                d.cout
+                "dy is {:?}; an input of {input:?} through {} filters of stride {} gives {:?}",
+                dy.shape(),
+                d.cout,
+                kind.stride,
+                kind.out_shape(&d)
             ),
         ));
     }
@@ -536,7 +699,7 @@ pub fn backward_input(kind: &ConvKind, dy: &Tensor, w: &ConvWeights, cin: usize)
     all.extend(w.w3.iter().chain(w.w1.iter()).copied());
     same_context(op, &all)?;
     let ctx = dy.context();
-    let dx = Tensor::uninit(ctx, &[batch, cin, height, width])?;
+    let dx = Tensor::uninit(ctx, input)?;
     let (key, problem) = tuning(Pass::ConvInputGrad, kind, &d);
     let variant = tune::choose(ctx, &problem, &key, |v| {
         let scratch = Tensor::uninit(ctx, dx.shape())?;
@@ -566,7 +729,7 @@ fn backward_input_with(
                 &BACKWARD_INPUT,
                 kind,
                 d,
-                d.cin,
+                (d.cin, d.height, d.width),
                 sources,
                 dy,
                 w3,
@@ -583,7 +746,7 @@ fn backward_input_with(
 /// Weight gradients of one layer.
 #[derive(Debug)]
 pub struct ConvWeightGrads {
-    /// Gradient of the 3x3 weight, `[N, M/G, 3, 3]`.
+    /// Gradient of the spatial weight, `[N, M/G, K, K]`.
     pub dw3: Option<Tensor>,
     /// Gradient of the 1x1 weight, `[N, M]` (exact zeros on the masked block).
     pub dw1: Option<Tensor>,
@@ -595,15 +758,16 @@ pub struct ConvWeightGrads {
 /// added in a fixed order, so results are deterministic.
 ///
 /// # Shapes
-/// `x`: `[B, M, H, W]`, `dy`: `[B, N, H, W]` → `dw3`: `[N, M/G, 3, 3]`, `dw1`: `[N, M]`
+/// `x`: `[B, M, H, W]`, `dy`: `[B, N, OH, OW]` → `dw3`: `[N, M/G, K, K]`, `dw1`: `[N, M]`
 pub fn backward_weight(kind: &ConvKind, x: &Tensor, dy: &Tensor) -> Result<ConvWeightGrads> {
     let op = "conv backward_weight";
+    kind.check(op)?;
     same_context(op, &[x, dy])?;
     let (xs, ds) = (x.shape(), dy.shape());
-    if xs.len() != 4 || ds.len() != 4 || xs[0] != ds[0] || xs[2..] != ds[2..] {
+    if xs.len() != 4 || ds.len() != 4 || xs.contains(&0) || ds.contains(&0) {
         return Err(Error::shape(
             op,
-            format!("x {xs:?} and dy {ds:?} must be [B, M, H, W] and [B, N, H, W]"),
+            format!("x {xs:?} and dy {ds:?} must be non-empty [B, M, H, W] and [B, N, OH, OW]"),
         ));
     }
     let g = kind.groups;
@@ -614,19 +778,24 @@ pub fn backward_weight(kind: &ConvKind, x: &Tensor, dy: &Tensor) -> Result<ConvW
         height: xs[2],
         width: xs[3],
     };
-    if g == 0 || !d.cin.is_multiple_of(g) || !d.cout.is_multiple_of(g) {
+    if ds != kind.out_shape(&d) {
+        return Err(Error::shape(
+            op,
+            format!(
+                "x {xs:?} through {} filters of stride {} gives {:?}, but dy is {ds:?}",
+                d.cout,
+                kind.stride,
+                kind.out_shape(&d)
+            ),
+        ));
+    }
+    if !d.cin.is_multiple_of(g) || !d.cout.is_multiple_of(g) {
         return Err(Error::shape(
             op,
             format!(
                 "{} inputs and {} filters are not both divisible by {g}",
                 d.cin, d.cout
             ),
-        ));
-    }
-    if xs.contains(&0) || ds.contains(&0) {
-        return Err(Error::shape(
-            op,
-            format!("x {xs:?} or dy {ds:?} has a zero-sized dimension"),
         ));
     }
     let ctx = x.context();
@@ -636,6 +805,28 @@ pub fn backward_weight(kind: &ConvKind, x: &Tensor, dy: &Tensor) -> Result<ConvW
     })?;
     backward_weight_with(variant, kind, &d, x, dy)
 }
+
+/// `conv_weight_grad.wgsl`'s uniform block.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct WeightGradParams {
+    batch: u32,
+    cin: u32,
+    cout: u32,
+    height: u32,
+    width: u32,
+    out_height: u32,
+    out_width: u32,
+    groups: u32,
+    spatial: u32,
+    pointwise: u32,
+    splits: u32,
+    rows_per_split: u32,
+}
+
+/// The most accumulators one weight-gradient invocation keeps for its spatial taps (filters
+/// per invocation x taps): the shader's `acc` array.
+const MAX_TAP_ACCUMULATORS: usize = 49;
 
 fn backward_weight_with(
     variant: Variant,
@@ -647,8 +838,8 @@ fn backward_weight_with(
     let ctx = x.context();
     let g = kind.groups;
     let dw3 = kind
-        .kernel3
-        .then(|| Tensor::uninit(ctx, &[d.cout, d.cin / g, 3, 3]))
+        .spatial()
+        .then(|| Tensor::uninit(ctx, &kind.spatial_shape(d)))
         .transpose()?;
     let dw1 = (kind.pointwise != Pointwise::None)
         .then(|| Tensor::uninit(ctx, &[d.cout, d.cin]))
@@ -667,12 +858,17 @@ fn backward_weight_with(
         )?;
         return Ok(ConvWeightGrads { dw3, dw1 });
     }
-    let len3 = d.cout * (d.cin / g) * 9;
+    let len3 = d.cout * (d.cin / g) * kind.taps();
     let len1 = d.cout * d.cin;
-    let ot = channel_tile(d.cout / g);
+    // Filters per invocation: their spatial accumulators must fit the shader's array.
+    let most_filters = MAX_TAP_ACCUMULATORS / kind.taps().max(1);
+    let ot = [4, 2, 1]
+        .into_iter()
+        .find(|t| (d.cout / g).is_multiple_of(*t) && *t <= most_filters)
+        .unwrap_or(1) as u32;
     let ct = channel_tile(d.cin / g);
     // As the shader lays out its grid: own-block channels, then tiles of CT 1x1 channels.
-    let in_block = if kind.kernel3 || kind.pointwise == Pointwise::Masked {
+    let in_block = if kind.spatial() || kind.pointwise == Pointwise::Masked {
         d.cin / g
     } else {
         0
@@ -682,9 +878,10 @@ fn backward_weight_with(
     } else {
         d.cin - in_block
     };
+    let (oh, ow) = kind.out_hw(d);
     let tiles = (d.cout / ot as usize) * (in_block + pointwise / ct as usize);
-    let splits = split_count(ctx, d, tiles, len3.max(len1));
-    let rows = d.batch * d.height;
+    let rows = d.batch * oh;
+    let splits = split_count(ctx, rows, tiles, len3.max(len1));
     let rows_per_split = rows.div_ceil(splits);
     let splits = rows.div_ceil(rows_per_split);
 
@@ -700,22 +897,25 @@ fn backward_weight_with(
     let part1 = partial(&dw1, len1)?;
     let spare3 = placeholder(ctx)?;
     let spare1 = placeholder(ctx)?;
-    let params = [
-        d.batch as u32,
-        d.cin as u32,
-        d.cout as u32,
-        d.height as u32,
-        d.width as u32,
-        g as u32,
-        u32::from(kind.kernel3),
-        kind.pointwise.code(),
-        splits as u32,
-        rows_per_split as u32,
-    ];
+    let params = WeightGradParams {
+        batch: d.batch as u32,
+        cin: d.cin as u32,
+        cout: d.cout as u32,
+        height: d.height as u32,
+        width: d.width as u32,
+        out_height: oh as u32,
+        out_width: ow as u32,
+        groups: g as u32,
+        spatial: u32::from(kind.spatial()),
+        pointwise: kind.pointwise.code(),
+        splits: splits as u32,
+        rows_per_split: rows_per_split as u32,
+    };
+    let [ks, st] = direct_constants(kind);
     ctx.dispatch(
         &WEIGHT_GRAD,
-        &[("OT", f64::from(ot)), ("CT", f64::from(ct))],
-        &params,
+        &[("OT", f64::from(ot)), ("CT", f64::from(ct)), ks, st],
+        bytemuck::cast_slice(std::slice::from_ref(&params)),
         &[
             x,
             dy,
@@ -734,12 +934,11 @@ fn backward_weight_with(
     Ok(ConvWeightGrads { dw3, dw1 })
 }
 
-/// How many slices of batch rows the weight-gradient reduction is cut into: enough invocations
-/// (at least 16k, more where the context asks for more), no slice shorter than two rows,
-/// partials within the binding limit. `invocations`: one slice's invocations.
-fn split_count(ctx: &Context, d: &ConvDims, invocations: usize, per_split: usize) -> usize {
+/// How many slices of the `rows` output rows the weight-gradient reduction is cut into: enough
+/// invocations (at least 16k, more where the context asks for more), no slice shorter than two
+/// rows, partials within the binding limit. `invocations`: one slice's invocations.
+fn split_count(ctx: &Context, rows: usize, invocations: usize, per_split: usize) -> usize {
     let target = ctx.conv_min_invocations().max(16_384) as usize;
-    let rows = d.batch * d.height;
     let wanted = target
         .div_ceil(invocations.max(1))
         .min(rows.div_ceil(2))
@@ -748,20 +947,43 @@ fn split_count(ctx: &Context, d: &ConvDims, invocations: usize, per_split: usize
     wanted.min(fits)
 }
 
-/// The unfused HetConv forward pass of the PyTorch reproduction: a grouped 3x3 conv, then the
+impl ConvKind {
+    /// The two parts of a HetConv layer, as the PyTorch reproduction computes them: the grouped
+    /// spatial conv and the masked 1x1 conv, each with the layer's stride. Refused (naming `op`)
+    /// for a kind that is not a spatial part plus a masked 1x1 part.
+    fn unfused_parts(&self, op: &'static str) -> Result<(ConvKind, ConvKind)> {
+        self.check(op)?;
+        if !self.spatial() || self.pointwise != Pointwise::Masked {
+            return Err(Error::shape(
+                op,
+                format!("{self:?} is not a HetConv layer (a spatial part and a masked 1x1 part)"),
+            ));
+        }
+        Ok((
+            ConvKind {
+                pointwise: Pointwise::None,
+                ..*self
+            },
+            ConvKind { kernel: 0, ..*self },
+        ))
+    }
+}
+
+/// The unfused HetConv forward pass of the PyTorch reproduction: a grouped conv, then the
 /// masked 1x1 conv added on top (two dispatches, `x` read twice). Kept as the reference form
-/// and for the benchmarks.
+/// and for the benchmarks. `kind` is the fused layer ([`ConvKind::hetconv`], any stride).
 ///
 /// # Shapes
-/// `x`: `[B, M, H, W]`, `w3`: `[N, M/P, 3, 3]`, `w1`: `[N, M]` → `[B, N, H, W]`
+/// `x`: `[B, M, H, W]`, `w3`: `[N, M/P, K, K]`, `w1`: `[N, M]` → `[B, N, OH, OW]`
 pub fn hetconv_unfused_forward(
-    parts: usize,
+    kind: &ConvKind,
     x: &Tensor,
     w3: &Tensor,
     w1: &Tensor,
 ) -> Result<Tensor> {
+    let (grouped, masked) = kind.unfused_parts("hetconv unfused forward")?;
     let y = forward(
-        &ConvKind::grouped3x3(parts),
+        &grouped,
         x,
         &ConvWeights {
             w3: Some(w3),
@@ -769,7 +991,7 @@ pub fn hetconv_unfused_forward(
         },
     )?;
     forward_into(
-        &ConvKind::masked_pointwise(parts),
+        &masked,
         x,
         &ConvWeights {
             w1: Some(w1),
@@ -781,51 +1003,54 @@ pub fn hetconv_unfused_forward(
     Ok(y)
 }
 
-/// Input gradient of the unfused HetConv: grouped 3x3 part and masked 1x1 part separately,
-/// then added (what autograd does for the PyTorch reproduction's `gwc(x) + pwc(x)`).
+/// Input gradient of the unfused HetConv: grouped part and masked 1x1 part separately, then
+/// added (what autograd does for the PyTorch reproduction's `gwc(x) + pwc(x)`).
 ///
 /// # Shapes
-/// `dy`: `[B, N, H, W]`, `w3`: `[N, M/P, 3, 3]`, `w1`: `[N, M]` → `[B, M, H, W]`
+/// `dy`: `[B, N, OH, OW]`, `w3`: `[N, M/P, K, K]`, `w1`: `[N, M]`, `input` = `[B, M, H, W]` →
+/// `[B, M, H, W]`
 pub fn hetconv_unfused_backward_input(
-    parts: usize,
+    kind: &ConvKind,
     dy: &Tensor,
     w3: &Tensor,
     w1: &Tensor,
-    cin: usize,
+    input: &[usize],
 ) -> Result<Tensor> {
+    let (grouped, masked) = kind.unfused_parts("hetconv unfused backward_input")?;
     let dx3 = backward_input(
-        &ConvKind::grouped3x3(parts),
+        &grouped,
         dy,
         &ConvWeights {
             w3: Some(w3),
             ..Default::default()
         },
-        cin,
+        input,
     )?;
     let dx1 = backward_input(
-        &ConvKind::masked_pointwise(parts),
+        &masked,
         dy,
         &ConvWeights {
             w1: Some(w1),
             ..Default::default()
         },
-        cin,
+        input,
     )?;
     super::elementwise::binary(super::elementwise::BinaryOp::Add, &dx3, &dx1)
 }
 
-/// Weight gradients of the unfused HetConv: one pass for the grouped 3x3 weight, one for the
+/// Weight gradients of the unfused HetConv: one pass for the grouped weight, one for the
 /// masked 1x1 weight (each reading `x` and `dy` again).
 ///
 /// # Shapes
-/// `x`: `[B, M, H, W]`, `dy`: `[B, N, H, W]` → `dw3`: `[N, M/P, 3, 3]`, `dw1`: `[N, M]`
+/// `x`: `[B, M, H, W]`, `dy`: `[B, N, OH, OW]` → `dw3`: `[N, M/P, K, K]`, `dw1`: `[N, M]`
 pub fn hetconv_unfused_backward_weight(
-    parts: usize,
+    kind: &ConvKind,
     x: &Tensor,
     dy: &Tensor,
 ) -> Result<ConvWeightGrads> {
-    let dw3 = backward_weight(&ConvKind::grouped3x3(parts), x, dy)?.dw3;
-    let dw1 = backward_weight(&ConvKind::masked_pointwise(parts), x, dy)?.dw1;
+    let (grouped, masked) = kind.unfused_parts("hetconv unfused backward_weight")?;
+    let dw3 = backward_weight(&grouped, x, dy)?.dw3;
+    let dw1 = backward_weight(&masked, x, dy)?.dw1;
     Ok(ConvWeightGrads { dw3, dw1 })
 }
 

@@ -568,7 +568,7 @@ struct Params {
     height: u32,
     width: u32,
     groups: u32,
-    kernel3: u32,
+    spatial: u32,
     pointwise: u32,
     has_bias: u32,
     accumulate: u32,
@@ -583,10 +583,14 @@ struct Params {
     trans_b: u32,
     cpg: u32,
     opg: u32,
+    out_height: u32,
+    out_width: u32,
+    stride: u32,
 }
 
 impl Params {
     fn conv(kind: &ConvKind, d: &ConvDims) -> Self {
+        let (oh, ow) = kind.out_hw(d);
         Self {
             batch: d.batch as u32,
             cin: d.cin as u32,
@@ -594,7 +598,7 @@ impl Params {
             height: d.height as u32,
             width: d.width as u32,
             groups: kind.groups as u32,
-            kernel3: u32::from(kind.kernel3),
+            spatial: u32::from(kind.spatial()),
             pointwise: match kind.pointwise {
                 Pointwise::None => 0,
                 Pointwise::Dense => 1,
@@ -603,6 +607,9 @@ impl Params {
             splits: 1,
             cpg: (d.cin / kind.groups) as u32,
             opg: (d.cout / kind.groups) as u32,
+            out_height: oh as u32,
+            out_width: ow as u32,
+            stride: kind.stride as u32,
             ..Self::default()
         }
     }
@@ -641,13 +648,9 @@ impl Params {
 }
 
 /// The reduction space of one group's product in the forward direction (`channels` = cin) or
-/// the input-gradient direction (`channels` = cout): own-block 3x3 taps, then 1x1 channels.
+/// the input-gradient direction (`channels` = cout): own-block spatial taps, then 1x1 channels.
 pub(crate) fn reduction_len(kind: &ConvKind, channels: usize) -> usize {
-    let k3 = if kind.kernel3 {
-        channels / kind.groups * 9
-    } else {
-        0
-    };
+    let k3 = channels / kind.groups * kind.taps();
     let kp = match kind.pointwise {
         Pointwise::None => 0,
         Pointwise::Dense => channels,
@@ -656,15 +659,17 @@ pub(crate) fn reduction_len(kind: &ConvKind, channels: usize) -> usize {
     k3 + kp
 }
 
-/// Records one dispatch of the core in `role`. The kernel is checked against the device here
-/// (features, subgroups, limits): wgpu 30 does not check a workgroup size or workgroup array
-/// given by override constants. With the shape checks of the callers (no zero-sized dimension,
-/// groups dividing the channels) this upholds the host's side of the bounds argument in
-/// `shaders/gemm_core.wgsl`.
+/// Records one dispatch of the core in `role`, with the conv geometry of `kind` (None for the
+/// matrix product). The kernel is checked against the device here (features, subgroups,
+/// limits): wgpu 30 does not check a workgroup size or workgroup array given by override
+/// constants. With the shape checks of the callers (no zero-sized dimension, groups dividing
+/// the channels, a kind that passed [`ConvKind::check`]) this upholds the host's side of the
+/// bounds argument in `shaders/gemm_core.wgsl`.
 fn dispatch(
     ctx: &Context,
     kernel: &CoreKernel,
     (role, a_kfast, b_kfast): (Role, bool, bool),
+    kind: Option<&ConvKind>,
     p: &Params,
     buffers: &[&Tensor],
 ) -> Result<()> {
@@ -673,11 +678,15 @@ fn dispatch(
         return Ok(());
     }
     kernel.runnable(ctx)?;
+    let mut constants = kernel.constants(ctx, role, a_kfast, b_kfast);
+    if let Some(kind) = kind {
+        constants.push(super::conv::kernel_constant(kind));
+    }
     ctx.dispatch_labelled(
         &|| kernel.profile_name(role as u32),
         kernel.spec(),
         kernel.threads(),
-        &kernel.constants(ctx, role, a_kfast, b_kfast),
+        &constants,
         p.words(),
         buffers,
         p.workgroups(),
@@ -703,15 +712,16 @@ pub(crate) fn conv_forward_or_input_grad(
     accumulate: bool,
     spare: &Tensor,
 ) -> Result<()> {
-    let (role, rows, channels) = if input_grad {
-        (Role::ConvInputGrad, d.cin, d.cout)
+    let (oh, ow) = kind.out_hw(d);
+    let (role, rows, channels, pixels) = if input_grad {
+        (Role::ConvInputGrad, d.cin, d.cout, d.height * d.width)
     } else {
-        (Role::ConvForward, d.cout, d.cin)
+        (Role::ConvForward, d.cout, d.cin, oh * ow)
     };
     let mut p = Params::conv(kind, d).product(
         kernel,
         rows / kind.groups,
-        d.batch * d.height * d.width,
+        d.batch * pixels,
         reduction_len(kind, channels),
     )?;
     p.has_bias = u32::from(bias.is_some());
@@ -720,17 +730,18 @@ pub(crate) fn conv_forward_or_input_grad(
         src.context(),
         kernel,
         (role, true, false),
+        Some(kind),
         &p,
         &[src, spare, w3, w1, bias.unwrap_or(spare), out],
     )
 }
 
 /// Records the weight gradients into `dw3` / `dw1` (either may be a placeholder when the kind
-/// has no such part): split-K partial products over slices of the pixels, then a fixed-order
-/// sum and scatter (deterministic, no atomics).
+/// has no such part): split-K partial products over slices of the output pixels, then a
+/// fixed-order sum and scatter (deterministic, no atomics).
 ///
 /// # Shapes
-/// `x`: `[B, M, H, W]`, `dy`: `[B, N, H, W]` → `dw3`: `[N, M/G, 3, 3]`, `dw1`: `[N, M]`
+/// `x`: `[B, M, H, W]`, `dy`: `[B, N, OH, OW]` → `dw3`: `[N, M/G, K, K]`, `dw1`: `[N, M]`
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv_weight_grad(
     kernel: &CoreKernel,
@@ -744,23 +755,21 @@ pub(crate) fn conv_weight_grad(
 ) -> Result<()> {
     let ctx = x.context();
     let space = reduction_len(kind, d.cin);
-    let outputs = if kind.kernel3 {
-        d.cout * d.cin / kind.groups * 9
-    } else {
-        0
-    } + if kind.pointwise == Pointwise::None {
-        0
-    } else {
-        d.cout * d.cin
-    };
-    let pixels = d.batch * d.height * d.width;
+    let outputs = d.cout * d.cin / kind.groups * kind.taps()
+        + if kind.pointwise == Pointwise::None {
+            0
+        } else {
+            d.cout * d.cin
+        };
+    let (oh, ow) = kind.out_hw(d);
+    let pixels = d.batch * oh * ow;
     let mut p = Params::conv(kind, d).product(kernel, d.cout / kind.groups, space, pixels)?;
     if space == 0 {
         // A masked 1x1 conv with one part: every weight is masked, every gradient exactly zero.
         return ctx.dispatch_workgroups(
             &SCATTER,
             256,
-            &[],
+            &[super::conv::kernel_constant(kind)],
             p.words(),
             &[spare, dw3, dw1],
             outputs.div_ceil(256) as u64,
@@ -790,13 +799,14 @@ pub(crate) fn conv_weight_grad(
         ctx,
         kernel,
         (Role::ConvWeightGrad, true, true),
+        Some(kind),
         &p,
         &[x, dy, spare, spare, spare, &partials],
     )?;
     ctx.dispatch_workgroups(
         &SCATTER,
         256,
-        &[],
+        &[super::conv::kernel_constant(kind)],
         p.words(),
         &[&partials, dw3, dw1],
         outputs.div_ceil(256) as u64,
@@ -836,6 +846,7 @@ pub(crate) fn matmul(
         a.context(),
         kernel,
         (Role::Matmul, !trans_a, trans_b),
+        None,
         &p,
         &[a, b, spare, spare, bias.unwrap_or(spare), out],
     )

@@ -5,32 +5,52 @@ use serde::{Deserialize, Serialize};
 
 use super::{InputShape, Model};
 use crate::error::{Error, Result};
-use crate::flops::{ModelCost, vgg_cost};
+use crate::flops::{ModelCost, resnet_cost, vgg_cost};
 use crate::gpu::Context;
-use crate::nn::{ConvMode, Vgg16, VggConfig};
+use crate::nn::{ConvMode, ResNet, ResNetConfig, ResNetLayout, Vgg16, VggConfig};
 
 /// A network of the zoo and its shape. Serialised with a `"model"` tag:
-/// `{"model": "vgg16", "widths": [...], ...}`.
+/// `{"model": "vgg16", "widths": [...], ...}`, `{"model": "resnet", "depth": 20, ...}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "model", rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum Architecture {
     /// The paper's HetConv VGG-16 (convs 2..13 HetConv(P)).
     Vgg16(VggConfig),
+    /// A HetConv ResNet (every 3x3 conv of its blocks HetConv(P)): torchvision's ImageNet
+    /// layout or He et al.'s CIFAR layout, by depth.
+    ResNet(ResNetConfig),
 }
 
+/// The names `--model` takes: the VGG-16 and every ResNet depth of the zoo.
+pub const MODEL_NAMES: [&str; 11] = [
+    "vgg16",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "resnet20",
+    "resnet32",
+    "resnet44",
+    "resnet56",
+    "resnet110",
+];
+
 impl Architecture {
-    /// The name `--model` takes and checkpoints record.
-    pub fn name(&self) -> &'static str {
+    /// The name `--model` takes and checkpoints record: `vgg16`, `resnet20`.
+    pub fn name(&self) -> String {
         match self {
-            Architecture::Vgg16(_) => "vgg16",
+            Architecture::Vgg16(_) => "vgg16".into(),
+            Architecture::ResNet(c) => c.name(),
         }
     }
 
-    /// The network's title in reports: `HetConv VGG-16`.
-    pub fn title(&self) -> &'static str {
+    /// The network's title in reports: `HetConv VGG-16`, `HetConv ResNet-20`.
+    pub fn title(&self) -> String {
         match self {
-            Architecture::Vgg16(_) => "HetConv VGG-16",
+            Architecture::Vgg16(_) => "HetConv VGG-16".into(),
+            Architecture::ResNet(c) => format!("HetConv ResNet-{}", c.depth),
         }
     }
 
@@ -38,23 +58,32 @@ impl Architecture {
     pub fn vgg(&self) -> Option<&VggConfig> {
         match self {
             Architecture::Vgg16(c) => Some(c),
+            Architecture::ResNet(_) => None,
+        }
+    }
+
+    /// The ResNet configuration, if it is a ResNet.
+    pub fn resnet(&self) -> Option<&ResNetConfig> {
+        match self {
+            Architecture::ResNet(c) => Some(c),
+            Architecture::Vgg16(_) => None,
         }
     }
 
     /// The images it takes.
     pub fn input(&self) -> InputShape {
-        match self {
-            Architecture::Vgg16(c) => InputShape {
-                channels: c.in_channels,
-                size: c.image_size,
-            },
-        }
+        let (channels, size) = match self {
+            Architecture::Vgg16(c) => (c.in_channels, c.image_size),
+            Architecture::ResNet(c) => (c.in_channels, c.image_size),
+        };
+        InputShape { channels, size }
     }
 
     /// Output classes.
     pub fn classes(&self) -> usize {
         match self {
             Architecture::Vgg16(c) => c.classes,
+            Architecture::ResNet(c) => c.classes,
         }
     }
 
@@ -62,6 +91,7 @@ impl Architecture {
     pub fn parts(&self) -> usize {
         match self {
             Architecture::Vgg16(c) => c.parts,
+            Architecture::ResNet(c) => c.parts,
         }
     }
 
@@ -69,6 +99,7 @@ impl Architecture {
     pub fn mode(&self) -> ConvMode {
         match self {
             Architecture::Vgg16(c) => c.mode,
+            Architecture::ResNet(c) => c.mode,
         }
     }
 
@@ -76,6 +107,7 @@ impl Architecture {
     pub fn with_mode(self, mode: ConvMode) -> Self {
         match self {
             Architecture::Vgg16(c) => Architecture::Vgg16(VggConfig { mode, ..c }),
+            Architecture::ResNet(c) => Architecture::ResNet(ResNetConfig { mode, ..c }),
         }
     }
 
@@ -88,6 +120,7 @@ impl Architecture {
     pub fn validate(&self) -> Result<()> {
         match self {
             Architecture::Vgg16(c) => c.validate(),
+            Architecture::ResNet(c) => c.validate(),
         }
     }
 
@@ -95,6 +128,7 @@ impl Architecture {
     pub fn cost(&self) -> ModelCost {
         match self {
             Architecture::Vgg16(c) => vgg_cost(c),
+            Architecture::ResNet(c) => resnet_cost(c),
         }
     }
 
@@ -102,6 +136,7 @@ impl Architecture {
     pub fn build(&self, ctx: &Context, seed: u64) -> Result<Box<dyn Model>> {
         Ok(match self {
             Architecture::Vgg16(c) => Box::new(Vgg16::new(ctx, c.clone(), seed)?),
+            Architecture::ResNet(c) => Box::new(ResNet::new(ctx, c.clone(), seed)?),
         })
     }
 
@@ -109,6 +144,7 @@ impl Architecture {
     pub fn layout(&self) -> Result<Vec<(String, Vec<usize>)>> {
         match self {
             Architecture::Vgg16(c) => Vgg16::layout(c),
+            Architecture::ResNet(c) => ResNet::layout(c),
         }
     }
 
@@ -141,16 +177,25 @@ impl Architecture {
 impl std::fmt::Display for Architecture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let input = self.input();
+        let (channels, size) = (input.channels, input.size);
         match self {
             Architecture::Vgg16(c) => write!(
                 f,
-                "{}, P={}, widths {:?}, {}x{}x{} input, {} classes",
+                "{}, P={}, widths {:?}, {channels}x{size}x{size} input, {} classes",
                 self.title(),
                 c.parts,
                 c.widths,
-                input.channels,
-                input.size,
-                input.size,
+                c.classes
+            ),
+            Architecture::ResNet(c) => write!(
+                f,
+                "{}, P={}, {} layout, {channels}x{size}x{size} input, {} classes",
+                self.title(),
+                c.parts,
+                match c.layout() {
+                    Some(ResNetLayout::ImageNet) => "ImageNet",
+                    _ => "CIFAR",
+                },
                 c.classes
             ),
         }

@@ -8,7 +8,7 @@
 mod architecture;
 mod import;
 
-pub use architecture::Architecture;
+pub use architecture::{Architecture, MODEL_NAMES};
 
 use crate::autograd::{Tape, Var};
 use crate::error::{Error, Result};

@@ -20,13 +20,15 @@ pub enum ConvMode {
     Unfused,
 }
 
-/// A 3x3 convolution of the family (padding 1, stride 1): standard, or HetConv(P).
+/// A convolution of the family: a standard K x K conv (padding K / 2, with or without bias; a
+/// 1x1 conv for K = 1) or HetConv(P) (3x3 kernels on each filter's own block, 1x1 on the
+/// rest), any stride.
 #[derive(Clone, Debug)]
-pub struct Conv3x3 {
+pub struct Conv2d {
     kind: ConvKind,
-    /// The 3x3 weight, `[cout, cin / groups, 3, 3]`.
-    weight3: ParamId,
-    /// The 1x1 weight of a HetConv layer, `[cout, cin, 1, 1]`.
+    /// The spatial weight, `[cout, cin / groups, K, K]` (none for a 1x1 conv).
+    weight3: Option<ParamId>,
+    /// The 1x1 weight of a HetConv layer or a 1x1 conv, `[cout, cin, 1, 1]`.
     weight1: Option<ParamId>,
     /// The bias, `[cout]` (standard convs only).
     bias: Option<ParamId>,
@@ -43,28 +45,53 @@ fn check_channels(layer: &str, cin: usize, cout: usize) -> Result<()> {
     Ok(())
 }
 
-impl Conv3x3 {
-    /// A standard conv: `{prefix}.weight` `[cout, cin, 3, 3]` kaiming-normal (fan-out) and, with
-    /// `bias`, `{prefix}.bias` `[cout]` zeros.
+impl Conv2d {
+    /// A standard 3x3 conv: `{prefix}.weight` `[cout, cin, 3, 3]` kaiming-normal (fan-out) and,
+    /// with `bias`, `{prefix}.bias` `[cout]` zeros.
     pub fn standard(
         b: &mut ParamStoreBuilder,
         init: &mut Init,
         prefix: &str,
+        channels: (usize, usize),
+        bias: bool,
+    ) -> Result<Self> {
+        Self::square(b, init, prefix, channels, 3, bias)
+    }
+
+    /// A standard K x K conv (K odd, at most [`ConvKind::MAX_KERNEL`]; padding K / 2):
+    /// `{prefix}.weight` `[cout, cin, K, K]` kaiming-normal (fan-out) and, with `bias`,
+    /// `{prefix}.bias` `[cout]` zeros. K = 1 is a plain 1x1 conv (a ResNet's projection).
+    pub fn square(
+        b: &mut ParamStoreBuilder,
+        init: &mut Init,
+        prefix: &str,
         (cin, cout): (usize, usize),
+        kernel: usize,
         bias: bool,
     ) -> Result<Self> {
         check_channels(prefix, cin, cout)?;
-        let shape = [cout, cin, 3, 3];
-        let weight3 = b.param(
+        if kernel.is_multiple_of(2) || kernel > ConvKind::MAX_KERNEL {
+            return Err(Error::InvalidArgument(format!(
+                "{prefix}: kernel side {kernel} is not odd and at most {}",
+                ConvKind::MAX_KERNEL
+            )));
+        }
+        let shape = [cout, cin, kernel, kernel];
+        let weight = b.param(
             format!("{prefix}.weight"),
             &shape,
             init.kaiming_fan_out(&shape),
         );
         let bias = bias.then(|| b.param(format!("{prefix}.bias"), &[cout], vec![0.0; cout]));
+        let (kind, weight3, weight1) = if kernel == 1 {
+            (ConvKind::pointwise(), None, Some(weight))
+        } else {
+            (ConvKind::standard(kernel), Some(weight), None)
+        };
         Ok(Self {
-            kind: ConvKind::standard3x3(),
+            kind,
             weight3,
-            weight1: None,
+            weight1,
             bias,
             mode: ConvMode::Fused,
         })
@@ -100,11 +127,19 @@ impl Conv3x3 {
         );
         Ok(Self {
             kind: ConvKind::hetconv(parts),
-            weight3,
+            weight3: Some(weight3),
             weight1: Some(weight1),
             bias: None,
             mode: ConvMode::Fused,
         })
+    }
+
+    /// The same layer with stride `stride` (both parts of a HetConv layer take it). Refused
+    /// when the kernels do not take it.
+    pub fn with_stride(self, stride: usize) -> Result<Self> {
+        let kind = self.kind.with_stride(stride);
+        kind.check("Conv2d::with_stride")?;
+        Ok(Self { kind, ..self })
     }
 
     /// The same layer computed in `mode` (it only changes how a HetConv layer is computed; a
@@ -121,16 +156,16 @@ impl Conv3x3 {
     /// Runs the layer.
     ///
     /// # Shapes
-    /// `x`: `[B, cin, H, W]` → `[B, cout, H, W]`
+    /// `x`: `[B, cin, H, W]` → `[B, cout, (H - 1) / stride + 1, (W - 1) / stride + 1]`
     pub fn forward(&self, tape: &mut Tape, store: &ParamStore, x: &Var) -> Result<Var> {
-        let w3 = tape.param(store, self.weight3)?;
+        let w3 = self.weight3.map(|id| tape.param(store, id)).transpose()?;
         let w1 = self.weight1.map(|id| tape.param(store, id)).transpose()?;
         let bias = self.bias.map(|id| tape.param(store, id)).transpose()?;
-        match (self.mode, &w1) {
-            (ConvMode::Unfused, Some(w1)) => {
-                ops::hetconv_unfused(tape, self.kind.groups, x, &w3, w1)
+        match (self.mode, &w3, &w1) {
+            (ConvMode::Unfused, Some(w3), Some(w1)) => {
+                ops::hetconv_unfused(tape, self.kind, x, w3, w1)
             }
-            _ => ops::conv(tape, self.kind, x, Some(&w3), w1.as_ref(), bias.as_ref()),
+            _ => ops::conv(tape, self.kind, x, w3.as_ref(), w1.as_ref(), bias.as_ref()),
         }
     }
 }

@@ -13,6 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::layers::ConvMode;
 use crate::error::{Error, Result};
 
 /// A ResNet's depth, part P and data shape.
@@ -28,6 +29,9 @@ pub struct ResNetConfig {
     pub image_size: usize,
     /// Output classes.
     pub classes: usize,
+    /// Fused or unfused HetConv kernels.
+    #[serde(default)]
+    pub mode: ConvMode,
 }
 
 /// Which of the two families a depth belongs to.
@@ -79,6 +83,7 @@ impl ResNetConfig {
             in_channels: 3,
             image_size: 224,
             classes: 1000,
+            mode: ConvMode::Fused,
         }
     }
 
@@ -90,6 +95,7 @@ impl ResNetConfig {
             in_channels: 3,
             image_size: 32,
             classes: 10,
+            mode: ConvMode::Fused,
         }
     }
 

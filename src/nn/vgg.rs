@@ -4,7 +4,7 @@
 //! Linear -> BatchNorm1d -> ReLU -> Linear. Parameter names follow that model's state_dict.
 
 use super::init::Init;
-use super::layers::{BatchNorm, Conv3x3, ConvMode, Linear};
+use super::layers::{BatchNorm, Conv2d, ConvMode, Linear};
 use super::params::{ParamStore, ParamStoreBuilder};
 use crate::autograd::{Tape, Var, ops};
 use crate::error::{Error, Result};
@@ -155,7 +155,7 @@ impl VggConfig {
 struct ConvLayer {
     /// `features.{index}`: the name profiles give the block's conv, BN + ReLU and pool.
     name: std::sync::Arc<str>,
-    conv: Conv3x3,
+    conv: Conv2d,
     bn: BatchNorm,
     pool_after: bool,
 }
@@ -231,10 +231,10 @@ impl Vgg16 {
             let pool_after = matches!(layers.get(i + 1), Some(VggLayer::Pool { .. }));
             let prefix = format!("features.{index}");
             let conv = if hetconv {
-                Conv3x3::hetconv(&mut b, &mut init, &prefix, (cin, cout), config.parts)?
+                Conv2d::hetconv(&mut b, &mut init, &prefix, (cin, cout), config.parts)?
                     .with_mode(config.mode)
             } else {
-                Conv3x3::standard(&mut b, &mut init, &prefix, (cin, cout), true)?
+                Conv2d::standard(&mut b, &mut init, &prefix, (cin, cout), true)?
             };
             let bn = BatchNorm::new(&mut b, &format!("features.{}", index + 1), cout).with_relu();
             convs.push(ConvLayer {
@@ -302,11 +302,7 @@ impl Model for Vgg16 {
 
     fn forward(&self, tape: &mut Tape, x: &Tensor, train: bool) -> Result<Var> {
         self.input().check("vgg16 forward", x)?;
-        let ctx = x.context();
-        let outer = ctx.layer();
-        let logits = self.layers(tape, x, train);
-        ctx.set_layer(outer);
-        logits
+        x.context().in_layers(|| self.layers(tape, x, train))
     }
 
     fn architecture(&self) -> Option<Architecture> {

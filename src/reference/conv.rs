@@ -1,23 +1,37 @@
 //! The convolution family on the CPU: straight loops over the definition.
 //!
-//! Layouts: activations NCHW, `w3` [N, M/G, 3, 3], `w1` [N, M]; stride 1, padding 1 for the
-//! 3x3 part. See [`crate::kernels::conv`] for what each [`ConvKind`] means.
+//! Layouts: activations NCHW, `w3` [N, M/G, K, K], `w1` [N, M]; the spatial part is padded by
+//! K / 2, both parts take the stride. See [`crate::kernels::conv`] for what each [`ConvKind`]
+//! means.
 
 use crate::kernels::conv::{ConvDims, ConvKind, Pointwise};
 
-/// Index of (b, c, y, x) in an NCHW tensor with `channels` channels.
-fn at(d: &ConvDims, channels: usize, b: usize, c: usize, y: usize, x: usize) -> usize {
-    ((b * channels + c) * d.height + y) * d.width + x
+/// Index of (b, c, y, x) in an NCHW tensor of `channels` planes of `rows` x `cols`.
+fn at(
+    (channels, rows, cols): (usize, usize, usize),
+    b: usize,
+    c: usize,
+    y: usize,
+    x: usize,
+) -> usize {
+    ((b * channels + c) * rows + y) * cols + x
 }
 
-/// The input position seen by output (y, x) through tap (ky, kx), if inside the image.
-fn tap(d: &ConvDims, y: usize, x: usize, ky: usize, kx: usize) -> Option<(usize, usize)> {
-    let iy = (y + ky).checked_sub(1)?;
-    let ix = (x + kx).checked_sub(1)?;
+/// The input position seen by output (y, x) through spatial tap (ky, kx), if inside the image.
+fn tap(
+    kind: &ConvKind,
+    d: &ConvDims,
+    (y, x): (usize, usize),
+    ky: usize,
+    kx: usize,
+) -> Option<(usize, usize)> {
+    let pad = kind.padding();
+    let iy = (y * kind.stride + ky).checked_sub(pad)?;
+    let ix = (x * kind.stride + kx).checked_sub(pad)?;
     (iy < d.height && ix < d.width).then_some((iy, ix))
 }
 
-/// The input channels whose 3x3 taps filter `o` reads: its own block.
+/// The input channels whose spatial taps filter `o` reads: its own block.
 pub fn own_block(kind: &ConvKind, d: &ConvDims, o: usize) -> std::ops::Range<usize> {
     let per_group = d.cin / kind.groups;
     let g = o / (d.cout / kind.groups);
@@ -33,10 +47,54 @@ pub fn has_pointwise(kind: &ConvKind, d: &ConvDims, o: usize, c: usize) -> bool 
     }
 }
 
+/// Every (input, output, weight) index triple of the layer, each once: `visit(x index, y index,
+/// weight)` where the weight is `Spatial(index into w3)` or `Pointwise(index into w1)`. The
+/// forward pass, both gradients and their finite-difference checks are all this one sum.
+fn for_each_term(kind: &ConvKind, d: &ConvDims, mut visit: impl FnMut(usize, usize, Weight)) {
+    let per_group = d.cin / kind.groups;
+    let (oh, ow) = kind.out_hw(d);
+    let (xs, ys) = ((d.cin, d.height, d.width), (d.cout, oh, ow));
+    let k = kind.kernel;
+    for b in 0..d.batch {
+        for o in 0..d.cout {
+            let block = own_block(kind, d, o);
+            for yy in 0..oh {
+                for xx in 0..ow {
+                    let yi = at(ys, b, o, yy, xx);
+                    if kind.spatial() {
+                        for c in block.clone() {
+                            for ky in 0..k {
+                                for kx in 0..k {
+                                    if let Some((iy, ix)) = tap(kind, d, (yy, xx), ky, kx) {
+                                        let w =
+                                            ((o * per_group + c - block.start) * k + ky) * k + kx;
+                                        visit(at(xs, b, c, iy, ix), yi, Weight::Spatial(w));
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    let (iy, ix) = (yy * kind.stride, xx * kind.stride);
+                    for c in (0..d.cin).filter(|&c| has_pointwise(kind, d, o, c)) {
+                        visit(at(xs, b, c, iy, ix), yi, Weight::Pointwise(o * d.cin + c));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Which weight a term of [`for_each_term`] multiplies.
+#[derive(Clone, Copy)]
+enum Weight {
+    Spatial(usize),
+    Pointwise(usize),
+}
+
 /// Forward pass.
 ///
 /// # Shapes
-/// `x`: `[B, M, H, W]`, `w3`: `[N, M/G, 3, 3]`, `w1`: `[N, M]`, `bias`: `[N]` → `[B, N, H, W]`
+/// `x`: `[B, M, H, W]`, `w3`: `[N, M/G, K, K]`, `w1`: `[N, M]`, `bias`: `[N]` → `[B, N, OH, OW]`
 pub fn forward(
     kind: &ConvKind,
     d: &ConvDims,
@@ -45,44 +103,23 @@ pub fn forward(
     w1: Option<&[f64]>,
     bias: Option<&[f64]>,
 ) -> Vec<f64> {
-    let per_group = d.cin / kind.groups;
-    let mut y = vec![0.0; d.batch * d.cout * d.height * d.width];
-    for b in 0..d.batch {
-        for o in 0..d.cout {
-            let block = own_block(kind, d, o);
-            for yy in 0..d.height {
-                for xx in 0..d.width {
-                    let mut sum = bias.map_or(0.0, |bias| bias[o]);
-                    if let (true, Some(w3)) = (kind.kernel3, w3) {
-                        for c in block.clone() {
-                            for ky in 0..3 {
-                                for kx in 0..3 {
-                                    if let Some((iy, ix)) = tap(d, yy, xx, ky, kx) {
-                                        let w = w3
-                                            [((o * per_group + c - block.start) * 3 + ky) * 3 + kx];
-                                        sum += w * x[at(d, d.cin, b, c, iy, ix)];
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    if let Some(w1) = w1 {
-                        for c in (0..d.cin).filter(|&c| has_pointwise(kind, d, o, c)) {
-                            sum += w1[o * d.cin + c] * x[at(d, d.cin, b, c, yy, xx)];
-                        }
-                    }
-                    y[at(d, d.cout, b, o, yy, xx)] = sum;
-                }
-            }
-        }
-    }
+    let (oh, ow) = kind.out_hw(d);
+    let plane = oh * ow;
+    let mut y: Vec<f64> = (0..d.batch * d.cout * plane)
+        .map(|i| bias.map_or(0.0, |bias| bias[i / plane % d.cout]))
+        .collect();
+    for_each_term(kind, d, |xi, yi, w| match (w, w3, w1) {
+        (Weight::Spatial(wi), Some(w3), _) => y[yi] += w3[wi] * x[xi],
+        (Weight::Pointwise(wi), _, Some(w1)) => y[yi] += w1[wi] * x[xi],
+        _ => {}
+    });
     y
 }
 
 /// Input gradient, by scattering every output gradient back along the taps that produced it.
 ///
 /// # Shapes
-/// `dy`: `[B, N, H, W]`, `w3`: `[N, M/G, 3, 3]`, `w1`: `[N, M]` → `[B, M, H, W]`
+/// `dy`: `[B, N, OH, OW]`, `w3`: `[N, M/G, K, K]`, `w1`: `[N, M]` → `[B, M, H, W]`
 pub fn backward_input(
     kind: &ConvKind,
     d: &ConvDims,
@@ -90,77 +127,33 @@ pub fn backward_input(
     w3: Option<&[f64]>,
     w1: Option<&[f64]>,
 ) -> Vec<f64> {
-    let per_group = d.cin / kind.groups;
     let mut dx = vec![0.0; d.batch * d.cin * d.height * d.width];
-    for b in 0..d.batch {
-        for o in 0..d.cout {
-            let block = own_block(kind, d, o);
-            for yy in 0..d.height {
-                for xx in 0..d.width {
-                    let g = dy[at(d, d.cout, b, o, yy, xx)];
-                    if let (true, Some(w3)) = (kind.kernel3, w3) {
-                        for c in block.clone() {
-                            for ky in 0..3 {
-                                for kx in 0..3 {
-                                    if let Some((iy, ix)) = tap(d, yy, xx, ky, kx) {
-                                        let w = w3
-                                            [((o * per_group + c - block.start) * 3 + ky) * 3 + kx];
-                                        dx[at(d, d.cin, b, c, iy, ix)] += w * g;
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    if let Some(w1) = w1 {
-                        for c in (0..d.cin).filter(|&c| has_pointwise(kind, d, o, c)) {
-                            dx[at(d, d.cin, b, c, yy, xx)] += w1[o * d.cin + c] * g;
-                        }
-                    }
-                }
-            }
-        }
-    }
+    for_each_term(kind, d, |xi, yi, w| match (w, w3, w1) {
+        (Weight::Spatial(wi), Some(w3), _) => dx[xi] += w3[wi] * dy[yi],
+        (Weight::Pointwise(wi), _, Some(w1)) => dx[xi] += w1[wi] * dy[yi],
+        _ => {}
+    });
     dx
 }
 
 /// Weight gradients `(dw3, dw1)`; `dw1` is zero wherever the mask removes a 1x1 tap.
 ///
 /// # Shapes
-/// `x`: `[B, M, H, W]`, `dy`: `[B, N, H, W]` → `[N, M/G, 3, 3]`, `[N, M]`
+/// `x`: `[B, M, H, W]`, `dy`: `[B, N, OH, OW]` → `[N, M/G, K, K]`, `[N, M]`
 pub fn backward_weight(
     kind: &ConvKind,
     d: &ConvDims,
     x: &[f64],
     dy: &[f64],
 ) -> (Option<Vec<f64>>, Option<Vec<f64>>) {
-    let per_group = d.cin / kind.groups;
-    let mut dw3 = vec![0.0; d.cout * per_group * 9];
+    let mut dw3 = vec![0.0; d.cout * d.cin / kind.groups * kind.taps()];
     let mut dw1 = vec![0.0; d.cout * d.cin];
-    for b in 0..d.batch {
-        for o in 0..d.cout {
-            let block = own_block(kind, d, o);
-            for yy in 0..d.height {
-                for xx in 0..d.width {
-                    let g = dy[at(d, d.cout, b, o, yy, xx)];
-                    for c in block.clone() {
-                        for ky in 0..3 {
-                            for kx in 0..3 {
-                                if let Some((iy, ix)) = tap(d, yy, xx, ky, kx) {
-                                    dw3[((o * per_group + c - block.start) * 3 + ky) * 3 + kx] +=
-                                        g * x[at(d, d.cin, b, c, iy, ix)];
-                                }
-                            }
-                        }
-                    }
-                    for c in (0..d.cin).filter(|&c| has_pointwise(kind, d, o, c)) {
-                        dw1[o * d.cin + c] += g * x[at(d, d.cin, b, c, yy, xx)];
-                    }
-                }
-            }
-        }
-    }
+    for_each_term(kind, d, |xi, yi, w| match w {
+        Weight::Spatial(wi) => dw3[wi] += dy[yi] * x[xi],
+        Weight::Pointwise(wi) => dw1[wi] += dy[yi] * x[xi],
+    });
     (
-        kind.kernel3.then_some(dw3),
+        kind.spatial().then_some(dw3),
         (kind.pointwise != Pointwise::None).then_some(dw1),
     )
 }
@@ -168,9 +161,10 @@ pub fn backward_weight(
 /// Sum of `dy` over every axis but channels: the bias gradient.
 ///
 /// # Shapes
-/// `dy`: `[B, N, H, W]` → `[N]`
-pub fn bias_grad(d: &ConvDims, dy: &[f64]) -> Vec<f64> {
-    let plane = d.height * d.width;
+/// `dy`: `[B, N, OH, OW]` → `[N]`
+pub fn bias_grad(kind: &ConvKind, d: &ConvDims, dy: &[f64]) -> Vec<f64> {
+    let (oh, ow) = kind.out_hw(d);
+    let plane = oh * ow;
     (0..d.cout)
         .map(|o| {
             (0..d.batch)
@@ -180,41 +174,40 @@ pub fn bias_grad(d: &ConvDims, dy: &[f64]) -> Vec<f64> {
         .collect()
 }
 
-/// HetConv(P) straight from the paper's per-filter definition: every filter is a list of M
-/// kernels, 3x3 ones on the channels of `is_3x3(filter, channel)` and 1x1 ones on the rest.
-/// `kernel3(o, c)` gives the 9 taps of filter o's 3x3 kernel on channel c; `kernel1(o, c)` the
-/// weight of its 1x1 kernel on channel c.
+/// HetConv(P) straight from the paper's per-filter definition, with stride `stride`: every
+/// filter is a list of M kernels, 3x3 ones on the channels of `is_3x3(filter, channel)` and 1x1
+/// ones on the rest, all strided alike. `kernel3(o, c)` gives the 9 taps of filter o's 3x3
+/// kernel on channel c; `kernel1(o, c)` the weight of its 1x1 kernel on channel c.
 ///
 /// # Shapes
-/// `x`: `[B, M, H, W]` → `[B, N, H, W]`
+/// `x`: `[B, M, H, W]` → `[B, N, OH, OW]`
 pub fn hetconv_per_filter(
     d: &ConvDims,
+    stride: usize,
     x: &[f64],
     is_3x3: impl Fn(usize, usize) -> bool,
     kernel3: impl Fn(usize, usize) -> [f64; 9],
     kernel1: impl Fn(usize, usize) -> f64,
 ) -> Vec<f64> {
-    let mut y = vec![0.0; d.batch * d.cout * d.height * d.width];
+    let geometry = ConvKind::standard3x3().with_stride(stride);
+    let (oh, ow) = geometry.out_hw(d);
+    let (xs, ys) = ((d.cin, d.height, d.width), (d.cout, oh, ow));
+    let mut y = vec![0.0; d.batch * d.cout * oh * ow];
     for b in 0..d.batch {
         for o in 0..d.cout {
             for c in 0..d.cin {
-                if is_3x3(o, c) {
-                    let k = kernel3(o, c);
-                    for yy in 0..d.height {
-                        for xx in 0..d.width {
+                let k = kernel3(o, c);
+                for yy in 0..oh {
+                    for xx in 0..ow {
+                        let out = &mut y[at(ys, b, o, yy, xx)];
+                        if is_3x3(o, c) {
                             for (t, w) in k.iter().enumerate() {
-                                if let Some((iy, ix)) = tap(d, yy, xx, t / 3, t % 3) {
-                                    y[at(d, d.cout, b, o, yy, xx)] +=
-                                        w * x[at(d, d.cin, b, c, iy, ix)];
+                                if let Some((iy, ix)) = tap(&geometry, d, (yy, xx), t / 3, t % 3) {
+                                    *out += w * x[at(xs, b, c, iy, ix)];
                                 }
                             }
-                        }
-                    }
-                } else {
-                    let w = kernel1(o, c);
-                    for yy in 0..d.height {
-                        for xx in 0..d.width {
-                            y[at(d, d.cout, b, o, yy, xx)] += w * x[at(d, d.cin, b, c, yy, xx)];
+                        } else {
+                            *out += kernel1(o, c) * x[at(xs, b, c, yy * stride, xx * stride)];
                         }
                     }
                 }

@@ -9,4 +9,5 @@ pub mod gemm;
 pub mod loss;
 pub mod optim;
 pub mod pool;
+pub mod resnet;
 pub mod vgg;

@@ -217,7 +217,7 @@ pub fn loss_and_grads(
             }
             Saved::Conv { name, kind, d, x } => {
                 let (w3, w1) =
-                    if kind.kernel3 && kind.pointwise != crate::kernels::conv::Pointwise::None {
+                    if kind.spatial() && kind.pointwise != crate::kernels::conv::Pointwise::None {
                         (
                             params.get(&format!("{name}.gwc.weight")),
                             params.get(&format!("{name}.pwc.weight")),
@@ -231,7 +231,7 @@ pub fn loss_and_grads(
                     grads.insert(format!("{name}.pwc.weight"), dw1);
                 } else {
                     grads.insert(format!("{name}.weight"), dw3.unwrap_or_default());
-                    grads.insert(format!("{name}.bias"), conv::bias_grad(&d, &g));
+                    grads.insert(format!("{name}.bias"), conv::bias_grad(&kind, &d, &g));
                 }
                 g = conv::backward_input(
                     &kind,

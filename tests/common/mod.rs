@@ -444,3 +444,112 @@ pub fn max_ctx() -> Context {
     }))
     .expect("a GPU adapter")
 }
+
+/// Every parameter of `store` by name, read back as f64 (the reference models' input).
+pub fn param_values(
+    store: &hetconv::nn::ParamStore,
+) -> std::collections::HashMap<String, Vec<f64>> {
+    store
+        .params()
+        .iter()
+        .enumerate()
+        .map(|(i, info)| {
+            let values = store
+                .value(hetconv::nn::ParamId(i))
+                .unwrap()
+                .to_vec()
+                .unwrap();
+            (info.name.clone(), to_f64(&values))
+        })
+        .collect()
+}
+
+/// Every parameter's gradient in `store` matches the reference's `want` (one per parameter):
+/// f32 through a chain of BatchNorm layers, so errors scale with the tensor's largest gradient
+/// (relative + absolute 1e-4 of it).
+pub fn assert_grads_match(
+    label: &str,
+    store: &hetconv::nn::ParamStore,
+    want: &std::collections::HashMap<String, Vec<f64>>,
+) {
+    assert_eq!(
+        want.len(),
+        store.params().len(),
+        "{label}: every parameter gets a gradient"
+    );
+    for (i, info) in store.params().iter().enumerate() {
+        let got = store
+            .grad(hetconv::nn::ParamId(i))
+            .unwrap()
+            .to_vec()
+            .unwrap();
+        let want = &want[&info.name];
+        let tol = Tolerance {
+            rtol: 1e-4,
+            atol: 1e-4,
+        }
+        .scaled(want);
+        assert_close(&format!("{label} {}", info.name), &got, want, tol);
+    }
+}
+
+/// Every HetConv 1x1 weight (`*.pwc.weight`, `[N, M, 1, 1]`) of `store` is an exact +0 on each
+/// filter's own block at part `parts`; returns how many values were checked.
+pub fn assert_masked_blocks_zero(store: &hetconv::nn::ParamStore, parts: usize) -> usize {
+    let mut checked = 0;
+    for (i, info) in store.params().iter().enumerate() {
+        if !info.name.ends_with("pwc.weight") {
+            continue;
+        }
+        let (cout, cin) = (info.shape[0], info.shape[1]);
+        let w = store
+            .value(hetconv::nn::ParamId(i))
+            .unwrap()
+            .to_vec()
+            .unwrap();
+        for o in 0..cout {
+            let g = o / (cout / parts);
+            for c in g * (cin / parts)..(g + 1) * (cin / parts) {
+                assert_eq!(w[o * cin + c].to_bits(), 0, "{}[{o},{c}]", info.name);
+                checked += 1;
+            }
+        }
+    }
+    checked
+}
+
+/// Trains `model` on one fixed batch (SGD, lr 0.05, momentum 0.9, weight decay 5e-4) for at
+/// most `steps` steps, stopping once the batch is classified right after step 20, and asserts
+/// that it was and that the loss fell by half.
+pub fn assert_overfits<M: hetconv::Model + ?Sized>(
+    model: &mut M,
+    x: &Tensor,
+    labels: &Tensor,
+    steps: usize,
+) {
+    let step = hetconv::kernels::sgd::SgdStep {
+        lr: 0.05,
+        momentum: 0.9,
+        weight_decay: 5e-4,
+        nesterov: false,
+    };
+    let mut first_loss = None;
+    let mut last = (f64::MAX, 0.0);
+    for i in 0..steps {
+        let out = model.train_step(x, labels, &step).unwrap();
+        if i % 10 == 0 || i + 1 == steps {
+            last = hetconv::kernels::loss::summarize(&out.rows.to_vec().unwrap());
+            first_loss.get_or_insert(last.0);
+            if last.1 == 1.0 && i > 20 {
+                break;
+            }
+        }
+    }
+    let first = first_loss.unwrap_or(f64::NAN);
+    assert!(
+        last.1 == 1.0 && last.0 < first * 0.5,
+        "train accuracy {} (loss {} from {first})",
+        last.1,
+        last.0
+    );
+}

@@ -19,7 +19,7 @@ const bin = process.env.HETCONV_BIN ?? join(root, "target/release/hetconv");
 const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const PREDICTED = 16;
 
-let server, browser, page, base, native;
+let server, browser, page, base, native, nativeResnet;
 const pageErrors = [];
 
 function serve() {
@@ -47,6 +47,12 @@ before(async () => {
   execFileSync(bin, ["predict", "--weights", join(artifacts, "run/checkpoint.safetensors"), "--limit", String(PREDICTED),
     "--output", join(artifacts, "native.json")], { env, stdio: "inherit" });
   native = JSON.parse(readFileSync(join(artifacts, "native.json"), "utf8"));
+  // And a small CIFAR ResNet (stride-2 HetConv, 1x1 stride-2 projections, residual sums).
+  execFileSync(bin, ["train", "--model", "resnet8", "--part", "2", "--epochs", "1", "--max-steps", "10", "--batch-size", "16",
+    "--lr", "0.05", "--schedule", "constant", "--eval-limit", "100", "--out", join(artifacts, "resnet")], { env, stdio: "inherit" });
+  execFileSync(bin, ["predict", "--weights", join(artifacts, "resnet/checkpoint.safetensors"), "--limit", String(PREDICTED),
+    "--output", join(artifacts, "native-resnet.json")], { env, stdio: "inherit" });
+  nativeResnet = JSON.parse(readFileSync(join(artifacts, "native-resnet.json"), "utf8"));
 
   server = await serve();
   base = `http://127.0.0.1:${server.address().port}/`;
@@ -107,6 +113,34 @@ test("a checkpoint from the native CLI predicts the same in the page", async () 
       assert.ok(Math.abs(predictions[i].probabilities[c] - native[i].probabilities[c]) < 1e-4, `image ${i} class ${c}`);
     }
   }
+});
+
+test("a CIFAR ResNet from the native CLI predicts the same in the page, and one trains there", async () => {
+  const result = await page.evaluate(async (n) => {
+    const bytes = new Uint8Array(await (await fetch("/artifacts/resnet/checkpoint.safetensors")).arrayBuffer());
+    const info = await window.app.loadCheckpoint(bytes);
+    return { info, predictions: await window.app.predictTest(n) };
+  }, PREDICTED);
+  assert.equal(result.info.name, "resnet8");
+  assert.equal(await page.inputValue("#model"), "resnet8", "the model selector shows the loaded network");
+  const predictions = result.predictions;
+  assert.equal(predictions.length, nativeResnet.length);
+  for (let i = 0; i < nativeResnet.length; i++) {
+    assert.equal(predictions[i].predicted, nativeResnet[i].predicted, `image ${i}: page ${predictions[i].predicted}, CLI ${nativeResnet[i].predicted}`);
+    for (let c = 0; c < nativeResnet[i].probabilities.length; c++) {
+      assert.ok(Math.abs(predictions[i].probabilities[c] - nativeResnet[i].probabilities[c]) < 1e-4, `image ${i} class ${c}`);
+    }
+  }
+  // A new ResNet-8 from the selector trains: finite losses, and its size is shown.
+  await page.selectOption("#model", "resnet8");
+  await page.click("#new-model");
+  const info = await page.evaluate(() => window.app.modelInfo());
+  assert.equal(info.model, "HetConv ResNet-8");
+  const losses = await page.evaluate(() => window.app.trainSteps(4));
+  assert.equal(losses.length, 4);
+  assert.ok(losses.every(Number.isFinite), `${losses}`);
+  await page.selectOption("#model", "vgg16");
+  await page.click("#new-model");
 });
 
 test("the GEMM core's tile shapes predict the same in the page (the browser's WGSL compiler)", async () => {

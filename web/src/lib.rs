@@ -12,7 +12,7 @@ use std::rc::Rc;
 
 use hetconv::checkpoint::Checkpoint;
 use hetconv::data::{Batcher, Splits, embedded};
-use hetconv::nn::{ConvMode, VggConfig};
+use hetconv::nn::{ConvMode, ResNetConfig, VggConfig};
 use hetconv::optim::{LrSchedule, Schedule};
 use hetconv::train::{Progress, TrainSettings, Trainer, evaluate};
 use hetconv::{Architecture, Model};
@@ -63,7 +63,10 @@ struct PredictionJs {
 
 #[derive(Serialize)]
 struct ModelInfoJs {
+    /// The network's title: `HetConv VGG-16`, `HetConv ResNet-20`.
     model: String,
+    /// The name the page's model selector uses: `vgg16`, `resnet20`.
+    name: String,
     parts: usize,
     widths: Vec<usize>,
     paper_flops: String,
@@ -104,11 +107,39 @@ fn settings(batch_size: usize, lr: f64, seed: u64, precision: hetconv::Precision
     }
 }
 
-fn config(parts: usize, width_mult: f64, data: &Splits) -> VggConfig {
-    let mut config = VggConfig::paper(parts).with_width_mult(width_mult);
-    config.in_channels = data.train.channels;
-    config.classes = data.train.classes();
-    config
+/// The page's networks: `vgg16` (at `width_mult` of the paper's widths) or a small CIFAR ResNet
+/// (`resnet8`, `resnet20`: 16/32/64 channels, the images' own size), shaped for `data`.
+fn architecture(
+    model: &str,
+    parts: usize,
+    width_mult: f64,
+    data: &Splits,
+) -> Result<Architecture, JsValue> {
+    let (channels, classes) = (data.train.channels, data.train.classes());
+    let arch = match model {
+        "vgg16" => {
+            let mut config = VggConfig::paper(parts).with_width_mult(width_mult);
+            config.in_channels = channels;
+            config.classes = classes;
+            Architecture::Vgg16(config)
+        }
+        "resnet8" | "resnet20" => {
+            let depth = if model == "resnet8" { 8 } else { 20 };
+            Architecture::ResNet(ResNetConfig {
+                in_channels: channels,
+                classes,
+                image_size: data.train.height.max(data.train.width),
+                ..ResNetConfig::cifar(depth, parts)
+            })
+        }
+        other => {
+            return Err(js_error(format!(
+                "{other:?} is not one of the page's models: vgg16, resnet8, resnet20"
+            )));
+        }
+    };
+    arch.validate().map_err(js_error)?;
+    Ok(arch)
 }
 
 /// Whether this browser exposes WebGPU (`navigator.gpu`).
@@ -121,14 +152,21 @@ pub fn webgpu_available() -> bool {
 
 #[wasm_bindgen]
 impl Demo {
-    /// Opens the GPU, decodes the embedded Fashion-MNIST subset and builds a first model.
-    pub fn create(parts: usize, width_mult: f64, batch_size: usize, lr: f64) -> Promise {
+    /// Opens the GPU, decodes the embedded Fashion-MNIST subset and builds a first model:
+    /// `model` is `vgg16` (at `width_mult`), `resnet8` or `resnet20`.
+    pub fn create(
+        model: String,
+        parts: usize,
+        width_mult: f64,
+        batch_size: usize,
+        lr: f64,
+    ) -> Promise {
         future_to_promise(async move {
             let ctx = Context::new(ContextOptions::default())
                 .await
                 .map_err(js_error)?;
             let data = embedded::fashion_mnist_subset().map_err(js_error)?;
-            let model = Architecture::Vgg16(config(parts, width_mult, &data))
+            let model = architecture(&model, parts, width_mult, &data)?
                 .build(&ctx, 1)
                 .map_err(js_error)?;
             let trainer = Trainer::new(
@@ -205,9 +243,10 @@ impl Demo {
         }
     }
 
-    /// Replaces the model with a fresh one.
+    /// Replaces the model with a fresh one (`model` as in [`Demo::create`]).
     pub fn reset(
         &self,
+        model: String,
         parts: usize,
         width_mult: f64,
         batch_size: usize,
@@ -215,7 +254,7 @@ impl Demo {
         seed: u64,
     ) -> Result<(), JsValue> {
         let mut state = self.state.try_borrow_mut().map_err(|_| js_error("busy"))?;
-        let model = Architecture::Vgg16(config(parts, width_mult, &state.data))
+        let model = architecture(&model, parts, width_mult, &state.data)?
             .build(&state.ctx, seed)
             .map_err(js_error)?;
         state.trainer = Trainer::new(
@@ -239,7 +278,8 @@ impl Demo {
             .ok_or_else(|| js_error("the page's model is not one of the zoo's"))?;
         let cost = arch.cost();
         to_js(&ModelInfoJs {
-            model: arch.title().to_string(),
+            model: arch.title(),
+            name: arch.name(),
             parts: arch.parts(),
             widths: arch.vgg().map(|c| c.widths.clone()).unwrap_or_default(),
             paper_flops: cost.paper_millions(),
