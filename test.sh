@@ -14,9 +14,11 @@ cargo test --workspace --locked
 # without it this part is skipped with a note, unless HETCONV_NEED_MESA26 is set (CI).
 if [ -f "${HETCONV_MESA26:-/opt/trixie}/lvp26.json" ]; then
   echo "test.sh: mixed-precision tests on Mesa 26 lavapipe (cooperative matrices)"
+  # --workspace: the same feature set as the run above, so nothing is rebuilt.
   CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/.ci/mesa26-run" HETCONV_REQUIRE_COOP=1 \
-    cargo test --locked --test gemm --test mixed --test conv --test unchecked -- \
-    grouped_3x3 pointwise_dense fused_hetconv_every_part matmul mixed a_non_finite unchecked_mixed
+    cargo test --workspace --locked --test gemm --test mixed --test conv --test unchecked -- \
+    grouped_3x3 pointwise_dense fused_hetconv_every_part strided_every_kind standard_kxk_convs \
+    matmul mixed a_non_finite unchecked_mixed
 elif [ -n "${HETCONV_NEED_MESA26:-}" ]; then
   echo "test.sh: ERROR: HETCONV_NEED_MESA26 is set but Mesa 26 lavapipe is not installed (.ci/mesa26.sh)" >&2
   exit 1

@@ -1,12 +1,15 @@
-// Elementwise arithmetic over flat arrays: out = op(a, b), out = alpha * a + beta * out, ReLU.
+// Elementwise arithmetic over flat arrays: out = op(a, b), out = alpha * a + beta * out, ReLU,
+// and a fixed per-channel affine map (input normalisation).
 
 override WG: u32 = 64u;
 
 struct Params {
     len: u32,
-    op: u32,     // binary: 0 add, 1 subtract, 2 multiply, 3 relu backward (b where a > 0)
-    alpha: f32,  // axpby
-    beta: f32,   // axpby
+    op: u32,       // binary: 0 add, 1 subtract, 2 multiply, 3 relu backward (b where a > 0)
+    alpha: f32,    // axpby
+    beta: f32,     // axpby
+    plane: u32,    // channel_affine: values per channel plane
+    channels: u32, // channel_affine: channels
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -66,4 +69,20 @@ fn relu(
         return;
     }
     out[i] = max(a[i], 0.0);
+}
+
+// out = a * b[c] + b[channels + c], c the channel of each value of a ([batch, channels, plane]):
+// b holds the scales, then the shifts.
+@compute @workgroup_size(WG)
+fn channel_affine(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = flat_index(wid, nwg, lid);
+    if i >= p.len {
+        return;
+    }
+    let c = (i / p.plane) % p.channels;
+    out[i] = fma(a[i], b[c], b[p.channels + c]);
 }

@@ -853,6 +853,11 @@ fn an_image_folder_trains_and_predict_names_its_classes() {
         run.to_str().unwrap(),
     ]));
     assert!(text.contains("skipped 1 unreadable file"), "{text}");
+    // Images of your own get torchvision's random-resized crop unless told otherwise.
+    assert!(
+        text.contains("augment  random-resized crop (0.08..1 of the area"),
+        "{text}"
+    );
     assert!(
         text.contains("36 training images, 4 test images, 2 classes"),
         "{text}"
@@ -920,11 +925,14 @@ fn a_resnet_trains_evaluates_resumes_and_exports() {
         "1",
         "--max-steps",
         "2",
+        "--normalize",
+        "0.3/0.35",
         "--out",
         run_s,
     ]));
     assert!(
-        text.contains("HetConv ResNet-8, P=2, CIFAR layout, 1x28x28 input"),
+        text.contains("HetConv ResNet-8, P=2, CIFAR layout, 1x28x28 input")
+            && text.contains("input normalised with mean [0.3] std [0.35]"),
         "{text}"
     );
     let ckpt = run.join("checkpoint.safetensors");
@@ -976,12 +984,23 @@ fn a_resnet_trains_evaluates_resumes_and_exports() {
     ] {
         assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
     }
+    // The checkpoint's model normalises its input itself; predict refuses another one.
+    let err = hetconv_fails(&["predict", "--weights", ckpt_s, "--normalize", "0.5/0.5"]);
+    assert!(err.contains("leave --normalize out"), "{err}");
     // Flags that describe another network are refused by name.
     let other = dir.path().join("other");
     let other_s = other.to_str().unwrap();
     for (flags, says) in [
         (vec!["--init", ckpt_s, "--model", "vgg16"], "--model vgg16"),
         (vec!["--resume", ckpt_s, "--part", "4"], "--part 4"),
+        (
+            vec!["--resume", ckpt_s, "--normalize", "0.5/0.5"],
+            "--normalize",
+        ),
+        (
+            vec!["--model", "resnet8", "--normalize", "imagenet"],
+            "3 means",
+        ),
         (
             vec!["--model", "resnet20", "--width-mult", "0.5"],
             "--width-mult",

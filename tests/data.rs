@@ -4,8 +4,8 @@
 mod common;
 
 use hetconv::Error;
-use hetconv::data::augment::place;
-use hetconv::data::{Augment, Batcher, DatasetKind, cifar, embedded, idx};
+use hetconv::data::augment::{place, place_resized};
+use hetconv::data::{Augment, Batcher, DatasetKind, Region, ResizedCrop, cifar, embedded, idx};
 
 fn cifar_fixture() -> Vec<u8> {
     std::fs::read(common::fixtures().join("cifar10_test_first20.bin")).unwrap()
@@ -220,6 +220,90 @@ fn batches_are_reproducible_and_orders_are_permutations() {
         .map(|&b| f32::from(b) / 255.0)
         .collect();
     assert_eq!(plain.pixels, want);
+}
+
+/// torchvision's random-resized crop: regions inside the image, covering min_scale..1 of its
+/// area at aspect ratios 3/4..4/3 (up to rounding), the centre-crop fallback, and bilinear
+/// resizing that keeps a full region exact and reproduces a linear ramp between pixel centres.
+#[test]
+fn random_resized_crops_cover_the_asked_areas_and_resize_bilinearly() {
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let crop = ResizedCrop { min_scale: 0.25 };
+    let (height, width) = (40, 60);
+    for _ in 0..500 {
+        let r = crop.draw(height, width, &mut rng);
+        assert!(
+            r.top + r.height <= height && r.left + r.width <= width,
+            "{r:?}"
+        );
+        let area = (r.height * r.width) as f64 / (height * width) as f64;
+        let ratio = r.width as f64 / r.height as f64;
+        // Rounding each side to a whole pixel moves area and ratio a little.
+        assert!((0.2..=1.0).contains(&area), "area {area} of {r:?}");
+        assert!((0.70..=1.4).contains(&ratio), "ratio {ratio} of {r:?}");
+    }
+    // A 3:1 strip and a crop of all of it: no try fits, the centre crop of ratio 4/3 is used.
+    let r = ResizedCrop { min_scale: 1.0 }.draw(10, 30, &mut rng);
+    assert_eq!(
+        r,
+        Region {
+            top: 0,
+            left: 8,
+            height: 10,
+            width: 13
+        }
+    );
+
+    // One 4x4 grey image whose value is 10 * column: the full region at 4x4 is the image.
+    let pixels: Vec<u8> = (0..16).map(|i| (10 * (i % 4)) as u8).collect();
+    let full = Region {
+        top: 0,
+        left: 0,
+        height: 4,
+        width: 4,
+    };
+    let mut out = vec![0.0f32; 16];
+    place_resized(&pixels, 1, (4, 4), full, 4, false, None, &mut out);
+    let want: Vec<f32> = pixels.iter().map(|&p| f32::from(p) / 255.0).collect();
+    assert_eq!(out, want);
+    // Columns 1..=2 stretched to 8 pixels: output centre k samples column 1 + (k + 0.5) / 4 - 0.5,
+    // clamped to the region: a linear ramp from 10 to 20 between the clamped ends.
+    let middle = Region {
+        top: 0,
+        left: 1,
+        height: 4,
+        width: 2,
+    };
+    let mut out = vec![0.0f32; 64];
+    place_resized(&pixels, 1, (4, 4), middle, 8, false, None, &mut out);
+    let row: Vec<f32> = out[..8].iter().map(|v| v * 255.0).collect();
+    let want = [10.0, 10.0, 11.25, 13.75, 16.25, 18.75, 20.0, 20.0];
+    for (got, want) in row.iter().zip(want) {
+        assert!((got - want).abs() < 1e-3, "{row:?}");
+    }
+    // Mirrored, the row runs the other way.
+    let mut flipped = vec![0.0f32; 64];
+    place_resized(&pixels, 1, (4, 4), middle, 8, true, None, &mut flipped);
+    let mirrored: Vec<f32> = out[..8].iter().rev().copied().collect();
+    assert_eq!(&flipped[..8], &mirrored[..]);
+
+    // In batches: reproducible per step, different across steps, values in [0, 1].
+    let data = cifar::parse(&cifar_fixture(), "c").unwrap();
+    let batcher = Batcher {
+        batch_size: 4,
+        size: 24,
+        channels: 3,
+        augment: Some(Augment::resized(0.08)),
+        normalize: None,
+        shuffle: true,
+        seed: 9,
+    };
+    let a = batcher.batch(&data, &[0, 1, 2, 3], 5);
+    assert_eq!(a, batcher.batch(&data, &[0, 1, 2, 3], 5));
+    assert_ne!(a.pixels, batcher.batch(&data, &[0, 1, 2, 3], 6).pixels);
+    assert_eq!(a.pixels.len(), 4 * 3 * 24 * 24);
+    assert!(a.pixels.iter().all(|&v| (0.0..=1.0).contains(&v)));
 }
 
 /// An IDX header whose image count x rows x cols overflows is an error naming the file, not an

@@ -458,3 +458,144 @@ fn nesterov_sgd_matches_reference() {
     }
     assert_close("nesterov", &weights.to_vec().unwrap(), &rw, F32_KERNEL);
 }
+
+/// The input normalisation's kernel, `x * scale[c] + shift[c]` per channel, and its gradient
+/// `dy * scale[c]` through the tape, vs the same arithmetic on the CPU (odd plane, batch 3, one
+/// and three channels); bad shapes and statistics are refused by name.
+#[test]
+fn input_normalisation_and_its_gradient_match_the_reference() {
+    use hetconv::autograd::Tape;
+    use hetconv::data::Normalize;
+    use hetconv::nn::InputNormalize;
+    let ctx = ctx();
+    for channels in [1usize, 3] {
+        let (batch, plane) = (3, 5 * 7);
+        let n = Normalize {
+            mean: (0..channels).map(|c| 0.1 + 0.2 * c as f32).collect(),
+            std: (0..channels).map(|c| 0.3 + 0.1 * c as f32).collect(),
+        };
+        let mut rng = Rng::new(4 + channels as u64);
+        let x = rng.vec(batch * channels * plane);
+        let dy = rng.vec(x.len());
+        let layer = InputNormalize::new(&ctx, &n, channels).unwrap();
+        let mut tape = Tape::new();
+        let xt = tape.constant(upload(&ctx, &[batch, channels, 5, 7], &x));
+        // A constant input records nothing to differentiate; check the map itself.
+        let y = layer.forward(&mut tape, &xt).unwrap();
+        let c = |i: usize| i / plane % channels;
+        let want: Vec<f64> = x
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (f64::from(v) - f64::from(n.mean[c(i)])) / f64::from(n.std[c(i)]))
+            .collect();
+        assert_close(
+            "normalised",
+            &y.value().to_vec().unwrap(),
+            &want,
+            F32_KERNEL,
+        );
+        // Its gradient, through a tape whose input needs one (x as a parameter).
+        let mut b = hetconv::nn::ParamStoreBuilder::default();
+        let id = b.param("x", &[batch, channels, 5, 7], x.clone());
+        let mut store = b.build(&ctx).unwrap();
+        let mut tape = Tape::new();
+        let xv = tape.param(&store, id).unwrap();
+        let y = layer.forward(&mut tape, &xv).unwrap();
+        store.zero_grads();
+        tape.backward(&y, upload(&ctx, y.value().shape(), &dy), &mut store)
+            .unwrap();
+        let want: Vec<f64> = dy
+            .iter()
+            .enumerate()
+            .map(|(i, &g)| f64::from(g) / f64::from(n.std[c(i)]))
+            .collect();
+        let got = store.grad(id).unwrap().to_vec().unwrap();
+        assert_close("gradient", &got, &want, F32_KERNEL);
+    }
+    let bad = [
+        (Normalize::imagenet(), 1, "3 means and 3 stds for 1-channel"),
+        (
+            Normalize {
+                mean: vec![0.5],
+                std: vec![0.0],
+            },
+            1,
+            "std 0 is not a positive",
+        ),
+        (
+            Normalize {
+                mean: vec![f32::NAN],
+                std: vec![1.0],
+            },
+            1,
+            "mean NaN is not finite",
+        ),
+    ];
+    for (n, channels, says) in bad {
+        let err = InputNormalize::new(&ctx, &n, channels)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(says), "{err}");
+    }
+    assert_eq!("imagenet".parse::<Normalize>(), Ok(Normalize::imagenet()));
+    assert_eq!(
+        "0.5/0.25".parse::<Normalize>(),
+        Ok(Normalize {
+            mean: vec![0.5],
+            std: vec![0.25]
+        })
+    );
+    assert!("0.5,x/1".parse::<Normalize>().is_err());
+}
+
+/// A model that normalises its input computes what the same weights compute on input
+/// normalised beforehand, and its checkpoint keeps the normalisation.
+#[test]
+fn a_model_with_input_normalisation_equals_normalising_first() {
+    use hetconv::Architecture;
+    use hetconv::data::Normalize;
+    let ctx = ctx();
+    let n = Normalize {
+        mean: vec![0.4, 0.5, 0.6],
+        std: vec![0.2, 0.25, 0.3],
+    };
+    let plain = Architecture::Vgg16(tiny_vgg(2, hetconv::nn::ConvMode::Fused));
+    let normalising = plain.clone().with_normalize(Some(n.clone()));
+    assert!(
+        normalising
+            .to_string()
+            .contains("input normalised with mean [0.4, 0.5, 0.6]")
+    );
+    let a = normalising.build(&ctx, 5).unwrap();
+    let b = plain.build(&ctx, 5).unwrap();
+    let (x, _, pixels, _) = image_batch(&ctx, 2, 3);
+    let normalised: Vec<f32> = pixels
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (v - n.mean[i / 1024 % 3]) / n.std[i / 1024 % 3])
+        .collect();
+    let xn = upload(&ctx, &[2, 3, 32, 32], &normalised);
+    let got = a.predict(&x).unwrap().to_vec().unwrap();
+    let want: Vec<f64> = b
+        .predict(&xn)
+        .unwrap()
+        .to_vec()
+        .unwrap()
+        .iter()
+        .map(|&v| f64::from(v))
+        .collect();
+    assert_close(
+        "logits",
+        &got,
+        &want,
+        Tolerance {
+            rtol: 1e-4,
+            atol: 1e-5,
+        },
+    );
+    let ckpt = hetconv::checkpoint::Checkpoint::from_model_blocking(&a, false, Default::default())
+        .unwrap();
+    let again =
+        hetconv::checkpoint::Checkpoint::from_bytes(&ckpt.to_bytes().unwrap(), "n").unwrap();
+    assert_eq!(again.architecture, Some(normalising));
+}

@@ -212,6 +212,26 @@ pub fn add(tape: &mut Tape, a: &Var, b: &Var) -> Result<Var> {
     ))
 }
 
+/// A fixed per-channel affine map `x * scale[c] + shift[c]` (a model's input normalisation).
+/// Its gradient is `dy * scale[c]`: `scale_zero` holds the scales and zeros for it.
+///
+/// # Shapes
+/// `x`: `[B, C, ...]`, `scale_shift`, `scale_zero`: `[2, C]` → x's shape
+pub fn channel_affine(
+    tape: &mut Tape,
+    x: &Var,
+    scale_shift: &Tensor,
+    scale_zero: &Tensor,
+) -> Result<Var> {
+    let y = elementwise::channel_affine(x.value(), scale_shift)?;
+    let scale_zero = scale_zero.clone();
+    Ok(tape.record(
+        y,
+        &[x],
+        Box::new(move |dy, _| Ok(vec![Some(elementwise::channel_affine(dy, &scale_zero)?)])),
+    ))
+}
+
 /// A linear layer `y = x @ w^T + b` (PyTorch layout).
 ///
 /// # Shapes

@@ -52,7 +52,8 @@ pub fn momentum(s: &str) -> Result<f64, String> {
     }
 }
 
-/// A factor in (0, 1] (the multistep schedule's gamma).
+/// A factor in (0, 1] (the multistep schedule's gamma, the smallest area of a random-resized
+/// crop).
 pub fn factor(s: &str) -> Result<f64, String> {
     let v: f64 = number(s)?;
     if v > 0.0 && v <= 1.0 {
@@ -102,6 +103,12 @@ pub enum ModelName {
     Vgg16,
     /// A ResNet of this depth (ImageNet layout for 18/34/50/101/152, CIFAR layout for 6n + 2).
     ResNet(usize),
+}
+
+/// An input normalisation: `imagenet` or MEANS/STDS (checked against the model's channels
+/// when the model is built).
+pub fn normalize(s: &str) -> Result<hetconv::data::Normalize, String> {
+    s.parse()
 }
 
 /// `vgg16`, or `resnetN` for a depth a ResNet family has.

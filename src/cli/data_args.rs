@@ -90,6 +90,17 @@ impl DataArgs {
         data::load_dir(dir, kind)
     }
 
+    /// Whether `--data` is read as a folder of images (not CIFAR-10 or IDX files).
+    pub fn reads_image_folder(&self) -> bool {
+        match (&self.data, self.dataset) {
+            (_, Some(DatasetArg::Images)) => true,
+            (Some(dir), None) => {
+                matches!(guess(dir), Ok(None)) && image_folder::is_image_folder(dir)
+            }
+            _ => false,
+        }
+    }
+
     fn load_folder(&self, dir: &std::path::Path, model_size: Option<usize>) -> Result<Splits> {
         if let (Some(given), Some(model)) = (self.image_size, model_size) {
             if given != model {

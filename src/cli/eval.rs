@@ -36,11 +36,17 @@ pub struct EvalArgs {
     /// Images per batch.
     #[arg(long, default_value_t = 100, value_parser = super::args::at_least_one)]
     pub batch_size: usize,
+    /// Normalise the model's input for a checkpoint that records no normalisation (a PyTorch
+    /// file): `imagenet` or MEANS/STDS (one per channel); one that differs from the
+    /// checkpoint's is refused.
+    #[arg(long, value_parser = super::args::normalize)]
+    pub normalize: Option<hetconv::data::Normalize>,
 }
 
 /// Runs the command.
 pub fn run(ctx: &Context, args: EvalArgs) -> Result<()> {
-    let ckpt = checkpoint::load(&args.weights)?;
+    let mut ckpt = checkpoint::load(&args.weights)?;
+    super::normalize_checkpoint(&mut ckpt, args.normalize.as_ref(), &args.weights)?;
     let model = ckpt.build_model(ctx, ConvMode::Fused)?;
     let splits = args.data.load(Some(model.input().size))?;
     let data = match args.split {

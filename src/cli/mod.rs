@@ -153,6 +153,26 @@ pub fn run(cli: Cli, given: &std::collections::BTreeSet<String>) -> Result<()> {
     }
 }
 
+/// Gives the checkpoint's model the input normalisation `given` (`--normalize`) if it has none
+/// (a PyTorch file records none); one that differs from the checkpoint's is refused.
+fn normalize_checkpoint(
+    checkpoint: &mut hetconv::checkpoint::Checkpoint,
+    given: Option<&hetconv::data::Normalize>,
+    path: &std::path::Path,
+) -> hetconv::Result<()> {
+    let (Some(given), Some(arch)) = (given, checkpoint.architecture.as_ref()) else {
+        return Ok(());
+    };
+    if let Some(own) = arch.normalize().filter(|own| *own != given) {
+        return Err(hetconv::Error::InvalidArgument(format!(
+            "--normalize {given:?}: the model of {} normalises its input with {own:?}; leave --normalize out",
+            path.display()
+        )));
+    }
+    checkpoint.architecture = Some(arch.clone().with_normalize(Some(given.clone())));
+    Ok(())
+}
+
 /// A checkpoint that recorded its training data's class names refuses data whose classes are
 /// others (or in another order): every label would silently mean another class.
 fn check_class_names(

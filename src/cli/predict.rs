@@ -33,6 +33,11 @@ pub struct PredictArgs {
     /// Write here: `.json` for JSON, anything else CSV (default: CSV on standard output).
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Normalise the model's input for a checkpoint that records no normalisation (a PyTorch
+    /// file): `imagenet` or MEANS/STDS (one per channel); one that differs from the
+    /// checkpoint's is refused.
+    #[arg(long, value_parser = super::args::normalize)]
+    pub normalize: Option<hetconv::data::Normalize>,
 }
 
 /// One classified image.
@@ -48,7 +53,8 @@ struct Prediction {
 
 /// Runs the command.
 pub fn run(ctx: &Context, args: PredictArgs) -> Result<()> {
-    let ckpt = checkpoint::load(&args.weights)?;
+    let mut ckpt = checkpoint::load(&args.weights)?;
+    super::normalize_checkpoint(&mut ckpt, args.normalize.as_ref(), &args.weights)?;
     let model = ckpt.build_model(ctx, ConvMode::Fused)?;
     let (input, classes) = (model.input(), model.classes());
     let per_image = input.channels * input.size * input.size;

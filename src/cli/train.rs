@@ -33,6 +33,15 @@ pub enum ScheduleArg {
     Constant,
 }
 
+/// The training augmentation (`--augment`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AugmentArg {
+    /// Random crop from a 4-pixel zero pad, and a horizontal flip.
+    Pad,
+    /// Random-resized crop and a horizontal flip.
+    Resized,
+}
+
 /// Options of `hetconv train`.
 #[derive(Args, Debug)]
 pub struct TrainArgs {
@@ -89,8 +98,23 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true, value_parser = args::non_negative)]
     pub warmup_epochs: f64,
     /// No random crop and flip.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "augment")]
     pub no_augment: bool,
+    /// Training augmentation: `pad` (the paper's random crop from a 4-pixel zero pad and a
+    /// horizontal flip; the default) or `resized` (torchvision's random-resized crop of
+    /// --crop-scale to all of the area, aspect ratio 3/4 to 4/3, and a flip; the default for
+    /// image folders).
+    #[arg(long, value_enum)]
+    pub augment: Option<AugmentArg>,
+    /// Normalise the model's input: `imagenet` (torchvision's mean and std) or MEANS/STDS (one
+    /// per channel, e.g. 0.5/0.25 for grey images). The model applies it itself, so eval,
+    /// predict and the page give it pixels in [0, 1]; with --init it is given to a checkpoint
+    /// that has none (a PyTorch file), and one that differs from the checkpoint's is refused.
+    #[arg(long, value_parser = args::normalize)]
+    pub normalize: Option<hetconv::data::Normalize>,
+    /// The smallest area fraction a random-resized crop covers (torchvision's 0.08).
+    #[arg(long, default_value_t = 0.08, allow_negative_numbers = true, value_parser = args::factor)]
+    pub crop_scale: f64,
     /// Keep the data set's order.
     #[arg(long)]
     pub no_shuffle: bool,
@@ -155,7 +179,9 @@ struct RunFlags {
 const DEFAULT_OUT: &str = "runs/latest";
 
 impl TrainArgs {
-    fn settings(&self) -> TrainSettings {
+    /// The run's settings; `image_folder`: the data is a folder of images (whose default
+    /// augmentation is the random-resized crop).
+    fn settings(&self, image_folder: bool) -> TrainSettings {
         let schedule = match self.schedule {
             ScheduleArg::Multistep => Schedule::MultiStep {
                 milestones: self.milestones.clone(),
@@ -178,7 +204,11 @@ impl TrainArgs {
             momentum: self.momentum,
             weight_decay: self.weight_decay,
             nesterov: self.nesterov,
-            augment: (!self.no_augment).then(Augment::default),
+            augment: (!self.no_augment).then(|| match self.augment {
+                Some(AugmentArg::Resized) => Augment::resized(self.crop_scale as f32),
+                None if image_folder => Augment::resized(self.crop_scale as f32),
+                _ => Augment::default(),
+            }),
             shuffle: !self.no_shuffle,
             seed: self.seed,
             report_every: self.report_every.max(1),
@@ -218,10 +248,11 @@ impl TrainArgs {
                     mode,
                     ..base
                 };
-                config.validate()?;
                 Ok(Architecture::ResNet(config))
             }
         }
+        .map(|arch| arch.with_normalize(self.normalize.clone()))
+        .and_then(|arch| arch.validate().map(|()| arch))
     }
 
     /// The VGG of a new run; a P larger than a scaled width is refused (the widths would be
@@ -324,13 +355,18 @@ fn check_resumed_settings(
             ("weight_decay", s.weight_decay.to_string()),
             ("nesterov", s.nesterov.to_string()),
             ("no_augment", s.augment.is_none().to_string()),
+            ("augment", format!("{:?}", s.augment)),
+            ("crop_scale", format!("{:?}", s.augment)),
             ("no_shuffle", (!s.shuffle).to_string()),
             ("seed", s.seed.to_string()),
             ("report_every", s.report_every.to_string()),
             ("precision", precision.to_string()),
         ]
     };
-    let wanted = settings_of(&args.settings(), ctx.precision());
+    let wanted = settings_of(
+        &args.settings(args.data.reads_image_folder()),
+        ctx.precision(),
+    );
     let kept = settings_of(saved, saved.precision);
     for ((flag, new), (_, old)) in wanted.iter().zip(&kept) {
         if given.contains(*flag) && new != old {
@@ -425,7 +461,11 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
         ),
     };
     let init = match &args.init {
-        Some(path) if resumed.is_none() => Some((path.clone(), checkpoint::load(path)?)),
+        Some(path) if resumed.is_none() => {
+            let mut ckpt = checkpoint::load(path)?;
+            super::normalize_checkpoint(&mut ckpt, args.normalize.as_ref(), path)?;
+            Some((path.clone(), ckpt))
+        }
         _ => None,
     };
     let model_size = resumed
@@ -475,6 +515,15 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
             }
         }
         check_shape_flags(&args, &ckpt, "the resumed run", &path)?;
+        let own = ckpt.architecture.as_ref().and_then(|a| a.normalize());
+        if let Some(given) = args.normalize.as_ref().filter(|n| Some(*n) != own) {
+            return Err(refused(
+                "--normalize",
+                &format!("{given:?}"),
+                &format!("{own:?}"),
+                &path,
+            ));
+        }
         super::check_class_names(&ckpt, &train_data, &path)?;
         check_resumed_settings(&args, given, ctx, &saved.settings, &path)?;
         let mode = match &ckpt.architecture {
@@ -508,13 +557,13 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
         };
         (
             ckpt.build_model(ctx, mode)?,
-            args.settings(),
+            args.settings(args.data.reads_image_folder()),
             Progress::default(),
         )
     } else {
         (
             args.architecture(&train_data)?.build(ctx, args.seed)?,
-            args.settings(),
+            args.settings(args.data.reads_image_folder()),
             Progress::default(),
         )
     };
@@ -550,6 +599,24 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
         match settings.precision {
             Precision::Mixed => " (f16 operands, f32 weights and sums, dynamic loss scale)",
             Precision::F32 => "",
+        }
+    );
+    println!(
+        "augment  {}",
+        match settings.augment {
+            None => "none".to_string(),
+            Some(Augment {
+                resized_crop: Some(crop),
+                ..
+            }) => format!(
+                "random-resized crop ({}..1 of the area, aspect 3/4..4/3) and horizontal flip",
+                crop.min_scale
+            ),
+            Some(a) => format!(
+                "random crop from a {}-pixel zero pad{}",
+                a.crop_padding,
+                if a.flip { " and horizontal flip" } else { "" }
+            ),
         }
     );
     let eval_batch = settings.batch_size.max(2);

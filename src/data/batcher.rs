@@ -1,12 +1,12 @@
 //! Batches: a seeded order per epoch and seeded augmentation per step, so that any step of any
 //! epoch can be rebuilt exactly (what `--resume` relies on).
 
-use rand::SeedableRng;
 use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::Dataset;
-use super::augment::{Augment, Normalize, place};
+use super::augment::{Augment, Normalize, place, place_resized};
 
 /// Images and labels ready for upload.
 #[derive(Clone, Debug, PartialEq)]
@@ -69,18 +69,39 @@ impl Batcher {
         let mut rng = rng(self.seed, 2, step);
         let mut scratch = vec![0.0f32; data.channels * self.size * self.size];
         for (slot, &i) in indices.iter().enumerate() {
-            let (shift, flip) = self.augment.map_or(((0, 0), false), |a| a.draw(&mut rng));
-            place(
-                data.image(i),
-                data.channels,
-                data.height,
-                data.width,
-                self.size,
-                shift,
-                flip,
-                self.normalize.as_ref(),
-                &mut scratch,
-            );
+            match self.augment {
+                Some(Augment {
+                    resized_crop: Some(crop),
+                    flip,
+                    ..
+                }) => {
+                    let region = crop.draw(data.height, data.width, &mut rng);
+                    place_resized(
+                        data.image(i),
+                        data.channels,
+                        (data.height, data.width),
+                        region,
+                        self.size,
+                        flip && rng.random_bool(0.5),
+                        self.normalize.as_ref(),
+                        &mut scratch,
+                    );
+                }
+                _ => {
+                    let (shift, flip) = self.augment.map_or(((0, 0), false), |a| a.draw(&mut rng));
+                    place(
+                        data.image(i),
+                        data.channels,
+                        data.height,
+                        data.width,
+                        self.size,
+                        shift,
+                        flip,
+                        self.normalize.as_ref(),
+                        &mut scratch,
+                    );
+                }
+            }
             let out = &mut pixels[slot * per_image..(slot + 1) * per_image];
             adapt_channels(
                 &scratch,

@@ -15,7 +15,7 @@ pub mod image_file;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod image_folder;
 
-pub use augment::Augment;
+pub use augment::{Augment, Normalize, Region, ResizedCrop};
 pub use batcher::{Batch, Batcher};
 
 use crate::error::{Error, Result};

@@ -50,7 +50,7 @@ pub fn binary(op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         ));
     }
     let out = Tensor::uninit(a.context(), a.shape())?;
-    let params = [a.numel() as u32, op as u32, 0, 0];
+    let params = [a.numel() as u32, op as u32, 0, 0, 0, 0];
     a.context()
         .dispatch(&BINARY, &[], &params, &[a, b, &out], a.numel() as u64)?;
     Ok(out)
@@ -69,7 +69,7 @@ static RELU: KernelSpec = KernelSpec {
 /// `x`: any → the same shape
 pub fn relu(x: &Tensor) -> Result<Tensor> {
     let out = Tensor::uninit(x.context(), x.shape())?;
-    let params = [x.numel() as u32, 0, 0, 0];
+    let params = [x.numel() as u32, 0, 0, 0, 0, 0];
     x.context()
         .dispatch(&RELU, &[], &params, &[x, x, &out], x.numel() as u64)?;
     Ok(out)
@@ -87,10 +87,50 @@ pub fn axpby(alpha: f32, a: &Tensor, beta: f32, out: &Tensor) -> Result<()> {
             format!("a is {:?}, out is {:?}", a.shape(), out.shape()),
         ));
     }
-    let params = [a.numel() as u32, 0, alpha.to_bits(), beta.to_bits()];
+    let params = [a.numel() as u32, 0, alpha.to_bits(), beta.to_bits(), 0, 0];
     a.context()
         .dispatch(&AXPBY, &[], &params, &[a, a, out], a.numel() as u64)
 }
 
+static CHANNEL_AFFINE: KernelSpec = KernelSpec {
+    shader: &shaders::ELEMENTWISE,
+    entry: "channel_affine",
+    bindings: &storage([Access::Read, Access::Read, Access::ReadWrite]),
+    workgroup_size: 64,
+};
+
+/// `x * scale[c] + shift[c]` for the channel c of each value: a fixed per-channel affine map
+/// (a model's input normalisation, `(x - mean) / std` with scale `1 / std` and shift
+/// `-mean / std`).
+///
+/// # Shapes
+/// `x`: `[B, C, ...]`, `scale_shift`: `[2, C]` (the scales, then the shifts) → x's shape
+pub fn channel_affine(x: &Tensor, scale_shift: &Tensor) -> Result<Tensor> {
+    let op = "channel_affine";
+    same_context(op, &[x, scale_shift])?;
+    let channels = x.shape().get(1).copied().unwrap_or(0);
+    if x.shape().len() < 2 || x.numel() == 0 || scale_shift.shape() != [2, channels] {
+        return Err(Error::shape(
+            op,
+            format!(
+                "x {:?} must be non-empty [B, C, ...] and scale_shift [2, C], got {:?}",
+                x.shape(),
+                scale_shift.shape()
+            ),
+        ));
+    }
+    let plane = x.numel() / (x.shape()[0] * channels);
+    let out = Tensor::uninit(x.context(), x.shape())?;
+    let params = [x.numel() as u32, 0, 0, 0, plane as u32, channels as u32];
+    x.context().dispatch(
+        &CHANNEL_AFFINE,
+        &[],
+        &params,
+        &[x, scale_shift, &out],
+        x.numel() as u64,
+    )?;
+    Ok(out)
+}
+
 /// Every kernel entry point of this module (the shader reflection test checks each).
-pub(crate) static SPECS: &[&KernelSpec] = &[&BINARY, &AXPBY, &RELU];
+pub(crate) static SPECS: &[&KernelSpec] = &[&BINARY, &AXPBY, &RELU, &CHANNEL_AFFINE];

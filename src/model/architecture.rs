@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{InputShape, Model};
+use crate::data::Normalize;
 use crate::error::{Error, Result};
 use crate::flops::{ModelCost, resnet_cost, vgg_cost};
 use crate::gpu::Context;
@@ -111,9 +112,27 @@ impl Architecture {
         }
     }
 
-    /// Whether `other` is the same network, however its HetConv layers are computed.
+    /// The normalisation it applies to its input pixels, if any.
+    pub fn normalize(&self) -> Option<&Normalize> {
+        match self {
+            Architecture::Vgg16(c) => c.normalize.as_ref(),
+            Architecture::ResNet(c) => c.normalize.as_ref(),
+        }
+    }
+
+    /// The same network normalising its input with `normalize` (the weights are the same).
+    pub fn with_normalize(self, normalize: Option<Normalize>) -> Self {
+        match self {
+            Architecture::Vgg16(c) => Architecture::Vgg16(VggConfig { normalize, ..c }),
+            Architecture::ResNet(c) => Architecture::ResNet(ResNetConfig { normalize, ..c }),
+        }
+    }
+
+    /// Whether `other` has the same weights: the same network, however its HetConv layers
+    /// are computed and its input normalised.
     pub fn same_network(&self, other: &Architecture) -> bool {
-        self.clone().with_mode(ConvMode::Fused) == other.clone().with_mode(ConvMode::Fused)
+        let plain = |a: &Architecture| a.clone().with_mode(ConvMode::Fused).with_normalize(None);
+        plain(self) == plain(other)
     }
 
     /// Checks that the shape is buildable; the error names what is wrong.
@@ -178,6 +197,14 @@ impl std::fmt::Display for Architecture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let input = self.input();
         let (channels, size) = (input.channels, input.size);
+        if let Some(n) = self.normalize() {
+            let shown = self.clone().with_normalize(None);
+            return write!(
+                f,
+                "{shown}, input normalised with mean {:?} std {:?}",
+                n.mean, n.std
+            );
+        }
         match self {
             Architecture::Vgg16(c) => write!(
                 f,

@@ -151,5 +151,6 @@ fn infer_vgg(shapes: &HashMap<String, Vec<usize>>) -> Result<VggConfig, String> 
         classes: fc2[0],
         hidden: fc1[0],
         mode: ConvMode::Fused,
+        normalize: None,
     })
 }

@@ -6,9 +6,12 @@
 use super::init::Init;
 use super::params::{BufferId, ParamId, ParamStore, ParamStoreBuilder};
 use crate::autograd::{Tape, Var, ops};
+use crate::data::Normalize;
 use crate::error::{Error, Result};
+use crate::gpu::Context;
 use crate::kernels::batchnorm::{self, BatchNormConfig};
 use crate::kernels::conv::ConvKind;
+use crate::tensor::Tensor;
 
 /// How HetConv layers are computed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -287,5 +290,38 @@ impl Linear {
         let w = tape.param(store, self.weight)?;
         let b = tape.param(store, self.bias)?;
         ops::linear(tape, x, &w, &b)
+    }
+}
+
+/// A network's input normalisation, `(x - mean) / std` per channel, as its first op (so that
+/// every caller, the page and an embedding application included, feeds pixels in [0, 1]).
+#[derive(Clone, Debug)]
+pub struct InputNormalize {
+    /// `[2, C]`: `1 / std`, then `-mean / std`.
+    scale_shift: Tensor,
+    /// `[2, C]`: `1 / std`, then zeros (the map's derivative).
+    scale_zero: Tensor,
+}
+
+impl InputNormalize {
+    /// The map of `normalize` for `channels`-channel images on `ctx`; refused (naming what is
+    /// wrong) unless it has one finite mean and one positive std per channel.
+    pub fn new(ctx: &Context, normalize: &Normalize, channels: usize) -> Result<Self> {
+        normalize.check(channels).map_err(Error::InvalidArgument)?;
+        let scale_shift = normalize.scale_shift();
+        let mut scale_zero = scale_shift.clone();
+        scale_zero[channels..].fill(0.0);
+        Ok(Self {
+            scale_shift: Tensor::from_slice(ctx, &[2, channels], &scale_shift)?,
+            scale_zero: Tensor::from_slice(ctx, &[2, channels], &scale_zero)?,
+        })
+    }
+
+    /// Runs it.
+    ///
+    /// # Shapes
+    /// `x`: `[B, C, H, W]` → the same
+    pub fn forward(&self, tape: &mut Tape, x: &Var) -> Result<Var> {
+        ops::channel_affine(tape, x, &self.scale_shift, &self.scale_zero)
     }
 }

@@ -8,7 +8,7 @@ mod resnet_shape;
 mod vgg;
 
 pub use init::Init;
-pub use layers::{BatchNorm, Conv2d, ConvMode, Linear};
+pub use layers::{BatchNorm, Conv2d, ConvMode, InputNormalize, Linear};
 pub use params::{BufferId, ParamId, ParamInfo, ParamSnapshot, ParamStore, ParamStoreBuilder};
 pub use resnet::ResNet;
 pub use resnet_shape::{ResNetConfig, ResNetConv, ResNetLayout};

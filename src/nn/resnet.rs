@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use super::init::Init;
-use super::layers::{BatchNorm, Conv2d, ConvMode, Linear};
+use super::layers::{BatchNorm, Conv2d, ConvMode, InputNormalize, Linear};
 use super::params::{ParamStore, ParamStoreBuilder};
 use super::resnet_shape::{ResNetConfig, ResNetConv, ResNetLayout};
 use crate::autograd::{Tape, Var, ops};
@@ -45,6 +45,7 @@ struct Block {
 pub struct ResNet {
     config: ResNetConfig,
     store: ParamStore,
+    input: Option<InputNormalize>,
     stem: ConvBn,
     blocks: Vec<Block>,
     fc: Linear,
@@ -86,9 +87,15 @@ impl ResNet {
             });
         }
         let (builder, stem, blocks, fc) = Self::assemble(&config, seed)?;
+        let input = config
+            .normalize
+            .as_ref()
+            .map(|n| InputNormalize::new(ctx, n, config.in_channels))
+            .transpose()?;
         Ok(Self {
             config,
             store: builder.build(ctx)?,
+            input,
             stem,
             blocks,
             fc,
@@ -163,7 +170,11 @@ impl ResNet {
     fn layers(&self, tape: &mut Tape, x: &Tensor, train: bool) -> Result<Var> {
         let ctx = x.context();
         let store = &self.store;
-        let input = tape.constant(x.clone());
+        let mut input = tape.constant(x.clone());
+        if let Some(normalize) = &self.input {
+            ctx.set_layer(Some("input".into()));
+            input = normalize.forward(tape, &input)?;
+        }
         ctx.set_layer(Some("conv1".into()));
         let mut h = self.stem.forward(tape, store, &input, train)?;
         if self.config.layout() == Some(ResNetLayout::ImageNet) {

@@ -14,6 +14,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::layers::ConvMode;
+use crate::data::Normalize;
 use crate::error::{Error, Result};
 
 /// A ResNet's depth, part P and data shape.
@@ -32,6 +33,10 @@ pub struct ResNetConfig {
     /// Fused or unfused HetConv kernels.
     #[serde(default)]
     pub mode: ConvMode,
+    /// The normalisation the network applies to its input pixels in [0, 1] (none: it takes
+    /// them as they are).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normalize: Option<Normalize>,
 }
 
 /// Which of the two families a depth belongs to.
@@ -84,6 +89,7 @@ impl ResNetConfig {
             image_size: 224,
             classes: 1000,
             mode: ConvMode::Fused,
+            normalize: None,
         }
     }
 
@@ -96,6 +102,7 @@ impl ResNetConfig {
             image_size: 32,
             classes: 10,
             mode: ConvMode::Fused,
+            normalize: None,
         }
     }
 
@@ -151,6 +158,9 @@ impl ResNetConfig {
         }
         if self.in_channels == 0 || self.classes == 0 {
             return bad("channels and classes must be positive".into());
+        }
+        if let Some(Err(m)) = self.normalize.as_ref().map(|n| n.check(self.in_channels)) {
+            return bad(m);
         }
         let smallest = match self.layout() {
             Some(ResNetLayout::ImageNet) => 32,

@@ -4,9 +4,10 @@
 //! Linear -> BatchNorm1d -> ReLU -> Linear. Parameter names follow that model's state_dict.
 
 use super::init::Init;
-use super::layers::{BatchNorm, Conv2d, ConvMode, Linear};
+use super::layers::{BatchNorm, Conv2d, ConvMode, InputNormalize, Linear};
 use super::params::{ParamStore, ParamStoreBuilder};
 use crate::autograd::{Tape, Var, ops};
+use crate::data::Normalize;
 use crate::error::{Error, Result};
 use crate::gpu::Context;
 use crate::model::{Architecture, InputShape, Model};
@@ -37,6 +38,10 @@ pub struct VggConfig {
     pub hidden: usize,
     /// Fused or unfused HetConv kernels.
     pub mode: ConvMode,
+    /// The normalisation the network applies to its input pixels in [0, 1] (none: it takes
+    /// them as they are).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normalize: Option<Normalize>,
 }
 
 /// One layer of the network, in order, for naming and counting.
@@ -73,6 +78,7 @@ impl VggConfig {
             classes: 10,
             hidden: 512,
             mode: ConvMode::Fused,
+            normalize: None,
         }
     }
 
@@ -107,6 +113,10 @@ impl VggConfig {
             || self.widths.contains(&0)
         {
             return bad("channels, classes, hidden size and widths must be positive".into());
+        }
+        if let Some(n) = &self.normalize {
+            n.check(self.in_channels)
+                .map_err(|m| Error::InvalidArgument(format!("VGG config: {m}")))?;
         }
         for (i, pair) in self.widths.windows(2).enumerate() {
             if pair[0] % self.parts != 0 || pair[1] % self.parts != 0 {
@@ -170,6 +180,7 @@ struct Classifier {
 pub struct Vgg16 {
     config: VggConfig,
     store: ParamStore,
+    input: Option<InputNormalize>,
     convs: Vec<ConvLayer>,
     classifier: Classifier,
 }
@@ -194,9 +205,15 @@ impl Vgg16 {
             });
         }
         let (builder, convs, classifier) = Self::assemble(&config, seed)?;
+        let input = config
+            .normalize
+            .as_ref()
+            .map(|n| InputNormalize::new(ctx, n, config.in_channels))
+            .transpose()?;
         Ok(Self {
             config,
             store: builder.build(ctx)?,
+            input,
             convs,
             classifier,
         })
@@ -262,6 +279,10 @@ impl Vgg16 {
     fn layers(&self, tape: &mut Tape, x: &Tensor, train: bool) -> Result<Var> {
         let ctx = x.context();
         let mut h = tape.constant(x.clone());
+        if let Some(input) = &self.input {
+            ctx.set_layer(Some("input".into()));
+            h = input.forward(tape, &h)?;
+        }
         let store = &self.store;
         for layer in &self.convs {
             ctx.set_layer(Some(layer.name.clone()));

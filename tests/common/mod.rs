@@ -413,6 +413,7 @@ pub fn tiny_vgg(parts: usize, mode: hetconv::nn::ConvMode) -> hetconv::nn::VggCo
         classes: 10,
         hidden: 8,
         mode,
+        normalize: None,
     }
 }
 
