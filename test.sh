@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")"
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 
+# What the tests need beyond Rust, checked (and, as root, installed) before anything is built.
+.ci/deps.sh
+
 cargo test --workspace --locked
 
 # The cooperative-matrix (tensor-core) kernels on Mesa 26 lavapipe, which has 8x8x8 f16 -> f32

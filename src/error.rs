@@ -34,6 +34,17 @@ pub enum Error {
         allowed: u64,
     },
 
+    /// A tensor is larger than one storage binding of the device may be (at the WebGPU default
+    /// limits, 128 MiB: a ResNet's first activations at ImageNet sizes and batch 64).
+    #[error(
+        "a tensor of shape {shape:?} takes {asked} bytes, over the device limit max_storage_buffer_binding_size ({allowed} bytes): use a smaller batch or image size, or --max-limits (ContextOptions::limits) for the adapter's own limits"
+    )]
+    TensorLimit {
+        shape: Vec<usize>,
+        asked: u64,
+        allowed: u64,
+    },
+
     /// The device lacks a feature that the kernel needs.
     #[error("{op}: the device ({adapter}) does not offer {feature}")]
     Unsupported {

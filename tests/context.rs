@@ -187,14 +187,19 @@ fn a_tensor_over_the_binding_limit_is_a_limit_error() {
     let ctx = ctx();
     let allowed = ctx.max_binding_bytes();
     let elements = (allowed / 4 + 1) as usize;
-    match Tensor::zeros(&ctx, &[elements]) {
-        Err(Error::Limit {
-            limit,
+    let err = Tensor::zeros(&ctx, &[elements]).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("max_storage_buffer_binding_size") && message.contains("--max-limits"),
+        "{message}"
+    );
+    match err {
+        Error::TensorLimit {
+            shape,
             asked,
             allowed: a,
-            ..
-        }) => {
-            assert_eq!(limit, "max_storage_buffer_binding_size");
+        } => {
+            assert_eq!(shape, [elements]);
             assert_eq!(asked, elements as u64 * 4);
             assert_eq!(a, allowed);
         }

@@ -30,9 +30,8 @@ impl Tensor {
         let bytes = (numel as u64) * 4;
         let allowed = ctx.max_binding_bytes();
         if bytes > allowed {
-            return Err(Error::Limit {
-                op: "tensor",
-                limit: "max_storage_buffer_binding_size",
+            return Err(Error::TensorLimit {
+                shape: shape.to_vec(),
                 asked: bytes,
                 allowed,
             });
