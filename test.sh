@@ -8,6 +8,7 @@ export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 
 # What the tests need beyond Rust, checked (and, as root, installed) before anything is built.
 .ci/deps.sh
+export HETCONV_PYTHON="${HETCONV_PYTHON:-${HETCONV_VENV:-$HOME/.cache/hetconv/venv}/bin/python}"
 
 cargo test --workspace --locked
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # What ./test.sh needs beyond a Rust toolchain: a Vulkan driver (Mesa's lavapipe where there is
 # no GPU), Chromium, Node.js and npm for the browser test, the wasm32 target and wasm-bindgen-cli
-# at Cargo.lock's version for the page. As root with apt-get it installs what is missing (as CI
-# does); otherwise it names what to install in one line and fails, before any build starts.
+# at Cargo.lock's version for the page, and ONNX Runtime (Python, from the package registry, in
+# a virtual environment at $HETCONV_VENV, default ~/.cache/hetconv/venv) for the ONNX export
+# test. As root with apt-get it installs what is missing (as CI does); otherwise it names what
+# to install in one line and fails, before any build starts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,4 +42,15 @@ version=$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "
 if ! command -v wasm-bindgen >/dev/null 2>&1 || [ "$(wasm-bindgen --version | awk '{print $2}')" != "$version" ]; then
   echo "deps: installing wasm-bindgen-cli $version (compiled from source: several minutes, once)"
   cargo install wasm-bindgen-cli --version "$version" --no-default-features --quiet
+fi
+
+# ONNX Runtime and numpy in a virtual environment of the machine's Python 3.
+venv=${HETCONV_VENV:-$HOME/.cache/hetconv/venv}
+if ! "$venv/bin/python" -c "import onnxruntime, numpy" >/dev/null 2>&1; then
+  echo "deps: installing onnxruntime and numpy into $venv"
+  python3 -m venv "$venv" || {
+    echo "deps: ERROR: 'python3 -m venv' failed: install Python 3 with venv (Debian: apt-get install python3-venv)" >&2
+    exit 1
+  }
+  "$venv/bin/pip" install --quiet onnxruntime numpy
 fi

@@ -20,6 +20,8 @@ pub mod gpu;
 pub mod kernels;
 pub mod model;
 pub mod nn;
+#[cfg(feature = "onnx")]
+pub mod onnx;
 pub mod optim;
 pub mod reference;
 pub mod shaders;

@@ -984,6 +984,34 @@ fn a_resnet_trains_evaluates_resumes_and_exports() {
     ] {
         assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
     }
+    // ONNX, chosen by the extension; the folds only shape ONNX graphs.
+    let onnx = dir.path().join("model.onnx");
+    let text = stdout(&hetconv(&[
+        "export",
+        "--weights",
+        ckpt_s,
+        "--output",
+        onnx.to_str().unwrap(),
+        "--fold-batchnorm",
+    ]));
+    assert!(text.contains("ONNX opset 13"), "{text}");
+    let model = <hetconv::onnx::proto::ModelProto as prost::Message>::decode(
+        std::fs::read(&onnx).unwrap().as_slice(),
+    )
+    .unwrap();
+    let graph = model.graph.unwrap();
+    assert_eq!(graph.input[0].name, "input");
+    assert_eq!(graph.output[0].name, "logits");
+    assert!(!graph.node.iter().any(|n| n.op_type == "BatchNormalization"));
+    let err = hetconv_fails(&[
+        "export",
+        "--weights",
+        ckpt_s,
+        "--output",
+        dir.path().join("x.safetensors").to_str().unwrap(),
+        "--fold-hetconv",
+    ]);
+    assert!(err.contains("ONNX graph"), "{err}");
     // The checkpoint's model normalises its input itself; predict refuses another one.
     let err = hetconv_fails(&["predict", "--weights", ckpt_s, "--normalize", "0.5/0.5"]);
     assert!(err.contains("leave --normalize out"), "{err}");

@@ -1,12 +1,23 @@
 //! `hetconv export`: a checkpoint as a plain PyTorch state_dict in safetensors (no optimizer
-//! state), loadable with `model.load_state_dict(safetensors.torch.load_file(path))`.
+//! state), loadable with `model.load_state_dict(safetensors.torch.load_file(path))`, or as an
+//! ONNX model (opset 13) for ONNX Runtime, TensorRT, OpenVINO and the converters that take ONNX.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use clap::Args;
-use hetconv::Result;
+use clap::{Args, ValueEnum};
 use hetconv::checkpoint::{self, META_CLASSES, META_CONFIG, META_MODEL, META_STEP, StoredDtype};
+use hetconv::onnx::OnnxOptions;
+use hetconv::{Error, Result};
+
+/// What `hetconv export` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// A PyTorch state_dict in safetensors.
+    Safetensors,
+    /// An ONNX model (opset 13).
+    Onnx,
+}
 
 /// Options of `hetconv export`.
 #[derive(Args, Debug)]
@@ -14,13 +25,23 @@ pub struct ExportArgs {
     /// The checkpoint to export.
     #[arg(long)]
     pub weights: PathBuf,
-    /// The safetensors file to write.
+    /// The file to write.
     #[arg(long)]
     pub output: PathBuf,
-    /// How to store the weights: f32 (exact), or f16 (half the size, for inference; loads in
-    /// either precision).
+    /// What to write (default: onnx for an output ending in .onnx, else safetensors).
+    #[arg(long, value_enum)]
+    pub format: Option<ExportFormat>,
+    /// How to store the weights in safetensors: f32 (exact), or f16 (half the size, for
+    /// inference; loads in either precision).
     #[arg(long, default_value = "f32", value_parser = parse_dtype)]
     pub dtype: StoredDtype,
+    /// ONNX: each HetConv layer as one dense 3x3 Conv (the 1x1 weights as centre taps) instead
+    /// of a grouped 3x3 Conv + a 1x1 Conv + Add.
+    #[arg(long)]
+    pub fold_hetconv: bool,
+    /// ONNX: each BatchNorm folded into the conv or linear layer before it.
+    #[arg(long)]
+    pub fold_batchnorm: bool,
 }
 
 fn parse_dtype(s: &str) -> std::result::Result<StoredDtype, String> {
@@ -29,7 +50,38 @@ fn parse_dtype(s: &str) -> std::result::Result<StoredDtype, String> {
 
 /// Runs the command.
 pub fn run(args: ExportArgs) -> Result<()> {
+    let onnx = args.output.extension().is_some_and(|e| e == "onnx");
+    let format = args.format.unwrap_or(if onnx {
+        ExportFormat::Onnx
+    } else {
+        ExportFormat::Safetensors
+    });
     let mut ckpt = checkpoint::load(&args.weights)?;
+    if format == ExportFormat::Onnx {
+        if args.dtype != StoredDtype::F32 {
+            return Err(Error::InvalidArgument(
+                "--dtype chooses how safetensors stores the weights; ONNX export writes f32".into(),
+            ));
+        }
+        let options = OnnxOptions {
+            fold_hetconv: args.fold_hetconv,
+            fold_batchnorm: args.fold_batchnorm,
+        };
+        let bytes = hetconv::onnx::export(&ckpt, options)?;
+        checkpoint::write_atomic(&args.output, &bytes)?;
+        println!(
+            "wrote {} (ONNX opset {}, {} bytes; input `input` [batch, C, H, W] pixels in [0, 1], output `logits`)",
+            args.output.display(),
+            hetconv::onnx::OPSET,
+            bytes.len()
+        );
+        return Ok(());
+    }
+    if args.fold_hetconv || args.fold_batchnorm {
+        return Err(Error::InvalidArgument(
+            "--fold-hetconv and --fold-batchnorm shape an ONNX graph; a safetensors state_dict keeps the layers as they are".into(),
+        ));
+    }
     ckpt.momentum.clear();
     ckpt.metadata = ckpt
         .metadata
