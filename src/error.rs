@@ -15,22 +15,39 @@ pub enum Error {
         "no GPU adapter found ({reason}). On Linux without a GPU, install Mesa's software Vulkan \
          driver: `apt-get install mesa-vulkan-drivers`"
     )]
-    NoAdapter { reason: String },
+    NoAdapter {
+        /// What wgpu said.
+        reason: String,
+    },
 
     /// The adapter refused to create a device.
     #[error("could not create a device on adapter {adapter:?}: {reason}")]
-    RequestDevice { adapter: String, reason: String },
+    RequestDevice {
+        /// The adapter's name.
+        adapter: String,
+        /// What wgpu said.
+        reason: String,
+    },
 
     /// Shapes given to an op do not fit together.
     #[error("{op}: {message}")]
-    Shape { op: &'static str, message: String },
+    Shape {
+        /// The op.
+        op: &'static str,
+        /// What does not fit, with the shapes.
+        message: String,
+    },
 
     /// A request goes over one of the device's limits.
     #[error("{op}: over the device limit {limit}: asked {asked}, allowed {allowed}")]
     Limit {
+        /// The op (or what was built).
         op: &'static str,
+        /// The limit's name in `wgpu::Limits`.
         limit: &'static str,
+        /// What was asked.
         asked: u64,
+        /// What the device allows.
         allowed: u64,
     },
 
@@ -40,22 +57,33 @@ pub enum Error {
         "a tensor of shape {shape:?} takes {asked} bytes, over the device limit max_storage_buffer_binding_size ({allowed} bytes): use a smaller batch or image size, or --max-limits (ContextOptions::limits) for the adapter's own limits"
     )]
     TensorLimit {
+        /// The tensor's shape.
         shape: Vec<usize>,
+        /// Its bytes.
         asked: u64,
+        /// The device's `max_storage_buffer_binding_size`.
         allowed: u64,
     },
 
     /// The device lacks a feature that the kernel needs.
     #[error("{op}: the device ({adapter}) does not offer {feature}")]
     Unsupported {
+        /// The op.
         op: &'static str,
+        /// The feature (or feature and size) it needs.
         feature: String,
+        /// The adapter's name.
         adapter: String,
     },
 
     /// wgpu reported a validation or out-of-memory error.
     #[error("GPU error in {op}: {message}")]
-    Gpu { op: &'static str, message: String },
+    Gpu {
+        /// The op.
+        op: &'static str,
+        /// What wgpu said.
+        message: String,
+    },
 
     /// Reading a result back from the GPU failed.
     #[error("reading back from the GPU failed: {0}")]
@@ -64,7 +92,9 @@ pub enum Error {
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The system's error.
         #[source]
         source: std::io::Error,
     },
@@ -72,8 +102,11 @@ pub enum Error {
     /// A file's content is not what its format requires.
     #[error("{path}: {message} (at byte {offset})")]
     Format {
+        /// The file.
         path: PathBuf,
+        /// Where in it.
         offset: u64,
+        /// What is wrong there.
         message: String,
     },
 
@@ -81,7 +114,12 @@ pub enum Error {
     #[error(
         "training diverged at step {step}: {what}. Lower the learning rate or add warm-up epochs"
     )]
-    Diverged { step: u64, what: String },
+    Diverged {
+        /// The step.
+        step: u64,
+        /// What was not finite.
+        what: String,
+    },
 
     /// An argument is out of its allowed range.
     #[error("{0}")]
@@ -90,7 +128,12 @@ pub enum Error {
     /// Training stopped on Ctrl-C or a termination signal, after saving a checkpoint (the
     /// command line exits with code 130).
     #[error("interrupted at step {step}: checkpoint saved to {} (continue with --resume)", checkpoint.display())]
-    Interrupted { step: u64, checkpoint: PathBuf },
+    Interrupted {
+        /// The last step taken.
+        step: u64,
+        /// Where the checkpoint went.
+        checkpoint: PathBuf,
+    },
 }
 
 impl Error {

@@ -10,6 +10,7 @@
 // On wasm32, wgpu's handles are neither Send nor Sync (the browser has one thread); the same
 // `Arc`s are what make the context shareable across threads natively.
 #![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
+#![warn(missing_docs)]
 
 pub mod autograd;
 pub mod checkpoint;
