@@ -1,7 +1,9 @@
 //! A wgpu application that owns its device embeds a HetConv network. Its own compute shader
 //! draws a frame into its own buffer (a stand-in for what a renderer produces), hetconv
 //! classifies the frame on the same device and queue, and the class probabilities land in
-//! another buffer of the application: the frame never goes through the CPU.
+//! another buffer of the application: the frame never goes through the CPU, and the frame's
+//! commands and hetconv's go to the GPU in one submission (`Context::finish` hands hetconv's
+//! recording back as a command buffer).
 //!
 //! ```text
 //! cargo run --release --example embed_in_wgpu_app -- [CHECKPOINT]
@@ -40,9 +42,9 @@ fn open_device() -> (wgpu::Device, wgpu::Queue) {
     pollster::block_on(adapter.request_device(&Default::default())).expect("a device")
 }
 
-/// The application draws `frame` (`size` x `size` planes) with its own pipeline and submits it
-/// on its own queue.
-fn draw_frame(device: &wgpu::Device, queue: &wgpu::Queue, frame: &wgpu::Buffer, size: usize) {
+/// The application records drawing `frame` (`size` x `size` planes) with its own pipeline into
+/// its own command buffer.
+fn draw_frame(device: &wgpu::Device, frame: &wgpu::Buffer, size: usize) -> wgpu::CommandBuffer {
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some("app frame"),
         source: wgpu::ShaderSource::Wgsl(FRAME_SHADER.into()),
@@ -73,7 +75,7 @@ fn draw_frame(device: &wgpu::Device, queue: &wgpu::Queue, frame: &wgpu::Buffer, 
         pass.set_bind_group(0, &bind_group, &[]);
         pass.dispatch_workgroups((frame.size() / 4).div_ceil(64) as u32, 1, 1);
     }
-    queue.submit(Some(encoder.finish()));
+    encoder.finish()
 }
 
 fn main() -> Result<()> {
@@ -108,14 +110,16 @@ fn main() -> Result<()> {
         usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     });
-    draw_frame(&device, &queue, &frame, input.size);
+    let frame_commands = draw_frame(&device, &frame, input.size);
 
-    // hetconv: frame -> network -> probabilities, recorded into one submission at `flush`.
+    // hetconv: frame -> network -> probabilities, recorded, then handed back.
     let x = Tensor::from_buffer(&ctx, &shape, &frame, 0)?;
     model
         .predict_probabilities(&x)?
         .copy_into_buffer(&answer, 0)?;
-    ctx.flush()?;
+    let network_commands = ctx.finish()?;
+    // One submission: the application's frame, then the network on it.
+    queue.submit(std::iter::once(frame_commands).chain(network_commands));
 
     // The application reads its own buffer (a renderer would bind it in a shader instead).
     answer.map_async(wgpu::MapMode::Read, .., |r| r.expect("map the answer"));

@@ -438,3 +438,72 @@ fn tensors_of_two_contexts_are_refused_by_every_kernel_family() {
         assert!(text.contains("different GPU context"), "case {i}: {text}");
     }
 }
+
+/// An application submits hetconv's work with its own: `finish` hands the recording back as a
+/// command buffer (nothing is submitted), the application submits both in one call, and the
+/// result is the one `flush` gives.
+#[test]
+fn finish_hands_the_recording_back_for_one_submission_with_the_applications_work() {
+    let adapter = default_adapter();
+    let (device, queue) = plain_device(&adapter);
+    let ctx = Context::from_device(device.clone(), queue.clone());
+    ctx.set_tune_mode(hetconv::tune::TuneMode::Off);
+    assert!(ctx.finish().unwrap().is_none(), "nothing recorded");
+    let model = Vgg16::new(&ctx, tiny_vgg(2, hetconv::nn::ConvMode::Fused), 4).unwrap();
+    let (x, _, _, _) = image_batch(&ctx, 2, 8);
+    let want = model.predict(&x).unwrap().to_vec().unwrap();
+
+    let app_buffer = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("app"),
+        size: 16,
+        usage: wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut app = device.create_command_encoder(&Default::default());
+    app.clear_buffer(&app_buffer, 0, None);
+    let before = ctx.record_stats().submissions;
+    let logits = model.predict(&x).unwrap();
+    let ours = ctx.finish().unwrap().expect("the prediction was recorded");
+    assert!(!ctx.is_recording());
+    queue.submit([app.finish(), ours]);
+    assert_eq!(ctx.record_stats().submissions, before + 1);
+    assert_eq!(logits.to_vec().unwrap(), want);
+}
+
+/// Inference at ever new batch sizes does not keep every size's buffers: a size unused for
+/// KEEP_SUBMISSIONS submissions is dropped, so the pool holds about the last few sizes' worth,
+/// not the sum of all; `trim` drops the rest.
+#[test]
+fn pooled_memory_stays_bounded_at_changing_batch_sizes() {
+    let sizes = 1..=40usize;
+    let largest = *sizes.end();
+    // What one prediction at the largest batch leaves in the pool of a fresh context.
+    let one = {
+        let ctx = ctx();
+        let model = Vgg16::new(&ctx, tiny_vgg(2, hetconv::nn::ConvMode::Fused), 4).unwrap();
+        let (x, _, _, _) = image_batch(&ctx, largest, 1);
+        model.predict(&x).unwrap().to_vec().unwrap();
+        ctx.pooled_bytes()
+    };
+    assert!(one > 0);
+    let ctx = ctx();
+    let model = Vgg16::new(&ctx, tiny_vgg(2, hetconv::nn::ConvMode::Fused), 4).unwrap();
+    let mut most = 0;
+    for batch in sizes.clone() {
+        let (x, _, _, _) = image_batch(&ctx, batch, 1);
+        model.predict(&x).unwrap().to_vec().unwrap();
+        most = most.max(ctx.pooled_bytes());
+    }
+    // Kept without a bound, the pool would hold the buffers of all 40 sizes: about 20 times
+    // the largest one's; a size lives at most KEEP_SUBMISSIONS + 1 submissions.
+    let bound = (hetconv::gpu::KEEP_SUBMISSIONS + 2) * one;
+    assert!(
+        most <= bound,
+        "the pool held {most} bytes, more than {bound} ({one} per prediction at batch {largest})"
+    );
+    ctx.trim();
+    assert_eq!(ctx.pooled_bytes(), 0);
+    // And the model still runs after a trim.
+    let (x, _, _, _) = image_batch(&ctx, 3, 1);
+    assert_eq!(model.predict(&x).unwrap().shape(), [3, 10]);
+}

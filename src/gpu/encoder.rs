@@ -44,6 +44,13 @@ struct BindGroupKey {
 }
 
 impl Recorder {
+    /// Forgets the cached bind groups that bind any of `buffers` (which the pool dropped), so
+    /// that the buffers' memory is freed.
+    fn forget_buffers(&mut self, buffers: &[wgpu::Buffer]) {
+        self.bind_groups
+            .retain(|key, _| !key.buffers.iter().any(|(b, _, _)| buffers.contains(b)));
+    }
+
     /// The open encoder, created (and the pool told to park released buffers) if needed.
     fn encoder(&mut self, ctx: &Context) -> &mut wgpu::CommandEncoder {
         self.encoder.get_or_insert_with(|| Self::new_encoder(ctx))
@@ -139,23 +146,70 @@ impl Context {
 
     /// Submits everything recorded so far as one command buffer.
     pub fn flush(&self) -> Result<()> {
-        let encoder = {
-            let mut recorder = self.recorder();
-            recorder.pass = None;
-            let mut encoder = recorder.encoder.take();
-            if let (Some(profile), Some(encoder)) = (recorder.profile.as_mut(), encoder.as_mut()) {
-                profile.resolve(&self.inner.device, encoder);
-            }
-            if encoder.is_some() {
-                recorder.stats.submissions += 1;
-            }
-            encoder
-        };
-        if let Some(encoder) = encoder {
+        if let Some(encoder) = self.take_recording() {
             self.inner.queue.submit(Some(encoder.finish()));
         }
-        if let Ok(mut pool) = self.inner.pool.lock() {
-            pool.release_parked();
+        self.after_submission()
+    }
+
+    /// Ends the recording and hands its command buffer back instead of submitting it, so that
+    /// an application submits hetconv's work with its own frame in one submission
+    /// (`queue.submit([its_commands, hetconv_commands])`). None: nothing was recorded.
+    ///
+    /// Submit it before hetconv records anything else (the next op, a read-back or a flush):
+    /// the buffers this recording released are handed out again from then on, and their next
+    /// contents are written at the next submission.
+    pub fn finish(&self) -> Result<Option<wgpu::CommandBuffer>> {
+        let commands = self.take_recording().map(wgpu::CommandEncoder::finish);
+        self.after_submission()?;
+        Ok(commands)
+    }
+
+    /// Drops every buffer the pool holds free, and the cached bind groups and uniform blocks
+    /// (an application can call it after inference at a size it will not see again; the pool
+    /// also drops sizes unused for [`crate::gpu::KEEP_SUBMISSIONS`] submissions on its own).
+    pub fn trim(&self) {
+        let dropped = match self.inner.pool.lock() {
+            Ok(mut pool) => pool.drop_free(),
+            Err(_) => return,
+        };
+        let mut recorder = self.recorder();
+        recorder.forget_buffers(&dropped);
+        recorder.uniforms.clear();
+        recorder.bind_groups.clear();
+    }
+
+    /// Bytes of the buffers the pool holds for reuse (free, or waiting for a submission).
+    pub fn pooled_bytes(&self) -> u64 {
+        self.inner.pool.lock().map(|p| p.held_bytes()).unwrap_or(0)
+    }
+
+    /// Ends the open pass and takes the encoder (its profile's timestamps resolved), counted
+    /// as a submission.
+    fn take_recording(&self) -> Option<wgpu::CommandEncoder> {
+        let mut recorder = self.recorder();
+        recorder.pass = None;
+        let mut encoder = recorder.encoder.take();
+        if let (Some(profile), Some(encoder)) = (recorder.profile.as_mut(), encoder.as_mut()) {
+            profile.resolve(&self.inner.device, encoder);
+        }
+        if encoder.is_some() {
+            recorder.stats.submissions += 1;
+        }
+        encoder
+    }
+
+    /// Hands the buffers released while recording back to the pool (dropping sizes no longer
+    /// used, with the bind groups that bind them) and reports wgpu's errors.
+    fn after_submission(&self) -> Result<()> {
+        let dropped = self
+            .inner
+            .pool
+            .lock()
+            .map(|mut pool| pool.release_parked())
+            .unwrap_or_default();
+        if !dropped.is_empty() {
+            self.recorder().forget_buffers(&dropped);
         }
         let errors = self.take_uncaptured_errors();
         if errors.is_empty() {

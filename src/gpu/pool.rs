@@ -1,5 +1,7 @@
 //! A buffer pool keyed by byte size, so that a training step of fixed shapes allocates nothing
-//! after its first run.
+//! after its first run. Sizes that no recording has used for [`KEEP_SUBMISSIONS`] submissions
+//! are dropped (inference at changing batch sizes does not grow memory without bound), and
+//! `Context::trim` drops every free buffer.
 //!
 //! A buffer released while commands that use it are still being recorded is parked until the
 //! next submission: queue writes happen before the recorded commands run, so handing the buffer
@@ -13,9 +15,15 @@ pub(crate) const TENSOR_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_SRC)
     .union(wgpu::BufferUsages::COPY_DST);
 
+/// Submissions a size of buffer stays in the pool without being used.
+pub const KEEP_SUBMISSIONS: u64 = 8;
+
 /// Free and parked buffers, by size.
 #[derive(Default)]
 pub struct BufferPool {
+    /// Submissions so far, and for each size the submission that last took or returned one.
+    submissions: u64,
+    last_used: HashMap<u64, u64>,
     /// Free buffers, kept in a canonical order (wgpu's buffer ids) whatever the order they came
     /// back in: a repeated step then takes the very buffers it took before, so its bind groups
     /// are found in the recorder's cache instead of being built again.
@@ -30,6 +38,7 @@ pub struct BufferPool {
 impl BufferPool {
     /// Takes a free buffer of exactly `size` bytes, or creates one.
     pub fn take(&mut self, device: &wgpu::Device, size: u64) -> wgpu::Buffer {
+        self.last_used.insert(size, self.submissions);
         if let Some(buffer) = self.free.get_mut(&size).and_then(BTreeSet::pop_first) {
             return buffer;
         }
@@ -42,16 +51,45 @@ impl BufferPool {
         })
     }
 
-    /// Moves the parked buffers to the free lists (called right after a submission).
-    pub fn release_parked(&mut self) {
+    /// Moves the parked buffers to the free lists (called right after a submission) and drops
+    /// the free buffers of sizes unused for [`KEEP_SUBMISSIONS`] submissions; returns the
+    /// buffers dropped (cached bind groups that bind them must go too).
+    pub fn release_parked(&mut self) -> Vec<wgpu::Buffer> {
         self.recording = false;
+        self.submissions += 1;
         for buffer in std::mem::take(&mut self.parked) {
             self.give_back(buffer);
         }
+        let now = self.submissions;
+        let stale: Vec<u64> = self
+            .last_used
+            .iter()
+            .filter(|&(_, &used)| now - used > KEEP_SUBMISSIONS)
+            .map(|(&size, _)| size)
+            .collect();
+        let mut dropped = Vec::new();
+        for size in stale {
+            self.last_used.remove(&size);
+            dropped.extend(self.free.remove(&size).into_iter().flatten());
+        }
+        dropped
+    }
+
+    /// Drops every free buffer (the parked ones stay until the submission); returns them.
+    pub fn drop_free(&mut self) -> Vec<wgpu::Buffer> {
+        self.last_used.clear();
+        self.free.drain().flat_map(|(_, set)| set).collect()
+    }
+
+    /// Bytes of the free and parked buffers the pool holds.
+    pub fn held_bytes(&self) -> u64 {
+        let free: u64 = self.free.values().flatten().map(wgpu::Buffer::size).sum();
+        free + self.parked.iter().map(wgpu::Buffer::size).sum::<u64>()
     }
 
     /// Returns a buffer that no tensor uses any more.
     fn give_back(&mut self, buffer: wgpu::Buffer) {
+        self.last_used.insert(buffer.size(), self.submissions);
         if self.recording {
             self.parked.push(buffer);
         } else {
