@@ -1,9 +1,9 @@
 //! A wgpu application that owns its device embeds a HetConv network. Its own compute shader
 //! draws a frame into its own buffer (a stand-in for what a renderer produces), hetconv
 //! classifies the frame on the same device and queue, and the class probabilities land in
-//! another buffer of the application: the frame never goes through the CPU, and the frame's
-//! commands and hetconv's go to the GPU in one submission (`Context::finish` hands hetconv's
-//! recording back as a command buffer).
+//! another buffer of the application: the frame never goes through the CPU, and hetconv records
+//! its work into the application's own command encoder, after the frame's (`Context::record_into`
+//! and `Context::take_encoder`): one encoder, one submission.
 //!
 //! ```text
 //! cargo run --release --example embed_in_wgpu_app -- [CHECKPOINT]
@@ -43,8 +43,13 @@ fn open_device() -> (wgpu::Device, wgpu::Queue) {
 }
 
 /// The application records drawing `frame` (`size` x `size` planes) with its own pipeline into
-/// its own command buffer.
-fn draw_frame(device: &wgpu::Device, frame: &wgpu::Buffer, size: usize) -> wgpu::CommandBuffer {
+/// its own encoder.
+fn draw_frame(
+    device: &wgpu::Device,
+    encoder: &mut wgpu::CommandEncoder,
+    frame: &wgpu::Buffer,
+    size: usize,
+) {
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some("app frame"),
         source: wgpu::ShaderSource::Wgsl(FRAME_SHADER.into()),
@@ -68,14 +73,10 @@ fn draw_frame(device: &wgpu::Device, frame: &wgpu::Buffer, size: usize) -> wgpu:
             resource: frame.as_entire_binding(),
         }],
     });
-    let mut encoder = device.create_command_encoder(&Default::default());
-    {
-        let mut pass = encoder.begin_compute_pass(&Default::default());
-        pass.set_pipeline(&pipeline);
-        pass.set_bind_group(0, &bind_group, &[]);
-        pass.dispatch_workgroups((frame.size() / 4).div_ceil(64) as u32, 1, 1);
-    }
-    encoder.finish()
+    let mut pass = encoder.begin_compute_pass(&Default::default());
+    pass.set_pipeline(&pipeline);
+    pass.set_bind_group(0, &bind_group, &[]);
+    pass.dispatch_workgroups((frame.size() / 4).div_ceil(64) as u32, 1, 1);
 }
 
 fn main() -> Result<()> {
@@ -110,16 +111,20 @@ fn main() -> Result<()> {
         usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     });
-    let frame_commands = draw_frame(&device, &frame, input.size);
+    // The application's frame, in its own encoder...
+    let mut encoder = device.create_command_encoder(&Default::default());
+    draw_frame(&device, &mut encoder, &frame, input.size);
 
-    // hetconv: frame -> network -> probabilities, recorded, then handed back.
+    // ...then hetconv's work in the same encoder: frame -> network -> probabilities.
+    ctx.record_into(encoder)?;
     let x = Tensor::from_buffer(&ctx, &shape, &frame, 0)?;
     model
         .predict_probabilities(&x)?
         .copy_into_buffer(&answer, 0)?;
-    let network_commands = ctx.finish()?;
-    // One submission: the application's frame, then the network on it.
-    queue.submit(std::iter::once(frame_commands).chain(network_commands));
+    let encoder = ctx
+        .take_encoder()?
+        .expect("the encoder given to record_into");
+    queue.submit(Some(encoder.finish()));
 
     // The application reads its own buffer (a renderer would bind it in a shader instead).
     answer.map_async(wgpu::MapMode::Read, .., |r| r.expect("map the answer"));

@@ -440,10 +440,11 @@ fn tensors_of_two_contexts_are_refused_by_every_kernel_family() {
 }
 
 /// An application submits hetconv's work with its own: `finish` hands the recording back as a
-/// command buffer (nothing is submitted), the application submits both in one call, and the
-/// result is the one `flush` gives.
+/// command buffer (nothing is submitted) and the application submits both in one call, or
+/// `record_into` records hetconv's work into the application's encoder; the result is the one
+/// `flush` gives.
 #[test]
-fn finish_hands_the_recording_back_for_one_submission_with_the_applications_work() {
+fn the_recording_goes_into_the_applications_submission_or_encoder() {
     let adapter = default_adapter();
     let (device, queue) = plain_device(&adapter);
     let ctx = Context::from_device(device.clone(), queue.clone());
@@ -468,6 +469,26 @@ fn finish_hands_the_recording_back_for_one_submission_with_the_applications_work
     queue.submit([app.finish(), ours]);
     assert_eq!(ctx.record_stats().submissions, before + 1);
     assert_eq!(logits.to_vec().unwrap(), want);
+
+    // Or into the application's own encoder, after its commands: one encoder.
+    let mut app = device.create_command_encoder(&Default::default());
+    app.clear_buffer(&app_buffer, 0, None);
+    ctx.record_into(app).unwrap();
+    let logits = model.predict(&x).unwrap();
+    let app = ctx
+        .take_encoder()
+        .unwrap()
+        .expect("the application's encoder");
+    queue.submit([app.finish()]);
+    assert_eq!(logits.to_vec().unwrap(), want);
+    // Not while hetconv has work of its own recorded.
+    let pending = model.predict(&x).unwrap();
+    let err = ctx
+        .record_into(device.create_command_encoder(&Default::default()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("flush or finish it first"), "{err}");
+    assert_eq!(pending.to_vec().unwrap(), want);
 }
 
 /// Inference at ever new batch sizes does not keep every size's buffers: a size unused for

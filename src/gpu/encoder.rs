@@ -160,9 +160,35 @@ impl Context {
     /// the buffers this recording released are handed out again from then on, and their next
     /// contents are written at the next submission.
     pub fn finish(&self) -> Result<Option<wgpu::CommandBuffer>> {
-        let commands = self.take_recording().map(wgpu::CommandEncoder::finish);
+        Ok(self.take_encoder()?.map(wgpu::CommandEncoder::finish))
+    }
+
+    /// Records hetconv's work from now on into the application's `encoder` (after what the
+    /// application recorded in it), until [`Context::take_encoder`] hands it back: the
+    /// application's work and hetconv's in one encoder and one submission. Refused while
+    /// hetconv has work of its own recorded (flush or finish it first).
+    pub fn record_into(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
+        let mut recorder = self.recorder();
+        if recorder.encoder.is_some() {
+            return Err(Error::InvalidArgument(
+                "record_into: hetconv has recorded work of its own; flush or finish it first"
+                    .into(),
+            ));
+        }
+        if let Ok(mut pool) = self.inner.pool.lock() {
+            pool.recording = true;
+        }
+        recorder.encoder = Some(encoder);
+        Ok(())
+    }
+
+    /// Hands back the encoder given to [`Context::record_into`], with hetconv's work recorded
+    /// in it (or hetconv's own open encoder, if it was given none). Submit it before hetconv
+    /// records anything else, as with [`Context::finish`].
+    pub fn take_encoder(&self) -> Result<Option<wgpu::CommandEncoder>> {
+        let encoder = self.take_recording();
         self.after_submission()?;
-        Ok(commands)
+        Ok(encoder)
     }
 
     /// Drops every buffer the pool holds free, and the cached bind groups and uniform blocks

@@ -7,7 +7,7 @@
 //! next submission: queue writes happen before the recorded commands run, so handing the buffer
 //! out earlier could overwrite data that a recorded dispatch has yet to read.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 /// Usage of every tensor buffer.
@@ -24,10 +24,16 @@ pub struct BufferPool {
     /// Submissions so far, and for each size the submission that last took or returned one.
     submissions: u64,
     last_used: HashMap<u64, u64>,
-    /// Free buffers, kept in a canonical order (wgpu's buffer ids) whatever the order they came
-    /// back in: a repeated step then takes the very buffers it took before, so its bind groups
-    /// are found in the recorder's cache instead of being built again.
-    free: HashMap<u64, BTreeSet<wgpu::Buffer>>,
+    /// Free buffers, kept in a canonical order (the order the pool created them in) whatever
+    /// the order they came back in: a repeated step then takes the very buffers it took
+    /// before, so its bind groups are found in the recorder's cache instead of being built
+    /// again. (Not wgpu's ids: those of dropped buffers are recycled, and a new buffer could
+    /// sort before an old one.)
+    free: HashMap<u64, BTreeMap<u64, wgpu::Buffer>>,
+    /// The creation number of every buffer the pool made and still has, and how many numbers
+    /// went with dropped buffers (numbers are never given twice).
+    number: HashMap<wgpu::Buffer, u64>,
+    forgotten: u64,
     parked: Vec<wgpu::Buffer>,
     /// Whether an encoder is open: only then must released buffers wait for the submission.
     pub(crate) recording: bool,
@@ -39,16 +45,18 @@ impl BufferPool {
     /// Takes a free buffer of exactly `size` bytes, or creates one.
     pub fn take(&mut self, device: &wgpu::Device, size: u64) -> wgpu::Buffer {
         self.last_used.insert(size, self.submissions);
-        if let Some(buffer) = self.free.get_mut(&size).and_then(BTreeSet::pop_first) {
+        if let Some((_, buffer)) = self.free.get_mut(&size).and_then(BTreeMap::pop_first) {
             return buffer;
         }
         self.created += 1;
-        device.create_buffer(&wgpu::BufferDescriptor {
+        let buffer = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("hetconv tensor"),
             size,
             usage: TENSOR_USAGE,
             mapped_at_creation: false,
-        })
+        });
+        self.number_of(&buffer);
+        buffer
     }
 
     /// Moves the parked buffers to the free lists (called right after a submission) and drops
@@ -70,20 +78,52 @@ impl BufferPool {
         let mut dropped = Vec::new();
         for size in stale {
             self.last_used.remove(&size);
-            dropped.extend(self.free.remove(&size).into_iter().flatten());
+            dropped.extend(
+                self.free
+                    .remove(&size)
+                    .into_iter()
+                    .flat_map(BTreeMap::into_values),
+            );
         }
+        self.forget(&dropped);
         dropped
+    }
+
+    /// The buffer's creation number (a new one for a buffer it has not seen).
+    fn number_of(&mut self, buffer: &wgpu::Buffer) -> u64 {
+        let next = self.number.len() as u64 + self.forgotten;
+        *self.number.entry(buffer.clone()).or_insert(next)
+    }
+
+    /// Forgets the creation numbers of buffers it no longer holds.
+    fn forget(&mut self, dropped: &[wgpu::Buffer]) {
+        for buffer in dropped {
+            if self.number.remove(buffer).is_some() {
+                self.forgotten += 1;
+            }
+        }
     }
 
     /// Drops every free buffer (the parked ones stay until the submission); returns them.
     pub fn drop_free(&mut self) -> Vec<wgpu::Buffer> {
         self.last_used.clear();
-        self.free.drain().flat_map(|(_, set)| set).collect()
+        let dropped: Vec<wgpu::Buffer> = self
+            .free
+            .drain()
+            .flat_map(|(_, set)| set.into_values())
+            .collect();
+        self.forget(&dropped);
+        dropped
     }
 
     /// Bytes of the free and parked buffers the pool holds.
     pub fn held_bytes(&self) -> u64 {
-        let free: u64 = self.free.values().flatten().map(wgpu::Buffer::size).sum();
+        let free: u64 = self
+            .free
+            .values()
+            .flat_map(BTreeMap::values)
+            .map(wgpu::Buffer::size)
+            .sum();
         free + self.parked.iter().map(wgpu::Buffer::size).sum::<u64>()
     }
 
@@ -93,7 +133,11 @@ impl BufferPool {
         if self.recording {
             self.parked.push(buffer);
         } else {
-            self.free.entry(buffer.size()).or_default().insert(buffer);
+            let number = self.number_of(&buffer);
+            self.free
+                .entry(buffer.size())
+                .or_default()
+                .insert(number, buffer);
         }
     }
 }
