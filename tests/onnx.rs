@@ -100,7 +100,7 @@ fn check(python: &PathBuf, arch: Architecture, options: &[OnnxOptions]) {
         let path = dir.path().join("model.onnx");
         std::fs::write(&path, &bytes).unwrap();
         let out = Command::new(python)
-            .arg(fixtures().join("../../scripts/onnx_logits.py"))
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/onnx_logits.py"))
             .arg(&path)
             .arg(&images)
             .args(["20", "3", &size.to_string(), &size.to_string()])
