@@ -1030,6 +1030,10 @@ fn a_resnet_trains_evaluates_resumes_and_exports() {
             "3 means",
         ),
         (
+            vec!["--model", "resnet8", "--crop-scale", "0.3"],
+            "--crop-scale",
+        ),
+        (
             vec!["--model", "resnet20", "--width-mult", "0.5"],
             "--width-mult",
         ),

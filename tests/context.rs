@@ -475,10 +475,16 @@ fn the_recording_goes_into_the_applications_submission_or_encoder() {
     app.clear_buffer(&app_buffer, 0, None);
     ctx.record_into(app).unwrap();
     let logits = model.predict(&x).unwrap();
+    // hetconv never submits the application's encoder: a flush (or a read-back) waits.
+    assert!(ctx.records_into_application_encoder());
+    let err = ctx.flush().unwrap_err().to_string();
+    assert!(err.contains("take_encoder"), "{err}");
+    assert!(logits.to_vec().is_err());
     let app = ctx
         .take_encoder()
         .unwrap()
         .expect("the application's encoder");
+    assert!(!ctx.records_into_application_encoder());
     queue.submit([app.finish()]);
     assert_eq!(logits.to_vec().unwrap(), want);
     // Not while hetconv has work of its own recorded.

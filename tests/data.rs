@@ -4,7 +4,7 @@
 mod common;
 
 use hetconv::Error;
-use hetconv::data::augment::{place, place_resized};
+use hetconv::data::augment::{place, resized_crop};
 use hetconv::data::{Augment, Batcher, DatasetKind, Region, ResizedCrop, cifar, embedded, idx};
 
 fn cifar_fixture() -> Vec<u8> {
@@ -255,7 +255,7 @@ fn random_resized_crops_cover_the_asked_areas_and_resize_bilinearly() {
         }
     );
 
-    // One 4x4 grey image whose value is 10 * column: the full region at 4x4 is the image.
+    // One 4x4 grey image whose value is 10 * column: the full region is the image.
     let pixels: Vec<u8> = (0..16).map(|i| (10 * (i % 4)) as u8).collect();
     let full = Region {
         top: 0,
@@ -263,30 +263,39 @@ fn random_resized_crops_cover_the_asked_areas_and_resize_bilinearly() {
         height: 4,
         width: 4,
     };
-    let mut out = vec![0.0f32; 16];
-    place_resized(&pixels, 1, (4, 4), full, 4, false, None, &mut out);
-    let want: Vec<f32> = pixels.iter().map(|&p| f32::from(p) / 255.0).collect();
-    assert_eq!(out, want);
-    // Columns 1..=2 stretched to 8 pixels: output centre k samples column 1 + (k + 0.5) / 4 - 0.5,
-    // clamped to the region: a linear ramp from 10 to 20 between the clamped ends.
+    assert_eq!(resized_crop(&pixels, 1, (4, 4), full), pixels);
+    // Columns 1..=2 stretched to the 4 columns: output centre k samples column
+    // 1 + (k + 0.5) / 2 - 0.5, clamped to the region, a ramp from 10 to 20 (rounded to bytes).
     let middle = Region {
         top: 0,
         left: 1,
         height: 4,
         width: 2,
     };
-    let mut out = vec![0.0f32; 64];
-    place_resized(&pixels, 1, (4, 4), middle, 8, false, None, &mut out);
-    let row: Vec<f32> = out[..8].iter().map(|v| v * 255.0).collect();
-    let want = [10.0, 10.0, 11.25, 13.75, 16.25, 18.75, 20.0, 20.0];
-    for (got, want) in row.iter().zip(want) {
-        assert!((got - want).abs() < 1e-3, "{row:?}");
+    let out = resized_crop(&pixels, 1, (4, 4), middle);
+    for row in out.chunks(4) {
+        assert_eq!(row, [10, 13, 18, 20]);
     }
-    // Mirrored, the row runs the other way.
-    let mut flipped = vec![0.0f32; 64];
-    place_resized(&pixels, 1, (4, 4), middle, 8, true, None, &mut flipped);
-    let mirrored: Vec<f32> = out[..8].iter().rev().copied().collect();
-    assert_eq!(&flipped[..8], &mirrored[..]);
+    // A crop fits the model's input as evaluation fits the whole image: a 28x28 image in a 32x32
+    // input keeps its 2-pixel zero border.
+    let data = embedded::fashion_mnist_subset().unwrap().test;
+    let batcher = Batcher {
+        batch_size: 1,
+        size: 32,
+        channels: 1,
+        augment: Some(Augment::resized(0.5)),
+        normalize: None,
+        shuffle: false,
+        seed: 1,
+    };
+    let one = batcher.batch(&data, &[0], 3);
+    for y in 0..32 {
+        for x in 0..32 {
+            if !(2..30).contains(&y) || !(2..30).contains(&x) {
+                assert_eq!(one.pixels[y * 32 + x], 0.0, "border pixel ({y}, {x})");
+            }
+        }
+    }
 
     // In batches: reproducible per step, different across steps, values in [0, 1].
     let data = cifar::parse(&cifar_fixture(), "c").unwrap();

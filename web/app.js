@@ -161,6 +161,10 @@ async function loadCheckpoint(bytes) {
   showModelInfo(info);
   history.length = 0;
   drawChart();
+  // A checkpoint of a network the selector does not list (resnet56, resnet18, ...) adds it.
+  if (![...$("model").options].some((o) => o.value === info.name)) {
+    $("model").add(new Option(info.model.replace("HetConv ", ""), info.name));
+  }
   $("model").value = info.name;
   $("width").disabled = info.name !== "vgg16";
   const shape = info.widths.length ? `, widths ${info.widths.join(",")}` : "";

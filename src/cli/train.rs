@@ -10,7 +10,7 @@ use std::time::Instant;
 use clap::{Args, ValueEnum};
 
 use super::args::{self, ModelName};
-use hetconv::checkpoint::{self, Checkpoint, META_CLASSES, META_PROGRESS, META_STEP};
+use hetconv::checkpoint::{self, Checkpoint, META_CLASSES, META_CONFIG, META_PROGRESS, META_STEP};
 use hetconv::data::{Augment, Dataset};
 use hetconv::nn::{ConvMode, PAPER_WIDTHS, ResNetConfig, ResNetLayout, VggConfig};
 use hetconv::optim::{LrSchedule, Schedule};
@@ -355,18 +355,24 @@ fn check_resumed_settings(
             ("weight_decay", s.weight_decay.to_string()),
             ("nesterov", s.nesterov.to_string()),
             ("no_augment", s.augment.is_none().to_string()),
-            ("augment", format!("{:?}", s.augment)),
-            ("crop_scale", format!("{:?}", s.augment)),
+            ("augment", augment_kind(s.augment).to_string()),
+            ("crop_scale", crop_scale(s.augment)),
             ("no_shuffle", (!s.shuffle).to_string()),
             ("seed", s.seed.to_string()),
             ("report_every", s.report_every.to_string()),
             ("precision", precision.to_string()),
         ]
     };
-    let wanted = settings_of(
+    let mut wanted = settings_of(
         &args.settings(args.data.reads_image_folder()),
         ctx.precision(),
     );
+    // --crop-scale alone keeps the run's augmentation: compare the value given.
+    for (flag, value) in &mut wanted {
+        if *flag == "crop_scale" {
+            *value = (args.crop_scale as f32).to_string();
+        }
+    }
     let kept = settings_of(saved, saved.precision);
     for ((flag, new), (_, old)) in wanted.iter().zip(&kept) {
         if given.contains(*flag) && new != old {
@@ -375,6 +381,26 @@ fn check_resumed_settings(
         }
     }
     Ok(())
+}
+
+/// The augmentation's kind as `--augment` names it (`none` for --no-augment).
+fn augment_kind(augment: Option<Augment>) -> &'static str {
+    match augment {
+        None => "none",
+        Some(Augment {
+            resized_crop: Some(_),
+            ..
+        }) => "resized",
+        Some(_) => "pad",
+    }
+}
+
+/// The random-resized crop's smallest area fraction (`none` without one).
+fn crop_scale(augment: Option<Augment>) -> String {
+    match augment.and_then(|a| a.resized_crop) {
+        Some(crop) => crop.min_scale.to_string(),
+        None => "none".into(),
+    }
 }
 
 /// With `--init` or `--resume` the model's shape is the checkpoint's: --model, --part,
@@ -425,6 +451,14 @@ fn check_shape_flags(
 
 /// Runs the command; `given` names the flags given on the command line.
 pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<()> {
+    if given.contains("crop_scale")
+        && args.resume.is_none()
+        && augment_kind(args.settings(args.data.reads_image_folder()).augment) != "resized"
+    {
+        return Err(Error::InvalidArgument(
+            "--crop-scale sets the random-resized crop's smallest area; this run's augmentation is not one (--augment resized)".into(),
+        ));
+    }
     let resumed = match &args.resume {
         Some(path) => {
             let ckpt = checkpoint::load(path)?;
@@ -460,7 +494,7 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_OUT)),
         ),
     };
-    let init = match &args.init {
+    let mut init = match &args.init {
         Some(path) if resumed.is_none() => {
             let mut ckpt = checkpoint::load(path)?;
             super::normalize_checkpoint(&mut ckpt, args.normalize.as_ref(), path)?;
@@ -468,13 +502,29 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
         }
         _ => None,
     };
+    // A ResNet recognised from a PyTorch file's shapes has no input size of its own (global
+    // average pooling takes any): it takes the data's.
+    let sized_by_data = |ckpt: &Checkpoint| {
+        !ckpt.metadata.contains_key(META_CONFIG)
+            && ckpt
+                .architecture
+                .as_ref()
+                .is_some_and(|a| a.resnet().is_some())
+    };
     let model_size = resumed
         .as_ref()
         .map(|(_, ckpt, _)| ckpt)
         .or(init.as_ref().map(|(_, ckpt)| ckpt))
+        .filter(|ckpt| !sized_by_data(ckpt))
         .and_then(|ckpt| ckpt.architecture.as_ref())
         .map(|arch| arch.input().size);
     let splits = args.data.load(model_size)?;
+    if let Some((_, ckpt)) = init.as_mut().filter(|(_, ckpt)| sized_by_data(ckpt)) {
+        if let Some(Architecture::ResNet(c)) = ckpt.architecture.take() {
+            let image_size = splits.train.height.max(splits.train.width);
+            ckpt.architecture = Some(Architecture::ResNet(ResNetConfig { image_size, ..c }));
+        }
+    }
     let mut train_data = splits.train;
     if let Some(n) = train_limit {
         train_data = train_data.take(n);

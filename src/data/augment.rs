@@ -101,48 +101,44 @@ impl ResizedCrop {
     }
 }
 
-/// Writes `region` of one image into `out` (`[channels, size, size]`), resized with bilinear
-/// sampling (pixel centres aligned, the region's edges clamped), optionally mirrored, scaled to
-/// [0, 1] and normalised.
-#[allow(clippy::too_many_arguments)]
-pub fn place_resized(
+/// `region` of one image (`[channels, height, width]` bytes) resized back to the image's own
+/// `height` x `width` with bilinear sampling (pixel centres aligned, the region's edges clamped,
+/// rounded to bytes, as torchvision's PIL path does); [`place`] then fits it to the model's
+/// input exactly as evaluation fits the whole image.
+///
+/// # Shapes
+/// `pixels`: `[channels, height, width]` → the same
+pub fn resized_crop(
     pixels: &[u8],
     channels: usize,
     (height, width): (usize, usize),
     region: Region,
-    size: usize,
-    flip: bool,
-    normalize: Option<&Normalize>,
-    out: &mut [f32],
-) {
-    // The two source pixels of output pixel k along an axis of the region (`len` pixels from
-    // `start`) and the weight of the second, as if the region were cut out first: samples
-    // are clamped to the region's edges.
-    let source = |k: usize, start: usize, len: usize| -> (usize, usize, f32) {
+) -> Vec<u8> {
+    // The two source pixels of output pixel k along an axis of `out` pixels, from the region's
+    // `len` pixels at `start`, and the weight of the second.
+    let source = |k: usize, out: usize, start: usize, len: usize| -> (usize, usize, f32) {
         let last = (start + len.max(1) - 1) as f32;
-        let at = start as f32 + (k as f32 + 0.5) * len as f32 / size as f32 - 0.5;
+        let at = start as f32 + (k as f32 + 0.5) * len as f32 / out as f32 - 0.5;
         let at = at.clamp(start as f32, last);
         let low = at.floor() as usize;
         (low, (low + 1).min(last as usize), at - low as f32)
     };
+    let mut out = vec![0u8; channels * height * width];
     for c in 0..channels {
-        let (mean, std) = normalize.map_or((0.0, 1.0), |n| {
-            (n.mean[c % n.mean.len()], n.std[c % n.std.len()])
-        });
         let plane = &pixels[c * height * width..(c + 1) * height * width];
         let at = |y: usize, x: usize| f32::from(plane[y * width + x]);
-        for y in 0..size {
-            let (y0, y1, fy) = source(y, region.top, region.height);
-            for x in 0..size {
-                let sx = if flip { size - 1 - x } else { x };
-                let (x0, x1, fx) = source(sx, region.left, region.width);
+        for y in 0..height {
+            let (y0, y1, fy) = source(y, height, region.top, region.height);
+            for x in 0..width {
+                let (x0, x1, fx) = source(x, width, region.left, region.width);
                 let top = at(y0, x0) + (at(y0, x1) - at(y0, x0)) * fx;
                 let bottom = at(y1, x0) + (at(y1, x1) - at(y1, x0)) * fx;
-                let value = (top + (bottom - top) * fy) / 255.0;
-                out[(c * size + y) * size + x] = (value - mean) / std;
+                let value = top + (bottom - top) * fy;
+                out[(c * height + y) * width + x] = value.round().clamp(0.0, 255.0) as u8;
             }
         }
     }
+    out
 }
 
 /// Per-channel `(x - mean) / std` of pixels in [0, 1]: applied after padding and cropping by a

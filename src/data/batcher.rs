@@ -6,7 +6,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::Dataset;
-use super::augment::{Augment, Normalize, place, place_resized};
+use super::augment::{Augment, Normalize, place, resized_crop};
 
 /// Images and labels ready for upload.
 #[derive(Clone, Debug, PartialEq)]
@@ -76,12 +76,15 @@ impl Batcher {
                     ..
                 }) => {
                     let region = crop.draw(data.height, data.width, &mut rng);
-                    place_resized(
-                        data.image(i),
+                    let shape = (data.height, data.width);
+                    let cropped = resized_crop(data.image(i), data.channels, shape, region);
+                    place(
+                        &cropped,
                         data.channels,
-                        (data.height, data.width),
-                        region,
+                        data.height,
+                        data.width,
                         self.size,
+                        (0, 0),
                         flip && rng.random_bool(0.5),
                         self.normalize.as_ref(),
                         &mut scratch,

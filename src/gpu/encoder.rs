@@ -32,6 +32,9 @@ pub(crate) struct Recorder {
     pub(super) profile: Option<Profile>,
     /// The layer whose dispatches are being recorded (profiles group kernel times by it).
     layer: Option<Arc<str>>,
+    /// Whether `encoder` is the application's (given to `record_into`): hetconv must not
+    /// submit it.
+    foreign: bool,
     stats: RecordStats,
 }
 
@@ -144,21 +147,40 @@ impl Context {
             .unwrap_or(false)
     }
 
-    /// Submits everything recorded so far as one command buffer.
+    /// Submits everything recorded so far as one command buffer. Refused while hetconv records
+    /// into the application's encoder ([`Context::record_into`]): a read-back or a flush then
+    /// has to wait for [`Context::take_encoder`] and the application's submission.
     pub fn flush(&self) -> Result<()> {
-        if let Some(encoder) = self.take_recording() {
-            self.inner.queue.submit(Some(encoder.finish()));
+        if self.recorder().foreign {
+            return Err(Error::InvalidArgument(
+                "hetconv is recording into the application's encoder (record_into): take it back                  with take_encoder and submit it before reading results or flushing"
+                    .into(),
+            ));
         }
-        self.after_submission()
+        let submitted = match self.take_recording() {
+            Some(encoder) => {
+                self.inner.queue.submit(Some(encoder.finish()));
+                true
+            }
+            None => false,
+        };
+        self.after_submission(submitted)
+    }
+
+    /// Whether hetconv is recording into the application's encoder (between
+    /// [`Context::record_into`] and [`Context::take_encoder`]); the tuner does not time
+    /// kernels then (timing submits).
+    pub fn records_into_application_encoder(&self) -> bool {
+        self.recorder().foreign
     }
 
     /// Ends the recording and hands its command buffer back instead of submitting it, so that
     /// an application submits hetconv's work with its own frame in one submission
     /// (`queue.submit([its_commands, hetconv_commands])`). None: nothing was recorded.
     ///
-    /// Submit it before hetconv records anything else (the next op, a read-back or a flush):
-    /// the buffers this recording released are handed out again from then on, and their next
-    /// contents are written at the next submission.
+    /// Submit it before hetconv records anything else (the next op, a read-back or a flush).
+    /// The buffers this recording released stay out of the pool until hetconv's next
+    /// submission, so that no upload reaches them before the handed-back work has run.
     pub fn finish(&self) -> Result<Option<wgpu::CommandBuffer>> {
         Ok(self.take_encoder()?.map(wgpu::CommandEncoder::finish))
     }
@@ -179,16 +201,27 @@ impl Context {
             pool.recording = true;
         }
         recorder.encoder = Some(encoder);
+        recorder.foreign = true;
         Ok(())
     }
 
     /// Hands back the encoder given to [`Context::record_into`], with hetconv's work recorded
     /// in it (or hetconv's own open encoder, if it was given none). Submit it before hetconv
-    /// records anything else, as with [`Context::finish`].
+    /// records anything else, as with [`Context::finish`]. The buffers the recording released
+    /// stay out of the pool until hetconv's next submission, so no upload can reach them before
+    /// the handed-back work has run.
     pub fn take_encoder(&self) -> Result<Option<wgpu::CommandEncoder>> {
         let encoder = self.take_recording();
-        self.after_submission()?;
-        Ok(encoder)
+        self.recorder().foreign = false;
+        let errors = self.take_uncaptured_errors();
+        if errors.is_empty() {
+            Ok(encoder)
+        } else {
+            Err(Error::Gpu {
+                op: "record",
+                message: errors.join("; "),
+            })
+        }
     }
 
     /// Drops every buffer the pool holds free, and the cached bind groups and uniform blocks
@@ -226,13 +259,14 @@ impl Context {
     }
 
     /// Hands the buffers released while recording back to the pool (dropping sizes no longer
-    /// used, with the bind groups that bind them) and reports wgpu's errors.
-    fn after_submission(&self) -> Result<()> {
+    /// used, with the bind groups that bind them, when something was `submitted`) and reports
+    /// wgpu's errors.
+    fn after_submission(&self, submitted: bool) -> Result<()> {
         let dropped = self
             .inner
             .pool
             .lock()
-            .map(|mut pool| pool.release_parked())
+            .map(|mut pool| pool.release_parked(submitted))
             .unwrap_or_default();
         if !dropped.is_empty() {
             self.recorder().forget_buffers(&dropped);

@@ -59,11 +59,18 @@ impl BufferPool {
         buffer
     }
 
-    /// Moves the parked buffers to the free lists (called right after a submission) and drops
-    /// the free buffers of sizes unused for [`KEEP_SUBMISSIONS`] submissions; returns the
-    /// buffers dropped (cached bind groups that bind them must go too).
-    pub fn release_parked(&mut self) -> Vec<wgpu::Buffer> {
+    /// Moves the parked buffers to the free lists (called right after a submission, or a flush
+    /// with nothing to submit) and, when something was `submitted`, drops the free buffers of
+    /// sizes unused for [`KEEP_SUBMISSIONS`] submissions; returns the buffers dropped (cached
+    /// bind groups that bind them must go too).
+    pub fn release_parked(&mut self, submitted: bool) -> Vec<wgpu::Buffer> {
         self.recording = false;
+        if !submitted {
+            for buffer in std::mem::take(&mut self.parked) {
+                self.give_back(buffer);
+            }
+            return Vec::new();
+        }
         self.submissions += 1;
         for buffer in std::mem::take(&mut self.parked) {
             self.give_back(buffer);

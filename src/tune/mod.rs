@@ -359,6 +359,11 @@ pub(crate) fn choose(
     let guess = heuristic(ctx.adapter_info().device_type, &kernels, problem);
     #[cfg(not(target_arch = "wasm32"))]
     if mode == TuneMode::Full && listed.len() > 1 {
+        // Timing submits: not while hetconv records into the application's encoder. The
+        // heuristic's choice serves, unremembered, so that a call outside it times the key.
+        if ctx.records_into_application_encoder() {
+            return Ok(guess);
+        }
         drop(tuner);
         let mut order = vec![guess];
         order.extend(listed.into_iter().filter(|v| *v != guess));

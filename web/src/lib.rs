@@ -107,8 +107,9 @@ fn settings(batch_size: usize, lr: f64, seed: u64, precision: hetconv::Precision
     }
 }
 
-/// The page's networks: `vgg16` (at `width_mult` of the paper's widths) or a small CIFAR ResNet
-/// (`resnet8`, `resnet20`: 16/32/64 channels, the images' own size), shaped for `data`.
+/// The page's networks: `vgg16` (at `width_mult` of the paper's widths) or a ResNet (`resnet8`,
+/// `resnet20`, ...: the CIFAR layout at the images' own size; the ImageNet layouts at least
+/// 32x32), shaped for `data`.
 fn architecture(
     model: &str,
     parts: usize,
@@ -123,19 +124,28 @@ fn architecture(
             config.classes = classes;
             Architecture::Vgg16(config)
         }
-        "resnet8" | "resnet20" => {
-            let depth = if model == "resnet8" { 8 } else { 20 };
+        name => {
+            // A ResNet of any depth: the page lists resnet8 and resnet20, and a loaded
+            // checkpoint adds its own to the list.
+            let depth = name
+                .strip_prefix("resnet")
+                .and_then(|d| d.parse().ok())
+                .ok_or_else(|| js_error(format!("{name:?} is not vgg16 or a resnet")))?;
+            let side = data.train.height.max(data.train.width);
+            let cifar = ResNetConfig::cifar(depth, parts);
+            let (base, image_size) = match cifar.layout() {
+                // The ImageNet layout needs 32x32 at least (the images are zero-padded).
+                Some(hetconv::nn::ResNetLayout::ImageNet) => {
+                    (ResNetConfig::imagenet(depth, parts), side.max(32))
+                }
+                _ => (cifar, side),
+            };
             Architecture::ResNet(ResNetConfig {
                 in_channels: channels,
                 classes,
-                image_size: data.train.height.max(data.train.width),
-                ..ResNetConfig::cifar(depth, parts)
+                image_size,
+                ..base
             })
-        }
-        other => {
-            return Err(js_error(format!(
-                "{other:?} is not one of the page's models: vgg16, resnet8, resnet20"
-            )));
         }
     };
     arch.validate().map_err(js_error)?;
