@@ -51,7 +51,7 @@ if ! "$venv/bin/python" -c "import onnxruntime, numpy" >/dev/null 2>&1; then
   if ! python3 -m venv "$venv" 2>/dev/null; then
     # Debian's own Python keeps venv in a package of its own.
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-      apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+      apt-get update -qq && apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
       python3 -m venv "$venv"
     else
       echo "deps: ERROR: 'python3 -m venv' failed: install Python 3 with venv (Debian: sudo apt-get install python3-venv), or run .ci/run as root" >&2
