@@ -99,7 +99,7 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// A file's content is not what its format requires.
+    /// A file's content is not what its format requires, at a byte offset.
     #[error("{path}: {message} (at byte {offset})")]
     Format {
         /// The file.
@@ -108,6 +108,29 @@ pub enum Error {
         offset: u64,
         /// What is wrong there.
         message: String,
+    },
+
+    /// A file as a whole is not what its use requires (no one byte is at fault: a network the
+    /// file does not describe, an image over the size limits).
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// A library could not decode a file (an image, a safetensors header, a gzip stream); its
+    /// error is kept as the source.
+    #[error("{path}: {what}: {source}")]
+    Decode {
+        /// The file.
+        path: PathBuf,
+        /// What was being decoded.
+        what: &'static str,
+        /// The decoder's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 
     /// Training produced a non-finite loss or non-finite weights.
@@ -137,6 +160,19 @@ pub enum Error {
 }
 
 impl Error {
+    /// This error as one about the file `path` (a checkpoint that does not fit the model it is
+    /// loaded into, say): an [`Error::InvalidArgument`] or [`Error::Shape`] becomes an
+    /// [`Error::File`] naming it; any other error is returned as it is.
+    pub fn in_file(self, path: &std::path::Path) -> Self {
+        match self {
+            Error::InvalidArgument(_) | Error::Shape { .. } => Error::File {
+                path: path.to_path_buf(),
+                message: self.to_string(),
+            },
+            other => other,
+        }
+    }
+
     /// Shorthand for a [`Error::Shape`] error.
     pub fn shape(op: &'static str, message: impl Into<String>) -> Self {
         Error::Shape {

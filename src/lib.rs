@@ -31,7 +31,9 @@ pub mod train;
 pub mod tune;
 
 pub use error::{Error, Result};
-pub use gpu::{Context, ContextOptions, ConvAlgorithm, KernelTime, LimitsChoice, Precision};
+pub use gpu::{
+    Context, ContextOptions, ConvAlgorithm, KernelSettings, KernelTime, LimitsChoice, Precision,
+};
 pub use model::{Architecture, Model};
 pub use tensor::Tensor;
 /// The wgpu version hetconv is built on, for applications that share their device.

@@ -534,3 +534,67 @@ fn pooled_memory_stays_bounded_at_changing_batch_sizes() {
     let (x, _, _, _) = image_batch(&ctx, 3, 1);
     assert_eq!(model.predict(&x).unwrap().shape(), [3, 10]);
 }
+
+/// Kernel settings belong to a handle: two handles on one device (as two models built from
+/// them would hold) run the same product with their own conv algorithm, while the device's
+/// buffers are shared (a tensor of one is an operand for the other) and the original handle's
+/// settings stay as they were.
+#[test]
+fn handles_with_their_own_settings_run_their_own_kernels() {
+    use hetconv::tune::Variant;
+    use hetconv::{ConvAlgorithm, KernelSettings, Precision};
+    let ctx = ctx();
+    let before = ctx.settings();
+    let tile = hetconv::kernels::gemm_core::TileShape::new(32, 32, 4, 4, 16);
+    let tiled = ctx.with_own_settings();
+    tiled.set_conv_algorithm(ConvAlgorithm::Fixed(Variant::gemm(tile)));
+    let direct = ctx.with_own_settings();
+    direct.set_conv_algorithm(ConvAlgorithm::Direct);
+    assert_eq!(ctx.settings(), before);
+    assert_eq!(
+        tiled.settings(),
+        KernelSettings {
+            conv_algorithm: ConvAlgorithm::Fixed(Variant::gemm(tile)),
+            ..before
+        }
+    );
+
+    let values = Rng::new(11).vec(5 * 7);
+    let want = to_f64(
+        &gemm::matmul(
+            &upload(&ctx, &[5, 7], &values),
+            Layout::AsIs,
+            &upload(&ctx, &[7, 5], &values),
+            Layout::AsIs,
+            None,
+        )
+        .unwrap()
+        .to_vec()
+        .unwrap(),
+    );
+    let ran = |handle: &hetconv::Context| {
+        // The second operand comes from the base handle: the device is the same.
+        let y = gemm::matmul(
+            &upload(handle, &[5, 7], &values),
+            Layout::AsIs,
+            &upload(&ctx, &[7, 5], &values),
+            Layout::AsIs,
+            None,
+        )
+        .unwrap();
+        assert_close(
+            "matmul on a handle",
+            &y.to_vec().unwrap(),
+            &want,
+            F32_KERNEL,
+        );
+        let choices = ctx.kernel_choices();
+        assert_eq!(choices.len(), 1, "{choices:?}");
+        choices[0].1.variant
+    };
+    assert_eq!(ran(&tiled), Variant::gemm(tile));
+    assert_eq!(ran(&direct), Variant::Direct);
+    assert_eq!(ran(&tiled), Variant::gemm(tile));
+    assert_eq!(ctx.settings(), before);
+    assert_eq!(direct.precision(), Precision::F32);
+}

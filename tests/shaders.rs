@@ -91,7 +91,8 @@ fn every_included_piece_is_used() {
 }
 
 /// Every kernel entry point's Rust description (`KernelSpec`) matches its WGSL, reflected with
-/// naga: binding 0 is the uniform block; every storage binding the entry point uses is listed
+/// naga: binding 0 is the uniform block, of the size of the Rust struct the kernel is
+/// dispatched with (a dispatch with a struct of another size is refused); every storage binding the entry point uses is listed
 /// with the access the WGSL declares (read-only vs read-write); every listed binding exists in
 /// the module with that access. A kernel bound with the wrong layout would otherwise fail only
 /// at pipeline creation on a device.
@@ -116,6 +117,8 @@ fn every_kernel_spec_matches_its_wgsl_bindings() {
             .position(|e| e.name == spec.entry)
             .unwrap_or_else(|| panic!("{label}: no such entry point"));
         let uses = info.get_entry_point(index);
+        let mut layouter = naga::proc::Layouter::default();
+        layouter.update(module.to_ctx()).unwrap();
         let declared = |binding: u32| {
             module.global_variables.iter().find(|(_, v)| {
                 v.binding
@@ -133,6 +136,10 @@ fn every_kernel_spec_matches_its_wgsl_bindings() {
             assert_eq!(binding.group, 0, "{label}: group {}", binding.group);
             if binding.binding == 0 {
                 assert_eq!(var.space, AddressSpace::Uniform, "{label}: binding 0");
+                assert_eq!(
+                    layouter[var.ty].size as usize, spec.params_size,
+                    "{label}: the WGSL uniform block's bytes vs the Rust struct's"
+                );
                 continue;
             }
             assert!(

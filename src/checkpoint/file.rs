@@ -7,12 +7,32 @@ use crate::error::{Error, Result};
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed to disk,
 /// then renamed over the target. A crash leaves either the old file or the new one; a failed
 /// write or rename removes its temporary file, and temporary files of the same target left by
-/// processes that no longer run (a crash, a kill) are removed first.
+/// processes that no longer run (a crash, a kill) are removed first. A symbolic link is
+/// followed (the file it points to is replaced, the link stays); a target that is not a regular
+/// file (a device such as `/dev/stdout`, a pipe) is written in place, never replaced; a folder
+/// is refused.
 pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let io = |e| Error::Io {
         path: path.to_path_buf(),
         source: e,
+    };
+    let path = match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => {
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::IsADirectory,
+                "is a folder; give a file name",
+            )));
+        }
+        Ok(meta) if !meta.is_file() => {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(io)?;
+            return file.write_all(bytes).and_then(|_| file.flush()).map_err(io);
+        }
+        Ok(_) => std::fs::canonicalize(path).map_err(io)?,
+        Err(_) => path.to_path_buf(),
     };
     let dir = path
         .parent()
@@ -25,13 +45,17 @@ pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
         .unwrap_or("checkpoint");
     let prefix = format!(".{name}.tmp-");
     remove_stale_temporaries(dir, &prefix);
-    let tmp = dir.join(format!("{prefix}{}", std::process::id()));
+    // Unique per process and write: threads of one process (contexts sharing a tune cache) may
+    // write the same target at once.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!("{prefix}{}-{n}", std::process::id()));
     let written = (|| {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, &path)
     })();
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -39,7 +63,7 @@ pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     written.map_err(io)
 }
 
-/// Removes `dir/PREFIX<pid>` files whose process is gone (Linux: no `/proc/<pid>`; elsewhere
+/// Removes `dir/PREFIX<pid>-<n>` files whose process is gone (Linux: no `/proc/<pid>`; elsewhere
 /// only those older than a day).
 fn remove_stale_temporaries(dir: &std::path::Path, prefix: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -50,6 +74,7 @@ fn remove_stale_temporaries(dir: &std::path::Path, prefix: &str) {
         let Some(pid) = file_name
             .to_str()
             .and_then(|n| n.strip_prefix(prefix))
+            .and_then(|rest| rest.split('-').next())
             .and_then(|p| p.parse::<u32>().ok())
         else {
             continue;

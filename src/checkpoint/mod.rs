@@ -271,7 +271,7 @@ impl Checkpoint {
                 .map(|(_, s)| s.iter().product::<usize>());
             if want != Some(momentum.len()) {
                 return Err(Error::InvalidArgument(format!(
-                    "the checkpoint's momentum of {name} has {} values; the model's parameter {}",
+                    "the checkpoint's {MOMENTUM_PREFIX}{name} has {} values; the model's parameter {}",
                     momentum.len(),
                     want.map_or("does not exist".to_string(), |n| format!("has {n}"))
                 )));

@@ -83,16 +83,25 @@ impl Checkpoint {
     /// Parses safetensors bytes; `source` names the file in errors. Without hetconv metadata the
     /// config is inferred from the tensor shapes (a PyTorch export).
     pub fn from_bytes(bytes: &[u8], source: &str) -> Result<Self> {
-        let bad = |message: String| Error::Format {
+        let bad = |message: String| Error::File {
             path: source.into(),
-            offset: 0,
             message,
         };
-        let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
-            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+        // A tensor's problem is reported at the byte where its bad value (or its data) starts.
+        let at = |data: &[u8], index: usize, message: String| Error::Format {
+            path: source.into(),
+            offset: (data.as_ptr() as usize - bytes.as_ptr() as usize + index) as u64,
+            message,
+        };
+        let not_safetensors = |e: safetensors::SafeTensorError| Error::Decode {
+            path: source.into(),
+            what: "not a safetensors file",
+            source: Box::new(e),
+        };
+        let (_, header) =
+            safetensors::SafeTensors::read_metadata(bytes).map_err(not_safetensors)?;
         let metadata = header.metadata().clone().unwrap_or_default();
-        let file = safetensors::SafeTensors::deserialize(bytes)
-            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+        let file = safetensors::SafeTensors::deserialize(bytes).map_err(not_safetensors)?;
         let mut tensors = HashMap::new();
         let mut shapes = HashMap::new();
         let mut momentum = HashMap::new();
@@ -122,23 +131,36 @@ impl Checkpoint {
                     .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
                     .collect(),
                 other => {
-                    return Err(bad(format!(
-                        "tensor {name} has dtype {other:?}; F32, F64, F16 or BF16 expected"
-                    )));
+                    return Err(at(
+                        view.data(),
+                        0,
+                        format!(
+                            "tensor {name} has dtype {other:?}; F32, F64, F16 or BF16 expected"
+                        ),
+                    ));
                 }
             };
+            let value_at = |i: usize| i * view.dtype().bitsize() / 8;
             if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-                return Err(bad(format!(
-                    "tensor {name}: value {i} is {}; a checkpoint holds finite numbers",
-                    values[i]
-                )));
+                return Err(at(
+                    view.data(),
+                    value_at(i),
+                    format!(
+                        "tensor {name}: value {i} is {}; a checkpoint holds finite numbers",
+                        values[i]
+                    ),
+                ));
             }
             if name.ends_with(".running_var") {
                 if let Some(i) = values.iter().position(|v| *v < 0.0) {
-                    return Err(bad(format!(
-                        "tensor {name}: value {i} is {}; a variance is never negative",
-                        values[i]
-                    )));
+                    return Err(at(
+                        view.data(),
+                        value_at(i),
+                        format!(
+                            "tensor {name}: value {i} is {}; a variance is never negative",
+                            values[i]
+                        ),
+                    ));
                 }
             }
             if let Some(param) = name.strip_prefix(MOMENTUM_PREFIX) {

@@ -105,6 +105,15 @@ pub enum ModelName {
     ResNet(usize),
 }
 
+impl std::fmt::Display for ModelName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ModelName::Vgg16 => f.write_str("vgg16"),
+            ModelName::ResNet(depth) => write!(f, "resnet{depth}"),
+        }
+    }
+}
+
 /// An input normalisation: `imagenet` or MEANS/STDS (checked against the model's channels
 /// when the model is built).
 pub fn normalize(s: &str) -> Result<hetconv::data::Normalize, String> {

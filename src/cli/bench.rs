@@ -242,6 +242,9 @@ fn architecture(args: &BenchArgs, parts: usize) -> Result<Architecture> {
 
 /// Runs the command.
 pub fn run(ctx: &Context, args: BenchArgs) -> Result<()> {
+    for ext in ["md", "json"] {
+        super::check_writable(&args.out.with_extension(ext))?;
+    }
     let info = ctx.adapter_info().clone();
     let modes: Vec<ConvMode> = if args.unfused {
         vec![ConvMode::Fused, ConvMode::Unfused]

@@ -47,7 +47,9 @@ pub struct EvalArgs {
 pub fn run(ctx: &Context, args: EvalArgs) -> Result<()> {
     let mut ckpt = checkpoint::load(&args.weights)?;
     super::normalize_checkpoint(&mut ckpt, args.normalize.as_ref(), &args.weights)?;
-    let model = ckpt.build_model(ctx, ConvMode::Fused)?;
+    let model = ckpt
+        .build_model(ctx, ConvMode::Fused)
+        .map_err(|e| e.in_file(&args.weights))?;
     let splits = args.data.load(Some(model.input().size))?;
     let data = match args.split {
         Split::Test => splits.test,

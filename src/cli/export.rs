@@ -50,6 +50,7 @@ fn parse_dtype(s: &str) -> std::result::Result<StoredDtype, String> {
 
 /// Runs the command.
 pub fn run(args: ExportArgs) -> Result<()> {
+    super::check_writable(&args.output)?;
     let onnx = args.output.extension().is_some_and(|e| e == "onnx");
     let format = args.format.unwrap_or(if onnx {
         ExportFormat::Onnx

@@ -191,3 +191,31 @@ fn check_class_names(
         _ => Ok(()),
     }
 }
+
+/// Checks, before any work, that `path` can be written: its folder is made if missing and a
+/// file can be opened there (an existing file is opened for appending, never truncated; a new
+/// one is removed again). A folder is refused. The error names the path.
+fn check_writable(path: &std::path::Path) -> Result<()> {
+    let io = |source| hetconv::Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Err(io(std::io::Error::new(
+            std::io::ErrorKind::IsADirectory,
+            "is a folder; give a file name",
+        ))),
+        Ok(_) => std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map(drop)
+            .map_err(io),
+        Err(_) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(io)?;
+            }
+            std::fs::File::create_new(path).map_err(io)?;
+            std::fs::remove_file(path).map_err(io)
+        }
+    }
+}

@@ -53,9 +53,14 @@ struct Prediction {
 
 /// Runs the command.
 pub fn run(ctx: &Context, args: PredictArgs) -> Result<()> {
+    if let Some(output) = &args.output {
+        super::check_writable(output)?;
+    }
     let mut ckpt = checkpoint::load(&args.weights)?;
     super::normalize_checkpoint(&mut ckpt, args.normalize.as_ref(), &args.weights)?;
-    let model = ckpt.build_model(ctx, ConvMode::Fused)?;
+    let model = ckpt
+        .build_model(ctx, ConvMode::Fused)
+        .map_err(|e| e.in_file(&args.weights))?;
     let (input, classes) = (model.input(), model.classes());
     let per_image = input.channels * input.size * input.size;
     // (name, pixels, label)

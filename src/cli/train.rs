@@ -252,7 +252,31 @@ impl TrainArgs {
             }
         }
         .map(|arch| arch.with_normalize(self.normalize.clone()))
-        .and_then(|arch| arch.validate().map(|()| arch))
+        .and_then(|arch| {
+            arch.validate()
+                .map_err(|e| Error::InvalidArgument(format!("{}: {e}", self.shape_flags())))?;
+            Ok(arch)
+        })
+    }
+
+    /// The flags that shape a new run's network, as given (or `--part 4`, the default), for
+    /// an error about the network they describe.
+    fn shape_flags(&self) -> String {
+        let list = |v: &[usize]| v.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
+        let mut flags = vec![format!("--part {}", self.part.unwrap_or(4))];
+        if let Some(model) = &self.model {
+            flags.insert(0, format!("--model {model}"));
+        }
+        if let Some(widths) = &self.widths {
+            flags.push(format!("--widths {}", list(widths)));
+        }
+        if let Some(mult) = self.width_mult {
+            flags.push(format!("--width-mult {mult}"));
+        }
+        if let Some(n) = &self.normalize {
+            flags.push(format!("--normalize {n}"));
+        }
+        flags.join(" ")
     }
 
     /// The VGG of a new run; a P larger than a scaled width is refused (the widths would be
@@ -590,7 +614,11 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
         if args.max_steps.is_some() {
             settings.max_steps = args.max_steps;
         }
-        (ckpt.build_model(ctx, mode)?, settings, saved.progress)
+        (
+            ckpt.build_model(ctx, mode).map_err(|e| e.in_file(&path))?,
+            settings,
+            saved.progress,
+        )
     } else if let Some((path, ckpt)) = &init {
         check_shape_flags(&args, ckpt, "--init", path)?;
         if ckpt.folded > 0 {
@@ -606,7 +634,7 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
             ConvMode::Fused
         };
         (
-            ckpt.build_model(ctx, mode)?,
+            ckpt.build_model(ctx, mode).map_err(|e| e.in_file(path))?,
             args.settings(args.data.reads_image_folder()),
             Progress::default(),
         )
@@ -675,6 +703,7 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
         .save
         .clone()
         .unwrap_or_else(|| out.join("checkpoint.safetensors"));
+    super::check_writable(&save_path)?;
     let resume_step = args.resume.as_ref().map(|_| trainer.progress().step);
     let mut metrics = Metrics::open(&out, resume_step)?;
     let interrupted = Arc::new(AtomicBool::new(false));

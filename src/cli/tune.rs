@@ -30,6 +30,11 @@ pub struct TuneArgs {
 
 /// Runs the command.
 pub fn run(ctx: &Context, args: TuneArgs) -> Result<()> {
+    if let Some(out) = &args.out {
+        for ext in ["md", "json"] {
+            super::check_writable(&out.with_extension(ext))?;
+        }
+    }
     if ctx.tune_mode() != TuneMode::Full {
         eprintln!(
             "tune: tuning mode was {}, full for this command",

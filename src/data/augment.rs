@@ -192,6 +192,17 @@ impl Normalize {
     }
 }
 
+/// As `--normalize` takes it: `imagenet`, or MEANS/STDS.
+impl std::fmt::Display for Normalize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if *self == Self::imagenet() {
+            return f.write_str("imagenet");
+        }
+        let list = |v: &[f32]| v.iter().map(f32::to_string).collect::<Vec<_>>().join(",");
+        write!(f, "{}/{}", list(&self.mean), list(&self.std))
+    }
+}
+
 impl std::str::FromStr for Normalize {
     type Err = String;
 
@@ -208,10 +219,13 @@ impl std::str::FromStr for Normalize {
                 .map(|v| v.trim().parse::<f32>().map_err(|_| bad()))
                 .collect()
         };
-        Ok(Self {
+        let normalize = Self {
             mean: list(mean)?,
             std: list(std)?,
-        })
+        };
+        // Every check but the channel count, which the data decides.
+        normalize.check(normalize.mean.len().max(normalize.std.len()))?;
+        Ok(normalize)
     }
 }
 

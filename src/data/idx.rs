@@ -14,13 +14,31 @@ fn format_error(source: &str, offset: usize, message: String) -> Error {
     }
 }
 
+/// The most bytes a gzipped IDX file may inflate to (Fashion-MNIST's training images take 47
+/// MB): a corrupt or hostile stream is refused instead of filling the memory.
+pub const MAX_INFLATED_BYTES: u64 = 1 << 30;
+
 /// Un-gzips `bytes` if they start with the gzip magic.
 pub fn maybe_gunzip(bytes: &[u8], source: &str) -> Result<Vec<u8>> {
     if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(bytes)
+            .take(MAX_INFLATED_BYTES + 1)
             .read_to_end(&mut out)
-            .map_err(|e| format_error(source, 0, format!("bad gzip stream: {e}")))?;
+            .map_err(|e| Error::Decode {
+                path: source.into(),
+                what: "bad gzip stream",
+                source: Box::new(e),
+            })?;
+        if out.len() as u64 > MAX_INFLATED_BYTES {
+            return Err(Error::File {
+                path: source.into(),
+                message: format!(
+                    "gzip stream inflates to more than {} MiB",
+                    MAX_INFLATED_BYTES >> 20
+                ),
+            });
+        }
         Ok(out)
     } else {
         Ok(bytes.to_vec())

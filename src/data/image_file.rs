@@ -14,33 +14,83 @@ pub const MAX_SIDE: u32 = 16_384;
 /// The most memory the decoder may allocate for one image.
 pub const MAX_DECODE_BYTES: u64 = 512 << 20;
 
+/// How large an image the decoder accepts: a few hundred bytes of JPEG header may promise
+/// 16,384 x 16,384 pixels, so the limits, not the file size, bound the work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// The largest side, in pixels.
+    pub max_side: u32,
+    /// The most memory the decoder may allocate.
+    pub max_bytes: u64,
+}
+
+impl Default for DecodeLimits {
+    /// [`MAX_SIDE`] and [`MAX_DECODE_BYTES`]: what `predict` and the image folders use.
+    fn default() -> Self {
+        Self {
+            max_side: MAX_SIDE,
+            max_bytes: MAX_DECODE_BYTES,
+        }
+    }
+}
+
 /// Decodes `path` (PNG or JPEG, recognised by content) under the size limits; the error names
 /// the file and what is wrong.
 pub fn decode(path: &Path) -> Result<image::DynamicImage> {
-    let bad = |message: String| Error::Format {
-        path: path.into(),
-        offset: 0,
-        message,
-    };
     let io = |e| Error::Io {
         path: path.into(),
         source: e,
     };
-    let mut reader = image::ImageReader::open(path)
+    let reader = image::ImageReader::open(path)
         .map_err(io)?
         .with_guessed_format()
         .map_err(io)?;
+    decode_with_limits(reader, path, DecodeLimits::default())
+}
+
+/// Decodes an image file's bytes (PNG or JPEG, recognised by content) under `limits`, as
+/// [`decode`] decodes a file under the default ones; `path` names it in errors.
+pub fn decode_bytes(
+    bytes: &[u8],
+    path: &Path,
+    limits: DecodeLimits,
+) -> Result<image::DynamicImage> {
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| Error::Io {
+            path: path.into(),
+            source: e,
+        })?;
+    decode_with_limits(reader, path, limits)
+}
+
+fn decode_with_limits<R: std::io::BufRead + std::io::Seek>(
+    mut reader: image::ImageReader<R>,
+    path: &Path,
+    DecodeLimits {
+        max_side,
+        max_bytes,
+    }: DecodeLimits,
+) -> Result<image::DynamicImage> {
+    let bad = |message: String| Error::File {
+        path: path.into(),
+        message,
+    };
     let mut limits = image::Limits::default();
-    limits.max_image_width = Some(MAX_SIDE);
-    limits.max_image_height = Some(MAX_SIDE);
-    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    limits.max_image_width = Some(max_side);
+    limits.max_image_height = Some(max_side);
+    limits.max_alloc = Some(max_bytes);
     reader.limits(limits);
     let image = reader.decode().map_err(|e| match e {
         image::ImageError::Limits(l) => bad(format!(
-            "image over the decoding limits ({MAX_SIDE} pixels a side, {} MiB): {l}",
-            MAX_DECODE_BYTES >> 20
+            "image over the decoding limits ({max_side} pixels a side, {} MiB): {l}",
+            max_bytes >> 20
         )),
-        other => bad(format!("cannot decode image: {other}")),
+        other => Error::Decode {
+            path: path.into(),
+            what: "cannot decode the image",
+            source: Box::new(other),
+        },
     })?;
     if image.width() == 0 || image.height() == 0 {
         return Err(bad("image has no pixels".into()));

@@ -126,9 +126,28 @@ pub struct ContextOptions {
 }
 
 /// A GPU device with everything hetconv keeps per device. Cheap to clone (shared handle).
+///
+/// The kernel settings (conv algorithm, precision, tuning mode) belong to a handle and its
+/// clones, not to the device: [`Context::with_own_settings`] gives a handle on the same device,
+/// buffers, pipelines and tune cache whose settings change apart from the others. A model keeps
+/// the handle it was built with (its tensors carry it, and every op runs with the settings of
+/// the handle of its inputs), so two models on one device can use different settings, and a
+/// call can use its own: `model.context().with_own_settings()`, or build the model from one.
 #[derive(Clone)]
 pub struct Context {
     pub(crate) inner: Arc<ContextInner>,
+    settings: Arc<std::sync::Mutex<KernelSettings>>,
+}
+
+/// The kernel settings of a [`Context`] handle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelSettings {
+    /// How convolutions are computed.
+    pub conv_algorithm: ConvAlgorithm,
+    /// The precision of the conv family's and the linear layer's products.
+    pub precision: Precision,
+    /// How much the tuner may do for this handle's work.
+    pub tune: TuneMode,
 }
 
 pub(crate) struct ContextInner {
@@ -139,8 +158,6 @@ pub(crate) struct ContextInner {
     pub(crate) pipelines: Mutex<PipelineCache>,
     pub(crate) pool: Arc<Mutex<BufferPool>>,
     pub(crate) recorder: Mutex<Recorder>,
-    pub(crate) conv_algorithm: Mutex<ConvAlgorithm>,
-    pub(crate) precision: Mutex<Precision>,
     pub(crate) conv_min_invocations: std::sync::atomic::AtomicU64,
     pub(crate) tuner: Mutex<Tuner>,
     /// The adapter's cooperative-matrix configurations (empty unless the device has the
@@ -209,14 +226,10 @@ impl Context {
         let sink = uncaptured.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
             log::error!("wgpu: {e}");
-            if let Ok(mut errors) = sink.lock() {
-                errors.push(e.to_string());
-            }
+            super::lock(&sink).push(e.to_string());
         }));
         let ctx = Self::assemble(device, queue, info, uncaptured, cooperative);
-        if let Ok(mut cache) = ctx.inner.pipelines.lock() {
-            cache.checked_shaders = options.checked_shaders;
-        }
+        super::lock(&ctx.inner.pipelines).checked_shaders = options.checked_shaders;
         let tune = match options.tune {
             Some(mode) => mode,
             None => TuneMode::from_env()?.unwrap_or(ctx.tune_mode()),
@@ -306,15 +319,46 @@ impl Context {
                 pipelines: Mutex::new(PipelineCache::default()),
                 pool: Arc::new(Mutex::new(BufferPool::default())),
                 recorder: Mutex::new(Recorder::default()),
-                conv_algorithm: Mutex::new(ConvAlgorithm::Auto),
-                precision: Mutex::new(Precision::F32),
                 conv_min_invocations: std::sync::atomic::AtomicU64::new(min_invocations),
-                tuner: Mutex::new(Tuner::new(tune, None)),
+                tuner: Mutex::new(Tuner::new(None)),
                 cooperative,
                 features,
                 uncaptured,
             }),
+            settings: Arc::new(Mutex::new(KernelSettings {
+                conv_algorithm: ConvAlgorithm::Auto,
+                precision: Precision::F32,
+                tune,
+            })),
         }
+    }
+
+    /// A handle on the same device (buffers, pipelines, tune cache shared; tensors of either
+    /// work with the other) whose kernel settings start as this one's and change apart from
+    /// it: for a model, or a call, with a conv algorithm, precision or tuning mode of its own.
+    pub fn with_own_settings(&self) -> Context {
+        Context {
+            inner: self.inner.clone(),
+            settings: Arc::new(Mutex::new(self.settings())),
+        }
+    }
+
+    /// This handle's kernel settings.
+    pub fn settings(&self) -> KernelSettings {
+        *super::lock(&self.settings)
+    }
+
+    /// Sets all of this handle's kernel settings (mixed precision is refused, as by
+    /// [`Context::set_precision`], where the device lacks f16).
+    pub fn set_settings(&self, settings: KernelSettings) -> Result<()> {
+        self.set_precision(settings.precision)?;
+        self.set_conv_algorithm(settings.conv_algorithm);
+        self.set_tune_mode(settings.tune);
+        Ok(())
+    }
+
+    pub(crate) fn settings_mut(&self) -> std::sync::MutexGuard<'_, KernelSettings> {
+        super::lock(&self.settings)
     }
 
     /// The wgpu device.
@@ -356,25 +400,20 @@ impl Context {
             .min(self.inner.limits.max_buffer_size)
     }
 
-    /// How convolutions are computed now.
+    /// How this handle's convolutions are computed now.
     pub fn conv_algorithm(&self) -> ConvAlgorithm {
-        self.inner
-            .conv_algorithm
-            .lock()
-            .map(|a| *a)
-            .unwrap_or_default()
+        self.settings().conv_algorithm
     }
 
-    /// How convolutions are computed from now on.
+    /// How this handle's convolutions are computed from now on (see
+    /// [`Context::with_own_settings`] for one model or call).
     pub fn set_conv_algorithm(&self, algorithm: ConvAlgorithm) {
-        if let Ok(mut a) = self.inner.conv_algorithm.lock() {
-            *a = algorithm;
-        }
+        self.settings_mut().conv_algorithm = algorithm;
     }
 
-    /// The precision of the products now.
+    /// The precision of this handle's products now.
     pub fn precision(&self) -> Precision {
-        self.inner.precision.lock().map(|p| *p).unwrap_or_default()
+        self.settings().precision
     }
 
     /// The precision of the products from now on. Mixed precision needs f16 (`shader-f16`)
@@ -387,9 +426,7 @@ impl Context {
                 adapter: self.adapter_info().name.clone(),
             });
         }
-        if let Ok(mut p) = self.inner.precision.lock() {
-            *p = precision;
-        }
+        self.settings_mut().precision = precision;
         Ok(())
     }
 
@@ -409,11 +446,7 @@ impl Context {
 
     /// Returns (and forgets) the wgpu errors reported outside error scopes since the last call.
     pub(crate) fn take_uncaptured_errors(&self) -> Vec<String> {
-        self.inner
-            .uncaptured
-            .lock()
-            .map(|mut e| std::mem::take(&mut *e))
-            .unwrap_or_default()
+        std::mem::take(&mut *super::lock(&self.inner.uncaptured))
     }
 }
 
@@ -505,6 +538,6 @@ fn clamp_to_adapter(wanted: wgpu::Limits, adapter: &wgpu::Limits) -> wgpu::Limit
 impl Context {
     /// How many tensor buffers the pool has created so far (a repeated step should add none).
     pub fn buffers_created(&self) -> u64 {
-        self.inner.pool.lock().map(|p| p.created).unwrap_or(0)
+        super::lock(&self.inner.pool).created
     }
 }

@@ -24,7 +24,7 @@ pub(crate) struct Recorder {
     pub(super) pass: Option<wgpu::ComputePass<'static>>,
     encoder: Option<wgpu::CommandEncoder>,
     /// Uniform parameter blocks, cached by content: shapes repeat every step.
-    uniforms: HashMap<Vec<u32>, wgpu::Buffer>,
+    uniforms: HashMap<Vec<u8>, wgpu::Buffer>,
     /// Bind groups, cached by what they bind: the pool hands a repeated step of fixed shapes
     /// the buffers it had before, so from its second run on a step builds no bind group.
     bind_groups: HashMap<BindGroupKey, wgpu::BindGroup>,
@@ -60,9 +60,7 @@ impl Recorder {
     }
 
     fn new_encoder(ctx: &Context) -> wgpu::CommandEncoder {
-        if let Ok(mut pool) = ctx.inner.pool.lock() {
-            pool.recording = true;
-        }
+        super::lock(&ctx.inner.pool).recording = true;
         ctx.inner
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -129,22 +127,14 @@ impl Context {
         f(recorder.encoder(self))
     }
 
-    /// The recorder, locked (a poisoned lock is taken over: the recorder holds no invariant a
-    /// panic could break halfway).
+    /// The recorder, locked (a poisoned lock is taken over, see [`super::lock`]).
     pub(crate) fn recorder(&self) -> std::sync::MutexGuard<'_, Recorder> {
-        self.inner
-            .recorder
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        super::lock(&self.inner.recorder)
     }
 
     /// Whether commands are recorded but not yet submitted.
     pub fn is_recording(&self) -> bool {
-        self.inner
-            .recorder
-            .lock()
-            .map(|r| r.encoder.is_some())
-            .unwrap_or(false)
+        self.recorder().encoder.is_some()
     }
 
     /// Submits everything recorded so far as one command buffer. Refused while hetconv records
@@ -197,9 +187,7 @@ impl Context {
                     .into(),
             ));
         }
-        if let Ok(mut pool) = self.inner.pool.lock() {
-            pool.recording = true;
-        }
+        super::lock(&self.inner.pool).recording = true;
         recorder.encoder = Some(encoder);
         recorder.foreign = true;
         Ok(())
@@ -228,10 +216,7 @@ impl Context {
     /// (an application can call it after inference at a size it will not see again; the pool
     /// also drops sizes unused for [`crate::gpu::KEEP_SUBMISSIONS`] submissions on its own).
     pub fn trim(&self) {
-        let dropped = match self.inner.pool.lock() {
-            Ok(mut pool) => pool.drop_free(),
-            Err(_) => return,
-        };
+        let dropped = super::lock(&self.inner.pool).drop_free();
         let mut recorder = self.recorder();
         recorder.forget_buffers(&dropped);
         recorder.uniforms.clear();
@@ -240,7 +225,7 @@ impl Context {
 
     /// Bytes of the buffers the pool holds for reuse (free, or waiting for a submission).
     pub fn pooled_bytes(&self) -> u64 {
-        self.inner.pool.lock().map(|p| p.held_bytes()).unwrap_or(0)
+        super::lock(&self.inner.pool).held_bytes()
     }
 
     /// Ends the open pass and takes the encoder (its profile's timestamps resolved), counted
@@ -262,12 +247,7 @@ impl Context {
     /// used, with the bind groups that bind them, when something was `submitted`) and reports
     /// wgpu's errors.
     fn after_submission(&self, submitted: bool) -> Result<()> {
-        let dropped = self
-            .inner
-            .pool
-            .lock()
-            .map(|mut pool| pool.release_parked(submitted))
-            .unwrap_or_default();
+        let dropped = super::lock(&self.inner.pool).release_parked(submitted);
         if !dropped.is_empty() {
             self.recorder().forget_buffers(&dropped);
         }
@@ -320,22 +300,18 @@ impl Context {
 
     /// Dispatch and submission counts so far.
     pub fn record_stats(&self) -> RecordStats {
-        self.inner
-            .recorder
-            .lock()
-            .map(|r| r.stats)
-            .unwrap_or_default()
+        self.recorder().stats
     }
 
     /// Records one dispatch of `spec` over `threads` invocations (rounded up to whole
     /// workgroups; the shader bounds-checks against its own parameters). Workgroups are laid out
     /// in two dimensions when one would exceed the device's per-dimension limit; shaders
     /// linearise `workgroup_id.x + workgroup_id.y * num_workgroups.x`.
-    pub(crate) fn dispatch(
+    pub(crate) fn dispatch<P: bytemuck::Pod>(
         &self,
         spec: &KernelSpec,
         constants: &[(&'static str, f64)],
-        params: &[u32],
+        params: &P,
         buffers: &[&Tensor],
         threads: u64,
     ) -> Result<()> {
@@ -352,12 +328,12 @@ impl Context {
 
     /// Like [`Context::dispatch`] with an explicit workgroup size (the override constant `WG`)
     /// and count of workgroups.
-    pub(crate) fn dispatch_workgroups(
+    pub(crate) fn dispatch_workgroups<P: bytemuck::Pod>(
         &self,
         spec: &KernelSpec,
         workgroup_size: u32,
         constants: &[(&'static str, f64)],
-        params: &[u32],
+        params: &P,
         buffers: &[&Tensor],
         workgroups: u64,
     ) -> Result<()> {
@@ -377,16 +353,50 @@ impl Context {
     /// while profiling or for an error, never on the plain dispatch path. A kernel whose
     /// module needs a feature the device lacks is refused with [`Error::Unsupported`].
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn dispatch_labelled(
+    pub(crate) fn dispatch_labelled<P: bytemuck::Pod>(
         &self,
         label: &dyn Fn() -> String,
         spec: &KernelSpec,
         workgroup_size: u32,
         constants: &[(&'static str, f64)],
-        params: &[u32],
+        params: &P,
         buffers: &[&Tensor],
         workgroups: u64,
     ) -> Result<()> {
+        self.dispatch_bytes(
+            label,
+            spec,
+            workgroup_size,
+            constants,
+            bytemuck::bytes_of(params),
+            buffers,
+            workgroups,
+        )
+    }
+
+    /// [`Context::dispatch_labelled`] with the parameter block as bytes.
+    #[allow(clippy::too_many_arguments)]
+    fn dispatch_bytes(
+        &self,
+        label: &dyn Fn() -> String,
+        spec: &KernelSpec,
+        workgroup_size: u32,
+        constants: &[(&'static str, f64)],
+        params: &[u8],
+        buffers: &[&Tensor],
+        workgroups: u64,
+    ) -> Result<()> {
+        if params.len() != spec.params_size {
+            return Err(Error::Gpu {
+                op: spec.entry,
+                message: format!(
+                    "{}: a parameter block of {} bytes, the kernel's takes {}",
+                    label(),
+                    params.len(),
+                    spec.params_size
+                ),
+            });
+        }
         let missing = spec.shader.needs - self.features();
         if !missing.is_empty() {
             return Err(Error::Unsupported {
@@ -425,11 +435,7 @@ impl Context {
         }
         let (x, y) = self.workgroup_grid(spec.entry, workgroups)?;
         let cached = {
-            let mut cache = self
-                .inner
-                .pipelines
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut cache = super::lock(&self.inner.pipelines);
             cache.get(&self.inner.device, spec, workgroup_size, constants)?
         };
         let mut recorder = self.recorder();
@@ -513,9 +519,9 @@ impl Context {
 impl Recorder {
     /// A uniform buffer holding `params` (padded to 16 bytes), shared by every dispatch with the
     /// same parameters.
-    fn uniform_block(&mut self, ctx: &Context, params: &[u32]) -> wgpu::Buffer {
+    fn uniform_block(&mut self, ctx: &Context, params: &[u8]) -> wgpu::Buffer {
         let mut padded = params.to_vec();
-        padded.resize(params.len().div_ceil(4).max(1) * 4, 0);
+        padded.resize(params.len().div_ceil(16).max(1) * 16, 0);
         if let Some(found) = self.uniforms.get(&padded) {
             return found.clone();
         }
@@ -526,13 +532,11 @@ impl Recorder {
         }
         let buffer = ctx.inner.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("hetconv params"),
-            size: (padded.len() * 4) as u64,
+            size: padded.len() as u64,
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        ctx.inner
-            .queue
-            .write_buffer(&buffer, 0, bytemuck::cast_slice(&padded));
+        ctx.inner.queue.write_buffer(&buffer, 0, &padded);
         self.uniforms.insert(padded, buffer.clone());
         buffer
     }
@@ -583,5 +587,35 @@ impl Context {
                 message: e.to_string(),
             })?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Context, Tensor};
+
+    /// After a panic poisoned the pool's lock, a buffer released while its work is still only
+    /// recorded is parked, not handed to the next upload: the recorded ReLU still reads its own
+    /// input, not the later upload that would otherwise land in the same buffer first.
+    #[test]
+    fn a_poisoned_pool_lock_still_parks_released_buffers() {
+        let ctx = Context::new_blocking().expect("a GPU adapter (lavapipe in CI)");
+        let poisoner = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let _held = ctx.inner.pool.lock();
+                    panic!("poisoning the pool lock on purpose");
+                })
+                .join()
+        });
+        assert!(poisoner.is_err() && ctx.inner.pool.is_poisoned());
+
+        let x = Tensor::from_slice(&ctx, &[4], &[-1.0, 2.0, -3.0, 4.0]).unwrap();
+        let y = crate::kernels::elementwise::relu(&x).unwrap();
+        assert!(ctx.is_recording());
+        drop(x);
+        let later = Tensor::from_slice(&ctx, &[4], &[9.0, 9.0, 9.0, 9.0]).unwrap();
+        assert_eq!(y.to_vec().unwrap(), [0.0, 2.0, 0.0, 4.0]);
+        assert_eq!(later.to_vec().unwrap(), [9.0; 4]);
     }
 }

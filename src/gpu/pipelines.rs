@@ -25,9 +25,11 @@ pub enum Access {
     ReadWrite,
 }
 
-/// A kernel entry point: binding 0 is always the uniform parameter block; `bindings` lists the
-/// storage bindings the entry point uses, as (binding number, access), in the order tensors are
-/// passed to a dispatch. The access must match the WGSL declaration.
+/// A kernel entry point: binding 0 is always the uniform parameter block, a `#[repr(C)]`
+/// bytemuck struct on the Rust side of `params_size` bytes (a dispatch with another size is
+/// refused); `bindings` lists the storage bindings the entry point uses, as (binding number,
+/// access), in the order tensors are passed to a dispatch. The access and the size must match
+/// the WGSL declarations (`tests/shaders.rs` checks both by reflection).
 #[derive(Debug)]
 pub struct KernelSpec {
     /// The WGSL file.
@@ -38,6 +40,8 @@ pub struct KernelSpec {
     pub bindings: &'static [(u32, Access)],
     /// Default invocations per workgroup (passed to the shader as the override constant `WG`).
     pub workgroup_size: u32,
+    /// Bytes of the uniform parameter block (`size_of` of its Rust struct).
+    pub params_size: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

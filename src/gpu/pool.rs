@@ -175,9 +175,7 @@ impl PooledBuffer {
 impl Drop for PooledBuffer {
     fn drop(&mut self) {
         if let (Some(buffer), Some(pool)) = (self.buffer.take(), self.pool.upgrade()) {
-            if let Ok(mut pool) = pool.lock() {
-                pool.give_back(buffer);
-            }
+            super::lock(&pool).give_back(buffer);
         }
     }
 }

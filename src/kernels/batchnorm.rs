@@ -7,6 +7,34 @@ use crate::tensor::Tensor;
 
 use Access::{Read, ReadWrite};
 
+/// The uniform block of `shaders/batchnorm.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct BatchNormParams {
+    batch: u32,
+    channels: u32,
+    plane: u32,
+    eps: f32,
+    momentum: f32,
+    /// normalize: 1 = eval mode, read the running estimates.
+    from_running: u32,
+    /// normalize: apply ReLU to the output; backward_reduce: the forward pass did, mask dy.
+    relu: u32,
+    /// backward_reduce: where dbeta starts in `out` (after dgamma).
+    dbeta_offset: u32,
+}
+
+/// The uniform block of `shaders/batchnorm_grad.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct BatchNormGradParams {
+    batch: u32,
+    channels: u32,
+    plane: u32,
+    relu: u32,
+    dbeta_offset: u32,
+}
+
 static STATS: KernelSpec = KernelSpec {
     shader: &shaders::BATCHNORM,
     entry: "stats",
@@ -18,6 +46,7 @@ static STATS: KernelSpec = KernelSpec {
         (8, ReadWrite),
     ],
     workgroup_size: 64,
+    params_size: size_of::<BatchNormParams>(),
 };
 
 static NORMALIZE: KernelSpec = KernelSpec {
@@ -32,6 +61,7 @@ static NORMALIZE: KernelSpec = KernelSpec {
         (7, ReadWrite),
     ],
     workgroup_size: 64,
+    params_size: size_of::<BatchNormParams>(),
 };
 
 static BACKWARD_REDUCE: KernelSpec = KernelSpec {
@@ -47,6 +77,7 @@ static BACKWARD_REDUCE: KernelSpec = KernelSpec {
         (7, ReadWrite),
     ],
     workgroup_size: 64,
+    params_size: size_of::<BatchNormParams>(),
 };
 
 static BACKWARD_INPUT: KernelSpec = KernelSpec {
@@ -54,6 +85,7 @@ static BACKWARD_INPUT: KernelSpec = KernelSpec {
     entry: "backward_input",
     bindings: &storage([Read, Read, Read, Read, Read, Read, Read, ReadWrite]),
     workgroup_size: 64,
+    params_size: size_of::<BatchNormGradParams>(),
 };
 
 /// Hyper-parameters (PyTorch's defaults: eps 1e-5, momentum 0.1).
@@ -117,17 +149,17 @@ fn params(
     cfg: &BatchNormConfig,
     from_running: bool,
     relu: bool,
-) -> [u32; 8] {
-    [
-        b as u32,
-        c as u32,
-        plane as u32,
-        cfg.eps.to_bits(),
-        cfg.momentum.to_bits(),
-        u32::from(from_running),
-        u32::from(relu),
-        0, // dbeta_offset, set by `backward`
-    ]
+) -> BatchNormParams {
+    BatchNormParams {
+        batch: b as u32,
+        channels: c as u32,
+        plane: plane as u32,
+        eps: cfg.eps,
+        momentum: cfg.momentum,
+        from_running: u32::from(from_running),
+        relu: u32::from(relu),
+        dbeta_offset: 0, // set by `backward`
+    }
 }
 
 /// Training-mode forward: normalises with the batch statistics and updates `running_mean` and
@@ -239,8 +271,8 @@ pub fn backward(
     // Without ReLU the shaders never read beta; gamma fills the binding.
     let beta = saved.relu_beta.as_ref().unwrap_or(gamma);
     let mut p = params(b, c, plane, &BatchNormConfig::default(), false, relu);
-    // The block's last field, `dbeta_offset`: only backward_reduce reads it.
-    p[7] = dbeta_offset as u32;
+    // Only backward_reduce reads it.
+    p.dbeta_offset = dbeta_offset as u32;
     ctx.dispatch(
         &BACKWARD_REDUCE,
         &[],
@@ -252,13 +284,13 @@ pub fn backward(
     ctx.dispatch(
         &BACKWARD_INPUT,
         &[],
-        &[
-            b as u32,
-            c as u32,
-            plane as u32,
-            u32::from(relu),
-            dbeta_offset as u32,
-        ],
+        &BatchNormGradParams {
+            batch: b as u32,
+            channels: c as u32,
+            plane: plane as u32,
+            relu: u32::from(relu),
+            dbeta_offset: dbeta_offset as u32,
+        },
         &[x, dy, gamma, beta, &saved.mean, &saved.invstd, &sums, &dx],
         x.numel() as u64,
     )?;

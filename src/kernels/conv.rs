@@ -29,6 +29,7 @@ static FORWARD: KernelSpec = KernelSpec {
     entry: "forward",
     bindings: CONV_BINDINGS,
     workgroup_size: 64,
+    params_size: size_of::<DirectParams>(),
 };
 
 static BACKWARD_INPUT: KernelSpec = KernelSpec {
@@ -36,6 +37,7 @@ static BACKWARD_INPUT: KernelSpec = KernelSpec {
     entry: "backward_input",
     bindings: CONV_BINDINGS,
     workgroup_size: 64,
+    params_size: size_of::<DirectParams>(),
 };
 
 static WEIGHT_GRAD: KernelSpec = KernelSpec {
@@ -48,6 +50,7 @@ static WEIGHT_GRAD: KernelSpec = KernelSpec {
         Access::ReadWrite,
     ]),
     workgroup_size: 64,
+    params_size: size_of::<WeightGradParams>(),
 };
 
 /// The 1x1 part of a layer.
@@ -563,7 +566,7 @@ fn direct(
     ctx.dispatch(
         spec,
         &[("OT", f64::from(ot)), ("PT", pt as f64), ks, st],
-        bytemuck::cast_slice(std::slice::from_ref(&params)),
+        &params,
         &[
             src,
             w3,
@@ -915,7 +918,7 @@ fn backward_weight_with(
     ctx.dispatch(
         &WEIGHT_GRAD,
         &[("OT", f64::from(ot)), ("CT", f64::from(ct)), ks, st],
-        bytemuck::cast_slice(std::slice::from_ref(&params)),
+        &params,
         &[
             x,
             dy,

@@ -6,11 +6,39 @@ use crate::gpu::{Access, KernelSpec, storage};
 use crate::shaders;
 use crate::tensor::Tensor;
 
+/// The uniform block of `shaders/elementwise.wgsl`; each entry point reads `len` and its own
+/// fields.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ElementwiseParams {
+    len: u32,
+    /// binary: the [`BinaryOp`].
+    op: u32,
+    /// axpby.
+    alpha: f32,
+    /// axpby.
+    beta: f32,
+    /// channel_affine: values per channel plane.
+    plane: u32,
+    /// channel_affine: channels.
+    channels: u32,
+}
+
+impl ElementwiseParams {
+    fn len(len: usize) -> Self {
+        Self {
+            len: len as u32,
+            ..bytemuck::Zeroable::zeroed()
+        }
+    }
+}
+
 static BINARY: KernelSpec = KernelSpec {
     shader: &shaders::ELEMENTWISE,
     entry: "binary",
     bindings: &storage([Access::Read, Access::Read, Access::ReadWrite]),
     workgroup_size: 64,
+    params_size: size_of::<ElementwiseParams>(),
 };
 
 static AXPBY: KernelSpec = KernelSpec {
@@ -18,6 +46,7 @@ static AXPBY: KernelSpec = KernelSpec {
     entry: "axpby",
     bindings: &storage([Access::Read, Access::Read, Access::ReadWrite]),
     workgroup_size: 64,
+    params_size: size_of::<ElementwiseParams>(),
 };
 
 /// A binary elementwise operation.
@@ -50,7 +79,10 @@ pub fn binary(op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         ));
     }
     let out = Tensor::uninit(a.context(), a.shape())?;
-    let params = [a.numel() as u32, op as u32, 0, 0, 0, 0];
+    let params = ElementwiseParams {
+        op: op as u32,
+        ..ElementwiseParams::len(a.numel())
+    };
     a.context()
         .dispatch(&BINARY, &[], &params, &[a, b, &out], a.numel() as u64)?;
     Ok(out)
@@ -61,6 +93,7 @@ static RELU: KernelSpec = KernelSpec {
     entry: "relu",
     bindings: &storage([Access::Read, Access::Read, Access::ReadWrite]),
     workgroup_size: 64,
+    params_size: size_of::<ElementwiseParams>(),
 };
 
 /// `max(x, 0)` elementwise.
@@ -69,7 +102,7 @@ static RELU: KernelSpec = KernelSpec {
 /// `x`: any → the same shape
 pub fn relu(x: &Tensor) -> Result<Tensor> {
     let out = Tensor::uninit(x.context(), x.shape())?;
-    let params = [x.numel() as u32, 0, 0, 0, 0, 0];
+    let params = ElementwiseParams::len(x.numel());
     x.context()
         .dispatch(&RELU, &[], &params, &[x, x, &out], x.numel() as u64)?;
     Ok(out)
@@ -87,7 +120,11 @@ pub fn axpby(alpha: f32, a: &Tensor, beta: f32, out: &Tensor) -> Result<()> {
             format!("a is {:?}, out is {:?}", a.shape(), out.shape()),
         ));
     }
-    let params = [a.numel() as u32, 0, alpha.to_bits(), beta.to_bits(), 0, 0];
+    let params = ElementwiseParams {
+        alpha,
+        beta,
+        ..ElementwiseParams::len(a.numel())
+    };
     a.context()
         .dispatch(&AXPBY, &[], &params, &[a, a, out], a.numel() as u64)
 }
@@ -97,6 +134,7 @@ static CHANNEL_AFFINE: KernelSpec = KernelSpec {
     entry: "channel_affine",
     bindings: &storage([Access::Read, Access::Read, Access::ReadWrite]),
     workgroup_size: 64,
+    params_size: size_of::<ElementwiseParams>(),
 };
 
 /// `x * scale[c] + shift[c]` for the channel c of each value: a fixed per-channel affine map
@@ -121,7 +159,11 @@ pub fn channel_affine(x: &Tensor, scale_shift: &Tensor) -> Result<Tensor> {
     }
     let plane = x.numel() / (x.shape()[0] * channels);
     let out = Tensor::uninit(x.context(), x.shape())?;
-    let params = [x.numel() as u32, 0, 0, 0, plane as u32, channels as u32];
+    let params = ElementwiseParams {
+        plane: plane as u32,
+        channels: channels as u32,
+        ..ElementwiseParams::len(x.numel())
+    };
     x.context().dispatch(
         &CHANNEL_AFFINE,
         &[],

@@ -8,11 +8,29 @@ use crate::shaders;
 use crate::tensor::Tensor;
 use crate::tune::{self, Pass, Problem, Variant};
 
+/// The uniform block of `shaders/gemm.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct MatmulParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    /// 1: a is stored [k, m].
+    trans_a: u32,
+    /// 1: b is stored [n, k].
+    trans_b: u32,
+    /// 1: add bias[n].
+    has_bias: u32,
+    /// 1: add to the existing c.
+    accumulate: u32,
+}
+
 static MATMUL: KernelSpec = KernelSpec {
     shader: &shaders::GEMM,
     entry: "matmul",
     bindings: &storage([Access::Read, Access::Read, Access::Read, Access::ReadWrite]),
     workgroup_size: 64,
+    params_size: size_of::<MatmulParams>(),
 };
 
 /// Whether an operand is used as stored or transposed.
@@ -167,15 +185,15 @@ fn record_with(
         );
     }
     let bias_buffer = bias.unwrap_or(&spare);
-    let params = [
-        m as u32,
-        n as u32,
-        k as u32,
-        u32::from(la == Layout::Transposed),
-        u32::from(lb == Layout::Transposed),
-        u32::from(bias.is_some()),
-        u32::from(accumulate),
-    ];
+    let params = MatmulParams {
+        m: m as u32,
+        n: n as u32,
+        k: k as u32,
+        trans_a: u32::from(la == Layout::Transposed),
+        trans_b: u32::from(lb == Layout::Transposed),
+        has_bias: u32::from(bias.is_some()),
+        accumulate: u32::from(accumulate),
+    };
     let tiles = (m.div_ceil(4) * n.div_ceil(4)) as u64;
     ctx.dispatch(&MATMUL, &[], &params, &[a, b, bias_buffer, out], tiles)
 }

@@ -33,6 +33,7 @@ macro_rules! gemm_spec {
             entry: "gemm",
             bindings: GEMM_BINDINGS,
             workgroup_size: 256,
+            params_size: size_of::<Params>(),
         };
     };
 }
@@ -46,6 +47,7 @@ static SCATTER: KernelSpec = KernelSpec {
     entry: "scatter_weight_grad",
     bindings: &[(1, Read), (6, ReadWrite), (7, ReadWrite)],
     workgroup_size: 256,
+    params_size: size_of::<Params>(),
 };
 
 /// One tile shape of the core: a workgroup computes `tm` x `tn` outputs, each invocation
@@ -641,10 +643,6 @@ impl Params {
             * u64::from(self.groups.max(1))
             * u64::from(self.splits)
     }
-
-    fn words(&self) -> &[u32] {
-        bytemuck::cast_slice(std::slice::from_ref(self))
-    }
 }
 
 /// The reduction space of one group's product in the forward direction (`channels` = cin) or
@@ -687,7 +685,7 @@ fn dispatch(
         kernel.spec(),
         kernel.threads(),
         &constants,
-        p.words(),
+        p,
         buffers,
         p.workgroups(),
     )
@@ -770,7 +768,7 @@ pub(crate) fn conv_weight_grad(
             &SCATTER,
             256,
             &[super::conv::kernel_constant(kind)],
-            p.words(),
+            &p,
             &[spare, dw3, dw1],
             outputs.div_ceil(256) as u64,
         );
@@ -807,7 +805,7 @@ pub(crate) fn conv_weight_grad(
         &SCATTER,
         256,
         &[super::conv::kernel_constant(kind)],
-        p.words(),
+        &p,
         &[&partials, dw3, dw1],
         outputs.div_ceil(256) as u64,
     )

@@ -5,6 +5,14 @@ use crate::gpu::{Access, KernelSpec, storage};
 use crate::shaders;
 use crate::tensor::Tensor;
 
+/// The uniform block of `shaders/loss.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct LossParams {
+    batch: u32,
+    classes: u32,
+}
+
 static SOFTMAX_CROSS_ENTROPY: KernelSpec = KernelSpec {
     shader: &shaders::LOSS,
     entry: "softmax_cross_entropy",
@@ -15,6 +23,7 @@ static SOFTMAX_CROSS_ENTROPY: KernelSpec = KernelSpec {
         Access::ReadWrite,
     ]),
     workgroup_size: 64,
+    params_size: size_of::<LossParams>(),
 };
 
 static SOFTMAX: KernelSpec = KernelSpec {
@@ -22,6 +31,7 @@ static SOFTMAX: KernelSpec = KernelSpec {
     entry: "softmax",
     bindings: &[(1, Access::Read), (3, Access::ReadWrite)],
     workgroup_size: 64,
+    params_size: size_of::<LossParams>(),
 };
 
 /// Result of [`softmax_cross_entropy`].
@@ -67,7 +77,10 @@ pub fn softmax(logits: &Tensor) -> Result<Tensor> {
     ctx.dispatch(
         &SOFTMAX,
         &[],
-        &[b as u32, classes as u32],
+        &LossParams {
+            batch: b as u32,
+            classes: classes as u32,
+        },
         &[logits, &probabilities],
         b as u64,
     )?;
@@ -99,7 +112,10 @@ pub fn softmax_cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<CrossEn
     ctx.dispatch(
         &SOFTMAX_CROSS_ENTROPY,
         &[],
-        &[b as u32, classes as u32],
+        &LossParams {
+            batch: b as u32,
+            classes: classes as u32,
+        },
         &[logits, labels, &dlogits, &rows],
         b as u64,
     )?;

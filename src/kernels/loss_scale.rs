@@ -8,11 +8,20 @@ use crate::gpu::{Access, Context, KernelSpec};
 use crate::shaders;
 use crate::tensor::Tensor;
 
+/// The uniform block of `shaders/loss_scale.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct LossScaleParams {
+    len: u32,
+    growth_interval: u32,
+}
+
 static SCALE: KernelSpec = KernelSpec {
     shader: &shaders::LOSS_SCALE,
     entry: "scale_grad",
     bindings: &[(1, Access::ReadWrite), (2, Access::ReadWrite)],
     workgroup_size: 64,
+    params_size: size_of::<LossScaleParams>(),
 };
 
 static UNSCALE: KernelSpec = KernelSpec {
@@ -20,6 +29,7 @@ static UNSCALE: KernelSpec = KernelSpec {
     entry: "unscale",
     bindings: &[(1, Access::ReadWrite), (2, Access::ReadWrite)],
     workgroup_size: 64,
+    params_size: size_of::<LossScaleParams>(),
 };
 
 static UPDATE: KernelSpec = KernelSpec {
@@ -27,6 +37,7 @@ static UPDATE: KernelSpec = KernelSpec {
     entry: "update",
     bindings: &[(2, Access::ReadWrite)],
     workgroup_size: 1,
+    params_size: size_of::<LossScaleParams>(),
 };
 
 /// PyTorch's GradScaler defaults.
@@ -104,7 +115,10 @@ impl LossScaler {
 
     fn run(&self, spec: &KernelSpec, values: Option<&Tensor>) -> Result<()> {
         let len = values.map_or(1, Tensor::numel);
-        let params = [len as u32, self.growth_interval];
+        let params = LossScaleParams {
+            len: len as u32,
+            growth_interval: self.growth_interval,
+        };
         let ctx = self.state.context();
         match values {
             Some(v) => ctx.dispatch(spec, &[], &params, &[v, &self.state], len as u64),

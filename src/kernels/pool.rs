@@ -6,11 +6,28 @@ use crate::gpu::{Access, KernelSpec, storage};
 use crate::shaders;
 use crate::tensor::Tensor;
 
+/// The uniform block of `shaders/pool.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct PoolParams {
+    /// batch * channels.
+    planes: u32,
+    height: u32,
+    width: u32,
+    /// Max-pool window side K.
+    kernel: u32,
+    stride: u32,
+    padding: u32,
+    out_h: u32,
+    out_w: u32,
+}
+
 static FORWARD: KernelSpec = KernelSpec {
     shader: &shaders::POOL,
     entry: "forward",
     bindings: &storage([Access::Read, Access::Read, Access::ReadWrite]),
     workgroup_size: 64,
+    params_size: size_of::<PoolParams>(),
 };
 
 static BACKWARD: KernelSpec = KernelSpec {
@@ -18,6 +35,7 @@ static BACKWARD: KernelSpec = KernelSpec {
     entry: "backward",
     bindings: &storage([Access::Read, Access::Read, Access::ReadWrite]),
     workgroup_size: 64,
+    params_size: size_of::<PoolParams>(),
 };
 
 static GLOBAL_AVERAGE: KernelSpec = KernelSpec {
@@ -25,6 +43,7 @@ static GLOBAL_AVERAGE: KernelSpec = KernelSpec {
     entry: "global_average",
     bindings: &storage([Access::Read, Access::Read, Access::ReadWrite]),
     workgroup_size: 64,
+    params_size: size_of::<PoolParams>(),
 };
 
 static GLOBAL_AVERAGE_BACKWARD: KernelSpec = KernelSpec {
@@ -32,6 +51,7 @@ static GLOBAL_AVERAGE_BACKWARD: KernelSpec = KernelSpec {
     entry: "global_average_backward",
     bindings: &storage([Access::Read, Access::Read, Access::ReadWrite]),
     workgroup_size: 64,
+    params_size: size_of::<PoolParams>(),
 };
 
 /// A max-pool window: `kernel` x `kernel`, moved by `stride`, over an input padded by
@@ -89,17 +109,17 @@ impl PoolWindow {
         }
     }
 
-    fn params(&self, x: &[usize], out: &[usize; 4]) -> [u32; 8] {
-        [
-            (x[0] * x[1]) as u32,
-            x[2] as u32,
-            x[3] as u32,
-            self.kernel as u32,
-            self.stride as u32,
-            self.padding as u32,
-            out[2] as u32,
-            out[3] as u32,
-        ]
+    fn params(&self, x: &[usize], out: &[usize; 4]) -> PoolParams {
+        PoolParams {
+            planes: (x[0] * x[1]) as u32,
+            height: x[2] as u32,
+            width: x[3] as u32,
+            kernel: self.kernel as u32,
+            stride: self.stride as u32,
+            padding: self.padding as u32,
+            out_h: out[2] as u32,
+            out_w: out[3] as u32,
+        }
     }
 }
 
@@ -173,7 +193,12 @@ fn planes(op: &'static str, x: &[usize]) -> Result<(usize, usize, usize, usize)>
 pub fn global_average(x: &Tensor) -> Result<Tensor> {
     let (b, c, h, w) = planes("global_average", x.shape())?;
     let y = Tensor::uninit(x.context(), &[b, c])?;
-    let params = [(b * c) as u32, h as u32, w as u32, 0, 0, 0, 0, 0];
+    let params = PoolParams {
+        planes: (b * c) as u32,
+        height: h as u32,
+        width: w as u32,
+        ..bytemuck::Zeroable::zeroed()
+    };
     x.context()
         .dispatch(&GLOBAL_AVERAGE, &[], &params, &[x, x, &y], (b * c) as u64)?;
     Ok(y)
@@ -195,7 +220,12 @@ pub fn global_average_backward(dy: &Tensor, input: &[usize]) -> Result<Tensor> {
         ));
     }
     let dx = Tensor::uninit(dy.context(), input)?;
-    let params = [(b * c) as u32, h as u32, w as u32, 0, 0, 0, 0, 0];
+    let params = PoolParams {
+        planes: (b * c) as u32,
+        height: h as u32,
+        width: w as u32,
+        ..bytemuck::Zeroable::zeroed()
+    };
     dy.context().dispatch(
         &GLOBAL_AVERAGE_BACKWARD,
         &[],

@@ -5,11 +5,26 @@ use crate::gpu::{Access, KernelSpec, storage};
 use crate::shaders;
 use crate::tensor::Tensor;
 
+/// The uniform block of `shaders/reduce.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ReduceParams {
+    /// sum_splits: values per split; sum_channels: channels.
+    len: u32,
+    /// sum_splits: splits; sum_channels: batch.
+    count: u32,
+    /// sum_channels: values per (image, channel).
+    plane: u32,
+    /// 1: add to what dst holds.
+    accumulate: u32,
+}
+
 static SUM_SPLITS: KernelSpec = KernelSpec {
     shader: &shaders::REDUCE,
     entry: "sum_splits",
     bindings: &storage([Access::Read, Access::ReadWrite]),
     workgroup_size: 64,
+    params_size: size_of::<ReduceParams>(),
 };
 
 static SUM_CHANNELS: KernelSpec = KernelSpec {
@@ -17,6 +32,7 @@ static SUM_CHANNELS: KernelSpec = KernelSpec {
     entry: "sum_channels",
     bindings: &storage([Access::Read, Access::ReadWrite]),
     workgroup_size: 64,
+    params_size: size_of::<ReduceParams>(),
 };
 
 /// Adds `splits` partial results laid out one after another into `out` (or onto it, when
@@ -36,7 +52,12 @@ pub(crate) fn sum_splits(
             format!("{:?} is not {splits} x {:?}", partials.shape(), out.shape()),
         ));
     }
-    let params = [out.numel() as u32, splits as u32, 0, u32::from(accumulate)];
+    let params = ReduceParams {
+        len: out.numel() as u32,
+        count: splits as u32,
+        plane: 0,
+        accumulate: u32::from(accumulate),
+    };
     partials.context().dispatch(
         &SUM_SPLITS,
         &[],
@@ -62,7 +83,12 @@ pub fn sum_channels(x: &Tensor) -> Result<Tensor> {
     };
     let plane: usize = x.shape()[2..].iter().product();
     let out = Tensor::uninit(x.context(), &[channels])?;
-    let params = [channels as u32, batch as u32, plane as u32, 0];
+    let params = ReduceParams {
+        len: channels as u32,
+        count: batch as u32,
+        plane: plane as u32,
+        accumulate: 0,
+    };
     // One workgroup of 64 lanes per channel.
     x.context().dispatch(
         &SUM_CHANNELS,

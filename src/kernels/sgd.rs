@@ -7,6 +7,19 @@ use crate::tensor::Tensor;
 
 use super::loss_scale::LossScaler;
 
+/// The uniform block of `shaders/sgd.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct SgdParams {
+    len: u32,
+    lr: f32,
+    momentum: f32,
+    weight_decay: f32,
+    nesterov: u32,
+    /// 1: skip the step where the loss scaler's state says so.
+    skippable: u32,
+}
+
 static STEP: KernelSpec = KernelSpec {
     shader: &shaders::SGD,
     entry: "step",
@@ -17,6 +30,7 @@ static STEP: KernelSpec = KernelSpec {
         Access::Read,
     ]),
     workgroup_size: 64,
+    params_size: size_of::<SgdParams>(),
 };
 
 /// SGD hyper-parameters for one step (PyTorch semantics, dampening 0).
@@ -55,14 +69,14 @@ pub fn sgd_step(
             ),
         ));
     }
-    let params = [
-        weights.numel() as u32,
-        step.lr.to_bits(),
-        step.momentum.to_bits(),
-        step.weight_decay.to_bits(),
-        u32::from(step.nesterov),
-        u32::from(scaler.is_some()),
-    ];
+    let params = SgdParams {
+        len: weights.numel() as u32,
+        lr: step.lr,
+        momentum: step.momentum,
+        weight_decay: step.weight_decay,
+        nesterov: u32::from(step.nesterov),
+        skippable: u32::from(scaler.is_some()),
+    };
     let ctx = weights.context();
     // Without a scaler the shader never reads the state binding (skippable is 0).
     let spare;

@@ -39,7 +39,7 @@ impl Tensor {
         // Round up so that small tensors share pool slots and copies stay 4-byte aligned.
         let size = bytes.div_ceil(16) * 16;
         let buffer = {
-            let mut pool = ctx.inner.pool.lock().unwrap_or_else(|p| p.into_inner());
+            let mut pool = crate::gpu::lock(&ctx.inner.pool);
             pool.take(&ctx.inner.device, size)
         };
         Ok(Self {

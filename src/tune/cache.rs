@@ -174,39 +174,34 @@ impl TuneCache {
         );
     }
 
-    /// Writes the file (a temporary file in the same folder, then a rename). Nothing to do
-    /// without a path.
+    /// Writes the file ([`crate::checkpoint::write_atomic`]: a temporary file in the same
+    /// folder, then a rename). Nothing to do without a path.
     pub fn save(&self) -> Result<()> {
         let Some(path) = &self.path else {
             return Ok(());
-        };
-        let io = |source| Error::Io {
-            path: path.clone(),
-            source,
         };
         let file = File {
             format: FORMAT.to_string(),
             identity: self.identity.clone(),
             entries: self.entries.clone(),
         };
-        let text = serde_json::to_string_pretty(&file).map_err(|e| Error::Format {
+        let text = serde_json::to_string_pretty(&file).map_err(|e| Error::Decode {
             path: path.clone(),
-            offset: 0,
-            message: e.to_string(),
+            what: "cannot write the tune cache as JSON",
+            source: Box::new(e),
         })?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io)?;
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            crate::checkpoint::write_atomic(path, text.as_bytes())
         }
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("tune");
-        // Unique per process and save: contexts of one process may share the file.
-        static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()));
-        let written = std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, path));
-        if written.is_err() {
-            let _ = std::fs::remove_file(&tmp);
+        #[cfg(target_arch = "wasm32")]
+        {
+            // No file system in a browser: the error says so.
+            std::fs::write(path, text).map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })
         }
-        written.map_err(io)
     }
 }
 

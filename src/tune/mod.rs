@@ -219,7 +219,6 @@ pub struct TuneStats {
 
 /// The tuner's state, one per context.
 pub(crate) struct Tuner {
-    mode: TuneMode,
     cache_path: Option<PathBuf>,
     cache: Option<cache::TuneCache>,
     choices: BTreeMap<String, Choice>,
@@ -230,9 +229,8 @@ pub(crate) struct Tuner {
 }
 
 impl Tuner {
-    pub(crate) fn new(mode: TuneMode, cache_path: Option<PathBuf>) -> Self {
+    pub(crate) fn new(cache_path: Option<PathBuf>) -> Self {
         Self {
-            mode,
             cache_path,
             cache: None,
             choices: BTreeMap::new(),
@@ -253,17 +251,17 @@ impl Tuner {
 }
 
 impl Context {
-    /// The tuning mode.
+    /// This handle's tuning mode (see [`Context::with_own_settings`]).
     pub fn tune_mode(&self) -> TuneMode {
-        self.tuner().mode
+        self.settings().tune
     }
 
-    /// Sets the tuning mode and forgets the choices made so far (each key is chosen again
-    /// under the new mode when it next runs).
+    /// Sets this handle's tuning mode and forgets the choices made so far on the device (each
+    /// key is chosen again when it next runs; choices are shared by a device's handles, so a
+    /// shape timed for one is not timed again for another).
     pub fn set_tune_mode(&self, mode: TuneMode) {
-        let mut tuner = self.tuner();
-        tuner.mode = mode;
-        tuner.choices.clear();
+        self.settings_mut().tune = mode;
+        self.tuner().choices.clear();
     }
 
     /// Uses `path` as the tune cache from now on (`None`: the platform's cache folder), and
@@ -297,7 +295,7 @@ impl Context {
     }
 
     fn tuner(&self) -> std::sync::MutexGuard<'_, Tuner> {
-        self.inner.tuner.lock().unwrap_or_else(|p| p.into_inner())
+        crate::gpu::lock(&self.inner.tuner)
     }
 }
 
@@ -343,7 +341,7 @@ pub(crate) fn choose(
             return Ok(c.variant);
         }
     }
-    let mode = tuner.mode;
+    let mode = ctx.tune_mode();
     drop(tuner);
     let kernels = runnable_kernels(ctx, precision);
     let mut tuner = ctx.tuner();
