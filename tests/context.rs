@@ -598,3 +598,71 @@ fn handles_with_their_own_settings_run_their_own_kernels() {
     assert_eq!(ctx.settings(), before);
     assert_eq!(direct.precision(), Precision::F32);
 }
+
+/// A 0-D tensor (a scalar, shape `[]`) given to any op that needs dimensions, and a conv of 0
+/// groups, are shape errors naming the op; none reaches an index or a division.
+#[test]
+fn scalars_and_zero_groups_are_shape_errors() {
+    use hetconv::kernels::{batchnorm, conv, loss, pool, reduce};
+    let ctx = ctx();
+    let scalar = Tensor::from_slice(&ctx, &[], &[1.0]).unwrap();
+    assert_eq!(scalar.numel(), 1);
+    let ones = Tensor::from_slice(&ctx, &[1], &[1.0]).unwrap();
+    let w = conv::ConvWeights {
+        w3: Some(&scalar),
+        w1: None,
+        bias: None,
+    };
+    let results: Vec<(&str, hetconv::Result<()>)> = vec![
+        (
+            "batch_norm",
+            batchnorm::forward_train(
+                &scalar,
+                &ones,
+                &ones,
+                &ones,
+                &ones,
+                &batchnorm::BatchNormConfig::default(),
+                false,
+            )
+            .map(drop),
+        ),
+        (
+            "max_pool",
+            pool::max_pool(&scalar, pool::PoolWindow::PAIRS).map(drop),
+        ),
+        ("global_average", pool::global_average(&scalar).map(drop)),
+        ("softmax", loss::softmax(&scalar).map(drop)),
+        (
+            "softmax_cross_entropy",
+            loss::softmax_cross_entropy(&scalar, &ones).map(drop),
+        ),
+        ("sum_channels", reduce::sum_channels(&scalar).map(drop)),
+        (
+            "matmul",
+            gemm::matmul(&scalar, Layout::AsIs, &ones, Layout::AsIs, None).map(drop),
+        ),
+        (
+            "conv forward",
+            conv::forward(&conv::ConvKind::standard3x3(), &scalar, &w).map(drop),
+        ),
+    ];
+    for (op, result) in results {
+        let err = result.expect_err(op).to_string();
+        assert!(err.starts_with(op), "{op}: {err}");
+    }
+    let x = Tensor::zeros(&ctx, &[1, 2, 4, 4]).unwrap();
+    let w3 = Tensor::zeros(&ctx, &[2, 2, 3, 3]).unwrap();
+    let w = conv::ConvWeights {
+        w3: Some(&w3),
+        w1: None,
+        bias: None,
+    };
+    let err = conv::forward(&conv::ConvKind::grouped3x3(0), &x, &w)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("conv forward") && err.contains("groups"),
+        "{err}"
+    );
+}
