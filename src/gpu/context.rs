@@ -130,9 +130,10 @@ pub struct ContextOptions {
 /// The kernel settings (conv algorithm, precision, tuning mode) belong to a handle and its
 /// clones, not to the device: [`Context::with_own_settings`] gives a handle on the same device,
 /// buffers, pipelines and tune cache whose settings change apart from the others. A model keeps
-/// the handle it was built with (its tensors carry it, and every op runs with the settings of
-/// the handle of its inputs), so two models on one device can use different settings, and a
-/// call can use its own: `model.context().with_own_settings()`, or build the model from one.
+/// the handle it was built with (its tensors carry it, and an op runs with the settings of the
+/// handle of its input), so two models on one device can use different settings; one call can
+/// use settings of its own by giving its input on such a handle
+/// (`Tensor::from_slice(&model.context().with_own_settings(), ...)`).
 #[derive(Clone)]
 pub struct Context {
     pub(crate) inner: Arc<ContextInner>,
