@@ -16,17 +16,21 @@ pub enum Error {
          driver: `apt-get install mesa-vulkan-drivers`"
     )]
     NoAdapter {
-        /// What wgpu said.
+        /// Why none was found.
         reason: String,
+        /// wgpu's error, where it gave one.
+        #[source]
+        source: Option<wgpu::RequestAdapterError>,
     },
 
     /// The adapter refused to create a device.
-    #[error("could not create a device on adapter {adapter:?}: {reason}")]
+    #[error("could not create a device on adapter {adapter:?}: {source}")]
     RequestDevice {
         /// The adapter's name.
         adapter: String,
-        /// What wgpu said.
-        reason: String,
+        /// wgpu's error.
+        #[source]
+        source: wgpu::RequestDeviceError,
     },
 
     /// Shapes given to an op do not fit together.
@@ -87,7 +91,7 @@ pub enum Error {
 
     /// Reading a result back from the GPU failed.
     #[error("reading back from the GPU failed: {0}")]
-    Readback(String),
+    Readback(#[source] Box<dyn std::error::Error + Send + Sync>),
 
     /// A file could not be read or written.
     #[error("{path}: {source}")]

@@ -501,3 +501,29 @@ fn an_image_folder_with_splits_and_its_errors() {
     let err = load(flat.path(), options).unwrap_err().to_string();
     assert!(err.contains("no class folders"), "{err}");
 }
+
+/// A decoder's error is kept as the source of hetconv's (not flattened into a string), and the
+/// message still names the file.
+#[test]
+fn decoder_errors_keep_their_source() {
+    use std::error::Error as _;
+    let image = hetconv::data::image_file::decode_bytes(
+        b"\x89PNG\r\n\x1a\n not really a png",
+        std::path::Path::new("x.png"),
+        Default::default(),
+    )
+    .unwrap_err();
+    let checkpoint =
+        hetconv::checkpoint::Checkpoint::from_bytes(b"\x08\0\0\0\0\0\0\0[[[[[[[[", "x.safetensors")
+            .unwrap_err();
+    let gzip = hetconv::data::idx::parse_labels(b"\x1f\x8b\x08\0garbage", "x.gz", 10).unwrap_err();
+    for (err, file) in [
+        (image, "x.png"),
+        (checkpoint, "x.safetensors"),
+        (gzip, "x.gz"),
+    ] {
+        assert!(matches!(err, Error::Decode { .. }), "{err:?}");
+        assert!(err.source().is_some(), "{err}");
+        assert!(err.to_string().starts_with(file), "{err}");
+    }
+}

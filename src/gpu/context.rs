@@ -219,9 +219,9 @@ impl Context {
                 trace: wgpu::Trace::Off,
             })
             .await
-            .map_err(|e| Error::RequestDevice {
+            .map_err(|source| Error::RequestDevice {
                 adapter: info.name.clone(),
-                reason: e.to_string(),
+                source,
             })?;
         let uncaptured = Arc::new(Mutex::new(Vec::new()));
         let sink = uncaptured.clone();
@@ -497,6 +497,7 @@ async fn pick_adapter(
             .find(|a| a.get_info().name.to_lowercase().contains(&wanted))
             .ok_or_else(|| Error::NoAdapter {
                 reason: format!("WGPU_ADAPTER_NAME={wanted:?} matches none of {names:?}"),
+                source: None,
             });
     }
     let default_pref = if options.low_power {
@@ -514,6 +515,7 @@ async fn pick_adapter(
         .await
         .map_err(|e| Error::NoAdapter {
             reason: e.to_string(),
+            source: Some(e),
         })
 }
 

@@ -557,15 +557,15 @@ impl Context {
         self.inner
             .device
             .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Readback(e.to_string()))?;
+            .map_err(|e| Error::Readback(Box::new(e)))?;
         receiver
             .await
-            .map_err(|_| Error::Readback("the map callback was dropped".into()))?
-            .map_err(|e| Error::Readback(e.to_string()))?;
+            .map_err(|e| Error::Readback(Box::new(e)))?
+            .map_err(|e| Error::Readback(Box::new(e)))?;
         let data = {
             let view = buffer
                 .get_mapped_range(..)
-                .map_err(|e| Error::Readback(e.to_string()))?;
+                .map_err(|e| Error::Readback(Box::new(e)))?;
             bytemuck::cast_slice::<u8, T>(&view).to_vec()
         };
         buffer.unmap();
