@@ -394,7 +394,13 @@ fn one_step_from_an_imported_checkpoint_matches_the_reference() {
         .map(|(k, v)| (k.clone(), to_f64(v)))
         .collect();
     let x: Vec<f64> = (0..4)
-        .flat_map(|i| data.image(i).iter().map(|&b| f64::from(b) / 255.0))
+        .flat_map(|i| {
+            data.image(i)
+                .unwrap()
+                .iter()
+                .map(|&b| f64::from(b) / 255.0)
+                .collect::<Vec<_>>()
+        })
         .collect();
     let labels: Vec<usize> = data.labels[..4].iter().map(|&l| l as usize).collect();
     let (_, grads) = reference::vgg::loss_and_grads(&tiny(), &params, &x, 4, &labels);

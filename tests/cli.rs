@@ -832,27 +832,43 @@ fn an_image_folder_trains_and_predict_names_its_classes() {
     let err = String::from_utf8_lossy(&failed.stderr);
     assert!(err.contains("broken.png"), "{err}");
 
-    let text = stdout(&hetconv(&[
-        "train",
-        "--data",
-        data_arg,
-        "--skip-bad-images",
-        "--width-mult",
-        "0.125",
-        "--part",
-        "2",
-        "--batch-size",
-        "6",
-        "--epochs",
-        "2",
-        "--lr",
-        "0.05",
-        "--schedule",
-        "constant",
-        "--out",
-        run.to_str().unwrap(),
-    ]));
+    let train = |run: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--data",
+            data_arg,
+            "--skip-bad-images",
+            "--width-mult",
+            "0.125",
+            "--part",
+            "2",
+            "--batch-size",
+            "6",
+            "--epochs",
+            "2",
+            "--lr",
+            "0.05",
+            "--schedule",
+            "constant",
+            "--out",
+            run.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        stdout(&hetconv(&args))
+    };
+    let text = train(&run, &[]);
     assert!(text.contains("skipped 1 unreadable file"), "{text}");
+    // Streamed from the files (decoded per batch on the prefetch thread), the run is the same
+    // run: the same batches, so the same losses step by step.
+    let streamed_run = dir.path().join("streamed");
+    let streamed = train(&streamed_run, &["--stream-images"]);
+    assert!(
+        streamed.contains("streaming 40 images from") && streamed.contains("skipped 1"),
+        "{streamed}"
+    );
+    let steps = |run: &Path| std::fs::read_to_string(run.join("steps.csv")).unwrap();
+    assert_eq!(steps(&streamed_run), steps(&run));
+    assert!(steps(&run).lines().count() > 2, "{}", steps(&run));
     // Images of your own get torchvision's random-resized crop unless told otherwise.
     assert!(
         text.contains("augment  random-resized crop (0.08..1 of the area"),

@@ -22,7 +22,10 @@ fn reads_the_first_20_real_cifar10_test_images() {
     assert_eq!((data.channels, data.height, data.width), (3, 32, 32));
     assert_eq!(data.class_names[3], "cat");
     // Pixels are the record's bytes after the label, channel-major.
-    assert_eq!(data.image(1)[..5], cifar_fixture()[3073 + 1..3073 + 6]);
+    assert_eq!(
+        data.image(1).unwrap()[..5],
+        cifar_fixture()[3073 + 1..3073 + 6]
+    );
 }
 
 /// A folder with only the test batch evaluates, and never trains on the test set: its training
@@ -93,7 +96,7 @@ fn idx_files_plain_and_gzipped_and_their_errors() {
         (data.len(), data.height, data.width, data.channels),
         (2, 2, 3, 1)
     );
-    assert_eq!(data.image(1), &[6, 7, 8, 9, 10, 11]);
+    assert_eq!(data.image(1).unwrap().as_ref(), &[6, 7, 8, 9, 10, 11]);
     assert_eq!(data.labels, [7, 1]);
 
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -193,13 +196,16 @@ fn batches_are_reproducible_and_orders_are_permutations() {
         "epochs get different orders"
     );
     assert_eq!(order, batcher.epoch_order(20, 3));
-    let a = batcher.batch(&data, &order[..4], 17);
+    let a = batcher.batch(&data, &order[..4], 17).unwrap();
     assert_eq!(
         a,
-        batcher.batch(&data, &order[..4], 17),
+        batcher.batch(&data, &order[..4], 17).unwrap(),
         "same step, same augmentation"
     );
-    assert_ne!(a.pixels, batcher.batch(&data, &order[..4], 18).pixels);
+    assert_ne!(
+        a.pixels,
+        batcher.batch(&data, &order[..4], 18).unwrap().pixels
+    );
     assert_eq!(
         a.labels,
         order[..4]
@@ -213,9 +219,11 @@ fn batches_are_reproducible_and_orders_are_permutations() {
         augment: None,
         ..batcher.clone()
     }
-    .batch(&data, &[2], 0);
+    .batch(&data, &[2], 0)
+    .unwrap();
     let want: Vec<f32> = data
         .image(2)
+        .unwrap()
         .iter()
         .map(|&b| f32::from(b) / 255.0)
         .collect();
@@ -288,7 +296,7 @@ fn random_resized_crops_cover_the_asked_areas_and_resize_bilinearly() {
         shuffle: false,
         seed: 1,
     };
-    let one = batcher.batch(&data, &[0], 3);
+    let one = batcher.batch(&data, &[0], 3).unwrap();
     for y in 0..32 {
         for x in 0..32 {
             if !(2..30).contains(&y) || !(2..30).contains(&x) {
@@ -308,9 +316,12 @@ fn random_resized_crops_cover_the_asked_areas_and_resize_bilinearly() {
         shuffle: true,
         seed: 9,
     };
-    let a = batcher.batch(&data, &[0, 1, 2, 3], 5);
-    assert_eq!(a, batcher.batch(&data, &[0, 1, 2, 3], 5));
-    assert_ne!(a.pixels, batcher.batch(&data, &[0, 1, 2, 3], 6).pixels);
+    let a = batcher.batch(&data, &[0, 1, 2, 3], 5).unwrap();
+    assert_eq!(a, batcher.batch(&data, &[0, 1, 2, 3], 5).unwrap());
+    assert_ne!(
+        a.pixels,
+        batcher.batch(&data, &[0, 1, 2, 3], 6).unwrap().pixels
+    );
     assert_eq!(a.pixels.len(), 4 * 3 * 24 * 24);
     assert!(a.pixels.iter().all(|&v| (0.0..=1.0).contains(&v)));
 }
@@ -407,10 +418,7 @@ fn an_image_folder_loads_classes_sizes_colour_and_a_held_out_split() {
     let dir = tempfile::tempdir().unwrap();
     write_class_images(dir.path(), &["cat", "ant", "bee"], 12, false);
     std::fs::write(dir.path().join("ant/.DS_Store"), b"hidden: ignored").unwrap();
-    let options = FolderOptions {
-        size: 16,
-        skip_bad: false,
-    };
+    let options = FolderOptions::new(16);
     let (splits, report) = load(dir.path(), options).unwrap();
     assert!(report.skipped.is_empty());
     // Sorted class folders; one image in HOLD_OUT_EVERY of each class held out.
@@ -429,7 +437,7 @@ fn an_image_folder_loads_classes_sizes_colour_and_a_held_out_split() {
     );
     for (i, &label) in splits.train.labels.iter().enumerate() {
         let want = [60u8, 120, 0][usize::from(label)];
-        let image = splits.train.image(i);
+        let image = splits.train.image(i).unwrap();
         assert!(
             image.iter().all(|&p| p.abs_diff(want) <= 2),
             "image {i} of class {label}: {:?}",
@@ -445,16 +453,94 @@ fn an_image_folder_loads_classes_sizes_colour_and_a_held_out_split() {
     assert_eq!(splits.train.channels, 1);
 }
 
+/// A folder over the memory limit is streamed: the same classes, labels, channels and pixels
+/// as decoded up front, read from the files batch by batch; a file whose header reads but whose
+/// pixels do not fails the batch that needs it, naming the file.
+#[test]
+fn a_streamed_image_folder_reads_what_an_in_memory_one_holds() {
+    use hetconv::data::image_folder::{FolderOptions, load};
+    use hetconv::data::{Batcher, Images};
+    let dir = tempfile::tempdir().unwrap();
+    write_class_images(dir.path(), &["cat", "ant", "bee"], 12, false);
+    let options = FolderOptions::new(16);
+    let (memory, report) = load(dir.path(), options).unwrap();
+    assert!(!report.streamed);
+    assert_eq!(report.decoded_bytes, 36 * 3 * 16 * 16);
+    let streaming = FolderOptions {
+        memory_limit: report.decoded_bytes - 1,
+        ..options
+    };
+    let (streamed, report) = load(dir.path(), streaming).unwrap();
+    assert!(report.streamed);
+    for (memory, streamed) in [
+        (&memory.train, &streamed.train),
+        (&memory.test, &streamed.test),
+    ] {
+        assert!(streamed.is_streamed() && !memory.is_streamed());
+        assert!(matches!(&streamed.images, Images::Files(f) if f.len() == memory.len()));
+        assert_eq!(streamed.labels, memory.labels);
+        assert_eq!(streamed.class_names, memory.class_names);
+        assert_eq!(
+            (streamed.channels, streamed.height, streamed.width),
+            (3, 16, 16)
+        );
+        let all: Vec<usize> = (0..memory.len()).collect();
+        let (a, b) = (
+            memory.images_of(&all).unwrap(),
+            streamed.images_of(&all).unwrap(),
+        );
+        assert_eq!(a, b);
+        streamed.validate().unwrap();
+        assert_eq!(streamed.take(2).len(), 2);
+    }
+
+    // A PNG cut a few bytes into its pixel data: the folder loads (headers only), the batch
+    // that needs it fails by name.
+    let whole = std::fs::read(dir.path().join("ant/img00.png")).unwrap();
+    let pixels = whole.windows(4).position(|w| w == b"IDAT").unwrap();
+    std::fs::write(dir.path().join("ant/img99.png"), &whole[..pixels + 8]).unwrap();
+    let (streamed, _) = load(
+        dir.path(),
+        FolderOptions {
+            memory_limit: 0,
+            ..options
+        },
+    )
+    .unwrap();
+    let Images::Files(files) = &streamed.train.images else {
+        panic!("streamed")
+    };
+    let cut = files
+        .iter()
+        .position(|f| f.ends_with("ant/img99.png"))
+        .unwrap();
+    let batcher = Batcher {
+        batch_size: 2,
+        size: 16,
+        channels: 3,
+        augment: None,
+        normalize: None,
+        shuffle: false,
+        seed: 0,
+    };
+    batcher.batch(&streamed.train, &[0, 1], 0).unwrap();
+    let err = batcher
+        .batch(&streamed.train, &[0, cut], 0)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("img99.png"), "{err}");
+    // Decoding it all up front finds it at once.
+    let err = load(dir.path(), options).unwrap_err().to_string();
+    assert!(err.contains("img99.png"), "{err}");
+}
+
 #[test]
 fn an_image_folder_with_splits_and_its_errors() {
     use hetconv::data::image_folder::{FolderOptions, load};
     let dir = tempfile::tempdir().unwrap();
     write_class_images(&dir.path().join("train"), &["x", "y"], 4, true);
     write_class_images(&dir.path().join("val"), &["y"], 2, true);
-    let options = FolderOptions {
-        size: 8,
-        skip_bad: false,
-    };
+    let options = FolderOptions::new(8);
     let (splits, _) = load(dir.path(), options).unwrap();
     assert_eq!((splits.train.len(), splits.test.len()), (8, 2));
     assert_eq!(

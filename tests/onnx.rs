@@ -57,7 +57,9 @@ fn cifar_batch(ctx: &hetconv::Context, size: usize) -> (Tensor, Tensor, Vec<f32>
         shuffle: false,
         seed: 0,
     };
-    let batch = batcher.batch(&data, &(0..20).collect::<Vec<_>>(), 0);
+    let batch = batcher
+        .batch(&data, &(0..20).collect::<Vec<_>>(), 0)
+        .unwrap();
     let x = upload(ctx, &[20, 3, size, size], &batch.pixels);
     let labels = upload(ctx, &[20], &batch.labels);
     (x, labels, batch.pixels)

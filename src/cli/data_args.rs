@@ -6,6 +6,7 @@ use clap::{Args, ValueEnum};
 use hetconv::data::image_folder::{self, FolderOptions};
 use hetconv::data::{self, DatasetKind, Splits};
 use hetconv::{Error, Result};
+use indicatif::HumanBytes;
 
 /// Which data set a folder holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -39,6 +40,11 @@ pub struct DataArgs {
     /// of stopping at the first.
     #[arg(long)]
     pub skip_bad_images: bool,
+    /// Read an image folder's files as batches need them (decoded on every core by a
+    /// background thread while the GPU trains) instead of decoding them all up front; the
+    /// default for a folder whose decoded images would take over 4 GiB.
+    #[arg(long)]
+    pub stream_images: bool,
 }
 
 impl DataArgs {
@@ -81,9 +87,9 @@ impl DataArgs {
                 }
             },
         };
-        if self.image_size.is_some() || self.skip_bad_images {
+        if self.image_size.is_some() || self.skip_bad_images || self.stream_images {
             return Err(Error::InvalidArgument(format!(
-                "--image-size and --skip-bad-images read image folders; {} holds {kind:?} files",
+                "--image-size, --skip-bad-images and --stream-images read image folders; {} holds {kind:?} files",
                 dir.display()
             )));
         }
@@ -115,8 +121,29 @@ impl DataArgs {
             FolderOptions {
                 size,
                 skip_bad: self.skip_bad_images,
+                memory_limit: if self.stream_images {
+                    0
+                } else {
+                    image_folder::DEFAULT_MEMORY_LIMIT
+                },
             },
         )?;
+        if report.streamed {
+            println!(
+                "streaming {} images from {} ({} decoded){}",
+                splits.train.len() + splits.test.len(),
+                dir.display(),
+                HumanBytes(report.decoded_bytes),
+                if self.stream_images {
+                    String::new()
+                } else {
+                    format!(
+                        ": over the {} kept in memory",
+                        HumanBytes(image_folder::DEFAULT_MEMORY_LIMIT)
+                    )
+                }
+            );
+        }
         if !report.skipped.is_empty() {
             println!(
                 "skipped {} unreadable file(s) in {}; the first: {}",

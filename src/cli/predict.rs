@@ -83,7 +83,7 @@ pub fn run(ctx: &Context, args: PredictArgs) -> Result<()> {
             shuffle: false,
             seed: 0,
         };
-        let batch = batcher.batch(&data, &(0..n).collect::<Vec<_>>(), 0);
+        let batch = batcher.batch(&data, &(0..n).collect::<Vec<_>>(), 0)?;
         for i in 0..n {
             inputs.push((
                 format!("{}#{i}", data.name),

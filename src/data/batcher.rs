@@ -7,6 +7,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::Dataset;
 use super::augment::{Augment, Normalize, place, resized_crop};
+use crate::error::Result;
 
 /// Images and labels ready for upload.
 #[derive(Clone, Debug, PartialEq)]
@@ -61,14 +62,16 @@ impl Batcher {
         order
     }
 
-    /// Builds the batch of `indices`; `step` seeds its augmentation.
-    pub fn batch(&self, data: &Dataset, indices: &[usize], step: u64) -> Batch {
+    /// Builds the batch of `indices`; `step` seeds its augmentation. A streamed set's images
+    /// are decoded here (an unreadable file is an error naming it).
+    pub fn batch(&self, data: &Dataset, indices: &[usize], step: u64) -> Result<Batch> {
+        let images = data.images_of(indices)?;
         let per_image = self.channels * self.size * self.size;
         let mut pixels = vec![0.0f32; indices.len() * per_image];
         let mut labels = Vec::with_capacity(indices.len());
         let mut rng = rng(self.seed, 2, step);
         let mut scratch = vec![0.0f32; data.channels * self.size * self.size];
-        for (slot, &i) in indices.iter().enumerate() {
+        for (slot, (&i, image)) in indices.iter().zip(&images).enumerate() {
             match self.augment {
                 Some(Augment {
                     resized_crop: Some(crop),
@@ -77,7 +80,7 @@ impl Batcher {
                 }) => {
                     let region = crop.draw(data.height, data.width, &mut rng);
                     let shape = (data.height, data.width);
-                    let cropped = resized_crop(data.image(i), data.channels, shape, region);
+                    let cropped = resized_crop(image, data.channels, shape, region);
                     place(
                         &cropped,
                         data.channels,
@@ -93,7 +96,7 @@ impl Batcher {
                 _ => {
                     let (shift, flip) = self.augment.map_or(((0, 0), false), |a| a.draw(&mut rng));
                     place(
-                        data.image(i),
+                        image,
                         data.channels,
                         data.height,
                         data.width,
@@ -115,11 +118,55 @@ impl Batcher {
             );
             labels.push(f32::from(data.labels[i]));
         }
-        Batch {
+        Ok(Batch {
             pixels,
             labels,
             len: indices.len(),
+        })
+    }
+}
+
+/// The batches of a training run, step by step: step `s` is batch `s mod steps_per_epoch` of
+/// its epoch's order, augmented from `s`, so any step can be rebuilt on its own.
+#[derive(Clone, Debug)]
+pub struct StepBatches {
+    batcher: Batcher,
+    len: usize,
+    order: (usize, Vec<usize>),
+}
+
+impl StepBatches {
+    /// The steps of `batcher` over a data set of `len` images.
+    pub fn new(batcher: Batcher, len: usize) -> Self {
+        let order = (0, batcher.epoch_order(len, 0));
+        Self {
+            batcher,
+            len,
+            order,
         }
+    }
+
+    /// The batcher.
+    pub fn batcher(&self) -> &Batcher {
+        &self.batcher
+    }
+
+    /// Full batches per epoch.
+    pub fn steps_per_epoch(&self) -> u64 {
+        self.batcher.steps_per_epoch(self.len) as u64
+    }
+
+    /// The batch of step `step` of `data` (the set this was made for).
+    pub fn batch(&mut self, data: &Dataset, step: u64) -> Result<Batch> {
+        let per_epoch = self.steps_per_epoch().max(1);
+        let epoch = (step / per_epoch) as usize;
+        if self.order.0 != epoch {
+            self.order = (epoch, self.batcher.epoch_order(self.len, epoch));
+        }
+        let size = self.batcher.batch_size;
+        let start = (step % per_epoch) as usize * size;
+        let indices = &self.order.1[start..start + size];
+        self.batcher.batch(data, indices, step)
     }
 }
 

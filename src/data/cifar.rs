@@ -1,7 +1,7 @@
 //! CIFAR-10, binary version: records of 1 label byte and 3072 pixel bytes (1024 R, 1024 G,
 //! 1024 B, row-major 32x32), 10,000 per file.
 
-use super::{Dataset, DatasetKind};
+use super::{Dataset, DatasetKind, Images};
 use crate::error::{Error, Result};
 
 /// Bytes per record.
@@ -9,6 +9,20 @@ pub const RECORD: usize = 1 + 3 * 32 * 32;
 
 /// Parses CIFAR-10 records from `bytes`; `source` names the file in errors.
 pub fn parse(bytes: &[u8], source: &str) -> Result<Dataset> {
+    let (pixels, labels) = parse_records(bytes, source)?;
+    Ok(Dataset {
+        name: source.to_string(),
+        images: Images::Bytes(pixels),
+        labels,
+        channels: 3,
+        height: 32,
+        width: 32,
+        class_names: DatasetKind::Cifar10.class_names(),
+    })
+}
+
+/// The records' pixels and labels.
+fn parse_records(bytes: &[u8], source: &str) -> Result<(Vec<u8>, Vec<u8>)> {
     let format = |offset: usize, message: String| Error::Format {
         path: source.into(),
         offset: offset as u64,
@@ -40,27 +54,7 @@ pub fn parse(bytes: &[u8], source: &str) -> Result<Dataset> {
         labels.push(record[0]);
         pixels.extend_from_slice(&record[1..]);
     }
-    Ok(Dataset {
-        name: source.to_string(),
-        pixels,
-        labels,
-        channels: 3,
-        height: 32,
-        width: 32,
-        class_names: DatasetKind::Cifar10.class_names(),
-    })
-}
-
-/// Joins data sets of the same geometry.
-pub fn concat(name: &str, parts: Vec<Dataset>) -> Option<Dataset> {
-    let mut iter = parts.into_iter();
-    let mut first = iter.next()?;
-    for part in iter {
-        first.pixels.extend(part.pixels);
-        first.labels.extend(part.labels);
-    }
-    first.name = name.to_string();
-    Some(first)
+    Ok((pixels, labels))
 }
 
 /// Loads `data_batch_{1..5}.bin` (those present) and `test_batch.bin` from `dir` (without
@@ -68,21 +62,36 @@ pub fn concat(name: &str, parts: Vec<Dataset>) -> Option<Dataset> {
 /// training images are evaluated, with a warning).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn load_dir(dir: &std::path::Path) -> Result<super::Splits> {
-    let read = |name: &str| -> Result<Option<Dataset>> {
+    let read = |name: &str| -> Result<Option<(Vec<u8>, Vec<u8>)>> {
         let path = dir.join(name);
         match std::fs::read(&path) {
-            Ok(bytes) => parse(&bytes, &path.display().to_string()).map(Some),
+            Ok(bytes) => parse_records(&bytes, &path.display().to_string()).map(Some),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::Io { path, source: e }),
         }
     };
-    let mut train = Vec::new();
+    let dataset = |name: String, (pixels, labels): (Vec<u8>, Vec<u8>)| Dataset {
+        name,
+        images: Images::Bytes(pixels),
+        labels,
+        channels: 3,
+        height: 32,
+        width: 32,
+        class_names: DatasetKind::Cifar10.class_names(),
+    };
+    let mut train: Option<(Vec<u8>, Vec<u8>)> = None;
     for i in 1..=5 {
-        train.extend(read(&format!("data_batch_{i}.bin"))?);
+        if let Some((pixels, labels)) = read(&format!("data_batch_{i}.bin"))? {
+            let all = train.get_or_insert_default();
+            all.0.extend(pixels);
+            all.1.extend(labels);
+        }
     }
-    let test = read("test_batch.bin")?;
     let name = format!("CIFAR-10 ({})", dir.display());
-    match (concat(&name, train), test) {
+    let train = train.map(|records| dataset(name, records));
+    let test = read("test_batch.bin")?
+        .map(|records| dataset(dir.join("test_batch.bin").display().to_string(), records));
+    match (train, test) {
         (Some(train), Some(test)) => Ok(super::Splits { train, test }),
         (Some(train), None) => {
             log::warn!(

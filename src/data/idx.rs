@@ -3,7 +3,7 @@
 
 use std::io::Read;
 
-use super::{Dataset, DatasetKind};
+use super::{Dataset, DatasetKind, Images};
 use crate::error::{Error, Result};
 
 fn format_error(source: &str, offset: usize, message: String) -> Error {
@@ -139,7 +139,7 @@ pub fn parse_pair(
     }
     Ok(Dataset {
         name: images_source.to_string(),
-        pixels,
+        images: Images::Bytes(pixels),
         labels,
         channels: 1,
         height: rows,

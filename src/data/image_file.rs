@@ -37,15 +37,7 @@ impl Default for DecodeLimits {
 /// Decodes `path` (PNG or JPEG, recognised by content) under the size limits; the error names
 /// the file and what is wrong.
 pub fn decode(path: &Path) -> Result<image::DynamicImage> {
-    let io = |e| Error::Io {
-        path: path.into(),
-        source: e,
-    };
-    let reader = image::ImageReader::open(path)
-        .map_err(io)?
-        .with_guessed_format()
-        .map_err(io)?;
-    decode_with_limits(reader, path, DecodeLimits::default())
+    decode_with_limits(open(path)?, path, DecodeLimits::default())
 }
 
 /// Decodes an image file's bytes (PNG or JPEG, recognised by content) under `limits`, as
@@ -64,36 +56,84 @@ pub fn decode_bytes(
     decode_with_limits(reader, path, limits)
 }
 
-fn decode_with_limits<R: std::io::BufRead + std::io::Seek>(
+/// Whether `path` holds a grey image, read from its header alone (the pixels are not decoded):
+/// errors as [`decode`]'s for a file that is not an image, has no pixels or is over the limits.
+pub fn probe_grey(path: &Path) -> Result<bool> {
+    use image::ImageDecoder;
+    let reader = open(path)?;
+    let limits = DecodeLimits::default();
+    let decoder = limited(reader, limits)
+        .into_decoder()
+        .map_err(|e| decode_error(e, path, limits))?;
+    let (width, height) = decoder.dimensions();
+    if width == 0 || height == 0 {
+        return Err(no_pixels(path));
+    }
+    Ok(!decoder.color_type().has_color())
+}
+
+fn open(path: &Path) -> Result<image::ImageReader<std::io::BufReader<std::fs::File>>> {
+    let io = |e| Error::Io {
+        path: path.into(),
+        source: e,
+    };
+    image::ImageReader::open(path)
+        .map_err(io)?
+        .with_guessed_format()
+        .map_err(io)
+}
+
+/// `reader` with `limits` applied.
+fn limited<R: std::io::BufRead + std::io::Seek>(
     mut reader: image::ImageReader<R>,
-    path: &Path,
     DecodeLimits {
         max_side,
         max_bytes,
     }: DecodeLimits,
-) -> Result<image::DynamicImage> {
-    let bad = |message: String| Error::File {
-        path: path.into(),
-        message,
-    };
+) -> image::ImageReader<R> {
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(max_side);
     limits.max_image_height = Some(max_side);
     limits.max_alloc = Some(max_bytes);
     reader.limits(limits);
-    let image = reader.decode().map_err(|e| match e {
-        image::ImageError::Limits(l) => bad(format!(
-            "image over the decoding limits ({max_side} pixels a side, {} MiB): {l}",
-            max_bytes >> 20
-        )),
+    reader
+}
+
+fn decode_error(e: image::ImageError, path: &Path, limits: DecodeLimits) -> Error {
+    match e {
+        image::ImageError::Limits(l) => Error::File {
+            path: path.into(),
+            message: format!(
+                "image over the decoding limits ({} pixels a side, {} MiB): {l}",
+                limits.max_side,
+                limits.max_bytes >> 20
+            ),
+        },
         other => Error::Decode {
             path: path.into(),
             what: "cannot decode the image",
             source: Box::new(other),
         },
-    })?;
+    }
+}
+
+fn no_pixels(path: &Path) -> Error {
+    Error::File {
+        path: path.into(),
+        message: "image has no pixels".into(),
+    }
+}
+
+fn decode_with_limits<R: std::io::BufRead + std::io::Seek>(
+    reader: image::ImageReader<R>,
+    path: &Path,
+    limits: DecodeLimits,
+) -> Result<image::DynamicImage> {
+    let image = limited(reader, limits)
+        .decode()
+        .map_err(|e| decode_error(e, path, limits))?;
     if image.width() == 0 || image.height() == 0 {
-        return Err(bad("image has no pixels".into()));
+        return Err(no_pixels(path));
     }
     Ok(image)
 }

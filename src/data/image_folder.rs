@@ -3,14 +3,19 @@
 //! of each class, in name order, is held out as the test split) or `DIR/train/<class>/...` with
 //! `DIR/val/<class>/...` (or `test/`). Classes are the sub-folders' names in sorted order; hidden
 //! files (a leading `.`) are ignored. Every image is resized (shorter side) and centre-cropped to
-//! `size` x `size` and kept as bytes; the set is grey (1 channel) when every image is, RGB
-//! otherwise. Images are decoded on every core. A file that is not a readable image is an error
-//! naming it, or, with `skip_bad`, left out and reported.
+//! `size` x `size`; the set is grey (1 channel) when every image is, RGB otherwise. A folder
+//! whose decoded images fit in [`FolderOptions::memory_limit`] is decoded once, on every core,
+//! and kept as bytes; a larger one is streamed: only the file list is kept, the headers are read
+//! up front (for the channels, and so that a file that is not an image fails now, not hours
+//! into training), and each batch's images are decoded on every core when the batch is built
+//! (by [`super::prefetch`]'s thread while the GPU trains). A file that is not a readable image
+//! is an error naming it, or, with `skip_bad`, left out and reported.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use super::image_file::{centre_square, decode, planes};
-use super::{Dataset, Splits};
+use super::image_file::{centre_square, decode, planes, probe_grey};
+use super::{Dataset, Images, Splits};
 use crate::error::{Error, Result};
 
 /// Every how many images of a class one goes to the test split of a folder without splits.
@@ -19,6 +24,9 @@ pub const HOLD_OUT_EVERY: usize = 10;
 /// The largest side images are stored at.
 pub const MAX_STORED_SIDE: usize = 4096;
 
+/// The default [`FolderOptions::memory_limit`]: 4 GiB of decoded images.
+pub const DEFAULT_MEMORY_LIMIT: u64 = 4 << 30;
+
 /// How to read a folder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FolderOptions {
@@ -26,13 +34,52 @@ pub struct FolderOptions {
     pub size: usize,
     /// Leave out files that are not readable images (and report them) instead of failing.
     pub skip_bad: bool,
+    /// The most bytes the decoded images (both splits, counted as RGB) may take in memory; a
+    /// larger folder is streamed from its files (0: always stream).
+    pub memory_limit: u64,
 }
 
-/// What loading left out.
+impl FolderOptions {
+    /// Images of `size` x `size`, unreadable files refused, decoded in memory up to
+    /// [`DEFAULT_MEMORY_LIMIT`].
+    pub fn new(size: usize) -> Self {
+        Self {
+            size,
+            skip_bad: false,
+            memory_limit: DEFAULT_MEMORY_LIMIT,
+        }
+    }
+}
+
+/// What loading did and left out.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FolderReport {
     /// Files skipped with `skip_bad`: (path, why).
     pub skipped: Vec<(PathBuf, String)>,
+    /// Whether the images are streamed from their files (the folder is over the memory limit).
+    pub streamed: bool,
+    /// The bytes the decoded images would take in memory (counted as RGB).
+    pub decoded_bytes: u64,
+}
+
+/// How an image is stored once read: `size` x `size`, `channels` planes of bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoredImage {
+    /// Side of the square.
+    pub size: usize,
+    /// 1 (luma) or 3 (RGB).
+    pub channels: usize,
+}
+
+/// Reads image files as stored images (`[channels, size, size]` bytes each), in order, on
+/// every core; the first unreadable file (in order) is an error naming it.
+pub fn read_stored(paths: &[&Path], stored: StoredImage) -> Result<Vec<Vec<u8>>> {
+    on_every_core(paths, |path| {
+        let square = centre_square(&decode(path)?, stored.size);
+        Ok(planes(&square, stored.channels))
+    })
+    .into_iter()
+    .collect()
 }
 
 /// Whether `dir` looks like an image folder: it has sub-folders (class folders or splits).
@@ -111,22 +158,48 @@ pub fn load(dir: &Path, options: FolderOptions) -> Result<(Splits, FolderReport)
             dir.display()
         )));
     }
-    let mut report = FolderReport::default();
-    let train = decode_all(&train_files, options, &mut report)?;
-    let test = decode_all(&test_files, options, &mut report)?;
-    let channels = if train.iter().chain(&test).all(|(grey, _, _)| *grey) {
+    let mut report = FolderReport {
+        decoded_bytes: ((train_files.len() + test_files.len()) * 3 * options.size * options.size)
+            as u64,
+        ..FolderReport::default()
+    };
+    report.streamed = report.decoded_bytes > options.memory_limit;
+    let (train, test) = if report.streamed {
+        (
+            probe_all(&train_files, options, &mut report)?,
+            probe_all(&test_files, options, &mut report)?,
+        )
+    } else {
+        (
+            decode_all(&train_files, options, &mut report)?,
+            decode_all(&test_files, options, &mut report)?,
+        )
+    };
+    let channels = if train.iter().chain(&test).all(|image| image.grey) {
         1
     } else {
         3
     };
     let name = dir.display().to_string();
-    let build = |split: &str, images: Vec<(bool, image::DynamicImage, usize)>| Dataset {
+    let build = |split: &str, images: Vec<Read>| Dataset {
         name: format!("{name} ({split})"),
-        pixels: images
-            .iter()
-            .flat_map(|(_, image, _)| planes(image, channels))
-            .collect(),
-        labels: images.iter().map(|(_, _, l)| *l as u8).collect(),
+        labels: images.iter().map(|image| image.label as u8).collect(),
+        images: if report.streamed {
+            Images::Files(
+                images
+                    .into_iter()
+                    .map(|image| image.path)
+                    .collect::<Arc<[_]>>(),
+            )
+        } else {
+            Images::Bytes(
+                images
+                    .iter()
+                    .filter_map(|image| image.square.as_ref())
+                    .flat_map(|square| planes(square, channels))
+                    .collect(),
+            )
+        },
         channels,
         height: options.size,
         width: options.size,
@@ -206,48 +279,83 @@ fn files_of(dir: &Path, classes: &[String]) -> Result<Vec<(PathBuf, usize)>> {
     Ok(files)
 }
 
-/// Decodes `files` on every core, in order: (grey, square image, label). A bad file is an error
-/// (the first in order) or, with `skip_bad`, a line of the report.
+/// One file read by [`decode_all`] (with its centre square) or [`probe_all`] (header only).
+struct Read {
+    path: PathBuf,
+    label: usize,
+    grey: bool,
+    square: Option<image::DynamicImage>,
+}
+
+/// Decodes `files` on every core, in order, keeping each one's centre square. A bad file is an
+/// error (the first in order) or, with `skip_bad`, a line of the report.
 fn decode_all(
     files: &[(PathBuf, usize)],
     options: FolderOptions,
     report: &mut FolderReport,
-) -> Result<Vec<(bool, image::DynamicImage, usize)>> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(files.len().max(1));
-    let chunk = files.len().div_ceil(threads).max(1);
-    let decoded: Result<Vec<Result<(bool, image::DynamicImage)>>> =
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = files
-                .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(move || {
-                        part.iter()
-                            .map(|(path, _)| {
-                                let image = decode(path)?;
-                                let grey = !image.color().has_color();
-                                Ok((grey, centre_square(&image, options.size)))
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            let mut all = Vec::with_capacity(files.len());
-            for worker in workers {
-                all.extend(worker.join().map_err(|_| {
-                    Error::InvalidArgument("an image decoding thread panicked".into())
-                })?);
-            }
-            Ok(all)
-        });
+) -> Result<Vec<Read>> {
+    let results = on_every_core(files, |(path, _)| {
+        let image = decode(path)?;
+        Ok((
+            !image.color().has_color(),
+            Some(centre_square(&image, options.size)),
+        ))
+    });
+    keep_readable(files, results, options, report)
+}
+
+/// Reads the headers of `files` on every core, in order: whether each is grey, and that it is
+/// an image within the decoding limits. Errors as [`decode_all`]'s.
+fn probe_all(
+    files: &[(PathBuf, usize)],
+    options: FolderOptions,
+    report: &mut FolderReport,
+) -> Result<Vec<Read>> {
+    let results = on_every_core(files, |(path, _)| Ok((probe_grey(path)?, None)));
+    keep_readable(files, results, options, report)
+}
+
+fn keep_readable(
+    files: &[(PathBuf, usize)],
+    results: Vec<Result<(bool, Option<image::DynamicImage>)>>,
+    options: FolderOptions,
+    report: &mut FolderReport,
+) -> Result<Vec<Read>> {
     let mut out = Vec::with_capacity(files.len());
-    for ((path, label), result) in files.iter().zip(decoded?) {
+    for ((path, label), result) in files.iter().zip(results) {
         match result {
-            Ok((grey, image)) => out.push((grey, image, *label)),
+            Ok((grey, square)) => out.push(Read {
+                path: path.clone(),
+                label: *label,
+                grey,
+                square,
+            }),
             Err(e) if options.skip_bad => report.skipped.push((path.clone(), e.to_string())),
             Err(e) => return Err(e),
         }
     }
     Ok(out)
+}
+
+/// `f` of every item, in order, computed on every core (contiguous chunks, one per core).
+fn on_every_core<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len().max(1));
+    let chunk = items.len().div_ceil(threads).max(1);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<_>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p))
+            })
+            .collect()
+    })
 }

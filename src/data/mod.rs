@@ -14,19 +14,37 @@ pub mod idx;
 pub mod image_file;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod image_folder;
+pub mod prefetch;
 
 pub use augment::{Augment, Normalize, Region, ResizedCrop};
-pub use batcher::{Batch, Batcher};
+pub use batcher::{Batch, Batcher, StepBatches};
+pub use prefetch::Prefetch;
+
+use std::borrow::Cow;
+#[cfg(not(target_arch = "wasm32"))]
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
-/// Images as bytes (0..=255), NCHW, with their labels.
+/// Where a data set's images are.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Images {
+    /// Decoded, in memory: bytes (0..=255), `[len, channels, height, width]`.
+    Bytes(Vec<u8>),
+    /// Image files, one per image, decoded when a batch needs them: resized (shorter side) and
+    /// centre-cropped to the set's `height` x `width` with its `channels` (native only; a set
+    /// too large for memory is read this way).
+    #[cfg(not(target_arch = "wasm32"))]
+    Files(Arc<[std::path::PathBuf]>),
+}
+
+/// Images with their labels, NCHW: in memory as bytes, or streamed from image files.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {
     /// Where the data came from (for messages and checkpoint metadata).
     pub name: String,
-    /// Pixels, `[len, channels, height, width]`.
-    pub pixels: Vec<u8>,
+    /// The images, `[len, channels, height, width]`.
+    pub images: Images,
     /// One label per image, `< classes`.
     pub labels: Vec<u8>,
     /// Channels per image.
@@ -114,30 +132,69 @@ impl Dataset {
         self.channels * self.height * self.width
     }
 
-    /// The pixels of image `i`.
-    pub fn image(&self, i: usize) -> &[u8] {
+    /// The pixels of image `i`, `[channels, height, width]` bytes (decoded from its file
+    /// when the set is streamed).
+    pub fn image(&self, i: usize) -> Result<Cow<'_, [u8]>> {
+        Ok(self.images_of(&[i])?.remove(0))
+    }
+
+    /// The pixels of the images `indices`, in that order: borrowed from memory, or decoded
+    /// from their files on every core (an unreadable file is an error naming it).
+    pub fn images_of(&self, indices: &[usize]) -> Result<Vec<Cow<'_, [u8]>>> {
         let n = self.image_len();
-        &self.pixels[i * n..(i + 1) * n]
+        match &self.images {
+            Images::Bytes(bytes) => Ok(indices
+                .iter()
+                .map(|&i| Cow::Borrowed(&bytes[i * n..(i + 1) * n]))
+                .collect()),
+            #[cfg(not(target_arch = "wasm32"))]
+            Images::Files(files) => {
+                let paths: Vec<&std::path::Path> =
+                    indices.iter().map(|&i| files[i].as_path()).collect();
+                let stored = image_folder::StoredImage {
+                    size: self.height,
+                    channels: self.channels,
+                };
+                image_folder::read_stored(&paths, stored)?
+                    .into_iter()
+                    .map(|bytes| Ok(Cow::Owned(bytes)))
+                    .collect()
+            }
+        }
+    }
+
+    /// Whether the images are read from their files as batches need them.
+    pub fn is_streamed(&self) -> bool {
+        !matches!(self.images, Images::Bytes(_))
     }
 
     /// The first `n` images (or all of them).
     pub fn take(&self, n: usize) -> Dataset {
         let n = n.min(self.len());
+        let images = match &self.images {
+            Images::Bytes(bytes) => Images::Bytes(bytes[..n * self.image_len()].to_vec()),
+            #[cfg(not(target_arch = "wasm32"))]
+            Images::Files(files) => Images::Files(files[..n].into()),
+        };
         Dataset {
             name: self.name.clone(),
-            pixels: self.pixels[..n * self.image_len()].to_vec(),
+            images,
             labels: self.labels[..n].to_vec(),
             ..self.clone()
         }
     }
 
-    /// Checks that every label is a class index.
+    /// Checks that there is one image per label and that every label is a class index.
     pub fn validate(&self) -> Result<()> {
-        if self.pixels.len() != self.labels.len() * self.image_len() {
+        let (have, per_label, unit) = match &self.images {
+            Images::Bytes(bytes) => (bytes.len(), self.image_len(), "pixel bytes"),
+            #[cfg(not(target_arch = "wasm32"))]
+            Images::Files(files) => (files.len(), 1, "image files"),
+        };
+        if have != self.labels.len() * per_label {
             return Err(Error::InvalidArgument(format!(
-                "{}: {} pixel bytes for {} images of {}x{}x{}",
+                "{}: {have} {unit} for {} images of {}x{}x{}",
                 self.name,
-                self.pixels.len(),
                 self.labels.len(),
                 self.channels,
                 self.height,

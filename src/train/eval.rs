@@ -64,7 +64,7 @@ pub async fn evaluate<M: Model + ?Sized>(
     let (mut loss_sum, mut correct) = (0.0f64, 0usize);
     for start in (0..n).step_by(batch_size.max(1)) {
         let indices: Vec<usize> = (start..(start + batch_size).min(n)).collect();
-        let batch = batcher.batch(data, &indices, 0);
+        let batch = batcher.batch(data, &indices, 0)?;
         let x = Tensor::from_slice(
             &ctx,
             &[batch.len, input.channels, input.size, input.size],

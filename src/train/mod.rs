@@ -8,7 +8,9 @@ pub use eval::{EvalReport, evaluate};
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Augment, Batch, Batcher, Dataset};
+use std::sync::Arc;
+
+use crate::data::{Augment, Batcher, Dataset, Prefetch, StepBatches};
 use crate::error::{Error, Result};
 use crate::gpu::Precision;
 use crate::kernels::loss::summarize;
@@ -84,12 +86,9 @@ pub struct StepReport {
 /// command line picks the network at run time).
 pub struct Trainer<M: Model = Box<dyn Model>> {
     model: M,
-    data: Dataset,
     settings: TrainSettings,
-    batcher: Batcher,
+    batches: Prefetch,
     progress: Progress,
-    order: (usize, Vec<usize>),
-    prepared: Option<(u64, Batch)>,
     scaler: Option<LossScaler>,
 }
 
@@ -133,7 +132,9 @@ impl<M: Model> Trainer<M> {
             shuffle: settings.shuffle,
             seed: settings.seed,
         };
-        let order = (0, batcher.epoch_order(data.len(), 0));
+        let steps = StepBatches::new(batcher, data.len());
+        let end = total_steps(&settings, steps.steps_per_epoch());
+        let batches = Prefetch::new(Arc::new(data), steps, end);
         let ctx = model.context().clone();
         ctx.set_precision(settings.precision)?;
         let scaler = match (settings.precision, &progress.loss_scale) {
@@ -147,12 +148,9 @@ impl<M: Model> Trainer<M> {
         };
         Ok(Self {
             model,
-            data,
             settings,
-            batcher,
+            batches,
             progress,
-            order,
-            prepared: None,
             scaler,
         })
     }
@@ -169,7 +167,7 @@ impl<M: Model> Trainer<M> {
 
     /// The training data.
     pub fn data(&self) -> &Dataset {
-        &self.data
+        self.batches.data()
     }
 
     /// The settings.
@@ -197,13 +195,12 @@ impl<M: Model> Trainer<M> {
 
     /// Steps in one epoch.
     pub fn steps_per_epoch(&self) -> u64 {
-        self.batcher.steps_per_epoch(self.data.len()) as u64
+        self.batches.steps().steps_per_epoch()
     }
 
     /// Steps of the whole run.
     pub fn total_steps(&self) -> u64 {
-        let all = self.steps_per_epoch() * self.settings.epochs as u64;
-        self.settings.max_steps.map_or(all, |m| m.min(all))
+        total_steps(&self.settings, self.steps_per_epoch())
     }
 
     /// Whether every step has run.
@@ -223,20 +220,9 @@ impl<M: Model> Trainer<M> {
             .lr_at(step as f64 / self.steps_per_epoch().max(1) as f64)
     }
 
-    /// The batch of step `step` (deterministic: order from the epoch, augmentation from the step).
-    fn batch_for(&mut self, step: u64) -> Batch {
-        let per_epoch = self.steps_per_epoch().max(1);
-        let epoch = (step / per_epoch) as usize;
-        if self.order.0 != epoch {
-            self.order = (epoch, self.batcher.epoch_order(self.data.len(), epoch));
-        }
-        let start = (step % per_epoch) as usize * self.settings.batch_size;
-        let indices = self.order.1[start..start + self.settings.batch_size].to_vec();
-        self.batcher.batch(&self.data, &indices, step)
-    }
-
-    /// Runs one training step. The step is submitted at once; the next batch is prepared on the
-    /// CPU while the GPU works; the loss is read back every `report_every` steps and at the end
+    /// Runs one training step. The step is submitted at once; the next batches are prepared on
+    /// the CPU while the GPU works (natively on a background thread, see [`Prefetch`]; a
+    /// streamed image folder's file that cannot be decoded then is an error naming it); the loss is read back every `report_every` steps and at the end
     /// of each epoch, and a non-finite loss there is an [`Error::Diverged`].
     pub async fn step(&mut self) -> Result<StepReport> {
         if self.is_done() {
@@ -245,10 +231,7 @@ impl<M: Model> Trainer<M> {
             ));
         }
         let step = self.progress.step;
-        let batch = match self.prepared.take() {
-            Some((s, batch)) if s == step => batch,
-            _ => self.batch_for(step),
-        };
+        let batch = self.batches.take(step)?;
         let ctx = self.model.context().clone();
         let input = self.model.input();
         let x = Tensor::from_slice(
@@ -274,11 +257,7 @@ impl<M: Model> Trainer<M> {
             .progress
             .step
             .is_multiple_of(self.steps_per_epoch().max(1));
-        if !self.is_done() {
-            let next = self.progress.step;
-            let batch = self.batch_for(next);
-            self.prepared = Some((next, batch));
-        }
+        self.batches.prepare(self.progress.step);
         let report = epoch_done
             || self.is_done()
             || self
@@ -311,4 +290,10 @@ impl<M: Model> Trainer<M> {
             scaler,
         })
     }
+}
+
+/// Steps of a run of `settings` with `per_epoch` steps an epoch.
+fn total_steps(settings: &TrainSettings, per_epoch: u64) -> u64 {
+    let all = per_epoch * settings.epochs as u64;
+    settings.max_steps.map_or(all, |m| m.min(all))
 }

@@ -352,7 +352,7 @@ impl Demo {
                 seed: 0,
             };
             let indices: Vec<usize> = (0..count).collect();
-            let batch = batcher.batch(test, &indices, 0);
+            let batch = batcher.batch(test, &indices, 0).map_err(js_error)?;
             let probabilities = classify(&state.ctx, model.as_ref(), &batch.pixels, count).await?;
             let out: Vec<PredictionJs> = probabilities
                 .into_iter()
@@ -370,14 +370,13 @@ impl Demo {
 
     /// The 28x28 pixels (0..=255) of test image `index`.
     #[wasm_bindgen(js_name = testImage)]
-    pub fn test_image(&self, index: usize) -> Uint8Array {
+    pub fn test_image(&self, index: usize) -> Result<Uint8Array, JsValue> {
         let state = self.state.borrow();
-        Uint8Array::from(
-            state
-                .data
-                .test
-                .image(index.min(state.data.test.len().saturating_sub(1))),
-        )
+        let test = &state.data.test;
+        let pixels = test
+            .image(index.min(test.len().saturating_sub(1)))
+            .map_err(js_error)?;
+        Ok(Uint8Array::from(pixels.as_ref()))
     }
 
     /// Classifies one 28x28 grey image (row-major values in [0, 1]); resolves to the class
