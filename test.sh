@@ -10,7 +10,8 @@ export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 .ci/deps.sh
 export HETCONV_PYTHON="${HETCONV_PYTHON:-${HETCONV_VENV:-$HOME/.cache/hetconv/venv}/bin/python}"
 
-cargo test --workspace --locked
+# The mpi feature too: the data-parallel tests run under mpirun (tests/mpi.rs).
+cargo test --workspace --locked --features hetconv/mpi
 
 # The cooperative-matrix (tensor-core) kernels on Mesa 26 lavapipe, which has 8x8x8 f16 -> f32
 # cooperative matrices (the default lavapipe has none): the mixed-precision tests again, on it,
@@ -20,7 +21,7 @@ if [ -f "${HETCONV_MESA26:-/opt/trixie}/lvp26.json" ]; then
   echo "test.sh: mixed-precision tests on Mesa 26 lavapipe (cooperative matrices)"
   # --workspace: the same feature set as the run above, so nothing is rebuilt.
   CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/.ci/mesa26-run" HETCONV_REQUIRE_COOP=1 \
-    cargo test --workspace --locked --test gemm --test mixed --test conv --test unchecked -- \
+    cargo test --workspace --locked --features hetconv/mpi --test gemm --test mixed --test conv --test unchecked -- \
     grouped_3x3 pointwise_dense fused_hetconv_every_part strided_every_kind standard_kxk_convs \
     matmul mixed a_non_finite unchecked_mixed
 elif [ -n "${HETCONV_NEED_MESA26:-}" ]; then

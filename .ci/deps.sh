@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What ./test.sh needs beyond a Rust toolchain: a Vulkan driver (Mesa's lavapipe where there is
-# no GPU), Chromium, Node.js and npm for the browser test, the wasm32 target and wasm-bindgen-cli
+# no GPU), Chromium, Node.js and npm for the browser test, Open MPI and libclang for the
+# data-parallel tests, the wasm32 target and wasm-bindgen-cli
 # at Cargo.lock's version for the page, and ONNX Runtime (Python, from the package registry, in
 # a virtual environment at $HETCONV_VENV, default ~/.cache/hetconv/venv) for the ONNX export
 # test. As root with apt-get it installs what is missing (as CI does); otherwise it names what
@@ -17,6 +18,12 @@ has_vulkan_driver || need_apt+=(mesa-vulkan-drivers)
 [ -x "${CHROMIUM:-/usr/bin/chromium}" ] || need_apt+=(chromium)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+# MPI for the data-parallel tests (the mpi feature): Open MPI's launcher and compiler
+# wrapper, and libclang, which the mpi crate's bindings are generated with.
+command -v mpirun >/dev/null 2>&1 || need_apt+=(openmpi-bin)
+command -v mpicc >/dev/null 2>&1 || need_apt+=(libopenmpi-dev)
+compgen -G '/usr/lib/llvm-*/lib/libclang*.so*' >/dev/null || compgen -G '/usr/lib/*/libclang*.so*' >/dev/null ||
+  need_apt+=(libclang-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "deps: installing ${need_apt[*]}"

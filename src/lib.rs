@@ -15,6 +15,7 @@
 pub mod autograd;
 pub mod checkpoint;
 pub mod data;
+pub mod dist;
 pub mod error;
 pub mod flops;
 pub mod gpu;

@@ -1,5 +1,29 @@
 //! Command-line parsing and the subcommands.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set on the ranks other than 0 of a data-parallel run: only rank 0 prints.
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// `println!`, except on the quiet ranks of a data-parallel run.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        if !$crate::cli::is_quiet() {
+            println!($($arg)*);
+        }
+    };
+}
+
+/// Whether this process prints nothing (a rank other than 0 of a data-parallel run).
+pub fn is_quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
+/// Makes this process print nothing (or print again).
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
 mod args;
 mod bench;
 mod data_args;

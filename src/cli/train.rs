@@ -475,6 +475,11 @@ fn check_shape_flags(
 
 /// Runs the command; `given` names the flags given on the command line.
 pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<()> {
+    // Under an MPI launcher (`mpirun -n N hetconv train ...`) this process is one rank of a
+    // data-parallel run; only rank 0 prints and writes.
+    let comm = communicator()?;
+    let rank0 = comm.as_ref().is_none_or(|c| c.rank() == 0);
+    super::set_quiet(!rank0);
     if given.contains("crop_scale")
         && args.resume.is_none()
         && augment_kind(args.settings(args.data.reads_image_folder()).augment) != "resized"
@@ -582,9 +587,10 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
                 )));
             }
             if saved.dataset != dataset_name {
-                println!(
+                say!(
                     "note: the run was trained on {}; resuming on {} (same size, classes and channels)",
-                    saved.dataset, dataset_name
+                    saved.dataset,
+                    dataset_name
                 );
             }
         }
@@ -605,7 +611,7 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
             Some(arch) => arch.mode(),
             None => ConvMode::Fused,
         };
-        println!(
+        say!(
             "resuming {} at step {}",
             path.display(),
             saved.progress.step
@@ -622,7 +628,7 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
     } else if let Some((path, ckpt)) = &init {
         check_shape_flags(&args, ckpt, "--init", path)?;
         if ckpt.folded > 0 {
-            println!(
+            say!(
                 "{}: folded {} non-zero 1x1 weights of filters' own blocks into 3x3 centre taps",
                 path.display(),
                 ckpt.folded
@@ -649,19 +655,19 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
         .architecture()
         .ok_or_else(|| Error::InvalidArgument("the model is not one of the zoo's".into()))?;
     let cost = arch.cost();
-    println!(
+    say!(
         "adapter  {} ({:?})",
         ctx.adapter_info().name,
         ctx.adapter_info().backend
     );
-    println!(
+    say!(
         "data     {} ({} training images, {} test images, {} classes)",
         dataset_name,
         train_data.len(),
         splits.test.len(),
         train_data.classes()
     );
-    println!(
+    say!(
         "model    {arch}, {:?}; {} MACs per image, {:.3}M parameters",
         arch.mode(),
         hetconv::flops::millions(cost.macs),
@@ -671,7 +677,7 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
     if args.resume.is_none() {
         settings.precision = ctx.precision();
     }
-    println!(
+    say!(
         "precision {}{}",
         settings.precision,
         match settings.precision {
@@ -679,7 +685,7 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
             Precision::F32 => "",
         }
     );
-    println!(
+    say!(
         "augment  {}",
         match settings.augment {
             None => "none".to_string(),
@@ -699,13 +705,25 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
     );
     let eval_batch = settings.batch_size.max(2);
     let mut trainer = Trainer::new(model, train_data, settings, progress)?;
+    if let Some(comm) = comm {
+        let ranks = comm.size();
+        trainer = pollster::block_on(trainer.distributed(comm))?;
+        say!(
+            "ranks    {ranks} (MPI, data-parallel: {} images per rank per step)",
+            trainer.settings().batch_size / ranks
+        );
+    }
     let save_path = args
         .save
         .clone()
         .unwrap_or_else(|| out.join("checkpoint.safetensors"));
     super::check_writable(&save_path)?;
     let resume_step = args.resume.as_ref().map(|_| trainer.progress().step);
-    let mut metrics = Metrics::open(&out, resume_step)?;
+    let mut metrics = if rank0 {
+        Some(Metrics::open(&out, resume_step)?)
+    } else {
+        None
+    };
     let interrupted = Arc::new(AtomicBool::new(false));
     {
         let flag = interrupted.clone();
@@ -713,7 +731,11 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
             Error::InvalidArgument(format!("cannot install the Ctrl-C handler: {e}"))
         })?;
     }
-    let bar = ProgressBar::new(trainer.total_steps());
+    let bar = if rank0 {
+        ProgressBar::new(trainer.total_steps())
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_position(trainer.progress().step);
     bar.set_style(
         ProgressStyle::with_template(
@@ -741,13 +763,27 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
                 100.0 * accuracy,
                 report.lr
             ));
-            metrics.step(report.step, report.epoch, report.lr, loss, accuracy)?;
+            if let Some(metrics) = metrics.as_mut() {
+                metrics.step(report.step, report.epoch, report.lr, loss, accuracy)?;
+            }
             loss_sum += loss;
             acc_sum += accuracy;
             sampled += 1;
         }
         let periodic = checkpoint_every.is_some_and(|n| report.step % n.max(1) == 0);
-        if report.epoch_done || trainer.is_done() {
+        // Every rank stops at the same step when any was interrupted.
+        let interrupt = trainer.any_rank(interrupted.load(Ordering::SeqCst))?;
+        let save_on_rank0 = |trainer: &Trainer| {
+            if rank0 {
+                save(trainer, &dataset_name, &flags, &save_path)
+            } else {
+                Ok(())
+            }
+        };
+        if (report.epoch_done || trainer.is_done()) && !rank0 {
+            (loss_sum, acc_sum, sampled, epoch_images) = (0.0, 0.0, 0, 0);
+            epoch_start = Instant::now();
+        } else if report.epoch_done || trainer.is_done() {
             let seconds = epoch_start.elapsed().as_secs_f64();
             let eval = pollster::block_on(evaluate(
                 trainer.model(),
@@ -776,16 +812,18 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
                 row.seconds,
                 row.images_per_second
             );
-            bar.suspend(|| println!("{line}"));
-            metrics.epoch(row)?;
-            save(&trainer, &dataset_name, &flags, &save_path)?;
+            bar.suspend(|| say!("{line}"));
+            if let Some(metrics) = metrics.as_mut() {
+                metrics.epoch(row)?;
+            }
+            save_on_rank0(&trainer)?;
             (loss_sum, acc_sum, sampled, epoch_images) = (0.0, 0.0, 0, 0);
             epoch_start = Instant::now();
         } else if periodic {
-            save(&trainer, &dataset_name, &flags, &save_path)?;
+            save_on_rank0(&trainer)?;
         }
-        if interrupted.load(Ordering::SeqCst) {
-            save(&trainer, &dataset_name, &flags, &save_path)?;
+        if interrupt {
+            save_on_rank0(&trainer)?;
             bar.abandon_with_message("interrupted");
             return Err(Error::Interrupted {
                 step: trainer.progress().step,
@@ -794,6 +832,9 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
         }
     }
     bar.finish();
+    let Some(metrics) = metrics else {
+        return Ok(());
+    };
     let chart = metrics.chart(&format!(
         "{} P={} on {}",
         arch.title(),
@@ -801,17 +842,27 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
         dataset_name
     ))?;
     if let Some(last) = metrics.epoch_rows.last() {
-        println!(
+        say!(
             "final test accuracy {:.2}% (loss {:.4})",
             100.0 * last.test_accuracy,
             last.test_loss
         );
     }
-    println!(
+    say!(
         "checkpoint {}\nchart      {}\nmetrics    {}",
         save_path.display(),
         chart.display(),
         out.display()
     );
     Ok(())
+}
+
+/// The data-parallel communicator when this process was started by an MPI launcher (the `mpi`
+/// feature), else None: a single-process run.
+fn communicator() -> Result<Option<Box<dyn hetconv::dist::Communicator>>> {
+    #[cfg(feature = "mpi")]
+    if let Some(comm) = hetconv::dist::mpi::MpiCommunicator::from_launcher()? {
+        return Ok(Some(Box::new(comm)));
+    }
+    Ok(None)
 }

@@ -1,12 +1,14 @@
 //! Batches: a seeded order per epoch and seeded augmentation per step, so that any step of any
 //! epoch can be rebuilt exactly (what `--resume` relies on).
 
+use std::ops::Range;
+
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::Dataset;
-use super::augment::{Augment, Normalize, place, resized_crop};
+use super::augment::{Augment, Normalize, Region, place, resized_crop};
 use crate::error::Result;
 
 /// Images and labels ready for upload.
@@ -65,85 +67,132 @@ impl Batcher {
     /// Builds the batch of `indices`; `step` seeds its augmentation. A streamed set's images
     /// are decoded here (an unreadable file is an error naming it).
     pub fn batch(&self, data: &Dataset, indices: &[usize], step: u64) -> Result<Batch> {
-        let images = data.images_of(indices)?;
-        let per_image = self.channels * self.size * self.size;
-        let mut pixels = vec![0.0f32; indices.len() * per_image];
-        let mut labels = Vec::with_capacity(indices.len());
+        self.batch_part(data, indices, step, 0..indices.len())
+    }
+
+    /// The images `part` (slots of `indices`) of [`Batcher::batch`]'s batch, augmented exactly
+    /// as there: the random draws of every image of the batch are made, in order, and only
+    /// the part's images are read and placed (one rank's share of a data-parallel batch).
+    pub fn batch_part(
+        &self,
+        data: &Dataset,
+        indices: &[usize],
+        step: u64,
+        part: Range<usize>,
+    ) -> Result<Batch> {
         let mut rng = rng(self.seed, 2, step);
-        let mut scratch = vec![0.0f32; data.channels * self.size * self.size];
-        for (slot, (&i, image)) in indices.iter().zip(&images).enumerate() {
-            match self.augment {
+        let draws: Vec<Draw> = indices
+            .iter()
+            .map(|_| match self.augment {
                 Some(Augment {
                     resized_crop: Some(crop),
                     flip,
                     ..
                 }) => {
                     let region = crop.draw(data.height, data.width, &mut rng);
-                    let shape = (data.height, data.width);
-                    let cropped = resized_crop(image, data.channels, shape, region);
+                    Draw::Crop(region, flip && rng.random_bool(0.5))
+                }
+                augment => {
+                    let (shift, flip) = augment.map_or(((0, 0), false), |a| a.draw(&mut rng));
+                    Draw::Shift(shift, flip)
+                }
+            })
+            .collect();
+        let indices = &indices[part.clone()];
+        let images = data.images_of(indices)?;
+        let per_image = self.channels * self.size * self.size;
+        let mut pixels = vec![0.0f32; indices.len() * per_image];
+        let mut scratch = vec![0.0f32; data.channels * self.size * self.size];
+        let (height, width, channels) = (data.height, data.width, data.channels);
+        for (slot, (image, draw)) in images.iter().zip(&draws[part]).enumerate() {
+            let normalize = self.normalize.as_ref();
+            match *draw {
+                Draw::Crop(region, flip) => {
+                    let cropped = resized_crop(image, channels, (height, width), region);
                     place(
                         &cropped,
-                        data.channels,
-                        data.height,
-                        data.width,
+                        channels,
+                        height,
+                        width,
                         self.size,
                         (0, 0),
-                        flip && rng.random_bool(0.5),
-                        self.normalize.as_ref(),
-                        &mut scratch,
-                    );
-                }
-                _ => {
-                    let (shift, flip) = self.augment.map_or(((0, 0), false), |a| a.draw(&mut rng));
-                    place(
-                        image,
-                        data.channels,
-                        data.height,
-                        data.width,
-                        self.size,
-                        shift,
                         flip,
-                        self.normalize.as_ref(),
+                        normalize,
                         &mut scratch,
                     );
                 }
+                Draw::Shift(shift, flip) => place(
+                    image,
+                    channels,
+                    height,
+                    width,
+                    self.size,
+                    shift,
+                    flip,
+                    normalize,
+                    &mut scratch,
+                ),
             }
             let out = &mut pixels[slot * per_image..(slot + 1) * per_image];
             adapt_channels(
                 &scratch,
-                data.channels,
+                channels,
                 self.channels,
                 self.size * self.size,
                 out,
             );
-            labels.push(f32::from(data.labels[i]));
         }
         Ok(Batch {
             pixels,
-            labels,
+            labels: indices.iter().map(|&i| f32::from(data.labels[i])).collect(),
             len: indices.len(),
         })
     }
 }
 
+/// One image's augmentation: a random-resized crop's region, or a shift of the padded image;
+/// and whether it is flipped.
+#[derive(Clone, Copy, Debug)]
+enum Draw {
+    Crop(Region, bool),
+    Shift((isize, isize), bool),
+}
+
 /// The batches of a training run, step by step: step `s` is batch `s mod steps_per_epoch` of
-/// its epoch's order, augmented from `s`, so any step can be rebuilt on its own.
+/// its epoch's order, augmented from `s`, so any step can be rebuilt on its own. In a
+/// data-parallel run each rank takes its [`StepBatches::share`] of every batch.
 #[derive(Clone, Debug)]
 pub struct StepBatches {
     batcher: Batcher,
     len: usize,
     order: (usize, Vec<usize>),
+    part: Range<usize>,
 }
 
 impl StepBatches {
     /// The steps of `batcher` over a data set of `len` images.
     pub fn new(batcher: Batcher, len: usize) -> Self {
         let order = (0, batcher.epoch_order(len, 0));
+        let part = 0..batcher.batch_size;
         Self {
             batcher,
             len,
             order,
+            part,
         }
+    }
+
+    /// Rank `rank` of `ranks`'s share of every batch: slots `rank * B / ranks` up to
+    /// `(rank + 1) * B / ranks` (rounded down) of the batch of B.
+    pub fn share(mut self, rank: usize, ranks: usize) -> Self {
+        let b = self.batcher.batch_size;
+        self.part = rank * b / ranks.max(1)..(rank + 1) * b / ranks.max(1);
+        self
+    }
+
+    /// The slots of each batch this takes.
+    pub fn part(&self) -> Range<usize> {
+        self.part.clone()
     }
 
     /// The batcher.
@@ -156,7 +205,7 @@ impl StepBatches {
         self.batcher.steps_per_epoch(self.len) as u64
     }
 
-    /// The batch of step `step` of `data` (the set this was made for).
+    /// The batch (this share of it) of step `step` of `data` (the set this was made for).
     pub fn batch(&mut self, data: &Dataset, step: u64) -> Result<Batch> {
         let per_epoch = self.steps_per_epoch().max(1);
         let epoch = (step / per_epoch) as usize;
@@ -166,7 +215,8 @@ impl StepBatches {
         let size = self.batcher.batch_size;
         let start = (step % per_epoch) as usize * size;
         let indices = &self.order.1[start..start + size];
-        self.batcher.batch(data, indices, step)
+        self.batcher
+            .batch_part(data, indices, step, self.part.clone())
     }
 }
 

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use crate::data::{Augment, Batcher, Dataset, Prefetch, StepBatches};
+use crate::dist::Communicator;
 use crate::error::{Error, Result};
 use crate::gpu::Precision;
 use crate::kernels::loss::summarize;
@@ -90,6 +91,7 @@ pub struct Trainer<M: Model = Box<dyn Model>> {
     batches: Prefetch,
     progress: Progress,
     scaler: Option<LossScaler>,
+    comm: Option<Box<dyn Communicator>>,
 }
 
 impl<M: Model> Trainer<M> {
@@ -152,7 +154,65 @@ impl<M: Model> Trainer<M> {
             batches,
             progress,
             scaler,
+            comm: None,
         })
+    }
+
+    /// Makes this trainer one rank of a data-parallel run over `comm`: every rank builds the
+    /// same trainer (model, data, settings, progress), takes its share of each global batch
+    /// (the batches of one process with the same batch size, split by slots), and every step
+    /// sums the ranks' gradients (each weighted by its share of the images) and applies the
+    /// same SGD step, so the ranks' weights stay identical. Rank 0's parameters, momentum and
+    /// buffers are broadcast first. BatchNorm normalises with each rank's own batch statistics
+    /// (as PyTorch's DDP does); its running estimates are averaged over the ranks at every
+    /// step that reads metrics back, which for these linear averages is the same as averaging
+    /// them every step. Metrics are those of the whole global batch. Needs f32 precision and
+    /// at least two images per rank.
+    pub async fn distributed(mut self, comm: Box<dyn Communicator>) -> Result<Self> {
+        let ranks = comm.size();
+        if self.settings.precision != Precision::F32 {
+            return Err(Error::InvalidArgument(
+                "data-parallel training runs in f32 precision (mixed precision's loss scale is per rank)".into(),
+            ));
+        }
+        if self.settings.batch_size < 2 * ranks {
+            return Err(Error::InvalidArgument(format!(
+                "batch size {} over {ranks} ranks leaves a rank fewer than 2 images (BatchNorm needs batch statistics)",
+                self.settings.batch_size
+            )));
+        }
+        let steps = self.batches.steps().clone().share(comm.rank(), ranks);
+        self.batches = Prefetch::new(self.batches.data().clone(), steps, self.total_steps());
+        let ctx = self.model.context().clone();
+        ctx.flush()?;
+        let store = self.model.store();
+        let (values, _, momentum) = store.flat();
+        for tensor in [values, momentum]
+            .into_iter()
+            .chain(store.buffers().iter().map(|(_, t)| t))
+        {
+            let mut host = tensor.read().await?;
+            comm.broadcast(&mut host, 0)?;
+            tensor.write(&host)?;
+        }
+        self.comm = Some(comm);
+        Ok(self)
+    }
+
+    /// Whether `flag` is set on any rank (`flag` itself outside a data-parallel run): every
+    /// rank calls it at the same step, so that all stop together (an interrupt, say).
+    pub fn any_rank(&self, flag: bool) -> Result<bool> {
+        let Some(comm) = &self.comm else {
+            return Ok(flag);
+        };
+        let mut count = [f32::from(u8::from(flag))];
+        comm.all_reduce_sum(&mut count)?;
+        Ok(count[0] > 0.0)
+    }
+
+    /// This rank and the number of ranks (0 of 1 outside a data-parallel run).
+    pub fn rank(&self) -> (usize, usize) {
+        self.comm.as_ref().map_or((0, 1), |c| (c.rank(), c.size()))
     }
 
     /// The model.
@@ -247,9 +307,23 @@ impl<M: Model> Trainer<M> {
             weight_decay: self.settings.weight_decay as f32,
             nesterov: self.settings.nesterov,
         };
-        let out = self
-            .model
-            .train_step_scaled(&x, &labels, &sgd, self.scaler.as_ref())?;
+        let out = match &self.comm {
+            None => self
+                .model
+                .train_step_scaled(&x, &labels, &sgd, self.scaler.as_ref())?,
+            Some(comm) => {
+                let out = self.model.compute_gradients(&x, &labels)?;
+                ctx.flush()?;
+                let share = batch.len as f32 / self.settings.batch_size as f32;
+                let grads = self.model.store().flat().1;
+                let mut host = grads.read().await?;
+                host.iter_mut().for_each(|g| *g *= share);
+                comm.all_reduce_sum(&mut host)?;
+                grads.write(&host)?;
+                self.model.store().sgd_step(&sgd, None)?;
+                out
+            }
+        };
         ctx.flush()?;
         self.progress.step += 1;
         let epoch = (step / self.steps_per_epoch().max(1)) as usize;
@@ -265,7 +339,7 @@ impl<M: Model> Trainer<M> {
                 .step
                 .is_multiple_of(self.settings.report_every.max(1));
         let metrics = if report {
-            let (loss, accuracy) = summarize(&out.rows.read().await?);
+            let (loss, accuracy) = self.global_metrics(&out.rows.read().await?).await?;
             if !loss.is_finite() {
                 return Err(Error::Diverged {
                     step: self.progress.step,
@@ -286,9 +360,35 @@ impl<M: Model> Trainer<M> {
             epoch_done,
             lr,
             metrics,
-            images: batch.len,
+            images: match self.comm {
+                Some(_) => self.settings.batch_size,
+                None => batch.len,
+            },
             scaler,
         })
+    }
+
+    /// Mean loss and accuracy of the step's rows (`[b, 2]`: loss, correct); in a data-parallel
+    /// run over every rank's rows, and BatchNorm's running estimates averaged over the ranks.
+    async fn global_metrics(&self, rows: &[f32]) -> Result<(f64, f64)> {
+        let Some(comm) = &self.comm else {
+            return Ok(summarize(rows));
+        };
+        let (loss, accuracy) = summarize(rows);
+        let images = (rows.len() / 2) as f32;
+        let mut sums = [loss as f32 * images, accuracy as f32 * images, images];
+        comm.all_reduce_sum(&mut sums)?;
+        // Each rank's running estimates weighted by its share of the batch; the batch counts
+        // (equal on every rank) are left as they are.
+        let weight = images / self.settings.batch_size as f32;
+        let estimates = self.model.store().buffers().iter();
+        for (_, buffer) in estimates.filter(|(name, _)| !name.ends_with("num_batches_tracked")) {
+            let mut host = buffer.read().await?;
+            host.iter_mut().for_each(|v| *v *= weight);
+            comm.all_reduce_sum(&mut host)?;
+            buffer.write(&host)?;
+        }
+        Ok((f64::from(sums[0] / sums[2]), f64::from(sums[1] / sums[2])))
     }
 }
 

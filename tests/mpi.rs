@@ -1,0 +1,263 @@
+//! Data-parallel training over MPI (`mpirun -n 2`, the `mpi` feature). The test binary starts
+//! itself under `mpirun` (the child runs when `HETCONV_MPI_CHILD` names an output file): two
+//! ranks, each with half of every batch, must end with the weights of one process that trained
+//! on the whole batches. The network here has no BatchNorm, whose per-rank batch statistics
+//! are the one thing that differs by design (as in PyTorch's DDP). Then the command line:
+//! `mpirun -n 2 hetconv train` prints and writes once, and its checkpoint resumes in one
+//! process. Open MPI's `mpirun` must be installed (`.ci/deps.sh` does; CI fails without it).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{Tolerance, assert_close, ctx, fixtures, to_f64};
+use hetconv::autograd::{Tape, Var, ops};
+use hetconv::data::{Augment, Dataset, cifar};
+use hetconv::model::InputShape;
+use hetconv::nn::{Conv2d, Init, Linear, ParamStore, ParamStoreBuilder};
+use hetconv::optim::{LrSchedule, Schedule};
+use hetconv::train::{Progress, TrainSettings, Trainer};
+use hetconv::{Context, Model, Result, Tensor};
+
+/// A conv with bias, a 2x2 pool and a linear layer: no BatchNorm.
+struct NoBatchNorm {
+    store: ParamStore,
+    conv: Conv2d,
+    fc: Linear,
+}
+
+impl NoBatchNorm {
+    fn new(ctx: &Context) -> Result<Self> {
+        let mut init = Init::new(3);
+        let mut b = ParamStoreBuilder::default();
+        let conv = Conv2d::standard(&mut b, &mut init, "conv", (3, 4), true)?;
+        let fc = Linear::new(&mut b, &mut init, "fc", (4 * 16 * 16, 10), 0.01);
+        Ok(Self {
+            store: b.build(ctx)?,
+            conv,
+            fc,
+        })
+    }
+}
+
+impl Model for NoBatchNorm {
+    fn store(&self) -> &ParamStore {
+        &self.store
+    }
+
+    fn store_mut(&mut self) -> &mut ParamStore {
+        &mut self.store
+    }
+
+    fn input(&self) -> InputShape {
+        InputShape {
+            channels: 3,
+            size: 32,
+        }
+    }
+
+    fn classes(&self) -> usize {
+        10
+    }
+
+    fn forward(&self, tape: &mut Tape, x: &Tensor, _train: bool) -> Result<Var> {
+        let h = tape.constant(x.clone());
+        let h = self.conv.forward(tape, &self.store, &h)?;
+        let h = ops::relu(tape, &h)?;
+        let h = ops::max_pool2(tape, &h)?;
+        let h = ops::flatten(tape, &h)?;
+        self.fc.forward(tape, &self.store, &h)
+    }
+}
+
+fn cifar20() -> Dataset {
+    let bytes = std::fs::read(fixtures().join("cifar10_test_first20.bin")).unwrap();
+    cifar::parse(&bytes, "cifar20").unwrap()
+}
+
+/// Batches of 8 from the 20 images, shuffled and augmented (so each rank's share must be
+/// drawn exactly as in the whole batch), 5 steps over two epochs.
+fn settings() -> TrainSettings {
+    TrainSettings {
+        epochs: 3,
+        max_steps: Some(5),
+        batch_size: 8,
+        lr: LrSchedule {
+            base_lr: 0.05,
+            schedule: Schedule::Constant,
+            warmup_epochs: 0.0,
+        },
+        momentum: 0.9,
+        weight_decay: 5e-4,
+        nesterov: false,
+        augment: Some(Augment::default()),
+        shuffle: true,
+        seed: 9,
+        report_every: 2,
+        precision: Default::default(),
+    }
+}
+
+/// Trains the network (as one rank of a data-parallel run when MPI launched this process) and
+/// returns its weights and the last reported loss.
+fn train(distributed: bool) -> (Vec<f32>, f64) {
+    let ctx = ctx();
+    let model = NoBatchNorm::new(&ctx).unwrap();
+    let mut trainer = Trainer::new(model, cifar20(), settings(), Progress::default()).unwrap();
+    if distributed {
+        let comm = hetconv::dist::mpi::MpiCommunicator::from_launcher()
+            .unwrap()
+            .expect("started by mpirun");
+        trainer = pollster::block_on(trainer.distributed(Box::new(comm))).unwrap();
+    }
+    let mut loss = f64::NAN;
+    while !trainer.is_done() {
+        let report = pollster::block_on(trainer.step()).unwrap();
+        if let Some((l, _)) = report.metrics {
+            loss = l;
+        }
+        assert_eq!(report.images, 8);
+    }
+    let weights = trainer.model().store().flat().0.to_vec().unwrap();
+    (weights, loss)
+}
+
+/// `mpirun -n 2` with what running as root in a container needs.
+fn mpirun() -> Option<Command> {
+    let found = Command::new("mpirun").arg("--version").output().is_ok();
+    if !found {
+        let note = "mpirun not found (Debian: apt-get install openmpi-bin libopenmpi-dev): the data-parallel run was not checked";
+        assert!(std::env::var_os("CI").is_none(), "{note} (CI needs it)");
+        eprintln!("note: {note}");
+        return None;
+    }
+    let mut cmd = Command::new("mpirun");
+    cmd.args(["-n", "2", "--oversubscribe"])
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("OMPI_MCA_rmaps_base_oversubscribe", "1");
+    Some(cmd)
+}
+
+#[test]
+fn two_ranks_with_half_batches_train_as_one_process_with_whole_batches() {
+    if let Some(out) = std::env::var_os("HETCONV_MPI_CHILD") {
+        let (weights, loss) = train(true);
+        let rank: usize = std::env::var("OMPI_COMM_WORLD_RANK")
+            .unwrap()
+            .parse()
+            .unwrap();
+        let mut text = serde_json::to_string(&(weights, loss)).unwrap();
+        text.push('\n');
+        std::fs::write(format!("{}.{rank}", out.to_string_lossy()), text).unwrap();
+        return;
+    }
+    let Some(mut mpirun) = mpirun() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("weights");
+    let status = mpirun
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "two_ranks_with_half_batches_train_as_one_process_with_whole_batches",
+            "--nocapture",
+        ])
+        .env("HETCONV_MPI_CHILD", &out)
+        .status()
+        .unwrap();
+    assert!(status.success(), "mpirun failed");
+    let read = |rank: usize| -> (Vec<f32>, f64) {
+        let path = format!("{}.{rank}", out.display());
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let ((rank0, loss0), (rank1, loss1)) = (read(0), read(1));
+    assert_eq!(
+        rank0, rank1,
+        "the ranks' weights are identical, bit for bit"
+    );
+    assert_eq!(loss0, loss1, "every rank reports the global batch's loss");
+    let (single, loss) = train(false);
+    let initial = NoBatchNorm::new(&ctx())
+        .unwrap()
+        .store()
+        .flat()
+        .0
+        .to_vec()
+        .unwrap();
+    assert_ne!(single, initial, "trained");
+    // Half-batch gradients summed vs one whole-batch sum: the same terms added in another
+    // order, over 5 steps of momentum SGD.
+    let tol = Tolerance {
+        rtol: 1e-5,
+        atol: 1e-6,
+    }
+    .scaled(&to_f64(&single));
+    assert_close("2 ranks vs 1 process", &rank0, &to_f64(&single), tol);
+    assert!(
+        (loss0 - loss).abs() <= 1e-5 * loss.abs(),
+        "{loss0} vs {loss}"
+    );
+}
+
+fn hetconv_train(mut cmd: Command, run: &Path, extra: &[&str]) -> std::process::Output {
+    cmd.arg(env!("CARGO_BIN_EXE_hetconv"))
+        .args([
+            "train",
+            "--width-mult",
+            "0.125",
+            "--part",
+            "2",
+            "--batch-size",
+            "8",
+            "--train-limit",
+            "48",
+            "--eval-limit",
+            "32",
+            "--epochs",
+            "2",
+            "--out",
+        ])
+        .arg(run)
+        .args(extra)
+        .env("HETCONV_TUNE", "off")
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir());
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn mpirun_hetconv_train_prints_and_writes_once_and_resumes_anywhere() {
+    let Some(mpirun) = mpirun() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let run: PathBuf = dir.path().join("run");
+    let out = hetconv_train(mpirun, &run, &["--max-steps", "8"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.matches("adapter  ").count(),
+        1,
+        "rank 0 alone prints:\n{text}"
+    );
+    assert!(
+        text.contains("ranks    2 (MPI, data-parallel: 4 images per rank"),
+        "{text}"
+    );
+    assert!(text.contains("epoch   1:"), "{text}");
+    let steps = std::fs::read_to_string(run.join("steps.csv")).unwrap();
+    assert_eq!(steps.lines().next(), Some("step,epoch,lr,loss,accuracy"));
+    // The checkpoint of a 2-rank run resumes in one process, to the end of the run.
+    let ckpt = run.join("checkpoint.safetensors");
+    let out = hetconv_train(
+        Command::new("env"),
+        &run,
+        &["--resume", ckpt.to_str().unwrap(), "--max-steps", "12"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("epoch   2:"), "{text}");
+}
