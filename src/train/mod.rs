@@ -282,8 +282,10 @@ impl<M: Model> Trainer<M> {
 
     /// Runs one training step. The step is submitted at once; the next batches are prepared on
     /// the CPU while the GPU works (natively on a background thread, see [`Prefetch`]; a
-    /// streamed image folder's file that cannot be decoded then is an error naming it); the loss is read back every `report_every` steps and at the end
-    /// of each epoch, and a non-finite loss there is an [`Error::Diverged`].
+    /// streamed image folder's file that cannot be decoded then is an error naming it); the
+    /// loss is read back every `report_every` steps and at the end of each epoch, and a
+    /// non-finite loss there is an [`Error::Diverged`]. In a data-parallel run
+    /// ([`Trainer::distributed`]) the gradients are summed over the ranks before the update.
     pub async fn step(&mut self) -> Result<StepReport> {
         if self.is_done() {
             return Err(Error::InvalidArgument(
