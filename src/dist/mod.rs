@@ -1,6 +1,6 @@
 //! Data-parallel training over several processes: the [`Communicator`] seam the
 //! [`Trainer`](crate::train::Trainer) talks through, and its implementations: one process
-//! ([`SingleProcess`], nothing to exchange) and MPI ([`mpi::MpiCommunicator`], the `mpi`
+//! ([`SingleProcess`], nothing to exchange) and MPI (`mpi::MpiCommunicator`, the `mpi`
 //! feature: any number of GPUs and hosts, `mpirun -n N`). WebGPU cannot share buffers between
 //! devices, so every exchange goes through host memory: the trainer reads a step's gradients
 //! back in one flat buffer, the communicator sums them over the ranks, and each rank writes the
