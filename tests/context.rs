@@ -666,3 +666,30 @@ fn scalars_and_zero_groups_are_shape_errors() {
         "{err}"
     );
 }
+
+/// `adapter_index` (what `--adapter-per-rank` sets from the local rank) opens the adapter at
+/// that index of the native backends' list, modulo its length, GPUs first.
+#[test]
+fn an_adapter_index_opens_that_adapter_modulo_the_count() {
+    let instance = wgpu::Instance::default();
+    let mut adapters: Vec<wgpu::AdapterInfo> =
+        pollster::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY))
+            .iter()
+            .map(|a| a.get_info())
+            .collect();
+    adapters.sort_by_key(|a| a.device_type == wgpu::DeviceType::Cpu);
+    assert!(!adapters.is_empty());
+    for index in [0, 1, 5] {
+        let ctx = pollster::block_on(Context::new(hetconv::ContextOptions {
+            adapter_index: Some(index),
+            ..Default::default()
+        }))
+        .unwrap();
+        let want = &adapters[index % adapters.len()];
+        assert_eq!(
+            (&ctx.adapter_info().name, ctx.adapter_info().backend),
+            (&want.name, want.backend),
+            "index {index} of {adapters:?}"
+        );
+    }
+}

@@ -237,7 +237,8 @@ fn mpirun_hetconv_train_prints_and_writes_once_and_resumes_anywhere() {
     let Some(mpirun) = mpirun() else { return };
     let dir = tempfile::tempdir().unwrap();
     let run: PathBuf = dir.path().join("run");
-    let out = hetconv_train(mpirun, &run, &["--max-steps", "8"]);
+    // Each rank opens the adapter of its local rank (modulo the count: lavapipe alone here).
+    let out = hetconv_train(mpirun, &run, &["--max-steps", "8", "--adapter-per-rank"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         text.matches("adapter  ").count(),
@@ -260,4 +261,88 @@ fn mpirun_hetconv_train_prints_and_writes_once_and_resumes_anywhere() {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("epoch   2:"), "{text}");
+}
+
+/// The processes `mpirun` (pid `parent`) started: the ranks (Linux: from /proc).
+fn children(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // pid (comm) state ppid ...: the parent is the second field after the ")".
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+                == Some(parent)
+        })
+        .collect()
+}
+
+/// A rank killed mid-run ends the job with an error within a bounded time, instead of leaving
+/// the other rank waiting in the gradient exchange.
+#[test]
+fn a_killed_rank_ends_the_job_with_an_error() {
+    let Some(mut mpirun) = mpirun() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let mut job = mpirun
+        .arg(env!("CARGO_BIN_EXE_hetconv"))
+        .args([
+            "train",
+            "--width-mult",
+            "0.125",
+            "--part",
+            "2",
+            "--batch-size",
+            "8",
+            "--train-limit",
+            "48",
+            "--eval-limit",
+            "16",
+            "--epochs",
+            "1000",
+            "--out",
+        ])
+        .arg(&run)
+        .env("HETCONV_TUNE", "off")
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Training is under way once the first epoch's checkpoint is written.
+    let started = std::time::Instant::now();
+    while !run.join("checkpoint.safetensors").exists() {
+        assert!(
+            started.elapsed().as_secs() < 300,
+            "the 2-rank run wrote no checkpoint in 5 minutes"
+        );
+        assert!(job.try_wait().unwrap().is_none(), "the job ended early");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let ranks = children(job.id());
+    assert_eq!(ranks.len(), 2, "mpirun's children: {ranks:?}");
+    let killed = ranks.iter().max().unwrap();
+    Command::new("sh")
+        .args(["-c", &format!("kill -9 {killed}")])
+        .status()
+        .unwrap();
+    let killed_at = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = job.try_wait().unwrap() {
+            break status;
+        }
+        if killed_at.elapsed().as_secs() > 60 {
+            let _ = job.kill();
+            panic!("the job still ran 60 s after a rank was killed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(!status.success(), "a job that lost a rank reports failure");
+    eprintln!(
+        "the job ended {:.1} s after rank pid {killed} was killed",
+        killed_at.elapsed().as_secs_f64()
+    );
 }

@@ -34,6 +34,7 @@ mod info;
 mod predict;
 mod report;
 mod selfcheck;
+mod timed_comm;
 mod train;
 mod tune;
 
@@ -70,6 +71,11 @@ pub struct Cli {
     /// resumed run keeps the precision (and the loss scale) it was saved with.
     #[arg(long, global = true, default_value = "f32", value_parser = parse_precision)]
     precision: Precision,
+    /// Under an MPI launcher, open the adapter whose index is this process's local rank (the
+    /// host's GPUs first, modulo their count), so that the ranks on one host take different
+    /// GPUs.
+    #[arg(long, global = true)]
+    adapter_per_rank: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -149,6 +155,15 @@ pub fn run(cli: Cli, given: &std::collections::BTreeSet<String>) -> Result<()> {
         tune: cli.tune,
         tune_cache: cli.tune_cache.clone(),
         precision: cli.precision,
+        adapter_index: match (cli.adapter_per_rank, hetconv::dist::local_rank_from_env()) {
+            (false, _) => None,
+            (true, Some(rank)) => Some(rank),
+            (true, None) => {
+                return Err(hetconv::Error::InvalidArgument(
+                    "--adapter-per-rank: no local rank in the environment (start the command with mpirun or srun)".into(),
+                ));
+            }
+        },
         ..Default::default()
     };
     let gpu = || pollster::block_on(Context::new(options.clone()));

@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
@@ -21,6 +21,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::data_args::DataArgs;
 use super::report::{EpochRow, Metrics};
+use super::timed_comm::Timed;
 
 /// The learning-rate schedule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -705,9 +706,11 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
     );
     let eval_batch = settings.batch_size.max(2);
     let mut trainer = Trainer::new(model, train_data, settings, progress)?;
+    let exchange = Arc::new(AtomicU64::new(0));
     if let Some(comm) = comm {
         let ranks = comm.size();
-        trainer = pollster::block_on(trainer.distributed(comm))?;
+        let timed = Timed::new(comm, exchange.clone());
+        trainer = pollster::block_on(trainer.distributed(Box::new(timed)))?;
         say!(
             "ranks    {ranks} (MPI, data-parallel: {} images per rank per step)",
             trainer.settings().batch_size / ranks
@@ -747,9 +750,12 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
     let mut epoch_start = Instant::now();
     let mut epoch_images = 0usize;
     let (mut loss_sum, mut acc_sum, mut sampled) = (0.0, 0.0, 0usize);
+    let mut stepping = std::time::Duration::ZERO;
     while !trainer.is_done() {
         bar.set_prefix(format!("{}", trainer.epoch() + 1));
+        let step_start = Instant::now();
         let report = pollster::block_on(trainer.step())?;
+        stepping += step_start.elapsed();
         bar.inc(1);
         epoch_images += report.images;
         if let Some((loss, accuracy)) = report.metrics {
@@ -832,6 +838,15 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
         }
     }
     bar.finish();
+    let (_, ranks) = trainer.rank();
+    if ranks > 1 {
+        let exchanged = exchange.load(Ordering::Relaxed) as f64 / 1e9;
+        say!(
+            "exchange {exchanged:.1} s of the steps' {:.1} s ({:.0}%) summing gradients over {ranks} ranks (MPI, waits included)",
+            stepping.as_secs_f64(),
+            100.0 * exchanged / stepping.as_secs_f64().max(1e-9)
+        );
+    }
     let Some(metrics) = metrics else {
         return Ok(());
     };

@@ -28,6 +28,18 @@ pub trait Communicator {
     fn broadcast(&self, values: &mut [f32], root: usize) -> Result<()>;
 }
 
+/// This process's rank among the ranks on its host, from the variables MPI launchers set
+/// (Open MPI, MPICH/Hydra, Slurm); None outside a launcher.
+pub fn local_rank_from_env() -> Option<usize> {
+    [
+        "OMPI_COMM_WORLD_LOCAL_RANK",
+        "MPI_LOCALRANKID",
+        "SLURM_LOCALID",
+    ]
+    .iter()
+    .find_map(|v| std::env::var(v).ok()?.parse().ok())
+}
+
 /// One process: rank 0 of 1, nothing to exchange.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SingleProcess;

@@ -49,14 +49,7 @@ impl MpiCommunicator {
 
     /// The rank among the ranks on this host (to pick one of the host's GPUs).
     pub fn local_rank(&self) -> usize {
-        [
-            "OMPI_COMM_WORLD_LOCAL_RANK",
-            "MPI_LOCALRANKID",
-            "SLURM_LOCALID",
-        ]
-        .iter()
-        .find_map(|v| std::env::var(v).ok()?.parse().ok())
-        .unwrap_or(self.rank())
+        super::local_rank_from_env().unwrap_or(self.rank())
     }
 }
 

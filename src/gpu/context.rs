@@ -123,6 +123,11 @@ pub struct ContextOptions {
     /// those whose indices hetconv proves in bounds, which natively run without them (a
     /// debugging aid; slower).
     pub checked_shaders: bool,
+    /// Open the adapter at this index (modulo their count) of the machine's adapters on the
+    /// native backends, GPUs before software ones, in the order wgpu lists them (None: the
+    /// default adapter). A data-parallel run sets it to each process's local rank
+    /// (`hetconv --adapter-per-rank`), so that the ranks on one host take different GPUs.
+    pub adapter_index: Option<usize>,
 }
 
 /// A GPU device with everything hetconv keeps per device. Cheap to clone (shared handle).
@@ -499,6 +504,21 @@ async fn pick_adapter(
                 reason: format!("WGPU_ADAPTER_NAME={wanted:?} matches none of {names:?}"),
                 source: None,
             });
+    }
+    if let Some(index) = options.adapter_index {
+        let mut adapters = instance.enumerate_adapters(wgpu::Backends::PRIMARY).await;
+        adapters.sort_by_key(|a| a.get_info().device_type == wgpu::DeviceType::Cpu);
+        if adapters.is_empty() {
+            return Err(Error::NoAdapter {
+                reason: format!(
+                    "adapter {index} asked for, but no adapter on {:?}",
+                    wgpu::Backends::PRIMARY
+                ),
+                source: None,
+            });
+        }
+        let count = adapters.len();
+        return Ok(adapters.swap_remove(index % count));
     }
     let default_pref = if options.low_power {
         wgpu::PowerPreference::LowPower
