@@ -668,12 +668,12 @@ fn largest_tile_on_the_adapters_own_limits() {
     let ctx = max_ctx();
     let tile = hetconv::kernels::gemm_core::TILE_SHAPES[0];
     if !tile.fits(ctx.limits()) {
-        let note = format!(
+        let text = format!(
             "largest_tile_on_the_adapters_own_limits: {tile} does not fit {:?}: not run",
             ctx.adapter_info().name
         );
-        assert!(std::env::var_os("CI").is_none(), "{note} (CI needs it)");
-        eprintln!("note: {note}");
+        assert!(std::env::var_os("CI").is_none(), "{text} (CI needs it)");
+        note(&text);
         return;
     }
     let path = ConvPath::Variant(hetconv::tune::Variant::gemm(tile));

@@ -11,7 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Tolerance, assert_close, ctx, fixtures, to_f64};
+use common::{Tolerance, assert_close, ctx, fixtures, note, to_f64};
 use hetconv::autograd::{Tape, Var, ops};
 use hetconv::data::{Augment, Dataset, cifar};
 use hetconv::model::InputShape;
@@ -127,9 +127,9 @@ fn train(distributed: bool) -> (Vec<f32>, f64) {
 fn mpirun() -> Option<Command> {
     let found = Command::new("mpirun").arg("--version").output().is_ok();
     if !found {
-        let note = "mpirun not found (Debian: apt-get install openmpi-bin libopenmpi-dev): the data-parallel run was not checked";
-        assert!(std::env::var_os("CI").is_none(), "{note} (CI needs it)");
-        eprintln!("note: {note}");
+        let text = "mpirun not found (Debian: apt-get install openmpi-bin libopenmpi-dev): the data-parallel run was not checked";
+        assert!(std::env::var_os("CI").is_none(), "{text} (CI needs it)");
+        note(text);
         return None;
     }
     let mut cmd = Command::new("mpirun");

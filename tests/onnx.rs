@@ -38,9 +38,9 @@ fn python() -> Option<PathBuf> {
             return Some(python);
         }
     }
-    let note = "no Python with onnxruntime (run .ci/deps.sh, or set HETCONV_PYTHON): the ONNX models were not run";
-    assert!(std::env::var_os("CI").is_none(), "{note} (CI needs it)");
-    eprintln!("note: {note}");
+    let text = "no Python with onnxruntime (run .ci/deps.sh, or set HETCONV_PYTHON): the ONNX models were not run";
+    assert!(std::env::var_os("CI").is_none(), "{text} (CI needs it)");
+    note(text);
     None
 }
 

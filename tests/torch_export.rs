@@ -35,10 +35,10 @@ fn python_with(modules: &str) -> Option<PathBuf> {
             return Some(python);
         }
     }
-    eprintln!(
-        "note: no Python with {modules} (pip install torch torchvision safetensors, then set \
+    note(&format!(
+        "no Python with {modules} (pip install torch torchvision safetensors, then set \
          HETCONV_TORCH_PYTHON): this PyTorch check was not run"
-    );
+    ));
     None
 }
 

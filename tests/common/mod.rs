@@ -294,13 +294,15 @@ pub fn has_f16(ctx: &Context, what: &str) -> bool {
     false
 }
 
-/// Prints `note: {text}` once per test process.
+/// Prints `note: {text}` once per test process, straight to the process's standard error:
+/// libtest captures `eprintln!` of a passing test, and a check that did not run must show.
 pub fn note(text: &str) {
+    use std::io::Write;
     static SEEN: std::sync::Mutex<std::collections::BTreeSet<String>> =
         std::sync::Mutex::new(std::collections::BTreeSet::new());
     let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
     if seen.insert(text.to_string()) {
-        eprintln!("note: {text}");
+        let _ = writeln!(std::io::stderr().lock(), "note: {text}");
     }
 }
 
