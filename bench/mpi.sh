@@ -41,7 +41,8 @@ done
   echo "# Data-parallel overhead, $(date -u +%F)"
   echo
   echo "\`bench/mpi.sh\` on $(nproc) cores, adapter: $("$hetconv" info | sed -n 's/^adapter: *//p'), $(mpirun --version | head -n 1)."
-  echo "VGG-16 width $width, P = $parts, global batch $batch, $images training images, 2 epochs; the second epoch's rate."
+  echo "Binary: $hetconv. VGG-16 width $width, P = $parts, global batch $batch, $images training images, 2 epochs;"
+  echo "the second epoch's rate."
   echo
   echo "| run | images/s (epoch 2) | steps' time exchanging gradients |"
   echo "|---|---|---|"
