@@ -530,15 +530,18 @@ fn bad_flag_values_are_refused_by_name_before_any_work() {
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
-        let flag = args
-            .iter()
-            .rev()
-            .find(|a| a.starts_with("--"))
-            .map(|a| a.split('=').next().unwrap())
-            .unwrap();
+        // The flag and its value (of a list, the refused item: the last here): `--lr -0.5`
+        // must be refused as a value, not read as a flag with the value missing.
+        let at = args.iter().rposition(|a| a.starts_with("--")).unwrap();
+        let (flag, value) = match args[at].split_once('=') {
+            Some((flag, value)) => (flag, value),
+            None => (args[at], args[at + 1]),
+        };
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(
-            err.contains(flag) && !err.contains("panicked"),
+            err.contains(flag)
+                && err.contains(&format!("'{}'", value.rsplit(',').next().unwrap()))
+                && !err.contains("panicked"),
             "{args:?}: {err}"
         );
     }
@@ -678,6 +681,69 @@ fn hetconv_fails(args: &[&str]) -> String {
 /// an older checkpoint), and refuses a training flag or model shape that differs from the run's
 /// instead of ignoring it; --init refuses a shape its checkpoint does not have, and a new run a
 /// P larger than a scaled width.
+/// A run resumed in the middle of an epoch reports that epoch's training means over the whole
+/// epoch, as the uninterrupted run does (they were over the resumed steps only).
+#[test]
+fn a_mid_epoch_resume_keeps_the_epochs_means() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = |run: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--tune",
+            "off",
+            "--width-mult",
+            "0.0625",
+            "--part",
+            "2",
+            "--batch-size",
+            "8",
+            "--epochs",
+            "1",
+            "--train-limit",
+            "32",
+            "--eval-limit",
+            "16",
+            "--report-every",
+            "1",
+            "--checkpoint-every",
+            "1",
+            "--out",
+            run.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        hetconv(&args);
+    };
+    let (whole, cut) = (dir.path().join("whole"), dir.path().join("cut"));
+    train(&whole, &[]);
+    train(&cut, &["--max-steps", "2"]);
+    let ckpt = cut.join("checkpoint.safetensors");
+    hetconv(&[
+        "train",
+        "--tune",
+        "off",
+        "--resume",
+        ckpt.to_str().unwrap(),
+        "--max-steps",
+        "4",
+    ]);
+    let means = |run: &Path| -> (f64, f64, f64, f64) {
+        let text = std::fs::read_to_string(run.join("epochs.jsonl")).unwrap();
+        let rows: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(rows.len(), 1, "{text}");
+        let f = |k: &str| rows[0][k].as_f64().unwrap();
+        (
+            f("train_loss"),
+            f("train_accuracy"),
+            f("test_loss"),
+            f("test_accuracy"),
+        )
+    };
+    assert_eq!(means(&cut), means(&whole));
+}
+
 #[test]
 fn resume_keeps_the_runs_flags_cuts_its_metrics_back_and_refuses_changes() {
     let dir = tempfile::tempdir().unwrap();

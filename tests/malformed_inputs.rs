@@ -239,7 +239,7 @@ const FLAG_CASES: &[(&str, &[&str], &[&str])] = &[
     ("unknown stored dtype", &[ "export", "--weights", "CKPT", "--output", "x", "--dtype", "f8", ], &["--dtype", "f8"]),
     ("bench unknown model", &["bench", "--model", "lenet"], &["--model", "lenet"]),
     ("flops unknown model", &["flops", "--model", "vgg19"], &["--model", "vgg19"]),
-    ("unknown subcommand", &["fit"], &["fit"]),
+    ("negative learning rate", &["train", "--lr", "-0.5"], &["--lr", "-0.5"]),
     ("eval without weights", &["eval"], &["--weights"]),
 ];
 
@@ -695,6 +695,13 @@ fn malformed_inputs_fail_cleanly_and_name_the_fault() {
             "eval on data of other classes",
             [eval(good_s), vec!["--data".into(), s(&cifar_ok)]].concat(),
             &[good_s],
+        ),
+        case_v(
+            "resume onto other data",
+            ["train", "--resume", good_s, "--data", &s(&cifar_ok)]
+                .map(String::from)
+                .to_vec(),
+            &[good_s, "give the run's --data"],
         ),
         case_v(
             "eval on an image folder of 2 classes",

@@ -39,11 +39,24 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
 }
 
 impl Metrics {
+    /// The sums of the sampled steps after `step` (loss, accuracy, how many): what a run
+    /// resumed in the middle of an epoch starts that epoch's means from.
+    pub fn sampled_after(&self, step: u64) -> (f64, f64, usize) {
+        self.step_points
+            .iter()
+            .filter(|(s, _, _)| *s > step)
+            .fold((0.0, 0.0, 0), |(loss, acc, n), (_, l, a)| {
+                (loss + l, acc + a, n + 1)
+            })
+    }
+
     /// Opens `dir/steps.csv` and `dir/epochs.jsonl`: new ones, or when resuming at step
     /// `resume` the run's own, cut back to that step (a run killed after its last checkpoint
-    /// wrote rows the resumed run writes again) and read back, so that the chart and the epoch
-    /// rows cover the whole run. A row that does not parse is an error naming file and line.
-    pub fn open(dir: &Path, resume: Option<u64>) -> Result<Self> {
+    /// wrote rows the resumed run writes again; a run stopped within an epoch by --max-steps
+    /// wrote a row for the part of the epoch it ran, which the resumed run writes whole) and
+    /// read back, so that the chart and the epoch rows cover the whole run once. An epoch has
+    /// `steps_per_epoch` steps. A row that does not parse is an error naming file and line.
+    pub fn open(dir: &Path, resume: Option<u64>, steps_per_epoch: u64) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let (mut step_points, mut epoch_rows) = (Vec::new(), Vec::new());
         if let Some(step) = resume {
@@ -88,7 +101,8 @@ impl Metrics {
                         offset,
                         message: format!("line {}: {e}", i + 1),
                     })?;
-                    if row.step <= step {
+                    let whole_epochs = step / steps_per_epoch.max(1);
+                    if row.step <= step && row.epoch as u64 <= whole_epochs {
                         kept.push_str(line);
                         kept.push('\n');
                         epoch_rows.push(row);

@@ -723,7 +723,7 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
     super::check_writable(&save_path)?;
     let resume_step = args.resume.as_ref().map(|_| trainer.progress().step);
     let mut metrics = if rank0 {
-        Some(Metrics::open(&out, resume_step)?)
+        Some(Metrics::open(&out, resume_step, trainer.steps_per_epoch())?)
     } else {
         None
     };
@@ -749,7 +749,11 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
     );
     let mut epoch_start = Instant::now();
     let mut epoch_images = 0usize;
-    let (mut loss_sum, mut acc_sum, mut sampled) = (0.0, 0.0, 0usize);
+    // A run resumed within an epoch starts the epoch's means from its rows before the resume.
+    let epoch_began = trainer.epoch() as u64 * trainer.steps_per_epoch();
+    let (mut loss_sum, mut acc_sum, mut sampled) = metrics
+        .as_ref()
+        .map_or((0.0, 0.0, 0), |m| m.sampled_after(epoch_began));
     let mut stepping = std::time::Duration::ZERO;
     while !trainer.is_done() {
         bar.set_prefix(format!("{}", trainer.epoch() + 1));
