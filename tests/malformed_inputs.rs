@@ -728,7 +728,11 @@ fn malformed_inputs_fail_cleanly_and_name_the_fault() {
             &[path(&ckpt_dir)],
         ),
         case_v("empty checkpoint", eval(&empty), &[&empty]),
-        case_v("truncated checkpoint", eval(&truncated), &[&truncated]),
+        case_v(
+            "truncated checkpoint",
+            eval(&truncated),
+            &[&truncated, "cut short"],
+        ),
         case_v(
             "header length past the end",
             eval(&huge_header),
@@ -737,6 +741,45 @@ fn malformed_inputs_fail_cleanly_and_name_the_fault() {
         case_v("header not JSON", eval(&not_json), &[&not_json]),
         case_v("text as a checkpoint", eval(&text), &[&text]),
         case_v("NaN weight", eval(&nan), &[&nan, &conv, "NaN"]),
+        case_v(
+            "predict with a NaN weight",
+            ["predict", "--weights", &nan, &png_ok]
+                .map(String::from)
+                .to_vec(),
+            &[&nan, &conv, "NaN"],
+        ),
+        case_v(
+            "train --init from a NaN weight",
+            [
+                "train",
+                "--max-steps",
+                "1",
+                "--init",
+                &nan,
+                "--out",
+                &s(&root.join("never")),
+            ]
+            .map(String::from)
+            .to_vec(),
+            &[&nan, &conv, "NaN"],
+        ),
+        case_v(
+            "train --init with other widths",
+            [
+                "train",
+                "--max-steps",
+                "1",
+                "--init",
+                good_s,
+                "--widths",
+                "8,8,8,8,8,8,8,8,8,8,8,8,8",
+                "--out",
+                &s(&root.join("never")),
+            ]
+            .map(String::from)
+            .to_vec(),
+            &["--widths", good_s],
+        ),
         case_v("infinite weight", eval(&inf), &[&inf, &linear, "inf"]),
         case_v(
             "negative running variance",

@@ -98,8 +98,24 @@ impl Checkpoint {
             what: "not a safetensors file",
             source: Box::new(e),
         };
-        let (_, header) =
-            safetensors::SafeTensors::read_metadata(bytes).map_err(not_safetensors)?;
+        let (_, header) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| {
+            match (&e, described_len(bytes)) {
+                (safetensors::SafeTensorError::MetadataIncompleteBuffer, Some(want)) => {
+                    let have = bytes.len() as u64;
+                    bad(if have < want {
+                        format!(
+                            "the file is cut short: {have} bytes, its header describes {want} (an interrupted write, copy or download?)"
+                        )
+                    } else {
+                        format!(
+                            "{} bytes follow the {want} its header describes (two files joined, or a damaged one?)",
+                            have - want
+                        )
+                    })
+                }
+                _ => not_safetensors(e),
+            }
+        })?;
         let metadata = header.metadata().clone().unwrap_or_default();
         let file = safetensors::SafeTensors::deserialize(bytes).map_err(not_safetensors)?;
         let mut tensors = HashMap::new();
@@ -236,4 +252,20 @@ fn zoo_layout(
         )),
         None => Ok(layout),
     }
+}
+
+/// The length a safetensors file's header says the file has (the 8-byte header length, the
+/// header, the tensors' data up to the last offset), if the header reads.
+fn described_len(bytes: &[u8]) -> Option<u64> {
+    let n = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+    let header = bytes.get(8..8usize.checked_add(usize::try_from(n).ok()?)?)?;
+    let entries: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(header).ok()?;
+    let end = entries
+        .iter()
+        .filter(|(name, _)| *name != "__metadata__")
+        .filter_map(|(_, info)| info.get("data_offsets")?.get(1)?.as_u64())
+        .max()
+        .unwrap_or(0);
+    8u64.checked_add(n)?.checked_add(end)
 }
