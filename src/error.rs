@@ -87,6 +87,10 @@ pub enum Error {
         op: &'static str,
         /// What wgpu said.
         message: String,
+        /// wgpu's error, where it handed one over (natively; errors caught by the device's
+        /// handler arrive as text).
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 
     /// Reading a result back from the GPU failed.

@@ -790,6 +790,8 @@ fn resume_keeps_the_runs_flags_cuts_its_metrics_back_and_refuses_changes() {
     ]));
     assert!(text.contains(&format!("metrics    {run_s}")), "{text}");
     assert!(text.contains("32 training images"), "{text}");
+    // The run's --eval-limit too: 32 of the 1,000 test images evaluated.
+    assert!(text.contains("(32 images)"), "{text}");
     let steps = |path: &Path| -> Vec<u64> {
         std::fs::read_to_string(path.join("steps.csv"))
             .unwrap()

@@ -389,7 +389,7 @@ fn profiling_without_timestamps_is_a_clear_error() {
 /// every dispatch is recorded).
 #[test]
 fn tensors_of_two_contexts_are_refused_by_every_kernel_family() {
-    use hetconv::kernels::{batchnorm, conv, loss, pool, sgd};
+    use hetconv::kernels::{batchnorm, conv, elementwise, loss, pool, sgd};
     let (a, b) = (ctx(), ctx());
     let x = Tensor::zeros(&a, &[2, 4, 4, 4]).unwrap();
     let four_b = Tensor::zeros(&b, &[4]).unwrap();
@@ -432,6 +432,16 @@ fn tensors_of_two_contexts_are_refused_by_every_kernel_family() {
             },
         )
         .map(drop),
+        // ReLU's backward and the other element-wise kernels (ReLU's forward and the channel
+        // sums read one tensor: there is nothing to mix).
+        elementwise::binary(
+            elementwise::BinaryOp::ReluBackward,
+            &x,
+            &Tensor::zeros(&b, &[2, 4, 4, 4]).unwrap(),
+        )
+        .map(drop),
+        elementwise::axpby(0.5, &four_a, 1.0, &four_b),
+        elementwise::channel_affine(&x, &Tensor::zeros(&b, &[2, 4]).unwrap()).map(drop),
     ];
     for (i, e) in errors.into_iter().enumerate() {
         let text = e.expect_err("mixed contexts must be refused").to_string();

@@ -208,6 +208,7 @@ impl Context {
             Err(Error::Gpu {
                 op: "record",
                 message: errors.join("; "),
+                source: None,
             })
         }
     }
@@ -258,6 +259,7 @@ impl Context {
             Err(Error::Gpu {
                 op: "submit",
                 message: errors.join("; "),
+                source: None,
             })
         }
     }
@@ -395,6 +397,7 @@ impl Context {
                     params.len(),
                     spec.params_size
                 ),
+                source: None,
             });
         }
         let missing = spec.shader.needs - self.features();
@@ -431,6 +434,7 @@ impl Context {
                     buffers.len(),
                     spec.bindings.len()
                 ),
+                source: None,
             });
         }
         let (x, y) = self.workgroup_grid(spec.entry, workgroups)?;
@@ -585,6 +589,7 @@ impl Context {
             .map_err(|e| Error::Gpu {
                 op: "synchronize",
                 message: e.to_string(),
+                source: Some(Box::new(e)),
             })?;
         Ok(())
     }

@@ -156,6 +156,7 @@ fn check_scope(scope: wgpu::ErrorScopeGuard, spec: &KernelSpec) -> Result<()> {
         Some(e) => Err(crate::error::Error::Gpu {
             op: "create_compute_pipeline",
             message: format!("{}::{}: {e}", spec.shader.name, spec.entry),
+            source: Some(Box::new(e)),
         }),
     }
 }

@@ -105,6 +105,7 @@ impl Context {
                     "the device on {} was opened without TIMESTAMP_QUERY",
                     self.inner.info.name
                 ),
+                source: None,
             });
         }
         let query_set = self
@@ -134,6 +135,7 @@ impl Context {
             return Err(Error::Gpu {
                 op: "profile",
                 message: "end_profile without begin_profile".into(),
+                source: None,
             });
         };
         let period_ns = f64::from(self.inner.queue.get_timestamp_period());

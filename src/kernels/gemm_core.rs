@@ -412,6 +412,7 @@ impl CoreKernel {
         self.check().map_err(|message| Error::Gpu {
             op: "gemm core",
             message,
+            source: None,
         })?;
         let unsupported = |feature: String| Error::Unsupported {
             op: "gemm core",
@@ -628,6 +629,7 @@ impl Params {
         kernel.check().map_err(|message| Error::Gpu {
             op: "gemm core",
             message,
+            source: None,
         })?;
         self.rows = rows as u32;
         self.cols = cols as u32;

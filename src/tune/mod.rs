@@ -374,6 +374,7 @@ pub(crate) fn choose(
             return Err(Error::Gpu {
                 op: "tune",
                 message: format!("{key}: no candidate ran ({})", outcome.failures.join("; ")),
+                source: None,
             });
         };
         let cache = tuner.cache(ctx);
