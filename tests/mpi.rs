@@ -200,7 +200,9 @@ fn two_ranks_with_half_batches_train_as_one_process_with_whole_batches() {
     );
 }
 
-fn hetconv_train(mut cmd: Command, run: &Path, extra: &[&str]) -> std::process::Output {
+/// `cmd` (mpirun, or `env` for one process) running `hetconv train` of a small VGG on 48
+/// embedded images for `epochs` epochs into `run`, with `extra` flags.
+fn train_command(mut cmd: Command, run: &Path, epochs: &str, extra: &[&str]) -> Command {
     cmd.arg(env!("CARGO_BIN_EXE_hetconv"))
         .args([
             "train",
@@ -213,15 +215,21 @@ fn hetconv_train(mut cmd: Command, run: &Path, extra: &[&str]) -> std::process::
             "--train-limit",
             "48",
             "--eval-limit",
-            "32",
+            "16",
             "--epochs",
-            "2",
+            epochs,
             "--out",
         ])
         .arg(run)
         .args(extra)
         .env("HETCONV_TUNE", "off")
         .env("XDG_RUNTIME_DIR", std::env::temp_dir());
+    cmd
+}
+
+/// [`train_command`] for 2 epochs, run to success.
+fn hetconv_train(cmd: Command, run: &Path, extra: &[&str]) -> std::process::Output {
+    let mut cmd = train_command(cmd, run, "2", extra);
     let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
@@ -284,30 +292,10 @@ fn children(parent: u32) -> Vec<u32> {
 /// the other rank waiting in the gradient exchange.
 #[test]
 fn a_killed_rank_ends_the_job_with_an_error() {
-    let Some(mut mpirun) = mpirun() else { return };
+    let Some(mpirun) = mpirun() else { return };
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let mut job = mpirun
-        .arg(env!("CARGO_BIN_EXE_hetconv"))
-        .args([
-            "train",
-            "--width-mult",
-            "0.125",
-            "--part",
-            "2",
-            "--batch-size",
-            "8",
-            "--train-limit",
-            "48",
-            "--eval-limit",
-            "16",
-            "--epochs",
-            "1000",
-            "--out",
-        ])
-        .arg(&run)
-        .env("HETCONV_TUNE", "off")
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+    let mut job = train_command(mpirun, &run, "1000", &[])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -12,11 +12,11 @@ use std::process::Command;
 
 use common::*;
 use hetconv::checkpoint::Checkpoint;
-use hetconv::data::{Batcher, Normalize, cifar};
+use hetconv::data::Normalize;
 use hetconv::kernels::sgd::SgdStep;
 use hetconv::nn::{ConvMode, ResNetConfig, VggConfig};
 use hetconv::onnx::{OnnxOptions, proto};
-use hetconv::{Architecture, Model, Tensor};
+use hetconv::{Architecture, Model};
 use prost::Message;
 
 /// A Python with onnxruntime: `HETCONV_PYTHON`, the virtual environment `.ci/deps.sh` makes,
@@ -44,34 +44,13 @@ fn python() -> Option<PathBuf> {
     None
 }
 
-/// The 20 CIFAR-10 test images as the model's input, and the same pixels for ONNX Runtime.
-fn cifar_batch(ctx: &hetconv::Context, size: usize) -> (Tensor, Tensor, Vec<f32>) {
-    let bytes = std::fs::read(fixtures().join("cifar10_test_first20.bin")).unwrap();
-    let data = cifar::parse(&bytes, "cifar10_test_first20.bin").unwrap();
-    let batcher = Batcher {
-        batch_size: 20,
-        size,
-        channels: 3,
-        augment: None,
-        normalize: None,
-        shuffle: false,
-        seed: 0,
-    };
-    let batch = batcher
-        .batch(&data, &(0..20).collect::<Vec<_>>(), 0)
-        .unwrap();
-    let x = upload(ctx, &[20, 3, size, size], &batch.pixels);
-    let labels = upload(ctx, &[20], &batch.labels);
-    (x, labels, batch.pixels)
-}
-
 /// Builds `arch`, trains it 3 steps on the images (so BatchNorm's running estimates are not
 /// their start values), then checks every option against ONNX Runtime.
 fn check(python: &PathBuf, arch: Architecture, options: &[OnnxOptions]) {
     let ctx = ctx();
     let size = arch.input().size;
     let mut model = arch.build(&ctx, 11).unwrap();
-    let (x, labels, pixels) = cifar_batch(&ctx, size);
+    let (x, labels, pixels) = cifar20_batch(&ctx, size);
     let step = SgdStep {
         lr: 0.02,
         momentum: 0.9,

@@ -14,7 +14,6 @@ use std::process::Command;
 
 use common::*;
 use hetconv::checkpoint::{self, Checkpoint};
-use hetconv::data::{Batcher, cifar};
 use hetconv::kernels::sgd::SgdStep;
 use hetconv::nn::{ResNetConfig, VggConfig};
 use hetconv::{Architecture, Model};
@@ -49,22 +48,7 @@ fn check(python: &Path, arch: Architecture, spec: &str) {
     let ctx = ctx();
     let size = arch.input().size;
     let mut model = arch.build(&ctx, 5).unwrap();
-    let bytes = std::fs::read(fixtures().join("cifar10_test_first20.bin")).unwrap();
-    let data = cifar::parse(&bytes, "cifar10_test_first20.bin").unwrap();
-    let batcher = Batcher {
-        batch_size: 20,
-        size,
-        channels: 3,
-        augment: None,
-        normalize: None,
-        shuffle: false,
-        seed: 0,
-    };
-    let batch = batcher
-        .batch(&data, &(0..20).collect::<Vec<_>>(), 0)
-        .unwrap();
-    let x = upload(&ctx, &[20, 3, size, size], &batch.pixels);
-    let labels = upload(&ctx, &[20], &batch.labels);
+    let (x, labels, pixels) = cifar20_batch(&ctx, size);
     let step = SgdStep {
         lr: 0.05,
         momentum: 0.9,
@@ -95,7 +79,7 @@ fn check(python: &Path, arch: Architecture, spec: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
     let images = dir.path().join("images.f32");
-    let raw: Vec<u8> = batch.pixels.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let raw: Vec<u8> = pixels.iter().flat_map(|v| v.to_le_bytes()).collect();
     std::fs::write(&images, raw).unwrap();
     let out = Command::new(python)
         .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/torch_logits.py"))

@@ -9,16 +9,20 @@ pub const RECORD: usize = 1 + 3 * 32 * 32;
 
 /// Parses CIFAR-10 records from `bytes`; `source` names the file in errors.
 pub fn parse(bytes: &[u8], source: &str) -> Result<Dataset> {
-    let (pixels, labels) = parse_records(bytes, source)?;
-    Ok(Dataset {
-        name: source.to_string(),
+    Ok(dataset(source.to_string(), parse_records(bytes, source)?))
+}
+
+/// The CIFAR-10 data set `name` of the records' (pixels, labels).
+fn dataset(name: String, (pixels, labels): (Vec<u8>, Vec<u8>)) -> Dataset {
+    Dataset {
+        name,
         images: Images::Bytes(pixels),
         labels,
         channels: 3,
         height: 32,
         width: 32,
         class_names: DatasetKind::Cifar10.class_names(),
-    })
+    }
 }
 
 /// The records' pixels and labels.
@@ -69,15 +73,6 @@ pub fn load_dir(dir: &std::path::Path) -> Result<super::Splits> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::Io { path, source: e }),
         }
-    };
-    let dataset = |name: String, (pixels, labels): (Vec<u8>, Vec<u8>)| Dataset {
-        name,
-        images: Images::Bytes(pixels),
-        labels,
-        channels: 3,
-        height: 32,
-        width: 32,
-        class_names: DatasetKind::Cifar10.class_names(),
     };
     let mut train: Option<(Vec<u8>, Vec<u8>)> = None;
     for i in 1..=5 {

@@ -556,3 +556,28 @@ pub fn assert_overfits<M: hetconv::Model + ?Sized>(
         last.0
     );
 }
+
+/// The 20 real CIFAR-10 test images of the fixtures as a model input of `size` x `size`
+/// (zero-padded when larger than 32), their labels, and the same pixels on the host.
+///
+/// # Shapes
+/// → `[20, 3, size, size]`, `[20]`, 20 x 3 x size x size values
+pub fn cifar20_batch(ctx: &Context, size: usize) -> (Tensor, Tensor, Vec<f32>) {
+    let bytes = std::fs::read(fixtures().join("cifar10_test_first20.bin")).unwrap();
+    let data = hetconv::data::cifar::parse(&bytes, "cifar10_test_first20.bin").unwrap();
+    let batcher = hetconv::data::Batcher {
+        batch_size: 20,
+        size,
+        channels: 3,
+        augment: None,
+        normalize: None,
+        shuffle: false,
+        seed: 0,
+    };
+    let batch = batcher
+        .batch(&data, &(0..20).collect::<Vec<_>>(), 0)
+        .unwrap();
+    let x = upload(ctx, &[20, 3, size, size], &batch.pixels);
+    let labels = upload(ctx, &[20], &batch.labels);
+    (x, labels, batch.pixels)
+}
