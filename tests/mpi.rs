@@ -136,7 +136,10 @@ fn mpirun() -> Option<Command> {
     cmd.args(["-n", "2", "--oversubscribe"])
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .env("OMPI_MCA_rmaps_base_oversubscribe", "1");
+        .env("OMPI_MCA_rmaps_base_oversubscribe", "1")
+        // A rank waiting in a collective yields its core instead of spinning on it: on 2 cores
+        // a spinning rank starved the other's first (cold) shader compilation for minutes.
+        .env("OMPI_MCA_mpi_yield_when_idle", "1");
     Some(cmd)
 }
 
