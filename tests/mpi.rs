@@ -123,8 +123,10 @@ fn train(distributed: bool) -> (Vec<f32>, f64) {
     (weights, loss)
 }
 
-/// `mpirun -n 2` with what running as root in a container needs.
-fn mpirun() -> Option<Command> {
+/// `mpirun` (the ranks still to be given: `-n 2 PROGRAM`) with what running as root in a
+/// container needs; it ends the job after `limit_s` seconds, so that a hang fails the test
+/// instead of stalling CI.
+fn mpirun(limit_s: u32) -> Option<Command> {
     let found = Command::new("mpirun").arg("--version").output().is_ok();
     if !found {
         let text = "mpirun not found (Debian: apt-get install openmpi-bin libopenmpi-dev): the data-parallel run was not checked";
@@ -133,7 +135,7 @@ fn mpirun() -> Option<Command> {
         return None;
     }
     let mut cmd = Command::new("mpirun");
-    cmd.args(["-n", "2", "--oversubscribe"])
+    cmd.args(["--oversubscribe", "--timeout", &limit_s.to_string()])
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
         .env("OMPI_MCA_rmaps_base_oversubscribe", "1")
@@ -156,10 +158,13 @@ fn two_ranks_with_half_batches_train_as_one_process_with_whole_batches() {
         std::fs::write(format!("{}.{rank}", out.to_string_lossy()), text).unwrap();
         return;
     }
-    let Some(mut mpirun) = mpirun() else { return };
+    let Some(mut mpirun) = mpirun(600) else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("weights");
     let status = mpirun
+        .args(["-n", "2"])
         .arg(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -203,31 +208,38 @@ fn two_ranks_with_half_batches_train_as_one_process_with_whole_batches() {
     );
 }
 
-/// `cmd` (mpirun, or `env` for one process) running `hetconv train` of a small VGG on 48
-/// embedded images for `epochs` epochs into `run`, with `extra` flags.
+/// `cmd` (mpirun with its ranks, or `env` for one process) running `hetconv train` of a small
+/// VGG on 48 embedded images for `epochs` epochs into `run`, with `extra` flags.
 fn train_command(mut cmd: Command, run: &Path, epochs: &str, extra: &[&str]) -> Command {
     cmd.arg(env!("CARGO_BIN_EXE_hetconv"))
-        .args([
-            "train",
-            "--width-mult",
-            "0.125",
-            "--part",
-            "2",
-            "--batch-size",
-            "8",
-            "--train-limit",
-            "48",
-            "--eval-limit",
-            "16",
-            "--epochs",
-            epochs,
-            "--out",
-        ])
-        .arg(run)
-        .args(extra)
+        .args(train_args(run, epochs, extra))
         .env("HETCONV_TUNE", "off")
         .env("XDG_RUNTIME_DIR", std::env::temp_dir());
     cmd
+}
+
+/// The arguments of [`train_command`]'s `hetconv`.
+fn train_args(run: &Path, epochs: &str, extra: &[&str]) -> Vec<std::ffi::OsString> {
+    let flags = [
+        "train",
+        "--width-mult",
+        "0.125",
+        "--part",
+        "2",
+        "--batch-size",
+        "8",
+        "--train-limit",
+        "48",
+        "--eval-limit",
+        "16",
+        "--epochs",
+        epochs,
+        "--out",
+    ];
+    let mut args: Vec<std::ffi::OsString> = flags.iter().map(Into::into).collect();
+    args.push(run.into());
+    args.extend(extra.iter().map(Into::into));
+    args
 }
 
 /// [`train_command`] for 2 epochs, run to success.
@@ -245,7 +257,10 @@ fn hetconv_train(cmd: Command, run: &Path, extra: &[&str]) -> std::process::Outp
 
 #[test]
 fn mpirun_hetconv_train_prints_and_writes_once_and_resumes_anywhere() {
-    let Some(mpirun) = mpirun() else { return };
+    let Some(mut mpirun) = mpirun(600) else {
+        return;
+    };
+    mpirun.args(["-n", "2"]);
     let dir = tempfile::tempdir().unwrap();
     let run: PathBuf = dir.path().join("run");
     // Each rank opens the adapter of its local rank (modulo the count: lavapipe alone here).
@@ -295,7 +310,10 @@ fn children(parent: u32) -> Vec<u32> {
 /// the other rank waiting in the gradient exchange.
 #[test]
 fn a_killed_rank_ends_the_job_with_an_error() {
-    let Some(mpirun) = mpirun() else { return };
+    let Some(mut mpirun) = mpirun(600) else {
+        return;
+    };
+    mpirun.args(["-n", "2"]);
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let mut job = train_command(mpirun, &run, "1000", &[])
@@ -335,5 +353,48 @@ fn a_killed_rank_ends_the_job_with_an_error() {
     eprintln!(
         "the job ended {:.1} s after rank pid {killed} was killed",
         killed_at.elapsed().as_secs_f64()
+    );
+}
+
+/// A rank that stops on an error ends the job, its error printed, instead of leaving the
+/// others waiting in the next exchange (MPI's orderly shutdown, run as the failed rank's
+/// communicator was dropped, waited for every rank: the job hung). Rank 1 alone is given data
+/// that does not exist (mpirun's `-n 1 A : -n 1 B`); rank 0 waits for it in the first
+/// exchange.
+#[test]
+fn a_failing_rank_ends_the_job_with_its_error() {
+    let limit_s = 300;
+    let Some(mut mpirun) = mpirun(limit_s) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let missing = dir.path().join("no-such-data");
+    mpirun.args(["-n", "1"]);
+    let mut job = train_command(mpirun, &run, "1", &[]);
+    job.args([":", "-n", "1", env!("CARGO_BIN_EXE_hetconv")])
+        .args(train_args(
+            &run,
+            "1",
+            &["--data", missing.to_str().unwrap()],
+        ));
+    let started = std::time::Instant::now();
+    let out = job.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a job with a failed rank reports failure"
+    );
+    assert!(
+        !stderr.contains("time limit for job execution has been reached"),
+        "the job hung until mpirun's {limit_s} s limit:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("error: rank 1 of 2: ") && stderr.contains("no-such-data"),
+        "rank 1's error, naming the missing data:\n{stderr}"
+    );
+    eprintln!(
+        "the job ended {:.1} s after it started",
+        started.elapsed().as_secs_f64()
     );
 }

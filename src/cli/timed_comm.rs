@@ -10,13 +10,13 @@ use hetconv::dist::Communicator;
 
 /// `inner`, timed: every call adds its nanoseconds to `spent`.
 pub struct Timed {
-    inner: Box<dyn Communicator>,
+    inner: Arc<dyn Communicator>,
     spent: Arc<AtomicU64>,
 }
 
 impl Timed {
     /// Times `inner`'s exchanges into `spent` (nanoseconds).
-    pub fn new(inner: Box<dyn Communicator>, spent: Arc<AtomicU64>) -> Self {
+    pub fn new(inner: Arc<dyn Communicator>, spent: Arc<AtomicU64>) -> Self {
         Self { inner, spent }
     }
 
@@ -44,5 +44,9 @@ impl Communicator for Timed {
 
     fn broadcast(&self, values: &mut [f32], root: usize) -> Result<()> {
         self.timed(|| self.inner.broadcast(values, root))
+    }
+
+    fn abort(&self, code: i32) -> ! {
+        self.inner.abort(code)
     }
 }

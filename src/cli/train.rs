@@ -12,6 +12,7 @@ use clap::{Args, ValueEnum};
 use super::args::{self, ModelName};
 use hetconv::checkpoint::{self, Checkpoint, META_CLASSES, META_CONFIG, META_PROGRESS, META_STEP};
 use hetconv::data::{Augment, Dataset};
+use hetconv::dist::Communicator;
 use hetconv::nn::{ConvMode, PAPER_WIDTHS, ResNetConfig, ResNetLayout, VggConfig};
 use hetconv::optim::{LrSchedule, Schedule};
 use hetconv::train::{Progress, TrainSettings, Trainer, evaluate};
@@ -474,11 +475,33 @@ fn check_shape_flags(
     Ok(())
 }
 
-/// Runs the command; `given` names the flags given on the command line.
+/// Runs the command; `given` names the flags given on the command line. Under an MPI launcher
+/// (`mpirun -n N hetconv train ...`) this process is one rank of a data-parallel run: only rank
+/// 0 prints and writes, and a rank that fails prints its error and ends every rank's process
+/// (the others would wait for it in their next exchange).
 pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<()> {
-    // Under an MPI launcher (`mpirun -n N hetconv train ...`) this process is one rank of a
-    // data-parallel run; only rank 0 prints and writes.
-    let comm = communicator()?;
+    let Some(comm) = communicator()? else {
+        return run_rank(ctx, args, given, None);
+    };
+    let comm: Arc<dyn Communicator> = Arc::from(comm);
+    match run_rank(ctx, args, given, Some(comm.clone())) {
+        // An interrupt stops every rank at the same step: an orderly shutdown.
+        Err(e @ Error::Interrupted { .. }) => Err(e),
+        Err(e) if comm.size() > 1 => {
+            eprintln!("error: rank {} of {}: {e}", comm.rank(), comm.size());
+            comm.abort(1)
+        }
+        result => result,
+    }
+}
+
+/// [`run`] on one rank (`comm` None: a single-process run).
+fn run_rank(
+    ctx: &Context,
+    args: TrainArgs,
+    given: &BTreeSet<String>,
+    comm: Option<Arc<dyn Communicator>>,
+) -> Result<()> {
     let rank0 = comm.as_ref().is_none_or(|c| c.rank() == 0);
     super::set_quiet(!rank0);
     if given.contains("crop_scale")
@@ -720,7 +743,10 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
         .save
         .clone()
         .unwrap_or_else(|| out.join("checkpoint.safetensors"));
-    super::check_writable(&save_path)?;
+    // Rank 0 alone writes (every rank checking the same path raced on its probe file).
+    if rank0 {
+        super::check_writable(&save_path)?;
+    }
     let resume_step = args.resume.as_ref().map(|_| trainer.progress().step);
     let mut metrics = if rank0 {
         Some(Metrics::open(&out, resume_step, trainer.steps_per_epoch())?)
@@ -878,7 +904,7 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
 
 /// The data-parallel communicator when this process was started by an MPI launcher (the `mpi`
 /// feature), else None: a single-process run.
-fn communicator() -> Result<Option<Box<dyn hetconv::dist::Communicator>>> {
+fn communicator() -> Result<Option<Box<dyn Communicator>>> {
     #[cfg(feature = "mpi")]
     if let Some(comm) = hetconv::dist::mpi::MpiCommunicator::from_launcher()? {
         return Ok(Some(Box::new(comm)));

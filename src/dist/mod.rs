@@ -26,6 +26,11 @@ pub trait Communicator {
 
     /// Replaces `values` on every rank with rank `root`'s.
     fn broadcast(&self, values: &mut [f32], root: usize) -> Result<()>;
+
+    /// Ends the processes of every rank at once, with exit code `code`: what a rank that
+    /// cannot go on (an error, a panic) does, since the others would otherwise wait for it in
+    /// their next exchange, and an orderly shutdown (MPI's finalisation) waits for every rank.
+    fn abort(&self, code: i32) -> !;
 }
 
 /// This process's rank among the ranks on its host, from the variables MPI launchers set
@@ -59,5 +64,9 @@ impl Communicator for SingleProcess {
 
     fn broadcast(&self, _values: &mut [f32], _root: usize) -> Result<()> {
         Ok(())
+    }
+
+    fn abort(&self, code: i32) -> ! {
+        std::process::exit(code)
     }
 }

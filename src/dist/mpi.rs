@@ -4,7 +4,10 @@
 //! process was started by an MPI launcher and gives None otherwise. Sums are reduced to rank 0
 //! and broadcast from there, so every rank gets the same bits (an all-reduce may add in a
 //! different order on different ranks). A rank that dies ends the job: `mpirun` stops the
-//! others instead of leaving them waiting in a collective.
+//! others instead of leaving them waiting in a collective. A rank that stops on an error must
+//! [`abort`](super::Communicator::abort) rather than drop its communicator: dropping it
+//! finalises MPI, which waits for every rank, and the others wait in their next exchange. A
+//! panic while the communicator is alive aborts the job by itself.
 
 use mpi::collective::SystemOperation;
 use mpi::topology::SimpleCommunicator;
@@ -22,7 +25,8 @@ pub const LAUNCHER_VARIABLES: [&str; 4] = [
     "MPI_LOCALNRANKS",
 ];
 
-/// MPI's world communicator; MPI is finalised when this is dropped.
+/// MPI's world communicator; MPI is finalised when this is dropped (an orderly shutdown that
+/// waits for every rank), or the job aborted when it is dropped by a panic.
 pub struct MpiCommunicator {
     // Field order: the communicator goes before the universe that finalises MPI.
     world: SimpleCommunicator,
@@ -80,5 +84,19 @@ impl Communicator for MpiCommunicator {
             .process_at_rank(root as i32)
             .broadcast_into(values);
         Ok(())
+    }
+
+    fn abort(&self, code: i32) -> ! {
+        self.world.abort(code)
+    }
+}
+
+impl Drop for MpiCommunicator {
+    /// A panicking rank ends the job: finalising MPI would wait for the other ranks, which
+    /// wait for this one in their next exchange.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.world.abort(101);
+        }
     }
 }
