@@ -16,7 +16,18 @@ struct Params {
     relu: u32,         // normalize: 1 = apply ReLU to the output (fused BN + ReLU);
                        // backward_reduce: 1 = the forward pass did, mask dy
     dbeta_offset: u32, // backward_reduce: where dbeta starts in `out` (after dgamma)
+    phase: u32,        // stats: which part of the statistics (STATS_*)
+    count: u32,        // stats: the values per channel the statistics are over (all ranks')
 }
+
+// The parts of `stats`. One process runs them all at once (STATS_ALL); a data-parallel run with
+// synchronised batch norm runs them one by one and adds every rank's sums in between: the sum
+// of x (into `mean`), then, from the mean over all ranks, the centred sum of squares (into
+// `scale`), then, from the squares over all ranks, invstd and the running estimates.
+const STATS_ALL: u32 = 0u;
+const STATS_SUM: u32 = 1u;
+const STATS_SQUARES: u32 = 2u;
+const STATS_FINISH: u32 = 3u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -34,7 +45,36 @@ fn at(i: u32, channel: u32) -> u32 {
     return (b * p.channels + channel) * p.plane + i % p.plane;
 }
 
-// Batch statistics (two passes: mean, then centred sum of squares) and the running update.
+fn channel_sum(lid: u32, channel: u32) -> f32 {
+    var partial = 0.0;
+    for (var i = lid; i < p.batch * p.plane; i += LANES) {
+        partial += x[at(i, channel)];
+    }
+    return workgroup_sum(lid, partial);
+}
+
+fn centred_squares(lid: u32, channel: u32, mu: f32) -> f32 {
+    var partial = 0.0;
+    for (var i = lid; i < p.batch * p.plane; i += LANES) {
+        let centred = x[at(i, channel)] - mu;
+        partial += centred * centred;
+    }
+    return workgroup_sum(lid, partial);
+}
+
+// The batch statistics of `channel` from its mean and centred sum of squares over p.count
+// values, and the running update.
+fn finish(channel: u32, mu: f32, squares: f32) {
+    let var_biased = squares / f32(p.count);
+    mean[channel] = mu;
+    scale[channel] = inverseSqrt(var_biased + p.eps);
+    let var_unbiased = squares / f32(max(p.count, 2u) - 1u);
+    out[channel] = (1.0 - p.momentum) * out[channel] + p.momentum * mu;
+    out2[channel] = (1.0 - p.momentum) * out2[channel] + p.momentum * var_unbiased;
+}
+
+// Batch statistics (two passes: mean, then centred sum of squares) and the running update, or
+// one part of them (p.phase).
 // Bindings: x, mean (out), scale = invstd (out), out = running_mean, out2 = running_var.
 @compute @workgroup_size(LANES)
 fn stats(
@@ -46,25 +86,26 @@ fn stats(
     if channel >= p.channels {
         return;
     }
-    let n = p.batch * p.plane;
-    var partial = 0.0;
-    for (var i = lid; i < n; i += LANES) {
-        partial += x[at(i, channel)];
-    }
-    let mu = workgroup_sum(lid, partial) / f32(n);
-    partial = 0.0;
-    for (var i = lid; i < n; i += LANES) {
-        let centred = x[at(i, channel)] - mu;
-        partial += centred * centred;
-    }
-    let squares = workgroup_sum(lid, partial);
-    if lid == 0u {
-        let var_biased = squares / f32(n);
-        mean[channel] = mu;
-        scale[channel] = inverseSqrt(var_biased + p.eps);
-        let var_unbiased = squares / f32(max(n, 2u) - 1u);
-        out[channel] = (1.0 - p.momentum) * out[channel] + p.momentum * mu;
-        out2[channel] = (1.0 - p.momentum) * out2[channel] + p.momentum * var_unbiased;
+    if p.phase == STATS_SUM {
+        let sum = channel_sum(lid, channel);
+        if lid == 0u {
+            mean[channel] = sum;
+        }
+    } else if p.phase == STATS_SQUARES {
+        let squares = centred_squares(lid, channel, mean[channel]);
+        if lid == 0u {
+            scale[channel] = squares;
+        }
+    } else if p.phase == STATS_FINISH {
+        if lid == 0u {
+            finish(channel, mean[channel], scale[channel]);
+        }
+    } else {
+        let mu = channel_sum(lid, channel) / f32(p.count);
+        let squares = centred_squares(lid, channel, mu);
+        if lid == 0u {
+            finish(channel, mu, squares);
+        }
     }
 }
 

@@ -2,6 +2,8 @@
 // dx = gamma * invstd / n * (n * dy - sum(dy) - xhat * sum(dy * xhat)),
 // with dy masked by ReLU's derivative (pre-activation xhat * gamma + beta > 0) when the forward
 // pass fused ReLU; the sums come from batchnorm.wgsl::backward_reduce, masked the same way.
+// n (p.count) is the values per channel the statistics were over: this batch's, or with
+// synchronised batch norm every rank's, whose sums then fill `sums`.
 
 override WG: u32 = 64u;
 
@@ -11,6 +13,7 @@ struct Params {
     plane: u32,
     relu: u32,
     dbeta_offset: u32,
+    count: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -35,7 +38,7 @@ fn backward_input(
         return;
     }
     let c = (i / p.plane) % p.channels;
-    let n = f32(p.batch * p.plane);
+    let n = f32(p.count);
     let xhat = (x[i] - mean[c]) * invstd[c];
     // The fused ReLU's derivative, from the pre-activation as batchnorm.wgsl::normalize computes it.
     let g = select(dy[i], 0.0, p.relu == 1u && xhat * gamma[c] + beta[c] <= 0.0);

@@ -403,6 +403,7 @@ fn tensors_of_two_contexts_are_refused_by_every_kernel_family() {
             &four_a,
             &batchnorm::BatchNormConfig::default(),
             true,
+            None,
         )
         .map(drop),
         loss::softmax_cross_entropy(
@@ -634,6 +635,7 @@ fn scalars_and_zero_groups_are_shape_errors() {
                 &ones,
                 &batchnorm::BatchNormConfig::default(),
                 false,
+                None,
             )
             .map(drop),
         ),

@@ -24,7 +24,7 @@ fn batchnorm_matches_pytorch_train_mode() {
         let rv = upload(&ctx, &[c], &case.f32("running_var"));
         let cfg = BatchNormConfig::default();
         let (y, saved) =
-            batchnorm::forward_train(&x, &gamma, &beta, &rm, &rv, &cfg, false).unwrap();
+            batchnorm::forward_train(&x, &gamma, &beta, &rm, &rv, &cfg, false, None).unwrap();
         case.expect("y", "y", &y.to_vec().unwrap());
         case.expect("mean", "save_mean", &saved.mean.to_vec().unwrap());
         case.expect("invstd", "save_invstd", &saved.invstd.to_vec().unwrap());
@@ -135,9 +135,17 @@ fn batchnorm_with_fused_relu_backward_matches_reference() {
     let (rm, rv) = (t(&[0.0; 3], &[c]), t(&[1.0; 3], &[c]));
     let cfg = BatchNormConfig::default();
     let xt = t(&x, &[b, c, 1, plane]);
-    let (y, saved) =
-        batchnorm::forward_train(&xt, &t(&gamma, &[c]), &t(&beta, &[c]), &rm, &rv, &cfg, true)
-            .unwrap();
+    let (y, saved) = batchnorm::forward_train(
+        &xt,
+        &t(&gamma, &[c]),
+        &t(&beta, &[c]),
+        &rm,
+        &rv,
+        &cfg,
+        true,
+        None,
+    )
+    .unwrap();
     let r = reference::batchnorm::forward_train(
         &to_f64(&x),
         b,

@@ -9,6 +9,7 @@ pub mod ops;
 
 use std::collections::HashMap;
 
+use crate::dist::BatchNormSync;
 use crate::error::Result;
 use crate::kernels::elementwise::{self, BinaryOp};
 use crate::nn::{ParamId, ParamStore};
@@ -55,6 +56,7 @@ pub struct Tape {
     nodes: Vec<Node>,
     params: HashMap<VarId, ParamId>,
     no_grad: bool,
+    batch_norm_sync: Option<BatchNormSync>,
 }
 
 impl Tape {
@@ -69,6 +71,20 @@ impl Tape {
             no_grad: true,
             ..Self::default()
         }
+    }
+
+    /// This tape with synchronised batch normalisation: training-mode batch norm recorded on it
+    /// takes its statistics (and its backward pass its sums) over every rank's batch.
+    pub fn with_batch_norm_sync(self, sync: BatchNormSync) -> Self {
+        Self {
+            batch_norm_sync: Some(sync),
+            ..self
+        }
+    }
+
+    /// The ranks whose batches training-mode batch norm is synchronised over, if any.
+    pub fn batch_norm_sync(&self) -> Option<&BatchNormSync> {
+        self.batch_norm_sync.as_ref()
     }
 
     /// Whether ops should prepare their backward pass.

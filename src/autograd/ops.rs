@@ -107,7 +107,8 @@ pub fn hetconv_unfused(
 
 /// Training-mode batch norm (updates the running estimates in place), optionally followed by
 /// ReLU in the same kernels, forward and backward (the backward pass recomputes ReLU's mask
-/// from the input instead of reading the output).
+/// from the input instead of reading the output). On a tape with
+/// [`Tape::with_batch_norm_sync`] the statistics are over every rank's batch.
 ///
 /// # Shapes
 /// `x`: `[B, C]` or `[B, C, H, W]`; `gamma`, `beta`, `running_mean`, `running_var`: `[C]` → x's shape
@@ -130,6 +131,7 @@ pub fn batch_norm_train(
         running_var,
         cfg,
         relu,
+        tape.batch_norm_sync(),
     )?;
     let (saved_x, saved_gamma) = (x.value().clone(), gamma.value().clone());
     Ok(tape.record(

@@ -260,7 +260,7 @@ fn batchnorm_checks(ctx: &Context, r: &mut Report) -> Result<()> {
     let want = reference::batchnorm::forward_train(
         &x64, b, c, plane, &gamma64, &beta64, &rm64, &rv64, eps, momentum,
     );
-    let (y, saved) = batchnorm::forward_train(&x, &gamma, &beta, &rm, &rv, &cfg, false)?;
+    let (y, saved) = batchnorm::forward_train(&x, &gamma, &beta, &rm, &rv, &cfg, false, None)?;
     r.compare("batch norm train forward", &y, &want.y)?;
     r.compare("batch norm running mean", &rm, &want.running_mean)?;
     r.compare("batch norm running variance", &rv, &want.running_var)?;
@@ -280,7 +280,7 @@ fn batchnorm_checks(ctx: &Context, r: &mut Report) -> Result<()> {
     r.compare("batch norm shift gradient", &dbeta, &want_dbeta)?;
 
     // With ReLU fused: the backward pass masks dy by the recomputed pre-activation.
-    let (y, saved) = batchnorm::forward_train(&x, &gamma, &beta, &rm, &rv, &cfg, true)?;
+    let (y, saved) = batchnorm::forward_train(&x, &gamma, &beta, &rm, &rv, &cfg, true, None)?;
     r.compare(
         "batch norm + ReLU forward",
         &y,

@@ -12,7 +12,7 @@ use clap::{Args, ValueEnum};
 use super::args::{self, ModelName};
 use hetconv::checkpoint::{self, Checkpoint, META_CLASSES, META_CONFIG, META_PROGRESS, META_STEP};
 use hetconv::data::{Augment, Dataset};
-use hetconv::dist::Communicator;
+use hetconv::dist::{BatchNormStats, Communicator};
 use hetconv::nn::{ConvMode, PAPER_WIDTHS, ResNetConfig, ResNetLayout, VggConfig};
 use hetconv::optim::{LrSchedule, Schedule};
 use hetconv::train::{Progress, TrainSettings, Trainer, evaluate};
@@ -151,6 +151,12 @@ pub struct TrainArgs {
     /// Compute HetConv as grouped 3x3 + masked 1x1 passes (the PyTorch form) instead of fused.
     #[arg(long)]
     pub unfused: bool,
+    /// Under mpirun: BatchNorm's batch statistics over every rank's images (synchronised batch
+    /// norm), so that N ranks train as one process with the whole batch; without it each rank
+    /// normalises with its own share's statistics (as PyTorch's DDP), which is faster. Nothing
+    /// changes in a single process.
+    #[arg(long)]
+    pub sync_bn: bool,
 }
 
 /// Training progress and settings as stored in a checkpoint.
@@ -733,10 +739,19 @@ fn run_rank(
     if let Some(comm) = comm {
         let ranks = comm.size();
         let timed = Timed::new(comm, exchange.clone());
-        trainer = pollster::block_on(trainer.distributed(Box::new(timed)))?;
+        let batch_norm = if args.sync_bn {
+            BatchNormStats::Synchronised
+        } else {
+            BatchNormStats::PerRank
+        };
+        trainer = pollster::block_on(trainer.distributed(Box::new(timed), batch_norm))?;
         say!(
-            "ranks    {ranks} (MPI, data-parallel: {} images per rank per step)",
-            trainer.settings().batch_size / ranks
+            "ranks    {ranks} (MPI, data-parallel: {} images per rank per step; BatchNorm statistics {})",
+            trainer.settings().batch_size / ranks,
+            match batch_norm {
+                BatchNormStats::Synchronised => "over all ranks' images (--sync-bn)",
+                BatchNormStats::PerRank => "per rank",
+            }
         );
     }
     let save_path = args

@@ -1,5 +1,6 @@
 //! Batch normalisation, 1-D and 2-D (`shaders/batchnorm.wgsl`, `shaders/batchnorm_grad.wgsl`).
 
+use crate::dist::BatchNormSync;
 use crate::error::{Error, Result};
 use crate::gpu::{Access, KernelSpec, storage};
 use crate::shaders;
@@ -22,7 +23,18 @@ struct BatchNormParams {
     relu: u32,
     /// backward_reduce: where dbeta starts in `out` (after dgamma).
     dbeta_offset: u32,
+    /// stats: which part of the statistics (`STATS_*`).
+    phase: u32,
+    /// stats: the values per channel the statistics are over (every rank's when synchronised).
+    count: u32,
 }
+
+/// `stats`' parts (`shaders/batchnorm.wgsl`): all at once, or one by one with every rank's
+/// sums added in between.
+const STATS_ALL: u32 = 0;
+const STATS_SUM: u32 = 1;
+const STATS_SQUARES: u32 = 2;
+const STATS_FINISH: u32 = 3;
 
 /// The uniform block of `shaders/batchnorm_grad.wgsl`.
 #[repr(C)]
@@ -33,6 +45,8 @@ struct BatchNormGradParams {
     plane: u32,
     relu: u32,
     dbeta_offset: u32,
+    /// The values per channel the statistics were over.
+    count: u32,
 }
 
 static STATS: KernelSpec = KernelSpec {
@@ -116,6 +130,9 @@ pub struct BatchNormSaved {
     /// The shift `beta` when the forward pass fused ReLU: backward then masks `dy` where the
     /// pre-activation was not positive (recomputed from `x`, never stored).
     pub relu_beta: Option<Tensor>,
+    /// The ranks whose batches the statistics were over (synchronised batch norm), whose
+    /// gradient sums backward adds up too.
+    pub sync: Option<BatchNormSync>,
 }
 
 /// (batch, channels, plane) of a [B, C] or [B, C, H, W] input.
@@ -159,14 +176,21 @@ fn params(
         from_running: u32::from(from_running),
         relu: u32::from(relu),
         dbeta_offset: 0, // set by `backward`
+        phase: STATS_ALL,
+        count: (b * plane) as u32,
     }
 }
 
 /// Training-mode forward: normalises with the batch statistics and updates `running_mean` and
-/// `running_var` in place (unbiased variance). `relu` applies ReLU to the output (fused).
+/// `running_var` in place (unbiased variance). `relu` applies ReLU to the output (fused). The
+/// statistics are those of `x`'s batch, or with `sync` those of every rank's batch
+/// (synchronised batch norm in a data-parallel step: `x` is this rank's share of the global
+/// batch, and the sums of x, then of the centred squares, are read back and added over the
+/// ranks).
 ///
 /// # Shapes
 /// `x`: `[B, C]` or `[B, C, H, W]`; `gamma`, `beta`, `running_mean`, `running_var`: `[C]` → x's shape
+#[allow(clippy::too_many_arguments)]
 pub fn forward_train(
     x: &Tensor,
     gamma: &Tensor,
@@ -175,10 +199,12 @@ pub fn forward_train(
     running_var: &Tensor,
     cfg: &BatchNormConfig,
     relu: bool,
+    sync: Option<&BatchNormSync>,
 ) -> Result<(Tensor, BatchNormSaved)> {
     let op = "batch_norm";
     let (b, c, plane) = dims(op, x.shape(), gamma)?;
-    if b * plane < 2 {
+    let batch = sync.map_or(b, |s| s.global_batch());
+    if batch * plane < 2 {
         return Err(Error::shape(
             op,
             format!(
@@ -190,14 +216,24 @@ pub fn forward_train(
     let ctx = x.context();
     let mean = Tensor::uninit(ctx, &[c])?;
     let invstd = Tensor::uninit(ctx, &[c])?;
-    let p = params(b, c, plane, cfg, false, relu);
-    ctx.dispatch(
-        &STATS,
-        &[],
-        &p,
-        &[x, &mean, &invstd, running_mean, running_var],
-        c as u64 * 64,
-    )?;
+    let mut p = params(b, c, plane, cfg, false, relu);
+    p.count = (batch * plane) as u32;
+    let bindings = [x, &mean, &invstd, running_mean, running_var];
+    let mut stats = |phase| {
+        p.phase = phase;
+        ctx.dispatch(&STATS, &[], &p, &bindings, c as u64 * 64)
+    };
+    match sync {
+        None => stats(STATS_ALL)?,
+        Some(sync) => {
+            // The sums of x over all ranks, divided by the count: the mean.
+            stats(STATS_SUM)?;
+            sync.sum_over_ranks(&mean, (batch * plane) as f32)?;
+            stats(STATS_SQUARES)?;
+            sync.sum_over_ranks(&invstd, 1.0)?;
+            stats(STATS_FINISH)?;
+        }
+    }
     let y = Tensor::uninit(ctx, x.shape())?;
     ctx.dispatch(
         &NORMALIZE,
@@ -213,6 +249,7 @@ pub fn forward_train(
             mean,
             invstd,
             relu_beta,
+            sync: sync.cloned(),
         },
     ))
 }
@@ -280,6 +317,12 @@ pub fn backward(
         &[x, dy, gamma, beta, &saved.mean, &saved.invstd, &sums],
         c as u64 * 64,
     )?;
+    // dgamma and dbeta stay this rank's (the step's gradient exchange adds them up); dx needs
+    // the sums over every rank's batch.
+    let (batch, all_sums) = match &saved.sync {
+        None => (b, sums.clone()),
+        Some(sync) => (sync.global_batch(), sync.sums_for_input_gradient(&sums, b)?),
+    };
     let dx = Tensor::uninit(ctx, x.shape())?;
     ctx.dispatch(
         &BACKWARD_INPUT,
@@ -290,8 +333,18 @@ pub fn backward(
             plane: plane as u32,
             relu: u32::from(relu),
             dbeta_offset: dbeta_offset as u32,
+            count: (batch * plane) as u32,
         },
-        &[x, dy, gamma, beta, &saved.mean, &saved.invstd, &sums, &dx],
+        &[
+            x,
+            dy,
+            gamma,
+            beta,
+            &saved.mean,
+            &saved.invstd,
+            &all_sums,
+            &dx,
+        ],
         x.numel() as u64,
     )?;
     let (dgamma, dbeta) = (sums.view(0, &[c])?, sums.view(dbeta_offset, &[c])?);

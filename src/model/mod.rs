@@ -153,13 +153,27 @@ pub trait Model {
         loss::softmax(&self.predict(x)?)
     }
 
-    /// Gradients only (no update): for tests and gradient checks. Returns the per-row loss.
+    /// Gradients only (no update): for gradient checks and data-parallel steps, whose
+    /// gradients are summed over the ranks before the update. Returns the per-row loss.
     ///
     /// # Shapes
     /// as [`Model::train_step`]
     fn compute_gradients(&mut self, x: &Tensor, labels: &Tensor) -> Result<StepOutput> {
+        self.compute_gradients_on(Tape::new(), x, labels)
+    }
+
+    /// [`Model::compute_gradients`] recorded on `tape` (one with
+    /// [`Tape::with_batch_norm_sync`], say: a data-parallel step's).
+    ///
+    /// # Shapes
+    /// as [`Model::train_step`]
+    fn compute_gradients_on(
+        &mut self,
+        mut tape: Tape,
+        x: &Tensor,
+        labels: &Tensor,
+    ) -> Result<StepOutput> {
         self.store_mut().zero_grads();
-        let mut tape = Tape::new();
         let logits = self.forward(&mut tape, x, true)?;
         let ce = loss::softmax_cross_entropy(logits.value(), labels)?;
         tape.backward(&logits, ce.dlogits, self.store_mut())?;
@@ -209,5 +223,14 @@ impl<M: Model + ?Sized> Model for Box<M> {
 
     fn compute_gradients(&mut self, x: &Tensor, labels: &Tensor) -> Result<StepOutput> {
         (**self).compute_gradients(x, labels)
+    }
+
+    fn compute_gradients_on(
+        &mut self,
+        tape: Tape,
+        x: &Tensor,
+        labels: &Tensor,
+    ) -> Result<StepOutput> {
+        (**self).compute_gradients_on(tape, x, labels)
     }
 }

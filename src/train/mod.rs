@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
 
+use crate::autograd::Tape;
 use crate::data::{Augment, Batcher, Dataset, Prefetch, StepBatches};
-use crate::dist::Communicator;
+use crate::dist::{BatchNormStats, BatchNormSync, Communicator};
 use crate::error::{Error, Result};
 use crate::gpu::Precision;
 use crate::kernels::loss::summarize;
@@ -91,7 +92,8 @@ pub struct Trainer<M: Model = Box<dyn Model>> {
     batches: Prefetch,
     progress: Progress,
     scaler: Option<LossScaler>,
-    comm: Option<Box<dyn Communicator>>,
+    comm: Option<Arc<dyn Communicator>>,
+    batch_norm: BatchNormStats,
 }
 
 impl<M: Model> Trainer<M> {
@@ -155,6 +157,7 @@ impl<M: Model> Trainer<M> {
             progress,
             scaler,
             comm: None,
+            batch_norm: BatchNormStats::PerRank,
         })
     }
 
@@ -163,12 +166,17 @@ impl<M: Model> Trainer<M> {
     /// (the batches of one process with the same batch size, split by slots), and every step
     /// sums the ranks' gradients (each weighted by its share of the images) and applies the
     /// same SGD step, so the ranks' weights stay identical. Rank 0's parameters, momentum and
-    /// buffers are broadcast first. BatchNorm normalises with each rank's own batch statistics
-    /// (as PyTorch's DDP does); its running estimates are averaged over the ranks at every
-    /// step that reads metrics back, which for these linear averages is the same as averaging
-    /// them every step. Metrics are those of the whole global batch. Needs f32 precision and
-    /// at least two images per rank.
-    pub async fn distributed(mut self, comm: Box<dyn Communicator>) -> Result<Self> {
+    /// buffers are broadcast first. `batch_norm` says whose images BatchNorm's statistics are
+    /// over: each rank's own (as PyTorch's DDP does; the running estimates are then averaged
+    /// over the ranks at every step that reads metrics back, which for these linear averages
+    /// is the same as averaging them every step), or the whole global batch's
+    /// ([`BatchNormStats::Synchronised`]: the single process's numbers). Metrics are those of
+    /// the whole global batch. Needs f32 precision and at least two images per rank.
+    pub async fn distributed(
+        mut self,
+        comm: Box<dyn Communicator>,
+        batch_norm: BatchNormStats,
+    ) -> Result<Self> {
         let ranks = comm.size();
         if self.settings.precision != Precision::F32 {
             return Err(Error::InvalidArgument(
@@ -195,7 +203,8 @@ impl<M: Model> Trainer<M> {
             comm.broadcast(&mut host, 0)?;
             tensor.write(&host)?;
         }
-        self.comm = Some(comm);
+        self.comm = Some(Arc::from(comm));
+        self.batch_norm = batch_norm;
         Ok(self)
     }
 
@@ -314,7 +323,13 @@ impl<M: Model> Trainer<M> {
                 .model
                 .train_step_scaled(&x, &labels, &sgd, self.scaler.as_ref())?,
             Some(comm) => {
-                let out = self.model.compute_gradients(&x, &labels)?;
+                let tape = match self.batch_norm {
+                    BatchNormStats::PerRank => Tape::new(),
+                    BatchNormStats::Synchronised => Tape::new().with_batch_norm_sync(
+                        BatchNormSync::new(comm.clone(), self.settings.batch_size),
+                    ),
+                };
+                let out = self.model.compute_gradients_on(tape, &x, &labels)?;
                 ctx.flush()?;
                 let share = batch.len as f32 / self.settings.batch_size as f32;
                 let grads = self.model.store().flat().1;
@@ -371,7 +386,8 @@ impl<M: Model> Trainer<M> {
     }
 
     /// Mean loss and accuracy of the step's rows (`[b, 2]`: loss, correct); in a data-parallel
-    /// run over every rank's rows, and BatchNorm's running estimates averaged over the ranks.
+    /// run over every rank's rows, and BatchNorm's running estimates averaged over the ranks
+    /// (when each rank has its own; synchronised ones are the same on every rank).
     async fn global_metrics(&self, rows: &[f32]) -> Result<(f64, f64)> {
         let Some(comm) = &self.comm else {
             return Ok(summarize(rows));
@@ -380,6 +396,10 @@ impl<M: Model> Trainer<M> {
         let images = (rows.len() / 2) as f32;
         let mut sums = [loss as f32 * images, accuracy as f32 * images, images];
         comm.all_reduce_sum(&mut sums)?;
+        let means = (f64::from(sums[0] / sums[2]), f64::from(sums[1] / sums[2]));
+        if self.batch_norm == BatchNormStats::Synchronised {
+            return Ok(means);
+        }
         // Each rank's running estimates weighted by its share of the batch; the batch counts
         // (equal on every rank) are left as they are.
         let weight = images / self.settings.batch_size as f32;
@@ -390,7 +410,7 @@ impl<M: Model> Trainer<M> {
             comm.all_reduce_sum(&mut host)?;
             buffer.write(&host)?;
         }
-        Ok((f64::from(sums[0] / sums[2]), f64::from(sums[1] / sums[2])))
+        Ok(means)
     }
 }
 
