@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Data-parallel overhead: the same training run in one process and with `mpirun -n N` for each
-# N, images per second and the share of the steps spent exchanging gradients, as a Markdown
-# table (printed, and written to OUT). On one machine's software adapter the ranks share the
+# N (BatchNorm statistics per rank, and --sync-bn), images per second, the share of the steps
+# spent exchanging gradients and the final test accuracy, as a Markdown table (printed, and
+# written to OUT). On one machine's software adapter the ranks share the
 # same cores, so this measures the exchange's overhead, not a speed-up; on a multi-GPU host
 # (with --adapter-per-rank) it measures scaling.
 #
@@ -23,19 +24,25 @@ trap 'rm -rf "$scratch"' EXIT
 args=(train --width-mult "$width" --part "$parts" --batch-size "$batch" --train-limit "$images"
   --eval-limit "$batch" --epochs 2 --out "$scratch/run")
 
-# One run: "images/s exchange-share final-test-loss" from its output (the second epoch, warm).
+# One run: "images/s | exchange share | final test accuracy" from its output (the second
+# epoch's rate, warm). $@: the launcher and binary; extra flags after "--".
 measure() {
-  "$@" "${args[@]}" >"$scratch/log" 2>&1 || { cat "$scratch/log" >&2; exit 1; }
+  local launch=() extra=()
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do launch+=("$1"); shift; done
+  [ $# -gt 0 ] && shift && extra=("$@")
+  "${launch[@]}" "${args[@]}" ${extra[@]+"${extra[@]}"} >"$scratch/log" 2>&1 || { cat "$scratch/log" >&2; exit 1; }
   rm -rf "$scratch/run"
-  local rate share
+  local rate share accuracy
   rate=$(sed -n 's/^epoch   2:.* \([0-9.]*\) img\/s$/\1/p' "$scratch/log")
   share=$(sed -n 's/^exchange .*(\([0-9]*\)%).*/\1%/p' "$scratch/log")
-  echo "${rate:-?} ${share:--}"
+  accuracy=$(sed -n 's/^final test accuracy \([0-9.]*%\).*/\1/p' "$scratch/log")
+  echo "${rate:-?} | ${share:--} | ${accuracy:-?}"
 }
 
-rows=("| 1 process | $(measure "$hetconv" | awk '{print $1 " | " $2}') |")
+rows=("| 1 process | $(measure "$hetconv") |")
 for n in $ranks; do
-  rows+=("| mpirun -n $n | $(measure mpirun -n "$n" --oversubscribe "$hetconv" | awk '{print $1 " | " $2}') |")
+  rows+=("| mpirun -n $n | $(measure mpirun -n "$n" --oversubscribe "$hetconv") |")
+  rows+=("| mpirun -n $n, --sync-bn | $(measure mpirun -n "$n" --oversubscribe "$hetconv" -- --sync-bn) |")
 done
 {
   echo "# Data-parallel overhead, $(date -u +%F)"
@@ -44,7 +51,7 @@ done
   echo "Binary: $hetconv. VGG-16 width $width, P = $parts, global batch $batch, $images training images, 2 epochs;"
   echo "the second epoch's rate."
   echo
-  echo "| run | images/s (epoch 2) | steps' time exchanging gradients |"
-  echo "|---|---|---|"
+  echo "| run | images/s (epoch 2) | steps' time exchanging gradients | final test accuracy ($batch images) |"
+  echo "|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
 } | tee "$out"

@@ -11,7 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Tolerance, assert_close, assert_close64, ctx, fixtures, note, to_f64};
+use common::{Tolerance, assert_close, assert_close64, ctx, fixtures, has_f16, note, to_f64};
 use hetconv::autograd::{Tape, Var, ops};
 use hetconv::data::{Augment, Dataset, cifar};
 use hetconv::dist::BatchNormStats;
@@ -19,7 +19,7 @@ use hetconv::model::InputShape;
 use hetconv::nn::{BatchNorm, Conv2d, Init, Linear, ParamStore, ParamStoreBuilder};
 use hetconv::optim::{LrSchedule, Schedule};
 use hetconv::train::{Progress, TrainSettings, Trainer};
-use hetconv::{Context, Model, Result, Tensor};
+use hetconv::{Context, Model, Precision, Result, Tensor};
 
 /// A conv with bias, then (with `batch_norm`) BatchNorm with ReLU, else ReLU; a 2x2 pool and a
 /// linear layer.
@@ -84,9 +84,26 @@ fn cifar20() -> Dataset {
     cifar::parse(&bytes, "cifar20").unwrap()
 }
 
+/// What a test trains: the network with BatchNorm (statistics per rank or synchronised under
+/// mpirun) or without, in f32 or mixed precision.
+#[derive(Clone, Copy)]
+struct Case {
+    batch_norm: Option<BatchNormStats>,
+    precision: Precision,
+}
+
+impl Case {
+    fn f32(batch_norm: Option<BatchNormStats>) -> Self {
+        Self {
+            batch_norm,
+            precision: Precision::F32,
+        }
+    }
+}
+
 /// Batches of 8 from the 20 images, shuffled and augmented (so each rank's share must be
 /// drawn exactly as in the whole batch), 5 steps over two epochs.
-fn settings() -> TrainSettings {
+fn settings(precision: Precision) -> TrainSettings {
     TrainSettings {
         epochs: 3,
         max_steps: Some(5),
@@ -103,25 +120,34 @@ fn settings() -> TrainSettings {
         shuffle: true,
         seed: 9,
         report_every: 2,
-        precision: Default::default(),
+        precision,
     }
 }
 
-/// What a training run ends with: the weights, the BatchNorm running estimates (empty without
-/// BatchNorm) and the last reported loss.
-type Trained = (Vec<f32>, Vec<f32>, f64);
+/// What a training run ends with.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Trained {
+    weights: Vec<f32>,
+    /// The BatchNorm running estimates (empty without BatchNorm).
+    estimates: Vec<f32>,
+    /// The last reported loss.
+    loss: f64,
+    /// Under mixed precision: the loss scale and the steps skipped.
+    loss_scale: Option<(f32, u32)>,
+}
 
-/// Trains the network (with BatchNorm when `batch_norm` is given), as one rank of a
-/// data-parallel run with those statistics when MPI launched this process, else alone.
-fn train(batch_norm: Option<BatchNormStats>, distributed: bool) -> Trained {
+/// Trains `case`'s network, as one rank of a data-parallel run when MPI launched this process,
+/// else alone.
+fn train(case: Case, distributed: bool) -> Trained {
     let ctx = ctx();
-    let model = SmallNet::new(&ctx, batch_norm.is_some()).unwrap();
-    let mut trainer = Trainer::new(model, cifar20(), settings(), Progress::default()).unwrap();
+    let model = SmallNet::new(&ctx, case.batch_norm.is_some()).unwrap();
+    let settings = settings(case.precision);
+    let mut trainer = Trainer::new(model, cifar20(), settings, Progress::default()).unwrap();
     if distributed {
         let comm = hetconv::dist::mpi::MpiCommunicator::from_launcher()
             .unwrap()
             .expect("started by mpirun");
-        let stats = batch_norm.unwrap_or_default();
+        let stats = case.batch_norm.unwrap_or_default();
         trainer = pollster::block_on(trainer.distributed(Box::new(comm), stats)).unwrap();
     }
     let mut loss = f64::NAN;
@@ -132,23 +158,27 @@ fn train(batch_norm: Option<BatchNormStats>, distributed: bool) -> Trained {
         }
         assert_eq!(report.images, 8);
     }
+    let progress = pollster::block_on(trainer.checkpoint_progress()).unwrap();
     let store = trainer.model().store();
-    let weights = store.flat().0.to_vec().unwrap();
-    let estimates = store
-        .buffers()
-        .iter()
-        .filter(|(name, _)| name.starts_with("bn.running_"))
-        .flat_map(|(_, t)| t.to_vec().unwrap())
-        .collect();
-    (weights, estimates, loss)
+    Trained {
+        weights: store.flat().0.to_vec().unwrap(),
+        estimates: store
+            .buffers()
+            .iter()
+            .filter(|(name, _)| name.starts_with("bn.running_"))
+            .flat_map(|(_, t)| t.to_vec().unwrap())
+            .collect(),
+        loss,
+        loss_scale: progress.loss_scale.map(|s| (s.scale, s.skipped)),
+    }
 }
 
-/// The test `name` trains under `mpirun -n 2` (the test binary starting itself, the child
-/// running when `HETCONV_MPI_CHILD` names an output file) and alone; returns rank 0's and rank
-/// 1's results and the single process's, or None without mpirun.
-fn two_ranks_and_one(name: &str, batch_norm: Option<BatchNormStats>) -> Option<[Trained; 3]> {
+/// The test `name` trains `case` under `mpirun -n 2` (the test binary starting itself, the
+/// child running when `HETCONV_MPI_CHILD` names an output file) and alone; returns rank 0's
+/// and rank 1's results and the single process's, or None without mpirun.
+fn two_ranks_and_one(name: &str, case: Case) -> Option<[Trained; 3]> {
     if let Some(out) = std::env::var_os("HETCONV_MPI_CHILD") {
-        let trained = train(batch_norm, true);
+        let trained = train(case, true);
         let rank: usize = std::env::var("OMPI_COMM_WORLD_RANK")
             .unwrap()
             .parse()
@@ -173,15 +203,16 @@ fn two_ranks_and_one(name: &str, batch_norm: Option<BatchNormStats>) -> Option<[
         let path = format!("{}.{rank}", out.display());
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
     };
-    Some([read(0), read(1), train(batch_norm, false)])
+    Some([read(0), read(1), train(case, false)])
 }
 
 /// Rank 0's results against rank 1's (identical bits) and the single process's (`what`
-/// within 1e-5: half-batch sums added vs one whole-batch sum, the same terms in another order,
-/// over 5 steps of momentum SGD).
-fn assert_ranks_train_as_one(what: &str, [rank0, rank1, single]: &[Trained; 3]) {
+/// within `tol`, relative to each tensor's largest value: half-batch sums added vs one
+/// whole-batch sum, the same terms in another order, over 5 steps of momentum SGD); the same
+/// loss scale and skipped steps under mixed precision.
+fn assert_ranks_train_as_one(what: &str, [rank0, rank1, single]: &[Trained; 3], tol: Tolerance) {
     assert_eq!(rank0, rank1, "the ranks end identical, bit for bit");
-    let with_batch_norm = !single.1.is_empty();
+    let with_batch_norm = !single.estimates.is_empty();
     let initial = SmallNet::new(&ctx(), with_batch_norm)
         .unwrap()
         .store()
@@ -189,41 +220,71 @@ fn assert_ranks_train_as_one(what: &str, [rank0, rank1, single]: &[Trained; 3]) 
         .0
         .to_vec()
         .unwrap();
-    assert_ne!(single.0, initial, "trained");
-    let tol = |want: &[f32]| {
-        Tolerance {
-            rtol: 1e-5,
-            atol: 1e-6,
-        }
-        .scaled(&to_f64(want))
-    };
+    assert_ne!(single.weights, initial, "trained");
     let weights = format!("{what}: weights, 2 ranks vs 1 process");
-    assert_close(&weights, &rank0.0, &to_f64(&single.0), tol(&single.0));
+    let want = to_f64(&single.weights);
+    assert_close(&weights, &rank0.weights, &want, tol.scaled(&want));
     let estimates = format!("{what}: BatchNorm running estimates, 2 ranks vs 1 process");
-    assert_close(&estimates, &rank0.1, &to_f64(&single.1), tol(&single.1));
-    let (loss0, loss) = (rank0.2, single.2);
+    let want = to_f64(&single.estimates);
+    assert_close(&estimates, &rank0.estimates, &want, tol.scaled(&want));
+    let (loss0, loss) = (rank0.loss, single.loss);
     assert!(
-        (loss0 - loss).abs() <= 1e-5 * loss.abs(),
+        (loss0 - loss).abs() <= tol.rtol * loss.abs(),
         "{what}: loss {loss0} vs {loss}"
     );
+    assert_eq!(
+        rank0.loss_scale, single.loss_scale,
+        "{what}: the loss scaler"
+    );
 }
+
+/// 1e-5 relative to the largest value, 1e-6 absolute: f32 sums in another order.
+const F32_TOL: Tolerance = Tolerance {
+    rtol: 1e-5,
+    atol: 1e-6,
+};
 
 #[test]
 fn two_ranks_with_half_batches_train_as_one_process_with_whole_batches() {
     // Without BatchNorm, whose per-rank statistics are the one thing that differs by design.
     let name = "two_ranks_with_half_batches_train_as_one_process_with_whole_batches";
-    if let Some(trained) = two_ranks_and_one(name, None) {
-        assert_ranks_train_as_one("no BatchNorm", &trained);
+    if let Some(trained) = two_ranks_and_one(name, Case::f32(None)) {
+        assert_ranks_train_as_one("no BatchNorm", &trained, F32_TOL);
     }
 }
 
 #[test]
 fn with_synchronised_batch_norm_two_ranks_train_as_one_process() {
     let name = "with_synchronised_batch_norm_two_ranks_train_as_one_process";
-    let sync = Some(BatchNormStats::Synchronised);
-    if let Some(trained) = two_ranks_and_one(name, sync) {
-        assert_ranks_train_as_one("--sync-bn", &trained);
-        assert!(!trained[2].1.is_empty(), "the net has BatchNorm");
+    let case = Case::f32(Some(BatchNormStats::Synchronised));
+    if let Some(trained) = two_ranks_and_one(name, case) {
+        assert_ranks_train_as_one("--sync-bn", &trained, F32_TOL);
+        assert!(!trained[2].estimates.is_empty(), "the net has BatchNorm");
+    }
+}
+
+/// Mixed precision (f16 operands, f32 sums, a dynamic loss scale) with synchronised BatchNorm:
+/// the ranks' loss scales stay alike and equal the single process's.
+#[test]
+fn in_mixed_precision_two_ranks_train_as_one_process() {
+    if !has_f16(&ctx(), "mixed-precision data-parallel training") {
+        return;
+    }
+    let name = "in_mixed_precision_two_ranks_train_as_one_process";
+    let case = Case {
+        batch_norm: Some(BatchNormStats::Synchronised),
+        precision: Precision::Mixed,
+    };
+    if let Some(trained) = two_ranks_and_one(name, case) {
+        // f16 operands: where the two runs' f32 values (1e-7 apart) round to neighbouring
+        // f16s, a product moves by 2^-11 of itself. Seen here: weights (up to 0.3) within
+        // 1.8e-4, the loss within 4e-5 relative; bound 1e-3 for both.
+        let tol = Tolerance {
+            rtol: 1e-3,
+            atol: 1e-3,
+        };
+        assert_ranks_train_as_one("mixed precision", &trained, tol);
+        assert!(trained[2].loss_scale.is_some(), "a loss scaler ran");
     }
 }
 
@@ -232,12 +293,13 @@ fn with_synchronised_batch_norm_two_ranks_train_as_one_process() {
 #[test]
 fn with_per_rank_batch_norm_two_ranks_differ_from_one_process() {
     let name = "with_per_rank_batch_norm_two_ranks_differ_from_one_process";
-    if let Some([rank0, rank1, single]) = two_ranks_and_one(name, Some(BatchNormStats::PerRank)) {
+    let case = Case::f32(Some(BatchNormStats::PerRank));
+    if let Some([rank0, rank1, single]) = two_ranks_and_one(name, case) {
         assert_eq!(rank0, rank1, "the ranks end identical, bit for bit");
         let largest = rank0
-            .0
+            .weights
             .iter()
-            .zip(&single.0)
+            .zip(&single.weights)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
         assert!(

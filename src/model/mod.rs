@@ -117,23 +117,9 @@ pub trait Model {
         step: &SgdStep,
         scaler: Option<&LossScaler>,
     ) -> Result<StepOutput> {
-        self.store_mut().zero_grads();
-        let mut tape = Tape::new();
-        let logits = self.forward(&mut tape, x, true)?;
-        let ce = loss::softmax_cross_entropy(logits.value(), labels)?;
-        if let Some(scaler) = scaler {
-            scaler.scale_grad(&ce.dlogits)?;
-        }
-        tape.backward(&logits, ce.dlogits, self.store_mut())?;
-        let store = self.store();
-        if let Some(scaler) = scaler {
-            scaler.unscale(store.flat().1)?;
-        }
-        store.sgd_step(step, scaler)?;
-        if let Some(scaler) = scaler {
-            scaler.update()?;
-        }
-        Ok(StepOutput { rows: ce.rows })
+        let out = self.compute_gradients_on(Tape::new(), x, labels, scaler)?;
+        apply_gradients(self.store(), step, scaler)?;
+        Ok(out)
     }
 
     /// Eval-mode logits (running BatchNorm estimates).
@@ -159,11 +145,12 @@ pub trait Model {
     /// # Shapes
     /// as [`Model::train_step`]
     fn compute_gradients(&mut self, x: &Tensor, labels: &Tensor) -> Result<StepOutput> {
-        self.compute_gradients_on(Tape::new(), x, labels)
+        self.compute_gradients_on(Tape::new(), x, labels, None)
     }
 
     /// [`Model::compute_gradients`] recorded on `tape` (one with
-    /// [`Tape::with_batch_norm_sync`], say: a data-parallel step's).
+    /// [`Tape::with_batch_norm_sync`], say: a data-parallel step's), with the loss gradient
+    /// scaled by `scaler` (mixed precision; [`apply_gradients`] unscales).
     ///
     /// # Shapes
     /// as [`Model::train_step`]
@@ -172,13 +159,35 @@ pub trait Model {
         mut tape: Tape,
         x: &Tensor,
         labels: &Tensor,
+        scaler: Option<&LossScaler>,
     ) -> Result<StepOutput> {
         self.store_mut().zero_grads();
         let logits = self.forward(&mut tape, x, true)?;
         let ce = loss::softmax_cross_entropy(logits.value(), labels)?;
+        if let Some(scaler) = scaler {
+            scaler.scale_grad(&ce.dlogits)?;
+        }
         tape.backward(&logits, ce.dlogits, self.store_mut())?;
         Ok(StepOutput { rows: ce.rows })
     }
+}
+
+/// The update after [`Model::compute_gradients_on`]: with a loss scaler the gradients are
+/// unscaled, the step skipped when one is not finite, and the scale updated (see
+/// [`LossScaler`]); then (or without one) the SGD step.
+pub fn apply_gradients(
+    store: &ParamStore,
+    step: &SgdStep,
+    scaler: Option<&LossScaler>,
+) -> Result<()> {
+    if let Some(scaler) = scaler {
+        scaler.unscale(store.flat().1)?;
+    }
+    store.sgd_step(step, scaler)?;
+    if let Some(scaler) = scaler {
+        scaler.update()?;
+    }
+    Ok(())
 }
 
 /// A boxed model is a model (the command line picks the network at run time).
@@ -230,7 +239,8 @@ impl<M: Model + ?Sized> Model for Box<M> {
         tape: Tape,
         x: &Tensor,
         labels: &Tensor,
+        scaler: Option<&LossScaler>,
     ) -> Result<StepOutput> {
-        (**self).compute_gradients_on(tape, x, labels)
+        (**self).compute_gradients_on(tape, x, labels, scaler)
     }
 }

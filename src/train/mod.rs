@@ -18,7 +18,7 @@ use crate::gpu::Precision;
 use crate::kernels::loss::summarize;
 use crate::kernels::loss_scale::{LossScaler, ScalerState};
 use crate::kernels::sgd::SgdStep;
-use crate::model::Model;
+use crate::model::{Model, apply_gradients};
 use crate::optim::LrSchedule;
 use crate::tensor::Tensor;
 
@@ -171,18 +171,14 @@ impl<M: Model> Trainer<M> {
     /// over the ranks at every step that reads metrics back, which for these linear averages
     /// is the same as averaging them every step), or the whole global batch's
     /// ([`BatchNormStats::Synchronised`]: the single process's numbers). Metrics are those of
-    /// the whole global batch. Needs f32 precision and at least two images per rank.
+    /// the whole global batch. Mixed precision works as in one process: the ranks' loss scales
+    /// start alike and stay alike. Needs at least two images per rank.
     pub async fn distributed(
         mut self,
         comm: Box<dyn Communicator>,
         batch_norm: BatchNormStats,
     ) -> Result<Self> {
         let ranks = comm.size();
-        if self.settings.precision != Precision::F32 {
-            return Err(Error::InvalidArgument(
-                "data-parallel training runs in f32 precision (mixed precision's loss scale is per rank)".into(),
-            ));
-        }
         if self.settings.batch_size < 2 * ranks {
             return Err(Error::InvalidArgument(format!(
                 "batch size {} over {ranks} ranks leaves a rank fewer than 2 images (BatchNorm needs batch statistics)",
@@ -329,7 +325,8 @@ impl<M: Model> Trainer<M> {
                         BatchNormSync::new(comm.clone(), self.settings.batch_size),
                     ),
                 };
-                let out = self.model.compute_gradients_on(tape, &x, &labels)?;
+                let scaler = self.scaler.as_ref();
+                let out = self.model.compute_gradients_on(tape, &x, &labels, scaler)?;
                 ctx.flush()?;
                 let share = batch.len as f32 / self.settings.batch_size as f32;
                 let grads = self.model.store().flat().1;
@@ -337,7 +334,10 @@ impl<M: Model> Trainer<M> {
                 host.iter_mut().for_each(|g| *g *= share);
                 comm.all_reduce_sum(&mut host)?;
                 grads.write(&host)?;
-                self.model.store().sgd_step(&sgd, None)?;
+                // The summed gradients are the same bits on every rank, so under mixed
+                // precision every rank finds them finite or not alike, and skips or takes the
+                // step and updates its loss scale alike.
+                apply_gradients(self.model.store(), &sgd, scaler)?;
                 out
             }
         };
