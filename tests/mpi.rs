@@ -462,19 +462,23 @@ fn children(parent: u32) -> Vec<u32> {
         .collect()
 }
 
-/// A rank killed mid-run ends the job with an error within a bounded time, instead of leaving
-/// the other rank waiting in the gradient exchange.
-#[test]
-fn a_killed_rank_ends_the_job_with_an_error() {
-    let Some(mut mpirun) = mpirun(600) else {
-        return;
-    };
+/// Starts a 2-rank training run with `extra` flags, sends `signal` (`kill -SIGNAL`) to one
+/// rank once training is under way, and waits for the job to end (at most `within_s` seconds,
+/// else the test fails): its status, its standard error and the seconds it took after the
+/// signal.
+fn signal_a_rank(
+    signal: &str,
+    extra: &[&str],
+    within_s: u64,
+) -> (std::process::ExitStatus, String, f64) {
+    let mut mpirun = mpirun(600).expect("mpirun, checked by the caller");
     mpirun.args(["-n", "2"]);
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let mut job = train_command(mpirun, &run, "1000", &[])
+    let stderr_path = dir.path().join("stderr");
+    let mut job = train_command(mpirun, &run, "1000", extra)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
         .spawn()
         .unwrap();
     // Training is under way once the first epoch's checkpoint is written.
@@ -489,27 +493,61 @@ fn a_killed_rank_ends_the_job_with_an_error() {
     }
     let ranks = children(job.id());
     assert_eq!(ranks.len(), 2, "mpirun's children: {ranks:?}");
-    let killed = ranks.iter().max().unwrap();
-    Command::new("sh")
-        .args(["-c", &format!("kill -9 {killed}")])
-        .status()
-        .unwrap();
-    let killed_at = std::time::Instant::now();
+    let target = ranks.iter().max().unwrap();
+    let kill = |signal: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("kill -{signal} {target} 2>/dev/null")])
+            .status()
+            .unwrap()
+    };
+    kill(signal);
+    let signalled_at = std::time::Instant::now();
     let status = loop {
         if let Some(status) = job.try_wait().unwrap() {
             break status;
         }
-        if killed_at.elapsed().as_secs() > 60 {
+        if signalled_at.elapsed().as_secs() > within_s {
             let _ = job.kill();
-            panic!("the job still ran 60 s after a rank was killed");
+            kill("KILL");
+            panic!("the job still ran {within_s} s after rank pid {target} got SIG{signal}");
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
+    // A stopped rank that the launcher left behind must not outlive the test.
+    kill("KILL");
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    (status, stderr, signalled_at.elapsed().as_secs_f64())
+}
+
+/// A rank killed mid-run ends the job with an error within a bounded time, instead of leaving
+/// the other rank waiting in the gradient exchange.
+#[test]
+fn a_killed_rank_ends_the_job_with_an_error() {
+    if mpirun(600).is_none() {
+        return;
+    }
+    let (status, _, seconds) = signal_a_rank("KILL", &[], 60);
     assert!(!status.success(), "a job that lost a rank reports failure");
-    eprintln!(
-        "the job ended {:.1} s after rank pid {killed} was killed",
-        killed_at.elapsed().as_secs_f64()
+    eprintln!("the job ended {seconds:.1} s after a rank was killed");
+}
+
+/// A rank that hangs (stopped with SIGSTOP mid-run: alive, but never answering) ends the job
+/// once the other rank's exchange has waited `--exchange-timeout` seconds, with an error that
+/// says so, instead of a job that never ends.
+#[test]
+fn a_hung_rank_ends_the_job_after_the_exchange_timeout() {
+    if mpirun(600).is_none() {
+        return;
+    }
+    let (status, stderr, seconds) = signal_a_rank("STOP", &["--exchange-timeout", "5"], 60);
+    assert!(!status.success(), "a job with a hung rank reports failure");
+    assert!(
+        stderr.contains("error: rank 0 of 2: an exchange waited")
+            && stderr.contains("(the limit is 5 s: --exchange-timeout)"),
+        "rank 0 says why it ended the job:\n{stderr}"
     );
+    assert!(seconds >= 5.0, "not before the limit: {seconds:.1} s");
+    eprintln!("the job ended {seconds:.1} s after a rank was stopped");
 }
 
 /// A rank that stops on an error ends the job, its error printed, instead of leaving the

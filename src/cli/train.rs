@@ -157,6 +157,11 @@ pub struct TrainArgs {
     /// changes in a single process.
     #[arg(long)]
     pub sync_bn: bool,
+    /// Under mpirun: end the job when one exchange between the ranks has waited this many
+    /// seconds (a rank that hangs would otherwise keep the others waiting for ever). The first
+    /// steps wait for the slowest rank's shader compilation.
+    #[arg(long, default_value_t = 600, value_parser = args::at_least_one)]
+    pub exchange_timeout: usize,
 }
 
 /// Training progress and settings as stored in a checkpoint.
@@ -486,7 +491,8 @@ fn check_shape_flags(
 /// 0 prints and writes, and a rank that fails prints its error and ends every rank's process
 /// (the others would wait for it in their next exchange).
 pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<()> {
-    let Some(comm) = communicator()? else {
+    let limit = std::time::Duration::from_secs(args.exchange_timeout as u64);
+    let Some(comm) = communicator(limit)? else {
         return run_rank(ctx, args, given, None);
     };
     let comm: Arc<dyn Communicator> = Arc::from(comm);
@@ -918,11 +924,14 @@ fn run_rank(
 }
 
 /// The data-parallel communicator when this process was started by an MPI launcher (the `mpi`
-/// feature), else None: a single-process run.
-fn communicator() -> Result<Option<Box<dyn Communicator>>> {
+/// feature), else None: a single-process run. Every exchange may wait at most `limit`
+/// ([`hetconv::dist::Watchdog`]).
+#[cfg_attr(not(feature = "mpi"), allow(unused_variables))]
+fn communicator(limit: std::time::Duration) -> Result<Option<Box<dyn Communicator>>> {
     #[cfg(feature = "mpi")]
     if let Some(comm) = hetconv::dist::mpi::MpiCommunicator::from_launcher()? {
-        return Ok(Some(Box::new(comm)));
+        let watched = hetconv::dist::Watchdog::new(Box::new(comm), limit)?;
+        return Ok(Some(Box::new(watched)));
     }
     Ok(None)
 }

@@ -1,13 +1,19 @@
 //! Data-parallel training over several processes: the [`Communicator`] seam the
 //! [`Trainer`](crate::train::Trainer) talks through, and its implementations: one process
 //! ([`SingleProcess`], nothing to exchange) and MPI (`mpi::MpiCommunicator`, the `mpi`
-//! feature: any number of GPUs and hosts, `mpirun -n N`). WebGPU cannot share buffers between
+//! feature: any number of GPUs and hosts, `mpirun -n N`), and a deadline on any communicator's
+//! exchanges ([`Watchdog`], natively). WebGPU cannot share buffers between
 //! devices, so every exchange goes through host memory: the trainer reads a step's gradients
 //! back in one flat buffer, the communicator sums them over the ranks, and each rank writes the
 //! sum back and applies the same SGD step.
 
 #[cfg(all(feature = "mpi", not(target_arch = "wasm32")))]
 pub mod mpi;
+#[cfg(not(target_arch = "wasm32"))]
+mod watchdog;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub use watchdog::Watchdog;
 
 use std::sync::Arc;
 
