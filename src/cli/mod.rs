@@ -34,7 +34,6 @@ mod info;
 mod predict;
 mod report;
 mod selfcheck;
-mod timed_comm;
 mod train;
 mod tune;
 

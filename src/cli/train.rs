@@ -3,8 +3,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
@@ -12,7 +13,7 @@ use clap::{Args, ValueEnum};
 use super::args::{self, ModelName};
 use hetconv::checkpoint::{self, Checkpoint, META_CLASSES, META_CONFIG, META_PROGRESS, META_STEP};
 use hetconv::data::{Augment, Dataset};
-use hetconv::dist::{BatchNormStats, Communicator};
+use hetconv::dist::{BatchNormStats, Communicator, ExchangeClock, Watchdog};
 use hetconv::nn::{ConvMode, PAPER_WIDTHS, ResNetConfig, ResNetLayout, VggConfig};
 use hetconv::optim::{LrSchedule, Schedule};
 use hetconv::train::{Progress, TrainSettings, Trainer, evaluate};
@@ -22,7 +23,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::data_args::DataArgs;
 use super::report::{EpochRow, Metrics};
-use super::timed_comm::Timed;
 
 /// The learning-rate schedule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -492,11 +492,12 @@ fn check_shape_flags(
 /// (the others would wait for it in their next exchange).
 pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<()> {
     let limit = std::time::Duration::from_secs(args.exchange_timeout as u64);
-    let Some(comm) = communicator(limit)? else {
+    let Some(watchdog) = communicator(limit)? else {
         return run_rank(ctx, args, given, None);
     };
-    let comm: Arc<dyn Communicator> = Arc::from(comm);
-    match run_rank(ctx, args, given, Some(comm.clone())) {
+    let clock = watchdog.clock();
+    let comm: Rc<dyn Communicator> = Rc::new(watchdog);
+    match run_rank(ctx, args, given, Some((comm.clone(), clock))) {
         // An interrupt stops every rank at the same step: an orderly shutdown.
         Err(e @ Error::Interrupted { .. }) => Err(e),
         Err(e) if comm.size() > 1 => {
@@ -507,14 +508,15 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
     }
 }
 
-/// [`run`] on one rank (`comm` None: a single-process run).
+/// [`run`] on one rank of the ranks of `comm`, whose exchanges `clock` times (None: a
+/// single-process run).
 fn run_rank(
     ctx: &Context,
     args: TrainArgs,
     given: &BTreeSet<String>,
-    comm: Option<Arc<dyn Communicator>>,
+    comm: Option<(Rc<dyn Communicator>, ExchangeClock)>,
 ) -> Result<()> {
-    let rank0 = comm.as_ref().is_none_or(|c| c.rank() == 0);
+    let rank0 = comm.as_ref().is_none_or(|(c, _)| c.rank() == 0);
     super::set_quiet(!rank0);
     if given.contains("crop_scale")
         && args.resume.is_none()
@@ -741,16 +743,16 @@ fn run_rank(
     );
     let eval_batch = settings.batch_size.max(2);
     let mut trainer = Trainer::new(model, train_data, settings, progress)?;
-    let exchange = Arc::new(AtomicU64::new(0));
-    if let Some(comm) = comm {
+    let mut exchange = None;
+    if let Some((comm, clock)) = comm {
         let ranks = comm.size();
-        let timed = Timed::new(comm, exchange.clone());
+        exchange = Some(clock);
         let batch_norm = if args.sync_bn {
             BatchNormStats::Synchronised
         } else {
             BatchNormStats::PerRank
         };
-        trainer = pollster::block_on(trainer.distributed(Box::new(timed), batch_norm))?;
+        trainer = pollster::block_on(trainer.distributed(Box::new(comm), batch_norm))?;
         say!(
             "ranks    {ranks} (MPI, data-parallel: {} images per rank per step; BatchNorm statistics {})",
             trainer.settings().batch_size / ranks,
@@ -890,8 +892,8 @@ fn run_rank(
     }
     bar.finish();
     let (_, ranks) = trainer.rank();
-    if ranks > 1 {
-        let exchanged = exchange.load(Ordering::Relaxed) as f64 / 1e9;
+    if let Some(clock) = exchange.filter(|_| ranks > 1) {
+        let exchanged = clock.total().as_secs_f64();
         say!(
             "exchange {exchanged:.1} s of the steps' {:.1} s ({:.0}%) summing gradients over {ranks} ranks (MPI, waits included)",
             stepping.as_secs_f64(),
@@ -927,11 +929,10 @@ fn run_rank(
 /// feature), else None: a single-process run. Every exchange may wait at most `limit`
 /// ([`hetconv::dist::Watchdog`]).
 #[cfg_attr(not(feature = "mpi"), allow(unused_variables))]
-fn communicator(limit: std::time::Duration) -> Result<Option<Box<dyn Communicator>>> {
+fn communicator(limit: std::time::Duration) -> Result<Option<Watchdog>> {
     #[cfg(feature = "mpi")]
     if let Some(comm) = hetconv::dist::mpi::MpiCommunicator::from_launcher()? {
-        let watched = hetconv::dist::Watchdog::new(Box::new(comm), limit)?;
-        return Ok(Some(Box::new(watched)));
+        return Ok(Some(Watchdog::new(Box::new(comm), limit)?));
     }
     Ok(None)
 }

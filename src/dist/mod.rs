@@ -13,9 +13,9 @@ pub mod mpi;
 mod watchdog;
 
 #[cfg(not(target_arch = "wasm32"))]
-pub use watchdog::Watchdog;
+pub use watchdog::{ExchangeClock, Watchdog};
 
-use std::sync::Arc;
+use std::rc::Rc;
 
 use crate::error::Result;
 use crate::tensor::Tensor;
@@ -40,6 +40,30 @@ pub trait Communicator {
     /// cannot go on (an error, a panic) does, since the others would otherwise wait for it in
     /// their next exchange, and an orderly shutdown (MPI's finalisation) waits for every rank.
     fn abort(&self, code: i32) -> !;
+}
+
+/// A shared communicator is one (the trainer and its synchronised batch norm hold one, and so
+/// may the application, to abort the job on an error).
+impl<C: Communicator + ?Sized> Communicator for Rc<C> {
+    fn rank(&self) -> usize {
+        (**self).rank()
+    }
+
+    fn size(&self) -> usize {
+        (**self).size()
+    }
+
+    fn all_reduce_sum(&self, values: &mut [f32]) -> Result<()> {
+        (**self).all_reduce_sum(values)
+    }
+
+    fn broadcast(&self, values: &mut [f32], root: usize) -> Result<()> {
+        (**self).broadcast(values, root)
+    }
+
+    fn abort(&self, code: i32) -> ! {
+        (**self).abort(code)
+    }
 }
 
 /// This process's rank among the ranks on its host, from the variables MPI launchers set
@@ -100,7 +124,7 @@ pub enum BatchNormStats {
 /// through the tape ([`Tape::with_batch_norm_sync`](crate::autograd::Tape::with_batch_norm_sync)).
 #[derive(Clone)]
 pub struct BatchNormSync {
-    comm: Arc<dyn Communicator>,
+    comm: Rc<dyn Communicator>,
     global_batch: usize,
 }
 
@@ -116,7 +140,7 @@ impl std::fmt::Debug for BatchNormSync {
 impl BatchNormSync {
     /// Statistics over the ranks of `comm`, whose shares make up batches of `global_batch`
     /// images.
-    pub fn new(comm: Arc<dyn Communicator>, global_batch: usize) -> Self {
+    pub fn new(comm: Rc<dyn Communicator>, global_batch: usize) -> Self {
         Self { comm, global_batch }
     }
 

@@ -3,7 +3,8 @@
 //! it. [`Watchdog`] wraps a communicator; when one of its exchanges has waited longer than its
 //! limit, a background thread prints which rank gave up and why, and ends this process with
 //! exit code 1, which makes the MPI launcher end the job (`mpirun` stops every rank when one
-//! exits with an error).
+//! exits with an error). It also adds up the time the exchanges took ([`ExchangeClock`]), for
+//! a run's summary.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,6 +17,23 @@ use crate::error::Result;
 pub struct Watchdog {
     inner: Box<dyn Communicator>,
     state: Arc<State>,
+    clock: ExchangeClock,
+}
+
+/// The time a [`Watchdog`]'s exchanges took in all (waits for slower ranks included).
+#[derive(Clone, Debug, Default)]
+pub struct ExchangeClock(Arc<AtomicU64>);
+
+impl ExchangeClock {
+    /// The exchanges' time so far.
+    pub fn total(&self) -> Duration {
+        Duration::from_nanos(self.0.load(Ordering::Relaxed))
+    }
+
+    fn add(&self, spent: Duration) {
+        let nanos = u64::try_from(spent.as_nanos()).unwrap_or(u64::MAX);
+        self.0.fetch_add(nanos, Ordering::Relaxed);
+    }
 }
 
 /// What the watchdog's thread reads.
@@ -68,16 +86,27 @@ impl Watchdog {
                     "cannot start the exchange watchdog's thread: {e}"
                 ))
             })?;
-        Ok(Self { inner, state })
+        Ok(Self {
+            inner,
+            state,
+            clock: ExchangeClock::default(),
+        })
+    }
+
+    /// The time this communicator's exchanges take, added up as they run.
+    pub fn clock(&self) -> ExchangeClock {
+        self.clock.clone()
     }
 
     fn guarded<T>(&self, exchange: impl FnOnce() -> T) -> T {
         let state = &self.state;
+        let start = Instant::now();
         state
             .waiting_since_ms
             .store(state.now_ms(), Ordering::Relaxed);
         let out = exchange();
         state.waiting_since_ms.store(0, Ordering::Relaxed);
+        self.clock.add(start.elapsed());
         out
     }
 }

@@ -8,6 +8,7 @@ pub use eval::{EvalReport, evaluate};
 
 use serde::{Deserialize, Serialize};
 
+use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::autograd::Tape;
@@ -92,7 +93,7 @@ pub struct Trainer<M: Model = Box<dyn Model>> {
     batches: Prefetch,
     progress: Progress,
     scaler: Option<LossScaler>,
-    comm: Option<Arc<dyn Communicator>>,
+    comm: Option<Rc<dyn Communicator>>,
     batch_norm: BatchNormStats,
 }
 
@@ -199,7 +200,7 @@ impl<M: Model> Trainer<M> {
             comm.broadcast(&mut host, 0)?;
             tensor.write(&host)?;
         }
-        self.comm = Some(Arc::from(comm));
+        self.comm = Some(Rc::from(comm));
         self.batch_norm = batch_norm;
         Ok(self)
     }
