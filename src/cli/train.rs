@@ -13,7 +13,7 @@ use clap::{Args, ValueEnum};
 use super::args::{self, ModelName};
 use hetconv::checkpoint::{self, Checkpoint, META_CLASSES, META_CONFIG, META_PROGRESS, META_STEP};
 use hetconv::data::{Augment, Dataset};
-use hetconv::dist::{BatchNormStats, Communicator, ExchangeClock, Watchdog};
+use hetconv::dist::{BatchNormStats, Communicator, ExchangeClock, Leeway, Watchdog};
 use hetconv::nn::{ConvMode, PAPER_WIDTHS, ResNetConfig, ResNetLayout, VggConfig};
 use hetconv::optim::{LrSchedule, Schedule};
 use hetconv::train::{Progress, TrainSettings, Trainer, evaluate};
@@ -159,7 +159,8 @@ pub struct TrainArgs {
     pub sync_bn: bool,
     /// Under mpirun: end the job when one exchange between the ranks has waited this many
     /// seconds (a rank that hangs would otherwise keep the others waiting for ever). The first
-    /// steps wait for the slowest rank's shader compilation.
+    /// steps wait for the slowest rank's shader compilation; rank 0's evaluation and checkpoint
+    /// at an epoch's end are waited for without limit.
     #[arg(long, default_value_t = 600, value_parser = args::at_least_one)]
     pub exchange_timeout: usize,
 }
@@ -495,9 +496,14 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
     let Some(watchdog) = communicator(limit)? else {
         return run_rank(ctx, args, given, None);
     };
-    let clock = watchdog.clock();
+    let (clock, leeway) = (watchdog.clock(), watchdog.leeway());
     let comm: Rc<dyn Communicator> = Rc::new(watchdog);
-    match run_rank(ctx, args, given, Some((comm.clone(), clock))) {
+    let ranks = Ranks {
+        comm: comm.clone(),
+        clock,
+        leeway,
+    };
+    match run_rank(ctx, args, given, Some(ranks)) {
         // An interrupt stops every rank at the same step: an orderly shutdown.
         Err(e @ Error::Interrupted { .. }) => Err(e),
         Err(e) if comm.size() > 1 => {
@@ -508,15 +514,23 @@ pub fn run(ctx: &Context, args: TrainArgs, given: &BTreeSet<String>) -> Result<(
     }
 }
 
-/// [`run`] on one rank of the ranks of `comm`, whose exchanges `clock` times (None: a
-/// single-process run).
+/// This process as one rank of a data-parallel run.
+struct Ranks {
+    comm: Rc<dyn Communicator>,
+    /// The time the exchanges took.
+    clock: ExchangeClock,
+    /// Lifts the exchanges' limit where a long wait is expected.
+    leeway: Leeway,
+}
+
+/// [`run`] on one of `ranks` (None: a single-process run).
 fn run_rank(
     ctx: &Context,
     args: TrainArgs,
     given: &BTreeSet<String>,
-    comm: Option<(Rc<dyn Communicator>, ExchangeClock)>,
+    ranks: Option<Ranks>,
 ) -> Result<()> {
-    let rank0 = comm.as_ref().is_none_or(|(c, _)| c.rank() == 0);
+    let rank0 = ranks.as_ref().is_none_or(|r| r.comm.rank() == 0);
     super::set_quiet(!rank0);
     if given.contains("crop_scale")
         && args.resume.is_none()
@@ -743,10 +757,15 @@ fn run_rank(
     );
     let eval_batch = settings.batch_size.max(2);
     let mut trainer = Trainer::new(model, train_data, settings, progress)?;
-    let mut exchange = None;
-    if let Some((comm, clock)) = comm {
+    let (mut exchange, mut leeway) = (None, None);
+    if let Some(Ranks {
+        comm,
+        clock,
+        leeway: lift,
+    }) = ranks
+    {
         let ranks = comm.size();
-        exchange = Some(clock);
+        (exchange, leeway) = (Some(clock), Some(lift));
         let batch_norm = if args.sync_bn {
             BatchNormStats::Synchronised
         } else {
@@ -880,6 +899,12 @@ fn run_rank(
             epoch_start = Instant::now();
         } else if periodic {
             save_on_rank0(&trainer)?;
+        }
+        // Rank 0 alone evaluated or saved: the other ranks wait for it here, without the
+        // exchanges' limit (a long evaluation is not a hung rank).
+        let rank0_worked = report.epoch_done || trainer.is_done() || periodic;
+        if let Some(leeway) = leeway.as_ref().filter(|_| rank0_worked) {
+            leeway.unlimited(|| trainer.any_rank(false))?;
         }
         if interrupt {
             save_on_rank0(&trainer)?;

@@ -13,7 +13,7 @@ pub mod mpi;
 mod watchdog;
 
 #[cfg(not(target_arch = "wasm32"))]
-pub use watchdog::{ExchangeClock, Watchdog};
+pub use watchdog::{ExchangeClock, Leeway, Watchdog};
 
 use std::rc::Rc;
 

@@ -20,6 +20,22 @@ pub struct Watchdog {
     clock: ExchangeClock,
 }
 
+/// Lifts a [`Watchdog`]'s limit for the exchanges of one call: for a wait that is expected to
+/// be long (every rank waiting while rank 0 alone evaluates the model and writes its
+/// checkpoint at an epoch's end).
+#[derive(Clone)]
+pub struct Leeway(Arc<State>);
+
+impl Leeway {
+    /// Runs `exchanges` with no limit on how long they wait.
+    pub fn unlimited<T>(&self, exchanges: impl FnOnce() -> T) -> T {
+        self.0.unlimited.store(true, Ordering::Relaxed);
+        let out = exchanges();
+        self.0.unlimited.store(false, Ordering::Relaxed);
+        out
+    }
+}
+
 /// The time a [`Watchdog`]'s exchanges took in all (waits for slower ranks included).
 #[derive(Clone, Debug, Default)]
 pub struct ExchangeClock(Arc<AtomicU64>);
@@ -43,6 +59,8 @@ struct State {
     epoch: Instant,
     /// Set when the watchdog is dropped: the thread ends.
     stopped: AtomicBool,
+    /// Set while the exchange under way may wait without limit ([`Leeway`]).
+    unlimited: AtomicBool,
 }
 
 impl State {
@@ -60,6 +78,7 @@ impl Watchdog {
             waiting_since_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             stopped: AtomicBool::new(false),
+            unlimited: AtomicBool::new(false),
         });
         let (rank, size) = (inner.rank(), inner.size());
         let watched = state.clone();
@@ -71,7 +90,8 @@ impl Watchdog {
                     std::thread::sleep(tick);
                     let since = watched.waiting_since_ms.load(Ordering::Relaxed);
                     let waited = Duration::from_millis(watched.now_ms().saturating_sub(since));
-                    if since != 0 && waited > limit {
+                    let unlimited = watched.unlimited.load(Ordering::Relaxed);
+                    if since != 0 && waited > limit && !unlimited {
                         eprintln!(
                             "error: rank {rank} of {size}: an exchange waited {:.0} s for the other ranks (the limit is {:.0} s: --exchange-timeout): one of them hangs or is far behind; ending the job",
                             waited.as_secs_f64(),
@@ -96,6 +116,11 @@ impl Watchdog {
     /// The time this communicator's exchanges take, added up as they run.
     pub fn clock(&self) -> ExchangeClock {
         self.clock.clone()
+    }
+
+    /// A handle that lifts the limit for chosen exchanges.
+    pub fn leeway(&self) -> Leeway {
+        Leeway(self.state.clone())
     }
 
     fn guarded<T>(&self, exchange: impl FnOnce() -> T) -> T {
