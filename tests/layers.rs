@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use hetconv::dist::{BatchNormSync, SingleProcess};
 use hetconv::kernels::batchnorm::{self, BatchNormConfig};
 use hetconv::kernels::elementwise::{self, BinaryOp};
 use hetconv::kernels::gemm::{self, Layout};
@@ -17,24 +18,29 @@ fn batchnorm_matches_pytorch_train_mode() {
         let shape = case.shape("x");
         let plane: usize = shape[2..].iter().product();
         let (b, c) = (shape[0], shape[1]);
-        let x = upload(&ctx, &shape, &case.f32("x"));
-        let gamma = upload(&ctx, &[c], &case.f32("gamma"));
-        let beta = upload(&ctx, &[c], &case.f32("beta"));
-        let rm = upload(&ctx, &[c], &case.f32("running_mean"));
-        let rv = upload(&ctx, &[c], &case.f32("running_var"));
-        let cfg = BatchNormConfig::default();
-        let (y, saved) =
-            batchnorm::forward_train(&x, &gamma, &beta, &rm, &rv, &cfg, false, None).unwrap();
-        case.expect("y", "y", &y.to_vec().unwrap());
-        case.expect("mean", "save_mean", &saved.mean.to_vec().unwrap());
-        case.expect("invstd", "save_invstd", &saved.invstd.to_vec().unwrap());
-        case.expect("running_mean", "running_mean_new", &rm.to_vec().unwrap());
-        case.expect("running_var", "running_var_new", &rv.to_vec().unwrap());
-        let dy = upload(&ctx, &shape, &case.f32("dy"));
-        let (dx, dgamma, dbeta) = batchnorm::backward(&x, &dy, &gamma, &saved).unwrap();
-        case.expect("dx", "dx", &dx.to_vec().unwrap());
-        case.expect("dgamma", "dgamma", &dgamma.to_vec().unwrap());
-        case.expect("dbeta", "dbeta", &dbeta.to_vec().unwrap());
+        // Both paths of the kernels: the statistics in one pass, and in parts with the sums
+        // exchanged in between (synchronised batch norm, here over one rank).
+        let one_rank = BatchNormSync::new(std::rc::Rc::new(SingleProcess), b);
+        for sync in [None, Some(&one_rank)] {
+            let x = upload(&ctx, &shape, &case.f32("x"));
+            let gamma = upload(&ctx, &[c], &case.f32("gamma"));
+            let beta = upload(&ctx, &[c], &case.f32("beta"));
+            let rm = upload(&ctx, &[c], &case.f32("running_mean"));
+            let rv = upload(&ctx, &[c], &case.f32("running_var"));
+            let cfg = BatchNormConfig::default();
+            let (y, saved) =
+                batchnorm::forward_train(&x, &gamma, &beta, &rm, &rv, &cfg, false, sync).unwrap();
+            case.expect("y", "y", &y.to_vec().unwrap());
+            case.expect("mean", "save_mean", &saved.mean.to_vec().unwrap());
+            case.expect("invstd", "save_invstd", &saved.invstd.to_vec().unwrap());
+            case.expect("running_mean", "running_mean_new", &rm.to_vec().unwrap());
+            case.expect("running_var", "running_var_new", &rv.to_vec().unwrap());
+            let dy = upload(&ctx, &shape, &case.f32("dy"));
+            let (dx, dgamma, dbeta) = batchnorm::backward(&x, &dy, &gamma, &saved).unwrap();
+            case.expect("dx", "dx", &dx.to_vec().unwrap());
+            case.expect("dgamma", "dgamma", &dgamma.to_vec().unwrap());
+            case.expect("dbeta", "dbeta", &dbeta.to_vec().unwrap());
+        }
 
         // The CPU reference agrees with PyTorch too.
         let r = reference::batchnorm::forward_train(

@@ -103,6 +103,15 @@ impl Case {
             initial_scale: None,
         }
     }
+
+    /// Mixed precision with synchronised BatchNorm, from `initial_scale` (None: the default).
+    fn mixed(initial_scale: Option<f32>) -> Self {
+        Self {
+            batch_norm: Some(BatchNormStats::Synchronised),
+            precision: Precision::Mixed,
+            initial_scale,
+        }
+    }
 }
 
 /// Batches of 9 from the 20 images (2 ranks take 4 and 5 images: uneven shares), shuffled and
@@ -284,11 +293,7 @@ fn in_mixed_precision_two_ranks_train_as_one_process() {
         return;
     }
     let name = "in_mixed_precision_two_ranks_train_as_one_process";
-    let case = Case {
-        batch_norm: Some(BatchNormStats::Synchronised),
-        precision: Precision::Mixed,
-        initial_scale: None,
-    };
+    let case = Case::mixed(None);
     if let Some(trained) = two_ranks_and_one(name, case) {
         // f16 operands: where the two runs' f32 values (1e-7 apart) round to neighbouring
         // f16s, a product moves by 2^-11 of itself. Seen here: weights (up to 0.3) within
@@ -313,11 +318,7 @@ fn in_mixed_precision_overflowing_steps_are_skipped_alike_on_every_rank() {
     }
     let name = "in_mixed_precision_overflowing_steps_are_skipped_alike_on_every_rank";
     // A loss scale of 2^18 overflows f16 in the first steps.
-    let case = Case {
-        batch_norm: Some(BatchNormStats::Synchronised),
-        precision: Precision::Mixed,
-        initial_scale: Some(262144.0),
-    };
+    let case = Case::mixed(Some(262144.0));
     if let Some([rank0, rank1, _]) = two_ranks_and_one(name, case) {
         assert_eq!(rank0, rank1, "the ranks end identical, bit for bit");
         let (scale, skipped) = rank0.loss_scale.expect("a loss scaler ran");

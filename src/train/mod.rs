@@ -172,8 +172,9 @@ impl<M: Model> Trainer<M> {
     /// over the ranks at every step that reads metrics back, which for these linear averages
     /// is the same as averaging them every step), or the whole global batch's
     /// ([`BatchNormStats::Synchronised`]: the single process's numbers). Metrics are those of
-    /// the whole global batch. Mixed precision works as in one process: the ranks' loss scales
-    /// start alike and stay alike. Needs at least two images per rank.
+    /// the whole global batch. Under mixed precision the ranks' loss scales start alike and
+    /// stay alike (each rank's loss is the mean over its own share, so the scale settles lower
+    /// than one process's). Needs at least two images per rank.
     pub async fn distributed(
         mut self,
         comm: Box<dyn Communicator>,
