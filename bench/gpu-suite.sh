@@ -1,39 +1,100 @@
 #!/usr/bin/env bash
-# The GPU benchmark suite, from binaries built beforehand, into one folder, in a few minutes on a
-# GPU machine: adapter info, every kernel variant against the CPU reference on this GPU
-# (selfcheck), tuning from an empty cache (its cost is the table's header), the whole step with
-# the tuned kernels and with the direct kernels alone, a per-kernel profile, the layer table,
-# and PyTorch where it imports and sees CUDA.
+# The GPU benchmark suite, from binaries built beforehand, into one folder, within a time budget
+# on a GPU machine: adapter info, every kernel variant against the CPU reference on this GPU
+# (selfcheck, f32 and mixed), tuning from an empty cache (its cost is the table's header), the
+# whole step with the tuned kernels and with the direct kernels alone, the PyTorch peer where it
+# imports and sees CUDA, the same in mixed precision, the cooperative-matrix kernel tests, a
+# per-kernel profile and the layer table.
 #
-#   cargo build --release --bin hetconv --example layer_bench
-#   bench/gpu-suite.sh [OUT_DIR]
+#   bench/gpu-kit.sh                 # on the build machine: packs .devbin/ (carry it)
+#   bench/gpu-suite.sh [OUT_DIR]     # on the GPU machine
 #
-# Knobs (environment): WIDTH (1), BATCH (16,128), PARTS (1,4,16), LIMITS (--max-limits; empty
-# for the WebGPU defaults), and the binaries HETCONV, LAYER_BENCH.
-set -euo pipefail
+# Without .devbin/ it uses target/release (cargo build --release --bin hetconv --example
+# layer_bench; the kernel tests are then skipped). Steps run in order of what they tell (a lent
+# GPU's minutes are few): each has a time limit, a failing step does not stop the others, and a
+# step that would start with less than 15 s of BUDGET left is skipped. `steps.tsv` records each
+# step's exit status and seconds, so a partial run still says what it did.
+#
+# Knobs (environment): BUDGET (seconds for the whole suite, 540), WIDTH (1), BATCH (16,128),
+# PARTS (1,4,16), LIMITS (--max-limits; empty for the WebGPU defaults), KIT (.devbin), and the
+# binaries HETCONV, LAYER_BENCH.
+set -uo pipefail
+cd "$(dirname "$0")/.."
 out=${1:-bench-results/gpu-$(date -u +%Y%m%d-%H%M)}
-hetconv=${HETCONV:-target/release/hetconv}
-layer_bench=${LAYER_BENCH:-target/release/examples/layer_bench}
+kit=${KIT:-.devbin}
+budget=${BUDGET:-540}
 width=${WIDTH:-1}
 batch=${BATCH:-16,128}
 parts=${PARTS:-1,4,16}
 limits=${LIMITS---max-limits}
 mkdir -p "$out"
+out=$(cd "$out" && pwd)
+started=$SECONDS
+
+bin_dir=target/release
+tests_dir=
+if [ -d "$kit" ]; then
+  bin_dir=$(mktemp -d)
+  for gz in "$kit"/*.gz; do
+    name=$(basename "$gz" .gz)
+    gunzip -c "$gz" > "$bin_dir/$name" && chmod +x "$bin_dir/$name"
+  done
+  tests_dir=$bin_dir
+  cp "$kit/commit.txt" "$out/kit-commit.txt"
+fi
+hetconv=${HETCONV:-$bin_dir/hetconv}
+layer_bench=${LAYER_BENCH:-$bin_dir/layer_bench}
+[ -d "$kit" ] || layer_bench=${LAYER_BENCH:-$bin_dir/examples/layer_bench}
+
 # A fresh cache of this run's own, so that the tuning cost below is the cold one.
 export HETCONV_TUNE_CACHE="$out/tune-cache.json"
 rm -f "$HETCONV_TUNE_CACHE"
 date -u +%FT%TZ > "$out/date.txt"
-"$hetconv" $limits info > "$out/info.txt"
-command -v nvidia-smi >/dev/null && nvidia-smi > "$out/nvidia-smi.txt" 2>&1 || true
-"$hetconv" $limits selfcheck > "$out/selfcheck.txt"
-"$hetconv" $limits tune --batch "$batch" --parts "$parts" --width-mult "$width" --out "$out/tune"
-"$hetconv" $limits --tune cached bench --batch "$batch" --parts "$parts" --width-mult "$width" --out "$out/steps-tuned"
-"$hetconv" $limits --conv direct bench --batch "$batch" --parts "$parts" --width-mult "$width" --out "$out/steps-direct"
-"$hetconv" $limits --tune cached bench --batch 128 --parts 4 --width-mult "$width" --steps 3 --profile --out "$out/profile"
-"$layer_bench" --batch 16 --out "$out/layers"
+printf 'step\texit\tseconds\n' > "$out/steps.tsv"
+
+# step NAME LIMIT COMMAND...: runs COMMAND with its output in NAME.log, for at most LIMIT
+# seconds and what is left of the budget; records the outcome in steps.tsv.
+step() {
+  local name=$1 limit=$2
+  shift 2
+  local left=$((budget - (SECONDS - started)))
+  if [ "$left" -lt 15 ]; then
+    printf '%s\tskipped (budget)\t0\n' "$name" >> "$out/steps.tsv"
+    return
+  fi
+  [ "$limit" -le "$left" ] || limit=$left
+  local t0=$SECONDS
+  timeout --kill-after=5 "$limit" "$@" > "$out/$name.log" 2>&1
+  local rc=$?
+  printf '%s\t%s\t%s\n' "$name" "$rc" "$((SECONDS - t0))" >> "$out/steps.tsv"
+  echo "gpu-suite: $name: exit $rc after $((SECONDS - t0)) s"
+}
+
+step info 30 "$hetconv" $limits info
+command -v nvidia-smi >/dev/null && nvidia-smi > "$out/nvidia-smi.txt" 2>&1
+step selfcheck 90 "$hetconv" $limits selfcheck
+step tune-f32 120 "$hetconv" $limits tune --batch "$batch" --parts "$parts" --width-mult "$width" --out "$out/tune-f32"
+step steps-tuned 90 "$hetconv" $limits --tune cached bench --batch "$batch" --parts "$parts" --width-mult "$width" --out "$out/steps-tuned"
+step steps-direct 90 "$hetconv" $limits --conv direct bench --batch "$batch" --parts "$parts" --width-mult "$width" --out "$out/steps-direct"
 if python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
-    python3 bench/pytorch_step.py --batch "$batch" --parts "$parts" --out "$out/pytorch.json"
+  step pytorch 150 python3 bench/pytorch_step.py --batch "$batch" --parts "$parts" --out "$out/pytorch.json"
 else
-    echo "PyTorch with CUDA not available: skipped" | tee "$out/pytorch.skipped"
+  echo "PyTorch with CUDA not available: skipped" | tee "$out/pytorch.skipped"
 fi
-echo "results in $out"
+step tune-mixed 120 "$hetconv" $limits --precision mixed tune --batch "$batch" --parts "$parts" --width-mult "$width" --out "$out/tune-mixed"
+step steps-mixed 90 "$hetconv" $limits --tune cached bench --precisions mixed --batch "$batch" --parts "$parts" --width-mult "$width" --out "$out/steps-mixed"
+if [ -n "$tests_dir" ]; then
+  # The cooperative-matrix and f16 kernels against the f64 reference on this GPU (its 16x16x16
+  # tiles are checked nowhere else); a device without cooperative matrices fails here.
+  coop_filters=(grouped_3x3 pointwise_dense fused_hetconv_every_part strided_every_kind standard_kxk_convs matmul mixed a_non_finite unchecked_mixed)
+  for t in gemm mixed conv unchecked; do
+    step "test-$t" 90 env HETCONV_REQUIRE_COOP=1 "$tests_dir/test-$t" "${coop_filters[@]}"
+  done
+else
+  echo "no $kit: the kernel tests were not run (bench/gpu-kit.sh packs them)" | tee "$out/tests.skipped"
+fi
+step profile 60 "$hetconv" $limits --tune cached bench --batch 128 --parts 4 --width-mult "$width" --steps 3 --profile --out "$out/profile"
+step profile-mixed 60 "$hetconv" $limits --tune cached --precision mixed bench --batch 128 --parts 4 --width-mult "$width" --steps 3 --profile --out "$out/profile-mixed"
+step layers 90 "$layer_bench" --batch 16 --out "$out/layers"
+echo "gpu-suite: results in $out ($((SECONDS - started)) s)"
+cat "$out/steps.tsv"
