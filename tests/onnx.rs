@@ -7,16 +7,16 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::exported::{script_logits, trained_on_cifar20};
 use common::*;
+use hetconv::Architecture;
 use hetconv::checkpoint::Checkpoint;
 use hetconv::data::Normalize;
-use hetconv::kernels::sgd::SgdStep;
 use hetconv::nn::{ConvMode, ResNetConfig, VggConfig};
 use hetconv::onnx::{OnnxOptions, proto};
-use hetconv::{Architecture, Model};
 use prost::Message;
 
 /// A Python with onnxruntime: `HETCONV_PYTHON`, the virtual environment `.ci/deps.sh` makes,
@@ -46,70 +46,36 @@ fn python() -> Option<PathBuf> {
 
 /// Builds `arch`, trains it 3 steps on the images (so BatchNorm's running estimates are not
 /// their start values), then checks every option against ONNX Runtime.
-fn check(python: &PathBuf, arch: Architecture, options: &[OnnxOptions]) {
-    let ctx = ctx();
-    let size = arch.input().size;
-    let mut model = arch.build(&ctx, 11).unwrap();
-    let (x, labels, pixels) = cifar20_batch(&ctx, size);
-    let step = SgdStep {
-        lr: 0.02,
-        momentum: 0.9,
-        weight_decay: 5e-4,
-        nesterov: false,
-    };
-    for _ in 0..3 {
-        model.train_step(&x, &labels, &step).unwrap();
-    }
-    let want: Vec<f64> = model
-        .predict(&x)
-        .unwrap()
-        .to_vec()
-        .unwrap()
-        .iter()
-        .map(|&v| f64::from(v))
-        .collect();
-    let ckpt = Checkpoint::from_model_blocking(&model, false, Default::default()).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let images = dir.path().join("images.f32");
-    let raw: Vec<u8> = pixels.iter().flat_map(|v| v.to_le_bytes()).collect();
-    std::fs::write(&images, raw).unwrap();
+fn check(python: &Path, arch: Architecture, options: &[OnnxOptions]) {
+    let size = arch.input().size.to_string();
+    let trained = trained_on_cifar20(&arch, 11, 0.02);
+    let ckpt = Checkpoint::from_model_blocking(&*trained.model, false, Default::default()).unwrap();
     for &option in options {
         let label = format!("{} {option:?}", arch);
         let bytes = hetconv::onnx::export(&ckpt, option).unwrap();
         let decoded = proto::ModelProto::decode(bytes.as_slice()).unwrap();
         assert_eq!(decoded.opset_import[0].version, hetconv::onnx::OPSET);
-        let path = dir.path().join("model.onnx");
+        let path = trained.dir.path().join("model.onnx");
         std::fs::write(&path, &bytes).unwrap();
-        let out = Command::new(python)
-            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/onnx_logits.py"))
-            .arg(&path)
-            .arg(&images)
-            .args(["20", "3", &size.to_string(), &size.to_string()])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{label}: ONNX Runtime failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let args = [
+            path.as_os_str(),
+            trained.images.as_os_str(),
+            "20".as_ref(),
+            "3".as_ref(),
+            size.as_ref(),
+            size.as_ref(),
+        ];
+        let (result, got) = script_logits(python, "onnx_logits.py", &args, &label);
         assert_eq!(result["inputs"], serde_json::json!(["input"]), "{label}");
         assert_eq!(result["outputs"], serde_json::json!(["logits"]), "{label}");
-        let got: Vec<f32> = result["logits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|row| row.as_array().unwrap().iter())
-            .map(|v| v.as_f64().unwrap() as f32)
-            .collect();
         // Within 1e-4 of the largest logit: ONNX Runtime sums in another order (and a folded
         // graph rounds the folded weights once).
         let tol = Tolerance {
             rtol: 1e-4,
             atol: 1e-4,
         }
-        .scaled(&want);
-        assert_close(&label, &got, &want, tol);
+        .scaled(&trained.logits);
+        assert_close64(&label, &got, &trained.logits, tol);
     }
 }
 

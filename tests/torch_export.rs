@@ -12,11 +12,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::exported::{script_logits, trained_on_cifar20};
 use common::*;
+use hetconv::Architecture;
 use hetconv::checkpoint::{self, Checkpoint};
-use hetconv::kernels::sgd::SgdStep;
 use hetconv::nn::{ResNetConfig, VggConfig};
-use hetconv::{Architecture, Model};
 
 /// A Python that imports every module of `modules`, or None with a note.
 fn python_with(modules: &str) -> Option<PathBuf> {
@@ -45,26 +45,12 @@ fn python_with(modules: &str) -> Option<PathBuf> {
 /// start values), saves it, exports it with the command line, and compares PyTorch's logits
 /// (`spec` names the PyTorch definition) with hetconv's.
 fn check(python: &Path, arch: Architecture, spec: &str) {
-    let ctx = ctx();
-    let size = arch.input().size;
-    let mut model = arch.build(&ctx, 5).unwrap();
-    let (x, labels, pixels) = cifar20_batch(&ctx, size);
-    let step = SgdStep {
-        lr: 0.05,
-        momentum: 0.9,
-        weight_decay: 5e-4,
-        nesterov: false,
-    };
-    for _ in 0..3 {
-        model.train_step(&x, &labels, &step).unwrap();
-    }
-    let want = to_f64(&model.predict(&x).unwrap().to_vec().unwrap());
-
-    let dir = tempfile::tempdir().unwrap();
-    let saved = dir.path().join("model.safetensors");
-    let ckpt = Checkpoint::from_model_blocking(&model, true, Default::default()).unwrap();
+    let size = arch.input().size.to_string();
+    let trained = trained_on_cifar20(&arch, 5, 0.05);
+    let saved = trained.dir.path().join("model.safetensors");
+    let ckpt = Checkpoint::from_model_blocking(&*trained.model, true, Default::default()).unwrap();
     checkpoint::save(&saved, &ckpt).unwrap();
-    let exported = dir.path().join("state_dict.safetensors");
+    let exported = trained.dir.path().join("state_dict.safetensors");
     let out = Command::new(env!("CARGO_BIN_EXE_hetconv"))
         .arg("export")
         .arg("--weights")
@@ -78,37 +64,24 @@ fn check(python: &Path, arch: Architecture, spec: &str) {
         "hetconv export: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let images = dir.path().join("images.f32");
-    let raw: Vec<u8> = pixels.iter().flat_map(|v| v.to_le_bytes()).collect();
-    std::fs::write(&images, raw).unwrap();
-    let out = Command::new(python)
-        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/torch_logits.py"))
-        .arg(&exported)
-        .arg(&images)
-        .args(["20", "3", &size.to_string(), &size.to_string(), spec])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{spec}: PyTorch could not load or run the export:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let got: Vec<f64> = result["logits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|row| row.as_array().unwrap().iter())
-        .map(|v| v.as_f64().unwrap())
-        .collect();
+    let args = [
+        exported.as_os_str(),
+        trained.images.as_os_str(),
+        "20".as_ref(),
+        "3".as_ref(),
+        size.as_ref(),
+        size.as_ref(),
+        spec.as_ref(),
+    ];
+    let (result, got) = script_logits(python, "torch_logits.py", &args, spec);
     // hetconv computes in f32, PyTorch here in f64 from the same f32 weights: the difference
     // is hetconv's rounding, well within 1e-4 of the largest logit at these depths.
     let tol = Tolerance {
         rtol: 1e-4,
         atol: 1e-4,
     }
-    .scaled(&want);
-    assert_close64(spec, &got, &want, tol);
+    .scaled(&trained.logits);
+    assert_close64(spec, &got, &trained.logits, tol);
     eprintln!(
         "{spec}: {} tensors loaded strictly; logits match",
         result["tensors"]

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: a GPU context, seeded data, tolerances, fixtures.
 #![allow(dead_code)]
 
+pub mod exported;
+
 use std::path::PathBuf;
 
 use hetconv::kernels::gemm_core::{COOP_TILES, CoreKernel, TILE_SHAPES};
