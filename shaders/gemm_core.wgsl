@@ -27,7 +27,8 @@
 // KC * TN divisible by WG, A_LEN = KC * A_STRIDE, B_LEN = KC * B_STRIDE; for `gemm_fma`
 // WG = (TM / RM) * (TN / RN), RM and RN at most 8; for `gemm_coop` TM, TN and KC multiples of S,
 // both strides multiples of 8, one subgroup size (WG a multiple of it), FRAGS * WG / subgroup
-// size = the fragment count, FRAGS <= 8, and C_LEN = S * S * WG / subgroup size.
+// size = the fragment count, FRAGS <= 8 and a divisor of TN / S, and C_LEN = S * S * WG /
+// subgroup size.
 // With those, each invocation loads B values of one fixed column (roles 0, 1: a pixel decoded
 // once per tile) or of one fixed reduction step (role 2: a pixel decoded once per chunk), so
 // im2col coordinates never cost a division per element.
@@ -37,6 +38,9 @@
 // - Workgroup stages: kk < KC and m < TM (n < TN) give kk * A_STRIDE + m < A_LEN (B_LEN).
 //   A cooperative fragment load covers kk .. kk + S <= KC and m0 .. m0 + S <= TM (n0, TN), so
 //   its last element (kk + S - 1) * A_STRIDE + m0 + S - 1 < KC * A_STRIDE = A_LEN (B_LEN).
+//   Subgroup sg's fragments sg * FRAGS + i (i < FRAGS) are below the fragment count, so their
+//   row m0 / S < TM / S; FRAGS divides TN / S, so their columns n0 / S = (sg * FRAGS) %
+//   (TN / S) + i stay below TN / S.
 // - Private arrays: i < RM <= 8, j < RN <= 8, so acc[i * RN + j] < 64, a[i], b[j] < 8; the
 //   cooperative accumulators acc[i]: i < FRAGS <= 8.
 // - c_stage: subgroup ids are below WG / subgroup size = C_LEN / (S * S) and

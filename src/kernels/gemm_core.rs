@@ -247,15 +247,21 @@ impl CoopTile {
     }
 
     /// Fragments per subgroup on an adapter whose subgroups are `lanes` wide, if the tile
-    /// splits evenly into at most 8 per subgroup.
+    /// splits evenly into at most 8 per subgroup, each subgroup's along one row of fragments
+    /// (they share their A fragment: the shader loads it once per reduction step for all of
+    /// them).
     fn fragments_per_subgroup(&self, lanes: u32) -> Option<u32> {
         if lanes == 0 || !self.threads.is_multiple_of(lanes) {
             return None;
         }
         let subgroups = self.threads / lanes;
-        let fragments = (self.tm / self.size) * (self.tn / self.size);
-        (fragments.is_multiple_of(subgroups) && fragments / subgroups <= 8)
-            .then_some(fragments / subgroups)
+        let per_row = self.tn / self.size;
+        let fragments = (self.tm / self.size) * per_row;
+        if !fragments.is_multiple_of(subgroups) {
+            return None;
+        }
+        let frags = fragments / subgroups;
+        (frags <= 8 && per_row.is_multiple_of(frags)).then_some(frags)
     }
 }
 
@@ -443,7 +449,7 @@ impl CoreKernel {
             let lanes = info.subgroup_min_size;
             if info.subgroup_max_size != lanes || t.fragments_per_subgroup(lanes).is_none() {
                 return Err(unsupported(format!(
-                    "one subgroup size that splits {self}'s fragments into at most 8 per subgroup (subgroups of {}..{} lanes)",
+                    "one subgroup size that splits {self}'s fragments into at most 8 per subgroup, within a row of fragments (subgroups of {}..{} lanes)",
                     info.subgroup_min_size, info.subgroup_max_size
                 )));
             }
@@ -872,6 +878,30 @@ mod tests {
         assert!("64x64/4x4/k16/x".parse::<TileShape>().is_err());
         assert!("0x0/1x1/k1".parse::<TileShape>().is_err());
         assert!(TileShape::new(64, 64, 4, 4, 0).check().is_err());
+    }
+
+    #[test]
+    fn cooperative_tiles_split_into_rows_of_fragments_on_the_adapters_that_offer_them() {
+        // Side 16: NVIDIA's (and Apple's) subgroups of 32; side 8: lavapipe's of 8 lanes.
+        for tile in COOP_TILES {
+            tile.check().unwrap();
+            let lanes = if tile.size == 16 { 32 } else { 8 };
+            let frags = tile.fragments_per_subgroup(lanes);
+            assert!(frags.is_some(), "{tile} on {lanes} lanes");
+            assert!(
+                (tile.tn / tile.size).is_multiple_of(frags.unwrap()),
+                "{tile}"
+            );
+        }
+        // 128x64 in fragments of 16 is 8 x 4 = 32 fragments. In 64 invocations of 32 lanes
+        // each of 2 subgroups would own 16 (over 8); in 256, each of 8 owns 4, one row; of 64
+        // lanes each of 4 would own 8, over two rows; 48 lanes do not divide 256.
+        let tile = CoopTile::new(128, 64, 16, 32, 64);
+        assert_eq!(tile.fragments_per_subgroup(32), None);
+        let tile = CoopTile::new(128, 64, 16, 32, 256);
+        assert_eq!(tile.fragments_per_subgroup(32), Some(4));
+        assert_eq!(tile.fragments_per_subgroup(64), None);
+        assert_eq!(tile.fragments_per_subgroup(48), None);
     }
 
     #[test]
