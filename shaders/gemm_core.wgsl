@@ -50,7 +50,11 @@
 //   k0 + KC <= red_hi). For such (row, k, col): weights index o < cout (o = g * rows + row with
 //   g < groups, rows = cout / groups) times their row lengths; a tapped value is read only
 //   inside its map (y, x checked against the input's height and width, or for role 1 dy's
-//   out_height and out_width), of an image < batch (col or k < batch * the pixels of its
+//   out_height and out_width; role 0, and role 1 at stride 1, test the same bounds as bits of
+//   the column's `with_taps` masks, set exactly when tap row y0 + dir * t (column x0 + dir * t)
+//   is inside the map, t < KS <= 7 < 32 (ConvKind::MAX_KERNEL), and then read index base +
+//   channel * plane + dir * (ty * width + tx), the general path's index for that row and
+//   column), of an image < batch (col or k < batch * the pixels of its
 //   space, which is the map the image index is decoded in) and a channel < cin (cout); a
 //   spatial tap index is < TAPS (k % TAPS); role 3 reads a[m, k], b[k, n] within m * k and k * n; bias is
 //   read only when the host bound one of cout (role 3: n) values.
@@ -115,11 +119,17 @@ struct Params {
 var<workgroup> a_tile: array<operand, A_LEN>;  // [KC][A_STRIDE]: A_STRIDE >= TM
 var<workgroup> b_tile: array<operand, B_LEN>;  // [KC][B_STRIDE]: B_STRIDE >= TN
 
-// A pixel of the batch: image, row, column.
+// A pixel of the batch: image, row, column; for the fixed column of roles 0 and 1 also where
+// its taps read (`with_taps`): the index of tap (0, 0) of channel 0 in the read map (`base`,
+// possibly negative), and which tap rows and tap columns fall inside the map (bit t of
+// `rows_ok` for tap row t, of `cols_ok` for tap column t; KS <= 7).
 struct Pixel {
     image: u32,
     y: i32,
     x: i32,
+    base: i32,
+    rows_ok: u32,
+    cols_ok: u32,
 }
 
 // Rows and columns of the maps whose pixels the role's columns (roles 0, 1) or reduction steps
@@ -135,7 +145,35 @@ fn decode(pixel: u32) -> Pixel {
     let space = pixel_space();
     let plane = space.x * space.y;
     let in_image = pixel % plane;
-    return Pixel(pixel / plane, i32(in_image / space.y), i32(in_image % space.y));
+    return Pixel(pixel / plane, i32(in_image / space.y), i32(in_image % space.y), 0, 0u, 0u);
+}
+
+// q with its taps located: tap (ty, tx) of a channel reads the map at row y0 + dir * ty and
+// column x0 + dir * tx, where role 0 reads x around output pixel q (y0 = q.y * stride - PAD,
+// dir = 1) and role 1 reads dy from input pixel q at stride 1 (y0 = q.y + PAD, dir = -1);
+// the same positions `tapped`'s general path computes tap by tap.
+fn with_taps(q: Pixel) -> Pixel {
+    let channels = select(p.cin, p.cout, ROLE == 1u);
+    let map_h = i32(select(p.height, p.out_height, ROLE == 1u));
+    let map_w = i32(select(p.width, p.out_width, ROLE == 1u));
+    let stride = i32(p.stride);
+    var y0 = q.y * stride - i32(PAD);
+    var x0 = q.x * stride - i32(PAD);
+    var dir = 1;
+    if ROLE == 1u {
+        y0 = q.y + i32(PAD);
+        x0 = q.x + i32(PAD);
+        dir = -1;
+    }
+    var r = q;
+    for (var t = 0u; t < KS; t++) {
+        let y = y0 + dir * i32(t);
+        let x = x0 + dir * i32(t);
+        r.rows_ok |= select(0u, 1u << t, y >= 0 && y < map_h);
+        r.cols_ok |= select(0u, 1u << t, x >= 0 && x < map_w);
+    }
+    r.base = i32(q.image * channels) * map_h * map_w + y0 * map_w + x0;
+    return r;
 }
 
 // The j-th pointwise channel of group g among channels of `block` per group (skipping g's
@@ -162,9 +200,21 @@ fn tapped(k: u32, g: u32, q: Pixel) -> f32 {
     } else {
         channel = pointwise_channel(k - k3, g, per_group);
     }
+    let stride = i32(p.stride);
+    if ROLE == 0u || (ROLE == 1u && stride == 1) {
+        // The fixed column's taps, located once (`with_taps`): a mask test and one index.
+        let ty = tap / KS;
+        let tx = tap - ty * KS;
+        if ((q.rows_ok >> ty) & (q.cols_ok >> tx) & 1u) == 0u {
+            return 0.0;
+        }
+        let map_w = select(p.width, p.out_width, ROLE == 1u);
+        let plane = select(p.height * p.width, p.out_height * p.out_width, ROLE == 1u);
+        let step = i32(ty * map_w + tx);
+        return src[u32(q.base + i32(channel * plane) + select(step, -step, ROLE == 1u))];
+    }
     let ky = i32(tap / KS) - i32(PAD);
     let kx = i32(tap % KS) - i32(PAD);
-    let stride = i32(p.stride);
     if ROLE == 1u {
         // Output pixel ((y - ky) / stride, (x - kx) / stride) saw input (y, x) through this
         // tap, if both divisions are exact.
@@ -319,9 +369,9 @@ fn job_of(wid: vec3<u32>, nwg: vec3<u32>) -> Job {
 // The pixel of this invocation's fixed B column (roles 0 and 1; role 2 decodes per stage).
 fn column_pixel(job: Job, lid: u32) -> Pixel {
     if ROLE < 2u && job.col0 + lid % TN < p.cols {
-        return decode(job.col0 + lid % TN);
+        return with_taps(decode(job.col0 + lid % TN));
     }
-    return Pixel(0u, 0, 0);
+    return Pixel(0u, 0, 0, 0, 0u, 0u);
 }
 
 // Stages A[row0.., k0..k0 + KC] and B[k0.., col0..] in workgroup memory as operands (zeros
