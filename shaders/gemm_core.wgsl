@@ -25,7 +25,8 @@
 // at a time in workgroup memory, as operands, with strides A_STRIDE >= TM and B_STRIDE >= TN
 // (padded against bank conflicts). The host guarantees: WG divisible by TN and by KC, KC * TM and
 // KC * TN divisible by WG, A_LEN = KC * A_STRIDE, B_LEN = KC * B_STRIDE; for `gemm_fma`
-// WG = (TM / RM) * (TN / RN), RM and RN at most 8; for `gemm_coop` TM, TN and KC multiples of S,
+// WG = (TM / RM) * (TN / RN), RM and RN at most 8, TM and TN multiples of 4, both strides
+// multiples of 4, A_VLEN = A_LEN / 4 and B_VLEN = B_LEN / 4; for `gemm_coop` TM, TN and KC multiples of S,
 // both strides multiples of 8, one subgroup size (WG a multiple of it), FRAGS * WG / subgroup
 // size = the fragment count, FRAGS <= 8 and a divisor of TN / S, and C_LEN = S * S * WG /
 // subgroup size.
@@ -35,7 +36,10 @@
 //
 // Bounds (the argument that lets native builds create this module without wgpu's runtime
 // checks; the host's side is in src/kernels/gemm_core.rs):
-// - Workgroup stages: kk < KC and m < TM (n < TN) give kk * A_STRIDE + m < A_LEN (B_LEN).
+// - Workgroup stages: kk < KC and m < TM (n < TN) give kk * A_STRIDE + m < A_LEN (B_LEN);
+//   `gemm_fma` keeps them as vec4s, element e at [e / 4][e % 4], e / 4 < A_LEN / 4 = A_VLEN,
+//   and reads vec4 (kk * A_STRIDE) / 4 + v * (TM / RM) + tr for v < RM / 4 and tr < TM / RM:
+//   operands 4 of those up to kk * A_STRIDE + TM - 1 < A_LEN (B alike, TN, RN, tc).
 //   A cooperative fragment load covers kk .. kk + S <= KC and m0 .. m0 + S <= TM (n0, TN), so
 //   its last element (kk + S - 1) * A_STRIDE + m0 + S - 1 < KC * A_STRIDE = A_LEN (B_LEN).
 //   Subgroup sg's fragments sg * FRAGS + i (i < FRAGS) are below the fragment count, so their
@@ -116,8 +120,8 @@ struct Params {
 @group(0) @binding(5) var<storage, read> bias: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dst: array<f32>;
 
-var<workgroup> a_tile: array<operand, A_LEN>;  // [KC][A_STRIDE]: A_STRIDE >= TM
-var<workgroup> b_tile: array<operand, B_LEN>;  // [KC][B_STRIDE]: B_STRIDE >= TN
+// The stages, [KC][A_STRIDE] and [KC][B_STRIDE] operands, are the inner loop's (it declares
+// them as it reads them: scalars or vec4s), written through its put_a and put_b.
 
 // A pixel of the batch: image, row, column; for the fixed column of roles 0 and 1 also where
 // its taps read (`with_taps`): the index of tap (0, 0) of channel 0 in the read map (`base`,
@@ -394,7 +398,7 @@ fn stage(job: Job, k0: u32, lid: u32, pixel: Pixel) -> Pixel {
         if full || (job.row0 + m < p.rows && k0 + kk < job.red_hi) {
             v = a_value(job.row0 + m, k0 + kk, job.g, q);
         }
-        a_tile[kk * A_STRIDE + m] = operand(v);
+        put_a(kk * A_STRIDE + m, operand(v));
     }
     for (var i = 0u; i < KC * TN / WG; i++) {
         let e = lid + i * WG;
@@ -408,7 +412,7 @@ fn stage(job: Job, k0: u32, lid: u32, pixel: Pixel) -> Pixel {
         if full || (job.col0 + n < p.cols && k0 + kk < job.red_hi) {
             v = b_value(k0 + kk, job.col0 + n, job.g, q);
         }
-        b_tile[kk * B_STRIDE + n] = operand(v);
+        put_b(kk * B_STRIDE + n, operand(v));
     }
     return q;
 }

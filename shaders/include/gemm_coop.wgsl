@@ -11,7 +11,17 @@
 override FRAGS: u32 = 1u;  // fragments per subgroup (<= 8)
 override C_LEN: u32 = 64u; // S * S * subgroups
 
+var<workgroup> a_tile: array<operand, A_LEN>;  // [KC][A_STRIDE]: A_STRIDE >= TM
+var<workgroup> b_tile: array<operand, B_LEN>;  // [KC][B_STRIDE]: B_STRIDE >= TN
 var<workgroup> c_stage: array<f32, C_LEN>;
+
+fn put_a(i: u32, v: operand) {
+    a_tile[i] = v;
+}
+
+fn put_b(i: u32, v: operand) {
+    b_tile[i] = v;
+}
 
 @compute @workgroup_size(WG)
 fn gemm(

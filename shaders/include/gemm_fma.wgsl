@@ -1,8 +1,76 @@
 // The GEMM core's FMA inner loop (`shaders/gemm_core.wgsl` has the rest): each invocation
-// accumulates RM x RN outputs in f32, at rows tr + i * (TM / RM) and columns tc + j * (TN / RN)
-// of the tile (strided, so that neighbouring invocations read neighbouring workgroup-memory
-// words and write neighbouring columns). The product of two staged operands is exact in f32
-// (also of two f16 values), so only the staging and the f32 sums round.
+// accumulates RM x RN outputs in f32. The stages hold vec4s of operands (strides multiples of
+// 4), so that an invocation whose RM (RN) is a multiple of 4 reads its A (B) values four at a
+// time: its rows are then 4 tr .. 4 tr + 3 in each of the RM / 4 bands of 4 (TM / RM)
+// rows (columns alike), so that neighbouring invocations read neighbouring vec4s; with RM (RN)
+// below 4 they are tr + i (TM / RM), read one operand at a time. The product of two staged
+// operands is exact in f32 (also of two f16 values), so only the staging and the f32 sums
+// round.
+override A_VLEN: u32 = 272u;  // A_LEN / 4
+override B_VLEN: u32 = 272u;  // B_LEN / 4
+
+var<workgroup> a_tile: array<vec4<operand>, A_VLEN>;  // [KC][A_STRIDE] operands
+var<workgroup> b_tile: array<vec4<operand>, B_VLEN>;  // [KC][B_STRIDE] operands
+
+fn put_a(i: u32, v: operand) {
+    a_tile[i / 4u][i % 4u] = v;
+}
+
+fn put_b(i: u32, v: operand) {
+    b_tile[i / 4u][i % 4u] = v;
+}
+
+// The tile row (column) of an invocation's i-th row (column): `t` is its index among the
+// `n` = TM / RM (TN / RN) invocations along that side, `r` its RM (RN).
+fn tile_index(i: u32, t: u32, n: u32, r: u32) -> u32 {
+    if r % 4u == 0u {
+        return (i / 4u) * 4u * n + 4u * t + i % 4u;
+    }
+    return t + i * n;
+}
+
+// An invocation's RM A operands of stage row kk (t: its tr), in `tile_index`'s order.
+fn read_a(kk: u32, t: u32) -> array<f32, 8> {
+    var out: array<f32, 8>;
+    let n = TM / RM;
+    if RM % 4u == 0u {
+        for (var v = 0u; v < RM / 4u; v++) {
+            let q = vec4<f32>(a_tile[(kk * A_STRIDE) / 4u + v * n + t]);
+            out[4u * v] = q.x;
+            out[4u * v + 1u] = q.y;
+            out[4u * v + 2u] = q.z;
+            out[4u * v + 3u] = q.w;
+        }
+    } else {
+        for (var i = 0u; i < RM; i++) {
+            let e = kk * A_STRIDE + t + i * n;
+            out[i] = f32(a_tile[e / 4u][e % 4u]);
+        }
+    }
+    return out;
+}
+
+// Its RN B operands of stage row kk (t: its tc), in `tile_index`'s order.
+fn read_b(kk: u32, t: u32) -> array<f32, 8> {
+    var out: array<f32, 8>;
+    let n = TN / RN;
+    if RN % 4u == 0u {
+        for (var v = 0u; v < RN / 4u; v++) {
+            let q = vec4<f32>(b_tile[(kk * B_STRIDE) / 4u + v * n + t]);
+            out[4u * v] = q.x;
+            out[4u * v + 1u] = q.y;
+            out[4u * v + 2u] = q.z;
+            out[4u * v + 3u] = q.w;
+        }
+    } else {
+        for (var j = 0u; j < RN; j++) {
+            let e = kk * B_STRIDE + t + j * n;
+            out[j] = f32(b_tile[e / 4u][e % 4u]);
+        }
+    }
+    return out;
+}
+
 @compute @workgroup_size(WG)
 fn gemm(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -10,7 +78,6 @@ fn gemm(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let job = job_of(wid, nwg);
-    let row_step = TM / RM;
     let col_step = TN / RN;
     let tr = lid / col_step;
     let tc = lid % col_step;
@@ -20,14 +87,8 @@ fn gemm(
         q = stage(job, k0, lid, q);
         workgroupBarrier();
         for (var kk = 0u; kk < KC; kk++) {
-            var a: array<f32, 8>;
-            var b: array<f32, 8>;
-            for (var i = 0u; i < RM; i++) {
-                a[i] = f32(a_tile[kk * A_STRIDE + tr + i * row_step]);
-            }
-            for (var j = 0u; j < RN; j++) {
-                b[j] = f32(b_tile[kk * B_STRIDE + tc + j * col_step]);
-            }
+            let a = read_a(kk, tr);
+            let b = read_b(kk, tc);
             for (var i = 0u; i < RM; i++) {
                 for (var j = 0u; j < RN; j++) {
                     acc[i * RN + j] = fma(a[i], b[j], acc[i * RN + j]);
@@ -38,8 +99,8 @@ fn gemm(
     }
     for (var i = 0u; i < RM; i++) {
         for (var j = 0u; j < RN; j++) {
-            let row = job.row0 + tr + i * row_step;
-            store_checked(job, row, job.col0 + tc + j * col_step, acc[i * RN + j]);
+            let row = job.row0 + tile_index(i, tr, TM / RM, RM);
+            store_checked(job, row, job.col0 + tile_index(j, tc, TN / RN, RN), acc[i * RN + j]);
         }
     }
 }

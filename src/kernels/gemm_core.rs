@@ -96,14 +96,17 @@ impl TileShape {
         CoreKernel::F32(*self).workgroup_bytes(32)
     }
 
-    /// Whether the shader's layout rules hold: a tile of 1..=1024 rows and columns, 1..=64
-    /// reduction steps, register tiles of at most 8 x 8 dividing the tile, and invocations that
+    /// Whether the shader's layout rules hold: a tile of 4..=1024 rows and columns, multiples
+    /// of 4 (the stages are vec4s), 1..=64 reduction steps, register tiles of at most 8 x 8
+    /// dividing the tile, and invocations that
     /// are a multiple of TN and KC and divide both stage sizes (so that each invocation loads a
     /// fixed column or a fixed reduction step).
     pub fn check(&self) -> std::result::Result<(), String> {
         let Self { tm, tn, rm, rn, kc } = *self;
-        let ok = (1..=1024).contains(&tm)
-            && (1..=1024).contains(&tn)
+        let ok = (4..=1024).contains(&tm)
+            && (4..=1024).contains(&tn)
+            && tm.is_multiple_of(4)
+            && tn.is_multiple_of(4)
             && (1..=64).contains(&kc)
             && (1..=8).contains(&rm)
             && (1..=8).contains(&rn)
@@ -111,7 +114,7 @@ impl TileShape {
             && tn.is_multiple_of(rn);
         if !ok {
             return Err(format!(
-                "{self}: the tile must be 1..1024 x 1..1024 with 1..64 reduction steps, the register tile 1..8 x 1..8 dividing it"
+                "{self}: the tile must be 4..1024 x 4..1024 in multiples of 4 with 1..64 reduction steps, the register tile 1..8 x 1..8 dividing it"
             ));
         }
         let wg = self.threads();
@@ -356,12 +359,13 @@ impl CoreKernel {
         }
     }
 
-    /// Bytes per staged operand and the padding of each stage row, in operands (one 32-bit
-    /// word against bank conflicts; 16 bytes for cooperative loads, which need that alignment).
+    /// Bytes per staged operand and the padding of each stage row, in operands (against bank
+    /// conflicts, and keeping the rows aligned: 4 operands for the FMA loop's vec4 reads; 16
+    /// bytes for cooperative loads, which need that alignment).
     fn operand_bytes_and_pad(&self) -> (u32, u32) {
         match self {
-            CoreKernel::F32(_) => (4, 1),
-            CoreKernel::F16(_) => (2, 2),
+            CoreKernel::F32(_) => (4, 4),
+            CoreKernel::F16(_) => (2, 4),
             CoreKernel::Coop(_) => (2, 8),
         }
     }
@@ -519,7 +523,12 @@ impl CoreKernel {
         ];
         match self {
             CoreKernel::F32(t) | CoreKernel::F16(t) => {
-                out.extend([("RM", f64::from(t.rm)), ("RN", f64::from(t.rn))]);
+                out.extend([
+                    ("RM", f64::from(t.rm)),
+                    ("RN", f64::from(t.rn)),
+                    ("A_VLEN", f64::from(kc * sa / 4)),
+                    ("B_VLEN", f64::from(kc * sb / 4)),
+                ]);
             }
             CoreKernel::Coop(t) => {
                 let lanes = ctx.adapter_info().subgroup_min_size;
@@ -878,6 +887,7 @@ mod tests {
         assert!("64x64/4x4/k16/x".parse::<TileShape>().is_err());
         assert!("0x0/1x1/k1".parse::<TileShape>().is_err());
         assert!(TileShape::new(64, 64, 4, 4, 0).check().is_err());
+        assert!(TileShape::new(64, 62, 2, 2, 16).check().is_err()); // not whole vec4s
     }
 
     #[test]
