@@ -19,9 +19,15 @@
 # PARTS (1,4,16), LIMITS (--max-limits; empty for the WebGPU defaults), KIT (.devbin), and the
 # binaries HETCONV, LAYER_BENCH.
 set -uo pipefail
+started=$SECONDS
+# Paths given relative to the caller's folder, then everything from the repository root.
+out=${1:-}
+kit=${KIT:-}
+[ -z "$out" ] || { mkdir -p "$out" && out=$(cd "$out" && pwd); }
+[ -z "$kit" ] || kit=$(realpath -m "$kit")
 cd "$(dirname "$0")/.."
-out=${1:-bench-results/gpu-$(date -u +%Y%m%d-%H%M)}
-kit=${KIT:-.devbin}
+out=${out:-bench-results/gpu-$(date -u +%Y%m%d-%H%M)}
+kit=${kit:-.devbin}
 budget=${BUDGET:-540}
 width=${WIDTH:-1}
 batch=${BATCH:-16,128}
@@ -29,7 +35,6 @@ parts=${PARTS:-1,4,16}
 limits=${LIMITS---max-limits}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-started=$SECONDS
 
 bin_dir=target/release
 tests_dir=
@@ -37,10 +42,18 @@ if [ -d "$kit" ]; then
   bin_dir=$(mktemp -d)
   for gz in "$kit"/*.gz; do
     name=$(basename "$gz" .gz)
-    gunzip -c "$gz" > "$bin_dir/$name" && chmod +x "$bin_dir/$name"
+    if ! { gunzip -c "$gz" > "$bin_dir/$name" && chmod +x "$bin_dir/$name"; }; then
+      echo "gpu-suite: ERROR: could not unpack $gz" | tee -a "$out/kit-errors.txt" >&2
+      rm -f "$bin_dir/$name"
+    fi
   done
   tests_dir=$bin_dir
   cp "$kit/commit.txt" "$out/kit-commit.txt"
+  here=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+  if [ "$(cat "$kit/commit.txt")" != "$here" ]; then
+    echo "gpu-suite: WARNING: $kit was packed at $(cat "$kit/commit.txt"), this tree is $here (rerun bench/gpu-kit.sh)" |
+      tee "$out/kit-stale.txt" >&2
+  fi
 fi
 hetconv=${HETCONV:-$bin_dir/hetconv}
 layer_bench=${LAYER_BENCH:-$bin_dir/layer_bench}
@@ -57,7 +70,8 @@ printf 'step\texit\tseconds\n' > "$out/steps.tsv"
 step() {
   local name=$1 limit=$2
   shift 2
-  local left=$((budget - (SECONDS - started)))
+  # 5 s of the budget kept for timeout's --kill-after.
+  local left=$((budget - (SECONDS - started) - 5))
   if [ "$left" -lt 15 ]; then
     printf '%s\tskipped (budget)\t0\n' "$name" >> "$out/steps.tsv"
     return
@@ -71,12 +85,12 @@ step() {
 }
 
 step info 30 "$hetconv" $limits info
-command -v nvidia-smi >/dev/null && nvidia-smi > "$out/nvidia-smi.txt" 2>&1
+command -v nvidia-smi >/dev/null && timeout 20 nvidia-smi > "$out/nvidia-smi.txt" 2>&1
 step selfcheck 90 "$hetconv" $limits selfcheck
 step tune-f32 120 "$hetconv" $limits tune --batch "$batch" --parts "$parts" --width-mult "$width" --out "$out/tune-f32"
 step steps-tuned 90 "$hetconv" $limits --tune cached bench --batch "$batch" --parts "$parts" --width-mult "$width" --out "$out/steps-tuned"
 step steps-direct 90 "$hetconv" $limits --conv direct bench --batch "$batch" --parts "$parts" --width-mult "$width" --out "$out/steps-direct"
-if python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+if timeout 60 python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
   step pytorch 150 python3 bench/pytorch_step.py --batch "$batch" --parts "$parts" --out "$out/pytorch.json"
 else
   echo "PyTorch with CUDA not available: skipped" | tee "$out/pytorch.skipped"

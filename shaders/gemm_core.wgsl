@@ -24,8 +24,9 @@
 // Tiles: each workgroup computes TM x TN of one group's C. A and B are staged KC reduction steps
 // at a time in workgroup memory, as operands, with strides A_STRIDE >= TM and B_STRIDE >= TN
 // (padded against bank conflicts). The host guarantees: WG divisible by TN and by KC, KC * TM and
-// KC * TN divisible by WG, A_LEN = KC * A_STRIDE, B_LEN = KC * B_STRIDE; for `gemm_fma`
-// WG = (TM / RM) * (TN / RN), RM and RN at most 8, TM and TN multiples of 4, both strides
+// KC * TN divisible by WG, A_LEN = KC * A_STRIDE, B_LEN = KC * B_STRIDE, B_KFAST = 0 in roles 0
+// and 1; for `gemm_fma` WG = (TM / RM) * (TN / RN), RM at most 8, RN 4 or 8, TM and TN
+// multiples of 4, both strides
 // multiples of 4, A_VLEN = A_LEN / 4 and B_VLEN = B_LEN / 4; for `gemm_coop` TM, TN and KC multiples of S,
 // both strides multiples of 8, one subgroup size (WG a multiple of it), FRAGS * WG / subgroup
 // size = the fragment count, FRAGS <= 8 and a divisor of TN / S, and C_LEN = S * S * WG /
@@ -45,7 +46,8 @@
 //   Subgroup sg's fragments sg * FRAGS + i (i < FRAGS) are below the fragment count, so their
 //   row m0 / S < TM / S; FRAGS divides TN / S, so their columns n0 / S = (sg * FRAGS) %
 //   (TN / S) + i stay below TN / S.
-// - Private arrays: i < RM <= 8, j < RN <= 8, so acc[i * RN + j] < 64, a[i], b[j] < 8; the
+// - Private arrays: i < RM <= 8, j < RN <= 8, so acc[i * RN + j] < 64, a[i], b[j] < 8 (read_a
+//   and read_b fill out[4 v + c] for v < RM / 4 (RN / 4) and c < 4, below 8); the
 //   cooperative accumulators acc[i]: i < FRAGS <= 8.
 // - c_stage: subgroup ids are below WG / subgroup size = C_LEN / (S * S) and
 //   e < S * S, so slot + e < C_LEN.
@@ -57,7 +59,7 @@
 //   out_height and out_width; role 0, and role 1 at stride 1, test the same bounds as bits of
 //   the column's `with_taps` masks, set exactly when tap row y0 + dir * t (column x0 + dir * t)
 //   is inside the map, t < KS <= 7 < 32 (ConvKind::MAX_KERNEL), and then read index base +
-//   channel * plane + dir * (ty * width + tx), the general path's index for that row and
+//   channel * plane + dir * (ty * map width + tx), the general path's index for that row and
 //   column), of an image < batch (col or k < batch * the pixels of its
 //   space, which is the map the image index is decoded in) and a channel < cin (cout); a
 //   spatial tap index is < TAPS (k % TAPS); role 3 reads a[m, k], b[k, n] within m * k and k * n; bias is
@@ -80,10 +82,10 @@ override KC: u32 = 16u;
 override ROLE: u32 = 0u;
 override A_KFAST: u32 = 1u;  // 1: neighbouring invocations load neighbouring k of A
 override B_KFAST: u32 = 0u;  // 1: neighbouring invocations load neighbouring k of B
-override A_STRIDE: u32 = 65u;  // TM + padding against bank conflicts
-override B_STRIDE: u32 = 65u;  // TN + padding
-override A_LEN: u32 = 1040u;   // KC * A_STRIDE
-override B_LEN: u32 = 1040u;   // KC * B_STRIDE
+override A_STRIDE: u32 = 68u;  // TM + padding against bank conflicts
+override B_STRIDE: u32 = 68u;  // TN + padding
+override A_LEN: u32 = 1088u;   // KC * A_STRIDE
+override B_LEN: u32 = 1088u;   // KC * B_STRIDE
 
 struct Params {
     batch: u32,

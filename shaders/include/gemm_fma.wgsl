@@ -1,11 +1,11 @@
 // The GEMM core's FMA inner loop (`shaders/gemm_core.wgsl` has the rest): each invocation
 // accumulates RM x RN outputs in f32. The stages hold vec4s of operands (strides multiples of
-// 4), so that an invocation whose RM (RN) is a multiple of 4 reads its A (B) values four at a
-// time: its rows are then 4 tr .. 4 tr + 3 in each of the RM / 4 bands of 4 (TM / RM)
-// rows (columns alike), so that neighbouring invocations read neighbouring vec4s; with RM (RN)
-// below 4 they are tr + i (TM / RM), read one operand at a time. The product of two staged
-// operands is exact in f32 (also of two f16 values), so only the staging and the f32 sums
-// round.
+// 4), and an invocation reads its B values four at a time (RN is 4 or 8), as its A values where
+// RM is a multiple of 4: its columns are 4 tc .. 4 tc + 3 in each of the RN / 4 bands of
+// 4 (TN / RN) columns (rows alike), so that neighbouring invocations read neighbouring vec4s;
+// with RM below 4 its rows are tr + i (TM / RM), read one operand at a time. The product of
+// two staged operands is exact in f32 (also of two f16 values), so only the staging and the
+// f32 sums round.
 override A_VLEN: u32 = 272u;  // A_LEN / 4
 override B_VLEN: u32 = 272u;  // B_LEN / 4
 
@@ -50,23 +50,16 @@ fn read_a(kk: u32, t: u32) -> array<f32, 8> {
     return out;
 }
 
-// Its RN B operands of stage row kk (t: its tc), in `tile_index`'s order.
+// Its RN B operands of stage row kk (t: its tc), in `tile_index`'s order (RN % 4 == 0).
 fn read_b(kk: u32, t: u32) -> array<f32, 8> {
     var out: array<f32, 8>;
     let n = TN / RN;
-    if RN % 4u == 0u {
-        for (var v = 0u; v < RN / 4u; v++) {
-            let q = vec4<f32>(b_tile[(kk * B_STRIDE) / 4u + v * n + t]);
-            out[4u * v] = q.x;
-            out[4u * v + 1u] = q.y;
-            out[4u * v + 2u] = q.z;
-            out[4u * v + 3u] = q.w;
-        }
-    } else {
-        for (var j = 0u; j < RN; j++) {
-            let e = kk * B_STRIDE + t + j * n;
-            out[j] = f32(b_tile[e / 4u][e % 4u]);
-        }
+    for (var v = 0u; v < RN / 4u; v++) {
+        let q = vec4<f32>(b_tile[(kk * B_STRIDE) / 4u + v * n + t]);
+        out[4u * v] = q.x;
+        out[4u * v + 1u] = q.y;
+        out[4u * v + 2u] = q.z;
+        out[4u * v + 3u] = q.w;
     }
     return out;
 }

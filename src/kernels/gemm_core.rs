@@ -60,7 +60,7 @@ pub struct TileShape {
     pub tn: u32,
     /// Rows per invocation (at most 8).
     pub rm: u32,
-    /// Columns per invocation (at most 8).
+    /// Columns per invocation (4 or 8: read a vec4 at a time).
     pub rn: u32,
     /// Reduction steps per stage.
     pub kc: u32,
@@ -98,7 +98,7 @@ impl TileShape {
 
     /// Whether the shader's layout rules hold: a tile of 4..=1024 rows and columns, multiples
     /// of 4 (the stages are vec4s), 1..=64 reduction steps, register tiles of at most 8 x 8
-    /// dividing the tile, and invocations that
+    /// dividing the tile, 4 or 8 columns wide (B is read a vec4 at a time), and invocations that
     /// are a multiple of TN and KC and divide both stage sizes (so that each invocation loads a
     /// fixed column or a fixed reduction step).
     pub fn check(&self) -> std::result::Result<(), String> {
@@ -109,12 +109,12 @@ impl TileShape {
             && tn.is_multiple_of(4)
             && (1..=64).contains(&kc)
             && (1..=8).contains(&rm)
-            && (1..=8).contains(&rn)
+            && (rn == 4 || rn == 8)
             && tm.is_multiple_of(rm)
             && tn.is_multiple_of(rn);
         if !ok {
             return Err(format!(
-                "{self}: the tile must be 4..1024 x 4..1024 in multiples of 4 with 1..64 reduction steps, the register tile 1..8 x 1..8 dividing it"
+                "{self}: the tile must be 4..1024 x 4..1024 in multiples of 4 with 1..64 reduction steps, the register tile 1..8 x 4 or 8 dividing it"
             ));
         }
         let wg = self.threads();
@@ -188,7 +188,8 @@ pub struct CoopTile {
 }
 
 /// The cooperative tiles the tuner chooses from, per fragment side, largest first. Which run
-/// on an adapter depends on its subgroup size (each subgroup owns at most 8 fragments).
+/// on an adapter depends on its subgroup size (each subgroup owns at most 8 fragments, along
+/// one row of the tile).
 pub const COOP_TILES: [CoopTile; 11] = [
     CoopTile::new(128, 128, 16, 32, 256),
     CoopTile::new(128, 64, 16, 32, 256),
@@ -888,6 +889,7 @@ mod tests {
         assert!("0x0/1x1/k1".parse::<TileShape>().is_err());
         assert!(TileShape::new(64, 64, 4, 4, 0).check().is_err());
         assert!(TileShape::new(64, 62, 2, 2, 16).check().is_err()); // not whole vec4s
+        assert!(TileShape::new(64, 32, 4, 2, 16).check().is_err()); // B not read as vec4s
     }
 
     #[test]
