@@ -36,10 +36,9 @@ fn read_a(kk: u32, t: u32) -> array<f32, 8> {
     if RM % 4u == 0u {
         for (var v = 0u; v < RM / 4u; v++) {
             let q = vec4<f32>(a_tile[(kk * A_STRIDE) / 4u + v * n + t]);
-            out[4u * v] = q.x;
-            out[4u * v + 1u] = q.y;
-            out[4u * v + 2u] = q.z;
-            out[4u * v + 3u] = q.w;
+            for (var c = 0u; c < 4u; c++) {
+                out[4u * v + c] = q[c];
+            }
         }
     } else {
         for (var i = 0u; i < RM; i++) {
@@ -56,10 +55,9 @@ fn read_b(kk: u32, t: u32) -> array<f32, 8> {
     let n = TN / RN;
     for (var v = 0u; v < RN / 4u; v++) {
         let q = vec4<f32>(b_tile[(kk * B_STRIDE) / 4u + v * n + t]);
-        out[4u * v] = q.x;
-        out[4u * v + 1u] = q.y;
-        out[4u * v + 2u] = q.z;
-        out[4u * v + 3u] = q.w;
+        for (var c = 0u; c < 4u; c++) {
+            out[4u * v + c] = q[c];
+        }
     }
     return out;
 }
