@@ -2,7 +2,8 @@
 // BatchNorm1d). Training mode uses the batch's mean and biased variance and updates the running
 // estimates (momentum, unbiased variance); eval mode uses the running estimates.
 // Reductions run one workgroup per channel with a fixed-order tree (include/workgroup_sum.wgsl):
-// deterministic.
+// deterministic. x, dy and y hold activations (`act`: include/act_f32.wgsl or act_f16.wgsl);
+// statistics, parameters and sums are f32.
 
 override WG: u32 = 64u;
 
@@ -30,8 +31,8 @@ const STATS_SQUARES: u32 = 2u;
 const STATS_FINISH: u32 = 3u;
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<act>;
+@group(0) @binding(2) var<storage, read> dy: array<act>;
 @group(0) @binding(3) var<storage, read> gamma: array<f32>;
 @group(0) @binding(4) var<storage, read> beta: array<f32>;
 // Training: the batch's mean and 1/sqrt(var + eps). Eval (normalize only): running mean and var.
@@ -39,6 +40,7 @@ const STATS_FINISH: u32 = 3u;
 @group(0) @binding(6) var<storage, read_write> scale: array<f32>;
 @group(0) @binding(7) var<storage, read_write> out: array<f32>;
 @group(0) @binding(8) var<storage, read_write> out2: array<f32>;
+@group(0) @binding(9) var<storage, read_write> y: array<act>; // normalize's output
 
 fn at(i: u32, channel: u32) -> u32 {
     let b = i / p.plane;
@@ -48,7 +50,7 @@ fn at(i: u32, channel: u32) -> u32 {
 fn channel_sum(lid: u32, channel: u32) -> f32 {
     var partial = 0.0;
     for (var i = lid; i < p.batch * p.plane; i += LANES) {
-        partial += x[at(i, channel)];
+        partial += f32(x[at(i, channel)]);
     }
     return workgroup_sum(lid, partial);
 }
@@ -56,7 +58,7 @@ fn channel_sum(lid: u32, channel: u32) -> f32 {
 fn centred_squares(lid: u32, channel: u32, mu: f32) -> f32 {
     var partial = 0.0;
     for (var i = lid; i < p.batch * p.plane; i += LANES) {
-        let centred = x[at(i, channel)] - mu;
+        let centred = f32(x[at(i, channel)]) - mu;
         partial += centred * centred;
     }
     return workgroup_sum(lid, partial);
@@ -110,7 +112,7 @@ fn stats(
 }
 
 // y = (x - mean) * invstd * gamma + beta (then ReLU if asked).
-// Bindings: x, gamma, beta, mean, scale (invstd, or running var in eval mode), out = y.
+// Bindings: x, gamma, beta, mean, scale (invstd, or running var in eval mode), y.
 @compute @workgroup_size(WG)
 fn normalize(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -126,11 +128,11 @@ fn normalize(
     if p.from_running == 1u {
         invstd = inverseSqrt(invstd + p.eps);
     }
-    var y = (x[i] - mean[channel]) * invstd * gamma[channel] + beta[channel];
+    var value = (f32(x[i]) - mean[channel]) * invstd * gamma[channel] + beta[channel];
     if p.relu == 1u {
-        y = max(y, 0.0);
+        value = max(value, 0.0);
     }
-    out[i] = y;
+    y[i] = act(value);
 }
 
 // Per channel: dgamma = sum(dy * xhat) at out[channel], dbeta = sum(dy) at
@@ -156,11 +158,11 @@ fn backward_reduce(
     var sum_dy_xhat = 0.0;
     for (var i = lid; i < n; i += LANES) {
         let k = at(i, channel);
-        let xhat = (x[k] - mu) * invstd;
+        let xhat = (f32(x[k]) - mu) * invstd;
         // The fused ReLU's derivative, from the pre-activation computed as normalize computes
         // it (the same operations in the same order; only a value within a rounding error of 0
         // could land on the other side, as the compiler contracts to fma or not).
-        let g = select(dy[k], 0.0, p.relu == 1u && xhat * g_c + b_c <= 0.0);
+        let g = select(f32(dy[k]), 0.0, p.relu == 1u && xhat * g_c + b_c <= 0.0);
         sum_dy += g;
         sum_dy_xhat += g * xhat;
     }

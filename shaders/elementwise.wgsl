@@ -1,5 +1,6 @@
 // Elementwise arithmetic over flat arrays: out = op(a, b), out = alpha * a + beta * out, ReLU,
-// and a fixed per-channel affine map (input normalisation).
+// and a fixed per-channel affine map (input normalisation). a, b and out hold activations
+// (`act`, from include/act_f32.wgsl or act_f16.wgsl); arithmetic is f32.
 
 override WG: u32 = 64u;
 
@@ -13,9 +14,10 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> a: array<act>;
+@group(0) @binding(2) var<storage, read> b: array<act>;
+@group(0) @binding(3) var<storage, read_write> out: array<act>;
+@group(0) @binding(4) var<storage, read> scale_shift: array<f32>; // channel_affine
 
 fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.x + wid.y * nwg.x) * WG + lid;
@@ -31,11 +33,13 @@ fn binary(
     if i >= p.len {
         return;
     }
+    let x = f32(a[i]);
+    let y = f32(b[i]);
     switch p.op {
-        case 0u: { out[i] = a[i] + b[i]; }
-        case 1u: { out[i] = a[i] - b[i]; }
-        case 2u: { out[i] = a[i] * b[i]; }
-        default: { out[i] = select(0.0, b[i], a[i] > 0.0); }
+        case 0u: { out[i] = act(x + y); }
+        case 1u: { out[i] = act(x - y); }
+        case 2u: { out[i] = act(x * y); }
+        default: { out[i] = act(select(0.0, y, x > 0.0)); }
     }
 }
 
@@ -51,9 +55,9 @@ fn axpby(
         return;
     }
     if p.beta == 0.0 {
-        out[i] = p.alpha * a[i];
+        out[i] = act(p.alpha * f32(a[i]));
     } else {
-        out[i] = p.alpha * a[i] + p.beta * out[i];
+        out[i] = act(p.alpha * f32(a[i]) + p.beta * f32(out[i]));
     }
 }
 
@@ -68,11 +72,11 @@ fn relu(
     if i >= p.len {
         return;
     }
-    out[i] = max(a[i], 0.0);
+    out[i] = act(max(f32(a[i]), 0.0));
 }
 
-// out = a * b[c] + b[channels + c], c the channel of each value of a ([batch, channels, plane]):
-// b holds the scales, then the shifts.
+// out = a * scale_shift[c] + scale_shift[channels + c], c the channel of each value of a
+// ([batch, channels, plane]): the scales, then the shifts (b is not read).
 @compute @workgroup_size(WG)
 fn channel_affine(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -84,5 +88,5 @@ fn channel_affine(
         return;
     }
     let c = (i / p.plane) % p.channels;
-    out[i] = fma(a[i], b[c], b[p.channels + c]);
+    out[i] = act(fma(f32(a[i]), scale_shift[c], scale_shift[p.channels + c]));
 }

@@ -15,11 +15,14 @@
 // PAD, TAPS) comes from include/conv_geometry.wgsl, which precedes this file; the stride is a
 // uniform, so that layers of every stride share one pipeline per tile.
 //
-// Composition: a precision piece from `include/` comes first and defines `operand`, the type of
-// the workgroup stages (`operand_f32`, `operand_f16`, or `coop8` / `coop16`, which also define
-// the cooperative-matrix types), then an inner loop with the `gemm` entry point (`gemm_fma`:
-// per-invocation register tiles, or `gemm_coop`: cooperative matrices), then this file: the
-// operand gathers, the epilogue and the staging they share.
+// Composition: an activation piece from `include/` comes first and defines `act`, how the
+// activations (src, src2, dst) are stored (`act_f32`, or `act_f16` for mixed precision's f16
+// activations); then a precision piece that defines `operand`, the type of the workgroup stages
+// (`operand_f32`, `operand_f16`, or `coop8` / `coop16`, which also define the cooperative-matrix
+// types), then an inner loop with the `gemm` entry point (`gemm_fma`: per-invocation register
+// tiles, or `gemm_coop`: cooperative matrices), then this file: the operand gathers, the
+// epilogue and the staging they share. Gathers widen what they read to f32; the epilogue adds
+// in f32 and rounds to `act` once. Weights, bias and the weight gradient's partials are f32.
 //
 // Tiles: each workgroup computes TM x TN of one group's C. A and B are staged KC reduction steps
 // at a time in workgroup memory, as operands, with strides A_STRIDE >= TM and B_STRIDE >= TN
@@ -65,8 +68,8 @@
 //   spatial tap index is < TAPS (k % TAPS); role 3 reads a[m, k], b[k, n] within m * k and k * n; bias is
 //   read only when the host bound one of cout (role 3: n) values.
 // - Writes: the same (row, col) conditions; role 2 writes partials sized splits * cout * cols.
-//   scatter_weight_grad writes dw3 only for i < n3 (0 when there is no 3x3 part) and dw1 only
-//   for i - n3 < n1.
+//   scatter_weight_grad writes grad3 only for i < n3 (0 when there is no 3x3 part) and grad1
+//   only for i - n3 < n1.
 // - Divisors: tiles_m, tiles_n and groups are non-zero in every role (the host dispatches
 //   nothing when rows or cols are 0); width, height, cin, cpg and opg in the conv roles (the host
 //   refuses empty shapes; role 3 never divides by them), and out_height, out_width (at least 1
@@ -115,12 +118,13 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> src: array<f32>;   // x (roles 0, 2), dy (role 1), a (role 3)
-@group(0) @binding(2) var<storage, read> src2: array<f32>;  // dy (role 2), b (role 3)
+@group(0) @binding(1) var<storage, read> src: array<act>;   // x (roles 0, 2), dy (role 1), a (role 3)
+@group(0) @binding(2) var<storage, read> src2: array<act>;  // dy (role 2), b (role 3)
 @group(0) @binding(3) var<storage, read> w3: array<f32>;
 @group(0) @binding(4) var<storage, read> w1: array<f32>;
 @group(0) @binding(5) var<storage, read> bias: array<f32>;
-@group(0) @binding(6) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dst: array<act>;       // roles 0, 1, 3
+@group(0) @binding(7) var<storage, read_write> partials: array<f32>;  // role 2, then scatter
 
 // The stages, [KC][A_STRIDE] and [KC][B_STRIDE] operands, are the inner loop's (it declares
 // them as it reads them: scalars or vec4s), written through its put_a and put_b.
@@ -217,7 +221,7 @@ fn tapped(k: u32, g: u32, q: Pixel) -> f32 {
         let map_w = select(p.width, p.out_width, ROLE == 1u);
         let plane = select(p.height * p.width, p.out_height * p.out_width, ROLE == 1u);
         let step = i32(ty * map_w + tx);
-        return src[u32(q.base + i32(channel * plane) + select(step, -step, ROLE == 1u))];
+        return f32(src[u32(q.base + i32(channel * plane) + select(step, -step, ROLE == 1u))]);
     }
     let ky = i32(tap / KS) - i32(PAD);
     let kx = i32(tap % KS) - i32(PAD);
@@ -239,14 +243,14 @@ fn tapped(k: u32, g: u32, q: Pixel) -> f32 {
         if y >= i32(p.out_height) || x >= i32(p.out_width) {
             return 0.0;
         }
-        return src[((q.image * channels + channel) * p.out_height + u32(y)) * p.out_width + u32(x)];
+        return f32(src[((q.image * channels + channel) * p.out_height + u32(y)) * p.out_width + u32(x)]);
     }
     let y = q.y * stride + ky;
     let x = q.x * stride + kx;
     if y < 0 || x < 0 || y >= i32(p.height) || x >= i32(p.width) {
         return 0.0;
     }
-    return src[((q.image * channels + channel) * p.height + u32(y)) * p.width + u32(x)];
+    return f32(src[((q.image * channels + channel) * p.height + u32(y)) * p.width + u32(x)]);
 }
 
 // A[row, k] of group g; q is this invocation's pixel for role 2.
@@ -272,13 +276,13 @@ fn a_value(row: u32, k: u32, g: u32, q: Pixel) -> f32 {
         case 2u: {
             let o = g * p.rows + row;
             let plane = p.out_height * p.out_width;
-            return src2[(q.image * p.cout + o) * plane + u32(q.y) * p.out_width + u32(q.x)];
+            return f32(src2[(q.image * p.cout + o) * plane + u32(q.y) * p.out_width + u32(q.x)]);
         }
         default: {
             if p.trans_a == 1u {
-                return src[k * p.rows + row];
+                return f32(src[k * p.rows + row]);
             }
-            return src[row * p.red + k];
+            return f32(src[row * p.red + k]);
         }
     }
 }
@@ -294,9 +298,9 @@ fn b_value(k: u32, col: u32, g: u32, q: Pixel) -> f32 {
         }
         default: {
             if p.trans_b == 1u {
-                return src2[col * p.red + k];
+                return f32(src2[col * p.red + k]);
             }
-            return src2[k * p.cols + col];
+            return f32(src2[k * p.cols + col]);
         }
     }
 }
@@ -317,7 +321,7 @@ fn store(row: u32, col: u32, g: u32, split: u32, c: f32) {
             }
         }
         case 2u: {
-            dst[(split * p.cout + g * p.rows + row) * p.cols + col] = value;
+            partials[(split * p.cout + g * p.rows + row) * p.cols + col] = value;
             return;
         }
         default: {
@@ -328,9 +332,9 @@ fn store(row: u32, col: u32, g: u32, split: u32, c: f32) {
         }
     }
     if p.accumulate == 1u {
-        value += dst[index];
+        value += f32(dst[index]);
     }
-    dst[index] = value;
+    dst[index] = act(value);
 }
 
 // One workgroup's share of the product: group g, split, the tile's first row and column, its
@@ -426,10 +430,12 @@ fn store_checked(job: Job, row: u32, col: u32, c: f32) {
     }
 }
 
-// Weight gradient, second pass: sums the splits of C[o, k] (src: [splits, cout, cols]) and
-// scatters them into dw3 [N, M/G, KS, KS] (k in the spatial part) and dw1 [N, M] (the pointwise part,
-// with exact zeros on a masked block). One invocation per element of dw3, then of dw1.
-@group(0) @binding(7) var<storage, read_write> dst2: array<f32>;
+// Weight gradient, second pass: sums the splits of C[o, k] (partials: [splits, cout, cols]) and
+// scatters them into grad3 = dw3 [N, M/G, KS, KS] (k in the spatial part) and grad1 = dw1 [N, M]
+// (the pointwise part, with exact zeros on a masked block). One invocation per element of dw3,
+// then of dw1.
+@group(0) @binding(8) var<storage, read_write> grad3: array<f32>;
+@group(0) @binding(9) var<storage, read_write> grad1: array<f32>;
 
 @compute @workgroup_size(WG)
 fn scatter_weight_grad(
@@ -457,18 +463,18 @@ fn scatter_weight_grad(
         let c = j % p.cin;
         let lo = (o / opg) * cpg;
         if p.pointwise == 2u && c >= lo && c < lo + cpg {
-            dst2[j] = 0.0;
+            grad1[j] = 0.0;
             return;
         }
         col = k3 + select(c, select(c - cpg, c, c < lo), p.pointwise == 2u);
     }
     var total = 0.0;
     for (var s = 0u; s < p.splits; s++) {
-        total += src[(s * p.cout + o) * p.cols + col];
+        total += partials[(s * p.cout + o) * p.cols + col];
     }
     if i < n3 {
-        dst[i] = total;
+        grad3[i] = total;
     } else {
-        dst2[i - n3] = total;
+        grad1[i - n3] = total;
     }
 }

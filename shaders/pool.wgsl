@@ -2,6 +2,7 @@
 // mode, as PyTorch's max_pool2d: padded positions never win; a last partial window is dropped),
 // and global average pooling. The VGG uses 2x2 stride 2; a ResNet's stem 3x3 stride 2 padding 1.
 // Max-pool ties go to the first maximum in row-major order inside the window, as in PyTorch.
+// x, dy and out hold activations (`act`: include/act_f32.wgsl or act_f16.wgsl); sums are f32.
 
 override WG: u32 = 64u;
 
@@ -17,9 +18,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> dy: array<f32>;  // backward only
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<act>;
+@group(0) @binding(2) var<storage, read> dy: array<act>;  // backward only
+@group(0) @binding(3) var<storage, read_write> out: array<act>;
 
 fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.x + wid.y * nwg.x) * WG + lid;
@@ -42,7 +43,7 @@ fn window_argmax(plane: u32, oy: u32, ox: u32) -> u32 {
                 continue;
             }
             let k = u32(row) * p.width + u32(col);
-            let v = x[plane * p.height * p.width + k];
+            let v = f32(x[plane * p.height * p.width + k]);
             if arg == 0xffffffffu || v > best {
                 best = v;
                 arg = k;
@@ -93,11 +94,11 @@ fn backward(
     for (var oy = first_y; oy <= last_y; oy++) {
         for (var ox = first_x; ox <= last_x; ox++) {
             if window_argmax(plane, oy, ox) == own {
-                grad += dy[(plane * p.out_h + oy) * p.out_w + ox];
+                grad += f32(dy[(plane * p.out_h + oy) * p.out_w + ox]);
             }
         }
     }
-    out[i] = grad;
+    out[i] = act(grad);
 }
 
 // Global average pooling: one invocation per plane, out[plane] = mean of its H*W values.
@@ -114,9 +115,9 @@ fn global_average(
     let area = p.height * p.width;
     var sum = 0.0;
     for (var k = 0u; k < area; k++) {
-        sum += x[plane * area + k];
+        sum += f32(x[plane * area + k]);
     }
-    out[plane] = sum / f32(area);
+    out[plane] = act(sum / f32(area));
 }
 
 // Its gradient: every input element of a plane receives dy[plane] / (H * W).
@@ -131,5 +132,5 @@ fn global_average_backward(
     if i >= p.planes * area {
         return;
     }
-    out[i] = dy[i / area] / f32(area);
+    out[i] = act(f32(dy[i / area]) / f32(area));
 }

@@ -1,5 +1,6 @@
 // Deterministic reductions (fixed summation order, no atomics); the per-channel tree is
-// include/workgroup_sum.wgsl.
+// include/workgroup_sum.wgsl. sum_splits adds f32 partials; sum_channels reads activations
+// (`act`: include/act_f32.wgsl or act_f16.wgsl) and sums in f32.
 
 override WG: u32 = 64u;
 
@@ -13,6 +14,7 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(3) var<storage, read> values: array<act>;  // sum_channels
 
 // dst[i] (+)= sum_s src[s * len + i]
 @compute @workgroup_size(WG)
@@ -35,7 +37,7 @@ fn sum_splits(
     dst[i] = total;
 }
 
-// dst[c] (+)= sum over images b and positions k of src[(b * len + c) * plane + k]:
+// dst[c] (+)= sum over images b and positions k of values[(b * len + c) * plane + k]:
 // one workgroup per channel, a tree over its 64 lanes.
 @compute @workgroup_size(LANES)
 fn sum_channels(
@@ -52,7 +54,7 @@ fn sum_channels(
     let n = p.count * p.plane;
     for (var i = lid; i < n; i += LANES) {
         let b = i / p.plane;
-        total += src[(b * p.len + channel) * p.plane + i % p.plane];
+        total += f32(values[(b * p.len + channel) * p.plane + i % p.plane]);
     }
     let sum = workgroup_sum(lid, total);
     if lid == 0u {

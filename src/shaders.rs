@@ -17,17 +17,25 @@ pub struct ShaderSource {
     /// Device features the module needs (f16, subgroups, cooperative matrices); a kernel of it
     /// is refused with [`crate::Error::Unsupported`] on a device without them.
     pub needs: wgpu::Features,
+    /// How the module stores activations (the bindings its kernel specs list in
+    /// [`crate::gpu::KernelSpec::activations`]): f32, or f16 where `include/act_f16.wgsl`
+    /// precedes it.
+    pub activations: crate::tensor::DType,
 }
 
 /// A module from `shaders/FILE.wgsl`, preceded by the listed `shaders/include/*.wgsl` pieces
 /// (WGSL has no include of its own). `proven` marks a file whose indices are proven in bounds
-/// (see [`ShaderSource::bounds_proven`]); `needs` lists the device features it uses.
+/// (see [`ShaderSource::bounds_proven`]); `needs` lists the device features it uses. A module
+/// with the piece `act_f16` stores its activations as f16, any other as f32.
 macro_rules! shader {
     ($ident:ident, $file:literal $(, $include:literal)*) => {
         shader!(@make $ident, $file, $file, false, wgpu::Features::empty() $(, $include)*);
     };
     ($ident:ident = $name:literal: proven $file:literal needs $needs:expr $(, $include:literal)*) => {
         shader!(@make $ident, $name, $file, true, $needs $(, $include)*);
+    };
+    ($ident:ident = $name:literal: $file:literal needs $needs:expr $(, $include:literal)*) => {
+        shader!(@make $ident, $name, $file, false, $needs $(, $include)*);
     };
     (@make $ident:ident, $name:literal, $file:literal, $proven:literal, $needs:expr $(, $include:literal)*) => {
         #[doc = concat!("`", $name, "`: `shaders/", $file, ".wgsl`")]
@@ -41,8 +49,36 @@ macro_rules! shader {
             ),
             bounds_proven: $proven,
             needs: $needs,
+            activations: activations(&[$($include),*]),
         };
     };
+}
+
+/// The activation storage of a module with these pieces: f16 after `act_f16`, else f32.
+const fn activations(includes: &[&str]) -> crate::tensor::DType {
+    let mut i = 0;
+    while i < includes.len() {
+        if same(includes[i].as_bytes(), b"act_f16") {
+            return crate::tensor::DType::F16;
+        }
+        i += 1;
+    }
+    crate::tensor::DType::F32
+}
+
+/// `a == b` in a const context.
+const fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 /// What the cooperative-matrix modules need of the device.
@@ -51,17 +87,26 @@ const COOP: wgpu::Features = wgpu::Features::SHADER_F16
     .union(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
 
 shader!(GEMM, "gemm");
-shader!(ELEMENTWISE, "elementwise");
+shader!(ELEMENTWISE, "elementwise", "act_f32");
+shader!(ELEMENTWISE_F16 = "elementwise_f16": "elementwise" needs wgpu::Features::SHADER_F16, "f16", "act_f16");
+shader!(CAST = "cast": "cast" needs wgpu::Features::SHADER_F16, "f16", "act_f16");
 shader!(CONV, "conv", "conv_geometry");
-shader!(REDUCE, "reduce", "workgroup_sum");
+shader!(REDUCE, "reduce", "act_f32", "workgroup_sum");
+shader!(REDUCE_F16 = "reduce_f16": "reduce" needs wgpu::Features::SHADER_F16, "f16", "act_f16", "workgroup_sum");
 shader!(CONV_WEIGHT_GRAD, "conv_weight_grad", "conv_geometry");
-shader!(GEMM_CORE = "gemm_core": proven "gemm_core" needs wgpu::Features::empty(), "operand_f32", "conv_geometry", "gemm_fma");
-shader!(GEMM_CORE_F16 = "gemm_core_f16": proven "gemm_core" needs wgpu::Features::SHADER_F16, "operand_f16", "conv_geometry", "gemm_fma");
-shader!(GEMM_CORE_COOP8 = "gemm_core_coop8": proven "gemm_core" needs COOP, "coop8", "conv_geometry", "gemm_coop");
-shader!(GEMM_CORE_COOP16 = "gemm_core_coop16": proven "gemm_core" needs COOP, "coop16", "conv_geometry", "gemm_coop");
-shader!(POOL, "pool");
-shader!(BATCHNORM, "batchnorm", "workgroup_sum");
-shader!(BATCHNORM_GRAD, "batchnorm_grad");
+shader!(GEMM_CORE = "gemm_core": proven "gemm_core" needs wgpu::Features::empty(), "act_f32", "operand_f32", "conv_geometry", "gemm_fma");
+shader!(GEMM_CORE_F16 = "gemm_core_f16": proven "gemm_core" needs wgpu::Features::SHADER_F16, "f16", "act_f32", "operand_f16", "conv_geometry", "gemm_fma");
+shader!(GEMM_CORE_COOP8 = "gemm_core_coop8": proven "gemm_core" needs COOP, "f16", "coop8", "act_f32", "conv_geometry", "gemm_coop");
+shader!(GEMM_CORE_COOP16 = "gemm_core_coop16": proven "gemm_core" needs COOP, "f16", "coop16", "act_f32", "conv_geometry", "gemm_coop");
+shader!(GEMM_CORE_F16_ACT16 = "gemm_core_f16_act16": proven "gemm_core" needs wgpu::Features::SHADER_F16, "f16", "act_f16", "operand_f16", "conv_geometry", "gemm_fma");
+shader!(GEMM_CORE_COOP8_ACT16 = "gemm_core_coop8_act16": proven "gemm_core" needs COOP, "f16", "coop8", "act_f16", "conv_geometry", "gemm_coop");
+shader!(GEMM_CORE_COOP16_ACT16 = "gemm_core_coop16_act16": proven "gemm_core" needs COOP, "f16", "coop16", "act_f16", "conv_geometry", "gemm_coop");
+shader!(POOL, "pool", "act_f32");
+shader!(POOL_F16 = "pool_f16": "pool" needs wgpu::Features::SHADER_F16, "f16", "act_f16");
+shader!(BATCHNORM, "batchnorm", "act_f32", "workgroup_sum");
+shader!(BATCHNORM_F16 = "batchnorm_f16": "batchnorm" needs wgpu::Features::SHADER_F16, "f16", "act_f16", "workgroup_sum");
+shader!(BATCHNORM_GRAD, "batchnorm_grad", "act_f32");
+shader!(BATCHNORM_GRAD_F16 = "batchnorm_grad_f16": "batchnorm_grad" needs wgpu::Features::SHADER_F16, "f16", "act_f16");
 shader!(LOSS, "loss");
 shader!(SGD, "sgd");
 shader!(LOSS_SCALE, "loss_scale");
@@ -70,16 +115,25 @@ shader!(LOSS_SCALE, "loss_scale");
 pub static ALL: &[&ShaderSource] = &[
     &GEMM,
     &ELEMENTWISE,
+    &ELEMENTWISE_F16,
+    &CAST,
     &CONV,
     &CONV_WEIGHT_GRAD,
     &GEMM_CORE,
     &GEMM_CORE_F16,
     &GEMM_CORE_COOP8,
     &GEMM_CORE_COOP16,
+    &GEMM_CORE_F16_ACT16,
+    &GEMM_CORE_COOP8_ACT16,
+    &GEMM_CORE_COOP16_ACT16,
     &REDUCE,
+    &REDUCE_F16,
     &POOL,
+    &POOL_F16,
     &BATCHNORM,
+    &BATCHNORM_F16,
     &BATCHNORM_GRAD,
+    &BATCHNORM_GRAD_F16,
     &LOSS,
     &SGD,
     &LOSS_SCALE,

@@ -1,7 +1,9 @@
 //! The conv family on the GPU vs the CPU reference: standard, grouped (every group count),
 //! depthwise, 1x1, masked 1x1 and fused HetConv, strided, and standard 5x5 and 7x7 (a ResNet
 //! stem), forward and both gradients, on small shapes with odd sizes, batch 1 and channel counts
-//! that are not multiples of 4.
+//! that are not multiples of 4. The mixed-precision kernels, the direct kernels and one f32
+//! tile also run on activations stored as f16 (the inputs are f16 values, so the reference is
+//! the same; the stored outputs get one more f16 rounding).
 
 mod common;
 
@@ -9,10 +11,12 @@ use common::*;
 use hetconv::kernels::conv::{self, ConvDims, ConvKind, ConvWeights, Pointwise};
 use hetconv::kernels::reduce;
 use hetconv::reference::conv as cpu;
+use hetconv::tensor::DType;
 use hetconv::{Context, Tensor};
 use proptest::prelude::{ProptestConfig, prop, proptest};
 
-/// Inputs of one case, as f32 (what the GPU sees) and f64 (what the reference sees).
+/// Inputs of one case, as f32 (what the GPU sees) and f64 (what the reference sees); x and dy
+/// are f16 values, so that f16 storage holds them exactly.
 struct Case {
     kind: ConvKind,
     d: ConvDims,
@@ -26,7 +30,7 @@ struct Case {
 impl Case {
     fn new(kind: ConvKind, d: ConvDims, with_bias: bool, seed: u64) -> Self {
         let mut rng = Rng::new(seed);
-        let x = rng.vec(d.batch * d.cin * d.height * d.width);
+        let x = round16(&rng.vec(d.batch * d.cin * d.height * d.width));
         let w3 = kind
             .spatial()
             .then(|| rng.vec(kind.spatial_shape(&d).iter().product()));
@@ -40,7 +44,7 @@ impl Case {
             }
         }
         let bias = with_bias.then(|| rng.vec(d.cout));
-        let dy = rng.vec(kind.out_shape(&d).iter().product());
+        let dy = round16(&rng.vec(kind.out_shape(&d).iter().product()));
         Self {
             kind,
             d,
@@ -64,19 +68,31 @@ impl Case {
         w1
     }
 
-    /// Checks the case along every conv path, the mixed-precision ones included.
+    /// Checks the case along every conv path, the mixed-precision ones included, on f32
+    /// activations; the mixed paths, the direct one and the first f32 tile on f16 ones too
+    /// (the others widen f16 activations the way those two do).
     fn check(&self, ctx: &Context) {
-        for path in conv_paths(ctx).into_iter().chain(mixed_paths(ctx)) {
+        let paths = conv_paths(ctx);
+        let first_tile = paths
+            .iter()
+            .copied()
+            .find(|p| matches!(p, ConvPath::Variant(_)));
+        for path in paths.iter().copied().chain(mixed_paths(ctx)) {
             use_path(ctx, path);
-            self.check_with(ctx, path);
+            self.check_with(ctx, path, DType::F32);
+            let widened = path == ConvPath::Direct || Some(path) == first_tile;
+            if (is_mixed(path) || widened) && has_f16(ctx, "f16 activations in convs") {
+                self.check_with(ctx, path, DType::F16);
+            }
         }
     }
 
-    fn check_with(&self, ctx: &Context, algorithm: ConvPath) {
+    fn check_with(&self, ctx: &Context, algorithm: ConvPath, storage: DType) {
         let Case { kind, d, .. } = self;
-        let name = format!("{algorithm:?} {kind:?} {d:?}");
-        let x = upload(ctx, &[d.batch, d.cin, d.height, d.width], &self.x);
-        let dy = upload(ctx, &kind.out_shape(d), &self.dy);
+        let name = format!("{algorithm:?} {kind:?} {d:?} {storage}");
+        let x_shape = [d.batch, d.cin, d.height, d.width];
+        let x = Tensor::from_slice_as(ctx, &x_shape, &self.x, storage).unwrap();
+        let dy = Tensor::from_slice_as(ctx, &kind.out_shape(d), &self.dy, storage).unwrap();
         let w3 = self
             .w3
             .as_ref()
@@ -107,6 +123,7 @@ impl Case {
             gpu = Some((y, dx, conv::backward_weight(kind, &x, &dy).unwrap()));
         });
         let (y, dx, grads) = gpu.unwrap();
+        assert_eq!((y.dtype(), dx.dtype()), (storage, storage), "{name}");
         if let Some(kernels) = kernels {
             let has_weight_product =
                 kind.spatial() || kind.pointwise == Pointwise::Dense || kind.groups > 1;
@@ -120,8 +137,20 @@ impl Case {
                 "conv::backward_input",
                 "conv_weight_grad::weight_grad",
             ];
-            assert_kernels(&kernels, variant_of(algorithm), roles, &direct);
+            // f32 kernels run on widened f16 activations.
+            let read = if is_mixed(algorithm) {
+                storage
+            } else {
+                DType::F32
+            };
+            assert_kernels_on(&kernels, variant_of(algorithm), read, roles, &direct);
         }
+        // One more rounding where the outputs are stored as f16 (to either neighbour: one f16
+        // step, relative 2^-10, or 2^-24 below f16's normal range).
+        let stored = |bound: f64, want: f64| match storage {
+            DType::F32 => bound,
+            DType::F16 => bound + (want.abs() + bound) / 1024.0 + 2f64.powi(-24),
+        };
         let y = y.to_vec().unwrap();
         let want_y = cpu::forward(
             kind,
@@ -146,10 +175,12 @@ impl Case {
             let aw1 = w1_64.as_deref().map(abs);
             let sum_y = cpu::forward(kind, d, &ax, aw3.as_deref(), aw1.as_deref(), None);
             let k_y = reduction_len(kind, d.cin);
-            assert_within_f16_bound(&format!("{name} y"), &y, &want_y, &sum_y, k_y);
+            let label = format!("{name} y");
+            assert_within_f16_bound_then(&label, &y, &want_y, &sum_y, k_y, stored);
             let sum_dx = cpu::backward_input(kind, d, &ady, aw3.as_deref(), aw1.as_deref());
             let k_dx = reduction_len(kind, d.cout);
-            assert_within_f16_bound(&format!("{name} dx"), &dx, &want_dx, &sum_dx, k_dx);
+            let label = format!("{name} dx");
+            assert_within_f16_bound_then(&label, &dx, &want_dx, &sum_dx, k_dx, stored);
             let (sum_dw3, sum_dw1) = cpu::backward_weight(kind, d, &ax, &ady);
             for (part, got, want, sum) in [
                 ("dw3", &grads.dw3, &want_dw3, &sum_dw3),
@@ -165,8 +196,12 @@ impl Case {
             self.check_masked_and_bias(&name, &dy, &dy64, &grads);
             return;
         }
-        assert_close(&format!("{name} y"), &y, &want_y, F32_KERNEL);
-        assert_close(&format!("{name} dx"), &dx, &want_dx, F32_KERNEL);
+        let f32_then_stored = Tolerance {
+            rtol: F32_KERNEL.rtol + stored(0.0, 1.0),
+            atol: F32_KERNEL.atol,
+        };
+        assert_close(&format!("{name} y"), &y, &want_y, f32_then_stored);
+        assert_close(&format!("{name} dx"), &dx, &want_dx, f32_then_stored);
 
         let long_sum = Tolerance {
             rtol: 1e-5,
@@ -683,7 +718,7 @@ fn largest_tile_on_the_adapters_own_limits() {
         .enumerate()
     {
         let case = Case::new(kind, dims(2, 8, 136, 5, 27), true, 300 + i as u64);
-        case.check_with(&ctx, path);
+        case.check_with(&ctx, path, DType::F32);
     }
 }
 

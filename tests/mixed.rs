@@ -107,14 +107,19 @@ fn gradients(
         .collect()
 }
 
-/// The same weights and batch in f32 and in mixed precision (loss-scaled): each conv and linear
-/// weight's gradient within 25% of its f32 norm and all of them together within 10% (measured
-/// here: 13% for the first layers, whose gradients pass through every layer's f16
-/// input-gradient product and BatchNorm's mean subtraction, which cancels most of each sum;
-/// 1-4% for the last ones). Biases and BatchNorm's parameters are left out: some of their exact
-/// gradients are zero (a conv bias before BatchNorm) or nearly so, and relative to those both
-/// results are rounding noise. The mixed pass ran the f16 or cooperative kernels for every
-/// product, not the f32 ones (the weight gradient's f32 split-K sum stays).
+/// The same weights and batch in f32 and in mixed precision (loss-scaled, activations stored as
+/// f16): each conv and linear weight's gradient within 35% of its f32 norm and all of them
+/// together within 15%. Measured here: 26% for the worst of the first layers, whose gradients
+/// pass through every layer's f16 input-gradient product, f16-stored activations and
+/// gradients, and BatchNorm's mean subtraction, which cancels most of each sum; 2-6% for the
+/// last ones; 12% together (with f32-stored activations, before they were f16: 13% and 6.6%:
+/// each extra rounding of this 4-channel net's values adds about as much as the f16 operands
+/// did). The kernels themselves are held to their f16 bounds in tests/conv.rs and
+/// tests/f16_storage.rs; this test guards the whole step. Biases and BatchNorm's parameters are
+/// left out: some of their exact gradients are zero (a conv bias before BatchNorm) or nearly
+/// so, and relative to those both results are rounding noise. The mixed pass ran the f16 or
+/// cooperative kernels for every product, not the f32 ones (the weight gradient's f32 split-K
+/// sum stays).
 #[test]
 fn a_mixed_precision_vgg_step_matches_f32_from_the_same_weights() {
     let ctx = ctx();
@@ -142,6 +147,13 @@ fn a_mixed_precision_vgg_step_matches_f32_from_the_same_weights() {
             kernels.iter().any(|k| k.starts_with("gemm_core_")),
             "{kernels:?}"
         );
+        // The activations were f16: the convs read and wrote them, and so did BatchNorm.
+        for module in ["_act16::gemm", "batchnorm_f16::", "batchnorm_grad_f16::"] {
+            assert!(
+                kernels.iter().any(|k| k.contains(module)),
+                "no {module} kernel ran: {kernels:?}"
+            );
+        }
     }
     let names: Vec<String> = model
         .store()
@@ -172,14 +184,14 @@ fn a_mixed_precision_vgg_step_matches_f32_from_the_same_weights() {
         (diff_total, norm_total) = (diff_total + diff2, norm_total + norm2);
         worst = worst.max(rel);
         assert!(
-            rel <= 0.25,
+            rel <= 0.35,
             "{name}: mixed differs from f32 by {rel:.4} of its norm"
         );
     }
     let total = (diff_total / norm_total).sqrt();
     eprintln!("mixed vs f32 gradients: worst parameter {worst:.3}, all together {total:.4}");
     assert!(
-        total <= 0.1,
+        total <= 0.15,
         "all weights: mixed differs from f32 by {total:.4}"
     );
 }

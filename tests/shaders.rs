@@ -37,6 +37,25 @@ fn validate(name: &str, source: &str, needs: wgpu::Features) {
         });
 }
 
+/// WGSL allows directives (`enable ...;`) only before every declaration, and wgpu's parser
+/// refuses a module that breaks this (naga's `parse_str` here lets it pass): a piece that
+/// enables an extension must come first among a module's pieces.
+fn directives_come_first(name: &str, source: &str) {
+    let code = source
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("//"));
+    let mut declared = false;
+    for line in code {
+        let directive = line.starts_with("enable ") || line.starts_with("requires ");
+        assert!(
+            !(directive && declared),
+            "{name}: `{line}` follows a declaration (list the piece that enables it first)"
+        );
+        declared |= !directive;
+    }
+}
+
 /// File stems of the `.wgsl` files in `dir`.
 fn wgsl_files(dir: &Path) -> BTreeSet<String> {
     std::fs::read_dir(dir)
@@ -67,6 +86,7 @@ fn every_shader_validates_and_every_file_is_listed() {
             shader.name
         );
         validate(shader.name, shader.source, shader.needs);
+        directives_come_first(shader.name, shader.source);
     }
     let names: BTreeSet<&str> = hetconv::shaders::ALL.iter().map(|s| s.name).collect();
     assert_eq!(
@@ -90,12 +110,29 @@ fn every_included_piece_is_used() {
     }
 }
 
+/// The byte width of a float array's (or a float's) elements; None for other types.
+fn float_width(module: &naga::Module, ty: naga::Handle<naga::Type>) -> Option<u8> {
+    let element = match module.types[ty].inner {
+        naga::TypeInner::Array { base, .. } => base,
+        _ => ty,
+    };
+    match module.types[element].inner {
+        naga::TypeInner::Scalar(naga::Scalar {
+            kind: naga::ScalarKind::Float,
+            width,
+        }) => Some(width),
+        _ => None,
+    }
+}
+
 /// Every kernel entry point's Rust description (`KernelSpec`) matches its WGSL, reflected with
 /// naga: binding 0 is the uniform block, of the size of the Rust struct the kernel is
 /// dispatched with (a dispatch with a struct of another size is refused); every storage binding the entry point uses is listed
 /// with the access the WGSL declares (read-only vs read-write); every listed binding exists in
-/// the module with that access. A kernel bound with the wrong layout would otherwise fail only
-/// at pipeline creation on a device.
+/// the module with that access, and a float array's element type is the dtype the spec reads
+/// that tensor as (f16 for the activations of an f16 module: a dispatch checks tensors against
+/// it). A kernel bound with the wrong layout would otherwise fail only at pipeline creation on a
+/// device, or read the wrong type silently.
 #[test]
 fn every_kernel_spec_matches_its_wgsl_bindings() {
     use hetconv::gpu::Access;
@@ -153,9 +190,17 @@ fn every_kernel_spec_matches_its_wgsl_bindings() {
                 binding.binding
             );
         }
-        for &(binding, access) in spec.bindings {
+        for (i, &(binding, access)) in spec.bindings.iter().enumerate() {
             let (_, var) = declared(binding)
                 .unwrap_or_else(|| panic!("{label}: lists binding {binding}, the WGSL has none"));
+            if let Some(width) = float_width(&module, var.ty) {
+                assert_eq!(
+                    u64::from(width),
+                    spec.dtype_of(i).bytes(),
+                    "{label}: binding {binding} holds {width}-byte floats, its spec reads {}",
+                    spec.dtype_of(i)
+                );
+            }
             let AddressSpace::Storage { access: wgsl } = var.space else {
                 panic!("{label}: binding {binding} is not a storage buffer");
             };

@@ -8,6 +8,7 @@
 //! outputs untouched. Where a driver confines every binding to its range (robust
 //! buffer access), a stray read would see zeros or in-range values instead of NaN; the bit
 //! comparison with the checked module and the reference still hold it to the same results.
+//! The mixed-precision kernels run so on activations stored as f32 and as f16.
 
 mod common;
 
@@ -17,40 +18,46 @@ use hetconv::kernels::gemm::{self, Layout};
 use hetconv::kernels::gemm_core::TILE_SHAPES;
 use hetconv::reference::conv as cpu;
 use hetconv::reference::gemm::matmul;
+use hetconv::tensor::DType;
 use hetconv::tune::Variant;
 use hetconv::{Context, ContextOptions, ConvAlgorithm, Tensor};
 
-/// Elements of NaN before and after each tensor (the storage-offset alignment, 256 bytes).
-const GUARD: usize = 64;
+/// Bytes of NaN before and after each tensor (the storage-offset alignment).
+const GUARD_BYTES: usize = 256;
 
 /// A tensor that is a view in the middle of a NaN-filled buffer.
 struct Guarded {
     whole: Tensor,
     view: Tensor,
+    guard: usize,
 }
 
 impl Guarded {
     fn new(ctx: &Context, shape: &[usize], data: &[f32]) -> Self {
-        let mut all = vec![f32::NAN; GUARD + data.len().div_ceil(GUARD) * GUARD + GUARD];
-        all[GUARD..GUARD + data.len()].copy_from_slice(data);
-        let whole = Tensor::from_slice(ctx, &[all.len()], &all).unwrap();
-        let view = whole.view(GUARD, shape).unwrap();
-        Self { whole, view }
+        Self::new_as(ctx, shape, data, DType::F32)
+    }
+
+    /// Stored as `dtype` (an f16 view holds an even count of elements).
+    fn new_as(ctx: &Context, shape: &[usize], data: &[f32], dtype: DType) -> Self {
+        let guard = GUARD_BYTES / dtype.bytes() as usize;
+        let mut all = vec![f32::NAN; guard + data.len().div_ceil(guard) * guard + guard];
+        all[guard..guard + data.len()].copy_from_slice(data);
+        let whole = Tensor::from_slice_as(ctx, &[all.len()], &all, dtype).unwrap();
+        let view = whole.view(guard, shape).unwrap();
+        Self { whole, view, guard }
     }
 
     /// The view's values, after checking that everything around it still holds NaN.
     #[track_caller]
     fn read(&self, name: &str) -> Vec<f32> {
         let all = self.whole.to_vec().unwrap();
-        let n = self.view.numel();
-        let outside = all[..GUARD].iter().chain(&all[GUARD + n..]);
+        let (n, guard) = (self.view.numel(), self.guard);
+        let outside = all[..guard].iter().chain(&all[guard + n..]);
         assert!(
-            outside
-                .into_iter()
-                .all(|v| v.to_bits() == f32::NAN.to_bits()),
+            outside.into_iter().all(|v| v.is_nan()),
             "{name}: a write outside the output"
         );
-        all[GUARD..GUARD + n].to_vec()
+        all[guard..guard + n].to_vec()
     }
 }
 
@@ -59,13 +66,20 @@ fn bits(v: &[f32]) -> Vec<u32> {
 }
 
 /// Forward (into a guarded output, with bias and accumulation), input gradient and weight
-/// gradients of one layer, from guarded inputs.
-fn conv_passes(ctx: &Context, kind: &ConvKind, d: &ConvDims, seed: u64) -> Vec<Vec<f32>> {
+/// gradients of one layer, from guarded inputs, on activations stored as `storage`.
+fn conv_passes(
+    ctx: &Context,
+    kind: &ConvKind,
+    d: &ConvDims,
+    seed: u64,
+    storage: DType,
+) -> Vec<Vec<f32>> {
     let mut rng = Rng::new(seed);
     let image = [d.batch, d.cin, d.height, d.width];
     let out_shape = kind.out_shape(d);
-    let x = Guarded::new(ctx, &image, &rng.vec(image.iter().product()));
-    let dy = Guarded::new(ctx, &out_shape, &rng.vec(out_shape.iter().product()));
+    let activations = |shape: &[usize], data: &[f32]| Guarded::new_as(ctx, shape, data, storage);
+    let x = activations(&image, &rng.vec(image.iter().product()));
+    let dy = activations(&out_shape, &rng.vec(out_shape.iter().product()));
     let mut w1 = rng.vec(d.cout * d.cin);
     for o in 0..d.cout {
         for c in cpu::own_block(kind, d, o) {
@@ -76,7 +90,7 @@ fn conv_passes(ctx: &Context, kind: &ConvKind, d: &ConvDims, seed: u64) -> Vec<V
     let w3 = Guarded::new(ctx, &w3_shape, &rng.vec(w3_shape.iter().product()));
     let w1 = Guarded::new(ctx, &[d.cout, d.cin], &w1);
     let bias = Guarded::new(ctx, &[d.cout], &rng.vec(d.cout));
-    let y = Guarded::new(ctx, &out_shape, &rng.vec(out_shape.iter().product()));
+    let y = activations(&out_shape, &rng.vec(out_shape.iter().product()));
     let w = ConvWeights {
         w3: Some(&w3.view),
         w1: Some(&w1.view),
@@ -138,11 +152,16 @@ fn same_conv_bits(
     label: &str,
     (kind, d): (&ConvKind, &ConvDims),
     seed: u64,
+    storage: DType,
 ) -> Vec<Vec<f32>> {
-    let fast = conv_passes(unchecked, kind, d, seed);
-    let safe = conv_passes(checked, kind, d, seed);
+    let fast = conv_passes(unchecked, kind, d, seed, storage);
+    let safe = conv_passes(checked, kind, d, seed, storage);
     for (pass, (f, s)) in fast.iter().zip(&safe).enumerate() {
-        assert_eq!(bits(f), bits(s), "{label} {kind:?} {d:?} pass {pass}");
+        assert_eq!(
+            bits(f),
+            bits(s),
+            "{label} {kind:?} {d:?} {storage} pass {pass}"
+        );
     }
     fast
 }
@@ -193,7 +212,13 @@ fn the_unchecked_core_gives_the_checked_bits_and_writes_nothing_outside_its_outp
         unchecked.set_conv_algorithm(algorithm);
         checked.set_conv_algorithm(algorithm);
         for (i, (kind, d)) in layers.iter().enumerate() {
-            let fast = same_conv_bits(both, &tile.to_string(), (kind, d), 10 + i as u64);
+            let fast = same_conv_bits(
+                both,
+                &tile.to_string(),
+                (kind, d),
+                10 + i as u64,
+                DType::F32,
+            );
             // The forward output also matches the reference (y held its start values: accumulate).
             let mut rng = Rng::new(10 + i as u64);
             let out: usize = kind.out_shape(d).iter().product();
@@ -250,8 +275,9 @@ fn the_unchecked_core_gives_the_checked_bits_and_writes_nothing_outside_its_outp
 }
 
 /// The mixed-precision kernels (f16 FMA, and the cooperative tiles where the adapter has them:
-/// Mesa 26 lavapipe in CI) are created unchecked natively too: the same bits as the checked
-/// modules and nothing written outside their outputs, on the same shapes (their numbers are
+/// Mesa 26 lavapipe in CI) are created unchecked natively too, on f32 and on f16 activations:
+/// the same bits as the checked modules and nothing written outside their outputs, on the same
+/// shapes (their numbers are
 /// checked against the reference, with the f16 bound, in tests/conv.rs and tests/gemm.rs).
 #[test]
 fn the_unchecked_mixed_kernels_give_the_checked_bits_and_write_nothing_outside_their_outputs() {
@@ -268,7 +294,9 @@ fn the_unchecked_mixed_kernels_give_the_checked_bits_and_write_nothing_outside_t
         checked.set_conv_algorithm(ConvAlgorithm::Fixed(variant));
         let label = variant.to_string();
         for (i, (kind, d)) in layers.iter().enumerate() {
-            same_conv_bits(both, &label, (kind, d), 30 + i as u64);
+            for storage in [DType::F32, DType::F16] {
+                same_conv_bits(both, &label, (kind, d), 30 + i as u64, storage);
+            }
         }
         for (i, shape) in [(7, 13, 9), (130, 70, 129)].into_iter().enumerate() {
             same_matmul_bits(both, &label, shape, 40 + i as u64);

@@ -227,7 +227,7 @@ async function start() {
     throw e;
   }
   const precision = demo.precision() === "mixed"
-    ? "mixed precision (shader-f16: f16 products, f32 sums and weights)"
+    ? "mixed precision (shader-f16: f16 products and activations, f32 sums and weights)"
     : "f32 (this browser offers no shader-f16)";
   setStatus(status, "GPU: " + demo.adapter() + "; " + precision, "ok");
   showModelInfo(demo.modelInfo());

@@ -1,5 +1,4 @@
 // The GEMM core on 16x16x16 cooperative matrices (tensor cores): f16 operands, f32 accumulators.
-enable f16;
 enable wgpu_cooperative_matrix;
 alias operand = f16;
 const S: u32 = 16u;

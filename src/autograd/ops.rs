@@ -3,12 +3,23 @@
 use super::{Tape, Var};
 use crate::error::{Error, Result};
 use crate::kernels::batchnorm::{self, BatchNormConfig};
+use crate::kernels::cast;
 use crate::kernels::conv::{self, ConvKind, ConvWeights};
 use crate::kernels::elementwise::{self, BinaryOp};
 use crate::kernels::gemm::{self, Layout};
 use crate::kernels::pool::{self, PoolWindow};
 use crate::kernels::reduce;
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
+
+/// A model's input as a constant of the tape, stored as the activations of the context's
+/// precision (f16 under mixed precision: the layers after it then read and write f16).
+///
+/// # Shapes
+/// any → the same
+pub fn input(tape: &mut Tape, x: &Tensor) -> Result<Var> {
+    let dtype = x.context().precision().activations();
+    Ok(tape.constant(cast::to_dtype(x, dtype)?))
+}
 
 /// A convolution of the family in [`crate::kernels::conv`] (fused kernels), any kernel side
 /// and stride.
@@ -234,35 +245,34 @@ pub fn channel_affine(
     ))
 }
 
-/// A linear layer `y = x @ w^T + b` (PyTorch layout).
+/// A linear layer `y = x @ w^T + b` (PyTorch layout). It runs on f32 activations: f16 ones
+/// (mixed precision) are widened first and their gradient rounded back to f16, so that a
+/// classifier head and its loss work in f32 (a few values per image).
 ///
 /// # Shapes
-/// `x`: `[B, in]`, `w`: `[out, in]`, `b`: `[out]` → `[B, out]`
+/// `x`: `[B, in]` (f32 or f16), `w`: `[out, in]`, `b`: `[out]` → `[B, out]` f32
 pub fn linear(tape: &mut Tape, x: &Var, w: &Var, b: &Var) -> Result<Var> {
+    let x_dtype = x.value().dtype();
+    let x32 = cast::to_dtype(x.value(), DType::F32)?;
     let y = gemm::matmul(
-        x.value(),
+        &x32,
         Layout::AsIs,
         w.value(),
         Layout::Transposed,
         Some(b.value()),
     )?;
-    let (saved_x, saved_w) = (x.value().clone(), w.value().clone());
+    let saved_w = w.value().clone();
     Ok(tape.record(
         y,
         &[x, w, b],
         Box::new(move |dy, needs| {
             let dx = if needs[0] {
-                Some(gemm::matmul(
-                    dy,
-                    Layout::AsIs,
-                    &saved_w,
-                    Layout::AsIs,
-                    None,
-                )?)
+                let dx = gemm::matmul(dy, Layout::AsIs, &saved_w, Layout::AsIs, None)?;
+                Some(cast::to_dtype(&dx, x_dtype)?)
             } else {
                 None
             };
-            let dw = gemm::matmul(dy, Layout::Transposed, &saved_x, Layout::AsIs, None)?;
+            let dw = gemm::matmul(dy, Layout::Transposed, &x32, Layout::AsIs, None)?;
             let db = reduce::sum_channels(dy)?;
             Ok(vec![dx, Some(dw), Some(db)])
         }),

@@ -50,7 +50,7 @@ pub fn run(ctx: &Context) -> Result<()> {
             "unavailable (no shader-f16)".to_string()
         } else {
             format!(
-                "{} kernels ({coop_tiles} on cooperative matrices, {} f16 FMA)",
+                "{} kernels ({coop_tiles} on cooperative matrices, {} f16 FMA), activations stored as f16",
                 mixed.len(),
                 mixed.len() - coop_tiles
             )

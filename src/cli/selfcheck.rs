@@ -9,6 +9,7 @@ use hetconv::kernels::gemm_core::TILE_SHAPES;
 use hetconv::kernels::sgd::{self, SgdStep};
 use hetconv::kernels::{loss, pool, reduce};
 use hetconv::reference;
+use hetconv::tensor::DType;
 use hetconv::tune::Variant;
 use hetconv::{Context, ConvAlgorithm, Error, Precision, Result, Tensor};
 
@@ -60,12 +61,17 @@ struct Report {
 
 impl Report {
     fn compare(&mut self, name: &str, got: &Tensor, want: &[f64]) -> Result<()> {
-        let got = got.to_vec()?;
-        let (atol, rtol) = if self.mixed {
+        let (mut atol, mut rtol) = if self.mixed {
             (mixed_atol(), 0.0)
         } else {
             (ATOL, RTOL)
         };
+        if got.dtype() == DType::F16 {
+            // Stored as f16: one f16 step more (to either neighbour), relative 2^-10, or 2^-24
+            // below f16's normal range.
+            (atol, rtol) = (atol + 2f64.powi(-24), rtol + 2f64.powi(-10));
+        }
+        let got = got.to_vec()?;
         let bad = mismatches(&got, want, atol, rtol);
         self.checks += 1;
         if bad == 0 {
@@ -97,8 +103,31 @@ fn mismatches(got: &[f32], want: &[f64], atol: f64, rtol: f64) -> usize {
 
 /// Uploads deterministic values of `shape`; returns the tensor and its f64 copy.
 fn input(ctx: &Context, shape: &[usize], seed: u64) -> Result<(Tensor, Vec<f64>)> {
-    let v = values(shape.iter().product(), seed);
-    Ok((Tensor::from_slice(ctx, shape, &v)?, to_f64(&v)))
+    activations(ctx, shape, seed, DType::F32)
+}
+
+/// [`input`] stored as `storage` (f16: the values rounded to f16 first, and the f64 copy of
+/// those: the reference sees what the kernels read).
+fn activations(
+    ctx: &Context,
+    shape: &[usize],
+    seed: u64,
+    storage: DType,
+) -> Result<(Tensor, Vec<f64>)> {
+    let mut v = values(shape.iter().product(), seed);
+    if storage == DType::F16 {
+        v.iter_mut()
+            .for_each(|x| *x = half::f16::from_f32(*x).to_f32());
+    }
+    Ok((Tensor::from_slice_as(ctx, shape, &v, storage)?, to_f64(&v)))
+}
+
+/// " (f16)" for checks on f16 activations.
+fn suffix(storage: DType) -> &'static str {
+    match storage {
+        DType::F32 => "",
+        DType::F16 => " (f16)",
+    }
 }
 
 /// The matrix product and the linear layer; `how` names the variant in the labels.
@@ -121,8 +150,16 @@ fn gemm_checks(ctx: &Context, r: &mut Report, how: &str) -> Result<()> {
     )
 }
 
-/// Forward, input gradient, weight gradients (and the bias gradient) of one conv kind.
-fn conv_checks(ctx: &Context, r: &mut Report, label: &str, kind: ConvKind) -> Result<()> {
+/// Forward, input gradient, weight gradients (and the bias gradient) of one conv kind, on
+/// activations stored as `storage`.
+fn conv_checks(
+    ctx: &Context,
+    r: &mut Report,
+    label: &str,
+    kind: ConvKind,
+    storage: DType,
+) -> Result<()> {
+    let label = &format!("{label}{}", suffix(storage));
     let d = ConvDims {
         batch: 2,
         cin: 8,
@@ -130,8 +167,8 @@ fn conv_checks(ctx: &Context, r: &mut Report, label: &str, kind: ConvKind) -> Re
         height: 5,
         width: 7,
     };
-    let (x, x64) = input(ctx, &[d.batch, d.cin, d.height, d.width], 4)?;
-    let (dy, dy64) = input(ctx, &kind.out_shape(&d), 5)?;
+    let (x, x64) = activations(ctx, &[d.batch, d.cin, d.height, d.width], 4, storage)?;
+    let (dy, dy64) = activations(ctx, &kind.out_shape(&d), 5, storage)?;
     let w3 = kind
         .spatial()
         .then(|| input(ctx, &kind.spatial_shape(&d), 6))
@@ -177,15 +214,17 @@ fn conv_checks(ctx: &Context, r: &mut Report, label: &str, kind: ConvKind) -> Re
     Ok(())
 }
 
-fn pool_and_relu_checks(ctx: &Context, r: &mut Report) -> Result<()> {
+/// Pooling, ReLU and the channel sums on activations stored as `storage`.
+fn pool_and_relu_checks(ctx: &Context, r: &mut Report, storage: DType) -> Result<()> {
     let (planes, h, w) = (6, 6, 10);
-    let (x, x64) = input(ctx, &[2, 3, h, w], 9)?;
-    let (dy, dy64) = input(ctx, &[2, 3, h / 2, w / 2], 10)?;
+    let (x, x64) = activations(ctx, &[2, 3, h, w], 9, storage)?;
+    let (dy, dy64) = activations(ctx, &[2, 3, h / 2, w / 2], 10, storage)?;
+    let name = |check: &str| format!("{check}{}", suffix(storage));
     let (y64, arg) = reference::pool::max_pool2(&x64, planes, h, w);
-    r.compare("max-pool 2x2 forward", &pool::max_pool2(&x)?, &y64)?;
+    r.compare(&name("max-pool 2x2 forward"), &pool::max_pool2(&x)?, &y64)?;
     let want = reference::pool::max_pool2_backward(&dy64, &arg, planes, h, w);
     r.compare(
-        "max-pool 2x2 backward",
+        &name("max-pool 2x2 backward"),
         &pool::max_pool2_backward(&x, &dy)?,
         &want,
     )?;
@@ -193,34 +232,34 @@ fn pool_and_relu_checks(ctx: &Context, r: &mut Report) -> Result<()> {
     let stem = pool::PoolWindow::RESNET_STEM;
     let (y64, arg) = reference::pool::max_pool(&x64, planes, (h, w), stem);
     r.compare(
-        "max-pool 3x3/2 pad 1 forward",
+        &name("max-pool 3x3/2 pad 1 forward"),
         &pool::max_pool(&x, stem)?,
         &y64,
     )?;
     let want = reference::pool::max_pool_backward(&dy64, &arg, planes, h * w);
     r.compare(
-        "max-pool 3x3/2 pad 1 backward",
+        &name("max-pool 3x3/2 pad 1 backward"),
         &pool::max_pool_backward(&x, &dy, stem)?,
         &want,
     )?;
     r.compare(
-        "global average pool forward",
+        &name("global average pool forward"),
         &pool::global_average(&x)?,
         &reference::pool::global_average(&x64, planes, h * w),
     )?;
-    let (g, g64) = input(ctx, &[2, 3, h, w], 11)?;
+    let (g, g64) = activations(ctx, &[2, 3, h, w], 11, storage)?;
     r.compare(
-        "relu forward",
+        &name("relu forward"),
         &elementwise::relu(&x)?,
         &reference::activation::relu(&x64),
     )?;
     r.compare(
-        "relu backward",
+        &name("relu backward"),
         &elementwise::binary(BinaryOp::ReluBackward, &x, &g)?,
         &reference::activation::relu_backward(&x64, &g64),
     )?;
     r.compare(
-        "channel sums (bias gradient)",
+        &name("channel sums (bias gradient)"),
         &reduce::sum_channels(&g)?,
         &reference::conv::bias_grad(
             &ConvKind::standard3x3(),
@@ -236,11 +275,14 @@ fn pool_and_relu_checks(ctx: &Context, r: &mut Report) -> Result<()> {
     )
 }
 
-fn batchnorm_checks(ctx: &Context, r: &mut Report) -> Result<()> {
+/// BatchNorm (eval, train, backward, fused ReLU) on activations stored as `storage` (its
+/// parameters and statistics are f32).
+fn batchnorm_checks(ctx: &Context, r: &mut Report, storage: DType) -> Result<()> {
     let (b, c, plane) = (3, 5, 7);
     let shape = [b, c, 1, plane];
-    let (x, x64) = input(ctx, &shape, 12)?;
-    let (dy, dy64) = input(ctx, &shape, 13)?;
+    let (x, x64) = activations(ctx, &shape, 12, storage)?;
+    let (dy, dy64) = activations(ctx, &shape, 13, storage)?;
+    let name = |check: &str| format!("{check}{}", suffix(storage));
     let (gamma, gamma64) = input(ctx, &[c], 14)?;
     let (beta, beta64) = input(ctx, &[c], 15)?;
     let (rm, rm64) = input(ctx, &[c], 16)?;
@@ -255,15 +297,15 @@ fn batchnorm_checks(ctx: &Context, r: &mut Report) -> Result<()> {
     let want =
         reference::batchnorm::forward_eval(&x64, b, c, plane, &gamma64, &beta64, &rm64, &rv64, eps);
     let y = batchnorm::forward_eval(&x, &gamma, &beta, &rm, &rv, &cfg, false)?;
-    r.compare("batch norm eval", &y, &want)?;
+    r.compare(&name("batch norm eval"), &y, &want)?;
 
     let want = reference::batchnorm::forward_train(
         &x64, b, c, plane, &gamma64, &beta64, &rm64, &rv64, eps, momentum,
     );
     let (y, saved) = batchnorm::forward_train(&x, &gamma, &beta, &rm, &rv, &cfg, false, None)?;
-    r.compare("batch norm train forward", &y, &want.y)?;
-    r.compare("batch norm running mean", &rm, &want.running_mean)?;
-    r.compare("batch norm running variance", &rv, &want.running_var)?;
+    r.compare(&name("batch norm train forward"), &y, &want.y)?;
+    r.compare(&name("batch norm running mean"), &rm, &want.running_mean)?;
+    r.compare(&name("batch norm running variance"), &rv, &want.running_var)?;
     let (want_dx, want_dgamma, want_dbeta) = reference::batchnorm::backward(
         &x64,
         &dy64,
@@ -275,14 +317,14 @@ fn batchnorm_checks(ctx: &Context, r: &mut Report) -> Result<()> {
         &want.invstd,
     );
     let (dx, dgamma, dbeta) = batchnorm::backward(&x, &dy, &gamma, &saved)?;
-    r.compare("batch norm input gradient", &dx, &want_dx)?;
-    r.compare("batch norm scale gradient", &dgamma, &want_dgamma)?;
-    r.compare("batch norm shift gradient", &dbeta, &want_dbeta)?;
+    r.compare(&name("batch norm input gradient"), &dx, &want_dx)?;
+    r.compare(&name("batch norm scale gradient"), &dgamma, &want_dgamma)?;
+    r.compare(&name("batch norm shift gradient"), &dbeta, &want_dbeta)?;
 
     // With ReLU fused: the backward pass masks dy by the recomputed pre-activation.
     let (y, saved) = batchnorm::forward_train(&x, &gamma, &beta, &rm, &rv, &cfg, true, None)?;
     r.compare(
-        "batch norm + ReLU forward",
+        &name("batch norm + ReLU forward"),
         &y,
         &reference::activation::relu(&want.y),
     )?;
@@ -298,7 +340,7 @@ fn batchnorm_checks(ctx: &Context, r: &mut Report) -> Result<()> {
         &want.invstd,
     );
     let (dx, _, _) = batchnorm::backward(&x, &dy, &gamma, &saved)?;
-    r.compare("batch norm + ReLU input gradient", &dx, &want_dx)
+    r.compare(&name("batch norm + ReLU input gradient"), &dx, &want_dx)
 }
 
 fn loss_and_sgd_checks(ctx: &Context, r: &mut Report) -> Result<()> {
@@ -352,7 +394,7 @@ fn variant_checks(ctx: &Context, r: &mut Report) -> Result<()> {
         ),
     ];
     for (label, kind) in kinds {
-        conv_checks(ctx, r, label, kind)?;
+        conv_checks(ctx, r, label, kind, DType::F32)?;
     }
     for tile in TILE_SHAPES.iter().filter(|t| t.fits(ctx.limits())) {
         ctx.set_conv_algorithm(ConvAlgorithm::Fixed(Variant::gemm(*tile)));
@@ -362,12 +404,14 @@ fn variant_checks(ctx: &Context, r: &mut Report) -> Result<()> {
             r,
             &format!("HetConv P=2 (gemm {tile})"),
             ConvKind::hetconv(2),
+            DType::F32,
         )?;
         conv_checks(
             ctx,
             r,
             &format!("HetConv P=2 stride 2 (gemm {tile})"),
             ConvKind::hetconv(2).with_stride(2),
+            DType::F32,
         )?;
     }
     // The mixed-precision kernels this device runs (f16 FMA, cooperative matrices).
@@ -375,18 +419,23 @@ fn variant_checks(ctx: &Context, r: &mut Report) -> Result<()> {
     for kernel in hetconv::tune::kernels(ctx, Precision::Mixed) {
         ctx.set_conv_algorithm(ConvAlgorithm::Fixed(Variant::Core(kernel)));
         gemm_checks(ctx, r, &format!("gemm {kernel}"))?;
-        conv_checks(
-            ctx,
-            r,
-            &format!("HetConv P=2 (gemm {kernel})"),
-            ConvKind::hetconv(2),
-        )?;
-        conv_checks(
-            ctx,
-            r,
-            &format!("HetConv P=2 stride 2 (gemm {kernel})"),
-            ConvKind::hetconv(2).with_stride(2),
-        )?;
+        // On f32 activations, and on f16 ones as mixed precision stores them.
+        for storage in [DType::F32, DType::F16] {
+            conv_checks(
+                ctx,
+                r,
+                &format!("HetConv P=2 (gemm {kernel})"),
+                ConvKind::hetconv(2),
+                storage,
+            )?;
+            conv_checks(
+                ctx,
+                r,
+                &format!("HetConv P=2 stride 2 (gemm {kernel})"),
+                ConvKind::hetconv(2).with_stride(2),
+                storage,
+            )?;
+        }
     }
     r.mixed = false;
     Ok(())
@@ -406,8 +455,15 @@ pub fn run(ctx: &Context) -> Result<()> {
     let checked = variant_checks(ctx, &mut r);
     ctx.set_conv_algorithm(before);
     checked?;
-    pool_and_relu_checks(ctx, &mut r)?;
-    batchnorm_checks(ctx, &mut r)?;
+    // Activations as f32, and as f16 where the device has it (mixed precision's).
+    let mut storages = vec![DType::F32];
+    if ctx.features().contains(hetconv::wgpu::Features::SHADER_F16) {
+        storages.push(DType::F16);
+    }
+    for storage in storages {
+        pool_and_relu_checks(ctx, &mut r, storage)?;
+        batchnorm_checks(ctx, &mut r, storage)?;
+    }
     loss_and_sgd_checks(ctx, &mut r)?;
     if r.failed.is_empty() {
         println!("all {} checks passed", r.checks);

@@ -73,8 +73,8 @@ pub enum Precision {
     #[default]
     F32,
     /// f16 operands with f32 accumulation in the GEMM core (cooperative matrices where the
-    /// adapter has them, f16 FMA elsewhere); everything else stays f32 (see the README's
-    /// "Precision").
+    /// adapter has them, f16 FMA elsewhere), activations stored as f16 between layers; weights,
+    /// gradients of weights, statistics and every sum stay f32 (see the README's "Precision").
     Mixed,
 }
 
@@ -86,6 +86,17 @@ impl std::str::FromStr for Precision {
             "f32" => Ok(Precision::F32),
             "mixed" => Ok(Precision::Mixed),
             _ => Err(format!("{s:?} is not a precision (f32 or mixed)")),
+        }
+    }
+}
+
+impl Precision {
+    /// How activations are stored in this precision: f32, or f16 under mixed precision (half
+    /// the memory and traffic between layers; every kernel still computes in f32).
+    pub fn activations(self) -> crate::tensor::DType {
+        match self {
+            Precision::F32 => crate::tensor::DType::F32,
+            Precision::Mixed => crate::tensor::DType::F16,
         }
     }
 }

@@ -437,6 +437,23 @@ impl Context {
                 source: None,
             });
         }
+        // A tensor of the wrong dtype would be read as garbage: refused (the op's own check
+        // normally names it first).
+        if let Some((i, t)) = buffers
+            .iter()
+            .enumerate()
+            .find(|(i, t)| t.dtype() != spec.dtype_of(*i))
+        {
+            return Err(Error::shape(
+                spec.entry,
+                format!(
+                    "{}: tensor {i} ({t:?}) is {}, the kernel reads {}",
+                    label(),
+                    t.dtype(),
+                    spec.dtype_of(i)
+                ),
+            ));
+        }
         let (x, y) = self.workgroup_grid(spec.entry, workgroups)?;
         let cached = {
             let mut cache = super::lock(&self.inner.pipelines);
@@ -449,7 +466,7 @@ impl Context {
             uniform,
             buffers: buffers
                 .iter()
-                .map(|t| (t.buffer().clone(), t.byte_offset(), t.byte_len()))
+                .map(|t| (t.buffer().clone(), t.byte_offset(), t.binding_len()))
                 .collect(),
         };
         let bind_group = match recorder.bind_groups.get(&key) {

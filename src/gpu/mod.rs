@@ -10,7 +10,7 @@ pub use context::{
     Context, ContextOptions, ConvAlgorithm, KernelSettings, LimitsChoice, Precision, feature_names,
 };
 pub use encoder::RecordStats;
-pub use pipelines::{Access, KernelSpec, storage};
+pub use pipelines::{Access, KernelSpec, TypedKernel, storage};
 pub use pool::KEEP_SUBMISSIONS;
 pub(crate) use pool::PooledBuffer;
 pub use profile::KernelTime;

@@ -42,6 +42,70 @@ pub struct KernelSpec {
     pub workgroup_size: u32,
     /// Bytes of the uniform parameter block (`size_of` of its Rust struct).
     pub params_size: usize,
+    /// Which of the tensors passed to a dispatch hold activations (bit i: the i-th), stored as
+    /// the module's [`ShaderSource::activations`]; every other tensor is f32. A dispatch with
+    /// a tensor of another dtype is refused.
+    pub activations: u8,
+}
+
+impl KernelSpec {
+    /// The dtype the kernel reads and writes the `i`-th tensor of a dispatch as.
+    pub fn dtype_of(&self, i: usize) -> crate::tensor::DType {
+        if i < 8 && self.activations & (1 << i) != 0 {
+            self.shader.activations
+        } else {
+            crate::tensor::DType::F32
+        }
+    }
+}
+
+/// One entry point compiled twice: with activations stored as f32 and as f16 (the same WGSL
+/// file after `include/act_f32.wgsl` or `include/act_f16.wgsl`).
+#[derive(Debug)]
+pub struct TypedKernel {
+    /// Activations stored as f32.
+    pub f32: KernelSpec,
+    /// Activations stored as f16.
+    pub f16: KernelSpec,
+}
+
+impl TypedKernel {
+    /// The two variants of `entry` (`bindings` and `activations` as in [`KernelSpec`]).
+    pub const fn new(
+        shaders: [&'static ShaderSource; 2],
+        entry: &'static str,
+        bindings: &'static [(u32, Access)],
+        workgroup_size: u32,
+        params_size: usize,
+        activations: u8,
+    ) -> Self {
+        Self {
+            f32: KernelSpec {
+                shader: shaders[0],
+                entry,
+                bindings,
+                workgroup_size,
+                params_size,
+                activations,
+            },
+            f16: KernelSpec {
+                shader: shaders[1],
+                entry,
+                bindings,
+                workgroup_size,
+                params_size,
+                activations,
+            },
+        }
+    }
+
+    /// The variant that stores activations as `dtype`.
+    pub fn stored_as(&self, dtype: crate::tensor::DType) -> &KernelSpec {
+        match dtype {
+            crate::tensor::DType::F32 => &self.f32,
+            crate::tensor::DType::F16 => &self.f16,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -2,7 +2,7 @@
 
 use crate::dist::BatchNormSync;
 use crate::error::{Error, Result};
-use crate::gpu::{Access, KernelSpec, storage};
+use crate::gpu::{Access, KernelSpec, TypedKernel, storage};
 use crate::shaders;
 use crate::tensor::Tensor;
 
@@ -49,39 +49,47 @@ struct BatchNormGradParams {
     count: u32,
 }
 
-static STATS: KernelSpec = KernelSpec {
-    shader: &shaders::BATCHNORM,
-    entry: "stats",
-    bindings: &[
+/// batchnorm.wgsl with activations stored as f32, and as f16.
+const MODULES: [&crate::shaders::ShaderSource; 2] = [&shaders::BATCHNORM, &shaders::BATCHNORM_F16];
+
+/// Tensors: x, mean, invstd, running_mean, running_var.
+static STATS: TypedKernel = TypedKernel::new(
+    MODULES,
+    "stats",
+    &[
         (1, Read),
         (5, ReadWrite),
         (6, ReadWrite),
         (7, ReadWrite),
         (8, ReadWrite),
     ],
-    workgroup_size: 64,
-    params_size: size_of::<BatchNormParams>(),
-};
+    64,
+    size_of::<BatchNormParams>(),
+    0b1,
+);
 
-static NORMALIZE: KernelSpec = KernelSpec {
-    shader: &shaders::BATCHNORM,
-    entry: "normalize",
-    bindings: &[
+/// Tensors: x, gamma, beta, mean, invstd (or the running estimates), y.
+static NORMALIZE: TypedKernel = TypedKernel::new(
+    MODULES,
+    "normalize",
+    &[
         (1, Read),
         (3, Read),
         (4, Read),
         (5, ReadWrite),
         (6, ReadWrite),
-        (7, ReadWrite),
+        (9, ReadWrite),
     ],
-    workgroup_size: 64,
-    params_size: size_of::<BatchNormParams>(),
-};
+    64,
+    size_of::<BatchNormParams>(),
+    0b10_0001,
+);
 
-static BACKWARD_REDUCE: KernelSpec = KernelSpec {
-    shader: &shaders::BATCHNORM,
-    entry: "backward_reduce",
-    bindings: &[
+/// Tensors: x, dy, gamma, beta, mean, invstd, sums.
+static BACKWARD_REDUCE: TypedKernel = TypedKernel::new(
+    MODULES,
+    "backward_reduce",
+    &[
         (1, Read),
         (2, Read),
         (3, Read),
@@ -90,17 +98,20 @@ static BACKWARD_REDUCE: KernelSpec = KernelSpec {
         (6, ReadWrite),
         (7, ReadWrite),
     ],
-    workgroup_size: 64,
-    params_size: size_of::<BatchNormParams>(),
-};
+    64,
+    size_of::<BatchNormParams>(),
+    0b11,
+);
 
-static BACKWARD_INPUT: KernelSpec = KernelSpec {
-    shader: &shaders::BATCHNORM_GRAD,
-    entry: "backward_input",
-    bindings: &storage([Read, Read, Read, Read, Read, Read, Read, ReadWrite]),
-    workgroup_size: 64,
-    params_size: size_of::<BatchNormGradParams>(),
-};
+/// Tensors: x, dy, gamma, beta, mean, invstd, sums, dx.
+static BACKWARD_INPUT: TypedKernel = TypedKernel::new(
+    [&shaders::BATCHNORM_GRAD, &shaders::BATCHNORM_GRAD_F16],
+    "backward_input",
+    &storage([Read, Read, Read, Read, Read, Read, Read, ReadWrite]),
+    64,
+    size_of::<BatchNormGradParams>(),
+    0b1000_0011,
+);
 
 /// Hyper-parameters (PyTorch's defaults: eps 1e-5, momentum 0.1).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -189,7 +200,8 @@ fn params(
 /// ranks).
 ///
 /// # Shapes
-/// `x`: `[B, C]` or `[B, C, H, W]`; `gamma`, `beta`, `running_mean`, `running_var`: `[C]` → x's shape
+/// `x`: `[B, C]` or `[B, C, H, W]`; `gamma`, `beta`, `running_mean`, `running_var`: `[C]` f32 →
+/// x's shape and dtype
 #[allow(clippy::too_many_arguments)]
 pub fn forward_train(
     x: &Tensor,
@@ -221,7 +233,13 @@ pub fn forward_train(
     let bindings = [x, &mean, &invstd, running_mean, running_var];
     let mut stats = |phase| {
         p.phase = phase;
-        ctx.dispatch(&STATS, &[], &p, &bindings, c as u64 * 64)
+        ctx.dispatch(
+            STATS.stored_as(x.dtype()),
+            &[],
+            &p,
+            &bindings,
+            c as u64 * 64,
+        )
     };
     match sync {
         None => stats(STATS_ALL)?,
@@ -234,9 +252,9 @@ pub fn forward_train(
             stats(STATS_FINISH)?;
         }
     }
-    let y = Tensor::uninit(ctx, x.shape())?;
+    let y = Tensor::uninit_as(ctx, x.shape(), x.dtype())?;
     ctx.dispatch(
-        &NORMALIZE,
+        NORMALIZE.stored_as(x.dtype()),
         &[],
         &p,
         &[x, gamma, beta, &mean, &invstd, &y],
@@ -268,10 +286,10 @@ pub fn forward_eval(
     relu: bool,
 ) -> Result<Tensor> {
     let (b, c, plane) = dims("batch_norm eval", x.shape(), gamma)?;
-    let y = Tensor::uninit(x.context(), x.shape())?;
+    let y = Tensor::uninit_as(x.context(), x.shape(), x.dtype())?;
     let p = params(b, c, plane, cfg, true, relu);
     x.context().dispatch(
-        &NORMALIZE,
+        NORMALIZE.stored_as(x.dtype()),
         &[],
         &p,
         &[x, gamma, beta, running_mean, running_var, &y],
@@ -284,7 +302,8 @@ pub fn forward_eval(
 /// the forward pass applied it (`saved.relu_beta`): `dy` is the gradient of the layer's output.
 ///
 /// # Shapes
-/// `x`, `dy`: `[B, C]` or `[B, C, H, W]`; `gamma`: `[C]` → x's shape, `[C]`, `[C]`
+/// `x`, `dy`: `[B, C]` or `[B, C, H, W]`, of one dtype; `gamma`: `[C]` f32 → x's shape and
+/// dtype, `[C]` f32, `[C]` f32
 pub fn backward(
     x: &Tensor,
     dy: &Tensor,
@@ -293,11 +312,8 @@ pub fn backward(
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let op = "batch_norm backward";
     let (b, c, plane) = dims(op, x.shape(), gamma)?;
-    if dy.shape() != x.shape() {
-        return Err(Error::shape(
-            op,
-            format!("dy is {:?}, x is {:?}", dy.shape(), x.shape()),
-        ));
+    if dy.shape() != x.shape() || dy.dtype() != x.dtype() {
+        return Err(Error::shape(op, format!("dy is {dy:?}, x is {x:?}")));
     }
     let ctx = x.context();
     // dgamma and dbeta in one buffer (dbeta at the next aligned offset, so both are views).
@@ -311,7 +327,7 @@ pub fn backward(
     // Only backward_reduce reads it.
     p.dbeta_offset = dbeta_offset as u32;
     ctx.dispatch(
-        &BACKWARD_REDUCE,
+        BACKWARD_REDUCE.stored_as(x.dtype()),
         &[],
         &p,
         &[x, dy, gamma, beta, &saved.mean, &saved.invstd, &sums],
@@ -323,9 +339,9 @@ pub fn backward(
         None => (b, sums.clone()),
         Some(sync) => (sync.global_batch(), sync.sums_for_input_gradient(&sums, b)?),
     };
-    let dx = Tensor::uninit(ctx, x.shape())?;
+    let dx = Tensor::uninit_as(ctx, x.shape(), x.dtype())?;
     ctx.dispatch(
-        &BACKWARD_INPUT,
+        BACKWARD_INPUT.stored_as(x.dtype()),
         &[],
         &BatchNormGradParams {
             batch: b as u32,
@@ -352,4 +368,13 @@ pub fn backward(
 }
 
 /// Every kernel entry point of this module (the shader reflection test checks each).
-pub(crate) static SPECS: &[&KernelSpec] = &[&STATS, &NORMALIZE, &BACKWARD_REDUCE, &BACKWARD_INPUT];
+pub(crate) static SPECS: &[&KernelSpec] = &[
+    &STATS.f32,
+    &STATS.f16,
+    &NORMALIZE.f32,
+    &NORMALIZE.f16,
+    &BACKWARD_REDUCE.f32,
+    &BACKWARD_REDUCE.f16,
+    &BACKWARD_INPUT.f32,
+    &BACKWARD_INPUT.f16,
+];

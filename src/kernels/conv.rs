@@ -9,11 +9,12 @@
 //! `[g*M/P, (g+1)*M/P)`), and one stride for both.
 
 use super::gemm_core::{self, reduction_len};
-use super::{placeholder, reduce, same_context};
+use super::{cast, placeholder, reduce, same_context};
 use crate::error::{Error, Result};
+use crate::gpu::Precision;
 use crate::gpu::{Access, Context, KernelSpec, storage};
 use crate::shaders;
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 use crate::tune::{self, Pass, Problem, Variant};
 
 const CONV_BINDINGS: &[(u32, Access)] = &storage([
@@ -30,6 +31,7 @@ static FORWARD: KernelSpec = KernelSpec {
     bindings: CONV_BINDINGS,
     workgroup_size: 64,
     params_size: size_of::<DirectParams>(),
+    activations: 0,
 };
 
 static BACKWARD_INPUT: KernelSpec = KernelSpec {
@@ -38,6 +40,7 @@ static BACKWARD_INPUT: KernelSpec = KernelSpec {
     bindings: CONV_BINDINGS,
     workgroup_size: 64,
     params_size: size_of::<DirectParams>(),
+    activations: 0,
 };
 
 static WEIGHT_GRAD: KernelSpec = KernelSpec {
@@ -51,6 +54,7 @@ static WEIGHT_GRAD: KernelSpec = KernelSpec {
     ]),
     workgroup_size: 64,
     params_size: size_of::<WeightGradParams>(),
+    activations: 0,
 };
 
 /// The 1x1 part of a layer.
@@ -399,8 +403,10 @@ pub fn tune_key(pass: Pass, kind: &ConvKind, d: &ConvDims) -> String {
     )
 }
 
-/// The tuner's key and problem for one pass of one layer.
-fn tuning(pass: Pass, kind: &ConvKind, d: &ConvDims) -> (String, Problem) {
+/// The tuner's key and problem for one pass of one layer on activations stored as
+/// `activations` (f16 ones run in mixed precision whatever the context's: they are f16
+/// operands already).
+fn tuning(pass: Pass, kind: &ConvKind, d: &ConvDims, activations: DType) -> (String, Problem) {
     let (oh, ow) = kind.out_hw(d);
     let g = kind.groups;
     let (rows, cols) = match pass {
@@ -411,8 +417,11 @@ fn tuning(pass: Pass, kind: &ConvKind, d: &ConvDims) -> (String, Problem) {
     let key = tune_key(pass, kind, d);
     let problem = Problem {
         pass,
-        // The tuner's `choose` sets the context's.
-        precision: crate::gpu::Precision::F32,
+        // The tuner's `choose` raises it to the context's.
+        precision: match activations {
+            DType::F32 => Precision::F32,
+            DType::F16 => Precision::Mixed,
+        },
         groups: g,
         rows,
         cols,
@@ -582,6 +591,33 @@ fn direct(
     }
 }
 
+/// Whether `variant` reads and writes f16 activations itself: the GEMM core's mixed-precision
+/// kernels do; the direct kernels and the f32 tiles read f32.
+fn reads_f16(variant: Variant) -> bool {
+    matches!(variant, Variant::Core(kernel) if kernel.is_mixed())
+}
+
+/// Runs `pass` (a variant that reads and writes f32, see [`reads_f16`]) on f16 activations:
+/// `input` widened to f32, the pass into an f32 output (holding `out`'s values when it
+/// `accumulate`s), the result rounded into `out`. Two extra passes over the data: such a variant
+/// meets f16 activations only where it is forced (`ConvAlgorithm::Direct` or a fixed f32
+/// tile), since mixed precision otherwise runs the core's mixed kernels.
+fn widened(
+    input: &Tensor,
+    out: &Tensor,
+    accumulate: bool,
+    pass: impl FnOnce(&Tensor, &Tensor) -> Result<()>,
+) -> Result<()> {
+    let input32 = cast::to_dtype(input, DType::F32)?;
+    let out32 = if accumulate {
+        cast::to_dtype(out, DType::F32)?
+    } else {
+        Tensor::uninit(out.context(), out.shape())?
+    };
+    pass(&input32, &out32)?;
+    cast::cast_into(&out32, out)
+}
+
 /// Binds `Some(tensor)` or a placeholder.
 fn bound<'a>(t: Option<&'a Tensor>, spare: &'a Tensor) -> &'a Tensor {
     t.unwrap_or(spare)
@@ -590,11 +626,11 @@ fn bound<'a>(t: Option<&'a Tensor>, spare: &'a Tensor) -> &'a Tensor {
 /// Forward pass: `y = conv_KxK(x, w3, groups, stride) + conv1x1(x, w1 [masked], stride) + bias`.
 ///
 /// # Shapes
-/// `x`: `[B, M, H, W]`, `w3`: `[N, M/G, K, K]`, `w1`: `[N, M]`, `bias`: `[N]` →
-/// `[B, N, OH, OW]` with `OH = (H - 1) / stride + 1` (likewise OW)
+/// `x`: `[B, M, H, W]` (f32 or f16), `w3`: `[N, M/G, K, K]`, `w1`: `[N, M]`, `bias`: `[N]` (f32) →
+/// `[B, N, OH, OW]` of x's dtype, with `OH = (H - 1) / stride + 1` (likewise OW)
 pub fn forward(kind: &ConvKind, x: &Tensor, w: &ConvWeights) -> Result<Tensor> {
     let d = kind.dims("conv forward", x.shape(), w)?;
-    let y = Tensor::uninit(x.context(), &kind.out_shape(&d))?;
+    let y = Tensor::uninit_as(x.context(), &kind.out_shape(&d), x.dtype())?;
     forward_into(kind, x, w, &y, false)?;
     Ok(y)
 }
@@ -613,13 +649,13 @@ pub fn forward_into(
 ) -> Result<()> {
     let op = "conv forward";
     let d = kind.dims(op, x.shape(), w)?;
-    if y.shape() != kind.out_shape(&d) {
+    if y.shape() != kind.out_shape(&d) || y.dtype() != x.dtype() {
         return Err(Error::shape(
             op,
             format!(
-                "output is {:?}, expected {:?}",
-                y.shape(),
-                kind.out_shape(&d)
+                "output is {y:?}, expected {:?} of x's dtype ({})",
+                kind.out_shape(&d),
+                x.dtype()
             ),
         ));
     }
@@ -627,9 +663,9 @@ pub fn forward_into(
     all.extend(w.w3.iter().chain(w.w1.iter()).chain(w.bias.iter()).copied());
     same_context(op, &all)?;
     let ctx = x.context();
-    let (key, problem) = tuning(Pass::ConvForward, kind, &d);
+    let (key, problem) = tuning(Pass::ConvForward, kind, &d, x.dtype());
     let variant = tune::choose(ctx, &problem, &key, |v| {
-        let scratch = Tensor::uninit(ctx, y.shape())?;
+        let scratch = Tensor::uninit_as(ctx, y.shape(), y.dtype())?;
         forward_with(v, kind, &d, x, w, &scratch, accumulate)
     })?;
     forward_with(variant, kind, &d, x, w, y, accumulate)
@@ -644,6 +680,11 @@ pub(crate) fn forward_with(
     y: &Tensor,
     accumulate: bool,
 ) -> Result<()> {
+    if x.dtype() == DType::F16 && !reads_f16(variant) {
+        return widened(x, y, accumulate, |x32, y32| {
+            forward_with(variant, kind, d, x32, w, y32, accumulate)
+        });
+    }
     let spare = placeholder(x.context())?;
     let (w3, w1) = (bound(w.w3, &spare), bound(w.w1, &spare));
     match variant {
@@ -675,8 +716,8 @@ pub(crate) fn forward_with(
 /// several input sizes give the same output size, so it is given).
 ///
 /// # Shapes
-/// `dy`: `[B, N, OH, OW]`, weights as [`forward`] (bias ignored), `input` = `[B, M, H, W]` →
-/// `[B, M, H, W]`
+/// `dy`: `[B, N, OH, OW]` (f32 or f16), weights as [`forward`] (bias ignored), `input` =
+/// `[B, M, H, W]` → `[B, M, H, W]` of dy's dtype
 pub fn backward_input(
     kind: &ConvKind,
     dy: &Tensor,
@@ -702,10 +743,10 @@ pub fn backward_input(
     all.extend(w.w3.iter().chain(w.w1.iter()).copied());
     same_context(op, &all)?;
     let ctx = dy.context();
-    let dx = Tensor::uninit(ctx, input)?;
-    let (key, problem) = tuning(Pass::ConvInputGrad, kind, &d);
+    let dx = Tensor::uninit_as(ctx, input, dy.dtype())?;
+    let (key, problem) = tuning(Pass::ConvInputGrad, kind, &d, dy.dtype());
     let variant = tune::choose(ctx, &problem, &key, |v| {
-        let scratch = Tensor::uninit(ctx, dx.shape())?;
+        let scratch = Tensor::uninit_as(ctx, dx.shape(), dx.dtype())?;
         backward_input_with(v, kind, &d, dy, w, &scratch)
     })?;
     backward_input_with(variant, kind, &d, dy, w, &dx)?;
@@ -720,6 +761,11 @@ fn backward_input_with(
     w: &ConvWeights,
     dx: &Tensor,
 ) -> Result<()> {
+    if dy.dtype() == DType::F16 && !reads_f16(variant) {
+        return widened(dy, dx, false, |dy32, dx32| {
+            backward_input_with(variant, kind, d, dy32, w, dx32)
+        });
+    }
     let spare = placeholder(dy.context())?;
     let (w3, w1) = (bound(w.w3, &spare), bound(w.w1, &spare));
     match variant {
@@ -761,11 +807,18 @@ pub struct ConvWeightGrads {
 /// added in a fixed order, so results are deterministic.
 ///
 /// # Shapes
-/// `x`: `[B, M, H, W]`, `dy`: `[B, N, OH, OW]` → `dw3`: `[N, M/G, K, K]`, `dw1`: `[N, M]`
+/// `x`: `[B, M, H, W]`, `dy`: `[B, N, OH, OW]` (both f32 or both f16) → `dw3`:
+/// `[N, M/G, K, K]`, `dw1`: `[N, M]` (f32)
 pub fn backward_weight(kind: &ConvKind, x: &Tensor, dy: &Tensor) -> Result<ConvWeightGrads> {
     let op = "conv backward_weight";
     kind.check(op)?;
     same_context(op, &[x, dy])?;
+    if x.dtype() != dy.dtype() {
+        return Err(Error::shape(
+            op,
+            format!("x {x:?} and dy {dy:?} must be of one dtype"),
+        ));
+    }
     let (xs, ds) = (x.shape(), dy.shape());
     if xs.len() != 4 || ds.len() != 4 || xs.contains(&0) || ds.contains(&0) {
         return Err(Error::shape(
@@ -802,7 +855,7 @@ pub fn backward_weight(kind: &ConvKind, x: &Tensor, dy: &Tensor) -> Result<ConvW
         ));
     }
     let ctx = x.context();
-    let (key, problem) = tuning(Pass::ConvWeightGrad, kind, &d);
+    let (key, problem) = tuning(Pass::ConvWeightGrad, kind, &d, x.dtype());
     let variant = tune::choose(ctx, &problem, &key, |v| {
         backward_weight_with(v, kind, &d, x, dy).map(drop)
     })?;
@@ -839,6 +892,14 @@ fn backward_weight_with(
     dy: &Tensor,
 ) -> Result<ConvWeightGrads> {
     let ctx = x.context();
+    if x.dtype() == DType::F16 && !reads_f16(variant) {
+        // The variant reads f32 (see `widened`).
+        let (x32, dy32) = (
+            cast::to_dtype(x, DType::F32)?,
+            cast::to_dtype(dy, DType::F32)?,
+        );
+        return backward_weight_with(variant, kind, d, &x32, &dy32);
+    }
     let g = kind.groups;
     let dw3 = kind
         .spatial()

@@ -31,6 +31,7 @@ static MATMUL: KernelSpec = KernelSpec {
     bindings: &storage([Access::Read, Access::Read, Access::Read, Access::ReadWrite]),
     workgroup_size: 64,
     params_size: size_of::<MatmulParams>(),
+    activations: 0,
 };
 
 /// Whether an operand is used as stored or transposed.

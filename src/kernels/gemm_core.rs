@@ -12,10 +12,11 @@ use super::gemm::Layout;
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Context, KernelSpec};
 use crate::shaders;
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 
 use Access::{Read, ReadWrite};
 
+/// Tensors of a `gemm` dispatch: src, src2, w3, w1, bias, dst, partials.
 const GEMM_BINDINGS: &[(u32, Access)] = &[
     (1, Read),
     (2, Read),
@@ -23,7 +24,11 @@ const GEMM_BINDINGS: &[(u32, Access)] = &[
     (4, Read),
     (5, Read),
     (6, ReadWrite),
+    (7, ReadWrite),
 ];
+
+/// Which of them are activations (src, src2, dst: stored as the module's `act`).
+const GEMM_ACTIVATIONS: u8 = 0b10_0011;
 
 /// The `gemm` entry point of one of the core's modules.
 macro_rules! gemm_spec {
@@ -34,6 +39,7 @@ macro_rules! gemm_spec {
             bindings: GEMM_BINDINGS,
             workgroup_size: 256,
             params_size: size_of::<Params>(),
+            activations: GEMM_ACTIVATIONS,
         };
     };
 }
@@ -41,13 +47,18 @@ gemm_spec!(GEMM, GEMM_CORE);
 gemm_spec!(GEMM_F16, GEMM_CORE_F16);
 gemm_spec!(GEMM_COOP8, GEMM_CORE_COOP8);
 gemm_spec!(GEMM_COOP16, GEMM_CORE_COOP16);
+gemm_spec!(GEMM_F16_ACT16, GEMM_CORE_F16_ACT16);
+gemm_spec!(GEMM_COOP8_ACT16, GEMM_CORE_COOP8_ACT16);
+gemm_spec!(GEMM_COOP16_ACT16, GEMM_CORE_COOP16_ACT16);
 
+/// Tensors: partials, dw3, dw1 (all f32).
 static SCATTER: KernelSpec = KernelSpec {
     shader: &shaders::GEMM_CORE,
     entry: "scatter_weight_grad",
-    bindings: &[(1, Read), (6, ReadWrite), (7, ReadWrite)],
+    bindings: &[(7, ReadWrite), (8, ReadWrite), (9, ReadWrite)],
     workgroup_size: 256,
     params_size: size_of::<Params>(),
+    activations: 0,
 };
 
 /// One tile shape of the core: a workgroup computes `tm` x `tn` outputs, each invocation
@@ -430,7 +441,7 @@ impl CoreKernel {
             feature,
             adapter: ctx.adapter_info().name.clone(),
         };
-        let needs = self.spec().shader.needs;
+        let needs = self.spec(DType::F32).shader.needs;
         if !ctx.features().contains(needs) {
             return Err(unsupported(format!(
                 "{} (needed by {self})",
@@ -472,12 +483,18 @@ impl CoreKernel {
         !matches!(self, CoreKernel::F32(_))
     }
 
-    fn spec(&self) -> &'static KernelSpec {
-        match self {
-            CoreKernel::F32(_) => &GEMM,
-            CoreKernel::F16(_) => &GEMM_F16,
-            CoreKernel::Coop(t) if t.size == 8 => &GEMM_COOP8,
-            CoreKernel::Coop(_) => &GEMM_COOP16,
+    /// The module for activations stored as `activations`. f16 activations run only on the
+    /// mixed-precision kernels (their operands are f16 anyway): an f32 kernel gets the f32
+    /// module, whose dispatch then refuses the f16 tensors by name.
+    fn spec(&self, activations: DType) -> &'static KernelSpec {
+        match (self, activations) {
+            (CoreKernel::F32(_), _) => &GEMM,
+            (CoreKernel::F16(_), DType::F32) => &GEMM_F16,
+            (CoreKernel::F16(_), DType::F16) => &GEMM_F16_ACT16,
+            (CoreKernel::Coop(t), DType::F32) if t.size == 8 => &GEMM_COOP8,
+            (CoreKernel::Coop(t), DType::F16) if t.size == 8 => &GEMM_COOP8_ACT16,
+            (CoreKernel::Coop(_), DType::F32) => &GEMM_COOP16,
+            (CoreKernel::Coop(_), DType::F16) => &GEMM_COOP16_ACT16,
         }
     }
 
@@ -490,9 +507,10 @@ impl CoreKernel {
     }
 
     /// How a profile names this kernel in `role` (0 forward, 1 input gradient, 2 weight
-    /// gradient, 3 matrix product): `gemm_core_f16::gemm[64x64/4x4/k16 role 0]`.
-    pub fn profile_name(&self, role: u32) -> String {
-        let spec = self.spec();
+    /// gradient, 3 matrix product) on activations stored as `activations`:
+    /// `gemm_core_f16_act16::gemm[64x64/4x4/k16 role 0]`.
+    pub fn profile_name(&self, role: u32, activations: DType) -> String {
+        let spec = self.spec(activations);
         format!(
             "{}::{}[{} role {role}]",
             spec.shader.name,
@@ -676,11 +694,12 @@ pub(crate) fn reduction_len(kind: &ConvKind, channels: usize) -> usize {
 }
 
 /// Records one dispatch of the core in `role`, with the conv geometry of `kind` (None for the
-/// matrix product). The kernel is checked against the device here (features, subgroups,
-/// limits): wgpu 30 does not check a workgroup size or workgroup array given by override
-/// constants. With the shape checks of the callers (no zero-sized dimension, groups dividing
-/// the channels, a kind that passed [`ConvKind::check`]) this upholds the host's side of the
-/// bounds argument in `shaders/gemm_core.wgsl`.
+/// matrix product), on activations stored as the dtype of `buffers[0]`. The kernel is checked
+/// against the device here (features, subgroups, limits): wgpu 30 does not check a workgroup
+/// size or workgroup array given by override constants. With the shape checks of the callers
+/// (no zero-sized dimension, groups dividing the channels, a kind that passed
+/// [`ConvKind::check`]) this upholds the host's side of the bounds argument in
+/// `shaders/gemm_core.wgsl`.
 fn dispatch(
     ctx: &Context,
     kernel: &CoreKernel,
@@ -698,9 +717,10 @@ fn dispatch(
     if let Some(kind) = kind {
         constants.push(super::conv::kernel_constant(kind));
     }
+    let activations = buffers[0].dtype();
     ctx.dispatch_labelled(
-        &|| kernel.profile_name(role as u32),
-        kernel.spec(),
+        &|| kernel.profile_name(role as u32, activations),
+        kernel.spec(activations),
         kernel.threads(),
         &constants,
         p,
@@ -742,13 +762,27 @@ pub(crate) fn conv_forward_or_input_grad(
     )?;
     p.has_bias = u32::from(bias.is_some());
     p.accumulate = u32::from(accumulate);
+    let spare_act = match src.dtype() {
+        DType::F32 => spare.clone(),
+        dtype => super::placeholder_as(src.context(), dtype)?,
+    };
+    // Bound read-write: not a buffer that is also bound read-only.
+    let no_partials = super::placeholder(src.context())?;
     dispatch(
         src.context(),
         kernel,
         (role, true, false),
         Some(kind),
         &p,
-        &[src, spare, w3, w1, bias.unwrap_or(spare), out],
+        &[
+            src,
+            &spare_act,
+            w3,
+            w1,
+            bias.unwrap_or(spare),
+            out,
+            &no_partials,
+        ],
     )
 }
 
@@ -811,13 +845,15 @@ pub(crate) fn conv_weight_grad(
         });
     }
     let partials = Tensor::uninit(ctx, &[p.splits as usize, d.cout, space])?;
+    // Bound read-write: not a buffer that is also bound read-only.
+    let no_dst = super::placeholder_as(ctx, x.dtype())?;
     dispatch(
         ctx,
         kernel,
         (Role::ConvWeightGrad, true, true),
         Some(kind),
         &p,
-        &[x, dy, spare, spare, spare, &partials],
+        &[x, dy, spare, spare, spare, &no_dst, &partials],
     )?;
     ctx.dispatch_workgroups(
         &SCATTER,
@@ -858,18 +894,29 @@ pub(crate) fn matmul(
     }
     .product(kernel, m, n, k)?;
     p.batch = 1;
+    // Bound read-write: not a buffer that is also bound read-only.
+    let no_partials = super::placeholder(a.context())?;
     dispatch(
         a.context(),
         kernel,
         (Role::Matmul, !trans_a, trans_b),
         None,
         &p,
-        &[a, b, spare, spare, bias.unwrap_or(spare), out],
+        &[a, b, spare, spare, bias.unwrap_or(spare), out, &no_partials],
     )
 }
 
 /// Every kernel entry point of this module (the shader reflection test checks each).
-pub(crate) static SPECS: &[&KernelSpec] = &[&GEMM, &GEMM_F16, &GEMM_COOP8, &GEMM_COOP16, &SCATTER];
+pub(crate) static SPECS: &[&KernelSpec] = &[
+    &GEMM,
+    &GEMM_F16,
+    &GEMM_COOP8,
+    &GEMM_COOP16,
+    &GEMM_F16_ACT16,
+    &GEMM_COOP8_ACT16,
+    &GEMM_COOP16_ACT16,
+    &SCATTER,
+];
 
 #[cfg(test)]
 mod tests {

@@ -24,6 +24,7 @@ static SOFTMAX_CROSS_ENTROPY: KernelSpec = KernelSpec {
     ]),
     workgroup_size: 64,
     params_size: size_of::<LossParams>(),
+    activations: 0,
 };
 
 static SOFTMAX: KernelSpec = KernelSpec {
@@ -32,6 +33,7 @@ static SOFTMAX: KernelSpec = KernelSpec {
     bindings: &[(1, Access::Read), (3, Access::ReadWrite)],
     workgroup_size: 64,
     params_size: size_of::<LossParams>(),
+    activations: 0,
 };
 
 /// Result of [`softmax_cross_entropy`].

@@ -22,6 +22,7 @@ static SCALE: KernelSpec = KernelSpec {
     bindings: &[(1, Access::ReadWrite), (2, Access::ReadWrite)],
     workgroup_size: 64,
     params_size: size_of::<LossScaleParams>(),
+    activations: 0,
 };
 
 static UNSCALE: KernelSpec = KernelSpec {
@@ -30,6 +31,7 @@ static UNSCALE: KernelSpec = KernelSpec {
     bindings: &[(1, Access::ReadWrite), (2, Access::ReadWrite)],
     workgroup_size: 64,
     params_size: size_of::<LossScaleParams>(),
+    activations: 0,
 };
 
 static UPDATE: KernelSpec = KernelSpec {
@@ -38,6 +40,7 @@ static UPDATE: KernelSpec = KernelSpec {
     bindings: &[(2, Access::ReadWrite)],
     workgroup_size: 1,
     params_size: size_of::<LossScaleParams>(),
+    activations: 0,
 };
 
 /// PyTorch's GradScaler defaults.

@@ -2,6 +2,7 @@
 //! autograd here.
 
 pub mod batchnorm;
+pub mod cast;
 pub mod conv;
 pub mod elementwise;
 pub mod gemm;
@@ -18,7 +19,12 @@ use crate::tensor::Tensor;
 
 /// A small scratch tensor bound where a kernel's entry point ignores a binding.
 pub(crate) fn placeholder(ctx: &Context) -> Result<Tensor> {
-    Tensor::uninit(ctx, &[4])
+    placeholder_as(ctx, crate::tensor::DType::F32)
+}
+
+/// [`placeholder`] of `dtype` (for a binding that holds activations).
+pub(crate) fn placeholder_as(ctx: &Context, dtype: crate::tensor::DType) -> Result<Tensor> {
+    Tensor::uninit_as(ctx, &[4], dtype)
 }
 
 /// Checks that every tensor lives on the same context as the first.
@@ -42,6 +48,7 @@ pub(crate) fn same_context(op: &'static str, tensors: &[&Tensor]) -> Result<()> 
 pub fn all_specs() -> Vec<&'static crate::gpu::KernelSpec> {
     [
         batchnorm::SPECS,
+        cast::SPECS,
         conv::SPECS,
         elementwise::SPECS,
         gemm::SPECS,

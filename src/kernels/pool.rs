@@ -2,7 +2,7 @@
 //! VGG's 2x2 stride 2, a ResNet stem's 3x3 stride 2 padding 1), and global average pooling.
 
 use crate::error::{Error, Result};
-use crate::gpu::{Access, KernelSpec, storage};
+use crate::gpu::{Access, KernelSpec, TypedKernel, storage};
 use crate::shaders;
 use crate::tensor::Tensor;
 
@@ -22,37 +22,41 @@ struct PoolParams {
     out_w: u32,
 }
 
-static FORWARD: KernelSpec = KernelSpec {
-    shader: &shaders::POOL,
-    entry: "forward",
-    bindings: &storage([Access::Read, Access::Read, Access::ReadWrite]),
-    workgroup_size: 64,
-    params_size: size_of::<PoolParams>(),
-};
+static FORWARD: TypedKernel = TypedKernel::new(
+    [&shaders::POOL, &shaders::POOL_F16],
+    "forward",
+    &storage([Access::Read, Access::Read, Access::ReadWrite]),
+    64,
+    size_of::<PoolParams>(),
+    0b111,
+);
 
-static BACKWARD: KernelSpec = KernelSpec {
-    shader: &shaders::POOL,
-    entry: "backward",
-    bindings: &storage([Access::Read, Access::Read, Access::ReadWrite]),
-    workgroup_size: 64,
-    params_size: size_of::<PoolParams>(),
-};
+static BACKWARD: TypedKernel = TypedKernel::new(
+    [&shaders::POOL, &shaders::POOL_F16],
+    "backward",
+    &storage([Access::Read, Access::Read, Access::ReadWrite]),
+    64,
+    size_of::<PoolParams>(),
+    0b111,
+);
 
-static GLOBAL_AVERAGE: KernelSpec = KernelSpec {
-    shader: &shaders::POOL,
-    entry: "global_average",
-    bindings: &storage([Access::Read, Access::Read, Access::ReadWrite]),
-    workgroup_size: 64,
-    params_size: size_of::<PoolParams>(),
-};
+static GLOBAL_AVERAGE: TypedKernel = TypedKernel::new(
+    [&shaders::POOL, &shaders::POOL_F16],
+    "global_average",
+    &storage([Access::Read, Access::Read, Access::ReadWrite]),
+    64,
+    size_of::<PoolParams>(),
+    0b111,
+);
 
-static GLOBAL_AVERAGE_BACKWARD: KernelSpec = KernelSpec {
-    shader: &shaders::POOL,
-    entry: "global_average_backward",
-    bindings: &storage([Access::Read, Access::Read, Access::ReadWrite]),
-    workgroup_size: 64,
-    params_size: size_of::<PoolParams>(),
-};
+static GLOBAL_AVERAGE_BACKWARD: TypedKernel = TypedKernel::new(
+    [&shaders::POOL, &shaders::POOL_F16],
+    "global_average_backward",
+    &storage([Access::Read, Access::Read, Access::ReadWrite]),
+    64,
+    size_of::<PoolParams>(),
+    0b111,
+);
 
 /// A max-pool window: `kernel` x `kernel`, moved by `stride`, over an input padded by
 /// `padding` on each side (padded positions never win), floor mode.
@@ -126,13 +130,18 @@ impl PoolWindow {
 /// Max-pool over `window`; ties go to the first maximum in row-major order.
 ///
 /// # Shapes
-/// `x`: `[B, C, H, W]` → `[B, C, (H + 2P - K) / S + 1, (W + 2P - K) / S + 1]`
+/// `x`: `[B, C, H, W]` → `[B, C, (H + 2P - K) / S + 1, (W + 2P - K) / S + 1]`, of x's dtype
 pub fn max_pool(x: &Tensor, window: PoolWindow) -> Result<Tensor> {
     let out = window.out_dims("max_pool", x.shape())?;
-    let y = Tensor::uninit(x.context(), &out)?;
+    let y = Tensor::uninit_as(x.context(), &out, x.dtype())?;
     let params = window.params(x.shape(), &out);
-    x.context()
-        .dispatch(&FORWARD, &[], &params, &[x, x, &y], y.numel() as u64)?;
+    x.context().dispatch(
+        FORWARD.stored_as(x.dtype()),
+        &[],
+        &params,
+        &[x, x, &y],
+        y.numel() as u64,
+    )?;
     Ok(y)
 }
 
@@ -140,23 +149,24 @@ pub fn max_pool(x: &Tensor, window: PoolWindow) -> Result<Tensor> {
 /// from `x`, so the forward pass stores no indices); overlapping windows add up.
 ///
 /// # Shapes
-/// `x`: `[B, C, H, W]`, `dy`: as [`max_pool`]'s output → `[B, C, H, W]`
+/// `x`: `[B, C, H, W]`, `dy`: as [`max_pool`]'s output, both of one dtype → `[B, C, H, W]` of it
 pub fn max_pool_backward(x: &Tensor, dy: &Tensor, window: PoolWindow) -> Result<Tensor> {
     let out = window.out_dims("max_pool_backward", x.shape())?;
-    if dy.shape() != out {
+    if dy.shape() != out || dy.dtype() != x.dtype() {
         return Err(Error::shape(
             "max_pool_backward",
-            format!(
-                "dy is {:?}, expected {out:?} for x {:?} and {window:?}",
-                dy.shape(),
-                x.shape()
-            ),
+            format!("dy is {dy:?}, expected {out:?} of x's dtype for x {x:?} and {window:?}"),
         ));
     }
-    let dx = Tensor::uninit(x.context(), x.shape())?;
+    let dx = Tensor::uninit_as(x.context(), x.shape(), x.dtype())?;
     let params = window.params(x.shape(), &out);
-    x.context()
-        .dispatch(&BACKWARD, &[], &params, &[x, dy, &dx], x.numel() as u64)?;
+    x.context().dispatch(
+        BACKWARD.stored_as(x.dtype()),
+        &[],
+        &params,
+        &[x, dy, &dx],
+        x.numel() as u64,
+    )?;
     Ok(dx)
 }
 
@@ -189,25 +199,30 @@ fn planes(op: &'static str, x: &[usize]) -> Result<(usize, usize, usize, usize)>
 /// Global average pooling: the mean of each channel's plane.
 ///
 /// # Shapes
-/// `x`: `[B, C, H, W]` → `[B, C]`
+/// `x`: `[B, C, H, W]` → `[B, C]`, of x's dtype
 pub fn global_average(x: &Tensor) -> Result<Tensor> {
     let (b, c, h, w) = planes("global_average", x.shape())?;
-    let y = Tensor::uninit(x.context(), &[b, c])?;
+    let y = Tensor::uninit_as(x.context(), &[b, c], x.dtype())?;
     let params = PoolParams {
         planes: (b * c) as u32,
         height: h as u32,
         width: w as u32,
         ..bytemuck::Zeroable::zeroed()
     };
-    x.context()
-        .dispatch(&GLOBAL_AVERAGE, &[], &params, &[x, x, &y], (b * c) as u64)?;
+    x.context().dispatch(
+        GLOBAL_AVERAGE.stored_as(x.dtype()),
+        &[],
+        &params,
+        &[x, x, &y],
+        (b * c) as u64,
+    )?;
     Ok(y)
 }
 
 /// Gradient of [`global_average`]: `dy / (H W)` at every pixel of its plane.
 ///
 /// # Shapes
-/// `dy`: `[B, C]`, `input`: the input's `[B, C, H, W]` → `[B, C, H, W]`
+/// `dy`: `[B, C]`, `input`: the input's `[B, C, H, W]` → `[B, C, H, W]`, of dy's dtype
 pub fn global_average_backward(dy: &Tensor, input: &[usize]) -> Result<Tensor> {
     let (b, c, h, w) = planes("global_average_backward", input)?;
     if dy.shape() != [b, c] {
@@ -219,7 +234,7 @@ pub fn global_average_backward(dy: &Tensor, input: &[usize]) -> Result<Tensor> {
             ),
         ));
     }
-    let dx = Tensor::uninit(dy.context(), input)?;
+    let dx = Tensor::uninit_as(dy.context(), input, dy.dtype())?;
     let params = PoolParams {
         planes: (b * c) as u32,
         height: h as u32,
@@ -227,7 +242,7 @@ pub fn global_average_backward(dy: &Tensor, input: &[usize]) -> Result<Tensor> {
         ..bytemuck::Zeroable::zeroed()
     };
     dy.context().dispatch(
-        &GLOBAL_AVERAGE_BACKWARD,
+        GLOBAL_AVERAGE_BACKWARD.stored_as(dy.dtype()),
         &[],
         &params,
         &[dy, dy, &dx],
@@ -238,8 +253,12 @@ pub fn global_average_backward(dy: &Tensor, input: &[usize]) -> Result<Tensor> {
 
 /// Every kernel entry point of this module (the shader reflection test checks each).
 pub(crate) static SPECS: &[&KernelSpec] = &[
-    &FORWARD,
-    &BACKWARD,
-    &GLOBAL_AVERAGE,
-    &GLOBAL_AVERAGE_BACKWARD,
+    &FORWARD.f32,
+    &FORWARD.f16,
+    &BACKWARD.f32,
+    &BACKWARD.f16,
+    &GLOBAL_AVERAGE.f32,
+    &GLOBAL_AVERAGE.f16,
+    &GLOBAL_AVERAGE_BACKWARD.f32,
+    &GLOBAL_AVERAGE_BACKWARD.f16,
 ];

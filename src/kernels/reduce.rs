@@ -1,7 +1,7 @@
 //! Deterministic reductions (`shaders/reduce.wgsl`).
 
 use crate::error::{Error, Result};
-use crate::gpu::{Access, KernelSpec, storage};
+use crate::gpu::{Access, KernelSpec, TypedKernel, storage};
 use crate::shaders;
 use crate::tensor::Tensor;
 
@@ -25,15 +25,18 @@ static SUM_SPLITS: KernelSpec = KernelSpec {
     bindings: &storage([Access::Read, Access::ReadWrite]),
     workgroup_size: 64,
     params_size: size_of::<ReduceParams>(),
+    activations: 0,
 };
 
-static SUM_CHANNELS: KernelSpec = KernelSpec {
-    shader: &shaders::REDUCE,
-    entry: "sum_channels",
-    bindings: &storage([Access::Read, Access::ReadWrite]),
-    workgroup_size: 64,
-    params_size: size_of::<ReduceParams>(),
-};
+/// Tensors: the values (activations), the sums (f32).
+static SUM_CHANNELS: TypedKernel = TypedKernel::new(
+    [&shaders::REDUCE, &shaders::REDUCE_F16],
+    "sum_channels",
+    &[(3, Access::Read), (2, Access::ReadWrite)],
+    64,
+    size_of::<ReduceParams>(),
+    0b01,
+);
 
 /// Adds `splits` partial results laid out one after another into `out` (or onto it, when
 /// `accumulate`), in a fixed order.
@@ -70,7 +73,7 @@ pub(crate) fn sum_splits(
 /// Sum over every axis but the channel axis 1 (the bias gradient of a conv, BN's sums).
 ///
 /// # Shapes
-/// `x`: `[batch, channels, ...]` → `[channels]`
+/// `x`: `[batch, channels, ...]` (f32 or f16) → `[channels]` f32
 pub fn sum_channels(x: &Tensor) -> Result<Tensor> {
     let (batch, channels) = match x.shape() {
         [b, c, ..] => (*b, *c),
@@ -91,7 +94,7 @@ pub fn sum_channels(x: &Tensor) -> Result<Tensor> {
     };
     // One workgroup of 64 lanes per channel.
     x.context().dispatch(
-        &SUM_CHANNELS,
+        SUM_CHANNELS.stored_as(x.dtype()),
         &[],
         &params,
         &[x, &out],
@@ -101,4 +104,4 @@ pub fn sum_channels(x: &Tensor) -> Result<Tensor> {
 }
 
 /// Every kernel entry point of this module (the shader reflection test checks each).
-pub(crate) static SPECS: &[&KernelSpec] = &[&SUM_SPLITS, &SUM_CHANNELS];
+pub(crate) static SPECS: &[&KernelSpec] = &[&SUM_SPLITS, &SUM_CHANNELS.f32, &SUM_CHANNELS.f16];

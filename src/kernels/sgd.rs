@@ -31,6 +31,7 @@ static STEP: KernelSpec = KernelSpec {
     ]),
     workgroup_size: 64,
     params_size: size_of::<SgdParams>(),
+    activations: 0,
 };
 
 /// SGD hyper-parameters for one step (PyTorch semantics, dampening 0).

@@ -170,7 +170,7 @@ impl ResNet {
     fn layers(&self, tape: &mut Tape, x: &Tensor, train: bool) -> Result<Var> {
         let ctx = x.context();
         let store = &self.store;
-        let mut input = tape.constant(x.clone());
+        let mut input = ops::input(tape, x)?;
         if let Some(normalize) = &self.input {
             ctx.set_layer(Some("input".into()));
             input = normalize.forward(tape, &input)?;

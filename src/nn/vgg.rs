@@ -278,7 +278,7 @@ impl Vgg16 {
     /// The forward pass, each block recorded under its name (see [`Context::set_layer`]).
     fn layers(&self, tape: &mut Tape, x: &Tensor, train: bool) -> Result<Var> {
         let ctx = x.context();
-        let mut h = tape.constant(x.clone());
+        let mut h = ops::input(tape, x)?;
         if let Some(input) = &self.input {
             ctx.set_layer(Some("input".into()));
             h = input.forward(tape, &h)?;

@@ -96,6 +96,8 @@ impl Tensor {
         offset: u64,
         usage: wgpu::BufferUsages,
     ) -> Result<()> {
+        // The application's side is f32 values (see each method).
+        self.dtype().expect(op, super::DType::F32)?;
         if !buffer.usage().contains(usage) {
             return Err(Error::InvalidArgument(format!(
                 "{op}: the application's buffer ({} bytes) was created without {usage:?} usage \

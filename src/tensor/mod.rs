@@ -1,17 +1,23 @@
-//! A device-resident f32 tensor: a shape and a pooled buffer. Clones share the buffer.
+//! A device-resident tensor: a shape, an element type and a pooled buffer. Clones share the
+//! buffer.
 
 mod app_buffer;
+mod dtype;
+
+pub use dtype::DType;
 
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::gpu::{Context, PooledBuffer};
 
-/// A row-major f32 tensor living on the GPU.
+/// A row-major tensor living on the GPU: f32 values, or f16 ones (activations in mixed
+/// precision; see [`DType`]). Reads and writes from the CPU are f32 either way.
 #[derive(Clone)]
 pub struct Tensor {
     ctx: Context,
     shape: Vec<usize>,
+    dtype: DType,
     storage: Arc<PooledBuffer>,
     /// First element inside the buffer (non-zero for views into a flat parameter buffer).
     offset: usize,
@@ -19,15 +25,26 @@ pub struct Tensor {
 
 impl std::fmt::Debug for Tensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Tensor{:?}", self.shape)
+        match self.dtype {
+            DType::F32 => write!(f, "Tensor{:?}", self.shape),
+            DType::F16 => write!(f, "Tensor{:?} f16", self.shape),
+        }
     }
 }
 
 impl Tensor {
-    /// A tensor whose contents are unspecified (every op that returns one writes all of it).
+    /// An f32 tensor whose contents are unspecified (every op that returns one writes all of
+    /// it).
     pub(crate) fn uninit(ctx: &Context, shape: &[usize]) -> Result<Self> {
+        Self::uninit_as(ctx, shape, DType::F32)
+    }
+
+    /// A tensor of `dtype` whose contents are unspecified; f16 needs the device's
+    /// `SHADER_F16` (no kernel could read it otherwise).
+    pub(crate) fn uninit_as(ctx: &Context, shape: &[usize], dtype: DType) -> Result<Self> {
         let numel = checked_numel("tensor", shape)?;
-        let bytes = (numel as u64) * 4;
+        dtype.check_device("tensor", ctx)?;
+        let bytes = (numel as u64) * dtype.bytes();
         let allowed = ctx.max_binding_bytes();
         if bytes > allowed {
             return Err(Error::TensorLimit {
@@ -36,7 +53,8 @@ impl Tensor {
                 allowed,
             });
         }
-        // Round up so that small tensors share pool slots and copies stay 4-byte aligned.
+        // Round up so that small tensors share pool slots and copies (of f16 tensors too, whose
+        // copies, clears and bindings round up to 4 bytes) stay inside the buffer.
         let size = bytes.div_ceil(16) * 16;
         let buffer = {
             let mut pool = crate::gpu::lock(&ctx.inner.pool);
@@ -45,6 +63,7 @@ impl Tensor {
         Ok(Self {
             ctx: ctx.clone(),
             shape: shape.to_vec(),
+            dtype,
             storage: Arc::new(PooledBuffer::new(buffer, &ctx.inner.pool)),
             offset: 0,
         })
@@ -81,6 +100,23 @@ impl Tensor {
         Ok(tensor)
     }
 
+    /// Uploads `data` (row-major) as a tensor of `shape` stored as `dtype` (f16: each value
+    /// rounded to the nearest f16, ties to even; beyond f16's range it becomes infinite).
+    ///
+    /// # Shapes
+    /// `data.len()` must equal the product of `shape`.
+    pub fn from_slice_as(
+        ctx: &Context,
+        shape: &[usize],
+        data: &[f32],
+        dtype: DType,
+    ) -> Result<Self> {
+        let tensor = Self::uninit_as(ctx, shape, dtype)?;
+        tensor.check_len("tensor", data)?;
+        tensor.queue_write(data);
+        Ok(tensor)
+    }
+
     /// Overwrites the tensor with `data` (row-major). Work recorded before the call sees the
     /// old values: if an encoder is open it is submitted first, since queue writes land before
     /// any command that is still being recorded.
@@ -96,12 +132,29 @@ impl Tensor {
         Ok(())
     }
 
+    /// Writes `data` in the tensor's dtype (f16: rounded to nearest, ties to even, on the CPU;
+    /// an odd count gets one zero half after it, in the padding the buffer has).
     fn queue_write(&self, data: &[f32]) {
-        self.ctx.queue().write_buffer(
-            self.buffer(),
-            self.byte_offset(),
-            bytemuck::cast_slice(data),
-        );
+        let queue = self.ctx.queue();
+        match self.dtype {
+            DType::F32 => queue.write_buffer(
+                self.buffer(),
+                self.byte_offset(),
+                bytemuck::cast_slice(data),
+            ),
+            DType::F16 => {
+                let mut halves: Vec<u16> = data
+                    .iter()
+                    .map(|&v| half::f16::from_f32(v).to_bits())
+                    .collect();
+                halves.resize(halves.len().next_multiple_of(2), 0);
+                queue.write_buffer(
+                    self.buffer(),
+                    self.byte_offset(),
+                    bytemuck::cast_slice(&halves),
+                );
+            }
+        }
     }
 
     fn check_len(&self, op: &'static str, data: &[f32]) -> Result<()> {
@@ -122,17 +175,25 @@ impl Tensor {
     /// Records a clear of the tensor to zeros.
     pub fn fill_zero(&self) {
         self.ctx.with_encoder(|e| {
-            e.clear_buffer(self.buffer(), self.byte_offset(), Some(self.byte_len()))
+            e.clear_buffer(self.buffer(), self.byte_offset(), Some(self.binding_len()))
         });
     }
 
     /// A view of `shape` starting `offset` elements into this tensor's storage. The byte offset
-    /// must meet the device's storage-offset alignment.
+    /// must meet the device's storage-offset alignment; a view of an f16 tensor must also end
+    /// on a 4-byte boundary (an even count of elements: copies, clears and bindings cover whole
+    /// 4-byte words, and would reach into the next view otherwise).
     ///
     /// # Shapes
     /// `offset + numel(shape) <= self.numel()`
     pub fn view(&self, offset: usize, shape: &[usize]) -> Result<Self> {
         let numel = checked_numel("view", shape)?;
+        if self.dtype == DType::F16 && !numel.is_multiple_of(2) {
+            return Err(Error::shape(
+                "view",
+                format!("an f16 view must hold an even count of elements, {shape:?} does not"),
+            ));
+        }
         if offset + numel > self.numel() {
             return Err(Error::shape(
                 "view",
@@ -143,7 +204,7 @@ impl Tensor {
             ));
         }
         let align = u64::from(self.ctx.limits().min_storage_buffer_offset_alignment);
-        let byte_offset = ((self.offset + offset) * 4) as u64;
+        let byte_offset = (self.offset + offset) as u64 * self.dtype.bytes();
         if !byte_offset.is_multiple_of(align) {
             return Err(Error::shape(
                 "view",
@@ -155,6 +216,7 @@ impl Tensor {
         Ok(Self {
             ctx: self.ctx.clone(),
             shape: shape.to_vec(),
+            dtype: self.dtype,
             storage: self.storage.clone(),
             offset: self.offset + offset,
         })
@@ -162,12 +224,23 @@ impl Tensor {
 
     /// Byte offset of the first element in [`Tensor::buffer`].
     pub fn byte_offset(&self) -> u64 {
-        (self.offset * 4) as u64
+        self.offset as u64 * self.dtype.bytes()
     }
 
-    /// Bytes the tensor covers.
+    /// Bytes the tensor's values cover.
     pub fn byte_len(&self) -> u64 {
-        (self.numel() * 4) as u64
+        self.numel() as u64 * self.dtype.bytes()
+    }
+
+    /// [`Tensor::byte_len`] rounded up to 4 bytes, as copies, clears and storage bindings need
+    /// (an f16 tensor of odd length owns the 2 bytes after it: its buffer is rounded up further).
+    pub(crate) fn binding_len(&self) -> u64 {
+        self.byte_len().div_ceil(4) * 4
+    }
+
+    /// How the tensor's values are stored.
+    pub fn dtype(&self) -> DType {
+        self.dtype
     }
 
     /// The tensor as a shader binding (its own range of the buffer).
@@ -175,19 +248,19 @@ impl Tensor {
         wgpu::BindingResource::Buffer(wgpu::BufferBinding {
             buffer: self.buffer(),
             offset: self.byte_offset(),
-            size: std::num::NonZeroU64::new(self.byte_len()),
+            size: std::num::NonZeroU64::new(self.binding_len()),
         })
     }
 
     /// Records a copy of this tensor's values into `dst`.
     ///
     /// # Shapes
-    /// `dst` has as many elements as `self`.
+    /// `dst` has as many elements as `self`, of the same dtype.
     pub fn copy_to(&self, dst: &Tensor) -> Result<()> {
-        if dst.numel() != self.numel() {
+        if dst.numel() != self.numel() || dst.dtype != self.dtype {
             return Err(Error::shape(
                 "copy",
-                format!("cannot copy {:?} into {:?}", self.shape, dst.shape),
+                format!("cannot copy {self:?} into {dst:?}"),
             ));
         }
         self.ctx.with_encoder(|e| {
@@ -196,7 +269,7 @@ impl Tensor {
                 self.byte_offset(),
                 dst.buffer(),
                 dst.byte_offset(),
-                self.byte_len(),
+                self.binding_len(),
             )
         });
         Ok(())
@@ -217,6 +290,7 @@ impl Tensor {
         Ok(Self {
             ctx: self.ctx.clone(),
             shape: shape.to_vec(),
+            dtype: self.dtype,
             storage: self.storage.clone(),
             offset: self.offset,
         })
@@ -243,9 +317,10 @@ impl Tensor {
         self.storage.buffer()
     }
 
-    /// Copies the tensor back to the CPU. Submits whatever was recorded first.
+    /// Copies the tensor back to the CPU (f16 values widened to f32, exactly). Submits
+    /// whatever was recorded first.
     pub async fn read(&self) -> Result<Vec<f32>> {
-        let bytes = (self.numel() * 4) as u64;
+        let bytes = self.binding_len();
         let staging = self.ctx.device().create_buffer(&wgpu::BufferDescriptor {
             label: Some("hetconv readback"),
             size: bytes,
@@ -256,7 +331,16 @@ impl Tensor {
             e.copy_buffer_to_buffer(self.buffer(), self.byte_offset(), &staging, 0, bytes)
         });
         self.ctx.flush()?;
-        self.ctx.read_mapped(&staging).await
+        match self.dtype {
+            DType::F32 => self.ctx.read_mapped(&staging).await,
+            DType::F16 => {
+                let halves: Vec<u16> = self.ctx.read_mapped(&staging).await?;
+                Ok(halves[..self.numel()]
+                    .iter()
+                    .map(|&h| half::f16::from_bits(h).to_f32())
+                    .collect())
+            }
+        }
     }
 
     /// Blocking [`Tensor::read`] (native only).

@@ -299,16 +299,17 @@ impl Context {
     }
 }
 
-/// Picks the variant for `key` (the pass and shape; the context's precision is added to it and
-/// to `problem`; see the module doc) and records the choice. `run` records the pass with a
-/// given variant on scratch outputs; the tuner calls it while timing.
+/// Picks the variant for `key` (the pass and shape; the precision is added to it and to
+/// `problem`: the context's, or mixed where `problem` says so, as for f16 activations; see the
+/// module doc) and records the choice. `run` records the pass with a given variant on scratch
+/// outputs; the tuner calls it while timing.
 pub(crate) fn choose(
     ctx: &Context,
     problem: &Problem,
     key: &str,
     run: impl FnMut(Variant) -> Result<()>,
 ) -> Result<Variant> {
-    let precision = ctx.precision();
+    let precision = ctx.precision().max(problem.precision);
     let problem = &Problem {
         precision,
         ..*problem

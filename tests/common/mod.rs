@@ -40,6 +40,11 @@ impl Rng {
     }
 }
 
+/// `v` rounded to f16 values (nearest, ties to even), as f32.
+pub fn round16(v: &[f32]) -> Vec<f32> {
+    v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect()
+}
+
 pub fn to_f64(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| f64::from(x)).collect()
 }
@@ -317,6 +322,20 @@ pub fn note(text: &str) {
 /// the operands' absolute values.
 #[track_caller]
 pub fn assert_within_f16_bound(name: &str, got: &[f32], want: &[f64], abs_sum: &[f64], k: usize) {
+    assert_within_f16_bound_then(name, got, want, abs_sum, k, |bound, _| bound);
+}
+
+/// [`assert_within_f16_bound`] with each element's bound passed through `then(bound, want)`
+/// (one more rounding where the result is stored as f16).
+#[track_caller]
+pub fn assert_within_f16_bound_then(
+    name: &str,
+    got: &[f32],
+    want: &[f64],
+    abs_sum: &[f64],
+    k: usize,
+    then: impl Fn(f64, f64) -> f64,
+) {
     assert_eq!(got.len(), want.len(), "{name}: length");
     let (u, v) = (2f64.powi(-11), 2f64.powi(-24));
     let kv = k as f64 * v;
@@ -325,7 +344,7 @@ pub fn assert_within_f16_bound(name: &str, got: &[f32], want: &[f64], abs_sum: &
     for (i, ((&g, &w), &s)) in got.iter().zip(want).zip(abs_sum).enumerate() {
         let err = (f64::from(g) - w).abs();
         // One more f32 rounding of the stored result (and of a bias added to it).
-        let bound = rel * s + abs + 2.0 * v * w.abs();
+        let bound = then(rel * s + abs + 2.0 * v * w.abs(), w);
         assert!(
             err <= bound,
             "{name}[{i}]: got {g}, want {w} (|err| {err:e} > f16 bound {bound:e}, k = {k})"
@@ -378,14 +397,27 @@ pub fn kernels_run(ctx: &Context, f: impl FnOnce()) -> Option<Vec<String>> {
 }
 
 /// Asserts that `kernels` (from [`kernels_run`]) are `want`'s: the GEMM core's dispatches with
-/// its tile in each of `roles`, or the listed direct `entries`, and none of the other kind.
+/// its tile in each of `roles` (on f32 activations), or the listed direct `entries`, and none
+/// of the other kind.
 #[track_caller]
 pub fn assert_kernels(kernels: &[String], want: Variant, roles: &[u32], entries: &[&str]) {
+    assert_kernels_on(kernels, want, hetconv::tensor::DType::F32, roles, entries)
+}
+
+/// [`assert_kernels`] on activations stored as `activations` (the core's module differs).
+#[track_caller]
+pub fn assert_kernels_on(
+    kernels: &[String],
+    want: Variant,
+    activations: hetconv::tensor::DType,
+    roles: &[u32],
+    entries: &[&str],
+) {
     let core = |k: &String| k.starts_with("gemm_core");
     match want {
         Variant::Core(kernel) => {
             for role in roles {
-                let name = kernel.profile_name(*role);
+                let name = kernel.profile_name(*role, activations);
                 assert!(kernels.contains(&name), "{name} did not run: {kernels:?}");
             }
             for entry in entries {

@@ -220,8 +220,8 @@ impl Demo {
         serde_json::Value::Array(choices).to_string()
     }
 
-    /// The precision the page trains and runs in: `mixed` (f16 operands, f32 sums and weights)
-    /// where the browser offers `shader-f16`, else `f32`.
+    /// The precision the page trains and runs in: `mixed` (f16 operands and activations, f32
+    /// sums and weights) where the browser offers `shader-f16`, else `f32`.
     pub fn precision(&self) -> String {
         self.state.borrow().ctx.precision().to_string()
     }
