@@ -65,8 +65,8 @@ pub struct Cli {
     #[arg(long, global = true)]
     tune_cache: Option<std::path::PathBuf>,
     /// The precision of the convs' and linear layers' products: f32, or mixed (f16 operands
-    /// with f32 sums, on tensor cores where the adapter has cooperative matrices; training
-    /// keeps f32 weights and scales the loss dynamically). Needs shader-f16 for mixed. A
+    /// with f32 sums, on tensor cores where the adapter has cooperative matrices, and f16
+    /// activations between layers; training keeps f32 weights and scales the loss dynamically). Needs shader-f16 for mixed. A
     /// resumed run keeps the precision (and the loss scale) it was saved with.
     #[arg(long, global = true, default_value = "f32", value_parser = parse_precision)]
     precision: Precision,

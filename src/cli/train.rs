@@ -733,7 +733,8 @@ fn run_rank(
         "precision {}{}",
         settings.precision,
         match settings.precision {
-            Precision::Mixed => " (f16 operands, f32 weights and sums, dynamic loss scale)",
+            Precision::Mixed =>
+                " (f16 operands and activations, f32 weights and sums, dynamic loss scale)",
             Precision::F32 => "",
         }
     );

@@ -48,8 +48,8 @@ pub struct TrainSettings {
     pub seed: u64,
     /// Read the loss back every this many steps (reading stalls the GPU pipeline).
     pub report_every: u64,
-    /// The precision of the products (mixed: f16 operands, f32 master weights and sums, with
-    /// dynamic loss scaling).
+    /// The precision of the products (mixed: f16 operands and activations, f32 master weights
+    /// and sums, with dynamic loss scaling).
     #[serde(default)]
     pub precision: Precision,
 }
