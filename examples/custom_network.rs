@@ -83,7 +83,8 @@ impl Model for SmallNet {
     /// `x`: [B, 1, 32, 32] → [B, classes]
     fn forward(&self, tape: &mut Tape, x: &Tensor, train: bool) -> Result<Var> {
         self.input().check("SmallNet forward", x)?;
-        let mut h = tape.constant(x.clone());
+        // Stored as the precision's activations (f16 under mixed precision).
+        let mut h = ops::input(tape, x)?;
         for (conv, bn) in &self.blocks {
             h = conv.forward(tape, &self.store, &h)?;
             h = bn.forward(tape, &self.store, &h, train)?;

@@ -4,7 +4,7 @@
 //! wgpu and WGSL: Vulkan, Metal and DX12 natively, WebGPU in the browser.
 //!
 //! Layers, bottom to top: [`gpu`] (device context, pipelines, buffer pool, one encoder per
-//! step), [`kernels`] (one module per WGSL family), [`tensor`] (device-resident f32 tensors) and
+//! step), [`kernels`] (one module per WGSL family), [`tensor`] (device-resident f32 or f16 tensors) and
 //! [`reference`](mod@reference) (CPU f64 implementations of every op: the oracle of the tests).
 
 // On wasm32, wgpu's handles are neither Send nor Sync (the browser has one thread); the same

@@ -65,7 +65,8 @@ impl Model for TwoBlockNet {
 
     fn forward(&self, tape: &mut Tape, x: &Tensor, train: bool) -> Result<Var> {
         self.input().check("TwoBlockNet forward", x)?;
-        let mut h = tape.constant(x.clone());
+        // Stored as the precision's activations (f16 under mixed precision).
+        let mut h = ops::input(tape, x)?;
         for (conv, bn) in &self.blocks {
             h = conv.forward(tape, &self.store, &h)?;
             h = bn.forward(tape, &self.store, &h, train)?;

@@ -323,22 +323,28 @@ fn kernels_refuse_tensors_of_another_dtype_naming_them() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("f16") && err.contains("binary"), "{err}");
-    // BatchNorm's parameters are f32: an f16 gamma reaches the dispatch's check.
+    // BatchNorm's parameters are f32: an f16 one is refused by name, before the running
+    // estimates change.
     let gamma16 = upload16(&ctx, &[3], &[1.0; 3]);
     let (z, o) = (upload(&ctx, &[3], &[0.0; 3]), upload(&ctx, &[3], &[1.0; 3]));
-    let err = batchnorm::forward_train(
-        &h,
-        &gamma16,
-        &z,
-        &z,
-        &o,
-        &BatchNormConfig::default(),
-        false,
-        None,
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(err.contains("is f16, the kernel reads f32"), "{err}");
+    let (rm, rv) = (upload(&ctx, &[3], &[0.5; 3]), upload(&ctx, &[3], &[2.0; 3]));
+    let cfg = BatchNormConfig::default();
+    for (gamma, beta) in [(&gamma16, &z), (&o, &gamma16)] {
+        let err = batchnorm::forward_train(&h, gamma, beta, &rm, &rv, &cfg, false, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("f16") && err.contains("BatchNorm's parameters"),
+            "{err}"
+        );
+    }
+    assert_eq!(rm.to_vec().unwrap(), [0.5; 3]);
+    assert_eq!(rv.to_vec().unwrap(), [2.0; 3]);
+    // channel_affine's scales and shifts are f32 too.
+    let err = elementwise::channel_affine(&h, &upload16(&ctx, &[2, 3], &[1.0; 6]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("f16"), "{err}");
     // Kernels without an f16 variant (the matrix product, the loss) refuse an f16 input.
     let w = upload(&ctx, &[3, 4], &[0.1; 12]);
     let err = gemm::matmul(&h, Layout::AsIs, &w, Layout::AsIs, None)

@@ -68,7 +68,7 @@ impl Model for SmallNet {
     }
 
     fn forward(&self, tape: &mut Tape, x: &Tensor, train: bool) -> Result<Var> {
-        let h = tape.constant(x.clone());
+        let h = ops::input(tape, x)?;
         let h = self.conv.forward(tape, &self.store, &h)?;
         let h = match &self.bn {
             Some(bn) => bn.forward(tape, &self.store, &h, train)?,

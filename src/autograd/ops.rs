@@ -215,7 +215,7 @@ pub fn global_average_pool(tape: &mut Tape, x: &Var) -> Result<Var> {
 /// The elementwise sum `a + b` (a residual connection); the gradient flows to both unchanged.
 ///
 /// # Shapes
-/// `a`, `b`: the same shape → that shape
+/// `a`, `b`: the same shape and dtype → that shape and dtype
 pub fn add(tape: &mut Tape, a: &Var, b: &Var) -> Result<Var> {
     let y = elementwise::binary(BinaryOp::Add, a.value(), b.value())?;
     Ok(tape.record(

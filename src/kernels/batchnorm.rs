@@ -146,6 +146,21 @@ pub struct BatchNormSaved {
     pub sync: Option<BatchNormSync>,
 }
 
+/// Refuses parameters or statistics that are not f32 (before any kernel updates the running
+/// estimates in place), naming them.
+fn f32_parameters(op: &'static str, tensors: &[(&str, &Tensor)]) -> Result<()> {
+    match tensors
+        .iter()
+        .find(|(_, t)| t.dtype() != crate::tensor::DType::F32)
+    {
+        Some((name, t)) => Err(Error::shape(
+            op,
+            format!("{name} is {t:?}: BatchNorm's parameters and statistics are f32"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// (batch, channels, plane) of a [B, C] or [B, C, H, W] input.
 fn dims(op: &'static str, x: &[usize], gamma: &Tensor) -> Result<(usize, usize, usize)> {
     let (b, c, plane) = match *x {
@@ -158,6 +173,7 @@ fn dims(op: &'static str, x: &[usize], gamma: &Tensor) -> Result<(usize, usize, 
             ));
         }
     };
+    f32_parameters(op, &[("weight", gamma)])?;
     if gamma.shape() != [c] {
         return Err(Error::shape(
             op,
@@ -215,6 +231,9 @@ pub fn forward_train(
 ) -> Result<(Tensor, BatchNormSaved)> {
     let op = "batch_norm";
     let (b, c, plane) = dims(op, x.shape(), gamma)?;
+    let stats = [("running_mean", running_mean), ("running_var", running_var)];
+    f32_parameters(op, &[("bias", beta)])?;
+    f32_parameters(op, &stats)?;
     let batch = sync.map_or(b, |s| s.global_batch());
     if batch * plane < 2 {
         return Err(Error::shape(

@@ -13,11 +13,11 @@ pub use architecture::{Architecture, MODEL_NAMES};
 use crate::autograd::{Tape, Var};
 use crate::error::{Error, Result};
 use crate::gpu::Context;
-use crate::kernels::loss;
 use crate::kernels::loss_scale::LossScaler;
 use crate::kernels::sgd::SgdStep;
+use crate::kernels::{cast, loss};
 use crate::nn::ParamStore;
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 
 /// The images a model takes: `channels` planes of `size` x `size` pixels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,7 +81,8 @@ pub trait Model {
     /// on [`Tape::inference`]) it uses the running estimates.
     ///
     /// # Shapes
-    /// `x`: `[B, channels, size, size]` → logits `[B, classes]`
+    /// `x`: `[B, channels, size, size]` → logits `[B, classes]` (f32, or f16: the training step
+    /// and prediction widen them)
     fn forward(&self, tape: &mut Tape, x: &Tensor, train: bool) -> Result<Var>;
 
     /// The zoo's description that rebuilds this model (None: a network built by its caller,
@@ -125,10 +126,10 @@ pub trait Model {
     /// Eval-mode logits (running BatchNorm estimates).
     ///
     /// # Shapes
-    /// `x`: `[B, channels, size, size]` → `[B, classes]`
+    /// `x`: `[B, channels, size, size]` → `[B, classes]` f32
     fn predict(&self, x: &Tensor) -> Result<Tensor> {
         let mut tape = Tape::inference();
-        Ok(self.forward(&mut tape, x, false)?.value().clone())
+        cast::to_dtype(self.forward(&mut tape, x, false)?.value(), DType::F32)
     }
 
     /// Eval-mode class probabilities: the softmax of [`Model::predict`]'s logits, on the GPU.
@@ -163,11 +164,14 @@ pub trait Model {
     ) -> Result<StepOutput> {
         self.store_mut().zero_grads();
         let logits = self.forward(&mut tape, x, true)?;
-        let ce = loss::softmax_cross_entropy(logits.value(), labels)?;
+        // The loss in f32; its gradient goes back in the logits' dtype.
+        let wide = cast::to_dtype(logits.value(), DType::F32)?;
+        let ce = loss::softmax_cross_entropy(&wide, labels)?;
         if let Some(scaler) = scaler {
             scaler.scale_grad(&ce.dlogits)?;
         }
-        tape.backward(&logits, ce.dlogits, self.store_mut())?;
+        let seed = cast::to_dtype(&ce.dlogits, logits.value().dtype())?;
+        tape.backward(&logits, seed, self.store_mut())?;
         Ok(StepOutput { rows: ce.rows })
     }
 }

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Context;
 
 impl Tensor {
-    /// A new tensor holding a copy of `numel(shape)` f32 values from the application's `src`,
+    /// A new f32 tensor holding a copy of `numel(shape)` f32 values from the application's `src`,
     /// starting at byte `offset` (recorded, like [`Tensor::copy_from_buffer`]).
     ///
     /// # Shapes
@@ -35,7 +35,8 @@ impl Tensor {
         Ok(tensor)
     }
 
-    /// Records a copy of `self.numel()` f32 values from the application's `src`, starting at
+    /// Records a copy of `self.numel()` f32 values (into an f32 tensor: f16 ones are refused)
+    /// from the application's `src`, starting at
     /// byte `offset`, into this tensor.
     ///
     /// # Shapes
@@ -60,7 +61,8 @@ impl Tensor {
         Ok(())
     }
 
-    /// Records a copy of this tensor's values into the application's `dst`, starting at byte
+    /// Records a copy of this f32 tensor's values (f16 ones are refused: widen them with
+    /// [`crate::kernels::cast::to_dtype`]) into the application's `dst`, starting at byte
     /// `offset`. The copy is on the GPU after the next [`Context::flush`](crate::Context::flush):
     /// flush before submitting work of your own that reads `dst`.
     ///

@@ -5,8 +5,9 @@ use crate::gpu::Context;
 
 /// The element type of a tensor's storage. Kernels compute in f32 whatever they read; an f16
 /// tensor halves the memory and the traffic of what it holds (mixed precision's activations)
-/// and rounds each stored value to f16 (round to nearest: a relative error of at most 2^-11
-/// inside f16's normal range, 6.1e-5 to 65504).
+/// and rounds each stored value to f16 (to nearest on the CPU: a relative error of at most
+/// 2^-11 inside f16's normal range, 6.1e-5 to 65504; on the GPU WGSL lets a store round to
+/// either neighbour: 2^-10).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum DType {
     /// 32-bit floats.

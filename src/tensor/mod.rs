@@ -101,7 +101,7 @@ impl Tensor {
     }
 
     /// Uploads `data` (row-major) as a tensor of `shape` stored as `dtype` (f16: each value
-    /// rounded to the nearest f16, ties to even; beyond f16's range it becomes infinite).
+    /// rounded to the nearest f16, ties to even; from 65520 in magnitude on, infinite).
     ///
     /// # Shapes
     /// `data.len()` must equal the product of `shape`.
