@@ -22,7 +22,8 @@ command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 # wrapper, and libclang, which the mpi crate's bindings are generated with.
 command -v mpirun >/dev/null 2>&1 || need_apt+=(openmpi-bin)
 command -v mpicc >/dev/null 2>&1 || need_apt+=(libopenmpi-dev)
-compgen -G '/usr/lib/llvm-*/lib/libclang*.so*' >/dev/null || compgen -G '/usr/lib/*/libclang*.so*' >/dev/null ||
+# (libclang itself: libclang-cpp, which Mesa's LLVM pulls in, is not what bindgen loads.)
+compgen -G '/usr/lib/llvm-*/lib/libclang.so*' >/dev/null || compgen -G '/usr/lib/*/libclang-[0-9]*.so*' >/dev/null ||
   need_apt+=(libclang-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
