@@ -20,10 +20,12 @@ cargo test --workspace --locked --features hetconv/mpi
 if [ -f "${HETCONV_MESA26:-/opt/trixie}/lvp26.json" ]; then
   echo "test.sh: mixed-precision tests on Mesa 26 lavapipe (cooperative matrices)"
   # --workspace: the same feature set as the run above, so nothing is rebuilt.
+  # HETCONV_ONLY_MIXED: the direct and f32 paths ran above; here only the mixed ones run.
   CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/.ci/mesa26-run" HETCONV_REQUIRE_COOP=1 \
+    HETCONV_ONLY_MIXED=1 \
     cargo test --workspace --locked --features hetconv/mpi --test gemm --test mixed --test conv --test unchecked -- \
     grouped_3x3 pointwise_dense fused_hetconv_every_part strided_every_kind standard_kxk_convs \
-    matmul mixed a_non_finite unchecked_mixed
+    split_reductions matmul mixed a_non_finite unchecked_mixed unchecked_split
 elif [ -n "${HETCONV_NEED_MESA26:-}" ]; then
   echo "test.sh: ERROR: HETCONV_NEED_MESA26 is set but Mesa 26 lavapipe is not installed (.ci/mesa26.sh)" >&2
   exit 1

@@ -11,6 +11,9 @@
 //                           pixels of one split (split-K partial products;
 //                           `scatter_weight_grad` sums them)
 //   3 matmul:               rows = m, cols = n, k = k (either operand may be stored transposed)
+// In roles 0, 1 and 3 the host may split k too (products of few tiles: small maps, small
+// batches): each split writes partial products and `sum_splits` adds them in a fixed order and
+// applies the epilogue.
 // A masked block is not in k at all: it is skipped, never multiplied. The spatial kernel (KS,
 // PAD, TAPS) comes from include/conv_geometry.wgsl, which precedes this file; the stride is a
 // uniform, so that layers of every stride share one pipeline per tile.
@@ -67,11 +70,16 @@
 //   space, which is the map the image index is decoded in) and a channel < cin (cout); a
 //   spatial tap index is < TAPS (k % TAPS); role 3 reads a[m, k], b[k, n] within m * k and k * n; bias is
 //   read only when the host bound one of cout (role 3: n) values.
-// - Writes: the same (row, col) conditions; role 2 writes partials sized splits * cout * cols.
+// - Writes: the same (row, col) conditions, for a split < splits; partials (role 2, or any
+//   role with splits > 1) are bound with splits * groups * rows * cols values (role 2: groups
+//   * rows = cout), and (split * groups * rows + g * rows + row) * cols + col is below that.
+//   sum_splits reads partials only for i < groups * rows * cols (so (s * groups * rows + r) *
+//   cols + col with s < splits, r < groups * rows, col < cols is in range) and writes dst at
+//   the epilogue's index of (r % rows, col, group r / rows), as the single-pass store does.
 //   scatter_weight_grad writes grad3 only for i < n3 (0 when there is no 3x3 part) and grad1
 //   only for i - n3 < n1.
-// - Divisors: tiles_m, tiles_n and groups are non-zero in every role (the host dispatches
-//   nothing when rows or cols are 0); width, height, cin, cpg and opg in the conv roles (the host
+// - Divisors: tiles_m, tiles_n and groups are non-zero in every role, and so are rows and cols
+//   (the host dispatches nothing, sum_splits included, when rows or cols are 0); width, height, cin, cpg and opg in the conv roles (the host
 //   refuses empty shapes; role 3 never divides by them), and out_height, out_width (at least 1
 //   for a non-empty input) and stride (ConvKind::check: 1..=4); KC, TN, TM, RN, RM, KS, TAPS
 //   are positive constants (TileShape::check, ConvKind::check).
@@ -104,8 +112,8 @@ struct Params {
     rows: u32,       // rows of one group's product
     cols: u32,       // its columns
     red: u32,        // its reduction length (role 2: all pixels)
-    split_len: u32,  // role 2: reduction steps per split, a multiple of KC
-    splits: u32,     // role 2: splits (1 otherwise)
+    split_len: u32,  // reduction steps per split, a multiple of KC (red when not split)
+    splits: u32,     // splits of the reduction (role 2: at least 1; others: 1 = not split)
     tiles_m: u32,
     tiles_n: u32,
     trans_a: u32,    // role 3: a is stored [k, m]
@@ -124,7 +132,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read> w1: array<f32>;
 @group(0) @binding(5) var<storage, read> bias: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dst: array<act>;       // roles 0, 1, 3
-@group(0) @binding(7) var<storage, read_write> partials: array<f32>;  // role 2, then scatter
+@group(0) @binding(7) var<storage, read_write> partials: array<f32>;  // split products
 
 // The stages, [KC][A_STRIDE] and [KC][B_STRIDE] operands, are the inner loop's (it declares
 // them as it reads them: scalars or vec4s), written through its put_a and put_b.
@@ -305,30 +313,35 @@ fn b_value(k: u32, col: u32, g: u32, q: Pixel) -> f32 {
     }
 }
 
-// Writes C[row, col] of group g (and split) through the role's epilogue.
+// Writes C[row, col] of group g: a partial product of its split where the reduction is split
+// (always in role 2, where `scatter_weight_grad` sums them; in the other roles when the host
+// splits it, and `sum_splits` sums them), else through the role's epilogue.
 fn store(row: u32, col: u32, g: u32, split: u32, c: f32) {
+    if ROLE == 2u || p.splits > 1u {
+        partials[(split * p.groups * p.rows + g * p.rows + row) * p.cols + col] = c;
+        return;
+    }
+    epilogue(row, col, g, c);
+}
+
+// The role's epilogue (roles 0, 1 and 3): C[row, col] of group g plus the bias, plus what dst
+// holds when accumulating, rounded once to `act` into dst.
+fn epilogue(row: u32, col: u32, g: u32, c: f32) {
     var value = c;
     var index: u32;
-    switch ROLE {
-        case 0u, 1u: {
-            let channels = select(p.cout, p.cin, ROLE == 1u);
-            let channel = g * p.rows + row;
-            let q = decode(col);
-            let space = pixel_space();
-            index = ((q.image * channels + channel) * space.x + u32(q.y)) * space.y + u32(q.x);
-            if ROLE == 0u && p.has_bias == 1u {
-                value += bias[channel];
-            }
+    if ROLE < 2u {
+        let channels = select(p.cout, p.cin, ROLE == 1u);
+        let channel = g * p.rows + row;
+        let q = decode(col);
+        let space = pixel_space();
+        index = ((q.image * channels + channel) * space.x + u32(q.y)) * space.y + u32(q.x);
+        if ROLE == 0u && p.has_bias == 1u {
+            value += bias[channel];
         }
-        case 2u: {
-            partials[(split * p.cout + g * p.rows + row) * p.cols + col] = value;
-            return;
-        }
-        default: {
-            index = row * p.cols + col;
-            if p.has_bias == 1u {
-                value += bias[col];
-            }
+    } else {
+        index = row * p.cols + col;
+        if p.has_bias == 1u {
+            value += bias[col];
         }
     }
     if p.accumulate == 1u {
@@ -363,12 +376,8 @@ fn job_of(wid: vec3<u32>, nwg: vec3<u32>) -> Job {
     let split = t / p.groups;
     let row0 = tile_m * TM;
     let col0 = tile_n * TN;
-    var red_lo = 0u;
-    var red_hi = p.red;
-    if ROLE == 2u {
-        red_lo = split * p.split_len;
-        red_hi = min(red_lo + p.split_len, p.red);
-    }
+    let red_lo = split * p.split_len;
+    var red_hi = min(red_lo + p.split_len, p.red);
     if split >= p.splits {
         red_hi = red_lo;
     }
@@ -428,6 +437,29 @@ fn store_checked(job: Job, row: u32, col: u32, c: f32) {
     if job.split < p.splits && (job.interior || (row < p.rows && col < p.cols)) {
         store(row, col, job.g, job.split, c);
     }
+}
+
+// Split reduction, second pass (roles 0, 1 and 3, when the host split the reduction): sums the
+// splits of C (partials: [splits, groups * rows, cols]) in a fixed order and writes each sum
+// through the role's epilogue. One invocation per element of C.
+@compute @workgroup_size(WG)
+fn sum_splits(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = (wid.x + wid.y * nwg.x) * WG + lid;
+    let all_rows = p.groups * p.rows;
+    if i >= all_rows * p.cols {
+        return;
+    }
+    let r = i / p.cols;
+    let col = i % p.cols;
+    var total = 0.0;
+    for (var s = 0u; s < p.splits; s++) {
+        total += partials[(s * all_rows + r) * p.cols + col];
+    }
+    epilogue(r % p.rows, col, r / p.rows, total);
 }
 
 // Weight gradient, second pass: sums the splits of C[o, k] (partials: [splits, cout, cols]) and

@@ -319,7 +319,7 @@ fn ctrl_c_saves_a_checkpoint_and_resume_finishes_the_run() {
 }
 
 /// `hetconv selfcheck` runs every kernel family (direct kernels and every tile shape of the GEMM
-/// core that fits the device) against the CPU
+/// core that fits the device, whole and with a split reduction) against the CPU
 /// reference on this adapter and succeeds only if each matches.
 #[test]
 fn selfcheck_covers_every_kernel_family_and_passes() {
@@ -333,6 +333,8 @@ fn selfcheck_covers_every_kernel_family_and_passes() {
         "HetConv P=4 (fused) 1x1 weight gradient",
         "HetConv P=2 (gemm 64x64/4x4/k16) forward",
         "HetConv P=2 (gemm 8x64/2x4/k16) 1x1 weight gradient",
+        "gemm 13x300 @ 300x9 (splitk 8x64/2x4/k16)",
+        "HetConv P=2 64 channels (splitk 64x64/4x4/k16) input gradient",
         "max-pool 2x2 backward",
         "relu backward",
         "batch norm input gradient",
@@ -345,6 +347,7 @@ fn selfcheck_covers_every_kernel_family_and_passes() {
         for family in [
             "HetConv P=2 (gemm f16:64x64/4x4/k16) input gradient",
             "gemm 13x7 @ 7x9 (gemm f16:8x64/2x4/k16)",
+            "HetConv P=2 64 channels (splitk f16:64x64/4x4/k16) (f16) forward",
         ] {
             assert!(text.contains(family), "{family} missing:\n{text}");
         }

@@ -232,6 +232,69 @@ impl Case {
         self.check_masked_and_bias(&name, &dy, &dy64, &grads);
     }
 
+    /// `forward_into` with `accumulate` adds the conv (with its bias) to what y held.
+    fn check_accumulate(&self, ctx: &Context, path: ConvPath) {
+        let Case { kind, d, .. } = self;
+        let upload_opt =
+            |w: &Option<Vec<f32>>, shape: &[usize]| w.as_ref().map(|w| upload(ctx, shape, w));
+        let w3 = upload_opt(&self.w3, &kind.spatial_shape(d));
+        let w1 = upload_opt(&self.w1, &[d.cout, d.cin]);
+        let bias = upload_opt(&self.bias, &[d.cout]);
+        let weights = ConvWeights {
+            w3: w3.as_ref(),
+            w1: w1.as_ref(),
+            bias: bias.as_ref(),
+        };
+        let x = upload(ctx, &[d.batch, d.cin, d.height, d.width], &self.x);
+        let before = Rng::new(7).vec(kind.out_shape(d).iter().product());
+        let y = upload(ctx, &kind.out_shape(d), &before);
+        conv::forward_into(kind, &x, &weights, &y, true).unwrap();
+        let w3_64 = self.w3.as_deref().map(to_f64);
+        let w1_64 = self.w1.as_deref().map(to_f64);
+        let b64 = self.bias.as_deref().map(to_f64);
+        let conv = cpu::forward(
+            kind,
+            d,
+            &to_f64(&self.x),
+            w3_64.as_deref(),
+            w1_64.as_deref(),
+            b64.as_deref(),
+        );
+        let want: Vec<f64> = conv
+            .iter()
+            .zip(&before)
+            .map(|(c, b)| c + f64::from(*b))
+            .collect();
+        let got = y.to_vec().unwrap();
+        let name = format!("{path:?} {kind:?} {d:?} accumulate");
+        if is_mixed(path) {
+            let abs = |v: &[f64]| v.iter().map(|x| x.abs()).collect::<Vec<f64>>();
+            let (aw3, aw1, ab) = (
+                w3_64.as_deref().map(abs),
+                w1_64.as_deref().map(abs),
+                b64.as_deref().map(abs),
+            );
+            let x_abs = abs(&to_f64(&self.x));
+            let sum = cpu::forward(
+                kind,
+                d,
+                &x_abs,
+                aw3.as_deref(),
+                aw1.as_deref(),
+                ab.as_deref(),
+            );
+            let sum: Vec<f64> = sum
+                .iter()
+                .zip(&before)
+                .map(|(s, b)| s + f64::from(b.abs()))
+                .collect();
+            let k = reduction_len(kind, d.cin) + 2;
+            assert_within_f16_bound(&name, &got, &want, &sum, k);
+        } else {
+            assert_close(&name, &got, &want, F32_KERNEL);
+        }
+    }
+
     /// Masked 1x1 gradients are exact zeros; the bias gradient matches the reference.
     fn check_masked_and_bias(
         &self,
@@ -359,6 +422,46 @@ fn grouped_3x3_plus_dense_1x1() {
         ..ConvKind::grouped3x3(2)
     };
     Case::new(kind, dims(2, 6, 4, 4, 5), false, 60).check(&ctx);
+}
+
+/// Every kernel with its reduction split (forward and input gradient: `sum_splits` is asserted
+/// to have run), on reductions long enough to split at every KC (at least 256 in both
+/// directions): HetConv, a strided standard 3x3 and a grouped 3x3 with bias, a masked 1x1,
+/// batch 1 and odd maps; the mixed kernels on f16 activations too; and a split forward pass
+/// that adds to its output.
+#[test]
+fn split_reductions_every_kind() {
+    let ctx = ctx();
+    let cases = [
+        (ConvKind::hetconv(2), dims(1, 64, 64, 3, 5), false),
+        (
+            ConvKind::grouped3x3(1).with_stride(2),
+            dims(2, 32, 32, 5, 4),
+            true,
+        ),
+        (ConvKind::grouped3x3(2), dims(1, 64, 64, 1, 3), true),
+        (
+            ConvKind::masked_pointwise(2),
+            dims(1, 512, 512, 1, 2),
+            false,
+        ),
+    ];
+    let paths = split_paths(&ctx);
+    for (i, (kind, d, bias)) in cases.into_iter().enumerate() {
+        let case = Case::new(kind, d, bias, 200 + i as u64);
+        for &path in &paths {
+            use_path(&ctx, path);
+            case.check_with(&ctx, path, DType::F32);
+            if is_mixed(path) && has_f16(&ctx, "f16 activations in split convs") {
+                case.check_with(&ctx, path, DType::F16);
+            }
+        }
+    }
+    let case = Case::new(ConvKind::hetconv(2), dims(1, 64, 64, 3, 5), true, 210);
+    for &path in &paths {
+        use_path(&ctx, path);
+        case.check_accumulate(&ctx, path);
+    }
 }
 
 /// Every member takes a stride, in both parts: HetConv at every part, grouped and depthwise

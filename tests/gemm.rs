@@ -10,23 +10,36 @@ use hetconv::reference::gemm::{matmul, transpose};
 #[test]
 fn matmul_matches_reference_on_odd_shapes_and_layouts_along_every_path() {
     let ctx = ctx();
-    for path in conv_paths(&ctx).into_iter().chain(mixed_paths(&ctx)) {
-        use_path(&ctx, path);
-        check_matmul_shapes(&ctx, path);
-    }
-}
-
-fn check_matmul_shapes(ctx: &hetconv::Context, path: ConvPath) {
-    let ctx = ctx.clone();
-    let mut rng = Rng::new(7);
-    for &(m, k, n) in &[
+    let shapes = [
         (1, 1, 1),
         (1, 5, 3),
         (7, 3, 5),
         (13, 17, 9),
         (33, 65, 31),
         (4, 512, 10),
-    ] {
+    ];
+    for path in conv_paths(&ctx).into_iter().chain(mixed_paths(&ctx)) {
+        use_path(&ctx, path);
+        check_matmul_shapes(&ctx, path, &shapes);
+    }
+}
+
+/// Every kernel with its reduction split (sum_splits asserted to have run) on reductions long
+/// enough to split at every KC, odd sizes, both layouts, bias and accumulation.
+#[test]
+fn matmul_split_reductions_along_every_kernel() {
+    let ctx = ctx();
+    for path in split_paths(&ctx) {
+        use_path(&ctx, path);
+        check_matmul_shapes(&ctx, path, &[(1, 300, 3), (7, 257, 5), (33, 600, 31)]);
+        check_bias_and_accumulate(&ctx, path, (5, 301, 7));
+    }
+}
+
+fn check_matmul_shapes(ctx: &hetconv::Context, path: ConvPath, shapes: &[(usize, usize, usize)]) {
+    let ctx = ctx.clone();
+    let mut rng = Rng::new(7);
+    for &(m, k, n) in shapes {
         let a = rng.vec(m * k);
         let b = rng.vec(k * n);
         let want = matmul(&to_f64(&a), &to_f64(&b), m, k, n);
@@ -78,7 +91,7 @@ fn matmul_adds_bias_and_accumulates_along_every_path() {
     let ctx = ctx();
     for path in conv_paths(&ctx).into_iter().chain(mixed_paths(&ctx)) {
         use_path(&ctx, path);
-        check_bias_and_accumulate(&ctx, path);
+        check_bias_and_accumulate(&ctx, path, (5, 6, 7));
     }
 }
 
@@ -124,10 +137,13 @@ fn mixed_kernels_round_their_operands_to_f16_and_sum_in_f32() {
     }
 }
 
-fn check_bias_and_accumulate(ctx: &hetconv::Context, path: ConvPath) {
+fn check_bias_and_accumulate(
+    ctx: &hetconv::Context,
+    path: ConvPath,
+    (m, k, n): (usize, usize, usize),
+) {
     let ctx = ctx.clone();
     let mut rng = Rng::new(8);
-    let (m, k, n) = (5, 6, 7);
     let (a, b, bias) = (rng.vec(m * k), rng.vec(k * n), rng.vec(n));
     let product = matmul(&to_f64(&a), &to_f64(&b), m, k, n);
     let with_bias: Vec<f64> = product
@@ -146,14 +162,16 @@ fn check_bias_and_accumulate(ctx: &hetconv::Context, path: ConvPath) {
             assert_close(&name, got, want, F32_KERNEL);
         }
     };
-    let got = gemm::matmul(
-        &ta,
-        Layout::AsIs,
-        &tb,
-        Layout::AsIs,
-        Some(&upload(&ctx, &[n], &bias)),
-    )
-    .unwrap();
+    let bias = upload(&ctx, &[n], &bias);
+    let mut product_with_bias = None;
+    let kernels = kernels_run(&ctx, || {
+        product_with_bias =
+            Some(gemm::matmul(&ta, Layout::AsIs, &tb, Layout::AsIs, Some(&bias)).unwrap());
+    });
+    if let Some(kernels) = kernels {
+        assert_kernels(&kernels, variant_of(path), &[3], &["gemm::matmul"]);
+    }
+    let got = product_with_bias.unwrap();
     check(
         "matmul + bias",
         &got.to_vec().unwrap(),

@@ -306,3 +306,42 @@ fn the_unchecked_mixed_kernels_give_the_checked_bits_and_write_nothing_outside_t
         }
     }
 }
+
+/// Every kernel with its reduction split (partial products, then `sum_splits` through the
+/// epilogue, accumulating into a guarded output) is created unchecked natively too: the same
+/// bits as the checked modules and nothing written outside the outputs, on a layer and
+/// products whose reductions split at every KC (edge and interior tiles), f16 activations
+/// too for the mixed kernels.
+#[test]
+fn the_unchecked_split_reductions_give_the_checked_bits_and_write_nothing_outside_their_outputs() {
+    let (unchecked, checked) = unchecked_and_checked();
+    let both = (&unchecked, &checked);
+    let (kind, d) = (ConvKind::hetconv(2), dims(1, 64, 64, 3, 5));
+    for path in split_paths(&unchecked) {
+        let variant = variant_of(path);
+        unchecked.set_conv_algorithm(ConvAlgorithm::Fixed(variant));
+        checked.set_conv_algorithm(ConvAlgorithm::Fixed(variant));
+        let label = variant.to_string();
+        let storages: &[DType] = if is_mixed(path) {
+            &[DType::F32, DType::F16]
+        } else {
+            &[DType::F32]
+        };
+        for (i, &storage) in storages.iter().enumerate() {
+            let kernels = kernels_run(&unchecked, || {
+                same_conv_bits(both, &label, (&kind, &d), 50 + i as u64, storage);
+            });
+            if let Some(kernels) = kernels {
+                assert_kernels_on(&kernels, variant, storage, &[0, 1, 2], &[]);
+            }
+        }
+        for (i, shape) in [(7, 300, 9), (128, 300, 128)].into_iter().enumerate() {
+            let kernels = kernels_run(&unchecked, || {
+                same_matmul_bits(both, &label, shape, 60 + i as u64);
+            });
+            if let Some(kernels) = kernels {
+                assert_kernels(&kernels, variant, &[3], &[]);
+            }
+        }
+    }
+}

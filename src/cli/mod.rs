@@ -52,7 +52,8 @@ pub struct Cli {
     max_limits: bool,
     /// How convs and linear layers are computed: auto (the tuner decides per pass and shape),
     /// direct (the direct kernels), tiled (the GEMM core with the heuristic's tile shapes), or
-    /// one variant everywhere, e.g. gemm:64x64/4x4/k16.
+    /// one variant everywhere, e.g. gemm:64x64/4x4/k16 (splitk:64x64/4x4/k16: with a split
+    /// reduction).
     #[arg(long, global = true, default_value = "auto", value_parser = parse_conv)]
     conv: ConvAlgorithm,
     /// How much the tuner may do: off (heuristic only), cached (cache entries, else the

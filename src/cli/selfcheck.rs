@@ -5,7 +5,7 @@ use hetconv::kernels::batchnorm::{self, BatchNormConfig};
 use hetconv::kernels::conv::{self, ConvDims, ConvKind, ConvWeights};
 use hetconv::kernels::elementwise::{self, BinaryOp};
 use hetconv::kernels::gemm::{self, Layout};
-use hetconv::kernels::gemm_core::TILE_SHAPES;
+use hetconv::kernels::gemm_core::{CoreKernel, TILE_SHAPES};
 use hetconv::kernels::sgd::{self, SgdStep};
 use hetconv::kernels::{loss, pool, reduce};
 use hetconv::reference;
@@ -37,16 +37,40 @@ fn to_f64(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| f64::from(x)).collect()
 }
 
-/// The most products any check sums (the 1x1 weight gradient's 2 x 5 x 7 pixels, the conv's
-/// 8 x 9 + 8 taps and channels).
+/// The most products a check sums (the 1x1 weight gradient's 2 x 5 x 7 pixels, the conv's
+/// 8 x 9 + 8 taps and channels), except the split-reduction checks'.
 const MOST_TERMS: usize = 80;
 
-/// Absolute tolerance of the mixed-precision kernels: each of at most MOST_TERMS products of
-/// f16-rounded operands in [-1, 1) is off by at most 2u + u^2 (u = 2^-11) and the f32 sum adds
-/// at most MOST_TERMS x 2^-24 per term, so the sum is off by at most
-/// MOST_TERMS x (2^-10 + 2^-22 + MOST_TERMS x 2^-24) (about 0.078), plus f32's own tolerance.
-fn mixed_atol() -> f64 {
-    let k = MOST_TERMS as f64;
+/// The shape of the conv checks: batch 2, 8 channels in and out, 5x7 maps.
+const CONV_DIMS: ConvDims = ConvDims {
+    batch: 2,
+    cin: 8,
+    cout: 8,
+    height: 5,
+    width: 7,
+};
+
+/// The conv of the split-reduction checks: 64 channels, so that a P = 2 HetConv's reductions
+/// (32 x 9 + 32 = 320 taps and channels, both directions) split at every stage depth (at least
+/// 2 x 4 stages of 32); batch 1 on a 3x5 map.
+const SPLIT_CONV_DIMS: ConvDims = ConvDims {
+    batch: 1,
+    cin: 64,
+    cout: 64,
+    height: 3,
+    width: 5,
+};
+
+/// The most products a split-reduction check sums (the conv's 320; the product's 300).
+const SPLIT_TERMS: usize = 320;
+
+/// Absolute tolerance of the mixed-precision kernels on sums of at most `terms` products: each
+/// product of f16-rounded operands in [-1, 1) is off by at most 2u + u^2 (u = 2^-11) and the
+/// f32 sum adds at most `terms` x 2^-24 per term, so the sum is off by at most
+/// terms x (2^-10 + 2^-22 + terms x 2^-24) (about 0.078 for 80 terms, 0.32 for 320), plus
+/// f32's own tolerance.
+fn mixed_atol(terms: usize) -> f64 {
+    let k = terms as f64;
     k * (2f64.powi(-10) + 2f64.powi(-22) + k * 2f64.powi(-24)) + ATOL
 }
 
@@ -57,12 +81,15 @@ struct Report {
     failed: Vec<String>,
     /// Checks of mixed-precision kernels (their tolerance is [`mixed_atol`]).
     mixed: bool,
+    /// Checks of split reductions (their sums have up to [`SPLIT_TERMS`] terms).
+    split: bool,
 }
 
 impl Report {
     fn compare(&mut self, name: &str, got: &Tensor, want: &[f64]) -> Result<()> {
+        let terms = if self.split { SPLIT_TERMS } else { MOST_TERMS };
         let (mut atol, mut rtol) = if self.mixed {
-            (mixed_atol(), 0.0)
+            (mixed_atol(terms), 0.0)
         } else {
             (ATOL, RTOL)
         };
@@ -131,42 +158,39 @@ fn suffix(storage: DType) -> &'static str {
 }
 
 /// The matrix product and the linear layer; `how` names the variant in the labels.
-fn gemm_checks(ctx: &Context, r: &mut Report, how: &str) -> Result<()> {
-    let (m, k, n) = (13, 7, 9);
+fn gemm_checks(
+    ctx: &Context,
+    r: &mut Report,
+    how: &str,
+    (m, k, n): (usize, usize, usize),
+) -> Result<()> {
     let (a, a64) = input(ctx, &[m, k], 1)?;
     let (b, b64) = input(ctx, &[k, n], 2)?;
     let (bt, bt64) = input(ctx, &[n, k], 3)?;
     let want = reference::gemm::matmul(&a64, &b64, m, k, n);
     r.compare(
-        &format!("gemm 13x7 @ 7x9 ({how})"),
+        &format!("gemm {m}x{k} @ {k}x{n} ({how})"),
         &gemm::matmul(&a, Layout::AsIs, &b, Layout::AsIs, None)?,
         &want,
     )?;
     let (bias, bias64) = input(ctx, &[n], 22)?;
     r.compare(
-        &format!("linear 13x7 @ (9x7)^T + bias ({how})"),
+        &format!("linear {m}x{k} @ ({n}x{k})^T + bias ({how})"),
         &gemm::matmul(&a, Layout::AsIs, &bt, Layout::Transposed, Some(&bias))?,
         &reference::gemm::linear(&a64, &bt64, &bias64, m, k, n),
     )
 }
 
-/// Forward, input gradient, weight gradients (and the bias gradient) of one conv kind, on
-/// activations stored as `storage`.
+/// Forward, input gradient, weight gradients (and the bias gradient) of one conv kind of
+/// shape `d`, on activations stored as `storage`.
 fn conv_checks(
     ctx: &Context,
     r: &mut Report,
-    label: &str,
-    kind: ConvKind,
+    (label, kind): (&str, ConvKind),
+    d: ConvDims,
     storage: DType,
 ) -> Result<()> {
     let label = &format!("{label}{}", suffix(storage));
-    let d = ConvDims {
-        batch: 2,
-        cin: 8,
-        cout: 8,
-        height: 5,
-        width: 7,
-    };
     let (x, x64) = activations(ctx, &[d.batch, d.cin, d.height, d.width], 4, storage)?;
     let (dy, dy64) = activations(ctx, &kind.out_shape(&d), 5, storage)?;
     let w3 = kind
@@ -374,10 +398,12 @@ fn loss_and_sgd_checks(ctx: &Context, r: &mut Report) -> Result<()> {
 }
 
 /// The conv family and the matrix product with the direct kernels, then HetConv and the matrix
-/// product with each tile shape of the GEMM core that fits the device.
+/// product with each tile shape of the GEMM core that fits the device and each mixed-precision
+/// kernel it runs, then each of those kernels with a split reduction.
 fn variant_checks(ctx: &Context, r: &mut Report) -> Result<()> {
+    const PRODUCT: (usize, usize, usize) = (13, 7, 9);
     ctx.set_conv_algorithm(ConvAlgorithm::Direct);
-    gemm_checks(ctx, r, "direct")?;
+    gemm_checks(ctx, r, "direct", PRODUCT)?;
     let kinds = [
         ("standard 3x3 conv", ConvKind::standard3x3()),
         ("grouped 3x3 conv G=2", ConvKind::grouped3x3(2)),
@@ -393,50 +419,57 @@ fn variant_checks(ctx: &Context, r: &mut Report) -> Result<()> {
             ConvKind::pointwise().with_stride(2),
         ),
     ];
-    for (label, kind) in kinds {
-        conv_checks(ctx, r, label, kind, DType::F32)?;
+    for kind in kinds {
+        conv_checks(ctx, r, kind, CONV_DIMS, DType::F32)?;
     }
-    for tile in TILE_SHAPES.iter().filter(|t| t.fits(ctx.limits())) {
-        ctx.set_conv_algorithm(ConvAlgorithm::Fixed(Variant::gemm(*tile)));
-        gemm_checks(ctx, r, &format!("gemm {tile}"))?;
-        conv_checks(
-            ctx,
-            r,
-            &format!("HetConv P=2 (gemm {tile})"),
-            ConvKind::hetconv(2),
-            DType::F32,
-        )?;
-        conv_checks(
-            ctx,
-            r,
-            &format!("HetConv P=2 stride 2 (gemm {tile})"),
-            ConvKind::hetconv(2).with_stride(2),
-            DType::F32,
-        )?;
+    // f32 tiles on f32 activations; the mixed-precision kernels (f16 FMA, cooperative
+    // matrices) on f32 activations and on f16 ones, as mixed precision stores them.
+    let f32_kernels = TILE_SHAPES
+        .iter()
+        .filter(|t| t.fits(ctx.limits()))
+        .map(|t| CoreKernel::F32(*t));
+    let kernels: Vec<CoreKernel> = f32_kernels
+        .chain(hetconv::tune::kernels(ctx, Precision::Mixed))
+        .collect();
+    let storages = |kernel: &CoreKernel| -> &'static [DType] {
+        if kernel.is_mixed() {
+            &[DType::F32, DType::F16]
+        } else {
+            &[DType::F32]
+        }
+    };
+    for kernel in &kernels {
+        r.mixed = kernel.is_mixed();
+        ctx.set_conv_algorithm(ConvAlgorithm::Fixed(Variant::Core(*kernel)));
+        gemm_checks(ctx, r, &format!("gemm {kernel}"), PRODUCT)?;
+        for &storage in storages(kernel) {
+            for (label, kind) in [
+                ("HetConv P=2", ConvKind::hetconv(2)),
+                ("HetConv P=2 stride 2", ConvKind::hetconv(2).with_stride(2)),
+            ] {
+                let label = format!("{label} (gemm {kernel})");
+                conv_checks(ctx, r, (&label, kind), CONV_DIMS, storage)?;
+            }
+        }
     }
-    // The mixed-precision kernels this device runs (f16 FMA, cooperative matrices).
-    r.mixed = true;
-    for kernel in hetconv::tune::kernels(ctx, Precision::Mixed) {
-        ctx.set_conv_algorithm(ConvAlgorithm::Fixed(Variant::Core(kernel)));
-        gemm_checks(ctx, r, &format!("gemm {kernel}"))?;
-        // On f32 activations, and on f16 ones as mixed precision stores them.
-        for storage in [DType::F32, DType::F16] {
+    // Split reductions: reductions of 300 and 320 steps split at every stage depth.
+    r.split = true;
+    for kernel in &kernels {
+        r.mixed = kernel.is_mixed();
+        ctx.set_conv_algorithm(ConvAlgorithm::Fixed(Variant::SplitK(*kernel)));
+        gemm_checks(ctx, r, &format!("splitk {kernel}"), (13, 300, 9))?;
+        for &storage in storages(kernel) {
+            let label = format!("HetConv P=2 64 channels (splitk {kernel})");
             conv_checks(
                 ctx,
                 r,
-                &format!("HetConv P=2 (gemm {kernel})"),
-                ConvKind::hetconv(2),
-                storage,
-            )?;
-            conv_checks(
-                ctx,
-                r,
-                &format!("HetConv P=2 stride 2 (gemm {kernel})"),
-                ConvKind::hetconv(2).with_stride(2),
+                (&label, ConvKind::hetconv(2)),
+                SPLIT_CONV_DIMS,
                 storage,
             )?;
         }
     }
+    r.split = false;
     r.mixed = false;
     Ok(())
 }

@@ -409,12 +409,20 @@ pub fn tune_key(pass: Pass, kind: &ConvKind, d: &ConvDims) -> String {
 fn tuning(pass: Pass, kind: &ConvKind, d: &ConvDims, activations: DType) -> (String, Problem) {
     let (oh, ow) = kind.out_hw(d);
     let g = kind.groups;
-    let (rows, cols) = match pass {
-        Pass::ConvInputGrad => (d.cin / g, d.batch * d.height * d.width),
-        Pass::ConvWeightGrad => (d.cout / g, reduction_len(kind, d.cin)),
-        _ => (d.cout / g, d.batch * oh * ow),
+    let (rows, cols, depth) = match pass {
+        Pass::ConvInputGrad => (
+            d.cin / g,
+            d.batch * d.height * d.width,
+            reduction_len(kind, d.cout),
+        ),
+        Pass::ConvWeightGrad => (d.cout / g, reduction_len(kind, d.cin), d.batch * oh * ow),
+        _ => (d.cout / g, d.batch * oh * ow, reduction_len(kind, d.cin)),
     };
-    let key = tune_key(pass, kind, d);
+    // Activations stored as f16 are read and written differently: a key of their own.
+    let key = match activations {
+        DType::F32 => tune_key(pass, kind, d),
+        DType::F16 => format!("{} act=f16", tune_key(pass, kind, d)),
+    };
     let problem = Problem {
         pass,
         // The tuner's `choose` raises it to the context's.
@@ -425,6 +433,7 @@ fn tuning(pass: Pass, kind: &ConvKind, d: &ConvDims, activations: DType) -> (Str
         groups: g,
         rows,
         cols,
+        depth,
     };
     (key, problem)
 }
@@ -594,7 +603,7 @@ fn direct(
 /// Whether `variant` reads and writes f16 activations itself: the GEMM core's mixed-precision
 /// kernels do; the direct kernels and the f32 tiles read f32.
 fn reads_f16(variant: Variant) -> bool {
-    matches!(variant, Variant::Core(kernel) if kernel.is_mixed())
+    variant.core().is_some_and(|kernel| kernel.is_mixed())
 }
 
 /// Runs `pass` (a variant that reads and writes f32, see [`reads_f16`]) on f16 activations:
@@ -687,11 +696,21 @@ pub(crate) fn forward_with(
     }
     let spare = placeholder(x.context())?;
     let (w3, w1) = (bound(w.w3, &spare), bound(w.w1, &spare));
-    match variant {
-        Variant::Core(kernel) => gemm_core::conv_forward_or_input_grad(
-            false, &kernel, kind, d, x, w3, w1, w.bias, y, accumulate, &spare,
+    match variant.core() {
+        Some(kernel) => gemm_core::conv_forward_or_input_grad(
+            false,
+            (&kernel, variant.splits_reduction()),
+            kind,
+            d,
+            x,
+            w3,
+            w1,
+            w.bias,
+            y,
+            accumulate,
+            &spare,
         ),
-        Variant::Direct => {
+        None => {
             let (oh, ow) = kind.out_hw(d);
             let sources = source_count(kind, d.cin);
             direct(
@@ -768,11 +787,21 @@ fn backward_input_with(
     }
     let spare = placeholder(dy.context())?;
     let (w3, w1) = (bound(w.w3, &spare), bound(w.w1, &spare));
-    match variant {
-        Variant::Core(kernel) => gemm_core::conv_forward_or_input_grad(
-            true, &kernel, kind, d, dy, w3, w1, None, dx, false, &spare,
+    match variant.core() {
+        Some(kernel) => gemm_core::conv_forward_or_input_grad(
+            true,
+            (&kernel, variant.splits_reduction()),
+            kind,
+            d,
+            dy,
+            w3,
+            w1,
+            None,
+            dx,
+            false,
+            &spare,
         ),
-        Variant::Direct => {
+        None => {
             let sources = source_count(kind, d.cout);
             direct(
                 &BACKWARD_INPUT,
@@ -908,7 +937,8 @@ fn backward_weight_with(
     let dw1 = (kind.pointwise != Pointwise::None)
         .then(|| Tensor::uninit(ctx, &[d.cout, d.cin]))
         .transpose()?;
-    if let Variant::Core(kernel) = variant {
+    // The core always splits a weight gradient's reduction: `SplitK` runs as `Core`.
+    if let Some(kernel) = variant.core() {
         let (spare, spare3, spare1) = (placeholder(ctx)?, placeholder(ctx)?, placeholder(ctx)?);
         gemm_core::conv_weight_grad(
             &kernel,

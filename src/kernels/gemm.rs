@@ -149,6 +149,7 @@ fn record(
         groups: 1,
         rows: m,
         cols: n,
+        depth: k,
     };
     let variant = tune::choose(ctx, &problem, &key, |v| {
         let scratch = Tensor::uninit(ctx, out.shape())?;
@@ -171,9 +172,9 @@ fn record_with(
 ) -> Result<()> {
     let ctx = a.context();
     let spare = placeholder(ctx)?;
-    if let Variant::Core(kernel) = variant {
+    if let Some(kernel) = variant.core() {
         return gemm_core::matmul(
-            &kernel,
+            (&kernel, variant.splits_reduction()),
             a,
             la,
             b,

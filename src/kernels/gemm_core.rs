@@ -1,6 +1,7 @@
 //! The register-tiled GEMM core (`shaders/gemm_core.wgsl`): one WGSL source serves the conv
 //! family's forward pass, input gradient and weight gradient (split-K) and the linear layer's
-//! matrix product; the role and the tile shape are override constants. Grouped convs and HetConv
+//! matrix product (whose reductions may be split too, see [`CoreKernel::reduction_splits`]);
+//! the role and the tile shape are override constants. Grouped convs and HetConv
 //! are a batched product with the group as the batch axis; every shape is accepted (edge tiles
 //! are bounds-checked, interior ones are not).
 
@@ -10,7 +11,7 @@ use std::str::FromStr;
 use super::conv::{ConvDims, ConvKind, Pointwise};
 use super::gemm::Layout;
 use crate::error::{Error, Result};
-use crate::gpu::{Access, Context, KernelSpec};
+use crate::gpu::{Access, Context, KernelSpec, TypedKernel};
 use crate::shaders;
 use crate::tensor::{DType, Tensor};
 
@@ -60,6 +61,23 @@ static SCATTER: KernelSpec = KernelSpec {
     params_size: size_of::<Params>(),
     activations: 0,
 };
+
+/// Tensors: bias, dst (an activation), partials.
+static SUM_SPLITS: TypedKernel = TypedKernel::new(
+    [&shaders::GEMM_CORE, &shaders::GEMM_CORE_F16_ACT16],
+    "sum_splits",
+    &[(5, Read), (6, ReadWrite), (7, ReadWrite)],
+    256,
+    size_of::<Params>(),
+    0b10,
+);
+
+/// Workgroups a split reduction aims for: enough to fill a large GPU several times over.
+const SPLIT_TARGET_WORKGROUPS: usize = 1024;
+
+/// Stages (of KC reduction steps) every split but the last has at least: a split reads several
+/// times as many operands as it writes partial products.
+const MIN_SPLIT_STAGES: usize = 4;
 
 /// One tile shape of the core: a workgroup computes `tm` x `tn` outputs, each invocation
 /// `rm` x `rn` of them, staging `kc` reduction steps at a time in workgroup memory.
@@ -361,6 +379,34 @@ impl CoreKernel {
     /// Columns per tile.
     pub fn cols(&self) -> u32 {
         self.sides().1
+    }
+
+    /// How this kernel splits the reduction (length `red`) of `groups` products of `rows` x
+    /// `cols`: (splits, reduction steps per split, a multiple of KC). Enough splits for 1,024
+    /// workgroups, each but the last at least four stages long, their f32 partial products within
+    /// `max_partial_bytes`; (1, `red`) where that allows no more than one.
+    pub fn reduction_splits(
+        &self,
+        (groups, rows, cols): (usize, usize, usize),
+        red: usize,
+        max_partial_bytes: u64,
+    ) -> (usize, usize) {
+        let kc = self.sides().2 as usize;
+        let outputs = groups * rows * cols;
+        let tiles =
+            groups * rows.div_ceil(self.rows() as usize) * cols.div_ceil(self.cols() as usize);
+        let longest = red / (kc * MIN_SPLIT_STAGES);
+        let fits =
+            usize::try_from(max_partial_bytes / (outputs as u64 * 4).max(1)).unwrap_or(usize::MAX);
+        let wanted = SPLIT_TARGET_WORKGROUPS
+            .div_ceil(tiles.max(1))
+            .min(longest)
+            .min(fits);
+        if wanted <= 1 {
+            return (1, red);
+        }
+        let split_len = red.div_ceil(wanted).div_ceil(kc) * kc;
+        (red.div_ceil(split_len), split_len)
     }
 
     /// Invocations per workgroup.
@@ -668,9 +714,29 @@ impl Params {
         self.rows = rows as u32;
         self.cols = cols as u32;
         self.red = red as u32;
+        self.splits = 1;
+        self.split_len = red as u32;
         self.tiles_m = rows.div_ceil(kernel.rows() as usize) as u32;
         self.tiles_n = cols.div_ceil(kernel.cols() as usize) as u32;
         Ok(self)
+    }
+
+    /// Splits the reduction as [`CoreKernel::reduction_splits`] says (partials within one
+    /// binding of `ctx`); returns the partial products' shape `[splits, groups * rows, cols]`.
+    fn split(&mut self, kernel: &CoreKernel, ctx: &Context) -> [usize; 3] {
+        let all_rows = self.groups.max(1) as usize * self.rows as usize;
+        let (splits, split_len) = kernel.reduction_splits(
+            (
+                self.groups.max(1) as usize,
+                self.rows as usize,
+                self.cols as usize,
+            ),
+            self.red as usize,
+            ctx.max_binding_bytes(),
+        );
+        self.splits = splits as u32;
+        self.split_len = split_len as u32;
+        [splits, all_rows, self.cols as usize]
     }
 
     fn workgroups(&self) -> u64 {
@@ -730,14 +796,15 @@ fn dispatch(
 }
 
 /// Records the conv forward pass (`src` = x, `out` = y) or the input gradient (`src` = dy,
-/// `out` = dx) with `tile`.
+/// `out` = dx) with `kernel`, its reduction split over workgroups where `split` asks and the
+/// product allows (see [`CoreKernel::reduction_splits`]).
 ///
 /// # Shapes
 /// as [`super::conv::forward_into`] and [`super::conv::backward_input`]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv_forward_or_input_grad(
     input_grad: bool,
-    kernel: &CoreKernel,
+    (kernel, split): (&CoreKernel, bool),
     kind: &ConvKind,
     d: &ConvDims,
     src: &Tensor,
@@ -766,24 +833,82 @@ pub(crate) fn conv_forward_or_input_grad(
         DType::F32 => spare.clone(),
         dtype => super::placeholder_as(src.context(), dtype)?,
     };
-    // Bound read-write: not a buffer that is also bound read-only.
-    let no_partials = super::placeholder(src.context())?;
-    dispatch(
-        src.context(),
-        kernel,
+    let bias = bias.unwrap_or(spare);
+    let operands = [src, &spare_act, w3, w1, bias];
+    split_or_whole(
+        (kernel, split),
         (role, true, false),
         Some(kind),
-        &p,
-        &[
-            src,
-            &spare_act,
-            w3,
-            w1,
-            bias.unwrap_or(spare),
-            out,
-            &no_partials,
-        ],
+        &mut p,
+        &operands,
+        out,
     )
+}
+
+/// Records the product of `p` (roles 0, 1, 3) into `out` with `kernel`: in one pass, or where
+/// `split` asks and the product gives more than one split, as split partial products that
+/// `sum_splits` then adds in a fixed order and writes through the epilogue. `operands` are
+/// the tensors of bindings 1 to 5 (src, src2, w3, w1, bias).
+fn split_or_whole(
+    (kernel, split): (&CoreKernel, bool),
+    layout: (Role, bool, bool),
+    kind: Option<&ConvKind>,
+    p: &mut Params,
+    operands: &[&Tensor; 5],
+    out: &Tensor,
+) -> Result<()> {
+    let ctx = out.context();
+    let shape = if split && p.rows > 0 && p.cols > 0 {
+        p.split(kernel, ctx)
+    } else {
+        [1, 0, 0]
+    };
+    let [src, src2, w3, w1, bias] = *operands;
+    if shape[0] == 1 {
+        p.splits = 1;
+        p.split_len = p.red;
+        // Bound read-write: not a buffer that is also bound read-only.
+        let no_partials = super::placeholder(ctx)?;
+        return dispatch(
+            ctx,
+            kernel,
+            layout,
+            kind,
+            p,
+            &[src, src2, w3, w1, bias, out, &no_partials],
+        );
+    }
+    let partials = Tensor::uninit(ctx, &shape)?;
+    // Not written in the split pass: a placeholder of `out`'s dtype (bound read-write).
+    let no_dst = super::placeholder_as(ctx, out.dtype())?;
+    dispatch(
+        ctx,
+        kernel,
+        layout,
+        kind,
+        p,
+        &[src, src2, w3, w1, bias, &no_dst, &partials],
+    )?;
+    let mut constants = vec![("ROLE", f64::from(layout.0 as u32))];
+    constants.extend(kind.map(super::conv::kernel_constant));
+    let outputs = (shape[1] * shape[2]) as u64;
+    ctx.dispatch_labelled(
+        &|| sum_splits_profile_name(layout.0 as u32, out.dtype()),
+        SUM_SPLITS.stored_as(out.dtype()),
+        256,
+        &constants,
+        &*p,
+        &[bias, out, &partials],
+        outputs.div_ceil(256),
+    )
+}
+
+/// How a profile names the pass that adds a split reduction's partial products in `role` (0
+/// forward, 1 input gradient, 3 matrix product) on activations stored as `activations`:
+/// `gemm_core::sum_splits[role 0]`.
+pub fn sum_splits_profile_name(role: u32, activations: DType) -> String {
+    let spec = SUM_SPLITS.stored_as(activations);
+    format!("{}::{}[role {role}]", spec.shader.name, spec.entry)
 }
 
 /// Records the weight gradients into `dw3` / `dw1` (either may be a placeholder when the kind
@@ -825,17 +950,10 @@ pub(crate) fn conv_weight_grad(
             outputs.div_ceil(256) as u64,
         );
     }
-    // Enough workgroups to fill a GPU, each split at least four stages long, partials within
-    // one binding.
-    let kc = kernel.sides().2 as usize;
-    let tiles = p.workgroups() as usize;
-    let max_splits = pixels.div_ceil(kc * 4).max(1);
-    let fits = (ctx.max_binding_bytes() as usize / (d.cout * space * 4).max(1)).max(1);
-    let wanted = 1024usize.div_ceil(tiles).clamp(1, max_splits).min(fits);
-    let split_len = pixels.div_ceil(wanted).div_ceil(kc) * kc;
-    p.splits = pixels.div_ceil(split_len) as u32;
-    p.split_len = split_len as u32;
-    let bytes = (d.cout * space) as u64 * u64::from(p.splits) * 4;
+    // Enough workgroups to fill a GPU (role 2 always writes partial products, one split or
+    // more).
+    let shape = p.split(kernel, ctx);
+    let bytes = (shape.iter().product::<usize>() * 4) as u64;
     if bytes > ctx.max_binding_bytes() {
         return Err(Error::Limit {
             op: "conv backward_weight",
@@ -844,7 +962,7 @@ pub(crate) fn conv_weight_grad(
             allowed: ctx.max_binding_bytes(),
         });
     }
-    let partials = Tensor::uninit(ctx, &[p.splits as usize, d.cout, space])?;
+    let partials = Tensor::uninit(ctx, &shape)?;
     // Bound read-write: not a buffer that is also bound read-only.
     let no_dst = super::placeholder_as(ctx, x.dtype())?;
     dispatch(
@@ -865,13 +983,14 @@ pub(crate) fn conv_weight_grad(
     )
 }
 
-/// Records `out (+)= op(a) @ op(b) (+ bias)` with `tile`.
+/// Records `out (+)= op(a) @ op(b) (+ bias)` with `kernel`, its reduction split over
+/// workgroups where `split` asks and the product allows.
 ///
 /// # Shapes
 /// `op(a)`: `[m, k]`, `op(b)`: `[k, n]`, `bias`: `[n]`, `out`: `[m, n]`
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn matmul(
-    kernel: &CoreKernel,
+    (kernel, split): (&CoreKernel, bool),
     a: &Tensor,
     la: Layout,
     b: &Tensor,
@@ -885,7 +1004,6 @@ pub(crate) fn matmul(
     let (trans_a, trans_b) = (la == Layout::Transposed, lb == Layout::Transposed);
     let mut p = Params {
         groups: 1,
-        splits: 1,
         has_bias: u32::from(bias.is_some()),
         accumulate: u32::from(accumulate),
         trans_a: u32::from(trans_a),
@@ -894,15 +1012,13 @@ pub(crate) fn matmul(
     }
     .product(kernel, m, n, k)?;
     p.batch = 1;
-    // Bound read-write: not a buffer that is also bound read-only.
-    let no_partials = super::placeholder(a.context())?;
-    dispatch(
-        a.context(),
-        kernel,
+    split_or_whole(
+        (kernel, split),
         (Role::Matmul, !trans_a, trans_b),
         None,
-        &p,
-        &[a, b, spare, spare, bias.unwrap_or(spare), out, &no_partials],
+        &mut p,
+        &[a, b, spare, spare, bias.unwrap_or(spare)],
+        out,
     )
 }
 
@@ -916,6 +1032,8 @@ pub(crate) static SPECS: &[&KernelSpec] = &[
     &GEMM_COOP8_ACT16,
     &GEMM_COOP16_ACT16,
     &SCATTER,
+    &SUM_SPLITS.f32,
+    &SUM_SPLITS.f16,
 ];
 
 #[cfg(test)]

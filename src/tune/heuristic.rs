@@ -38,23 +38,43 @@ pub fn f32_kernels(limits: &wgpu::Limits) -> Vec<CoreKernel> {
 
 /// The variants worth timing for `problem` among `kernels` (of one precision): for f32 the
 /// direct kernels too; every kernel whose tile is not more than half empty along a side (for
-/// mixed precision, every kernel if none is).
+/// mixed precision, every kernel if none is); and each of those kernels with a split
+/// reduction where its tiles alone give fewer than 264 workgroups and the reduction is long
+/// enough to split (not for weight gradients: they always split).
 pub fn candidates(kernels: &[CoreKernel], problem: &Problem) -> Vec<Variant> {
-    let fitting = kernels
+    let fitting: Vec<CoreKernel> = kernels
         .iter()
+        .copied()
         .filter(|k| not_half_empty(k, problem))
-        .map(|k| Variant::Core(*k));
-    match problem.precision {
-        Precision::F32 => std::iter::once(Variant::Direct).chain(fitting).collect(),
-        Precision::Mixed => {
-            let list: Vec<Variant> = fitting.collect();
-            if list.is_empty() {
-                kernels.iter().map(|k| Variant::Core(*k)).collect()
-            } else {
-                list
-            }
-        }
-    }
+        .collect();
+    let pool = if fitting.is_empty() && problem.precision == Precision::Mixed {
+        kernels.to_vec()
+    } else {
+        fitting
+    };
+    let whole = pool.iter().map(|k| Variant::Core(*k));
+    let split = pool
+        .iter()
+        .filter(|k| worth_splitting(k, problem))
+        .map(|k| Variant::SplitK(*k));
+    let direct = (problem.precision == Precision::F32).then_some(Variant::Direct);
+    direct.into_iter().chain(whole).chain(split).collect()
+}
+
+/// Whether `kernel` leaves a GPU short of workgroups on `problem` (a forward, input-gradient
+/// or matrix product) and can split its reduction.
+fn worth_splitting(kernel: &CoreKernel, problem: &Problem) -> bool {
+    let shape = (problem.groups, problem.rows, problem.cols);
+    problem.pass != Pass::ConvWeightGrad
+        && workgroups(kernel, problem) < TARGET_WORKGROUPS
+        && kernel.reduction_splits(shape, problem.depth, u64::MAX).0 > 1
+}
+
+/// Workgroups of `kernel`'s tiles on `problem` (without a split reduction).
+fn workgroups(kernel: &CoreKernel, problem: &Problem) -> usize {
+    problem.groups
+        * problem.rows.div_ceil(kernel.rows() as usize)
+        * problem.cols.div_ceil(kernel.cols() as usize)
 }
 
 fn not_half_empty(kernel: &CoreKernel, problem: &Problem) -> bool {
@@ -101,18 +121,13 @@ pub fn best_kernel(kernels: &[CoreKernel], problem: &Problem) -> Option<CoreKern
         .copied()
         .filter(|k| not_half_empty(k, problem))
         .collect();
-    let workgroups = |k: &CoreKernel| {
-        problem.groups
-            * problem.rows.div_ceil(k.rows() as usize)
-            * problem.cols.div_ceil(k.cols() as usize)
-    };
     let enough = |k: &&CoreKernel| {
-        problem.pass == Pass::ConvWeightGrad || workgroups(k) >= TARGET_WORKGROUPS
+        problem.pass == Pass::ConvWeightGrad || workgroups(k, problem) >= TARGET_WORKGROUPS
     };
     fitting
         .iter()
         .find(enough)
-        .or_else(|| fitting.iter().max_by_key(|k| workgroups(k)))
+        .or_else(|| fitting.iter().max_by_key(|k| workgroups(k, problem)))
         .copied()
 }
 
@@ -129,6 +144,7 @@ mod tests {
             groups,
             rows,
             cols,
+            depth: 64,
         }
     }
 
@@ -192,6 +208,53 @@ mod tests {
             assert!(t.fits(&limits) && t.tm <= 16, "{t}");
         }
         assert!(list.len() >= 3, "{list:?}");
+    }
+
+    #[test]
+    fn split_reductions_are_candidates_only_where_tiles_are_few_and_the_reduction_long() {
+        let kernels = f32_kernels(&wgpu::Limits::default());
+        let split = |list: &[Variant]| -> Vec<CoreKernel> {
+            list.iter()
+                .filter(|v| v.splits_reduction())
+                .filter_map(Variant::core)
+                .collect()
+        };
+        // 512 filters of a P = 4 HetConv on 2x2 maps at batch 16: 64 columns, k = 1,536.
+        let mut small = problem(Pass::ConvForward, 1, 512, 64);
+        small.depth = 512 * 9 / 4 + 384;
+        let listed = candidates(&kernels, &small);
+        let whole: Vec<CoreKernel> = listed
+            .iter()
+            .filter(|v| !v.splits_reduction())
+            .filter_map(Variant::core)
+            .collect();
+        assert!(!whole.is_empty());
+        assert_eq!(split(&listed), whole, "each fitting kernel, split too");
+        for k in &whole {
+            let (splits, len) = k.reduction_splits((1, 512, 64), small.depth, u64::MAX);
+            assert!(
+                splits > 1 && splits * len >= small.depth,
+                "{k}: {splits} x {len}"
+            );
+            assert!((splits - 1) * len < small.depth, "{k}: an empty split");
+            assert_eq!(len % 8, 0, "{k}: {len} is not whole stages");
+        }
+        // The weight gradient always splits; a big layer has workgroups enough; a short
+        // reduction has nothing to split.
+        let weight = problem(Pass::ConvWeightGrad, 1, 512, 4608);
+        assert!(split(&candidates(&kernels, &weight)).is_empty());
+        let mut big = problem(Pass::ConvForward, 1, 64, 131_072);
+        big.depth = 27;
+        assert!(split(&candidates(&kernels, &big)).is_empty());
+        let mut short = small;
+        short.depth = 40;
+        assert!(split(&candidates(&kernels, &short)).is_empty());
+        // Partial products beyond the binding limit: not split.
+        let k = whole[0];
+        assert_eq!(
+            k.reduction_splits((1, 512, 64), 1536, 512 * 64 * 4),
+            (1, 1536)
+        );
     }
 
     #[test]

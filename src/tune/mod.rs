@@ -1,7 +1,8 @@
 //! Choosing a kernel variant for each (pass, layer shape, precision) on the running adapter.
 //!
 //! Every conv pass and the linear layer has candidates: the direct kernels and the tile shapes
-//! of the GEMM core ([`crate::kernels::gemm_core`]). What runs is decided, per key, by
+//! of the GEMM core ([`crate::kernels::gemm_core`]), for products of few tiles also with a split
+//! reduction ([`Variant::SplitK`]). What runs is decided, per key, by
 //! - the context's [`crate::ConvAlgorithm`] (`Direct`, `TiledGemm` or a `Fixed` variant force it;
 //!   `Auto` asks the tuner; `TiledGemm` takes the heuristic's tile wherever one fits the shape,
 //!   the direct kernels elsewhere), then
@@ -36,6 +37,11 @@ pub enum Variant {
     Direct,
     /// A kernel of the GEMM core (f32, f16 or cooperative-matrix inner loop, and its tile).
     Core(CoreKernel),
+    /// A kernel of the GEMM core with the reduction split over several workgroups per tile,
+    /// for products of few tiles (small maps, small batches): each split writes partial
+    /// products, which a second dispatch adds in a fixed order before the epilogue. (The
+    /// weight gradient always splits its reduction: there it is the same as `Core`.)
+    SplitK(CoreKernel),
 }
 
 impl Variant {
@@ -44,22 +50,37 @@ impl Variant {
         Variant::Core(CoreKernel::F32(tile))
     }
 
+    /// The GEMM core's kernel the variant runs (None for the direct kernels).
+    pub fn core(&self) -> Option<CoreKernel> {
+        match self {
+            Variant::Direct => None,
+            Variant::Core(kernel) | Variant::SplitK(kernel) => Some(*kernel),
+        }
+    }
+
+    /// Whether the variant splits the reduction of a forward, input-gradient or matrix product.
+    pub fn splits_reduction(&self) -> bool {
+        matches!(self, Variant::SplitK(_))
+    }
+
     /// The precision the variant computes in.
     pub fn precision(&self) -> Precision {
-        match self {
-            Variant::Core(kernel) if kernel.is_mixed() => Precision::Mixed,
+        match self.core() {
+            Some(kernel) if kernel.is_mixed() => Precision::Mixed,
             _ => Precision::F32,
         }
     }
 }
 
-/// `direct`, `gemm:64x64/4x4/k16`, `gemm:f16:64x64/4x4/k16` or
-/// `gemm:coop:64x64/16x16x16/k32/w128`.
+/// `direct`, `gemm:64x64/4x4/k16`, `gemm:f16:64x64/4x4/k16`,
+/// `gemm:coop:64x64/16x16x16/k32/w128`, or with a split reduction `splitk:64x64/4x4/k16` (and
+/// `splitk:f16:...`, `splitk:coop:...`).
 impl fmt::Display for Variant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Variant::Direct => write!(f, "direct"),
             Variant::Core(kernel) => write!(f, "gemm:{kernel}"),
+            Variant::SplitK(kernel) => write!(f, "splitk:{kernel}"),
         }
     }
 }
@@ -70,12 +91,17 @@ impl FromStr for Variant {
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         match s {
             "direct" => Ok(Variant::Direct),
-            _ => match s.strip_prefix("gemm:") {
-                Some(kernel) => kernel.parse().map(Variant::Core),
-                None => Err(format!(
-                    "{s:?} is not a kernel variant (direct, gemm:TMxTN/RMxRN/kKC, gemm:f16:TMxTN/RMxRN/kKC or gemm:coop:TMxTN/SxSxS/kKC/wTHREADS)"
-                )),
-            },
+            _ => {
+                if let Some(kernel) = s.strip_prefix("gemm:") {
+                    kernel.parse().map(Variant::Core)
+                } else if let Some(kernel) = s.strip_prefix("splitk:") {
+                    kernel.parse().map(Variant::SplitK)
+                } else {
+                    Err(format!(
+                        "{s:?} is not a kernel variant (direct, gemm:TMxTN/RMxRN/kKC, gemm:f16:TMxTN/RMxRN/kKC, gemm:coop:TMxTN/SxSxS/kKC/wTHREADS, or splitk: and one of those kernels)"
+                    ))
+                }
+            }
         }
     }
 }
@@ -118,6 +144,8 @@ pub struct Problem {
     pub rows: usize,
     /// Columns of one product.
     pub cols: usize,
+    /// The reduction length of one product.
+    pub depth: usize,
 }
 
 /// How much the tuner may do.
@@ -435,6 +463,9 @@ mod tests {
             Variant::gemm(tile),
             Variant::Core(CoreKernel::F16(tile)),
             Variant::Core(CoreKernel::Coop(crate::kernels::gemm_core::COOP_TILES[2])),
+            Variant::SplitK(CoreKernel::F32(tile)),
+            Variant::SplitK(CoreKernel::F16(tile)),
+            Variant::SplitK(CoreKernel::Coop(crate::kernels::gemm_core::COOP_TILES[0])),
         ] {
             assert_eq!(v.to_string().parse::<Variant>(), Ok(v));
         }
@@ -455,7 +486,12 @@ mod tests {
                 .parse::<Variant>()
                 .is_err()
         );
-        assert!("fast".parse::<Variant>().unwrap_err().contains("direct"));
+        assert_eq!(
+            "splitk:f16:64x64/4x4/k16".parse::<Variant>(),
+            Ok(Variant::SplitK(CoreKernel::F16(tile)))
+        );
+        assert!("splitk:direct".parse::<Variant>().is_err());
+        assert!("fast".parse::<Variant>().unwrap_err().contains("splitk:"));
         for m in [TuneMode::Off, TuneMode::Cached, TuneMode::Full] {
             assert_eq!(m.to_string().parse::<TuneMode>(), Ok(m));
         }
