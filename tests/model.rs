@@ -5,9 +5,12 @@ mod common;
 
 use common::*;
 use hetconv::Model;
+use hetconv::kernels::gemm_core::{CoreKernel, TILE_SHAPES};
+use hetconv::kernels::loss_scale::LossScaler;
 use hetconv::kernels::sgd::SgdStep;
 use hetconv::nn::{ConvMode, Vgg16, VggConfig};
-use hetconv::{Context, Tensor, reference};
+use hetconv::tune::Variant;
+use hetconv::{Context, ConvAlgorithm, Precision, Tensor, reference};
 
 fn tiny(parts: usize, mode: ConvMode) -> VggConfig {
     tiny_vgg(parts, mode)
@@ -103,40 +106,76 @@ fn a_tiny_model_overfits_a_fixed_batch_and_masked_weights_stay_zero() {
 }
 
 /// A training step of fixed shapes is built once: from its second run on it allocates no
-/// buffer, builds no bind group and is one submission.
+/// buffer, builds no bind group and is one submission. Along the direct kernels (lavapipe's
+/// default), the GEMM core with a split reduction (partials and a second pass) and mixed
+/// precision (f16 activations, the loss scaler), so that no path takes fresh scratch each step.
 #[test]
 fn a_repeated_training_step_reuses_buffers_and_bind_groups() {
-    let ctx = ctx();
-    let mut model = Vgg16::new(&ctx, tiny(2, ConvMode::Fused), 3).unwrap();
-    let (x, labels, _, _) = batch(&ctx, 4, 5);
-    let step = SgdStep {
-        lr: 0.01,
-        ..sgd_momentum()
-    };
-    model.train_step(&x, &labels, &step).unwrap();
-    ctx.synchronize().unwrap();
-    let before = ctx.record_stats();
-    let buffers = ctx.buffers_created();
-    for _ in 0..3 {
-        model.train_step(&x, &labels, &step).unwrap();
-        ctx.flush().unwrap();
+    let root = ctx();
+    let smallest = TILE_SHAPES.iter().rev().find(|t| t.fits(root.limits()));
+    let split = Variant::SplitK(CoreKernel::F32(*smallest.unwrap()));
+    let mut settings = vec![
+        ("direct", ConvAlgorithm::Direct, Precision::F32),
+        ("split", ConvAlgorithm::Fixed(split), Precision::F32),
+    ];
+    if has_f16(&root, "the repeated mixed-precision step") {
+        settings.push(("mixed", ConvAlgorithm::TiledGemm, Precision::Mixed));
     }
-    ctx.synchronize().unwrap();
-    let after = ctx.record_stats();
-    assert_eq!(ctx.buffers_created(), buffers, "no new buffer");
-    assert_eq!(
-        after.bind_groups_created, before.bind_groups_created,
-        "no new bind group"
-    );
-    assert_eq!(
-        after.submissions - before.submissions,
-        3,
-        "one submission a step"
-    );
-    assert!(
-        after.dispatches - before.dispatches >= 3 * 13,
-        "every conv dispatched"
-    );
+    for (name, algorithm, precision) in settings {
+        let ctx = root.with_own_settings();
+        ctx.set_conv_algorithm(algorithm);
+        ctx.set_precision(precision).unwrap();
+        let scaler =
+            (precision == Precision::Mixed).then(|| LossScaler::with_defaults(&ctx).unwrap());
+        // The last convs are wide enough (a reduction of 5 x 32) for the split to cut theirs.
+        let config = VggConfig {
+            widths: vec![4, 4, 8, 8, 8, 8, 8, 8, 8, 32, 32, 32, 32],
+            ..tiny(2, ConvMode::Fused)
+        };
+        let mut model = Vgg16::new(&ctx, config, 3).unwrap();
+        let (x, labels, _, _) = batch(&ctx, 4, 5);
+        let step = SgdStep {
+            lr: 0.01,
+            ..sgd_momentum()
+        };
+        let mut train = || {
+            model
+                .train_step_scaled(&x, &labels, &step, scaler.as_ref())
+                .unwrap();
+        };
+        // The first step builds everything; with a split reduction it shows the second pass.
+        let kernels = kernels_run(&ctx, &mut train);
+        if let (Some(kernels), ConvAlgorithm::Fixed(_)) = (kernels, algorithm) {
+            let sum = "gemm_core::sum_splits";
+            assert!(
+                kernels.iter().any(|k| k.starts_with(sum)),
+                "{name}: no {sum} ran: {kernels:?}"
+            );
+        }
+        ctx.synchronize().unwrap();
+        let before = ctx.record_stats();
+        let buffers = ctx.buffers_created();
+        for _ in 0..3 {
+            train();
+            ctx.flush().unwrap();
+        }
+        ctx.synchronize().unwrap();
+        let after = ctx.record_stats();
+        assert_eq!(ctx.buffers_created(), buffers, "{name}: no new buffer");
+        assert_eq!(
+            after.bind_groups_created, before.bind_groups_created,
+            "{name}: no new bind group"
+        );
+        assert_eq!(
+            after.submissions - before.submissions,
+            3,
+            "{name}: one submission a step"
+        );
+        assert!(
+            after.dispatches - before.dispatches >= 3 * 13,
+            "{name}: every conv dispatched"
+        );
+    }
 }
 
 /// The paper's SGD: momentum 0.9, weight decay 5e-4 (set the learning rate).
