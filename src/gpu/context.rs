@@ -409,12 +409,15 @@ impl Context {
         &self.inner.limits
     }
 
-    /// Largest buffer, in bytes, that one storage binding may hold on this device.
+    /// Largest buffer, in bytes, that one storage binding may hold on this device, and never
+    /// over 2^32 - 1: the shaders index with u32, and their bounds arguments rely on every
+    /// element index of a binding fitting in 31 bits (a backend may allow larger bindings).
     pub fn max_binding_bytes(&self) -> u64 {
         self.inner
             .limits
             .max_storage_buffer_binding_size
             .min(self.inner.limits.max_buffer_size)
+            .min(u64::from(u32::MAX))
     }
 
     /// How this handle's convolutions are computed now.
