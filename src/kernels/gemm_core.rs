@@ -865,8 +865,7 @@ fn split_or_whole(
     };
     let [src, src2, w3, w1, bias] = *operands;
     if shape[0] == 1 {
-        p.splits = 1;
-        p.split_len = p.red;
+        // One split: `p` still holds the whole reduction (`reduction_splits` gave (1, red)).
         // Bound read-write: not a buffer that is also bound read-only.
         let no_partials = super::placeholder(ctx)?;
         return dispatch(
