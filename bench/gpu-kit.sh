@@ -41,6 +41,11 @@ for entry in "${test_bins[@]}"; do
 done
 [ "$(ls "$kit"/test-*.gz | wc -l)" = "${#tests[@]}" ] ||
   { echo "gpu-kit: ERROR: expected ${#tests[@]} test binaries, found: $(ls "$kit")" >&2; exit 1; }
+# Debian's Vulkan loader and glvnd (EGL/GLX dispatch), for a GPU machine that has NVIDIA's
+# driver but not these: bench/gpu-vulkan.sh unpacks them there only where no loader is found.
+mkdir -p "$kit/gl"
+(cd "$kit/gl" && apt-get download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2) ||
+  { echo "gpu-kit: ERROR: could not download the loader packages (apt-get download)" >&2; exit 1; }
 git rev-parse HEAD > "$kit/commit.txt"
 size_kib=$(du -sk "$kit" | cut -f1)
 ls -l "$kit"

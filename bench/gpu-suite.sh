@@ -16,8 +16,10 @@
 # step's exit status and seconds, so a partial run still says what it did.
 #
 # Knobs (environment): BUDGET (seconds for the whole suite, 540), WIDTH (1), BATCH (16,128),
-# PARTS (1,4,16), LIMITS (--max-limits; empty for the WebGPU defaults), KIT (.devbin), and the
-# binaries HETCONV, LAYER_BENCH.
+# PARTS (1,4,16), LIMITS (--max-limits; empty for the WebGPU defaults), KIT (.devbin), ARCHIVE
+# (a .tar.gz of OUT_DIR rewritten after every step, for a device tool that brings back only a
+# few files: `bench/gpu-suite.sh /tmp/gpu` with ARCHIVE=$OUT/gpu.tar.gz), and the binaries
+# HETCONV, LAYER_BENCH.
 set -uo pipefail
 started=$SECONDS
 # Paths given relative to the caller's folder, then everything from the repository root.
@@ -25,7 +27,7 @@ out=${1:-}
 kit=${KIT:-}
 [ -z "$out" ] || { mkdir -p "$out" && out=$(cd "$out" && pwd); }
 [ -z "$kit" ] || kit=$(realpath -m "$kit")
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 out=${out:-bench-results/gpu-$(date -u +%Y%m%d-%H%M)}
 kit=${kit:-.devbin}
 budget=${BUDGET:-540}
@@ -82,8 +84,17 @@ step() {
   local rc=$?
   printf '%s\t%s\t%s\n' "$name" "$rc" "$((SECONDS - t0))" >> "$out/steps.tsv"
   echo "gpu-suite: $name: exit $rc after $((SECONDS - t0)) s"
+  archive
 }
 
+# The results so far as one file, where ARCHIVE asks for it (a suite cut short keeps them).
+archive() {
+  [ -z "${ARCHIVE:-}" ] || { tar -czf "$ARCHIVE.part" -C "$(dirname "$out")" "$(basename "$out")" && mv "$ARCHIVE.part" "$ARCHIVE"; }
+}
+
+# The GPU through Vulkan, with the packed loader where the machine has none (gpu-vulkan.sh).
+. bench/gpu-vulkan.sh
+archive
 step info 30 "$hetconv" $limits info
 command -v nvidia-smi >/dev/null && timeout 20 nvidia-smi > "$out/nvidia-smi.txt" 2>&1
 step selfcheck 90 "$hetconv" $limits selfcheck
@@ -110,5 +121,6 @@ fi
 step profile 60 "$hetconv" $limits --tune cached bench --batch 128 --parts 4 --width-mult "$width" --steps 3 --profile --out "$out/profile"
 step profile-mixed 60 "$hetconv" $limits --tune cached --precision mixed bench --batch 128 --parts 4 --width-mult "$width" --steps 3 --profile --out "$out/profile-mixed"
 step layers 90 "$layer_bench" --batch 16 --out "$out/layers"
-echo "gpu-suite: results in $out ($((SECONDS - started)) s)"
+archive
+echo "gpu-suite: results in $out${ARCHIVE:+ and $ARCHIVE} ($((SECONDS - started)) s)"
 cat "$out/steps.tsv"
