@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The GPU benchmark suite, from binaries built beforehand, into one folder, within a time budget
-# on a GPU machine: adapter info, every kernel variant against the CPU reference on this GPU
-# (selfcheck, f32 and mixed), tuning from an empty cache (its cost is the table's header), the
-# whole step with the tuned kernels and with the direct kernels alone, the PyTorch peer where it
-# imports and sees CUDA, the same in mixed precision, the cooperative-matrix kernel tests, a
-# per-kernel profile and the layer table.
+# on a GPU machine, in this order: Vulkan made to see the GPU (bench/gpu-vulkan.sh), adapter
+# info, every kernel variant against the CPU reference on this GPU (selfcheck, f32 and mixed),
+# tuning from an empty cache (its cost is the table's header), the whole step with the tuned
+# kernels and with the direct kernels alone, the same in mixed precision, the layer table, a
+# per-kernel profile, the PyTorch peer where it imports and sees CUDA, the mixed profile, and the
+# cooperative-matrix kernel tests (selfcheck has checked those tiles already).
 #
 #   bench/gpu-kit.sh                 # on the build machine: packs .devbin/ (carry it)
 #   bench/gpu-suite.sh [OUT_DIR]     # on the GPU machine
@@ -101,13 +102,17 @@ step selfcheck 90 "$hetconv" $limits selfcheck
 step tune-f32 120 "$hetconv" $limits tune --batch "$batch" --parts "$parts" --width-mult "$width" --out "$out/tune-f32"
 step steps-tuned 90 "$hetconv" $limits --tune cached bench --batch "$batch" --parts "$parts" --width-mult "$width" --out "$out/steps-tuned"
 step steps-direct 90 "$hetconv" $limits --conv direct bench --batch "$batch" --parts "$parts" --width-mult "$width" --out "$out/steps-direct"
+step tune-mixed 120 "$hetconv" $limits --precision mixed tune --batch "$batch" --parts "$parts" --width-mult "$width" --out "$out/tune-mixed"
+step steps-mixed 90 "$hetconv" $limits --tune cached bench --precisions mixed --batch "$batch" --parts "$parts" --width-mult "$width" --out "$out/steps-mixed"
+step layers 90 "$layer_bench" --batch 16 --out "$out/layers"
+step profile 60 "$hetconv" $limits --tune cached bench --batch 128 --parts 4 --width-mult "$width" --steps 3 --profile --out "$out/profile"
+# PyTorch's step (fp32, TF32 and AMP) on this GPU, for ratios from one run.
 if timeout 60 python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
   step pytorch 150 python3 bench/pytorch_step.py --batch "$batch" --parts "$parts" --out "$out/pytorch.json"
 else
   echo "PyTorch with CUDA not available: skipped" | tee "$out/pytorch.skipped"
 fi
-step tune-mixed 120 "$hetconv" $limits --precision mixed tune --batch "$batch" --parts "$parts" --width-mult "$width" --out "$out/tune-mixed"
-step steps-mixed 90 "$hetconv" $limits --tune cached bench --precisions mixed --batch "$batch" --parts "$parts" --width-mult "$width" --out "$out/steps-mixed"
+step profile-mixed 60 "$hetconv" $limits --tune cached --precision mixed bench --batch 128 --parts 4 --width-mult "$width" --steps 3 --profile --out "$out/profile-mixed"
 if [ -n "$tests_dir" ]; then
   # The cooperative-matrix and f16 kernels against the f64 reference on this GPU (its 16x16x16
   # tiles are checked nowhere else); a device without cooperative matrices fails here.
@@ -118,9 +123,6 @@ if [ -n "$tests_dir" ]; then
 else
   echo "no $kit: the kernel tests were not run (bench/gpu-kit.sh packs them)" | tee "$out/tests.skipped"
 fi
-step profile 60 "$hetconv" $limits --tune cached bench --batch 128 --parts 4 --width-mult "$width" --steps 3 --profile --out "$out/profile"
-step profile-mixed 60 "$hetconv" $limits --tune cached --precision mixed bench --batch 128 --parts 4 --width-mult "$width" --steps 3 --profile --out "$out/profile-mixed"
-step layers 90 "$layer_bench" --batch 16 --out "$out/layers"
 archive
 echo "gpu-suite: results in $out${ARCHIVE:+ and $ARCHIVE} ($((SECONDS - started)) s)"
 cat "$out/steps.tsv"
