@@ -16,7 +16,8 @@
 #      through __EGL_VENDOR_LIBRARY_FILENAMES), the driver's folders on the library path;
 #   3. as 2, with a manifest of our own naming the driver's EGL library by its full path, then its
 #      GLX library.
-# Sets: vulkan_found (yes/no) and vulkan_how (what worked).
+# Sets: vulkan_found (yes/no) and vulkan_how (what worked); exports what worked and, where
+# something did, WGPU_BACKEND=vulkan.
 
 vulkan_log="$out/vulkan-probe.log"
 
@@ -121,5 +122,7 @@ else
     done
   done
 fi
+# What follows measures the Vulkan backend, even where glvnd's EGL now offers wgpu a GL adapter.
+[ "$vulkan_found" = no ] || export WGPU_BACKEND=vulkan
 echo "== found: $vulkan_found, through $vulkan_how" >> "$vulkan_log"
 echo "gpu-suite: Vulkan GPU found: $vulkan_found ($vulkan_how); details in $vulkan_log"
