@@ -116,7 +116,7 @@ step profile-mixed 60 "$hetconv" $limits --tune cached --precision mixed bench -
 if [ -n "$tests_dir" ]; then
   # The cooperative-matrix and f16 kernels against the f64 reference on this GPU (its 16x16x16
   # tiles are checked nowhere else); a device without cooperative matrices fails here.
-  coop_filters=(grouped_3x3 pointwise_dense fused_hetconv_every_part strided_every_kind standard_kxk_convs matmul mixed a_non_finite unchecked_mixed)
+  coop_filters=(grouped_3x3 pointwise_dense fused_hetconv_every_part strided_every_kind standard_kxk_convs split_reductions matmul mixed a_non_finite unchecked_mixed)
   for t in gemm mixed conv unchecked; do
     step "test-$t" 90 env HETCONV_REQUIRE_COOP=1 "$tests_dir/test-$t" "${coop_filters[@]}"
   done
