@@ -17,7 +17,8 @@
 # step's exit status and seconds, so a partial run still says what it did.
 #
 # Knobs (environment): BUDGET (seconds for the whole suite, 540), WIDTH (1), BATCH (16,128),
-# PARTS (1,4,16), LIMITS (--max-limits; empty for the WebGPU defaults), KIT (.devbin), ARCHIVE
+# PARTS (1,4,16), LIMITS (--max-limits; empty for the WebGPU defaults), KIT (.devbin),
+# VULKAN_PROBE_SECONDS (90), ARCHIVE
 # (a .tar.gz of OUT_DIR rewritten after every step, for a device tool that brings back only a
 # few files: `bench/gpu-suite.sh /tmp/gpu` with ARCHIVE=$OUT/gpu.tar.gz), and the binaries
 # HETCONV, LAYER_BENCH.
@@ -93,7 +94,9 @@ archive() {
   [ -z "${ARCHIVE:-}" ] || { tar -czf "$ARCHIVE.part" -C "$(dirname "$out")" "$(basename "$out")" && mv "$ARCHIVE.part" "$ARCHIVE"; }
 }
 
-# The GPU through Vulkan, with the packed loader where the machine has none (gpu-vulkan.sh).
+# The GPU through Vulkan, with the packed loader where the machine has none (gpu-vulkan.sh;
+# at most VULKAN_PROBE_SECONDS, 90, of the budget).
+archive
 . bench/gpu-vulkan.sh
 archive
 step info 30 "$hetconv" $limits info
@@ -107,10 +110,16 @@ step steps-mixed 90 "$hetconv" $limits --tune cached bench --precisions mixed --
 step layers 90 "$layer_bench" --batch 16 --out "$out/layers"
 step profile 60 "$hetconv" $limits --tune cached bench --batch 128 --parts 4 --width-mult "$width" --steps 3 --profile --out "$out/profile"
 # PyTorch's step (fp32, TF32 and AMP) on this GPU, for ratios from one run.
-if timeout 60 python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
-  step pytorch 150 python3 bench/pytorch_step.py --batch "$batch" --parts "$parts" --out "$out/pytorch.json"
+# With the caller's library path: the unpacked loader libraries are none of PyTorch's business.
+torch_probe_limit=$((budget - (SECONDS - started) - 20))
+[ "$torch_probe_limit" -le 60 ] || torch_probe_limit=60
+if [ "$torch_probe_limit" -gt 5 ] &&
+  LD_LIBRARY_PATH=$vulkan_saved_ld_path timeout -k 5 "$torch_probe_limit" python3 -c \
+    "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" > "$out/pytorch-probe.log" 2>&1; then
+  step pytorch 150 env LD_LIBRARY_PATH="$vulkan_saved_ld_path" PYTHONUNBUFFERED=1 \
+    python3 bench/pytorch_step.py --batch "$batch" --parts "$parts" --out "$out/pytorch.json"
 else
-  echo "PyTorch with CUDA not available: skipped" | tee "$out/pytorch.skipped"
+  echo "PyTorch with CUDA not available, or no time left to ask: skipped" | tee "$out/pytorch.skipped"
 fi
 step profile-mixed 60 "$hetconv" $limits --tune cached --precision mixed bench --batch 128 --parts 4 --width-mult "$width" --steps 3 --profile --out "$out/profile-mixed"
 if [ -n "$tests_dir" ]; then

@@ -74,6 +74,8 @@ def main():
     args = ap.parse_args()
     device = "cuda"
     rows = []
+    print(f"PyTorch {torch.__version__} on {torch.cuda.get_device_name()} (cudnn.benchmark on)\n")
+    print("| batch | P | math | step ms | forward ms | images/s |\n|---|---|---|---|---|---|", flush=True)
     for math, tf32, amp in MATH:
         torch.backends.cudnn.allow_tf32 = tf32
         torch.backends.cuda.matmul.allow_tf32 = tf32
@@ -86,14 +88,13 @@ def main():
                 # while it halves the scale: those cheaper steps are left in the warm-up.
                 warmup = max(args.warmup, 20) if amp else args.warmup
                 step_ms, fwd_ms = time_step(model, batch, warmup, args.steps, device, amp)
-                rows.append({"batch": batch, "parts": p, "math": math, "tf32": tf32, "amp": amp, "step_ms": step_ms, "forward_ms": fwd_ms,
-                             "images_per_second": batch / (step_ms / 1e3)})
-    print(f"PyTorch {torch.__version__} on {torch.cuda.get_device_name()} (cudnn.benchmark on)\n")
-    print("| batch | P | math | step ms | forward ms | images/s |\n|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['batch']} | {r['parts']} | {r['math']} | {r['step_ms']:.2f} | {r['forward_ms']:.2f} | {r['images_per_second']:.0f} |")
-    with open(args.out, "w") as f:
-        json.dump({"torch": torch.__version__, "device": torch.cuda.get_device_name(), "rows": rows}, f, indent=1)
+                r = {"batch": batch, "parts": p, "math": math, "tf32": tf32, "amp": amp, "step_ms": step_ms, "forward_ms": fwd_ms,
+                     "images_per_second": batch / (step_ms / 1e3)}
+                rows.append(r)
+                # Each row as soon as it is measured: a run cut short keeps what it measured.
+                print(f"| {r['batch']} | {r['parts']} | {r['math']} | {r['step_ms']:.2f} | {r['forward_ms']:.2f} | {r['images_per_second']:.0f} |", flush=True)
+                with open(args.out, "w") as f:
+                    json.dump({"torch": torch.__version__, "device": torch.cuda.get_device_name(), "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":
