@@ -49,7 +49,8 @@ for i in $(seq 1 "$kills"); do
   if [ -f "$run/checkpoint.safetensors" ]; then
     args=(train --resume "$run/checkpoint.safetensors")
   else
-    args=("${base[@]}" --out "$run")
+    # A start again: a run killed before its first checkpoint left only its metrics.
+    args=("${base[@]}" --out "$run" --overwrite)
   fi
   "$bin" "${args[@]}" >/dev/null 2>&1 &
   pid=$!

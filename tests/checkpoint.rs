@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use common::*;
 use hetconv::checkpoint::{self, Checkpoint, META_CONFIG, StoredDtype};
-use hetconv::data::{Dataset, cifar};
+use hetconv::data::{Dataset, Images, cifar};
 use hetconv::nn::{ConvMode, Vgg16, VggConfig};
 use hetconv::optim::{LrSchedule, Schedule};
 use hetconv::train::{Progress, TrainSettings, Trainer};
@@ -566,4 +566,94 @@ fn evaluating_on_data_of_other_classes_is_an_error() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("5 classes") && err.contains("10"), "{err}");
+}
+
+/// Evaluation accepts what training accepts, so an epoch's evaluation never refuses the data
+/// the epoch trained on (it once refused them after a whole epoch of `--init` training): a set
+/// with fewer classes than the model, and a grey set on a colour model (its plane repeated, as
+/// the batcher documents). A set that is not valid is refused by name, not a panic.
+#[test]
+fn evaluation_accepts_what_training_accepts_and_refuses_invalid_sets() {
+    let ctx = ctx();
+    let model = Vgg16::new(&ctx, tiny(), 0).unwrap();
+    let colour = cifar20();
+    let plane = colour.height * colour.width;
+    let Images::Bytes(bytes) = &colour.images else {
+        unreachable!("CIFAR is decoded")
+    };
+    // The first 4 classes' images, each made grey (the mean of its planes).
+    let (mut grey_bytes, mut labels) = (Vec::new(), Vec::new());
+    for (image, &label) in bytes.chunks_exact(3 * plane).zip(&colour.labels) {
+        if label < 4 {
+            grey_bytes.extend(
+                (0..plane).map(|k| {
+                    ((0..3).map(|c| u32::from(image[c * plane + k])).sum::<u32>() / 3) as u8
+                }),
+            );
+            labels.push(label);
+        }
+    }
+    let grey = Dataset {
+        name: "grey".into(),
+        images: Images::Bytes(grey_bytes.clone()),
+        labels: labels.clone(),
+        channels: 1,
+        class_names: colour.class_names[..4].to_vec(),
+        ..colour.clone()
+    };
+    // The same images with the grey plane written three times.
+    let repeated = Dataset {
+        name: "repeated".into(),
+        images: Images::Bytes(
+            grey_bytes
+                .chunks_exact(plane)
+                .flat_map(|p| p.iter().chain(p).chain(p).copied().collect::<Vec<_>>())
+                .collect(),
+        ),
+        channels: 3,
+        ..grey.clone()
+    };
+    let report = pollster::block_on(hetconv::train::evaluate(&model, &grey, 3, None)).unwrap();
+    assert_eq!(report.images, labels.len());
+    assert!(labels.len() > 3 && labels.len() < 20, "{labels:?}");
+    assert_eq!(
+        report,
+        pollster::block_on(hetconv::train::evaluate(&model, &repeated, 3, None)).unwrap()
+    );
+    let train = Trainer::new(
+        model,
+        grey.clone(),
+        settings(false, false),
+        Progress::default(),
+    );
+    let model = train.unwrap().into_model();
+
+    let invalid = [
+        (
+            "a label beyond the classes",
+            Dataset {
+                labels: labels.iter().map(|&l| l + 4).collect(),
+                ..grey.clone()
+            },
+            "is not below 4 classes",
+        ),
+        (
+            "too few pixel bytes",
+            Dataset {
+                images: Images::Bytes(grey_bytes[1..].to_vec()),
+                ..grey.clone()
+            },
+            "pixel bytes",
+        ),
+    ];
+    for (what, data, wanted) in invalid {
+        let err = pollster::block_on(hetconv::train::evaluate(&model, &data, 3, None))
+            .err()
+            .unwrap_or_else(|| panic!("{what}: accepted"))
+            .to_string();
+        assert!(
+            err.contains("grey") && err.contains(wanted),
+            "{what}: {err}"
+        );
+    }
 }

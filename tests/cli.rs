@@ -136,6 +136,18 @@ fn train_learns_and_the_outputs_serve_eval_predict_and_export() {
         "{csv}"
     );
     assert_eq!(csv.lines().count(), 4);
+    // Over several of predict's batches of 100: every image once, in order, with its label.
+    let csv = stdout(&hetconv(&["predict", "--weights", ckpt, "--limit", "205"]));
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(rows.len(), 205);
+    for (i, row) in rows.iter().enumerate() {
+        let fields: Vec<&str> = row.split(',').collect();
+        assert!(fields[0].ends_with(&format!("#{i}")), "row {i}: {row}");
+        assert!(
+            fields[3].parse::<usize>().is_ok_and(|l| l < 10),
+            "row {i}: {row}"
+        );
+    }
 
     // An image file is resized to the model's input and classified.
     let png = dir.path().join("shoe.png");
@@ -961,6 +973,45 @@ fn an_image_folder_trains_and_predict_names_its_classes() {
         out.contains("bright") || out.contains("dark"),
         "class names from the checkpoint:\n{out}"
     );
+    let refused = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_hetconv"))
+            .args(args)
+            .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} accepted");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // A folder of other classes is refused, as eval refuses it: its rows would name the
+    // folder's classes for the model's outputs.
+    let other = dir.path().join("other");
+    for class in ["cat", "dog"] {
+        std::fs::create_dir_all(other.join(class)).unwrap();
+        // Ten each: one held out as the test split.
+        for i in 0..10 {
+            std::fs::copy(&picture, other.join(class).join(format!("{i}.png"))).unwrap();
+        }
+    }
+    let err = refused(&[
+        "predict",
+        "--weights",
+        ckpt.to_str().unwrap(),
+        "--data",
+        other.to_str().unwrap(),
+    ]);
+    assert!(err.contains("bright") && err.contains("cat"), "{err}");
+    // The options of a data set do not apply to image files: refused, not ignored.
+    for flag in [
+        &["--limit", "1"][..],
+        &["--split", "train"],
+        &["--skip-bad-images"],
+    ] {
+        let mut args = vec!["predict", "--weights", ckpt.to_str().unwrap()];
+        args.extend_from_slice(flag);
+        args.push(picture.to_str().unwrap());
+        let err = refused(&args);
+        assert!(err.contains(flag[0]), "{flag:?}: {err}");
+    }
 }
 
 /// Outside a desktop session, Mesa's device-select layer made libwayland print
@@ -1131,4 +1182,65 @@ fn a_resnet_trains_evaluates_resumes_and_exports() {
         let err = hetconv_fails(&args);
         assert!(err.contains(says), "{says}: {err}");
     }
+}
+
+/// A new run never writes over a previous one: a previous run in its folder (the default
+/// runs/latest or one named with --out) is moved, whole, to the first free OUT.N, and the
+/// command says so; --overwrite replaces it in place; an existing --save file outside the
+/// folder is refused, naming it, and left as it was.
+#[test]
+fn a_new_run_never_writes_over_a_previous_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["train"];
+        args.extend_from_slice(SMALL);
+        args.extend_from_slice(&["--max-steps", "2"]);
+        args.extend_from_slice(extra);
+        Command::new(env!("CARGO_BIN_EXE_hetconv"))
+            .args(&args)
+            .current_dir(dir.path())
+            .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+            .output()
+            .unwrap()
+    };
+    let ok = |out: Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout(&out)
+    };
+    let read = |path: &str| std::fs::read(dir.path().join(path)).unwrap();
+    let latest = "runs/latest/checkpoint.safetensors";
+    ok(run(&[]));
+    let first = read(latest);
+    let text = ok(run(&["--seed", "1"]));
+    assert!(
+        text.contains("moved the previous run in runs/latest to runs/latest.1"),
+        "{text}"
+    );
+    assert_eq!(read("runs/latest.1/checkpoint.safetensors"), first);
+    assert!(!read("runs/latest.1/steps.csv").is_empty());
+    assert!(!read("runs/latest.1/epochs.jsonl").is_empty());
+    let second = read(latest);
+    assert_ne!(second, first, "another seed, another checkpoint");
+    // Named with --out: the same, to the next free number.
+    let text = ok(run(&["--out", "runs/latest", "--seed", "2"]));
+    assert!(text.contains("to runs/latest.2"), "{text}");
+    assert_eq!(read("runs/latest.2/checkpoint.safetensors"), second);
+    let third = read(latest);
+    ok(run(&["--out", "runs/latest", "--overwrite", "--seed", "3"]));
+    assert_ne!(read(latest), third, "replaced");
+    assert!(!dir.path().join("runs/latest.3").exists());
+
+    std::fs::write(dir.path().join("mine.safetensors"), b"not to be lost").unwrap();
+    let refused = run(&["--out", "elsewhere", "--save", "mine.safetensors"]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("--save mine.safetensors exists already") && err.contains("--overwrite"),
+        "{err}"
+    );
+    assert_eq!(read("mine.safetensors"), b"not to be lost");
 }

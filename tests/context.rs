@@ -295,6 +295,11 @@ fn aligned_views_share_storage_and_misaligned_ones_are_refused() {
     );
     let err = storage.view(1, &[2]).unwrap_err().to_string();
     assert!(err.contains("alignment"), "{err}");
+    // Out of range, also where offset + size would wrap around.
+    for offset in [191, usize::MAX] {
+        let err = storage.view(offset, &[2]).unwrap_err().to_string();
+        assert!(err.contains("does not fit in [192]"), "{offset}: {err}");
+    }
 }
 
 #[test]

@@ -5,7 +5,9 @@ mod common;
 
 use hetconv::Error;
 use hetconv::data::augment::{place, resized_crop};
-use hetconv::data::{Augment, Batcher, DatasetKind, Region, ResizedCrop, cifar, embedded, idx};
+use hetconv::data::{
+    Augment, Batcher, DatasetKind, Normalize, Region, ResizedCrop, cifar, embedded, idx,
+};
 
 fn cifar_fixture() -> Vec<u8> {
     std::fs::read(common::fixtures().join("cifar10_test_first20.bin")).unwrap()
@@ -171,6 +173,64 @@ fn placement_pads_28_to_32_and_flip_and_shift_move_pixels() {
         [
             1., 0., 0., 0., 0., 1., 0., 0., 0., 0., 0., 0., 0., 0., 0., 0.
         ]
+    );
+}
+
+/// A batcher's normalisation must give one mean and one std per channel of the data: another
+/// count is refused by name (an empty one once divided by zero).
+#[test]
+fn a_batcher_refuses_a_normalisation_of_another_channel_count() {
+    let data = cifar::parse(&cifar_fixture(), "c").unwrap();
+    for (mean, std) in [
+        (vec![], vec![]),
+        (vec![0.5], vec![0.2]),
+        (vec![0.5; 3], vec![0.2; 2]),
+    ] {
+        let batcher = Batcher {
+            batch_size: 2,
+            size: 32,
+            channels: 3,
+            augment: None,
+            normalize: Some(Normalize {
+                mean: mean.clone(),
+                std: std.clone(),
+            }),
+            shuffle: false,
+            seed: 0,
+        };
+        let err = batcher.batch(&data, &[0, 1], 0).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!(
+                "{} means and {} stds for 3-channel",
+                mean.len(),
+                std.len()
+            )),
+            "{mean:?} {std:?}: {err}"
+        );
+    }
+    let good = Batcher {
+        batch_size: 2,
+        size: 32,
+        channels: 1,
+        augment: None,
+        normalize: Some(Normalize {
+            mean: vec![0.5; 3],
+            std: vec![0.25; 3],
+        }),
+        shuffle: false,
+        seed: 0,
+    };
+    let batch = good.batch(&data, &[0, 1], 0).unwrap();
+    // Each colour plane normalised, then averaged to the model's one channel.
+    let raw = data.image(0).unwrap();
+    let want = (0..3)
+        .map(|c| (f32::from(raw[c * 1024]) / 255.0 - 0.5) / 0.25)
+        .sum::<f32>()
+        / 3.0;
+    assert!(
+        (batch.pixels[0] - want).abs() < 1e-5,
+        "{} vs {want}",
+        batch.pixels[0]
     );
 }
 
@@ -586,6 +646,39 @@ fn an_image_folder_with_splits_and_its_errors() {
     std::fs::write(flat.path().join("a.png"), b"x").unwrap();
     let err = load(flat.path(), options).unwrap_err().to_string();
     assert!(err.contains("no class folders"), "{err}");
+}
+
+/// Images in folders below a class folder belong to that class, as in torchvision's
+/// `ImageFolder` (they were once left out without a word); hidden folders are skipped; a link
+/// back to a folder above is an error naming the loop, not an endless walk.
+#[test]
+fn an_image_folder_reads_the_folders_below_each_class() {
+    use hetconv::data::image_folder::{FolderOptions, load};
+    let dir = tempfile::tempdir().unwrap();
+    // 2 images in cat/, 12 in cat/2019/ and cat/2019/jan/; dog/ holds only a sub-folder.
+    write_class_images(dir.path(), &["cat"], 2, true);
+    write_class_images(&dir.path().join("cat/2019"), &["jan"], 5, true);
+    write_class_images(&dir.path().join("cat"), &["2019"], 7, true);
+    write_class_images(&dir.path().join("dog"), &["2020"], 10, true);
+    write_class_images(&dir.path().join("dog/.thumbnails"), &["x"], 3, true);
+    let options = FolderOptions::new(8);
+    let (splits, report) = load(dir.path(), options).unwrap();
+    assert!(report.skipped.is_empty());
+    assert_eq!(splits.train.class_names, ["cat", "dog"]);
+    assert_eq!(splits.train.len() + splits.test.len(), 14 + 10);
+    let count = |label| {
+        [&splits.train, &splits.test]
+            .iter()
+            .map(|s| s.labels.iter().filter(|&&l| l == label).count())
+            .sum::<usize>()
+    };
+    assert_eq!((count(0), count(1)), (14, 10));
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(dir.path().join("cat"), dir.path().join("cat/2019/up")).unwrap();
+        let err = load(dir.path(), options).unwrap_err().to_string();
+        assert!(err.contains("2019/up") && err.contains("loop"), "{err}");
+    }
 }
 
 /// A decoder's error is kept as the source of hetconv's (not flattened into a string), and the

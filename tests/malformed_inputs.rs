@@ -215,7 +215,11 @@ fn broken_gzip(bytes: &[u8]) -> Vec<u8> {
 #[rustfmt::skip]
 const FLAG_CASES: &[(&str, &[&str], &[&str])] = &[
     ("unknown model", &["train", "--model", "alexnet"], &["--model", "alexnet"]),
+    ("bench: P over a scaled width", &["bench", "--parts", "4,16", "--width-mult", "0.125"], &["--parts 16", "--width-mult"]),
+    ("tune: P over a scaled width", &["tune", "--parts", "16", "--width-mult", "0.125"], &["--parts 16", "--width-mult"]),
+    ("export onto the checkpoint it reads", &["export", "--weights", "CKPT", "--output", "CKPT"], &["--output", "--weights"]),
     ("no such ResNet depth", &["train", "--model", "resnet21"], &["--model", "resnet21"]),
+    ("a ResNet deeper than any", &["train", "--model", "resnet6000000002"], &["--model", "resnet6000000002"]),
     ("crop scale 0", &["train", "--crop-scale", "0"], &["--crop-scale"]),
     ("crop scale over 1", &["train", "--crop-scale", "1.5"], &["--crop-scale", "1.5"]),
     ("normalize without stds", &["train", "--normalize", "0.5"], &["--normalize"]),
@@ -317,6 +321,37 @@ fn malformed_inputs_fail_cleanly_and_name_the_fault() {
     });
     let bad_config = ckpt("config.safetensors", &|s| {
         s.metadata()["hetconv.config"] = "{\"model\": \"vgg16\", \"widths\": ".into();
+    });
+    let bad_classes = ckpt("classes.safetensors", &|s| {
+        s.metadata()["hetconv.classes"] = "[\"cat\", 7]".into();
+    });
+    let bad_step = ckpt("step.safetensors", &|s| {
+        s.metadata()["hetconv.step"] = "-3".into();
+    });
+    let bad_progress = ckpt("progress.safetensors", &|s| {
+        s.metadata()["hetconv.progress"] = "{\"progress\": 12".into();
+    });
+    // A header that would ask for a network of terabytes: refused before anything is built.
+    let config_with = |key: &'static str, value: Value| {
+        move |s: &mut Safetensors| {
+            let text = s.metadata()["hetconv.config"].as_str().unwrap().to_string();
+            let mut config: Value = serde_json::from_str(&text).unwrap();
+            config[key] = value.clone();
+            s.metadata()["hetconv.config"] = config.to_string().into();
+        }
+    };
+    let huge_image = ckpt(
+        "hugeimage.safetensors",
+        &config_with("image_size", 32000.into()),
+    );
+    let huge_hidden = ckpt(
+        "hugehidden.safetensors",
+        &config_with("hidden", 1_000_000_000u64.into()),
+    );
+    // Each size within bounds, the classifier together over them.
+    let too_many = ckpt("toomany.safetensors", &|s| {
+        config_with("image_size", 4096.into())(s);
+        config_with("hidden", 16384.into())(s);
     });
     let alien_model = ckpt("alien.safetensors", &|s| {
         s.metadata()["hetconv.config"] = "{\"model\": \"alexnet\"}".into();
@@ -812,6 +847,36 @@ fn malformed_inputs_fail_cleanly_and_name_the_fault() {
             "damaged config",
             eval(&bad_config),
             &[&bad_config, "hetconv.config"],
+        ),
+        case_v(
+            "damaged class names",
+            eval(&bad_classes),
+            &[&bad_classes, "hetconv.classes"],
+        ),
+        case_v(
+            "damaged step",
+            eval(&bad_step),
+            &[&bad_step, "hetconv.step", "-3"],
+        ),
+        case_v(
+            "damaged progress on resume",
+            vec!["train".into(), "--resume".into(), bad_progress.clone()],
+            &[&bad_progress, "hetconv.progress"],
+        ),
+        case_v(
+            "an image size of 32000 in the config",
+            eval(&huge_image),
+            &[&huge_image, "image size 32000", "at most"],
+        ),
+        case_v(
+            "a hidden layer of 10^9 units in the config",
+            eval(&huge_hidden),
+            &[&huge_hidden, "1000000000", "at most"],
+        ),
+        case_v(
+            "a classifier of 10^10 weights in the config",
+            eval(&too_many),
+            &[&too_many, "parameters"],
         ),
         case_v(
             "unknown network in config",

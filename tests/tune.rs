@@ -1,6 +1,6 @@
 //! The tuner on this adapter: timing in `full` mode, the cache file (round trip, a corrupt or
-//! foreign file, an entry that is not a candidate here), and the same cache giving the same
-//! choices and bit-identical results.
+//! foreign file, a file that is not a cache kept, an entry that is not a candidate here), and
+//! the same cache giving the same choices and bit-identical results.
 
 mod common;
 
@@ -116,27 +116,44 @@ fn full_tuning_stores_the_winner_and_the_same_cache_gives_the_same_choice_and_bi
     }
 }
 
+/// A file that is not a tune cache is ignored, and kept: the tuner still times, but a file named
+/// by mistake (a checkpoint, notes) is never overwritten. A tune cache of another adapter is
+/// ignored here and replaced by this adapter's.
 #[test]
-fn a_corrupt_or_foreign_cache_is_ignored_and_replaced() {
+fn a_corrupt_or_foreign_cache_is_ignored_and_only_a_cache_is_replaced() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tune.json");
+    let path = dir.path().join("notes.json");
     std::fs::write(&path, "{ not json").unwrap();
     let cached = tuned_ctx(TuneMode::Cached, &path);
     forward(&cached);
     assert_eq!(the_choice(&cached).1.source, Source::Heuristic);
-    // Full mode times the key and replaces the file with a good one.
+    // Full mode times the key, and the file stays as it was.
     let full = tuned_ctx(TuneMode::Full, &path);
     forward(&full);
     assert_eq!(the_choice(&full).1.source, Source::Tuned);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "{ not json");
+    // JSON of another kind is kept too.
+    std::fs::write(&path, r#"{"format": "something else"}"#).unwrap();
+    forward(&tuned_ctx(TuneMode::Full, &path));
+    assert_eq!(read_json(&path)["format"], "something else");
+
+    // A cache written for another adapter is not used here, and replaced by a full run.
+    let path = dir.path().join("tune.json");
+    forward(&tuned_ctx(TuneMode::Full, &path));
     let mut file = read_json(&path);
     assert_eq!(file["format"], "hetconv-tune-1");
-
-    // The same entries written for another adapter are not used here.
     file["identity"]["adapter"] = "Some Other GPU".into();
     std::fs::write(&path, serde_json::to_string(&file).unwrap()).unwrap();
     let foreign = tuned_ctx(TuneMode::Cached, &path);
     forward(&foreign);
     assert_eq!(the_choice(&foreign).1.source, Source::Heuristic);
+    let full = tuned_ctx(TuneMode::Full, &path);
+    forward(&full);
+    assert_eq!(the_choice(&full).1.source, Source::Tuned);
+    assert_eq!(
+        read_json(&path)["identity"]["adapter"],
+        full.adapter_info().name.as_str()
+    );
 }
 
 #[test]

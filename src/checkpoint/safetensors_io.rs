@@ -7,7 +7,10 @@ use std::collections::HashMap;
 
 use safetensors::tensor::{Dtype, TensorView};
 
-use super::{CUSTOM_MODEL, Checkpoint, META_CONFIG, META_MODEL, MOMENTUM_PREFIX, StoredDtype};
+use super::{
+    CUSTOM_MODEL, Checkpoint, META_CLASSES, META_CONFIG, META_MODEL, META_STEP, MOMENTUM_PREFIX,
+    StoredDtype,
+};
 use crate::error::{Error, Result};
 use crate::model::Architecture;
 
@@ -117,6 +120,19 @@ impl Checkpoint {
             }
         })?;
         let metadata = header.metadata().clone().unwrap_or_default();
+        // Entries read later by accessors that cannot fail: refused here when bad, so that a
+        // damaged entry is never taken for a missing one.
+        if let Some(json) = metadata.get(META_CLASSES) {
+            serde_json::from_str::<Vec<String>>(json).map_err(|e| {
+                bad(format!(
+                    "bad {META_CLASSES} metadata (a JSON list of names expected): {e}"
+                ))
+            })?;
+        }
+        if let Some(step) = metadata.get(META_STEP) {
+            step.parse::<u64>()
+                .map_err(|e| bad(format!("bad {META_STEP} metadata {step:?}: {e}")))?;
+        }
         let file = safetensors::SafeTensors::deserialize(bytes).map_err(not_safetensors)?;
         let mut tensors = HashMap::new();
         let mut shapes = HashMap::new();

@@ -10,7 +10,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use clap::Args;
 use hetconv::kernels::loss_scale::LossScaler;
 use hetconv::kernels::sgd::SgdStep;
-use hetconv::nn::{ConvMode, Init, ResNetConfig, ResNetLayout, VggConfig};
+use hetconv::nn::{ConvMode, Init, ResNetConfig, ResNetLayout};
 use hetconv::{Architecture, Model};
 use hetconv::{Context, Error, KernelTime, Precision, Result, Tensor};
 
@@ -218,13 +218,11 @@ fn measure(
 /// classes).
 fn architecture(args: &BenchArgs, parts: usize) -> Result<Architecture> {
     match args.model {
-        ModelName::Vgg16 => {
-            let mut config = VggConfig::paper(parts);
-            if args.width_mult != 1.0 {
-                config = config.with_width_mult(args.width_mult);
-            }
-            Ok(Architecture::Vgg16(config))
-        }
+        ModelName::Vgg16 => Ok(Architecture::Vgg16(super::scaled_vgg(
+            "--parts",
+            parts,
+            (args.width_mult != 1.0).then_some(args.width_mult),
+        )?)),
         ModelName::ResNet(_) if args.width_mult != 1.0 => Err(Error::InvalidArgument(
             "--width-mult scales the VGG-16's widths; a ResNet has its paper widths".into(),
         )),
@@ -244,6 +242,10 @@ fn architecture(args: &BenchArgs, parts: usize) -> Result<Architecture> {
 pub fn run(ctx: &Context, args: BenchArgs) -> Result<()> {
     for ext in ["md", "json"] {
         super::check_writable(&args.out.with_extension(ext))?;
+    }
+    // Every network is checked before the first is timed.
+    for &parts in &args.parts {
+        architecture(&args, parts)?;
     }
     let info = ctx.adapter_info().clone();
     let modes: Vec<ConvMode> = if args.unfused {

@@ -50,6 +50,15 @@ fn parse_dtype(s: &str) -> std::result::Result<StoredDtype, String> {
 
 /// Runs the command.
 pub fn run(args: ExportArgs) -> Result<()> {
+    // The export drops the optimizer state and progress (and f16 rounds the weights): never
+    // in place of the checkpoint it reads.
+    let canonical = |p: &std::path::Path| std::fs::canonicalize(p).ok();
+    if canonical(&args.output).is_some() && canonical(&args.output) == canonical(&args.weights) {
+        return Err(Error::InvalidArgument(format!(
+            "--output {} is the checkpoint being exported (--weights): name another file",
+            args.output.display()
+        )));
+    }
     super::check_writable(&args.output)?;
     let onnx = args.output.extension().is_some_and(|e| e == "onnx");
     let format = args.format.unwrap_or(if onnx {

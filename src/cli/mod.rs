@@ -33,13 +33,14 @@ mod flops;
 mod info;
 mod predict;
 mod report;
+mod run_folder;
 mod selfcheck;
 mod train;
 mod tune;
 
 use clap::{Parser, Subcommand};
 
-use hetconv::nn::VggConfig;
+use hetconv::nn::{PAPER_WIDTHS, VggConfig};
 use hetconv::tune::TuneMode;
 use hetconv::{Context, ContextOptions, ConvAlgorithm, LimitsChoice, Precision, Result};
 
@@ -229,6 +230,26 @@ fn check_class_names(
         ))),
         _ => Ok(()),
     }
+}
+
+/// The paper's VGG-16 at P = `part`, its widths scaled by `mult` where given (rounded to
+/// multiples of P). A P larger than a scaled width is refused, naming `part_flag`: that width
+/// would be raised to P, silently growing the model (and misnaming it in a table).
+fn scaled_vgg(part_flag: &str, part: usize, mult: Option<f64>) -> Result<VggConfig> {
+    let config = VggConfig::paper(part);
+    let Some(mult) = mult else {
+        return Ok(config);
+    };
+    if let Some(&w) = PAPER_WIDTHS
+        .iter()
+        .find(|&&w| (w as f64 * mult) < part as f64)
+    {
+        return Err(hetconv::Error::InvalidArgument(format!(
+            "{part_flag} {part}: a layer of the paper's {w} channels has {} at width x{mult}, fewer than P; lower {part_flag} or raise --width-mult",
+            w as f64 * mult
+        )));
+    }
+    Ok(config.with_width_mult(mult))
 }
 
 /// Checks, before any work, that `path` can be written: its folder is made if missing and a

@@ -5,9 +5,11 @@ use std::path::PathBuf;
 use clap::Args;
 use hetconv::Model;
 use hetconv::checkpoint;
-use hetconv::data::{Batcher, image_file};
+use hetconv::data::{Batcher, Dataset, image_file};
 use hetconv::kernels::loss;
+use hetconv::model::InputShape;
 use hetconv::nn::ConvMode;
+use hetconv::train::check_data_fits;
 use hetconv::{Context, Error, Result, Tensor};
 
 use super::data_args::DataArgs;
@@ -19,8 +21,10 @@ pub struct PredictArgs {
     /// The checkpoint.
     #[arg(long)]
     pub weights: PathBuf,
-    /// Image files (PNG, JPEG); resized and centre-cropped to the model's input.
-    #[arg(conflicts_with_all = ["data", "dataset"])]
+    /// Image files (PNG, JPEG); resized and centre-cropped to the model's input. The options
+    /// of a data set (`--data` and the flags that shape it, `--split`, `--limit`) do not apply
+    /// to them and are refused with them.
+    #[arg(conflicts_with_all = ["data", "dataset", "image_size", "skip_bad_images", "stream_images", "split", "limit"])]
     pub images: Vec<PathBuf>,
     #[command(flatten)]
     pub data: DataArgs,
@@ -51,6 +55,50 @@ struct Prediction {
     probabilities: Vec<f32>,
 }
 
+/// Images classified per GPU batch (and read per batch).
+const CHUNK: usize = 100;
+
+/// Where the images come from.
+enum Source<'a> {
+    /// A split of a data set.
+    Data(Dataset),
+    /// Image files.
+    Files(&'a [PathBuf]),
+}
+
+/// One image to classify: its name, its pixels at the model's input, its label if known.
+type Item = (String, Vec<f32>, Option<usize>);
+
+impl Source<'_> {
+    /// The images `range`, read and brought to the model's `input`.
+    fn read(&self, range: std::ops::Range<usize>, input: InputShape) -> Result<Vec<Item>> {
+        match self {
+            Source::Data(data) => {
+                let batcher = Batcher::for_evaluation(range.len(), input.size, input.channels);
+                let batch = batcher.batch(data, &range.clone().collect::<Vec<_>>(), 0)?;
+                let per_image = input.channels * input.size * input.size;
+                Ok(range
+                    .zip(batch.pixels.chunks_exact(per_image).zip(&batch.labels))
+                    .map(|(i, (pixels, &label))| {
+                        (
+                            format!("{}#{i}", data.name),
+                            pixels.to_vec(),
+                            Some(label as usize),
+                        )
+                    })
+                    .collect())
+            }
+            Source::Files(paths) => paths[range]
+                .iter()
+                .map(|path| {
+                    let pixels = image_file::load(path, input.channels, input.size)?;
+                    Ok((path.display().to_string(), pixels, None))
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Runs the command.
 pub fn run(ctx: &Context, args: PredictArgs) -> Result<()> {
     if let Some(output) = &args.output {
@@ -62,53 +110,32 @@ pub fn run(ctx: &Context, args: PredictArgs) -> Result<()> {
         .build_model(ctx, ConvMode::Fused)
         .map_err(|e| e.in_file(&args.weights))?;
     let (input, classes) = (model.input(), model.classes());
-    let per_image = input.channels * input.size * input.size;
-    // (name, pixels, label)
-    let mut inputs: Vec<(String, Vec<f32>, Option<usize>)> = Vec::new();
-    let class_names: Vec<String>;
-    if args.images.is_empty() {
-        let splits = args.data.load(Some(model.input().size))?;
+    let (source, class_names, count) = if args.images.is_empty() {
+        let splits = args.data.load(Some(input.size))?;
         let data = match args.split {
             Split::Test => splits.test,
             Split::Train => splits.train,
         };
-        class_names = data.class_names.clone();
+        // The same checks as eval's: names that label the model's outputs, classes it has.
+        super::check_class_names(&ckpt, &data, &args.weights)?;
+        check_data_fits(&model, &data)?;
         let n = args.limit.map_or(data.len(), |l| l.min(data.len()));
-        let batcher = Batcher {
-            batch_size: n,
-            size: input.size,
-            channels: input.channels,
-            augment: None,
-            normalize: None,
-            shuffle: false,
-            seed: 0,
-        };
-        let batch = batcher.batch(&data, &(0..n).collect::<Vec<_>>(), 0)?;
-        for i in 0..n {
-            inputs.push((
-                format!("{}#{i}", data.name),
-                batch.pixels[i * per_image..(i + 1) * per_image].to_vec(),
-                Some(batch.labels[i] as usize),
-            ));
-        }
+        let names = data.class_names.clone();
+        (Source::Data(data), names, n)
     } else {
-        class_names = ckpt
+        let names = ckpt
             .class_names()
             .filter(|names| names.len() == classes)
             .unwrap_or_else(|| (0..classes).map(|c| c.to_string()).collect());
-        for path in &args.images {
-            inputs.push((
-                path.display().to_string(),
-                image_file::load(path, input.channels, input.size)?,
-                None,
-            ));
-        }
-    }
-    if inputs.is_empty() {
+        (Source::Files(&args.images), names, args.images.len())
+    };
+    if count == 0 {
         return Err(Error::InvalidArgument("no images to classify".into()));
     }
     let mut predictions = Vec::new();
-    for chunk in inputs.chunks(100) {
+    // A chunk at a time, read when it is classified: a large folder never sits in memory whole.
+    for start in (0..count).step_by(CHUNK) {
+        let chunk = source.read(start..(start + CHUNK).min(count), input)?;
         let pixels: Vec<f32> = chunk
             .iter()
             .flat_map(|(_, p, _)| p.iter().copied())

@@ -14,7 +14,7 @@ use super::args::{self, ModelName};
 use hetconv::checkpoint::{self, Checkpoint, META_CLASSES, META_CONFIG, META_PROGRESS, META_STEP};
 use hetconv::data::{Augment, Dataset};
 use hetconv::dist::{BatchNormStats, Communicator, ExchangeClock, Leeway, Watchdog};
-use hetconv::nn::{ConvMode, PAPER_WIDTHS, ResNetConfig, ResNetLayout, VggConfig};
+use hetconv::nn::{ConvMode, ResNetConfig, ResNetLayout, VggConfig};
 use hetconv::optim::{LrSchedule, Schedule};
 use hetconv::train::{Progress, TrainSettings, Trainer, evaluate};
 use hetconv::{Architecture, Model};
@@ -23,6 +23,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::data_args::DataArgs;
 use super::report::{EpochRow, Metrics};
+use super::run_folder;
 
 /// The learning-rate schedule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -133,9 +134,14 @@ pub struct TrainArgs {
     #[arg(long)]
     pub save: Option<PathBuf>,
     /// Folder for metrics, the chart and the checkpoint (default runs/latest; with --resume,
-    /// the run's own folder).
+    /// the run's own folder). A new run never writes over a previous one: a previous run there
+    /// is moved, whole, to OUT.1 (or the first free OUT.N), unless --overwrite.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Write over the previous run in --out (its checkpoint, metrics and chart) and over an
+    /// existing --save file, instead of moving the run aside or refusing the file.
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
     /// Also save a checkpoint every this many steps (always: at each epoch's end).
     #[arg(long, value_parser = args::steps)]
     pub checkpoint_every: Option<u64>,
@@ -297,25 +303,14 @@ impl TrainArgs {
     /// raised to P, silently growing the model).
     fn vgg_config(&self, data: &Dataset) -> Result<VggConfig> {
         let part = self.part.unwrap_or(4);
-        let mut config = VggConfig::paper(part);
-        if let Some(widths) = &self.widths {
-            config.widths = widths.clone();
-            config.hidden = *widths.last().unwrap_or(&512);
-        } else {
-            let mult = self.width_mult.unwrap_or(1.0);
-            if let Some(&w) = PAPER_WIDTHS
-                .iter()
-                .find(|&&w| (w as f64 * mult) < part as f64)
-            {
-                return Err(Error::InvalidArgument(format!(
-                    "--part {part}: a layer of the paper's {w} channels has {} at width x{mult}, fewer than P; lower --part or raise --width-mult",
-                    w as f64 * mult
-                )));
-            }
-            if self.width_mult.is_some() {
-                config = config.with_width_mult(mult);
-            }
-        }
+        let mut config = match &self.widths {
+            Some(widths) => VggConfig {
+                widths: widths.clone(),
+                hidden: *widths.last().unwrap_or(&512),
+                ..VggConfig::paper(part)
+            },
+            None => super::scaled_vgg("--part", part, self.width_mult)?,
+        };
         config.in_channels = data.channels;
         config.classes = data.classes();
         // The smallest VGG input that holds the images (28x28 MNIST is padded to 32x32).
@@ -543,11 +538,18 @@ fn run_rank(
     let resumed = match &args.resume {
         Some(path) => {
             let ckpt = checkpoint::load(path)?;
-            let saved: SavedRun = ckpt
-                .metadata
-                .get(META_PROGRESS)
-                .and_then(|s| serde_json::from_str(s).ok())
-                .ok_or_else(|| Error::InvalidArgument(format!("{}: no training progress in this checkpoint (use --init to start from its weights)", path.display())))?;
+            let saved: SavedRun = match ckpt.metadata.get(META_PROGRESS) {
+                Some(json) => serde_json::from_str(json).map_err(|e| Error::File {
+                    path: path.clone(),
+                    message: format!("bad {META_PROGRESS} metadata: {e}"),
+                })?,
+                None => {
+                    return Err(Error::InvalidArgument(format!(
+                        "{}: no training progress in this checkpoint (use --init to start from its weights)",
+                        path.display()
+                    )));
+                }
+            };
             Some((path.clone(), ckpt, saved))
         }
         None => None,
@@ -788,6 +790,15 @@ fn run_rank(
         .unwrap_or_else(|| out.join("checkpoint.safetensors"));
     // Rank 0 alone writes (every rank checking the same path raced on its probe file).
     if rank0 {
+        if args.resume.is_none() {
+            if let Some(moved) = run_folder::make_room(&out, &save_path, args.overwrite)? {
+                say!(
+                    "moved the previous run in {} to {}",
+                    out.display(),
+                    moved.display()
+                );
+            }
+        }
         super::check_writable(&save_path)?;
     }
     let resume_step = args.resume.as_ref().map(|_| trainer.progress().step);
@@ -864,6 +875,8 @@ fn run_rank(
             epoch_start = Instant::now();
         } else if report.epoch_done || trainer.is_done() {
             let seconds = epoch_start.elapsed().as_secs_f64();
+            // Saved before the evaluation: an evaluation that fails loses no training.
+            save_on_rank0(&trainer)?;
             let eval = pollster::block_on(evaluate(
                 trainer.model(),
                 &splits.test,
@@ -895,7 +908,6 @@ fn run_rank(
             if let Some(metrics) = metrics.as_mut() {
                 metrics.epoch(row)?;
             }
-            save_on_rank0(&trainer)?;
             (loss_sum, acc_sum, sampled, epoch_images) = (0.0, 0.0, 0, 0);
             epoch_start = Instant::now();
         } else if periodic {

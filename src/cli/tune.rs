@@ -7,7 +7,7 @@ use std::time::Instant;
 use clap::Args;
 use hetconv::Model;
 use hetconv::kernels::sgd::SgdStep;
-use hetconv::nn::{Vgg16, VggConfig};
+use hetconv::nn::Vgg16;
 use hetconv::tune::{TuneMode, Variant};
 use hetconv::{Context, Error, Result, Tensor};
 
@@ -35,6 +35,13 @@ pub fn run(ctx: &Context, args: TuneArgs) -> Result<()> {
             super::check_writable(&out.with_extension(ext))?;
         }
     }
+    // Every network is checked before the first is tuned.
+    let width_mult = (args.width_mult != 1.0).then_some(args.width_mult);
+    let configs = args
+        .parts
+        .iter()
+        .map(|&parts| super::scaled_vgg("--parts", parts, width_mult))
+        .collect::<Result<Vec<_>>>()?;
     if ctx.tune_mode() != TuneMode::Full {
         eprintln!(
             "tune: tuning mode was {}, full for this command",
@@ -48,11 +55,7 @@ pub fn run(ctx: &Context, args: TuneArgs) -> Result<()> {
         info.name, info.backend, info.driver, info.driver_info
     );
     let started = Instant::now();
-    for &parts in &args.parts {
-        let mut config = VggConfig::paper(parts);
-        if args.width_mult != 1.0 {
-            config = config.with_width_mult(args.width_mult);
-        }
+    for (&parts, config) in args.parts.iter().zip(configs) {
         let mut model = Vgg16::new(ctx, config, 0)?;
         for &batch in &args.batch {
             let x = Tensor::zeros(ctx, &[batch, 3, 32, 32])?;

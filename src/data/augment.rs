@@ -232,6 +232,13 @@ impl std::str::FromStr for Normalize {
 /// Writes one image into `out` (`[channels, size, size]`): centred (zero-padded or cropped to
 /// `size`), shifted by `(shift_y, shift_x)` with zeros entering at the border, optionally
 /// mirrored, scaled to [0, 1] and normalised.
+///
+/// # Shapes
+/// `pixels`: `[channels, height, width]` → `out`: `[channels, size, size]`
+///
+/// # Panics
+/// When `pixels` or `out` are shorter than those shapes, or `normalize` has fewer than
+/// `channels` means or stds ([`Normalize::check`]); [`super::Batcher`] checks all three.
 #[allow(clippy::too_many_arguments)]
 pub fn place(
     pixels: &[u8],
@@ -247,9 +254,7 @@ pub fn place(
     let top = (size as isize - height as isize) / 2;
     let left = (size as isize - width as isize) / 2;
     for c in 0..channels {
-        let (mean, std) = normalize.map_or((0.0, 1.0), |n| {
-            (n.mean[c % n.mean.len()], n.std[c % n.std.len()])
-        });
+        let (mean, std) = normalize.map_or((0.0, 1.0), |n| (n.mean[c], n.std[c]));
         for y in 0..size {
             for x in 0..size {
                 let sx = if flip { size - 1 - x } else { x };

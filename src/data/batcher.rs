@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::Dataset;
 use super::augment::{Augment, Normalize, Region, place, resized_crop};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Images and labels ready for upload.
 #[derive(Clone, Debug, PartialEq)]
@@ -33,7 +33,9 @@ pub struct Batcher {
     pub channels: usize,
     /// Training augmentation, if any.
     pub augment: Option<Augment>,
-    /// Normalisation, if any.
+    /// Normalisation, if any, of the data set's channels (before they are brought to
+    /// `channels`): one mean and one std per channel ([`Normalize::check`]; a batch refuses
+    /// another count).
     pub normalize: Option<Normalize>,
     /// Shuffle every epoch.
     pub shuffle: bool,
@@ -49,6 +51,20 @@ fn rng(seed: u64, stream: u64, index: u64) -> ChaCha8Rng {
 }
 
 impl Batcher {
+    /// The batcher of evaluation and prediction: `batch_size` images at a time, in order, at
+    /// the model's `size` and `channels`, without augmentation.
+    pub fn for_evaluation(batch_size: usize, size: usize, channels: usize) -> Self {
+        Self {
+            batch_size,
+            size,
+            channels,
+            augment: None,
+            normalize: None,
+            shuffle: false,
+            seed: 0,
+        }
+    }
+
     /// Full batches per epoch of a data set of `len` images (the incomplete last one is
     /// dropped in training: a batch of one has no batch statistics).
     pub fn steps_per_epoch(&self, len: usize) -> usize {
@@ -80,6 +96,11 @@ impl Batcher {
         step: u64,
         part: Range<usize>,
     ) -> Result<Batch> {
+        if let Some(normalize) = &self.normalize {
+            normalize
+                .check(data.channels)
+                .map_err(|e| Error::InvalidArgument(format!("batch of {}: {e}", data.name)))?;
+        }
         let mut rng = rng(self.seed, 2, step);
         let draws: Vec<Draw> = indices
             .iter()

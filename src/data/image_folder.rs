@@ -1,8 +1,9 @@
 //! Your own images: a folder with one sub-folder per class (PNG or JPEG, any size, grey or
-//! colour), as torchvision's `ImageFolder` reads it. Either `DIR/<class>/...` (every tenth image
-//! of each class, in name order, is held out as the test split) or `DIR/train/<class>/...` with
-//! `DIR/val/<class>/...` (or `test/`). Classes are the sub-folders' names in sorted order; hidden
-//! files (a leading `.`) are ignored. Every image is resized (shorter side) and centre-cropped to
+//! colour; in the class folder or in folders below it), as torchvision's `ImageFolder` reads
+//! it. Either `DIR/<class>/...` (every tenth image of each class, in path order, is held out as
+//! the test split) or `DIR/train/<class>/...` with `DIR/val/<class>/...` (or `test/`). Classes
+//! are the sub-folders' names in sorted order; hidden files and folders (a leading `.`) are
+//! ignored. Every image is resized (shorter side) and centre-cropped to
 //! `size` x `size`; the set is grey (1 channel) when every image is, RGB otherwise. A folder
 //! whose decoded images fit in [`FolderOptions::memory_limit`] is decoded once, on every core,
 //! and kept as bytes; a larger one is streamed: only the file list is kept, the headers are read
@@ -254,7 +255,10 @@ fn class_folders(dir: &Path) -> Result<Vec<String>> {
     Ok(classes)
 }
 
-/// Every file of every class folder of `dir` present, in class then name order: (path, label).
+/// Every file of every class folder of `dir` present, in class then path order: (path, label).
+/// A class folder's sub-folders are read too, at any depth (as torchvision's `ImageFolder`
+/// does; links followed, a link back to a folder above refused by name); hidden files and
+/// folders are left out.
 fn files_of(dir: &Path, classes: &[String]) -> Result<Vec<(PathBuf, usize)>> {
     let mut files = Vec::new();
     for (label, class) in classes.iter().enumerate() {
@@ -262,19 +266,20 @@ fn files_of(dir: &Path, classes: &[String]) -> Result<Vec<(PathBuf, usize)>> {
         if !folder.is_dir() {
             continue;
         }
-        let io = |e| Error::Io {
-            path: folder.clone(),
-            source: e,
-        };
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(&folder)
-            .map_err(io)?
-            .filter_map(|e| e.ok())
-            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-            .map(|e| e.path())
-            .filter(|p| p.is_file())
-            .collect();
-        paths.sort();
-        files.extend(paths.into_iter().map(|p| (p, label)));
+        let walk = walkdir::WalkDir::new(&folder)
+            .follow_links(true)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
+        for entry in walk {
+            let entry = entry.map_err(|e| Error::Io {
+                path: e.path().unwrap_or(&folder).to_path_buf(),
+                source: e.into(),
+            })?;
+            if entry.file_type().is_file() {
+                files.push((entry.into_path(), label));
+            }
+        }
     }
     Ok(files)
 }

@@ -115,7 +115,9 @@ impl ResNetConfig {
     pub fn layout(&self) -> Option<ResNetLayout> {
         match self.depth {
             18 | 34 | 50 | 101 | 152 => Some(ResNetLayout::ImageNet),
-            d if d >= 8 && (d - 2).is_multiple_of(6) => Some(ResNetLayout::Cifar),
+            d if (8..=super::MAX_CIFAR_RESNET_DEPTH).contains(&d) && (d - 2).is_multiple_of(6) => {
+                Some(ResNetLayout::Cifar)
+            }
             _ => None,
         }
     }
@@ -158,6 +160,20 @@ impl ResNetConfig {
         }
         if self.in_channels == 0 || self.classes == 0 {
             return bad("channels and classes must be positive".into());
+        }
+        if self.in_channels > super::MAX_IN_CHANNELS
+            || self.classes > super::MAX_CLASSES
+            || self.image_size > super::MAX_IMAGE_SIDE
+        {
+            return bad(format!(
+                "{} input channels, {} classes, image size {}: at most {}, {} and {}",
+                self.in_channels,
+                self.classes,
+                self.image_size,
+                super::MAX_IN_CHANNELS,
+                super::MAX_CLASSES,
+                super::MAX_IMAGE_SIDE
+            ));
         }
         if let Some(Err(m)) = self.normalize.as_ref().map(|n| n.check(self.in_channels)) {
             return bad(m);

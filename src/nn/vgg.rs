@@ -114,6 +114,44 @@ impl VggConfig {
         {
             return bad("channels, classes, hidden size and widths must be positive".into());
         }
+        let widest = self
+            .widths
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(0)
+            .max(self.hidden);
+        if self.in_channels > super::MAX_IN_CHANNELS
+            || self.classes > super::MAX_CLASSES
+            || self.image_size > super::MAX_IMAGE_SIDE
+            || widest > super::MAX_WIDTH
+        {
+            return bad(format!(
+                "{} input channels, {} classes, image size {}, a layer of {widest}: at most {}, {}, {} and {}",
+                self.in_channels,
+                self.classes,
+                self.image_size,
+                super::MAX_IN_CHANNELS,
+                super::MAX_CLASSES,
+                super::MAX_IMAGE_SIDE,
+                super::MAX_WIDTH
+            ));
+        }
+        // Within those bounds the count is far below 2^64 (at most about 2^43).
+        let convs: u64 = std::iter::once(self.in_channels)
+            .chain(self.widths.iter().copied())
+            .zip(&self.widths)
+            .map(|(cin, &cout)| (cin * cout * 9) as u64)
+            .sum();
+        let side = (self.image_size / 32) as u64;
+        let (last, hidden) = (*self.widths.last().unwrap_or(&0) as u64, self.hidden as u64);
+        let params = convs + last * side * side * hidden + hidden * self.classes as u64;
+        if params > super::MAX_PARAMETERS {
+            return bad(format!(
+                "about {params} parameters, over the {} a network may have",
+                super::MAX_PARAMETERS
+            ));
+        }
         if let Some(n) = &self.normalize {
             n.check(self.in_channels)
                 .map_err(|m| Error::InvalidArgument(format!("VGG config: {m}")))?;

@@ -194,7 +194,10 @@ impl Tensor {
                 format!("an f16 view must hold an even count of elements, {shape:?} does not"),
             ));
         }
-        if offset + numel > self.numel() {
+        if offset
+            .checked_add(numel)
+            .is_none_or(|end| end > self.numel())
+        {
             return Err(Error::shape(
                 "view",
                 format!(

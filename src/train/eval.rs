@@ -19,9 +19,28 @@ pub struct EvalReport {
     pub images: usize,
 }
 
+/// Checks that `data` can train or be evaluated by `model`: valid (see [`Dataset::validate`])
+/// and with no more classes than the model has outputs. Channels need not match: the batcher
+/// repeats a grey plane or averages colour ones to the model's channels.
+pub fn check_data_fits<M: Model + ?Sized>(model: &M, data: &Dataset) -> Result<()> {
+    data.validate()?;
+    if data.classes() > model.classes() {
+        return Err(Error::InvalidArgument(format!(
+            "{} has {} classes, the model only {} classes",
+            data.name,
+            data.classes(),
+            model.classes()
+        )));
+    }
+    Ok(())
+}
+
 /// Runs `model` over every image of `data` (in order, no augmentation) in batches of
-/// `batch_size`; `limit` evaluates only the first images. A data set whose classes, channels
-/// or images do not fit the model is an error naming both, as is an empty evaluation.
+/// `batch_size`; `limit` evaluates only the first images. What [`Trainer::new`] accepts is
+/// accepted here too ([`check_data_fits`]: so an evaluation at an epoch's end never refuses the
+/// data the epoch trained on); an empty evaluation is an error.
+///
+/// [`Trainer::new`]: super::Trainer::new
 pub async fn evaluate<M: Model + ?Sized>(
     model: &M,
     data: &Dataset,
@@ -29,19 +48,7 @@ pub async fn evaluate<M: Model + ?Sized>(
     limit: Option<usize>,
 ) -> Result<EvalReport> {
     let (input, classes) = (model.input(), model.classes());
-    if data.classes() != classes {
-        return Err(Error::InvalidArgument(format!(
-            "the model has {classes} classes, the data set {} has {}",
-            data.name,
-            data.classes()
-        )));
-    }
-    if data.channels != input.channels {
-        return Err(Error::InvalidArgument(format!(
-            "the model takes {}-channel images, the data set {} has {} channels",
-            input.channels, data.name, data.channels
-        )));
-    }
+    check_data_fits(model, data)?;
     if data.is_empty() || limit == Some(0) || batch_size == 0 {
         return Err(Error::InvalidArgument(format!(
             "nothing to evaluate: {} images in {}, limit {limit:?}, batch size {batch_size}",
@@ -50,15 +57,7 @@ pub async fn evaluate<M: Model + ?Sized>(
         )));
     }
     let ctx = model.context().clone();
-    let batcher = Batcher {
-        batch_size,
-        size: input.size,
-        channels: input.channels,
-        augment: None,
-        normalize: None,
-        shuffle: false,
-        seed: 0,
-    };
+    let batcher = Batcher::for_evaluation(batch_size, input.size, input.channels);
     let n = limit.map_or(data.len(), |l| l.min(data.len()));
     let mut confusion = vec![vec![0u32; classes]; classes];
     let (mut loss_sum, mut correct) = (0.0f64, 0usize);

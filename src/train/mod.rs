@@ -4,7 +4,7 @@
 
 mod eval;
 
-pub use eval::{EvalReport, evaluate};
+pub use eval::{EvalReport, check_data_fits, evaluate};
 
 use serde::{Deserialize, Serialize};
 
@@ -105,15 +105,7 @@ impl<M: Model> Trainer<M> {
         settings: TrainSettings,
         progress: Progress,
     ) -> Result<Self> {
-        data.validate()?;
-        if data.classes() > model.classes() {
-            return Err(Error::InvalidArgument(format!(
-                "{} has {} classes, the model only {}",
-                data.name,
-                data.classes(),
-                model.classes()
-            )));
-        }
+        eval::check_data_fits(&model, &data)?;
         if settings.batch_size < 2 {
             return Err(Error::InvalidArgument(
                 "batch size must be at least 2 (BatchNorm needs batch statistics)".into(),

@@ -1,7 +1,9 @@
 //! The tune cache: one JSON file per adapter, driver and hetconv version, holding the winning
 //! variant of each key and its time. Written to a temporary file and renamed. A file that does
-//! not parse, or that belongs to another adapter, driver or version, is ignored with a warning
-//! (and replaced at the next save).
+//! not parse, or that belongs to another adapter, driver or version, is ignored with a warning.
+//! A save replaces a tune cache of any version, adapter or driver, and anything in the platform
+//! cache folder's own file; a file named by the caller that is not a tune cache (a checkpoint
+//! given to `--tune-cache` by mistake) is never overwritten: the save fails, naming it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -94,16 +96,34 @@ impl Identity {
 /// `HETCONV_TUNE_CACHE` when set. None on wasm.
 pub fn default_path(identity: &Identity) -> Option<PathBuf> {
     #[cfg(not(target_arch = "wasm32"))]
+    if let Some(path) = std::env::var_os("HETCONV_TUNE_CACHE") {
+        return Some(PathBuf::from(path));
+    }
+    platform_path(identity)
+}
+
+/// The cache file in the platform's cache folder (hetconv's own: replaced whatever it holds).
+fn platform_path(identity: &Identity) -> Option<PathBuf> {
+    #[cfg(not(target_arch = "wasm32"))]
     {
-        if let Some(path) = std::env::var_os("HETCONV_TUNE_CACHE") {
-            return Some(PathBuf::from(path));
-        }
         dirs::cache_dir().map(|d| d.join("hetconv").join(identity.file_name()))
     }
     #[cfg(target_arch = "wasm32")]
     {
         let _ = identity;
         None
+    }
+}
+
+/// Whether a save may replace the file at `path`: it does not exist, or it is a tune cache of
+/// any version, adapter or driver.
+fn holds_no_other_file(path: &Path) -> bool {
+    match std::fs::read(path) {
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        Ok(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|file| Some(file.get("format")?.as_str()?.starts_with("hetconv-tune-")))
+            .unwrap_or(false),
     }
 }
 
@@ -126,21 +146,34 @@ pub struct TuneCache {
     identity: Identity,
     path: Option<PathBuf>,
     entries: BTreeMap<String, Entry>,
+    /// Whether a save may replace the file (see the module doc).
+    replaceable: bool,
 }
 
 impl TuneCache {
     /// Reads `path` if it exists; a missing file is an empty cache, a bad or foreign one is
-    /// ignored with a warning.
+    /// ignored with a warning (and kept at a save if it is not a tune cache and not the
+    /// platform folder's file).
     pub fn load(identity: Identity, path: Option<PathBuf>) -> Self {
         let mut cache = Self {
             identity,
             path,
             entries: BTreeMap::new(),
+            replaceable: true,
         };
         if let Some(path) = &cache.path {
             match read(path, &cache.identity) {
                 Ok(entries) => cache.entries = entries,
-                Err(e) => log::warn!("tune cache ignored: {e}"),
+                Err(e) => {
+                    cache.replaceable = platform_path(&cache.identity).as_ref() == Some(path)
+                        || holds_no_other_file(path);
+                    let kept = if cache.replaceable {
+                        ""
+                    } else {
+                        " (not a tune cache: it will not be overwritten)"
+                    };
+                    log::warn!("tune cache ignored: {e}{kept}");
+                }
             }
         }
         cache
@@ -175,11 +208,18 @@ impl TuneCache {
     }
 
     /// Writes the file ([`crate::checkpoint::write_atomic`]: a temporary file in the same
-    /// folder, then a rename). Nothing to do without a path.
+    /// folder, then a rename). Nothing to do without a path; an error for a file that is not
+    /// to be replaced (see the module doc).
     pub fn save(&self) -> Result<()> {
         let Some(path) = &self.path else {
             return Ok(());
         };
+        if !self.replaceable {
+            return Err(Error::InvalidArgument(format!(
+                "{}: not a tune cache, so not overwritten: remove it or name another file for the cache",
+                path.display()
+            )));
+        }
         let file = File {
             format: FORMAT.to_string(),
             identity: self.identity.clone(),

@@ -43,13 +43,13 @@ before(async () => {
   // A checkpoint and its predictions from the native command line.
   const env = { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? "/tmp" };
   execFileSync(bin, ["train", "--width-mult", "0.0625", "--part", "2", "--epochs", "1", "--max-steps", "20", "--batch-size", "32",
-    "--lr", "0.05", "--schedule", "constant", "--eval-limit", "100", "--out", join(artifacts, "run")], { env, stdio: "inherit" });
+    "--lr", "0.05", "--schedule", "constant", "--eval-limit", "100", "--out", join(artifacts, "run"), "--overwrite"], { env, stdio: "inherit" });
   execFileSync(bin, ["predict", "--weights", join(artifacts, "run/checkpoint.safetensors"), "--limit", String(PREDICTED),
     "--output", join(artifacts, "native.json")], { env, stdio: "inherit" });
   native = JSON.parse(readFileSync(join(artifacts, "native.json"), "utf8"));
   // And a small CIFAR ResNet (stride-2 HetConv, 1x1 stride-2 projections, residual sums).
   execFileSync(bin, ["train", "--model", "resnet8", "--part", "2", "--epochs", "1", "--max-steps", "10", "--batch-size", "16",
-    "--lr", "0.05", "--schedule", "constant", "--eval-limit", "100", "--out", join(artifacts, "resnet")], { env, stdio: "inherit" });
+    "--lr", "0.05", "--schedule", "constant", "--eval-limit", "100", "--out", join(artifacts, "resnet"), "--overwrite"], { env, stdio: "inherit" });
   execFileSync(bin, ["predict", "--weights", join(artifacts, "resnet/checkpoint.safetensors"), "--limit", String(PREDICTED),
     "--output", join(artifacts, "native-resnet.json")], { env, stdio: "inherit" });
   nativeResnet = JSON.parse(readFileSync(join(artifacts, "native-resnet.json"), "utf8"));

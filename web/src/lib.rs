@@ -342,15 +342,7 @@ impl Demo {
             let input = model.input();
             let test = &state.data.test;
             let count = count.min(test.len());
-            let batcher = Batcher {
-                batch_size: count,
-                size: input.size,
-                channels: input.channels,
-                augment: None,
-                normalize: None,
-                shuffle: false,
-                seed: 0,
-            };
+            let batcher = Batcher::for_evaluation(count, input.size, input.channels);
             let indices: Vec<usize> = (0..count).collect();
             let batch = batcher.batch(test, &indices, 0).map_err(js_error)?;
             let probabilities = classify(&state.ctx, model.as_ref(), &batch.pixels, count).await?;
