@@ -554,7 +554,8 @@ fn bad_tensor_values_and_shapes_are_refused_on_load() {
     }
 }
 
-/// Evaluating a model on data of another class count is an error naming both, not a panic.
+/// Evaluating a model on data of more classes than it has outputs is an error naming both,
+/// not a panic.
 #[test]
 fn evaluating_on_data_of_other_classes_is_an_error() {
     let ctx = ctx();

@@ -1233,6 +1233,22 @@ fn a_new_run_never_writes_over_a_previous_one() {
     ok(run(&["--out", "runs/latest", "--overwrite", "--seed", "3"]));
     assert_ne!(read(latest), third, "replaced");
     assert!(!dir.path().join("runs/latest.3").exists());
+    // A run moved aside resumes where it now lives, not in the folder the newer run holds.
+    let newest = read(latest);
+    let text = ok(Command::new(env!("CARGO_BIN_EXE_hetconv"))
+        .args(["train", "--resume", "runs/latest.1/checkpoint.safetensors"])
+        .args(["--max-steps", "3"])
+        .current_dir(dir.path())
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .unwrap());
+    assert!(text.contains("at step 2"), "{text}");
+    assert_eq!(read(latest), newest, "the newest run untouched");
+    assert_ne!(
+        read("runs/latest.1/checkpoint.safetensors"),
+        first,
+        "the resumed run went on"
+    );
 
     std::fs::write(dir.path().join("mine.safetensors"), b"not to be lost").unwrap();
     let refused = run(&["--out", "elsewhere", "--save", "mine.safetensors"]);

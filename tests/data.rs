@@ -633,7 +633,7 @@ fn an_image_folder_with_splits_and_its_errors() {
     let lonely = tempfile::tempdir().unwrap();
     write_class_images(&lonely.path().join("train"), &["x"], 1, true);
     let err = load(lonely.path(), options).unwrap_err().to_string();
-    assert!(err.contains("no val/ or test/"), "{err}");
+    assert!(err.contains("no val/, test/"), "{err}");
     let only_val = tempfile::tempdir().unwrap();
     write_class_images(&only_val.path().join("val"), &["x"], 1, true);
     let err = load(only_val.path(), options).unwrap_err().to_string();
@@ -675,10 +675,48 @@ fn an_image_folder_reads_the_folders_below_each_class() {
     assert_eq!((count(0), count(1)), (14, 10));
     #[cfg(unix)]
     {
+        // A link back up: an error naming it; with skip_bad left out and reported.
         std::os::unix::fs::symlink(dir.path().join("cat"), dir.path().join("cat/2019/up")).unwrap();
         let err = load(dir.path(), options).unwrap_err().to_string();
         assert!(err.contains("2019/up") && err.contains("loop"), "{err}");
+        let skip = FolderOptions {
+            skip_bad: true,
+            ..options
+        };
+        let (splits, report) = load(dir.path(), skip).unwrap();
+        assert_eq!(splits.train.len() + splits.test.len(), 24);
+        assert_eq!(report.skipped.len(), 1, "{:?}", report.skipped);
+        assert!(report.skipped[0].0.ends_with("cat/2019/up"));
+        std::fs::remove_file(dir.path().join("cat/2019/up")).unwrap();
+        // A dangling link the same way.
+        std::os::unix::fs::symlink(dir.path().join("gone.png"), dir.path().join("dog/gone.png"))
+            .unwrap();
+        let err = load(dir.path(), options).unwrap_err().to_string();
+        assert!(err.contains("dog/gone.png"), "{err}");
+        let (_, report) = load(dir.path(), skip).unwrap();
+        assert!(report.skipped[0].0.ends_with("dog/gone.png"));
     }
+}
+
+/// Split folders of names other than train/ and val/: valid/ (or validation/) serves as the
+/// test split; folders that only look like splits are refused, not read as two classes.
+#[test]
+fn split_folders_by_other_names_and_folders_that_only_look_like_splits() {
+    use hetconv::data::image_folder::{FolderOptions, load};
+    let options = FolderOptions::new(8);
+    let dir = tempfile::tempdir().unwrap();
+    write_class_images(&dir.path().join("train"), &["x", "y"], 3, true);
+    write_class_images(&dir.path().join("valid"), &["x", "y"], 1, true);
+    let (splits, _) = load(dir.path(), options).unwrap();
+    assert_eq!((splits.train.len(), splits.test.len()), (6, 2));
+    let other = tempfile::tempdir().unwrap();
+    write_class_images(&other.path().join("training/x"), &["a"], 10, true);
+    write_class_images(&other.path().join("Testing/x"), &["a"], 10, true);
+    let err = load(other.path(), options).unwrap_err().to_string();
+    assert!(
+        err.contains("look like splits") && err.contains("training"),
+        "{err}"
+    );
 }
 
 /// A decoder's error is kept as the source of hetconv's (not flattened into a string), and the

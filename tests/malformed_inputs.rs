@@ -217,6 +217,7 @@ const FLAG_CASES: &[(&str, &[&str], &[&str])] = &[
     ("unknown model", &["train", "--model", "alexnet"], &["--model", "alexnet"]),
     ("bench: P over a scaled width", &["bench", "--parts", "4,16", "--width-mult", "0.125"], &["--parts 16", "--width-mult"]),
     ("tune: P over a scaled width", &["tune", "--parts", "16", "--width-mult", "0.125"], &["--parts 16", "--width-mult"]),
+    ("tune into a file that is not a tune cache", &["--tune-cache", "CKPT", "tune", "--parts", "4"], &["not a tune cache", "--tune-cache"]),
     ("export onto the checkpoint it reads", &["export", "--weights", "CKPT", "--output", "CKPT"], &["--output", "--weights"]),
     ("no such ResNet depth", &["train", "--model", "resnet21"], &["--model", "resnet21"]),
     ("a ResNet deeper than any", &["train", "--model", "resnet6000000002"], &["--model", "resnet6000000002"]),

@@ -123,7 +123,7 @@ pub fn normalize(s: &str) -> Result<hetconv::data::Normalize, String> {
 /// `vgg16`, or `resnetN` for a depth a ResNet family has.
 pub fn model_name(s: &str) -> Result<ModelName, String> {
     let known = "vgg16, resnet18, resnet34, resnet50, resnet101, resnet152 or a CIFAR ResNet \
-                 resnet20, resnet32, resnet44, resnet56, resnet110 (depth 6n + 2)";
+                 resnet20, resnet32, resnet44, resnet56, resnet110 (depth 6n + 2, up to 3002)";
     if s == "vgg16" {
         return Ok(ModelName::Vgg16);
     }

@@ -17,8 +17,8 @@ pub enum DatasetArg {
     Mnist,
     /// Fashion-MNIST as IDX files.
     FashionMnist,
-    /// A folder of images: one sub-folder per class, or train/ and val/ (or test/) splits of
-    /// class folders.
+    /// A folder of images: one sub-folder per class, or train/ and val/ (or test/, valid/,
+    /// validation/) splits of class folders.
     Images,
 }
 

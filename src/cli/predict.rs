@@ -123,10 +123,9 @@ pub fn run(ctx: &Context, args: PredictArgs) -> Result<()> {
         let names = data.class_names.clone();
         (Source::Data(data), names, n)
     } else {
-        let names = ckpt
-            .class_names()
-            .filter(|names| names.len() == classes)
-            .unwrap_or_else(|| (0..classes).map(|c| c.to_string()).collect());
+        // A model may have more outputs than its data had classes (an --init run): those
+        // outputs are named by number.
+        let names = ckpt.class_names().unwrap_or_default();
         (Source::Files(&args.images), names, args.images.len())
     };
     if count == 0 {

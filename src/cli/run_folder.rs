@@ -20,7 +20,15 @@ pub fn make_room(out: &Path, save: &Path, overwrite: bool) -> Result<Option<Path
     if overwrite {
         return Ok(None);
     }
-    if !save.starts_with(out) && save.exists() {
+    // Inside `out` (compared as the file system resolves both): moved with the folder.
+    let inside = match (
+        save.parent().map(std::fs::canonicalize),
+        std::fs::canonicalize(out),
+    ) {
+        (Some(Ok(folder)), Ok(out)) => folder.starts_with(out),
+        _ => false,
+    };
+    if !inside && save.exists() {
         return Err(Error::InvalidArgument(format!(
             "--save {} exists already: name another file, or give --overwrite to replace it",
             save.display()
@@ -50,4 +58,21 @@ pub fn make_room(out: &Path, save: &Path, overwrite: bool) -> Result<Option<Path
         source,
     })?;
     Ok(Some(moved))
+}
+
+/// The folder a resumed run writes its metrics to, when no `--out` is given: the checkpoint's
+/// own folder where that is a run's folder (it holds `steps.csv`: a run moved aside by a later
+/// one continues where it now lives, never in the folder the later run holds), else the folder
+/// the run recorded (a checkpoint saved elsewhere with `--save`).
+pub fn of_resumed(checkpoint: &Path, recorded: &Path) -> PathBuf {
+    match checkpoint.parent() {
+        Some(folder) if folder.join("steps.csv").is_file() => {
+            if folder.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                folder.to_path_buf()
+            }
+        }
+        _ => recorded.to_path_buf(),
+    }
 }

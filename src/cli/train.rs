@@ -566,7 +566,9 @@ fn run_rank(
             )?,
             args.eval_limit.or(f.eval_limit),
             args.checkpoint_every.or(f.checkpoint_every),
-            args.out.clone().unwrap_or_else(|| f.out.clone()),
+            args.out
+                .clone()
+                .unwrap_or_else(|| run_folder::of_resumed(&resume_path, &f.out)),
         ),
         None => (
             args.train_limit,

@@ -35,6 +35,13 @@ pub fn run(ctx: &Context, args: TuneArgs) -> Result<()> {
             super::check_writable(&out.with_extension(ext))?;
         }
     }
+    // Where the winners would not be stored, tuning ahead of time is pointless: refused.
+    if let Some(path) = ctx.tune_cache_path().filter(|_| !ctx.tune_cache_writable()) {
+        return Err(Error::InvalidArgument(format!(
+            "{}: not a tune cache, so tune would not store its results there: remove it or name another file (--tune-cache, HETCONV_TUNE_CACHE)",
+            path.display()
+        )));
+    }
     // Every network is checked before the first is tuned.
     let width_mult = (args.width_mult != 1.0).then_some(args.width_mult);
     let configs = args

@@ -1,9 +1,9 @@
 //! Your own images: a folder with one sub-folder per class (PNG or JPEG, any size, grey or
 //! colour; in the class folder or in folders below it), as torchvision's `ImageFolder` reads
 //! it. Either `DIR/<class>/...` (every tenth image of each class, in path order, is held out as
-//! the test split) or `DIR/train/<class>/...` with `DIR/val/<class>/...` (or `test/`). Classes
-//! are the sub-folders' names in sorted order; hidden files and folders (a leading `.`) are
-//! ignored. Every image is resized (shorter side) and centre-cropped to
+//! the test split) or `DIR/train/<class>/...` with `DIR/val/<class>/...` (or another of
+//! [`TEST_SPLITS`]). Classes are the sub-folders' names in sorted order; hidden files and
+//! folders (a leading `.`) are ignored. Every image is resized (shorter side) and centre-cropped to
 //! `size` x `size`; the set is grey (1 channel) when every image is, RGB otherwise. A folder
 //! whose decoded images fit in [`FolderOptions::memory_limit`] is decoded once, on every core,
 //! and kept as bytes; a larger one is streamed: only the file list is kept, the headers are read
@@ -21,6 +21,21 @@ use crate::error::{Error, Result};
 
 /// Every how many images of a class one goes to the test split of a folder without splits.
 pub const HOLD_OUT_EVERY: usize = 10;
+
+/// The names a test split's folder may have beside `train/`, in the order they are looked for.
+pub const TEST_SPLITS: [&str; 4] = ["val", "test", "valid", "validation"];
+
+/// Folder names that say "a split", not "a class": a folder whose class folders all have such
+/// names is a split layout this reader does not know, refused rather than read as classes.
+const SPLIT_LIKE: [&str; 7] = [
+    "train",
+    "training",
+    "val",
+    "valid",
+    "validation",
+    "test",
+    "testing",
+];
 
 /// The largest side images are stored at.
 pub const MAX_STORED_SIDE: usize = 4096;
@@ -97,15 +112,18 @@ pub fn load(dir: &Path, options: FolderOptions) -> Result<(Splits, FolderReport)
             options.size
         )));
     }
-    let held_out = dir.join("val");
-    let test_dir = [held_out, dir.join("test")]
-        .into_iter()
+    let test_dir = TEST_SPLITS
+        .iter()
+        .map(|name| dir.join(name))
         .find(|d| d.is_dir());
     let train_dir = dir.join("train");
+    // Entries the walk could not read (a dangling link, a folder without permission), left
+    // out with `skip_bad`.
+    let mut walk_skipped = Vec::new();
     let (classes, train_files, test_files) = match (train_dir.is_dir(), test_dir) {
         (true, Some(test_dir)) => {
             let classes = class_folders(&train_dir)?;
-            let train = files_of(&train_dir, &classes)?;
+            let train = files_of(&train_dir, &classes, options.skip_bad, &mut walk_skipped)?;
             let test_classes = class_folders(&test_dir)?;
             if let Some(extra) = test_classes.iter().find(|c| !classes.contains(c)) {
                 return Err(Error::InvalidArgument(format!(
@@ -114,12 +132,12 @@ pub fn load(dir: &Path, options: FolderOptions) -> Result<(Splits, FolderReport)
                     train_dir.display()
                 )));
             }
-            let test = files_of(&test_dir, &classes)?;
+            let test = files_of(&test_dir, &classes, options.skip_bad, &mut walk_skipped)?;
             (classes, train, test)
         }
         (true, None) => {
             return Err(Error::InvalidArgument(format!(
-                "{}: has train/ but no val/ or test/ folder beside it",
+                "{}: has train/ but no val/, test/, valid/ or validation/ folder beside it",
                 dir.display()
             )));
         }
@@ -131,7 +149,16 @@ pub fn load(dir: &Path, options: FolderOptions) -> Result<(Splits, FolderReport)
         }
         (false, None) => {
             let classes = class_folders(dir)?;
-            let all = files_of(dir, &classes)?;
+            if classes
+                .iter()
+                .all(|c| SPLIT_LIKE.contains(&c.to_lowercase().as_str()))
+            {
+                return Err(Error::InvalidArgument(format!(
+                    "{}: its folders {classes:?} look like splits, not classes: give train/ beside val/ (or test/, valid/, validation/), each with one folder per class",
+                    dir.display()
+                )));
+            }
+            let all = files_of(dir, &classes, options.skip_bad, &mut walk_skipped)?;
             let (mut train, mut test) = (Vec::new(), Vec::new());
             let mut seen = vec![0usize; classes.len()];
             for (path, label) in all {
@@ -160,6 +187,7 @@ pub fn load(dir: &Path, options: FolderOptions) -> Result<(Splits, FolderReport)
         )));
     }
     let mut report = FolderReport {
+        skipped: walk_skipped,
         decoded_bytes: ((train_files.len() + test_files.len()) * 3 * options.size * options.size)
             as u64,
         ..FolderReport::default()
@@ -257,9 +285,15 @@ fn class_folders(dir: &Path) -> Result<Vec<String>> {
 
 /// Every file of every class folder of `dir` present, in class then path order: (path, label).
 /// A class folder's sub-folders are read too, at any depth (as torchvision's `ImageFolder`
-/// does; links followed, a link back to a folder above refused by name); hidden files and
-/// folders are left out.
-fn files_of(dir: &Path, classes: &[String]) -> Result<Vec<(PathBuf, usize)>> {
+/// does; links followed); hidden files and folders are left out. An entry the walk cannot read
+/// (a dangling link, a folder without permission, a link back to a folder above) is an error
+/// naming it, or with `skip_bad` one of `skipped`.
+fn files_of(
+    dir: &Path,
+    classes: &[String],
+    skip_bad: bool,
+    skipped: &mut Vec<(PathBuf, String)>,
+) -> Result<Vec<(PathBuf, usize)>> {
     let mut files = Vec::new();
     for (label, class) in classes.iter().enumerate() {
         let folder = dir.join(class);
@@ -272,12 +306,19 @@ fn files_of(dir: &Path, classes: &[String]) -> Result<Vec<(PathBuf, usize)>> {
             .into_iter()
             .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
         for entry in walk {
-            let entry = entry.map_err(|e| Error::Io {
-                path: e.path().unwrap_or(&folder).to_path_buf(),
-                source: e.into(),
-            })?;
-            if entry.file_type().is_file() {
-                files.push((entry.into_path(), label));
+            match entry {
+                Ok(entry) if entry.file_type().is_file() => files.push((entry.into_path(), label)),
+                Ok(_) => {}
+                Err(e) => {
+                    let path = e.path().unwrap_or(&folder).to_path_buf();
+                    if !skip_bad {
+                        return Err(Error::Io {
+                            path,
+                            source: e.into(),
+                        });
+                    }
+                    skipped.push((path, e.to_string()));
+                }
             }
         }
     }

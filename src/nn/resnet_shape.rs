@@ -145,7 +145,7 @@ impl ResNetConfig {
         let Some((_, widths, _)) = self.stages() else {
             return bad(
                 "no such ResNet: depth 18, 34, 50, 101 or 152 (ImageNet layout) or 6n + 2 \
-                 (CIFAR layout: 20, 32, 44, 56, 110, ...)"
+                 (CIFAR layout: 20, 32, 44, 56, 110, ... up to 3002)"
                     .into(),
             );
         };

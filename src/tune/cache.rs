@@ -1,9 +1,10 @@
 //! The tune cache: one JSON file per adapter, driver and hetconv version, holding the winning
 //! variant of each key and its time. Written to a temporary file and renamed. A file that does
 //! not parse, or that belongs to another adapter, driver or version, is ignored with a warning.
-//! A save replaces a tune cache of any version, adapter or driver, and anything in the platform
-//! cache folder's own file; a file named by the caller that is not a tune cache (a checkpoint
-//! given to `--tune-cache` by mistake) is never overwritten: the save fails, naming it.
+//! A save replaces a tune cache of any version, adapter or driver, an empty file, and anything
+//! in the platform cache folder's own file; a file named by the caller that is not a tune cache
+//! (a checkpoint given to `--tune-cache` by mistake) is never overwritten: the save fails,
+//! naming it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -115,11 +116,12 @@ fn platform_path(identity: &Identity) -> Option<PathBuf> {
     }
 }
 
-/// Whether a save may replace the file at `path`: it does not exist, or it is a tune cache of
-/// any version, adapter or driver.
+/// Whether a save may replace the file at `path`: it does not exist, is empty (made by
+/// `touch` or `mktemp`), or is a tune cache of any version, adapter or driver.
 fn holds_no_other_file(path: &Path) -> bool {
     match std::fs::read(path) {
         Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        Ok(bytes) if bytes.is_empty() => true,
         Ok(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes)
             .ok()
             .and_then(|file| Some(file.get("format")?.as_str()?.starts_with("hetconv-tune-")))
@@ -177,6 +179,11 @@ impl TuneCache {
             }
         }
         cache
+    }
+
+    /// Whether a save may replace the file (see the module doc).
+    pub fn replaceable(&self) -> bool {
+        self.replaceable
     }
 
     /// The file this cache reads and writes.

@@ -307,6 +307,14 @@ impl Context {
         tuner.cache(self).path().map(|p| p.to_path_buf())
     }
 
+    /// Whether a tune cache file is in use and takes this context's results (false without a
+    /// file, or for a file that is not a tune cache, which is never overwritten).
+    pub fn tune_cache_writable(&self) -> bool {
+        let mut tuner = self.tuner();
+        let cache = tuner.cache(self);
+        cache.path().is_some() && cache.replaceable()
+    }
+
     /// Every key this context has run, with the variant it ran and why (the benchmark's and
     /// `hetconv tune`'s table).
     pub fn kernel_choices(&self) -> Vec<(String, Choice)> {
