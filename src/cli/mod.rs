@@ -27,6 +27,7 @@ pub fn set_quiet(quiet: bool) {
 mod args;
 mod bench;
 mod data_args;
+mod epoch_end;
 mod eval;
 mod export;
 mod flops;

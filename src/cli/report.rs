@@ -16,8 +16,12 @@ pub struct EpochRow {
     pub train_accuracy: f64,
     pub test_loss: f64,
     pub test_accuracy: f64,
-    pub seconds: f64,
-    pub images_per_second: f64,
+    /// The epoch's training time; None (null) for an epoch whose evaluation a resumed run
+    /// made up for, its time lost with the stopped run.
+    #[serde(default)]
+    pub seconds: Option<f64>,
+    #[serde(default)]
+    pub images_per_second: Option<f64>,
 }
 
 /// Appends metrics to files in the output folder.

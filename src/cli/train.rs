@@ -16,13 +16,14 @@ use hetconv::data::{Augment, Dataset};
 use hetconv::dist::{BatchNormStats, Communicator, ExchangeClock, Leeway, Watchdog};
 use hetconv::nn::{ConvMode, ResNetConfig, ResNetLayout, VggConfig};
 use hetconv::optim::{LrSchedule, Schedule};
-use hetconv::train::{Progress, TrainSettings, Trainer, evaluate};
+use hetconv::train::{Progress, TrainSettings, Trainer};
 use hetconv::{Architecture, Model};
 use hetconv::{Context, Error, Precision, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::data_args::DataArgs;
-use super::report::{EpochRow, Metrics};
+use super::epoch_end::{self, EpochTally, TestSplit, finish_epoch};
+use super::report::Metrics;
 use super::run_folder;
 
 /// The learning-rate schedule.
@@ -829,6 +830,20 @@ fn run_rank(
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> "),
     );
+    let test_split = TestSplit {
+        data: &splits.test,
+        batch: eval_batch,
+        limit: eval_limit,
+    };
+    // Every rank knows where the resumed run stands; rank 0 alone has the rows.
+    if let Some(step) = resume_step.and_then(|_| epoch_end::resumed_at_epoch_end(&trainer)) {
+        if let Some(metrics) = metrics.as_mut() {
+            epoch_end::recover_missing_row(&trainer, &test_split, step, &bar, metrics)?;
+        }
+        if let Some(leeway) = leeway.as_ref() {
+            leeway.unlimited(|| trainer.any_rank(false))?;
+        }
+    }
     let mut epoch_start = Instant::now();
     let mut epoch_images = 0usize;
     // A run resumed within an epoch starts the epoch's means from its rows before the resume.
@@ -879,37 +894,21 @@ fn run_rank(
             let seconds = epoch_start.elapsed().as_secs_f64();
             // Saved before the evaluation: an evaluation that fails loses no training.
             save_on_rank0(&trainer)?;
-            let eval = pollster::block_on(evaluate(
-                trainer.model(),
-                &splits.test,
-                eval_batch,
-                eval_limit,
-            ))?;
-            let row = EpochRow {
-                epoch: report.epoch + 1,
-                step: report.step,
-                train_loss: loss_sum / sampled.max(1) as f64,
-                train_accuracy: acc_sum / sampled.max(1) as f64,
-                test_loss: eval.loss,
-                test_accuracy: eval.accuracy,
-                seconds,
-                images_per_second: epoch_images as f64 / seconds.max(1e-9),
+            let tally = EpochTally {
+                loss_sum,
+                accuracy_sum: acc_sum,
+                sampled,
+                timing: Some((seconds, epoch_images)),
             };
-            let line = format!(
-                "epoch {:>3}: train loss {:.4} acc {:.2}% | test loss {:.4} acc {:.2}% ({} images) | {:.1}s, {:.0} img/s",
-                row.epoch,
-                row.train_loss,
-                100.0 * row.train_accuracy,
-                row.test_loss,
-                100.0 * row.test_accuracy,
-                eval.images,
-                row.seconds,
-                row.images_per_second
-            );
-            bar.suspend(|| say!("{line}"));
-            if let Some(metrics) = metrics.as_mut() {
-                metrics.epoch(row)?;
-            }
+            finish_epoch(
+                &trainer,
+                &test_split,
+                report.epoch + 1,
+                report.step,
+                tally,
+                &bar,
+                metrics.as_mut(),
+            )?;
             (loss_sum, acc_sum, sampled, epoch_images) = (0.0, 0.0, 0, 0);
             epoch_start = Instant::now();
         } else if periodic {

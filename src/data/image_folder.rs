@@ -98,6 +98,13 @@ pub fn read_stored(paths: &[&Path], stored: StoredImage) -> Result<Vec<Vec<u8>>>
     .collect()
 }
 
+/// The test split's folder names as a message lists them: "val/, test/, valid/ or validation/".
+fn test_split_names() -> String {
+    let names: Vec<String> = TEST_SPLITS.iter().map(|n| format!("{n}/")).collect();
+    let (last, rest) = names.split_last().expect("TEST_SPLITS is not empty");
+    format!("{} or {last}", rest.join(", "))
+}
+
 /// Whether `dir` looks like an image folder: it has sub-folders (class folders or splits).
 pub fn is_image_folder(dir: &Path) -> bool {
     sub_folders(dir).is_ok_and(|s| !s.is_empty())
@@ -137,8 +144,9 @@ pub fn load(dir: &Path, options: FolderOptions) -> Result<(Splits, FolderReport)
         }
         (true, None) => {
             return Err(Error::InvalidArgument(format!(
-                "{}: has train/ but no val/, test/, valid/ or validation/ folder beside it",
-                dir.display()
+                "{}: has train/ but no {} folder beside it",
+                dir.display(),
+                test_split_names()
             )));
         }
         (false, Some(test_dir)) => {
@@ -154,8 +162,9 @@ pub fn load(dir: &Path, options: FolderOptions) -> Result<(Splits, FolderReport)
                 .all(|c| SPLIT_LIKE.contains(&c.to_lowercase().as_str()))
             {
                 return Err(Error::InvalidArgument(format!(
-                    "{}: its folders {classes:?} look like splits, not classes: give train/ beside val/ (or test/, valid/, validation/), each with one folder per class",
-                    dir.display()
+                    "{}: its folders {classes:?} look like splits, not classes: give train/ beside {}, each with one folder per class",
+                    dir.display(),
+                    test_split_names()
                 )));
             }
             let all = files_of(dir, &classes, options.skip_bad, &mut walk_skipped)?;
