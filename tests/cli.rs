@@ -760,7 +760,8 @@ fn a_mid_epoch_resume_keeps_the_epochs_means() {
 
 /// A run stopped during an epoch's evaluation saved the epoch's checkpoint but not its row; the
 /// resumed run evaluates that epoch first, so that its rows match an uninterrupted run's (the
-/// time excepted, which is lost): at an epoch's end within the run and at the run's end.
+/// time excepted, which is lost): at an epoch's end within the run and at the run's end. A row
+/// that is there is kept, and a resume into another folder makes none up.
 #[test]
 fn an_epoch_whose_evaluation_was_cut_is_evaluated_on_resume() {
     let dir = tempfile::tempdir().unwrap();
@@ -834,6 +835,23 @@ fn an_epoch_whose_evaluation_was_cut_is_evaluated_on_resume() {
         final_accuracy(&resumed),
         final_accuracy(&train(&dir.path().join("again"), &[]))
     );
+
+    // A run that ends within an epoch, resumed as it is: its rows stay as they were (timed),
+    // nothing is evaluated again.
+    let short = dir.path().join("short");
+    train(&short, &["--max-steps", "6"]);
+    let short_rows = rows(&short);
+    assert_eq!(short_rows.len(), 2, "{short_rows:?}");
+    let short_ckpt = short.join("checkpoint.safetensors");
+    let resumed = train(&short, &["--resume", short_ckpt.to_str().unwrap()]);
+    assert!(!resumed.contains("evaluated on resume"), "{resumed}");
+    assert_eq!(rows(&short), short_rows);
+
+    // Resumed into another folder, which holds none of the run's steps: no made-up row.
+    let elsewhere = dir.path().join("elsewhere");
+    let resumed = train(&elsewhere, &["--resume", ckpt_s]);
+    assert!(!resumed.contains("evaluated on resume"), "{resumed}");
+    assert!(rows(&elsewhere).is_empty());
 }
 
 /// A resume keeps the run's folder, data limit and checkpoint interval, cuts the run's

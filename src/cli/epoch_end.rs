@@ -16,8 +16,9 @@ pub struct TestSplit<'a> {
     pub limit: Option<usize>,
 }
 
-/// The training side of an epoch: the sums over its sampled steps and, when this process ran
-/// the whole epoch, its wall time in seconds and images trained.
+/// The training side of an epoch: the sums over its sampled steps and, when this process
+/// trained (a resumed run: the part of the epoch after the resume), that wall time in seconds
+/// and the images trained in it.
 pub struct EpochTally {
     pub loss_sum: f64,
     pub accuracy_sum: f64,
@@ -52,7 +53,7 @@ pub fn finish_epoch(
     };
     let timing = match (row.seconds, row.images_per_second) {
         (Some(seconds), Some(rate)) => format!("{seconds:.1}s, {rate:.0} img/s"),
-        _ => "evaluated on resume (the stopped run saved the epoch, not its evaluation)".into(),
+        _ => format!("evaluated on resume (the run's metrics had no row for step {step})"),
     };
     let line = format!(
         "epoch {:>3}: train loss {:.4} acc {:.2}% | test loss {:.4} acc {:.2}% ({} images) | {timing}",
@@ -80,9 +81,10 @@ pub fn resumed_at_epoch_end(trainer: &Trainer) -> Option<u64> {
 }
 
 /// On a resume at `step` (see [`resumed_at_epoch_end`]): evaluates and records the epoch that
-/// ended there when `metrics` hold no row for it (a run killed during that evaluation, or a run
-/// whose last, partial epoch's row the reopened metrics dropped). Training figures come from the
-/// epoch's sampled steps in `steps.csv`; its time is unknown and left out of the row.
+/// ended there when `metrics` recorded the epoch's steps but hold no row for it (a run killed
+/// during that evaluation; a run that now ends at an earlier checkpoint). A run resumed into
+/// another folder, which holds none of the epoch's steps, is left as it was. Training figures
+/// come from the epoch's sampled steps in `steps.csv`; its time is unknown and left out.
 pub fn recover_missing_row(
     trainer: &Trainer,
     test: &TestSplit,
@@ -96,6 +98,9 @@ pub fn recover_missing_row(
     let per_epoch = trainer.steps_per_epoch().max(1);
     let epoch_began = (step - 1) / per_epoch * per_epoch;
     let (loss_sum, accuracy_sum, sampled) = metrics.sampled_after(epoch_began);
+    if sampled == 0 {
+        return Ok(());
+    }
     let tally = EpochTally {
         loss_sum,
         accuracy_sum,

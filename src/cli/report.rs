@@ -57,10 +57,16 @@ impl Metrics {
     /// Opens `dir/steps.csv` and `dir/epochs.jsonl`: new ones, or when resuming at step
     /// `resume` the run's own, cut back to that step (a run killed after its last checkpoint
     /// wrote rows the resumed run writes again; a run stopped within an epoch by --max-steps
-    /// wrote a row for the part of the epoch it ran, which the resumed run writes whole) and
-    /// read back, so that the chart and the epoch rows cover the whole run once. An epoch has
-    /// `steps_per_epoch` steps. A row that does not parse is an error naming file and line.
-    pub fn open(dir: &Path, resume: Option<u64>, steps_per_epoch: u64) -> Result<Self> {
+    /// wrote a row for the part of the epoch it ran, which the resumed run writes whole, unless
+    /// the run ends there: `resume` = `total_steps`) and read back, so that the chart and the
+    /// epoch rows cover the whole run once. An epoch has `steps_per_epoch` steps. A row that
+    /// does not parse is an error naming file and line.
+    pub fn open(
+        dir: &Path,
+        resume: Option<u64>,
+        steps_per_epoch: u64,
+        total_steps: u64,
+    ) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let (mut step_points, mut epoch_rows) = (Vec::new(), Vec::new());
         if let Some(step) = resume {
@@ -106,7 +112,8 @@ impl Metrics {
                         message: format!("line {}: {e}", i + 1),
                     })?;
                     let whole_epochs = step / steps_per_epoch.max(1);
-                    if row.step <= step && row.epoch as u64 <= whole_epochs {
+                    let ends_here = row.step == step && step >= total_steps;
+                    if row.step <= step && (row.epoch as u64 <= whole_epochs || ends_here) {
                         kept.push_str(line);
                         kept.push('\n');
                         epoch_rows.push(row);

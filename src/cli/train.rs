@@ -806,7 +806,12 @@ fn run_rank(
     }
     let resume_step = args.resume.as_ref().map(|_| trainer.progress().step);
     let mut metrics = if rank0 {
-        Some(Metrics::open(&out, resume_step, trainer.steps_per_epoch())?)
+        Some(Metrics::open(
+            &out,
+            resume_step,
+            trainer.steps_per_epoch(),
+            trainer.total_steps(),
+        )?)
     } else {
         None
     };
