@@ -37,6 +37,37 @@ fn runs_on_an_externally_created_device() {
     assert!(ctx.device() == &device);
 }
 
+/// An application's device opened with lower limits than the WebGPU defaults (4 storage
+/// buffers per stage): a kernel that binds more is an error naming the kernel and the limit,
+/// never a call to the device's error handler (wgpu's default one panics, and from_device
+/// keeps it); a kernel within the limits still runs.
+#[test]
+fn a_device_with_lower_limits_gets_errors_not_panics() {
+    let adapter = default_adapter();
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        required_limits: wgpu::Limits::downlevel_defaults(),
+        ..Default::default()
+    }))
+    .expect("a device");
+    assert_eq!(device.limits().max_storage_buffers_per_shader_stage, 4);
+    let ctx = Context::from_device(device, queue);
+    ctx.set_tune_mode(hetconv::tune::TuneMode::Off);
+    let a = upload(&ctx, &[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    let b = upload(&ctx, &[3, 1], &[1.0, 0.0, -1.0]);
+    let c = gemm::matmul(&a, Layout::AsIs, &b, Layout::AsIs, None).unwrap();
+    assert_eq!(c.to_vec().unwrap(), vec![-2.0, -2.0]);
+    let model = Vgg16::new(&ctx, tiny_vgg(2, hetconv::nn::ConvMode::Fused), 4).unwrap();
+    let (x, _, _, _) = image_batch(&ctx, 2, 8);
+    let err = model
+        .predict(&x)
+        .expect_err("a conv kernel binds more than 4 storage buffers")
+        .to_string();
+    assert!(
+        err.contains("max_storage_buffers_per_shader_stage") && err.contains("allows 4"),
+        "{err}"
+    );
+}
+
 /// The application's "frame": values exact in f32, easy to recompute.
 fn frame_value(i: usize) -> f32 {
     ((i * 37) % 23) as f32 * 0.0625 - 0.5
@@ -391,7 +422,7 @@ fn profiling_without_timestamps_is_a_clear_error() {
 
 /// Every kernel refuses tensors of two contexts with an error naming the kernel, never a wgpu
 /// panic: batch norm, the loss, pooling, SGD and the conv family alike (the check sits where
-/// every dispatch is recorded).
+/// every dispatch is recorded), and a buffer copy.
 #[test]
 fn tensors_of_two_contexts_are_refused_by_every_kernel_family() {
     use hetconv::kernels::{batchnorm, conv, elementwise, loss, pool, sgd};
@@ -448,6 +479,8 @@ fn tensors_of_two_contexts_are_refused_by_every_kernel_family() {
         .map(drop),
         elementwise::axpby(0.5, &four_a, 1.0, &four_b),
         elementwise::channel_affine(&x, &Tensor::zeros(&b, &[2, 4]).unwrap()).map(drop),
+        // A plain copy (also how a parameter's first gradient is stored).
+        four_a.copy_to(&four_b),
     ];
     for (i, e) in errors.into_iter().enumerate() {
         let text = e.expect_err("mixed contexts must be refused").to_string();

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use common::{ctx, fixtures, tiny_vgg};
 use hetconv::autograd::{Tape, Var, ops};
 use hetconv::checkpoint::{CUSTOM_MODEL, Checkpoint, META_CONFIG, META_MODEL};
-use hetconv::data::{Dataset, cifar};
+use hetconv::data::{Dataset, Normalize, cifar};
 use hetconv::model::InputShape;
 use hetconv::nn::{
     BatchNorm, Conv2d, ConvMode, Init, Linear, ParamStore, ParamStoreBuilder, Vgg16,
@@ -232,4 +232,16 @@ fn the_zoo_builds_the_same_vgg_as_the_constructor_and_names_it_in_checkpoints() 
     let mut other = other;
     let err = ckpt.apply(&mut other).unwrap_err().to_string();
     assert!(err.contains("P=2") && err.contains("P=4"), "{err}");
+
+    // Weights trained on normalised input do not go silently into a model that feeds them raw
+    // pixels; weights that record no normalisation (a PyTorch file) go into either.
+    let normalised = arch.clone().with_normalize(Some(Normalize::imagenet()));
+    let trained = normalised.build(&ctx, 7).unwrap();
+    let normalised_ckpt = Checkpoint::from_model_blocking(&trained, false, HashMap::new()).unwrap();
+    let mut plain = arch.build(&ctx, 7).unwrap();
+    let err = normalised_ckpt.apply(&mut plain).unwrap_err().to_string();
+    assert!(err.contains("normalis") && err.contains("0.485"), "{err}");
+    let mut again = normalised.build(&ctx, 1).unwrap();
+    normalised_ckpt.apply(&mut again).unwrap();
+    ckpt.apply(&mut again).unwrap();
 }

@@ -442,6 +442,56 @@ fn image_files_are_sniffed_cropped_then_resized_and_limited() {
     );
 }
 
+/// An image predicted from its file gets the input it gets from its image folder, for every
+/// channel count a model may have: a colour image's R, G and B averaged for one channel (not
+/// the weighted luma), as they are for three, averaged into each of 2 or 4; a grey image
+/// repeated.
+#[test]
+fn an_image_file_gets_the_channels_its_folder_gives_it() {
+    use hetconv::data::image_folder::{FolderOptions, load};
+    use hetconv::data::{Batcher, image_file};
+    let dir = tempfile::tempdir().unwrap();
+    let colour = dir.path().join("train/a/colour.png");
+    let grey = dir.path().join("train/b/grey.png");
+    for path in [&colour, &grey] {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    }
+    image::RgbImage::from_fn(8, 8, |x, y| {
+        image::Rgb([(x * 30) as u8, (y * 30) as u8, 255 - (x * y) as u8])
+    })
+    .save(&colour)
+    .unwrap();
+    image::GrayImage::from_fn(8, 8, |x, y| image::Luma([(x * 8 + y) as u8 * 3]))
+        .save(&grey)
+        .unwrap();
+    // The same two as the test split.
+    for (class, path) in [("a", &colour), ("b", &grey)] {
+        let copy = dir.path().join("val").join(class);
+        std::fs::create_dir_all(&copy).unwrap();
+        std::fs::copy(path, copy.join(path.file_name().unwrap())).unwrap();
+    }
+    let (splits, _) = load(dir.path(), FolderOptions::new(8)).unwrap();
+    assert_eq!(splits.train.labels, [0, 1]);
+    for channels in [1, 2, 3, 4] {
+        let batch = Batcher::for_evaluation(2, 8, channels)
+            .batch(&splits.train, &[0, 1], 0)
+            .unwrap();
+        let per_image = channels * 64;
+        for (i, path) in [&colour, &grey].into_iter().enumerate() {
+            let from_file = image_file::load(path, channels, 8).unwrap();
+            let from_folder = &batch.pixels[i * per_image..(i + 1) * per_image];
+            assert_eq!(from_file.len(), per_image);
+            for (k, (f, d)) in from_file.iter().zip(from_folder).enumerate() {
+                assert!(
+                    (f - d).abs() <= 1e-6,
+                    "{} with {channels} channels, value {k}: file {f}, folder {d}",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
 /// Writes `DIR/<class>/<name>` images of one grey value per class (class index * 60), of
 /// assorted sizes, formats and colour types.
 fn write_class_images(dir: &std::path::Path, classes: &[&str], per_class: usize, grey_only: bool) {

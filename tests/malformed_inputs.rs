@@ -983,6 +983,31 @@ fn malformed_inputs_fail_cleanly_and_name_the_fault() {
             ],
             &["/dev/full", "No space"],
         ),
+        // Outputs that are the command's inputs: refused before anything is written.
+        case_v(
+            "predictions onto the checkpoint they read",
+            vec![
+                "predict".into(),
+                "--weights".into(),
+                good_s.into(),
+                "--output".into(),
+                good_s.into(),
+                png_ok.clone(),
+            ],
+            &["--output", "--weights"],
+        ),
+        case_v(
+            "predictions onto an image they read",
+            vec![
+                "predict".into(),
+                "--weights".into(),
+                good_s.into(),
+                "--output".into(),
+                png_ok.clone(),
+                png_ok.clone(),
+            ],
+            &["--output", &png_ok, "image"],
+        ),
         case_v(
             "export onto a full disk",
             vec![
@@ -1068,6 +1093,8 @@ fn malformed_inputs_fail_cleanly_and_name_the_fault() {
     ]);
     assert!(cases.len() >= 60, "{} cases", cases.len());
 
+    // The inputs every case reads: no refused command may have changed them.
+    let kept_inputs = [good_s, png_ok.as_str()].map(|p| (p, std::fs::read(p).unwrap()));
     let mut failures = Vec::new();
     for case in &cases {
         let out = run(&case.args);
@@ -1090,6 +1117,12 @@ fn malformed_inputs_fail_cleanly_and_name_the_fault() {
                 err.trim().replace('\n', "\n  ")
             ));
         }
+    }
+    for (path, bytes) in &kept_inputs {
+        assert!(
+            std::fs::read(path).unwrap() == *bytes,
+            "{path} was changed by a refused command"
+        );
     }
     println!(
         "{} malformed inputs, {} handled as required",

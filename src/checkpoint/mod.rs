@@ -230,12 +230,23 @@ impl Checkpoint {
 
     /// Writes the tensors (and momentum buffers, if any) into `model`. Its network must be the
     /// checkpoint's (when both are the zoo's), and its tensors the checkpoint's, name for name
-    /// and shape for shape; the error names the first that differs.
+    /// and shape for shape; the error names the first that differs. A checkpoint that records
+    /// its input normalisation needs a model with the same (the weights expect that input); one
+    /// that records none (a PyTorch file) goes into a model normalised as its builder chose.
     pub fn apply<M: Model + ?Sized>(&self, model: &mut M) -> Result<()> {
         if let (Some(mine), Some(theirs)) = (&self.architecture, model.architecture()) {
             if !mine.same_network(&theirs) {
                 return Err(Error::InvalidArgument(format!(
                     "the checkpoint holds {mine}; the model is {theirs}"
+                )));
+            }
+            if let Some(own) = mine
+                .normalize()
+                .filter(|own| theirs.normalize() != Some(*own))
+            {
+                return Err(Error::InvalidArgument(format!(
+                    "the checkpoint's weights expect input normalised with {own:?}; the model normalises with {:?}: build it with_normalize({own:?})",
+                    theirs.normalize()
                 )));
             }
         }

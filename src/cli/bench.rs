@@ -346,8 +346,7 @@ pub fn run(ctx: &Context, args: BenchArgs) -> Result<()> {
             serde_json::to_string_pretty(&report).unwrap_or_default(),
         ),
     ] {
-        let path = args.out.with_extension(ext);
-        std::fs::write(&path, text).map_err(|e| Error::Io { path, source: e })?;
+        hetconv::checkpoint::write_atomic(&args.out.with_extension(ext), text.as_bytes())?;
     }
     Ok(())
 }

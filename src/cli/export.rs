@@ -52,15 +52,16 @@ fn parse_dtype(s: &str) -> std::result::Result<StoredDtype, String> {
 pub fn run(args: ExportArgs) -> Result<()> {
     // The export drops the optimizer state and progress (and f16 rounds the weights): never
     // in place of the checkpoint it reads.
-    let canonical = |p: &std::path::Path| std::fs::canonicalize(p).ok();
-    if canonical(&args.output).is_some() && canonical(&args.output) == canonical(&args.weights) {
-        return Err(Error::InvalidArgument(format!(
-            "--output {} is the checkpoint being exported (--weights): name another file",
-            args.output.display()
-        )));
-    }
+    super::check_not_an_input(
+        "--output",
+        &args.output,
+        &[("checkpoint (--weights)", &args.weights)],
+    )?;
     super::check_writable(&args.output)?;
-    let onnx = args.output.extension().is_some_and(|e| e == "onnx");
+    let onnx = args
+        .output
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
     let format = args.format.unwrap_or(if onnx {
         ExportFormat::Onnx
     } else {

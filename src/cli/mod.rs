@@ -253,6 +253,29 @@ fn scaled_vgg(part_flag: &str, part: usize, mult: Option<f64>) -> Result<VggConf
     Ok(config.with_width_mult(mult))
 }
 
+/// Refuses an output file that is one of the command's inputs (`inputs`: each with its flag):
+/// writing it would destroy what the command reads. Paths are compared after resolving links
+/// and `..`; an output that does not exist yet is no input.
+fn check_not_an_input(
+    output_flag: &str,
+    output: &std::path::Path,
+    inputs: &[(&str, &std::path::Path)],
+) -> Result<()> {
+    let Ok(target) = std::fs::canonicalize(output) else {
+        return Ok(());
+    };
+    match inputs
+        .iter()
+        .find(|(_, input)| std::fs::canonicalize(input).is_ok_and(|i| i == target))
+    {
+        Some((flag, _)) => Err(hetconv::Error::InvalidArgument(format!(
+            "{output_flag} {} is the {flag} this command reads: name another file",
+            output.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Checks, before any work, that `path` can be written: its folder is made if missing and a
 /// file can be opened there (an existing file is opened for appending, never truncated; a new
 /// one is removed again). A folder is refused. The error names the path.

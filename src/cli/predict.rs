@@ -102,6 +102,9 @@ impl Source<'_> {
 /// Runs the command.
 pub fn run(ctx: &Context, args: PredictArgs) -> Result<()> {
     if let Some(output) = &args.output {
+        let mut inputs = vec![("checkpoint (--weights)", args.weights.as_path())];
+        inputs.extend(args.images.iter().map(|i| ("image", i.as_path())));
+        super::check_not_an_input("--output", output, &inputs)?;
         super::check_writable(output)?;
     }
     let mut ckpt = checkpoint::load(&args.weights)?;
@@ -165,21 +168,18 @@ pub fn run(ctx: &Context, args: PredictArgs) -> Result<()> {
             });
         }
     }
-    let text = match args
+    let json = args
         .output
         .as_ref()
         .and_then(|p| p.extension())
-        .and_then(|e| e.to_str())
-    {
-        Some("json") => serde_json::to_string_pretty(&predictions)
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let text = match json {
+        true => serde_json::to_string_pretty(&predictions)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?,
-        _ => csv_text(&predictions, classes)?,
+        false => csv_text(&predictions, classes)?,
     };
     match &args.output {
-        Some(path) => std::fs::write(path, text).map_err(|e| Error::Io {
-            path: path.clone(),
-            source: e,
-        })?,
+        Some(path) => checkpoint::write_atomic(path, text.as_bytes())?,
         None => print!("{text}"),
     }
     Ok(())

@@ -175,8 +175,5 @@ fn write(path: &std::path::Path, text: &str) -> Result<()> {
             source,
         })?;
     }
-    std::fs::write(path, text).map_err(|source| Error::Io {
-        path: path.into(),
-        source,
-    })
+    hetconv::checkpoint::write_atomic(path, text.as_bytes())
 }

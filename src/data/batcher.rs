@@ -243,7 +243,10 @@ impl StepBatches {
 
 /// Copies planes from `have` to `want` channels: equal counts copy, one channel is repeated,
 /// several are averaged into one.
-fn adapt_channels(src: &[f32], have: usize, want: usize, plane: usize, out: &mut [f32]) {
+///
+/// # Shapes
+/// `src`: `[have, plane]` → `out`: `[want, plane]`
+pub(crate) fn adapt_channels(src: &[f32], have: usize, want: usize, plane: usize, out: &mut [f32]) {
     if have == want {
         out.copy_from_slice(&src[..want * plane]);
     } else if have == 1 {

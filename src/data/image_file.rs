@@ -166,14 +166,22 @@ pub fn planes(image: &image::DynamicImage, channels: usize) -> Vec<u8> {
     out
 }
 
-/// Loads `path` as `[channels, size, size]` f32 values in [0, 1] (1 channel: luma).
+/// Loads `path` as `[channels, size, size]` f32 values in [0, 1], its channels brought to
+/// `channels` as a data set's are for the model ([`super::Batcher`]): a grey image repeated
+/// into every channel, a colour image's R, G and B as they are for 3 channels, else averaged
+/// into each. So an image predicted from its file gets the input it would get from its folder.
 ///
 /// # Shapes
 /// → `[channels, size, size]`
 pub fn load(path: &Path, channels: usize, size: usize) -> Result<Vec<f32>> {
-    let square = centre_square(&decode(path)?, size);
-    Ok(planes(&square, channels)
+    let image = decode(path)?;
+    let have = if image.color().has_color() { 3 } else { 1 };
+    let square = centre_square(&image, size);
+    let own: Vec<f32> = planes(&square, have)
         .into_iter()
         .map(|v| f32::from(v) / 255.0)
-        .collect())
+        .collect();
+    let mut out = vec![0.0; channels * size * size];
+    super::batcher::adapt_channels(&own, have, channels, size * size, &mut out);
+    Ok(out)
 }

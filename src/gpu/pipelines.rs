@@ -154,6 +154,11 @@ impl PipelineCache {
         if let Some(found) = self.pipelines.get(&key) {
             return Ok(found.clone());
         }
+        check_storage_limit(device, spec)?;
+        // Everything built for the pipeline is inside the scope: a device opened with lower
+        // limits or fewer features than a kernel needs gives an error naming the kernel, never
+        // a call to the device's uncaptured-error handler (an application's may panic).
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let checked = self.checked_shaders;
         let module = self
             .modules
@@ -170,7 +175,6 @@ impl PipelineCache {
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
-        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(spec.entry),
             layout: Some(&pipeline_layout),
@@ -211,6 +215,28 @@ fn create_module(
     }
     let _ = checked;
     device.create_shader_module(desc)
+}
+
+/// Refuses a kernel that binds more storage buffers than the device allows per shader stage
+/// (an application's device opened with `Limits::downlevel_defaults()` allows 4), naming the
+/// kernel, the limit and how to raise it.
+fn check_storage_limit(device: &wgpu::Device, spec: &KernelSpec) -> Result<()> {
+    let allowed = device.limits().max_storage_buffers_per_shader_stage as usize;
+    if spec.bindings.len() <= allowed {
+        return Ok(());
+    }
+    Err(crate::error::Error::Gpu {
+        op: "create_compute_pipeline",
+        message: format!(
+            "{}::{} binds {} storage buffers; the device allows {allowed} per shader stage \
+             (max_storage_buffers_per_shader_stage): open it with at least the WebGPU \
+             defaults (wgpu::Limits::default())",
+            spec.shader.name,
+            spec.entry,
+            spec.bindings.len()
+        ),
+        source: None,
+    })
 }
 
 #[cfg(not(target_arch = "wasm32"))]

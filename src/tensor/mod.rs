@@ -258,8 +258,9 @@ impl Tensor {
     /// Records a copy of this tensor's values into `dst`.
     ///
     /// # Shapes
-    /// `dst` has as many elements as `self`, of the same dtype.
+    /// `dst` has as many elements as `self`, of the same dtype, on the same context.
     pub fn copy_to(&self, dst: &Tensor) -> Result<()> {
+        crate::kernels::same_context("copy", &[self, dst])?;
         if dst.numel() != self.numel() || dst.dtype != self.dtype {
             return Err(Error::shape(
                 "copy",

@@ -385,11 +385,21 @@ impl Demo {
             }
             let model = state.trainer.model();
             let size = model.input().size;
+            // Centred as the data's images are (`hetconv::data::augment::place`): zero-padded
+            // into a larger input, centre-cropped into a smaller one.
+            let top = (size as isize - 28) / 2;
             let mut padded = vec![0.0f32; size * size];
-            let offset = (size - 28) / 2;
-            for y in 0..28 {
-                padded[(y + offset) * size + offset..(y + offset) * size + offset + 28]
-                    .copy_from_slice(&pixels[y * 28..(y + 1) * 28]);
+            for (y, row) in padded.chunks_exact_mut(size).enumerate() {
+                let iy = y as isize - top;
+                if !(0..28).contains(&iy) {
+                    continue;
+                }
+                for (x, value) in row.iter_mut().enumerate() {
+                    let ix = x as isize - top;
+                    if (0..28).contains(&ix) {
+                        *value = pixels[iy as usize * 28 + ix as usize];
+                    }
+                }
             }
             let channels = model.input().channels;
             let input: Vec<f32> = (0..channels).flat_map(|_| padded.iter().copied()).collect();
