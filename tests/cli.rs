@@ -1360,3 +1360,46 @@ fn a_new_run_never_writes_over_a_previous_one() {
     );
     assert_eq!(read("mine.safetensors"), b"not to be lost");
 }
+
+/// `export --normalize` puts a normalisation into the ONNX graph of a checkpoint that records
+/// none (and says so); without it the graph has none and the message says what input it takes;
+/// a safetensors export refuses the flag instead of ignoring it.
+#[test]
+fn export_puts_a_given_normalisation_into_the_onnx_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    tiny_train(&run, &["--epochs", "1"]);
+    let ckpt = run.join("checkpoint.safetensors");
+    let ckpt_s = ckpt.to_str().unwrap();
+    let export = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let mut args = vec![
+            "export",
+            "--weights",
+            ckpt_s,
+            "--output",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        (stdout(&hetconv(&args)), std::fs::read(&out).unwrap())
+    };
+    let has_scale = |bytes: &[u8]| bytes.windows(11).any(|w| w == b"input.scale");
+    let (said, plain) = export("plain.onnx", &[]);
+    assert!(
+        !has_scale(&plain) && said.contains("no normalisation"),
+        "{said}"
+    );
+    let (said, normalised) = export("normalised.ONNX", &["--normalize", "0.5/0.25"]);
+    assert!(has_scale(&normalised), "no normalisation in the graph");
+    assert!(said.contains("normalised with 0.5/0.25"), "{said}");
+    let err = hetconv_fails(&[
+        "export",
+        "--weights",
+        ckpt_s,
+        "--output",
+        dir.path().join("x.safetensors").to_str().unwrap(),
+        "--normalize",
+        "0.5/0.25",
+    ]);
+    assert!(err.contains("--normalize"), "{err}");
+}

@@ -213,3 +213,28 @@ fn the_residual_add_sends_the_gradient_to_both_branches() {
         "both branches must contribute: the identity one everywhere"
     );
 }
+
+/// A gradient or a backward seed of the wrong shape is refused by name, even with the right
+/// element count (a [1, 3, 2, 1] gradient does not belong to a [1, 2, 3, 1] parameter).
+#[test]
+fn gradients_and_seeds_of_another_shape_are_refused() {
+    let ctx = ctx();
+    let mut builder = ParamStoreBuilder::default();
+    let id = builder.param("x", &[1, 2, 3, 1], vec![1.0; 6]);
+    let mut store = builder.build(&ctx).unwrap();
+    let swapped = upload(&ctx, &[1, 3, 2, 1], &[0.5; 6]);
+    let err = store.accumulate_grad(id, &swapped).unwrap_err().to_string();
+    assert!(
+        err.contains("accumulate_grad") && err.contains("[1, 3, 2, 1]"),
+        "{err}"
+    );
+    let mut tape = Tape::new();
+    let x = tape.param(&store, id).unwrap();
+    let pooled = ops::global_average_pool(&mut tape, &x).unwrap();
+    assert_eq!(pooled.value().shape(), [1, 2]);
+    let err = tape
+        .backward(&pooled, upload(&ctx, &[2, 1], &[1.0, 1.0]), &mut store)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("backward") && err.contains("[2, 1]"), "{err}");
+}

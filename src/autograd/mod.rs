@@ -10,7 +10,7 @@ pub mod ops;
 use std::collections::HashMap;
 
 use crate::dist::BatchNormSync;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::kernels::elementwise::{self, BinaryOp};
 use crate::nn::{ParamId, ParamStore};
 use crate::tensor::Tensor;
@@ -132,7 +132,20 @@ impl Tape {
     /// Back-propagates `seed` (the gradient of the loss with respect to `root`) through the
     /// tape; parameter gradients are written into `store` (summed when a parameter is used
     /// more than once).
+    ///
+    /// # Shapes
+    /// `seed`: the shape of `root`'s value.
     pub fn backward(self, root: &Var, seed: Tensor, store: &mut ParamStore) -> Result<()> {
+        if seed.shape() != root.value.shape() {
+            return Err(Error::shape(
+                "backward",
+                format!(
+                    "seed of shape {:?} for a root of shape {:?}",
+                    seed.shape(),
+                    root.value.shape()
+                ),
+            ));
+        }
         let mut grads: HashMap<VarId, Tensor> = HashMap::new();
         grads.insert(root.id, seed);
         for node in self.nodes.into_iter().rev() {

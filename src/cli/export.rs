@@ -42,6 +42,11 @@ pub struct ExportArgs {
     /// ONNX: each BatchNorm folded into the conv or linear layer before it.
     #[arg(long)]
     pub fold_batchnorm: bool,
+    /// ONNX: put this input normalisation into the graph for a checkpoint that records none
+    /// (a PyTorch file): `imagenet` or MEANS/STDS (one per channel); one that differs from the
+    /// checkpoint's is refused.
+    #[arg(long, value_parser = super::args::normalize)]
+    pub normalize: Option<hetconv::data::Normalize>,
 }
 
 fn parse_dtype(s: &str) -> std::result::Result<StoredDtype, String> {
@@ -78,15 +83,30 @@ pub fn run(args: ExportArgs) -> Result<()> {
             fold_hetconv: args.fold_hetconv,
             fold_batchnorm: args.fold_batchnorm,
         };
+        super::normalize_checkpoint(&mut ckpt, args.normalize.as_ref(), &args.weights)?;
         let bytes = hetconv::onnx::export(&ckpt, options)?;
         checkpoint::write_atomic(&args.output, &bytes)?;
+        let normalised = ckpt
+            .architecture
+            .as_ref()
+            .and_then(|a| a.normalize())
+            .map(|n| format!(", normalised with {n} in the graph"));
         println!(
-            "wrote {} (ONNX opset {}, {} bytes; input `input` [batch, C, H, W] pixels in [0, 1], output `logits`)",
+            "wrote {} (ONNX opset {}, {} bytes; input `input` [batch, C, H, W] {}, output `logits`)",
             args.output.display(),
             hetconv::onnx::OPSET,
-            bytes.len()
+            bytes.len(),
+            normalised.map_or_else(
+                || "as the weights take it (the checkpoint records no normalisation: pixels in [0, 1] for a hetconv run; for a PyTorch file, give --normalize)".to_string(),
+                |n| format!("pixels in [0, 1]{n}")
+            )
         );
         return Ok(());
+    }
+    if args.normalize.is_some() {
+        return Err(Error::InvalidArgument(
+            "--normalize puts the normalisation into an ONNX graph; a safetensors state_dict holds the weights alone".into(),
+        ));
     }
     if args.fold_hetconv || args.fold_batchnorm {
         return Err(Error::InvalidArgument(

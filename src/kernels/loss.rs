@@ -54,7 +54,11 @@ impl CrossEntropy {
     }
 }
 
-/// Mean loss and accuracy from read-back `[B, 2]` row values.
+/// Mean loss and accuracy from read-back `[B, 2]` row values (a last, unpaired value is not a
+/// row and is left out).
+///
+/// # Shapes
+/// `rows`: `[B, 2]` flattened.
 pub fn summarize(rows: &[f32]) -> (f64, f64) {
     let n = (rows.len() / 2).max(1) as f64;
     let loss: f64 = rows.chunks_exact(2).map(|r| f64::from(r[0])).sum();

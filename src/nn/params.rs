@@ -118,7 +118,14 @@ impl ParamStoreBuilder {
                     "parameter store: the name {name:?} is used twice (names are checkpoint keys)"
                 )));
             }
-            let numel = shape.iter().product::<usize>();
+            let numel = shape
+                .iter()
+                .try_fold(1usize, |n, &d| n.checked_mul(d))
+                .ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "parameter store: {name} has shape {shape:?}, over usize elements"
+                    ))
+                })?;
             if numel == 0 || numel != values.len() {
                 return Err(Error::InvalidArgument(format!(
                     "parameter store: {name} has shape {shape:?} and {} initial values",
@@ -217,9 +224,12 @@ impl ParamStore {
 
     /// Stores `grad` as parameter `id`'s gradient, or adds it if the parameter already got
     /// one since [`ParamStore::zero_grads`].
+    ///
+    /// # Shapes
+    /// `grad`: the parameter's shape.
     pub fn accumulate_grad(&mut self, id: ParamId, grad: &Tensor) -> Result<()> {
         let target = self.grad(id)?;
-        if grad.numel() != target.numel() {
+        if grad.shape() != target.shape() {
             return Err(Error::shape(
                 "accumulate_grad",
                 format!(
@@ -251,11 +261,17 @@ impl ParamStore {
     }
 
     /// Overwrites parameter `id` with `values` (uploaded before the next submission's work).
+    ///
+    /// # Shapes
+    /// `values`: the parameter's elements, flattened.
     pub fn write_value(&self, id: ParamId, values: &[f32]) -> Result<()> {
         self.value(id)?.write(values)
     }
 
     /// Overwrites parameter `id`'s momentum buffer.
+    ///
+    /// # Shapes
+    /// `values`: the parameter's elements, flattened.
     pub fn write_momentum(&self, id: ParamId, values: &[f32]) -> Result<()> {
         self.momentum(id)?.write(values)
     }
