@@ -14,13 +14,43 @@ function setStatus(el, text, kind = "") {
   el.className = "status" + (kind ? " " + kind : "");
 }
 
+// Runs a user action; an error is shown in `el` (never lost in an unhandled rejection).
+async function act(el, action) {
+  try {
+    return await action();
+  } catch (e) {
+    setStatus(el, String(e), "error");
+  }
+}
+
+// What must not run beside a training step: it would find the model busy or change it.
+const STEP_EXCLUSIVE = ["new-model", "predict", "classify", "save", "ckpt-file", "image-file"];
+function setTraining(on) {
+  training = on;
+  $("train").disabled = on;
+  $("pause").disabled = !on;
+  for (const id of STEP_EXCLUSIVE) $(id).disabled = on;
+}
+
+// Clears what described the previous model: the curves, the counters, the grid, the ranking.
+function forgetResults(step = 0) {
+  history.length = 0;
+  drawChart();
+  $("stat-step").textContent = String(step);
+  for (const id of ["stat-loss", "stat-acc", "stat-speed"]) $(id).textContent = "–";
+  $("grid").innerHTML = "";
+  setStatus($("test-acc"), "");
+  $("top").innerHTML = "<li>Draw a piece of clothing (white on black), then press Classify.</li>";
+}
+
 function options() {
   return {
     model: $("model").value,
     part: Number($("part").value),
     width: Number($("width").value),
     batch: Number($("batch").value),
-    lr: Number($("lr").value),
+    // An empty field is no learning rate (Number("") would be 0): the model refuses NaN by name.
+    lr: $("lr").value.trim() === "" ? NaN : Number($("lr").value),
   };
 }
 
@@ -139,6 +169,7 @@ function stroke(e) {
 
 async function classifyPad() {
   const probabilities = await demo.classify(padPixels());
+  setStatus($("pad-status"), "");
   const ranked = probabilities.map((p, i) => [p, i]).sort((a, b) => b[0] - a[0]).slice(0, 3);
   $("top").innerHTML = ranked.map(([p, i]) => `<li>${classNames[i]} — ${(100 * p).toFixed(1)}%<span class="bar" style="width:${Math.round(120 * p)}px"></span></li>`).join("");
   return probabilities;
@@ -146,27 +177,37 @@ async function classifyPad() {
 
 function imageToPad(file) {
   const img = new Image();
+  const url = URL.createObjectURL(file);
   img.onload = () => {
+    URL.revokeObjectURL(url);
     clearPad();
     const s = Math.min(pad.width / img.width, pad.height / img.height);
     padCtx.drawImage(img, (pad.width - img.width * s) / 2, (pad.height - img.height * s) / 2, img.width * s, img.height * s);
-    classifyPad();
+    act($("pad-status"), classifyPad);
   };
-  img.src = URL.createObjectURL(file);
+  img.onerror = () => {
+    URL.revokeObjectURL(url);
+    setStatus($("pad-status"), `${file.name}: not an image this browser can decode`, "error");
+  };
+  img.src = url;
 }
 
 async function loadCheckpoint(bytes) {
   const o = options();
   const info = await demo.loadCheckpoint(bytes, o.batch, o.lr);
   showModelInfo(info);
-  history.length = 0;
-  drawChart();
+  forgetResults(info.step);
   // A checkpoint of a network the selector does not list (resnet56, resnet18, ...) adds it.
   if (![...$("model").options].some((o) => o.value === info.name)) {
     $("model").add(new Option(info.model.replace("HetConv ", ""), info.name));
   }
   $("model").value = info.name;
   $("width").disabled = info.name !== "vgg16";
+  // The selector shows the loaded P (added where the list lacks it), so New model builds it.
+  if (![...$("part").options].some((o) => Number(o.value) === info.parts)) {
+    $("part").add(new Option(String(info.parts), String(info.parts)));
+  }
+  $("part").value = String(info.parts);
   const shape = info.widths.length ? `, widths ${info.widths.join(",")}` : "";
   setStatus($("ckpt-status"), `loaded: ${info.model}, P=${info.parts}${shape}`, "ok");
   return info;
@@ -178,38 +219,40 @@ async function saveCheckpoint() {
   a.href = URL.createObjectURL(new Blob([bytes], { type: "application/octet-stream" }));
   a.download = "hetconv-browser.safetensors";
   a.click();
+  setTimeout(() => URL.revokeObjectURL(a.href), 60_000);
   setStatus($("ckpt-status"), `saved ${(bytes.length / 1024).toFixed(0)} KiB`, "ok");
 }
 
 function wire() {
   // The width scales the VGG; a ResNet has its paper's widths.
   $("model").onchange = () => { $("width").disabled = $("model").value !== "vgg16"; };
-  $("new-model").onclick = () => {
+  $("new-model").onclick = () => act($("train-status"), () => {
     const o = options();
+    // An error (a learning rate that is not a number, ...) leaves the current model as it was.
     demo.reset(o.model, o.part, o.width, o.batch, o.lr, BigInt(Date.now() % 1000));
     showModelInfo(demo.modelInfo());
-    history.length = 0; drawChart();
-    $("stat-step").textContent = "0";
-  };
+    forgetResults();
+    setStatus($("train-status"), "");
+  });
   $("train").onclick = async () => {
-    training = true;
-    $("train").disabled = true; $("pause").disabled = false;
-    try { await trainSteps(Infinity); } catch (e) { setStatus(status, "training stopped: " + e, "error"); }
-    $("train").disabled = false; $("pause").disabled = true;
+    setTraining(true);
+    setStatus($("train-status"), "");
+    try { await trainSteps(Infinity); } catch (e) { setStatus($("train-status"), "training stopped: " + e, "error"); }
+    setTraining(false);
   };
   $("pause").onclick = () => { training = false; };
-  $("predict").onclick = () => predictTest(24);
+  $("predict").onclick = () => act($("test-acc"), () => predictTest(24));
   $("clear").onclick = clearPad;
-  $("classify").onclick = classifyPad;
+  $("classify").onclick = () => act($("pad-status"), classifyPad);
   $("image-file").onchange = (e) => e.target.files[0] && imageToPad(e.target.files[0]);
   pad.addEventListener("dragover", (e) => e.preventDefault());
   pad.addEventListener("drop", (e) => { e.preventDefault(); e.dataTransfer.files[0] && imageToPad(e.dataTransfer.files[0]); });
   $("ckpt-file").onchange = async (e) => {
     const file = e.target.files[0];
     if (!file) return;
-    try { await loadCheckpoint(new Uint8Array(await file.arrayBuffer())); } catch (err) { setStatus($("ckpt-status"), String(err), "error"); }
+    await act($("ckpt-status"), async () => loadCheckpoint(new Uint8Array(await file.arrayBuffer())));
   };
-  $("save").onclick = saveCheckpoint;
+  $("save").onclick = () => act($("ckpt-status"), saveCheckpoint);
 }
 
 async function start() {
@@ -247,5 +290,6 @@ window.app = {
   classify: (pixels) => demo.classify(pixels),
   setKernels: (kernels) => demo.setKernels(kernels),
   modelInfo: () => demo.modelInfo(),
+  testImage: (index) => demo.testImage(index),
   kernelChoices: () => JSON.parse(demo.kernelChoices()),
 };

@@ -155,21 +155,22 @@ impl PipelineCache {
             return Ok(found.clone());
         }
         check_storage_limit(device, spec)?;
-        // Everything built for the pipeline is inside the scope: a device opened with lower
-        // limits or fewer features than a kernel needs gives an error naming the kernel, never
-        // a call to the device's uncaptured-error handler (an application's may panic).
-        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        // Natively everything built for the pipeline is inside the scope: a device opened with
+        // lower limits or fewer features than a kernel needs gives an error naming the kernel,
+        // never a call to the device's uncaptured-error handler (an application's may panic).
+        // What was built is cached only once the scope came back clean.
+        let scope = ErrorScope::push(device);
         let checked = self.checked_shaders;
         let module = self
             .modules
-            .entry(spec.shader.name)
-            .or_insert_with(|| create_module(device, spec.shader, checked))
-            .clone();
+            .get(spec.shader.name)
+            .cloned()
+            .unwrap_or_else(|| create_module(device, spec.shader, checked));
         let layout = self
             .layouts
-            .entry(spec.bindings)
-            .or_insert_with(|| bind_group_layout(device, spec.bindings))
-            .clone();
+            .get(spec.bindings)
+            .cloned()
+            .unwrap_or_else(|| bind_group_layout(device, spec.bindings));
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some(spec.entry),
             bind_group_layouts: &[Some(&layout)],
@@ -186,7 +187,9 @@ impl PipelineCache {
             },
             cache: None,
         });
-        check_scope(scope, spec)?;
+        scope.check(spec)?;
+        self.modules.insert(spec.shader.name, module);
+        self.layouts.insert(spec.bindings, layout.clone());
         let cached = CachedPipeline { pipeline, layout };
         self.pipelines.insert(key, cached.clone());
         Ok(cached)
@@ -239,23 +242,39 @@ fn check_storage_limit(device: &wgpu::Device, spec: &KernelSpec) -> Result<()> {
     })
 }
 
-#[cfg(not(target_arch = "wasm32"))]
-fn check_scope(scope: wgpu::ErrorScopeGuard, spec: &KernelSpec) -> Result<()> {
-    match pollster::block_on(scope.pop()) {
-        None => Ok(()),
-        Some(e) => Err(crate::error::Error::Gpu {
-            op: "create_compute_pipeline",
-            message: format!("{}::{}: {e}", spec.shader.name, spec.entry),
-            source: Some(Box::new(e)),
-        }),
-    }
-}
+/// Natively, a validation error scope around a pipeline's creation; in the browser none: a
+/// scope resolves asynchronously there, and what it caught would be lost, while the device's
+/// handler ([`crate::Context`]'s) keeps the message and reports it at the next submission.
+struct ErrorScope(#[cfg(not(target_arch = "wasm32"))] wgpu::ErrorScopeGuard);
 
-/// In the browser the scope resolves asynchronously; errors reach the device's handler instead.
-#[cfg(target_arch = "wasm32")]
-fn check_scope(scope: wgpu::ErrorScopeGuard, _spec: &KernelSpec) -> Result<()> {
-    drop(scope.pop());
-    Ok(())
+impl ErrorScope {
+    fn push(device: &wgpu::Device) -> Self {
+        #[cfg(not(target_arch = "wasm32"))]
+        return Self(device.push_error_scope(wgpu::ErrorFilter::Validation));
+        #[cfg(target_arch = "wasm32")]
+        {
+            let _ = device;
+            Self()
+        }
+    }
+
+    /// Natively, the error the scope caught, naming the kernel.
+    fn check(self, spec: &KernelSpec) -> Result<()> {
+        #[cfg(not(target_arch = "wasm32"))]
+        return match pollster::block_on(self.0.pop()) {
+            None => Ok(()),
+            Some(e) => Err(crate::error::Error::Gpu {
+                op: "create_compute_pipeline",
+                message: format!("{}::{}: {e}", spec.shader.name, spec.entry),
+                source: Some(Box::new(e)),
+            }),
+        };
+        #[cfg(target_arch = "wasm32")]
+        {
+            let _ = spec;
+            Ok(())
+        }
+    }
 }
 
 fn bind_group_layout(device: &wgpu::Device, bindings: &[(u32, Access)]) -> wgpu::BindGroupLayout {

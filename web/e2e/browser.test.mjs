@@ -166,6 +166,47 @@ test("the GEMM core's tile shapes predict the same in the page (the browser's WG
   }
 });
 
+test("calls during a step, bad numbers and a diverged model get messages, and the page goes on", async () => {
+  const result = await page.evaluate(async () => {
+    const tryIt = async (f) => { try { await f(); return null; } catch (e) { return String(e); } };
+    // A call while a step waits for the GPU: "busy", not a trap that kills the module.
+    const pending = window.app.trainSteps(3);
+    await new Promise((r) => setTimeout(r, 0));
+    const whileStepping = await tryIt(() => window.app.modelInfo());
+    await pending;
+    return {
+      whileStepping,
+      after: await tryIt(() => window.app.modelInfo()),
+      pastTheEnd: await tryIt(() => window.app.testImage(1_000_000)),
+      notANumber: await tryIt(() => window.app.classify(new Float32Array(784).fill(NaN))),
+      none: await tryIt(() => window.app.predictTest(0)),
+    };
+  });
+  assert.match(result.whileStepping ?? "", /busy/);
+  assert.equal(result.after, null);
+  assert.match(result.pastTheEnd ?? "", /index 1000000/);
+  assert.match(result.notANumber ?? "", /NaN/);
+  assert.match(result.none ?? "", /count 0/);
+
+  // No learning rate: New model says so and keeps the model.
+  const before = await page.evaluate(() => window.app.modelInfo());
+  await page.fill("#lr", "");
+  await page.click("#new-model");
+  assert.match(await page.textContent("#train-status"), /learning rate/);
+  assert.deepEqual(await page.evaluate(() => window.app.modelInfo()), before);
+
+  // A learning rate that diverges: training stops with a message, and Save refuses the NaNs.
+  await page.fill("#lr", "1000000");
+  await page.click("#new-model");
+  const stopped = await page.evaluate(async () => { try { await window.app.trainSteps(20); return null; } catch (e) { return String(e); } });
+  assert.match(stopped ?? "", /diverged|not finite/i);
+  await page.click("#save");
+  await page.waitForFunction(() => /diverged/.test(document.getElementById("ckpt-status").textContent));
+  await page.fill("#lr", "0.05");
+  await page.click("#new-model");
+  assert.equal(await page.textContent("#stat-step"), "0");
+});
+
 test("the page shows a grid, a classified drawing, and no errors (screenshot)", async () => {
   await page.evaluate(() => window.app.trainSteps(6));
   await page.click("#predict");

@@ -40,7 +40,27 @@ struct State {
 /// A model being trained or used in the page.
 #[wasm_bindgen]
 pub struct Demo {
+    /// The GPU context (shared with `state`): what describes the device is read without a
+    /// borrow, so it answers while a step is pending.
+    ctx: Context,
     state: Rc<RefCell<State>>,
+}
+
+/// A call made while another (a training step, an evaluation) is pending.
+fn busy() -> JsValue {
+    js_error(
+        "busy: another call (a training step, an evaluation) is still running; try again when it resolves",
+    )
+}
+
+impl Demo {
+    fn borrow(&self) -> Result<std::cell::Ref<'_, State>, JsValue> {
+        self.state.try_borrow().map_err(|_| busy())
+    }
+
+    fn borrow_mut(&self) -> Result<std::cell::RefMut<'_, State>, JsValue> {
+        self.state.try_borrow_mut().map_err(|_| busy())
+    }
 }
 
 #[derive(Serialize)]
@@ -75,6 +95,8 @@ struct ModelInfoJs {
     train_images: usize,
     test_images: usize,
     class_names: Vec<String>,
+    /// Training steps done (a loaded checkpoint's own).
+    step: u64,
 }
 
 /// Mixed precision where the browser offers `shader-f16`, f32 elsewhere.
@@ -86,9 +108,22 @@ fn precision_for(ctx: &Context) -> hetconv::Precision {
     }
 }
 
-fn settings(batch_size: usize, lr: f64, seed: u64, precision: hetconv::Precision) -> TrainSettings {
-    TrainSettings {
-        epochs: 1000,
+/// The page's training settings: SGD with momentum at a constant learning rate `lr` (finite,
+/// not negative), run until paused.
+fn settings(
+    batch_size: usize,
+    lr: f64,
+    seed: u64,
+    precision: hetconv::Precision,
+) -> Result<TrainSettings, JsValue> {
+    if !lr.is_finite() || lr < 0.0 {
+        return Err(js_error(format!(
+            "learning rate {lr}: give a finite number, 0 or more (0.05 is a good start)"
+        )));
+    }
+    Ok(TrainSettings {
+        // Until paused: 10^6 epochs of the embedded subset are more steps than a page runs.
+        epochs: 1_000_000,
         max_steps: None,
         batch_size,
         lr: LrSchedule {
@@ -104,7 +139,7 @@ fn settings(batch_size: usize, lr: f64, seed: u64, precision: hetconv::Precision
         seed,
         report_every: 1,
         precision,
-    }
+    })
 }
 
 /// The page's networks: `vgg16` (at `width_mult` of the paper's widths) or a ResNet (`resnet8`,
@@ -116,6 +151,11 @@ fn architecture(
     width_mult: f64,
     data: &Splits,
 ) -> Result<Architecture, JsValue> {
+    if !width_mult.is_finite() || width_mult <= 0.0 || width_mult > 1.0 {
+        return Err(js_error(format!(
+            "width {width_mult}: give a fraction of the paper's widths in (0, 1]"
+        )));
+    }
     let (channels, classes) = (data.train.channels, data.train.classes());
     let arch = match model {
         "vgg16" => {
@@ -182,11 +222,12 @@ impl Demo {
             let trainer = Trainer::new(
                 model,
                 data.train.clone(),
-                settings(batch_size, lr, 1, precision_for(&ctx)),
+                settings(batch_size, lr, 1, precision_for(&ctx))?,
                 Progress::default(),
             )
             .map_err(js_error)?;
             Ok(JsValue::from(Demo {
+                ctx: ctx.clone(),
                 state: Rc::new(RefCell::new(State { ctx, data, trainer })),
             }))
         })
@@ -198,7 +239,8 @@ impl Demo {
     pub fn set_kernels(&self, kernels: &str) -> Result<(), JsValue> {
         let algorithm: hetconv::ConvAlgorithm =
             kernels.parse().map_err(|e: String| JsValue::from_str(&e))?;
-        self.state.borrow().ctx.set_conv_algorithm(algorithm);
+        // Not while a step records its kernels.
+        self.borrow_mut()?.ctx.set_conv_algorithm(algorithm);
         Ok(())
     }
 
@@ -206,8 +248,6 @@ impl Demo {
     #[wasm_bindgen(js_name = kernelChoices)]
     pub fn kernel_choices(&self) -> String {
         let choices: Vec<serde_json::Value> = self
-            .state
-            .borrow()
             .ctx
             .kernel_choices()
             .iter()
@@ -223,13 +263,12 @@ impl Demo {
     /// The precision the page trains and runs in: `mixed` (f16 operands and activations, f32
     /// sums and weights) where the browser offers `shader-f16`, else `f32`.
     pub fn precision(&self) -> String {
-        self.state.borrow().ctx.precision().to_string()
+        self.ctx.precision().to_string()
     }
 
     /// Name and backend of the GPU adapter.
     pub fn adapter(&self) -> String {
-        let state = self.state.borrow();
-        let info = state.ctx.adapter_info();
+        let info = self.ctx.adapter_info();
         let name = if info.name.is_empty() {
             "the browser's WebGPU adapter"
         } else {
@@ -263,14 +302,15 @@ impl Demo {
         lr: f64,
         seed: u64,
     ) -> Result<(), JsValue> {
-        let mut state = self.state.try_borrow_mut().map_err(|_| js_error("busy"))?;
+        let mut state = self.borrow_mut()?;
+        let settings = settings(batch_size, lr, seed, precision_for(&state.ctx))?;
         let model = architecture(&model, parts, width_mult, &state.data)?
             .build(&state.ctx, seed)
             .map_err(js_error)?;
         state.trainer = Trainer::new(
             model,
             state.data.train.clone(),
-            settings(batch_size, lr, seed, precision_for(&state.ctx)),
+            settings,
             Progress::default(),
         )
         .map_err(js_error)?;
@@ -280,7 +320,7 @@ impl Demo {
     /// Size and cost of the current model.
     #[wasm_bindgen(js_name = modelInfo)]
     pub fn model_info(&self) -> Result<JsValue, JsValue> {
-        let state = self.state.borrow();
+        let state = self.borrow()?;
         let arch = state
             .trainer
             .model()
@@ -298,6 +338,7 @@ impl Demo {
             train_images: state.data.train.len(),
             test_images: state.data.test.len(),
             class_names: state.data.test.class_names.clone(),
+            step: state.trainer.progress().step,
         })
     }
 
@@ -305,7 +346,7 @@ impl Demo {
     pub fn step(&self) -> Promise {
         let state = self.state.clone();
         future_to_promise(async move {
-            let mut state = state.try_borrow_mut().map_err(|_| js_error("busy"))?;
+            let mut state = state.try_borrow_mut().map_err(|_| busy())?;
             let r = state.trainer.step().await.map_err(js_error)?;
             to_js(&StepJs {
                 step: r.step,
@@ -322,7 +363,7 @@ impl Demo {
     pub fn evaluate(&self, limit: usize) -> Promise {
         let state = self.state.clone();
         future_to_promise(async move {
-            let state = state.try_borrow().map_err(|_| js_error("busy"))?;
+            let state = state.try_borrow().map_err(|_| busy())?;
             let report = evaluate(state.trainer.model(), &state.data.test, 100, Some(limit))
                 .await
                 .map_err(js_error)?;
@@ -337,10 +378,13 @@ impl Demo {
     pub fn predict_test(&self, count: usize) -> Promise {
         let state = self.state.clone();
         future_to_promise(async move {
-            let state = state.try_borrow().map_err(|_| js_error("busy"))?;
+            let state = state.try_borrow().map_err(|_| busy())?;
             let model = state.trainer.model();
             let input = model.input();
             let test = &state.data.test;
+            if count == 0 {
+                return Err(js_error("predictTest: count 0; give 1 or more test images"));
+            }
             let count = count.min(test.len());
             let batcher = Batcher::for_evaluation(count, input.size, input.channels);
             let indices: Vec<usize> = (0..count).collect();
@@ -363,11 +407,15 @@ impl Demo {
     /// The 28x28 pixels (0..=255) of test image `index`.
     #[wasm_bindgen(js_name = testImage)]
     pub fn test_image(&self, index: usize) -> Result<Uint8Array, JsValue> {
-        let state = self.state.borrow();
+        let state = self.borrow()?;
         let test = &state.data.test;
-        let pixels = test
-            .image(index.min(test.len().saturating_sub(1)))
-            .map_err(js_error)?;
+        if index >= test.len() {
+            return Err(js_error(format!(
+                "testImage: index {index} is past the {} test images",
+                test.len()
+            )));
+        }
+        let pixels = test.image(index).map_err(js_error)?;
         Ok(Uint8Array::from(pixels.as_ref()))
     }
 
@@ -376,11 +424,17 @@ impl Demo {
     pub fn classify(&self, pixels: Vec<f32>) -> Promise {
         let state = self.state.clone();
         future_to_promise(async move {
-            let state = state.try_borrow().map_err(|_| js_error("busy"))?;
+            let state = state.try_borrow().map_err(|_| busy())?;
             if pixels.len() != 28 * 28 {
                 return Err(js_error(format!(
                     "classify needs 28x28 = 784 values, got {}",
                     pixels.len()
+                )));
+            }
+            if let Some(i) = pixels.iter().position(|v| !v.is_finite()) {
+                return Err(js_error(format!(
+                    "classify: value {i} is {}; give numbers in [0, 1]",
+                    pixels[i]
                 )));
             }
             let model = state.trainer.model();
@@ -413,7 +467,7 @@ impl Demo {
     pub fn save_checkpoint(&self) -> Promise {
         let state = self.state.clone();
         future_to_promise(async move {
-            let state = state.try_borrow().map_err(|_| js_error("busy"))?;
+            let state = state.try_borrow().map_err(|_| busy())?;
             let metadata = std::collections::HashMap::from([(
                 hetconv::checkpoint::META_STEP.to_string(),
                 state.trainer.progress().step.to_string(),
@@ -421,6 +475,11 @@ impl Demo {
             let ckpt = Checkpoint::from_model(state.trainer.model(), true, metadata)
                 .await
                 .map_err(js_error)?;
+            if let Some((name, index, value)) = ckpt.first_non_finite() {
+                return Err(js_error(format!(
+                    "not saved: the model diverged ({name}[{index}] is {value}); start a new model with a lower learning rate"
+                )));
+            }
             Ok(Uint8Array::from(ckpt.to_bytes().map_err(js_error)?.as_slice()).into())
         })
     }
@@ -433,7 +492,7 @@ impl Demo {
         batch_size: usize,
         lr: f64,
     ) -> Result<JsValue, JsValue> {
-        let mut state = self.state.try_borrow_mut().map_err(|_| js_error("busy"))?;
+        let mut state = self.borrow_mut()?;
         let ckpt = Checkpoint::from_bytes(&bytes, "checkpoint").map_err(js_error)?;
         let arch = ckpt.architecture.clone().ok_or_else(|| {
             js_error("the checkpoint holds a custom network; the page trains the zoo's")
@@ -450,16 +509,17 @@ impl Demo {
                 arch.classes()
             )));
         }
+        let settings = settings(batch_size, lr, 1, precision_for(&state.ctx))?;
         let model = ckpt
             .build_model(&state.ctx, ConvMode::Fused)
             .map_err(js_error)?;
-        state.trainer = Trainer::new(
-            model,
-            state.data.train.clone(),
-            settings(batch_size, lr, 1, precision_for(&state.ctx)),
-            Progress::default(),
-        )
-        .map_err(js_error)?;
+        // The step goes on from the checkpoint's; the loss scale starts afresh (2^16).
+        let progress = Progress {
+            step: ckpt.step(),
+            loss_scale: None,
+        };
+        state.trainer =
+            Trainer::new(model, state.data.train.clone(), settings, progress).map_err(js_error)?;
         drop(state);
         self.model_info()
     }
