@@ -65,14 +65,19 @@ fn centred_squares(lid: u32, channel: u32, mu: f32) -> f32 {
 }
 
 // The batch statistics of `channel` from its mean and centred sum of squares over p.count
-// values, and the running update.
+// values, and the running update. A batch whose statistics are not finite (an activation that
+// overflowed f16 under mixed precision: that step's gradients are not finite either and its
+// update is skipped) leaves the running estimates as they were instead of making them NaN for
+// good (`is_finite`: include/finite.wgsl).
 fn finish(channel: u32, mu: f32, squares: f32) {
     let var_biased = squares / f32(p.count);
     mean[channel] = mu;
     scale[channel] = inverseSqrt(var_biased + p.eps);
     let var_unbiased = squares / f32(max(p.count, 2u) - 1u);
-    out[channel] = (1.0 - p.momentum) * out[channel] + p.momentum * mu;
-    out2[channel] = (1.0 - p.momentum) * out2[channel] + p.momentum * var_unbiased;
+    if is_finite(mu) && is_finite(var_unbiased) {
+        out[channel] = (1.0 - p.momentum) * out[channel] + p.momentum * mu;
+        out2[channel] = (1.0 - p.momentum) * out2[channel] + p.momentum * var_unbiased;
+    }
 }
 
 // Batch statistics (two passes: mean, then centred sum of squares) and the running update, or

@@ -5,7 +5,9 @@
 // A step: `scale_grad` multiplies the loss gradient by the scale; backward runs; `unscale`
 // divides every gradient by it and raises [2] on an infinity or NaN; SGD skips its update while
 // [2] is raised; `update` halves the scale and counts a skipped step if it was, else doubles
-// the scale after GROWTH_INTERVAL clean steps, and lowers [2] for the next step.
+// the scale after GROWTH_INTERVAL clean steps (unless the double is not finite: the scale then
+// stays, as GradScaler's does), and lowers [2] for the next step. `is_finite`:
+// include/finite.wgsl.
 
 override WG: u32 = 64u;
 
@@ -20,11 +22,6 @@ struct Params {
 
 fn scale() -> f32 {
     return bitcast<f32>(atomicLoad(&state[0]));
-}
-
-// An infinity or NaN: every exponent bit set.
-fn is_finite(v: f32) -> bool {
-    return (bitcast<u32>(v) & 0x7f800000u) != 0x7f800000u;
 }
 
 @compute @workgroup_size(WG)
@@ -67,7 +64,10 @@ fn update() {
     }
     let clean = atomicLoad(&state[1]) + 1u;
     if clean >= p.growth_interval {
-        atomicStore(&state[0], bitcast<u32>(scale() * 2.0));
+        let grown = scale() * 2.0;
+        if is_finite(grown) {
+            atomicStore(&state[0], bitcast<u32>(grown));
+        }
         atomicStore(&state[1], 0u);
     } else {
         atomicStore(&state[1], clean);

@@ -103,13 +103,13 @@ shader!(GEMM_CORE_COOP8_ACT16 = "gemm_core_coop8_act16": proven "gemm_core" need
 shader!(GEMM_CORE_COOP16_ACT16 = "gemm_core_coop16_act16": proven "gemm_core" needs COOP, "f16", "coop16", "act_f16", "conv_geometry", "gemm_coop");
 shader!(POOL, "pool", "act_f32");
 shader!(POOL_F16 = "pool_f16": "pool" needs wgpu::Features::SHADER_F16, "f16", "act_f16");
-shader!(BATCHNORM, "batchnorm", "act_f32", "workgroup_sum");
-shader!(BATCHNORM_F16 = "batchnorm_f16": "batchnorm" needs wgpu::Features::SHADER_F16, "f16", "act_f16", "workgroup_sum");
+shader!(BATCHNORM, "batchnorm", "act_f32", "workgroup_sum", "finite");
+shader!(BATCHNORM_F16 = "batchnorm_f16": "batchnorm" needs wgpu::Features::SHADER_F16, "f16", "act_f16", "workgroup_sum", "finite");
 shader!(BATCHNORM_GRAD, "batchnorm_grad", "act_f32");
 shader!(BATCHNORM_GRAD_F16 = "batchnorm_grad_f16": "batchnorm_grad" needs wgpu::Features::SHADER_F16, "f16", "act_f16");
 shader!(LOSS, "loss");
 shader!(SGD, "sgd");
-shader!(LOSS_SCALE, "loss_scale");
+shader!(LOSS_SCALE, "loss_scale", "finite");
 
 /// Every shader of the crate (a test checks this list against the files in `shaders/`).
 pub static ALL: &[&ShaderSource] = &[

@@ -257,6 +257,8 @@ fn batchnorm_reads_and_writes_f16_activations_with_f32_statistics() {
             );
             let rv_got = rv.to_vec().unwrap();
             assert_close(&name("running_var"), &rv_got, &r.running_var, F32_KERNEL);
+            let rm_got = rm.to_vec().unwrap();
+            assert_close(&name("running_mean"), &rm_got, &r.running_mean, F32_KERNEL);
 
             let dyt = upload16(&ctx, &shape, &dy);
             let (dx, dgamma, dbeta) = batchnorm::backward(&xt, &dyt, &gt, &saved).unwrap();
@@ -360,4 +362,48 @@ fn kernels_refuse_tensors_of_another_dtype_naming_them() {
     let err = h.view(0, &[3]).unwrap_err().to_string();
     assert!(err.contains("view") && err.contains("f16"), "{err}");
     assert_eq!(h.view(0, &[2, 2]).unwrap().to_vec().unwrap(), [1.0; 4]);
+}
+
+/// A batch whose activations overflowed (an f16 infinity under mixed precision, or any
+/// infinity) leaves that channel's running estimates as they were, instead of making them NaN
+/// for good while the skipped step hides it; the other channels update as usual. f32 and f16
+/// activations alike.
+#[test]
+fn an_overflowed_batch_leaves_the_running_estimates() {
+    let ctx = ctx();
+    let f16 = has_f16(&ctx, "the f16 half of the overflow check");
+    let cfg = BatchNormConfig::default();
+    // [2, 2, 1, 2]: channel 0 holds an infinity, channel 1 is finite.
+    let x = [1.0, f32::INFINITY, 0.5, -0.5, 2.0, 3.0, 1.5, -1.5];
+    let (gamma, beta) = (upload(&ctx, &[2], &[1.0; 2]), upload(&ctx, &[2], &[0.0; 2]));
+    let dtypes: &[DType] = if f16 {
+        &[DType::F32, DType::F16]
+    } else {
+        &[DType::F32]
+    };
+    for &dtype in dtypes {
+        let xt = match dtype {
+            DType::F32 => upload(&ctx, &[2, 2, 1, 2], &x),
+            DType::F16 => upload16(&ctx, &[2, 2, 1, 2], &x),
+        };
+        let (rm, rv) = (
+            upload(&ctx, &[2], &[0.25, 0.5]),
+            upload(&ctx, &[2], &[2.0, 3.0]),
+        );
+        batchnorm::forward_train(&xt, &gamma, &beta, &rm, &rv, &cfg, false, None).unwrap();
+        let (rm, rv) = (rm.to_vec().unwrap(), rv.to_vec().unwrap());
+        assert_eq!((rm[0], rv[0]), (0.25, 2.0), "{dtype:?}: channel 0 kept");
+        // Channel 1: values 0.5, -0.5, 1.5, -1.5: mean 0, unbiased variance 5/3.
+        assert!(
+            (rm[1] - 0.9 * 0.5).abs() < 1e-6,
+            "{dtype:?}: running mean {}",
+            rm[1]
+        );
+        let want = 0.9 * 3.0 + 0.1 * 5.0 / 3.0;
+        assert!(
+            (rv[1] - want).abs() < 1e-5,
+            "{dtype:?}: running var {} vs {want}",
+            rv[1]
+        );
+    }
 }

@@ -87,6 +87,52 @@ fn a_non_finite_step_is_skipped_and_halves_the_scale_and_clean_steps_grow_it() {
     assert!(LossScaler::new(&ctx, 1024.0, 0).is_err());
 }
 
+/// The run of clean steps restarts after a skipped one (clean, skip, clean at interval 2 does
+/// not grow the scale); a skipped step leaves weights and momentum alone with weight decay too;
+/// a scale whose double is not finite stays where it is (GradScaler's guard).
+#[test]
+fn a_skip_restarts_the_clean_run_and_the_scale_never_grows_to_infinity() {
+    let ctx = ctx();
+    let decaying = SgdStep {
+        weight_decay: 0.1,
+        ..PLAIN
+    };
+    let scaler = LossScaler::new(&ctx, 1024.0, 2).unwrap();
+    let weights = upload(&ctx, &[2], &[1.0, -2.0]);
+    let momentum = upload(&ctx, &[2], &[0.5, 0.25]);
+    let step = |grads: &[f32]| {
+        let grads = upload(&ctx, &[2], grads);
+        scaler.unscale(&grads).unwrap();
+        sgd::sgd_step(&grads, &weights, &momentum, &decaying, Some(&scaler)).unwrap();
+        scaler.update().unwrap();
+        pollster::block_on(scaler.read()).unwrap()
+    };
+    let state = step(&[0.0, 0.0]);
+    assert_eq!((state.scale, state.clean_steps), (1024.0, 1));
+    let (w, m) = (weights.to_vec().unwrap(), momentum.to_vec().unwrap());
+    let state = step(&[f32::INFINITY, 0.0]);
+    assert_eq!(
+        (state.scale, state.clean_steps, state.skipped),
+        (512.0, 0, 1)
+    );
+    assert_eq!(weights.to_vec().unwrap(), w, "no decay on a skipped step");
+    assert_eq!(momentum.to_vec().unwrap(), m);
+    let state = step(&[0.0, 0.0]);
+    assert_eq!(
+        (state.scale, state.clean_steps),
+        (512.0, 1),
+        "the clean run restarted"
+    );
+
+    let top = 2f32.powi(127);
+    let scaler = LossScaler::new(&ctx, top, 1).unwrap();
+    let grads = upload(&ctx, &[2], &[0.0, 0.0]);
+    scaler.unscale(&grads).unwrap();
+    scaler.update().unwrap();
+    let state = pollster::block_on(scaler.read()).unwrap();
+    assert_eq!((state.scale, state.clean_steps), (top, 0));
+}
+
 /// The gradients of one step (learning rate 0: the weights stay), loss-scaled when `scaler`.
 fn gradients(
     model: &mut impl Model,
