@@ -23,7 +23,7 @@ if [ -f "${HETCONV_MESA26:-/opt/trixie}/lvp26.json" ]; then
   # HETCONV_ONLY_MIXED: the direct and f32 paths ran above; here only the mixed ones run.
   CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/.ci/mesa26-run" HETCONV_REQUIRE_COOP=1 \
     HETCONV_ONLY_MIXED=1 \
-    cargo test --workspace --locked --features hetconv/mpi --test gemm --test mixed --test conv --test unchecked -- \
+    cargo test --workspace --locked --features hetconv/mpi --test gemm --test mixed --test conv --test unchecked --test tune -- \
     grouped_3x3 pointwise_dense fused_hetconv_every_part strided_every_kind standard_kxk_convs \
     split_reductions matmul mixed a_non_finite unchecked_mixed unchecked_split
 elif [ -n "${HETCONV_NEED_MESA26:-}" ]; then

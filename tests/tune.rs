@@ -10,12 +10,17 @@ use common::*;
 use hetconv::kernels::conv::{self, ConvDims, ConvKind, ConvWeights};
 use hetconv::reference::conv as cpu;
 use hetconv::tune::{Source, TuneMode, Variant};
-use hetconv::{Context, ContextOptions};
+use hetconv::{Context, ContextOptions, Precision};
 
 fn tuned_ctx(mode: TuneMode, cache: &Path) -> Context {
+    tuned_ctx_in(mode, cache, Precision::F32)
+}
+
+fn tuned_ctx_in(mode: TuneMode, cache: &Path, precision: Precision) -> Context {
     pollster::block_on(Context::new(ContextOptions {
         tune: Some(mode),
         tune_cache: Some(cache.to_path_buf()),
+        precision,
         ..Default::default()
     }))
     .expect("a GPU adapter")
@@ -91,6 +96,9 @@ fn full_tuning_stores_the_winner_and_the_same_cache_gives_the_same_choice_and_bi
     let stats = first.tune_stats();
     assert_eq!(stats.keys_timed, 1);
     assert!(stats.candidate_runs >= 4, "{stats:?}");
+    // Every tile computed what the direct kernels compute on the tuned inputs.
+    assert_eq!(stats.candidates_failed, 0, "{stats:?}");
+    assert!(stats.candidates_checked >= 2, "{stats:?}");
     // The file holds the key, the winner and the adapter it was timed on.
     let file = read_json(&path);
     assert_eq!(file["format"], "hetconv-tune-1");
@@ -196,4 +204,57 @@ fn off_mode_takes_the_heuristic_and_leaves_the_cache_alone() {
         );
     }
     assert!(!path.exists(), "off mode writes no cache");
+}
+
+/// Full tuning in mixed precision checks each candidate's outputs against the f16 FMA core's on
+/// the tuned inputs, and none fails here; the winner is within the f16 bound of the CPU
+/// reference. On Mesa 26 lavapipe (test.sh, HETCONV_REQUIRE_COOP) the cooperative-matrix tiles
+/// are among the checked candidates.
+#[test]
+fn full_tuning_in_mixed_precision_checks_every_candidate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = tuned_ctx_in(
+        TuneMode::Full,
+        &dir.path().join("tune.json"),
+        Precision::Mixed,
+    );
+    if !has_f16(&ctx, "mixed-precision tuning") {
+        return;
+    }
+    let y = forward(&ctx);
+    let (x, w3, w1) = inputs();
+    let reference = |x: &[f32], w3: &[f32], w1: &[f32]| {
+        cpu::forward(
+            &ConvKind::hetconv(2),
+            &D,
+            &to_f64(x),
+            Some(&to_f64(w3)),
+            Some(&to_f64(w1)),
+            None,
+        )
+    };
+    let abs = |v: &[f32]| v.iter().map(|x| x.abs()).collect::<Vec<_>>();
+    // Each output sums its own block's 9 x 4 taps and all 8 channels' 1x1 products.
+    let terms = 9 * D.cin / 2 + D.cin;
+    assert_within_f16_bound(
+        "mixed tuned forward",
+        &y,
+        &reference(&x, &w3, &w1),
+        &reference(&abs(&x), &abs(&w3), &abs(&w1)),
+        terms,
+    );
+    let stats = ctx.tune_stats();
+    assert_eq!(stats.candidates_failed, 0, "{stats:?}");
+    assert!(stats.candidates_checked >= 1, "{stats:?}");
+    if std::env::var_os("HETCONV_REQUIRE_COOP").is_some() {
+        let (_, choice) = the_choice(&ctx);
+        assert!(
+            choice
+                .candidates
+                .iter()
+                .any(|(v, _)| v.to_string().starts_with("gemm:coop")),
+            "no cooperative-matrix tile among {:?}",
+            choice.candidates
+        );
+    }
 }

@@ -92,7 +92,7 @@ pub fn run(ctx: &Context, args: TuneArgs) -> Result<()> {
     let stats = ctx.tune_stats();
     let mut md = format!(
         "Kernel variants of the HetConv VGG-16 (width x{}, P = {:?}, batch {:?}) on {} ({:?}, {} {})\n\
-         {} keys timed ({} candidate runs) in {:.1} s\n\n\
+         {} keys timed ({} candidate runs) in {:.1} s; {} candidates' outputs checked against the reference variant's, {} candidates failed (never picked; the warnings name them)\n\n\
          | pass and shape | variant | from | ms | direct ms | direct / variant | candidates timed |\n\
          |---|---|---|---|---|---|---|\n",
         args.width_mult,
@@ -105,6 +105,8 @@ pub fn run(ctx: &Context, args: TuneArgs) -> Result<()> {
         stats.keys_timed,
         stats.candidate_runs,
         stats.ms / 1e3,
+        stats.candidates_checked,
+        stats.candidates_failed,
     );
     let mut json = Vec::new();
     for (key, choice) in ctx.kernel_choices() {
@@ -157,7 +159,9 @@ pub fn run(ctx: &Context, args: TuneArgs) -> Result<()> {
             "adapter": info.name, "backend": format!("{:?}", info.backend),
             "driver": info.driver, "driver_info": info.driver_info,
             "width_mult": args.width_mult, "parts": args.parts, "batch": args.batch,
-            "keys_timed": stats.keys_timed, "tuning_ms": stats.ms, "choices": json,
+            "keys_timed": stats.keys_timed, "tuning_ms": stats.ms,
+            "candidates_checked": stats.candidates_checked, "candidates_failed": stats.candidates_failed,
+            "choices": json,
         });
         write(&out.with_extension("md"), &md)?;
         write(

@@ -675,7 +675,10 @@ pub fn forward_into(
     let (key, problem) = tuning(Pass::ConvForward, kind, &d, x.dtype());
     let variant = tune::choose(ctx, &problem, &key, |v| {
         let scratch = Tensor::uninit_as(ctx, y.shape(), y.dtype())?;
-        forward_with(v, kind, &d, x, w, &scratch, accumulate)
+        // Zeroed: an accumulating pass adds to it, and the tuner compares the results.
+        scratch.fill_zero();
+        forward_with(v, kind, &d, x, w, &scratch, accumulate)?;
+        Ok(vec![scratch])
     })?;
     forward_with(variant, kind, &d, x, w, y, accumulate)
 }
@@ -766,7 +769,8 @@ pub fn backward_input(
     let (key, problem) = tuning(Pass::ConvInputGrad, kind, &d, dy.dtype());
     let variant = tune::choose(ctx, &problem, &key, |v| {
         let scratch = Tensor::uninit_as(ctx, dx.shape(), dx.dtype())?;
-        backward_input_with(v, kind, &d, dy, w, &scratch)
+        backward_input_with(v, kind, &d, dy, w, &scratch)?;
+        Ok(vec![scratch])
     })?;
     backward_input_with(variant, kind, &d, dy, w, &dx)?;
     Ok(dx)
@@ -886,7 +890,8 @@ pub fn backward_weight(kind: &ConvKind, x: &Tensor, dy: &Tensor) -> Result<ConvW
     let ctx = x.context();
     let (key, problem) = tuning(Pass::ConvWeightGrad, kind, &d, x.dtype());
     let variant = tune::choose(ctx, &problem, &key, |v| {
-        backward_weight_with(v, kind, &d, x, dy).map(drop)
+        let grads = backward_weight_with(v, kind, &d, x, dy)?;
+        Ok(grads.dw3.into_iter().chain(grads.dw1).collect())
     })?;
     backward_weight_with(variant, kind, &d, x, dy)
 }

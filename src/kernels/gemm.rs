@@ -152,8 +152,10 @@ fn record(
         depth: k,
     };
     let variant = tune::choose(ctx, &problem, &key, |v| {
-        let scratch = Tensor::uninit(ctx, out.shape())?;
-        record_with(v, a, la, b, lb, bias, &scratch, accumulate, (m, k, n))
+        // Zeroed: an accumulating product adds to it, and the tuner compares the results.
+        let scratch = Tensor::zeros(ctx, out.shape())?;
+        record_with(v, a, la, b, lb, bias, &scratch, accumulate, (m, k, n))?;
+        Ok(vec![scratch])
     })?;
     record_with(variant, a, la, b, lb, bias, out, accumulate, (m, k, n))
 }

@@ -241,6 +241,11 @@ pub struct TuneStats {
     pub keys_timed: u64,
     /// Candidate runs, warm-ups included.
     pub candidate_runs: u64,
+    /// Candidates whose outputs were checked against the reference variant's and matched.
+    pub candidates_checked: u64,
+    /// Candidates that failed to build or run, or computed other values than the reference
+    /// (each named in a warning); never picked.
+    pub candidates_failed: u64,
     /// Wall-clock time spent tuning, in ms.
     pub ms: f64,
 }
@@ -254,6 +259,11 @@ pub(crate) struct Tuner {
     /// The core's kernels the device runs, per precision (found once: the device's features
     /// and limits do not change).
     runnable: BTreeMap<Precision, Vec<CoreKernel>>,
+    /// The variants whose outputs matched the reference's on this device, per pass and
+    /// precision: checked once, on the first shape they were timed on. (Nothing is timed in
+    /// the browser.)
+    #[cfg(not(target_arch = "wasm32"))]
+    checked: std::collections::BTreeSet<(Pass, Precision, Variant)>,
 }
 
 impl Tuner {
@@ -264,6 +274,8 @@ impl Tuner {
             choices: BTreeMap::new(),
             stats: TuneStats::default(),
             runnable: BTreeMap::new(),
+            #[cfg(not(target_arch = "wasm32"))]
+            checked: std::collections::BTreeSet::new(),
         }
     }
 
@@ -338,12 +350,14 @@ impl Context {
 /// Picks the variant for `key` (the pass and shape; the precision is added to it and to
 /// `problem`: the context's, or mixed where `problem` says so, as for f16 activations; see the
 /// module doc) and records the choice. `run` records the pass with a given variant on scratch
-/// outputs; the tuner calls it while timing.
+/// outputs (zeroed where the pass adds to them) and returns them; the tuner calls it while
+/// timing, and checks the outputs of each variant new on this device against the reference's
+/// (see [`timing::Check`]).
 pub(crate) fn choose(
     ctx: &Context,
     problem: &Problem,
     key: &str,
-    run: impl FnMut(Variant) -> Result<()>,
+    run: impl FnMut(Variant) -> Result<Vec<crate::tensor::Tensor>>,
 ) -> Result<Variant> {
     let precision = ctx.precision().max(problem.precision);
     let problem = &Problem {
@@ -399,13 +413,33 @@ pub(crate) fn choose(
         if ctx.records_into_application_encoder() {
             return Ok(guess);
         }
+        let check = reference(&listed, precision).map(|reference| timing::Check {
+            reference,
+            tolerance: match precision {
+                Precision::F32 => F32_CHECK_TOLERANCE,
+                Precision::Mixed => MIXED_CHECK_TOLERANCE,
+            },
+            trusted: listed
+                .iter()
+                .copied()
+                .filter(|v| tuner.checked.contains(&(problem.pass, precision, *v)))
+                .collect(),
+        });
         drop(tuner);
         let mut order = vec![guess];
         order.extend(listed.into_iter().filter(|v| *v != guess));
-        let outcome = timing::time_candidates(ctx, &order, run)?;
+        let outcome = timing::time_candidates(ctx, &order, check, run)?;
         let mut tuner = ctx.tuner();
+        for &variant in &outcome.checked {
+            tuner.checked.insert((problem.pass, precision, variant));
+        }
         tuner.stats.keys_timed += 1;
         tuner.stats.candidate_runs += outcome.runs;
+        tuner.stats.candidates_checked += outcome.checked.len() as u64;
+        tuner.stats.candidates_failed += outcome.failures.len() as u64;
+        for failure in &outcome.failures {
+            log::warn!("tune: {key}: {failure}");
+        }
         tuner.stats.ms += outcome.wall_ms;
         let Some((variant, ms)) = outcome.best else {
             return Err(Error::Gpu {
@@ -428,6 +462,29 @@ pub(crate) fn choose(
     #[cfg(target_arch = "wasm32")]
     let _ = run;
     Ok(record(&mut tuner, key, guess, Source::Heuristic, None))
+}
+
+/// A candidate's outputs may differ from the reference's by this fraction of the largest
+/// reference value: f32 variants differ only in their summation order (about 1e-6 relative at
+/// a CNN's depths); a wrong index or layout is off by the values' own size.
+#[cfg(not(target_arch = "wasm32"))]
+const F32_CHECK_TOLERANCE: f64 = 1e-3;
+/// As [`F32_CHECK_TOLERANCE`] for mixed precision: the variants round the same f16 operands and
+/// sum in f32 (a cooperative-matrix unit may order or block its sums otherwise).
+#[cfg(not(target_arch = "wasm32"))]
+const MIXED_CHECK_TOLERANCE: f64 = 1e-2;
+
+/// The variant the candidates are checked against: the direct kernels (what every test compares
+/// with the CPU reference first), or under mixed precision the f16 FMA core (no cooperative
+/// matrices, no split reduction); None where neither is a candidate.
+#[cfg(not(target_arch = "wasm32"))]
+fn reference(listed: &[Variant], precision: Precision) -> Option<Variant> {
+    let fma = |v: &&Variant| matches!(v, Variant::Core(CoreKernel::F16(_)));
+    match precision {
+        Precision::F32 => listed.iter().find(|v| **v == Variant::Direct),
+        Precision::Mixed => listed.iter().find(fma),
+    }
+    .copied()
 }
 
 /// [`kernels`], found once per context and precision.

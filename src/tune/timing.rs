@@ -1,12 +1,16 @@
 //! Timing candidates on the device, after a warm-up run that builds the pipelines: GPU
 //! timestamps around each of the candidate's dispatches where the device has them (no
-//! submission or wait in the number), else wall-clock around whole submissions.
+//! submission or wait in the number), else wall-clock around whole submissions. The warm-up
+//! run's outputs may be checked against a reference variant's first ([`Check`]): a candidate
+//! that computes other values (a driver's miscompiled tile, a cooperative-matrix layout the
+//! device reads otherwise) fails and is never picked.
 
 use std::time::Instant;
 
 use super::Variant;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::Context;
+use crate::tensor::Tensor;
 
 /// Samples per surviving candidate (the minimum is kept).
 const SAMPLES: usize = 3;
@@ -20,6 +24,16 @@ const MAX_RUNS: usize = 16;
 /// differences inside the timing noise do not move a layer off the rule-based choice.
 const MIN_GAIN: f64 = 0.05;
 
+/// Checks the candidates' outputs against `reference`'s (a variant the project's tests trust
+/// most: the direct kernels, or for mixed precision the f16 FMA core), on the very inputs being
+/// tuned; those in `trusted` (already checked on this device) are not checked again.
+pub(super) struct Check {
+    pub reference: Variant,
+    /// Largest difference allowed, as a fraction of the reference output's largest magnitude.
+    pub tolerance: f64,
+    pub trusted: Vec<Variant>,
+}
+
 pub(super) struct Outcome {
     /// The fastest candidate that ran, and its time per run in ms.
     pub best: Option<(Variant, f64)>,
@@ -27,18 +41,23 @@ pub(super) struct Outcome {
     pub timed: Vec<(Variant, f64)>,
     /// Why the others that failed did.
     pub failures: Vec<String>,
+    /// The candidates whose outputs matched the reference's.
+    pub checked: Vec<Variant>,
     /// Candidate runs, warm-ups included.
     pub runs: u64,
     pub wall_ms: f64,
 }
 
 /// Times each candidate (the first is the heuristic's guess, a good early leader, kept unless
-/// another is 5% faster). A candidate that fails to build or run is reported and never picked. Work recorded before is submitted
-/// first; a profile in progress does not see the tuning runs.
+/// another is 5% faster). `run` records the pass with a variant and returns its outputs. A
+/// candidate that fails to build or run, or (with `check`) computes other values than the
+/// reference, is reported and never picked. Work recorded before is submitted first; a profile
+/// in progress does not see the tuning runs.
 pub(super) fn time_candidates(
     ctx: &Context,
     candidates: &[Variant],
-    mut run: impl FnMut(Variant) -> Result<()>,
+    check: Option<Check>,
+    mut run: impl FnMut(Variant) -> Result<Vec<Tensor>>,
 ) -> Result<Outcome> {
     let started = Instant::now();
     ctx.synchronize()?;
@@ -47,18 +66,34 @@ pub(super) fn time_candidates(
         best: None,
         timed: Vec::new(),
         failures: Vec::new(),
+        checked: Vec::new(),
         runs: 0,
         wall_ms: 0.0,
+    };
+    // The reference's values, unless every candidate is trusted already. A reference that
+    // cannot run leaves the candidates unchecked (the failure surfaces as its own candidacy's).
+    let expected = match &check {
+        Some(c) if candidates.iter().any(|v| needs_check(c, *v)) => {
+            match run(c.reference).and_then(|outputs| read_all(&outputs)) {
+                Ok(values) => Some(values),
+                Err(e) => {
+                    log::warn!("tune: the reference {} did not run: {e}", c.reference);
+                    None
+                }
+            }
+        }
+        _ => None,
     };
     let runs_done = std::cell::Cell::new(0u64);
     for &variant in candidates {
         let timestamps = ctx.can_profile();
-        let mut sample = |runs: usize| -> Result<f64> {
+        // Time per run, and the last run's outputs.
+        let mut sample = |runs: usize| -> Result<(f64, Vec<Tensor>)> {
             let t = Instant::now();
             if timestamps {
                 ctx.begin_profile()?;
             }
-            let ran = (0..runs).try_for_each(|_| {
+            let ran = (0..runs).try_fold(Vec::new(), |_, _| {
                 runs_done.set(runs_done.get() + 1);
                 run(variant)
             });
@@ -70,24 +105,35 @@ pub(super) fn time_candidates(
                 ctx.synchronize()?;
                 None
             };
-            ran?;
+            let outputs = ran?;
             let ms = gpu_ms.unwrap_or_else(|| t.elapsed().as_secs_f64() * 1e3);
-            Ok(ms / runs as f64)
+            Ok((ms / runs as f64, outputs))
         };
         let leader = outcome.best.map(|(_, ms)| ms).unwrap_or(f64::INFINITY);
+        let checking = check
+            .as_ref()
+            .filter(|c| needs_check(c, variant))
+            .zip(expected.as_ref());
         let measured = (|| -> Result<(f64, bool)> {
-            sample(1)?; // warm-up: pipeline build and the driver's compile
-            let first = sample(1)?;
+            // Warm-up (pipeline build and the driver's compile), whose outputs are checked.
+            let (_, outputs) = sample(1)?;
+            if let Some((c, expected)) = checking {
+                compare(&read_all(&outputs)?, expected, c)?;
+            }
+            let (first, _) = sample(1)?;
             if first > ELIMINATE_OVER * leader {
                 return Ok((first, false));
             }
             let runs = ((SAMPLE_MS / first.max(1e-3)).ceil() as usize).clamp(1, MAX_RUNS);
             let mut best = first;
             for _ in 1..SAMPLES {
-                best = best.min(sample(runs)?);
+                best = best.min(sample(runs)?.0);
             }
             Ok((best, true))
         })();
+        if measured.is_ok() && checking.is_some() {
+            outcome.checked.push(variant);
+        }
         match measured {
             Ok((ms, survived)) => {
                 log::debug!(
@@ -118,6 +164,56 @@ pub(super) fn time_candidates(
     }
     outcome.wall_ms = started.elapsed().as_secs_f64() * 1e3;
     Ok(outcome)
+}
+
+/// Whether `variant`'s outputs are to be checked: neither the reference nor trusted.
+fn needs_check(check: &Check, variant: Variant) -> bool {
+    variant != check.reference && !check.trusted.contains(&variant)
+}
+
+fn read_all(outputs: &[Tensor]) -> Result<Vec<Vec<f32>>> {
+    outputs.iter().map(Tensor::to_vec).collect()
+}
+
+/// Refuses `got` unless each output is within the tolerance of the reference's (a fraction of
+/// its largest magnitude) everywhere, non-finite values included.
+fn compare(got: &[Vec<f32>], expected: &[Vec<f32>], check: &Check) -> Result<()> {
+    let wrong = |message: String| Error::Gpu {
+        op: "tune",
+        message: format!(
+            "computes other values than {} on the same inputs: {message}",
+            check.reference
+        ),
+        source: None,
+    };
+    if got.len() != expected.len() {
+        return Err(wrong(format!(
+            "{} outputs, {} expected",
+            got.len(),
+            expected.len()
+        )));
+    }
+    for (o, (got, expected)) in got.iter().zip(expected).enumerate() {
+        if got.len() != expected.len() {
+            return Err(wrong(format!("output {o} has {} values", got.len())));
+        }
+        let largest = expected
+            .iter()
+            .filter(|v| v.is_finite())
+            .fold(0.0f64, |m, &v| m.max(f64::from(v).abs()));
+        let allowed = check.tolerance * largest.max(f64::MIN_POSITIVE);
+        let off = got.iter().zip(expected).position(|(&g, &e)| {
+            let (g, e) = (f64::from(g), f64::from(e));
+            !(g.is_finite() == e.is_finite() && (!e.is_finite() || (g - e).abs() <= allowed))
+        });
+        if let Some(i) = off {
+            return Err(wrong(format!(
+                "output {o}[{i}] is {}, the reference's {} (allowed: {allowed:.3e})",
+                got[i], expected[i]
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -153,8 +249,8 @@ mod tests {
             bias: None,
         };
         let candidates = [Variant::gemm(too_big), Variant::Direct];
-        let outcome = time_candidates(&ctx, &candidates, |v| {
-            conv::forward_with(v, &kind, &d, &x, &w, &y, false)
+        let outcome = time_candidates(&ctx, &candidates, None, |v| {
+            conv::forward_with(v, &kind, &d, &x, &w, &y, false).map(|_| vec![y.clone()])
         })
         .unwrap();
         assert_eq!(outcome.best.map(|(v, _)| v), Some(Variant::Direct));
@@ -164,5 +260,73 @@ mod tests {
             "{:?}",
             outcome.failures
         );
+    }
+
+    /// A candidate that runs but computes other values than the reference (here: one value
+    /// off by a tenth of the largest) is reported and never picked, however fast; the ones that
+    /// match are reported as checked; a trusted one is not checked again.
+    #[test]
+    fn a_candidate_that_computes_other_values_is_never_picked() {
+        let ctx = Context::new_blocking().expect("a GPU adapter");
+        let kind = ConvKind::hetconv(2);
+        let d = ConvDims {
+            batch: 2,
+            cin: 4,
+            cout: 6,
+            height: 5,
+            width: 3,
+        };
+        let values = |n: usize, k: usize| -> Vec<f32> {
+            (0..n).map(|i| ((i * k) % 17) as f32 / 8.0 - 1.0).collect()
+        };
+        let x = Tensor::from_slice(&ctx, &[2, 4, 5, 3], &values(120, 7)).unwrap();
+        let w3 = Tensor::from_slice(&ctx, &[6, 2, 3, 3], &values(108, 5)).unwrap();
+        let w1 = Tensor::from_slice(&ctx, &[6, 4], &values(24, 3)).unwrap();
+        let w = ConvWeights {
+            w3: Some(&w3),
+            w1: Some(&w1),
+            bias: None,
+        };
+        let good = Variant::gemm(TileShape::new(8, 64, 2, 4, 16));
+        let bad = Variant::gemm(TileShape::new(32, 32, 4, 4, 16));
+        let run = |v: Variant| -> Result<Vec<Tensor>> {
+            let y = Tensor::zeros(&ctx, &[2, 6, 5, 3])?;
+            conv::forward_with(v, &kind, &d, &x, &w, &y, false)?;
+            if v != bad {
+                return Ok(vec![y]);
+            }
+            let mut wrong = y.to_vec()?;
+            let largest = wrong.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            wrong[17] += 0.1 * largest;
+            Ok(vec![Tensor::from_slice(&ctx, &[2, 6, 5, 3], &wrong)?])
+        };
+        let check = |trusted: Vec<Variant>| Check {
+            reference: Variant::Direct,
+            tolerance: 1e-3,
+            trusted,
+        };
+        let outcome = time_candidates(
+            &ctx,
+            &[bad, Variant::Direct, good],
+            Some(check(vec![])),
+            run,
+        )
+        .unwrap();
+        assert_ne!(outcome.best.map(|(v, _)| v), Some(bad));
+        assert_eq!(outcome.failures.len(), 1, "{:?}", outcome.failures);
+        let failure = &outcome.failures[0];
+        assert!(
+            failure.starts_with("gemm:32x32/4x4/k16")
+                && failure.contains("other values than direct")
+                && failure.contains("output 0[17]"),
+            "{failure}"
+        );
+        assert_eq!(outcome.checked, [good]);
+
+        // Trusted (checked before on this device): not checked, so it stays a candidate.
+        let outcome =
+            time_candidates(&ctx, &[bad, good], Some(check(vec![bad, good])), run).unwrap();
+        assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+        assert!(outcome.checked.is_empty());
     }
 }
