@@ -107,7 +107,9 @@ step steps-tuned 90 "$hetconv" $limits --tune cached bench --batch "$batch" --pa
 step steps-direct 90 "$hetconv" $limits --conv direct bench --batch "$batch" --parts "$parts" --width-mult "$width" --out "$out/steps-direct"
 step tune-mixed 120 "$hetconv" $limits --precision mixed tune --batch "$batch" --parts "$parts" --width-mult "$width" --out "$out/tune-mixed"
 step steps-mixed 90 "$hetconv" $limits --tune cached bench --precisions mixed --batch "$batch" --parts "$parts" --width-mult "$width" --out "$out/steps-mixed"
-step layers 90 "$layer_bench" --batch 16 --out "$out/layers"
+# layer_bench opens the adapter's maximum limits whatever LIMITS says: a cache of its own, so
+# that its identity never replaces the one the profiles below read.
+step layers 90 env HETCONV_TUNE_CACHE="$out/tune-cache-layers.json" "$layer_bench" --batch 16 --out "$out/layers"
 step profile 60 "$hetconv" $limits --tune cached bench --batch 128 --parts 4 --width-mult "$width" --steps 3 --profile --out "$out/profile"
 # PyTorch's step (fp32, TF32 and AMP) on this GPU, for ratios from one run.
 # With the caller's library path: the unpacked loader libraries are none of PyTorch's business.

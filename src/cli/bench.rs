@@ -243,6 +243,12 @@ pub fn run(ctx: &Context, args: BenchArgs) -> Result<()> {
     for ext in ["md", "json"] {
         super::check_writable(&args.out.with_extension(ext))?;
     }
+    if args.profile && !ctx.can_profile() {
+        return Err(Error::InvalidArgument(format!(
+            "--profile times kernels with GPU timestamps (TIMESTAMP_QUERY), which {} does not offer: leave --profile out",
+            ctx.adapter_info().name
+        )));
+    }
     // Every network is checked before the first is timed.
     for &parts in &args.parts {
         architecture(&args, parts)?;

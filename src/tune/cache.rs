@@ -215,9 +215,11 @@ impl TuneCache {
     }
 
     /// Writes the file ([`crate::checkpoint::write_atomic`]: a temporary file in the same
-    /// folder, then a rename). Nothing to do without a path; an error for a file that is not
-    /// to be replaced (see the module doc).
-    pub fn save(&self) -> Result<()> {
+    /// folder, then a rename). The keys another process stored in the file since this cache
+    /// read it (a `hetconv tune` beside a training run, ranks on one host) are taken in first
+    /// and kept (this cache's own choices win where both have a key). Nothing to do without a
+    /// path; an error for a file that is not to be replaced (see the module doc).
+    pub fn save(&mut self) -> Result<()> {
         let Some(path) = &self.path else {
             return Ok(());
         };
@@ -226,6 +228,11 @@ impl TuneCache {
                 "{}: not a tune cache, so not overwritten: remove it or name another file for the cache",
                 path.display()
             )));
+        }
+        if let Ok(theirs) = read(path, &self.identity) {
+            for (key, entry) in theirs {
+                self.entries.entry(key).or_insert(entry);
+            }
         }
         let file = File {
             format: FORMAT.to_string(),
@@ -295,4 +302,42 @@ fn read(path: &Path, identity: &Identity) -> Result<BTreeMap<String, Entry>> {
         ));
     }
     Ok(file.entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity() -> Identity {
+        Identity {
+            hetconv: env!("CARGO_PKG_VERSION").to_string(),
+            adapter: "test adapter".into(),
+            backend: "Vulkan".into(),
+            driver: "test".into(),
+            driver_info: "1".into(),
+            workgroup_storage: 16384,
+            invocations: 256,
+        }
+    }
+
+    /// Two processes tuning into one file (each read it before the other saved): every key
+    /// either stored survives, and a key both stored keeps the saver's own choice.
+    #[test]
+    fn concurrent_savers_keep_each_others_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tune.json");
+        let mut first = TuneCache::load(identity(), Some(path.clone()));
+        let mut second = TuneCache::load(identity(), Some(path.clone()));
+        first.insert("conv a", Variant::Direct, 1.0);
+        first.insert("shared", Variant::Direct, 2.0);
+        first.save().unwrap();
+        let tile = crate::kernels::gemm_core::TileShape::new(64, 64, 4, 4, 16);
+        second.insert("conv b", Variant::gemm(tile), 3.0);
+        second.insert("shared", Variant::gemm(tile), 4.0);
+        second.save().unwrap();
+        let stored = TuneCache::load(identity(), Some(path));
+        assert_eq!(stored.get("conv a"), Some((Variant::Direct, Some(1.0))));
+        assert_eq!(stored.get("conv b"), Some((Variant::gemm(tile), Some(3.0))));
+        assert_eq!(stored.get("shared"), Some((Variant::gemm(tile), Some(4.0))));
+    }
 }

@@ -85,6 +85,10 @@ pub(super) fn time_candidates(
         _ => None,
     };
     let runs_done = std::cell::Cell::new(0u64);
+    // Runs per sample of the leader. Without timestamps a sample's wall time holds a submission
+    // and a wait: a first sample of one run would carry all of it against the leader's spread
+    // over several, and drop faster candidates; so first samples take the leader's count there.
+    let mut leader_runs = 1usize;
     for &variant in candidates {
         let timestamps = ctx.can_profile();
         // Time per run, and the last run's outputs.
@@ -114,28 +118,30 @@ pub(super) fn time_candidates(
             .as_ref()
             .filter(|c| needs_check(c, variant))
             .zip(expected.as_ref());
-        let measured = (|| -> Result<(f64, bool)> {
+        // (time per run, whether it survived elimination, runs per sample).
+        let measured = (|| -> Result<(f64, bool, usize)> {
             // Warm-up (pipeline build and the driver's compile), whose outputs are checked.
             let (_, outputs) = sample(1)?;
             if let Some((c, expected)) = checking {
                 compare(&read_all(&outputs)?, expected, c)?;
             }
-            let (first, _) = sample(1)?;
+            let first_runs = if timestamps { 1 } else { leader_runs };
+            let (first, _) = sample(first_runs)?;
             if first > ELIMINATE_OVER * leader {
-                return Ok((first, false));
+                return Ok((first, false, first_runs));
             }
             let runs = ((SAMPLE_MS / first.max(1e-3)).ceil() as usize).clamp(1, MAX_RUNS);
             let mut best = first;
             for _ in 1..SAMPLES {
                 best = best.min(sample(runs)?.0);
             }
-            Ok((best, true))
+            Ok((best, true, runs))
         })();
         if measured.is_ok() && checking.is_some() {
             outcome.checked.push(variant);
         }
         match measured {
-            Ok((ms, survived)) => {
+            Ok((ms, survived, runs)) => {
                 log::debug!(
                     "tune: {variant}: {ms:.3} ms{}",
                     if survived {
@@ -147,6 +153,7 @@ pub(super) fn time_candidates(
                 outcome.timed.push((variant, ms));
                 if survived && outcome.best.is_none_or(|(_, b)| ms < b) {
                     outcome.best = Some((variant, ms));
+                    leader_runs = runs;
                 }
             }
             Err(e) => {
