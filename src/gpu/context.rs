@@ -184,6 +184,10 @@ pub(crate) struct ContextInner {
     pub(crate) features: wgpu::Features,
     /// Errors that wgpu reported outside an error scope (only for devices we created).
     pub(crate) uncaptured: Arc<Mutex<Vec<String>>>,
+    /// While set (the tuner's checked runs), every tensor handed out uninitialised is first
+    /// filled with NaN bits: an output a kernel leaves unwritten cannot pass for a value that a
+    /// reused buffer still held.
+    pub(crate) poison_scratch: std::sync::atomic::AtomicBool,
 }
 
 impl Context {
@@ -341,6 +345,7 @@ impl Context {
                 cooperative,
                 features,
                 uncaptured,
+                poison_scratch: std::sync::atomic::AtomicBool::new(false),
             }),
             settings: Arc::new(Mutex::new(KernelSettings {
                 conv_algorithm: ConvAlgorithm::Auto,

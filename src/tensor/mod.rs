@@ -60,13 +60,27 @@ impl Tensor {
             let mut pool = crate::gpu::lock(&ctx.inner.pool);
             pool.take(&ctx.inner.device, size)
         };
-        Ok(Self {
+        let tensor = Self {
             ctx: ctx.clone(),
             shape: shape.to_vec(),
             dtype,
             storage: Arc::new(PooledBuffer::new(buffer, &ctx.inner.pool)),
             offset: 0,
-        })
+        };
+        if ctx
+            .inner
+            .poison_scratch
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            // NaN in f32 and in f16 alike; written before any work recorded from now on.
+            if ctx.is_recording() {
+                ctx.flush()?;
+            }
+            let bytes = vec![0xFF; tensor.binding_len() as usize];
+            ctx.queue()
+                .write_buffer(tensor.buffer(), tensor.byte_offset(), &bytes);
+        }
+        Ok(tensor)
     }
 
     /// A tensor of zeros.

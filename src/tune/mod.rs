@@ -259,11 +259,15 @@ pub(crate) struct Tuner {
     /// The core's kernels the device runs, per precision (found once: the device's features
     /// and limits do not change).
     runnable: BTreeMap<Precision, Vec<CoreKernel>>,
-    /// The variants whose outputs matched the reference's on this device, per pass and
-    /// precision: checked once, on the first shape they were timed on. (Nothing is timed in
-    /// the browser.)
+    /// The variants whose outputs matched the reference's on this device, per check class
+    /// ([`check_class`]: the pass, the kernels' specialisation and the precision): checked
+    /// once, on the first shape of the class they were timed on. (Nothing is timed in the
+    /// browser.)
     #[cfg(not(target_arch = "wasm32"))]
-    checked: std::collections::BTreeSet<(Pass, Precision, Variant)>,
+    checked: std::collections::BTreeSet<(String, Variant)>,
+    /// The variants whose outputs did not match, per check class: no candidates any more.
+    #[cfg(not(target_arch = "wasm32"))]
+    mismatched: std::collections::BTreeSet<(String, Variant)>,
 }
 
 impl Tuner {
@@ -276,6 +280,8 @@ impl Tuner {
             runnable: BTreeMap::new(),
             #[cfg(not(target_arch = "wasm32"))]
             checked: std::collections::BTreeSet::new(),
+            #[cfg(not(target_arch = "wasm32"))]
+            mismatched: std::collections::BTreeSet::new(),
         }
     }
 
@@ -406,6 +412,20 @@ pub(crate) fn choose(
         }
     }
     let guess = heuristic(ctx.adapter_info().device_type, &kernels, problem);
+    // A variant that computed other values than the reference on a shape of this class is no
+    // candidate any more (nor the heuristic's first guess).
+    #[cfg(not(target_arch = "wasm32"))]
+    let class = check_class(key);
+    #[cfg(not(target_arch = "wasm32"))]
+    let (listed, guess) = {
+        let refused = |v: &Variant| tuner.mismatched.contains(&(class.clone(), *v));
+        let kept: Vec<Variant> = listed.into_iter().filter(|v| !refused(v)).collect();
+        let guess = match kept.first() {
+            Some(&first) if refused(&guess) => first,
+            _ => guess,
+        };
+        (kept, guess)
+    };
     #[cfg(not(target_arch = "wasm32"))]
     if mode == TuneMode::Full && listed.len() > 1 {
         // Timing submits: not while hetconv records into the application's encoder. The
@@ -413,7 +433,7 @@ pub(crate) fn choose(
         if ctx.records_into_application_encoder() {
             return Ok(guess);
         }
-        let check = reference(&listed, precision).map(|reference| timing::Check {
+        let check = reference(&listed, &kernels, precision).map(|reference| timing::Check {
             reference,
             tolerance: match precision {
                 Precision::F32 => F32_CHECK_TOLERANCE,
@@ -422,7 +442,7 @@ pub(crate) fn choose(
             trusted: listed
                 .iter()
                 .copied()
-                .filter(|v| tuner.checked.contains(&(problem.pass, precision, *v)))
+                .filter(|v| tuner.checked.contains(&(class.clone(), *v)))
                 .collect(),
         });
         drop(tuner);
@@ -431,7 +451,10 @@ pub(crate) fn choose(
         let outcome = timing::time_candidates(ctx, &order, check, run)?;
         let mut tuner = ctx.tuner();
         for &variant in &outcome.checked {
-            tuner.checked.insert((problem.pass, precision, variant));
+            tuner.checked.insert((class.clone(), variant));
+        }
+        for &variant in &outcome.mismatched {
+            tuner.mismatched.insert((class.clone(), variant));
         }
         tuner.stats.keys_timed += 1;
         tuner.stats.candidate_runs += outcome.runs;
@@ -474,17 +497,46 @@ const F32_CHECK_TOLERANCE: f64 = 1e-3;
 #[cfg(not(target_arch = "wasm32"))]
 const MIXED_CHECK_TOLERANCE: f64 = 1e-2;
 
+/// What a check covers: the key without its shape (batch, channels, map or product sizes), so
+/// the pass, the kernels' specialisation (groups, kernel side, stride, 1x1 mode, operand
+/// layouts, f16 activations) and the precision:
+/// `conv_forward g4 k3 s1 pw=Masked b128 64->64 32x32 act=f16 mixed` is checked as
+/// `conv_forward g4 k3 s1 pw=Masked act=f16 mixed`.
+#[cfg(not(target_arch = "wasm32"))]
+fn check_class(key: &str) -> String {
+    let numeric =
+        |t: &str, extra: char| !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == extra);
+    key.split(' ')
+        .filter(|t| {
+            let batch = t.strip_prefix('b').is_some_and(|n| numeric(n, '0'));
+            !(batch || t.contains("->") || numeric(t, 'x'))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The variant the candidates are checked against: the direct kernels (what every test compares
 /// with the CPU reference first), or under mixed precision the f16 FMA core (no cooperative
-/// matrices, no split reduction); None where neither is a candidate.
+/// matrices, no split reduction): a candidate one, else the smallest the device runs (a shape
+/// its tiles would leave over half empty still computes right, only slowly); None where
+/// neither exists.
 #[cfg(not(target_arch = "wasm32"))]
-fn reference(listed: &[Variant], precision: Precision) -> Option<Variant> {
-    let fma = |v: &&Variant| matches!(v, Variant::Core(CoreKernel::F16(_)));
+fn reference(listed: &[Variant], kernels: &[CoreKernel], precision: Precision) -> Option<Variant> {
     match precision {
-        Precision::F32 => listed.iter().find(|v| **v == Variant::Direct),
-        Precision::Mixed => listed.iter().find(fma),
+        Precision::F32 => listed.iter().copied().find(|v| *v == Variant::Direct),
+        Precision::Mixed => listed
+            .iter()
+            .copied()
+            .find(|v| matches!(v, Variant::Core(CoreKernel::F16(_))))
+            .or_else(|| {
+                kernels
+                    .iter()
+                    .copied()
+                    .filter(|k| matches!(k, CoreKernel::F16(_)))
+                    .min_by_key(|k| k.rows() * k.cols())
+                    .map(Variant::Core)
+            }),
     }
-    .copied()
 }
 
 /// [`kernels`], found once per context and precision.
@@ -519,6 +571,22 @@ fn record(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_check_class_is_the_key_without_its_shape() {
+        assert_eq!(
+            check_class("conv_forward g4 k3 s1 pw=Masked b128 64->64 32x32 act=f16 mixed"),
+            "conv_forward g4 k3 s1 pw=Masked act=f16 mixed"
+        );
+        assert_eq!(
+            check_class("conv_weight_grad g1 k3 s2 pw=None b1 3->16 7x6 f32"),
+            "conv_weight_grad g1 k3 s2 pw=None f32"
+        );
+        assert_eq!(
+            check_class("matmul 64x128x10 AsIs/Transposed mixed"),
+            "matmul AsIs/Transposed mixed"
+        );
+    }
 
     #[test]
     fn variants_and_modes_round_trip_their_names() {
