@@ -206,6 +206,70 @@ fn off_mode_takes_the_heuristic_and_leaves_the_cache_alone() {
     assert!(!path.exists(), "off mode writes no cache");
 }
 
+/// Choices are shared by a device's handles per tuning mode: a handle in `off` mode keeps the
+/// heuristic's choice after another handle of the device tuned the key (and the reverse: the
+/// tuning handle times although `off` chose first); a handle in `cached` mode that took the
+/// heuristic before the key was tuned takes the cache's new entry.
+#[test]
+fn handles_in_other_tuning_modes_keep_their_own_choices() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tune.json");
+    let off = tuned_ctx(TuneMode::Off, &path);
+    let cached = off.with_own_settings();
+    cached.set_tune_mode(TuneMode::Cached);
+    let full = off.with_own_settings();
+    full.set_tune_mode(TuneMode::Full);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let y_off = forward(&off);
+    assert_eq!(the_choice(&off).1.source, Source::Heuristic);
+    forward(&cached);
+    assert_eq!(the_choice(&cached).1.source, Source::Heuristic);
+    forward(&full);
+    let (key, tuned) = the_choice(&full);
+    assert_eq!(
+        tuned.source,
+        Source::Tuned,
+        "off's choice does not stop the tuning"
+    );
+    assert_eq!(full.tune_stats().keys_timed, 1);
+    assert_eq!(bits(&forward(&off)), bits(&y_off));
+    let (off_key, after) = the_choice(&off);
+    assert_eq!(off_key, key);
+    assert_eq!(
+        after.source,
+        Source::Heuristic,
+        "off never takes a tuned choice"
+    );
+    forward(&cached);
+    let (_, now) = the_choice(&cached);
+    assert_eq!(now.source, Source::Cached);
+    assert_eq!(now.variant, tuned.variant);
+    assert_eq!(full.tune_stats().keys_timed, 1, "timed once");
+}
+
+/// A context whose direct kernels slice their reductions otherwise than the adapter's default
+/// (`ContextOptions::conv_min_invocations`) has keys of its own: a time taken with one slicing
+/// never stands for the other.
+#[test]
+fn another_reduction_slicing_has_keys_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tune.json");
+    let ctx = tuned_ctx(TuneMode::Off, &path);
+    forward(&ctx);
+    let (key, _) = the_choice(&ctx);
+    assert!(!key.contains("mi="), "{key}");
+    let sliced = pollster::block_on(Context::new(ContextOptions {
+        tune: Some(TuneMode::Off),
+        tune_cache: Some(path.clone()),
+        conv_min_invocations: Some(12_345),
+        ..Default::default()
+    }))
+    .expect("a GPU adapter");
+    forward(&sliced);
+    let (sliced_key, _) = the_choice(&sliced);
+    assert_eq!(sliced_key, key.replace(" f32", " mi=12345 f32"));
+}
+
 /// Full tuning in mixed precision checks each candidate's outputs against the f16 FMA core's on
 /// the tuned inputs, and none fails here; the winner is within the f16 bound of the CPU
 /// reference. On Mesa 26 lavapipe (test.sh, HETCONV_REQUIRE_COOP) the cooperative-matrix tiles

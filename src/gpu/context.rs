@@ -326,11 +326,7 @@ impl Context {
         let limits = device.limits();
         let features = device.features();
         let tune = TuneMode::default_for(info.device_type);
-        let min_invocations = if info.device_type == wgpu::DeviceType::Cpu {
-            0
-        } else {
-            131_072
-        };
+        let min_invocations = default_conv_min_invocations(info.device_type);
         Self {
             inner: Arc::new(ContextInner {
                 device,
@@ -581,5 +577,15 @@ impl Context {
     /// How many tensor buffers the pool has created so far (a repeated step should add none).
     pub fn buffers_created(&self) -> u64 {
         super::lock(&self.inner.pool).created
+    }
+}
+
+/// [`ContextOptions::conv_min_invocations`] where none is given: 131,072 on GPUs, 0 (no
+/// slicing) on software adapters.
+pub(crate) fn default_conv_min_invocations(device_type: wgpu::DeviceType) -> u64 {
+    if device_type == wgpu::DeviceType::Cpu {
+        0
+    } else {
+        131_072
     }
 }

@@ -6,6 +6,7 @@ mod pipelines;
 mod pool;
 mod profile;
 
+pub(crate) use context::default_conv_min_invocations;
 pub use context::{
     Context, ContextOptions, ConvAlgorithm, KernelSettings, LimitsChoice, Precision, feature_names,
 };

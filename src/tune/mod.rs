@@ -149,7 +149,7 @@ pub struct Problem {
 }
 
 /// How much the tuner may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TuneMode {
     /// The heuristic choice everywhere; the cache is neither read nor written.
     Off,
@@ -254,7 +254,10 @@ pub struct TuneStats {
 pub(crate) struct Tuner {
     cache_path: Option<PathBuf>,
     cache: Option<cache::TuneCache>,
-    choices: BTreeMap<String, Choice>,
+    /// The choice per key, per tuning mode: a device's handles share them, but a handle in
+    /// `off` mode never takes one tuned or read from the cache by a handle in another mode
+    /// (and the reverse), so each mode's choices stay what that mode alone would make.
+    choices: BTreeMap<(TuneMode, String), Choice>,
     stats: TuneStats,
     /// The core's kernels the device runs, per precision (found once: the device's features
     /// and limits do not change).
@@ -302,12 +305,11 @@ impl Context {
         self.settings().tune
     }
 
-    /// Sets this handle's tuning mode and forgets the choices made so far on the device (each
-    /// key is chosen again when it next runs; choices are shared by a device's handles, so a
-    /// shape timed for one is not timed again for another).
+    /// Sets this handle's tuning mode. Choices are remembered per mode and shared by a
+    /// device's handles in that mode: a shape timed for one is not timed again for another,
+    /// and a handle in `off` mode keeps the heuristic's choices whatever others tuned.
     pub fn set_tune_mode(&self, mode: TuneMode) {
         self.settings_mut().tune = mode;
-        self.tuner().choices.clear();
     }
 
     /// Uses `path` as the tune cache from now on (`None`: the platform's cache folder), and
@@ -333,13 +335,15 @@ impl Context {
         cache.path().is_some() && cache.replaceable()
     }
 
-    /// Every key this context has run, with the variant it ran and why (the benchmark's and
-    /// `hetconv tune`'s table).
+    /// Every key run on this device in this handle's tuning mode, with the variant it ran and
+    /// why (the benchmark's and `hetconv tune`'s table).
     pub fn kernel_choices(&self) -> Vec<(String, Choice)> {
+        let mode = self.tune_mode();
         self.tuner()
             .choices
             .iter()
-            .map(|(k, c)| (k.clone(), c.clone()))
+            .filter(|((m, _), _)| *m == mode)
+            .map(|((_, k), c)| (k.clone(), c.clone()))
             .collect()
     }
 
@@ -370,7 +374,19 @@ pub(crate) fn choose(
         precision,
         ..*problem
     };
-    let key = &format!("{key} {precision}");
+    // The direct conv kernels slice their reductions by the context's minimum of invocations:
+    // a value other than the adapter's default has keys (and timings) of its own.
+    let invocations = ctx.conv_min_invocations();
+    let slicing = match problem.pass {
+        Pass::Matmul => String::new(),
+        _ if invocations
+            == crate::gpu::default_conv_min_invocations(ctx.adapter_info().device_type) =>
+        {
+            String::new()
+        }
+        _ => format!(" mi={invocations}"),
+    };
+    let key = &format!("{key}{slicing} {precision}");
     let forced = match ctx.conv_algorithm() {
         ConvAlgorithm::Auto => None,
         ConvAlgorithm::Direct => Some(Variant::Direct),
@@ -389,16 +405,16 @@ pub(crate) fn choose(
         // A tile shape the device cannot run is refused where it is dispatched.
         ConvAlgorithm::Fixed(v) => Some(v),
     };
+    let mode = ctx.tune_mode();
     let mut tuner = ctx.tuner();
     if let Some(variant) = forced {
-        return Ok(record(&mut tuner, key, variant, Source::Forced, None));
+        return Ok(record(&mut tuner, mode, key, variant, Source::Forced, None));
     }
-    if let Some(c) = tuner.choices.get(key) {
+    if let Some(c) = tuner.choices.get(&(mode, key.clone())) {
         if c.source != Source::Forced {
             return Ok(c.variant);
         }
     }
-    let mode = ctx.tune_mode();
     drop(tuner);
     let kernels = runnable_kernels(ctx, precision);
     let mut tuner = ctx.tuner();
@@ -406,7 +422,7 @@ pub(crate) fn choose(
     if mode != TuneMode::Off {
         if let Some((variant, ms)) = tuner.cache(ctx).get(key) {
             if listed.contains(&variant) {
-                return Ok(record(&mut tuner, key, variant, Source::Cached, ms));
+                return Ok(record(&mut tuner, mode, key, variant, Source::Cached, ms));
             }
             log::warn!("tune cache: {key}: {variant} is not a candidate here; choosing again");
         }
@@ -476,15 +492,25 @@ pub(crate) fn choose(
         if let Err(e) = cache.save() {
             log::warn!("tune cache: {e}");
         }
-        record(&mut tuner, key, variant, Source::Tuned, Some(ms));
-        if let Some(c) = tuner.choices.get_mut(key) {
+        record(&mut tuner, mode, key, variant, Source::Tuned, Some(ms));
+        if let Some(c) = tuner.choices.get_mut(&(mode, key.clone())) {
             c.candidates = outcome.timed;
         }
+        // A handle in `cached` mode that took the heuristic for this key takes the cache's
+        // new entry on its next call.
+        tuner.choices.remove(&(TuneMode::Cached, key.clone()));
         return Ok(variant);
     }
     #[cfg(target_arch = "wasm32")]
     let _ = run;
-    Ok(record(&mut tuner, key, guess, Source::Heuristic, None))
+    Ok(record(
+        &mut tuner,
+        mode,
+        key,
+        guess,
+        Source::Heuristic,
+        None,
+    ))
 }
 
 /// A candidate's outputs may differ from the reference's by this fraction of the largest
@@ -497,7 +523,8 @@ const F32_CHECK_TOLERANCE: f64 = 1e-3;
 #[cfg(not(target_arch = "wasm32"))]
 const MIXED_CHECK_TOLERANCE: f64 = 1e-2;
 
-/// What a check covers: the key without its shape (batch, channels, map or product sizes), so
+/// What a check covers: the key without its shape (batch, channels, map or product sizes) and
+/// the direct kernels' slicing (`mi=`), so
 /// the pass, the kernels' specialisation (groups, kernel side, stride, 1x1 mode, operand
 /// layouts, f16 activations) and the precision:
 /// `conv_forward g4 k3 s1 pw=Masked b128 64->64 32x32 act=f16 mixed` is checked as
@@ -509,7 +536,7 @@ fn check_class(key: &str) -> String {
     key.split(' ')
         .filter(|t| {
             let batch = t.strip_prefix('b').is_some_and(|n| numeric(n, '0'));
-            !(batch || t.contains("->") || numeric(t, 'x'))
+            !(batch || t.starts_with("mi=") || t.contains("->") || numeric(t, 'x'))
         })
         .collect::<Vec<_>>()
         .join(" ")
@@ -551,13 +578,14 @@ fn runnable_kernels(ctx: &Context, precision: Precision) -> Vec<CoreKernel> {
 
 fn record(
     tuner: &mut Tuner,
+    mode: TuneMode,
     key: &str,
     variant: Variant,
     source: Source,
     ms: Option<f64>,
 ) -> Variant {
     tuner.choices.insert(
-        key.to_string(),
+        (mode, key.to_string()),
         Choice {
             variant,
             source,
@@ -579,7 +607,7 @@ mod tests {
             "conv_forward g4 k3 s1 pw=Masked act=f16 mixed"
         );
         assert_eq!(
-            check_class("conv_weight_grad g1 k3 s2 pw=None b1 3->16 7x6 f32"),
+            check_class("conv_weight_grad g1 k3 s2 pw=None b1 3->16 7x6 mi=0 f32"),
             "conv_weight_grad g1 k3 s2 pw=None f32"
         );
         assert_eq!(

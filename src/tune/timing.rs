@@ -20,8 +20,9 @@ const ELIMINATE_OVER: f64 = 1.5;
 const SAMPLE_MS: f64 = 1.0;
 /// At most this many runs per sample.
 const MAX_RUNS: usize = 16;
-/// The heuristic's guess (the first candidate) is kept unless another is this much faster:
-/// differences inside the timing noise do not move a layer off the rule-based choice.
+/// The direct kernels (where they are a candidate; else the heuristic's guess, the first) are
+/// kept unless another is this much faster: differences inside the timing noise neither move a
+/// layer off today's kernels nor make a tuned layer slower than they are.
 const MIN_GAIN: f64 = 0.05;
 
 /// Checks the candidates' outputs against `reference`'s (a variant the project's tests trust
@@ -50,8 +51,8 @@ pub(super) struct Outcome {
     pub wall_ms: f64,
 }
 
-/// Times each candidate (the first is the heuristic's guess, a good early leader, kept unless
-/// another is 5% faster). `run` records the pass with a variant and returns its outputs. A
+/// Times each candidate (the first is the heuristic's guess, a good early leader; the direct
+/// kernels, or without them the guess, are kept unless another is 5% faster). `run` records the pass with a variant and returns its outputs. A
 /// candidate that fails to build or run, or (with `check`) computes other values than the
 /// reference, is reported and never picked. Work recorded before is submitted first; a profile
 /// in progress does not see the tuning runs.
@@ -78,7 +79,9 @@ pub(super) fn time_candidates(
     let expected = match &check {
         Some(c) if candidates.iter().any(|v| needs_check(c, *v)) => {
             let _poisoned = Poisoned::new(ctx);
-            match run(c.reference).and_then(|outputs| read_all(&outputs)) {
+            match scoped(ctx, || {
+                run(c.reference).and_then(|outputs| read_all(&outputs))
+            }) {
                 Ok(values) => Some(values),
                 Err(e) => {
                     log::warn!("tune: the reference {} did not run: {e}", c.reference);
@@ -124,7 +127,7 @@ pub(super) fn time_candidates(
             .zip(expected.as_ref());
         let mismatch = std::cell::Cell::new(false);
         // (time per run, whether it survived elimination, runs per sample).
-        let measured = (|| -> Result<(f64, bool, usize)> {
+        let measured = scoped(ctx, || -> Result<(f64, bool, usize)> {
             // Warm-up (pipeline build and the driver's compile), whose outputs are checked:
             // on scratch filled with NaN, so that what the candidate leaves unwritten shows.
             if let Some((c, expected)) = checking {
@@ -147,7 +150,7 @@ pub(super) fn time_candidates(
                 best = best.min(sample(runs)?.0);
             }
             Ok((best, true, runs))
-        })();
+        });
         if measured.is_ok() && checking.is_some() {
             outcome.checked.push(variant);
         }
@@ -178,13 +181,55 @@ pub(super) fn time_candidates(
     }
     ctx.resume_profile(profile);
     outcome.runs = runs_done.get();
-    if let (Some((_, best_ms)), Some(&(guess, guess_ms))) = (outcome.best, outcome.timed.first()) {
-        if candidates.first() == Some(&guess) && guess_ms <= best_ms * (1.0 + MIN_GAIN) {
-            outcome.best = Some((guess, guess_ms));
-        }
-    }
+    outcome.best = keep_preferred(candidates, &outcome.timed, outcome.best);
     outcome.wall_ms = started.elapsed().as_secs_f64() * 1e3;
     Ok(outcome)
+}
+
+/// The winner: `fastest`, unless the direct kernels (where they are a candidate; else the
+/// first candidate, the heuristic's guess) were timed within [`MIN_GAIN`] of it.
+fn keep_preferred(
+    candidates: &[Variant],
+    timed: &[(Variant, f64)],
+    fastest: Option<(Variant, f64)>,
+) -> Option<(Variant, f64)> {
+    let preferred = candidates
+        .iter()
+        .find(|v| **v == Variant::Direct)
+        .or(candidates.first())?;
+    let (_, fastest_ms) = fastest?;
+    match timed.iter().find(|(v, _)| v == preferred) {
+        Some(&(variant, ms)) if ms <= fastest_ms * (1.0 + MIN_GAIN) => Some((variant, ms)),
+        _ => fastest,
+    }
+}
+
+/// Runs `f` inside error scopes, so that what wgpu reports meanwhile (validation, memory,
+/// internal) fails this run instead of reaching the device's handler, which on an application's
+/// own device ([`Context::from_device`]) is the application's, by default a panic.
+fn scoped<T>(ctx: &Context, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let device = ctx.device();
+    let scopes = [
+        wgpu::ErrorFilter::Internal,
+        wgpu::ErrorFilter::OutOfMemory,
+        wgpu::ErrorFilter::Validation,
+    ]
+    .map(|filter| device.push_error_scope(filter));
+    let result = f();
+    // Innermost first, every one of them.
+    let caught: Vec<Option<wgpu::Error>> = scopes
+        .into_iter()
+        .rev()
+        .map(|scope| pollster::block_on(scope.pop()))
+        .collect();
+    match caught.into_iter().flatten().next() {
+        None => result,
+        Some(e) => Err(Error::Gpu {
+            op: "tune",
+            message: e.to_string(),
+            source: Some(Box::new(e)),
+        }),
+    }
 }
 
 /// Fills every tensor handed out uninitialised with NaN while it lives (see
@@ -375,33 +420,136 @@ mod tests {
         assert!(outcome.checked.is_empty());
     }
 
+    /// The direct kernels stay unless another candidate is over 5% faster, also where the
+    /// heuristic guessed a tile; without them, the guess (the first candidate) stays so.
+    #[test]
+    fn the_direct_kernels_stay_unless_another_is_5_percent_faster() {
+        let tile = Variant::gemm(TileShape::new(32, 32, 4, 4, 16));
+        let other = Variant::gemm(TileShape::new(64, 64, 4, 4, 16));
+        let pick = |candidates: &[Variant], timed: &[(Variant, f64)]| {
+            let fastest = timed.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1));
+            keep_preferred(candidates, timed, fastest).map(|(v, _)| v)
+        };
+        let order = [tile, Variant::Direct, other];
+        assert_eq!(
+            pick(
+                &order,
+                &[(tile, 1.0), (Variant::Direct, 1.04), (other, 1.2)]
+            ),
+            Some(Variant::Direct)
+        );
+        assert_eq!(
+            pick(
+                &order,
+                &[(tile, 1.0), (Variant::Direct, 1.06), (other, 1.2)]
+            ),
+            Some(tile)
+        );
+        // The direct kernels failed (not timed): the fastest.
+        assert_eq!(pick(&order, &[(tile, 1.04), (other, 1.0)]), Some(other));
+        let order = [tile, other];
+        assert_eq!(pick(&order, &[(tile, 1.04), (other, 1.0)]), Some(tile));
+        assert_eq!(pick(&order, &[(tile, 1.06), (other, 1.0)]), Some(other));
+        assert_eq!(pick(&order, &[]), None);
+    }
+
+    /// What wgpu reports while a candidate runs (here a validation error: a buffer whose usage
+    /// is not allowed) fails that candidate, named; on an application's own device it never
+    /// reaches the application's error handler.
+    #[test]
+    fn a_wgpu_error_while_a_candidate_runs_fails_it_on_an_application_device() {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter =
+            pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
+                .expect("an adapter");
+        let (device, queue) =
+            pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default()))
+                .expect("a device");
+        let handled = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let sink = handled.clone();
+        device.on_uncaptured_error(std::sync::Arc::new(move |e: wgpu::Error| {
+            sink.lock().unwrap().push(e.to_string())
+        }));
+        let ctx = Context::from_device(device, queue);
+        let layer = Pointwise::new(&ctx);
+        let faulty = Variant::gemm(TileShape::new(32, 32, 4, 4, 16));
+        let run = |v: Variant| -> Result<Vec<Tensor>> {
+            if v == faulty {
+                let _ = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+                    label: None,
+                    size: 16,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::STORAGE,
+                    mapped_at_creation: false,
+                });
+            }
+            Ok(vec![layer.forward(Variant::Direct)?])
+        };
+        let outcome = time_candidates(&ctx, &[faulty, Variant::Direct], None, run).unwrap();
+        assert_eq!(outcome.best.map(|(v, _)| v), Some(Variant::Direct));
+        assert_eq!(outcome.failures.len(), 1, "{:?}", outcome.failures);
+        assert!(
+            outcome.failures[0].starts_with("gemm:32x32/4x4/k16"),
+            "{:?}",
+            outcome.failures
+        );
+        assert!(handled.lock().unwrap().is_empty(), "{handled:?}");
+        let y = layer.forward(Variant::Direct).unwrap();
+        assert_eq!(y.to_vec().unwrap(), vec![0.5; 36]);
+    }
+
+    /// A 4 -> 4 pointwise layer on a 3x3 map whose every output is 0.5.
+    struct Pointwise {
+        x: Tensor,
+        w1: Tensor,
+    }
+
+    impl Pointwise {
+        fn new(ctx: &Context) -> Self {
+            Self {
+                x: Tensor::from_slice(ctx, &[1, 4, 3, 3], &[0.5; 36]).unwrap(),
+                w1: Tensor::from_slice(ctx, &[4, 4], &[0.25; 16]).unwrap(),
+            }
+        }
+
+        /// The output left uninitialised, as the tuner's scratch is.
+        fn output(&self) -> Result<Tensor> {
+            Tensor::uninit(self.x.context(), &[1, 4, 3, 3])
+        }
+
+        /// `variant`'s forward pass into a new output.
+        fn forward(&self, variant: Variant) -> Result<Tensor> {
+            let d = ConvDims {
+                batch: 1,
+                cin: 4,
+                cout: 4,
+                height: 3,
+                width: 3,
+            };
+            let w = ConvWeights {
+                w1: Some(&self.w1),
+                ..Default::default()
+            };
+            let y = self.output()?;
+            conv::forward_with(variant, &ConvKind::pointwise(), &d, &self.x, &w, &y, false)?;
+            Ok(y)
+        }
+    }
+
     /// A candidate that writes nothing is caught although the buffer it is handed was the
     /// reference's a moment before (the pool recycles it, holding the right values): the
     /// checked runs get their scratch filled with NaN first.
     #[test]
     fn a_candidate_that_leaves_its_output_unwritten_is_caught() {
         let ctx = Context::new_blocking().expect("a GPU adapter");
-        let kind = ConvKind::pointwise();
-        let d = ConvDims {
-            batch: 1,
-            cin: 4,
-            cout: 4,
-            height: 3,
-            width: 3,
-        };
-        let x = Tensor::from_slice(&ctx, &[1, 4, 3, 3], &[0.5; 36]).unwrap();
-        let w1 = Tensor::from_slice(&ctx, &[4, 4], &[0.25; 16]).unwrap();
-        let w = ConvWeights {
-            w1: Some(&w1),
-            ..Default::default()
-        };
+        let layer = Pointwise::new(&ctx);
         let lazy = Variant::gemm(TileShape::new(32, 32, 4, 4, 16));
         let run = |v: Variant| -> Result<Vec<Tensor>> {
-            let y = Tensor::uninit(&ctx, &[1, 4, 3, 3])?;
-            if v != lazy {
-                conv::forward_with(v, &kind, &d, &x, &w, &y, false)?;
-            }
-            Ok(vec![y])
+            Ok(vec![if v == lazy {
+                layer.output()?
+            } else {
+                layer.forward(v)?
+            }])
         };
         let check = Check {
             reference: Variant::Direct,
