@@ -3,7 +3,8 @@
 # on a GPU machine, in this order: Vulkan made to see the GPU (bench/gpu-vulkan.sh), adapter
 # info, every kernel variant against the CPU reference on this GPU (selfcheck, f32 and mixed),
 # tuning from an empty cache (its cost is the table's header), the whole step with the tuned
-# kernels and with the direct kernels alone, the same in mixed precision, the layer table, a
+# kernels against the direct kernels alone (pairs of steps in one process), the same in mixed
+# precision, the layer table, a
 # per-kernel profile, the PyTorch peer where it imports and sees CUDA, the mixed profile, and the
 # cooperative-matrix kernel tests (selfcheck has checked those tiles already).
 #
@@ -103,8 +104,7 @@ step info 30 "$hetconv" $limits info
 command -v nvidia-smi >/dev/null && timeout 20 nvidia-smi > "$out/nvidia-smi.txt" 2>&1
 step selfcheck 90 "$hetconv" $limits selfcheck
 step tune-f32 120 "$hetconv" $limits tune --batch "$batch" --parts "$parts" --width-mult "$width" --out "$out/tune-f32"
-step steps-tuned 90 "$hetconv" $limits --tune cached bench --batch "$batch" --parts "$parts" --width-mult "$width" --out "$out/steps-tuned"
-step steps-direct 90 "$hetconv" $limits --conv direct bench --batch "$batch" --parts "$parts" --width-mult "$width" --out "$out/steps-direct"
+step steps-tuned 150 "$hetconv" $limits --tune cached bench --versus-direct --batch "$batch" --parts "$parts" --width-mult "$width" --out "$out/steps-tuned"
 step tune-mixed 120 "$hetconv" $limits --precision mixed tune --batch "$batch" --parts "$parts" --width-mult "$width" --out "$out/tune-mixed"
 step steps-mixed 90 "$hetconv" $limits --tune cached bench --precisions mixed --batch "$batch" --parts "$parts" --width-mult "$width" --out "$out/steps-mixed"
 # layer_bench opens the adapter's maximum limits whatever LIMITS says: a cache of its own, so

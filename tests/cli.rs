@@ -374,7 +374,7 @@ fn selfcheck_covers_every_kernel_family_and_passes() {
 
 /// `hetconv bench` on a tiny model: the Markdown table and its JSON copy, one row per kernel
 /// form with positive times, one submission per step and no bind group built per step after
-/// warm-up, and a per-kernel profile.
+/// warm-up, a per-kernel profile, and each row against the direct kernels in pairs of steps.
 #[test]
 fn bench_writes_the_step_table_and_its_json() {
     let mixed = adapter_has_f16("bench's mixed-precision rows");
@@ -392,9 +392,10 @@ fn bench_writes_the_step_table_and_its_json() {
         "--warmup",
         "1",
         "--steps",
-        "1",
+        "2",
         "--unfused",
         "--profile",
+        "--versus-direct",
         "--precisions",
         precisions,
         "--out",
@@ -430,7 +431,13 @@ fn bench_writes_the_step_table_and_its_json() {
         assert_eq!(row["submissions_per_step"], 1, "{row}");
         assert_eq!(row["bind_groups_built_per_step"], 0, "{row}");
         assert!(row["dispatches_per_step"].as_u64().unwrap() > 50, "{row}");
+        let versus = &row["versus_direct"];
+        assert_eq!(versus["pairs"], 2, "{row}");
+        for key in ["chosen_ms", "direct_ms", "ratio", "ratio_q1", "ratio_q3"] {
+            assert!(versus[key].as_f64().unwrap() > 0.0, "{key}: {row}");
+        }
     }
+    assert!(md.contains("against the direct kernels alone"), "{md}");
     assert!(
         rows[0]["profile"].as_array().is_some_and(|p| !p.is_empty()),
         "{}",

@@ -12,9 +12,10 @@ use hetconv::kernels::loss_scale::LossScaler;
 use hetconv::kernels::sgd::SgdStep;
 use hetconv::nn::{ConvMode, Init, ResNetConfig, ResNetLayout};
 use hetconv::{Architecture, Model};
-use hetconv::{Context, Error, KernelTime, Precision, Result, Tensor};
+use hetconv::{Context, ConvAlgorithm, Error, KernelTime, Precision, Result, Tensor};
 
 use super::args::ModelName;
+use super::versus_direct::{self, VersusDirect};
 
 /// Options of `hetconv bench`.
 #[derive(Args, Debug)]
@@ -50,6 +51,12 @@ pub struct BenchArgs {
     /// own) and print where the time goes.
     #[arg(long)]
     pub profile: bool,
+    /// Also time each row's step against the same step with the direct kernels alone (`--conv
+    /// direct`), in pairs of steps that alternate which runs first (as many pairs as --steps):
+    /// what the tuner's or --conv's choices gain, measured so that the machine's drift falls
+    /// on both alike.
+    #[arg(long)]
+    pub versus_direct: bool,
     /// Output path without extension.
     #[arg(long, default_value = "bench-results/steps")]
     pub out: PathBuf,
@@ -82,6 +89,9 @@ struct Row {
     /// GPU time per kernel entry point over one step (with `--profile`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     profile: Vec<KernelTime>,
+    /// The step against the direct kernels alone (with `--versus-direct`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    versus_direct: Option<VersusDirect>,
 }
 
 /// Milliseconds per call: wall clock until the GPU is done, and the time the CPU spends
@@ -163,6 +173,34 @@ fn measure(
     let after = ctx.record_stats();
     let step = time_steps(ctx, args.steps, &mut train_step)?;
     let step_ms = step.wall_ms;
+    let versus_direct = if args.versus_direct {
+        // The same network and weights on a handle of the same device that runs the direct
+        // kernels alone (its own loss scaler: the scale is training state).
+        let direct_ctx = ctx.with_own_settings();
+        direct_ctx.set_conv_algorithm(ConvAlgorithm::Direct);
+        let mut direct_model = arch.build(&direct_ctx, 0)?;
+        let direct_scaler = match precision {
+            Precision::Mixed => Some(LossScaler::with_defaults(&direct_ctx)?),
+            Precision::F32 => None,
+        };
+        let mut direct_step = || {
+            direct_model
+                .train_step_scaled(&x, &y, &sgd, direct_scaler.as_ref())
+                .map(drop)
+        };
+        for _ in 0..args.warmup {
+            direct_step()?;
+            ctx.synchronize()?;
+        }
+        Some(versus_direct::time_pairs(
+            ctx,
+            args.steps,
+            &mut train_step,
+            direct_step,
+        )?)
+    } else {
+        None
+    };
     let profile = if args.profile {
         ctx.synchronize()?;
         ctx.begin_profile()?;
@@ -210,6 +248,7 @@ fn measure(
         bind_groups_built_per_step: after.bind_groups_created - before.bind_groups_created,
         macs_per_image: macs,
         profile,
+        versus_direct,
     })
 }
 
@@ -321,6 +360,9 @@ pub fn run(ctx: &Context, args: BenchArgs) -> Result<()> {
             r.bind_groups_built_per_step
         );
     }
+    if args.versus_direct {
+        md += &versus_direct_table(ctx, &rows);
+    }
     for r in rows.iter().filter(|r| !r.profile.is_empty()) {
         md += &profile_table(r);
     }
@@ -355,6 +397,35 @@ pub fn run(ctx: &Context, args: BenchArgs) -> Result<()> {
         hetconv::checkpoint::write_atomic(&args.out.with_extension(ext), text.as_bytes())?;
     }
     Ok(())
+}
+
+/// Each row's step with this run's kernels against the direct kernels alone, in pairs.
+fn versus_direct_table(ctx: &Context, rows: &[Row]) -> String {
+    let mut md = format!(
+        "\nThe same step with this run's kernels (conv algorithm {:?}, tuning mode {}) against the direct kernels alone: pairs of steps in this process, alternating which runs first; medians over the pairs\n\n\
+         | batch | P | precision | kernels | pairs | this run ms | direct ms | this run / direct (median of pairs) | quartiles of the ratio | pairs this run was slower |\n|---|---|---|---|---|---|---|---|---|---|\n",
+        ctx.conv_algorithm(),
+        ctx.tune_mode()
+    );
+    for r in rows {
+        if let Some(v) = &r.versus_direct {
+            md += &format!(
+                "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.3} | {:.3}-{:.3} | {} |\n",
+                r.batch,
+                r.parts,
+                r.precision,
+                r.mode,
+                v.pairs,
+                v.chosen_ms,
+                v.direct_ms,
+                v.ratio,
+                v.ratio_q1,
+                v.ratio_q3,
+                v.chosen_slower
+            );
+        }
+    }
+    md
 }
 
 /// What each pass and layer shape ran, and why (tuned now, from the cache, the heuristic, or

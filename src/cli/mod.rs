@@ -38,6 +38,7 @@ mod run_folder;
 mod selfcheck;
 mod train;
 mod tune;
+mod versus_direct;
 
 use clap::{Parser, Subcommand};
 
