@@ -76,6 +76,9 @@
 //   sum_splits reads partials only for i < groups * rows * cols (so (s * groups * rows + r) *
 //   cols + col with s < splits, r < groups * rows, col < cols is in range) and writes dst at
 //   the epilogue's index of (r % rows, col, group r / rows), as the single-pass store does.
+//   That index is column_base(col) + channel * plane, which equals ((image * channels +
+//   channel) * H + y) * W + x; a column outside the product gets a column_base too (u32
+//   arithmetic wraps in WGSL), which no write uses.
 //   scatter_weight_grad writes grad3 only for i < n3 (0 when there is no 3x3 part) and grad1
 //   only for i - n3 < n1.
 // - No u32 product wraps: the host binds under 2^32 bytes (Context::max_binding_bytes, which
@@ -319,26 +322,40 @@ fn b_value(k: u32, col: u32, g: u32, q: Pixel) -> f32 {
 
 // Writes C[row, col] of group g: a partial product of its split where the reduction is split
 // (always in role 2, where `scatter_weight_grad` sums them; in the other roles when the host
-// splits it, and `sum_splits` sums them), else through the role's epilogue.
-fn store(row: u32, col: u32, g: u32, split: u32, c: f32) {
+// splits it, and `sum_splits` sums them), else through the role's epilogue. `base`:
+// `column_base(col)`.
+fn store(row: u32, col: u32, base: u32, g: u32, split: u32, c: f32) {
     if ROLE == 2u || p.splits > 1u {
         partials[(split * p.groups * p.rows + g * p.rows + row) * p.cols + col] = c;
         return;
     }
-    epilogue(row, col, g, c);
+    epilogue(row, col, base, g, c);
+}
+
+// The part of the epilogue's dst index that depends on the column alone (roles 0 and 1), found
+// once per column rather than per value: column col is pixel y * W + x of image i = col /
+// plane (plane = H * W of the role's pixel space), which channel c holds at ((i * channels + c)
+// * H + y) * W + x = col + i * (channels - 1) * plane + c * plane; this is all but the last
+// term (channels >= 1: the host refuses empty shapes). Role 3 indexes by col itself.
+fn column_base(col: u32) -> u32 {
+    if ROLE < 2u {
+        let space = pixel_space();
+        let plane = space.x * space.y;
+        let channels = select(p.cout, p.cin, ROLE == 1u);
+        return col + (col / plane) * (channels - 1u) * plane;
+    }
+    return col;
 }
 
 // The role's epilogue (roles 0, 1 and 3): C[row, col] of group g plus the bias, plus what dst
-// holds when accumulating, rounded once to `act` into dst.
-fn epilogue(row: u32, col: u32, g: u32, c: f32) {
+// holds when accumulating, rounded once to `act` into dst. `base`: `column_base(col)`.
+fn epilogue(row: u32, col: u32, base: u32, g: u32, c: f32) {
     var value = c;
     var index: u32;
     if ROLE < 2u {
-        let channels = select(p.cout, p.cin, ROLE == 1u);
         let channel = g * p.rows + row;
-        let q = decode(col);
         let space = pixel_space();
-        index = ((q.image * channels + channel) * space.x + u32(q.y)) * space.y + u32(q.x);
+        index = base + channel * space.x * space.y;
         if ROLE == 0u && p.has_bias == 1u {
             value += bias[channel];
         }
@@ -436,10 +453,10 @@ fn stage(job: Job, k0: u32, lid: u32, pixel: Pixel) -> Pixel {
     return q;
 }
 
-// Writes C[row, col] of the job if it is inside the product.
-fn store_checked(job: Job, row: u32, col: u32, c: f32) {
+// Writes C[row, col] of the job if it is inside the product. `base`: `column_base(col)`.
+fn store_checked(job: Job, row: u32, col: u32, base: u32, c: f32) {
     if job.split < p.splits && (job.interior || (row < p.rows && col < p.cols)) {
-        store(row, col, job.g, job.split, c);
+        store(row, col, base, job.g, job.split, c);
     }
 }
 
@@ -463,7 +480,7 @@ fn sum_splits(
     for (var s = 0u; s < p.splits; s++) {
         total += partials[(s * all_rows + r) * p.cols + col];
     }
-    epilogue(r % p.rows, col, r / p.rows, total);
+    epilogue(r % p.rows, col, column_base(col), r / p.rows, total);
 }
 
 // Weight gradient, second pass: sums the splits of C[o, k] (partials: [splits, cout, cols]) and

@@ -58,10 +58,18 @@ fn gemm(
         workgroupBarrier();
         let row0 = job.row0 + m0;
         let n0 = job.col0 + n_first + i * S;
+        // A lane keeps its column where the subgroup's size is a multiple of S: the dst index's
+        // column part is then found once per fragment.
+        let lane_base = column_base(n0 + lane % S);
         for (var e = lane; e < S * S; e += lanes) {
             // Row-major: element (r, c) of the fragment at r * S + c, so that neighbouring
             // lanes write neighbouring columns.
-            store_checked(job, row0 + e / S, n0 + e % S, c_stage[slot + e]);
+            let col = n0 + e % S;
+            var base = lane_base;
+            if lanes % S != 0u {
+                base = column_base(col);
+            }
+            store_checked(job, row0 + e / S, col, base, c_stage[slot + e]);
         }
         workgroupBarrier();
     }

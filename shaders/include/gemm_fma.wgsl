@@ -88,10 +88,13 @@ fn gemm(
         }
         workgroupBarrier();
     }
-    for (var i = 0u; i < RM; i++) {
-        for (var j = 0u; j < RN; j++) {
+    // Column by column: the dst index's column part is found once for the RM rows.
+    for (var j = 0u; j < RN; j++) {
+        let col = job.col0 + tile_index(j, tc, TN / RN, RN);
+        let base = column_base(col);
+        for (var i = 0u; i < RM; i++) {
             let row = job.row0 + tile_index(i, tr, TM / RM, RM);
-            store_checked(job, row, job.col0 + tile_index(j, tc, TN / RN, RN), acc[i * RN + j]);
+            store_checked(job, row, col, base, acc[i * RN + j]);
         }
     }
 }
