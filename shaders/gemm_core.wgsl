@@ -83,8 +83,9 @@
 //   only for i - n3 < n1.
 // - No u32 product wraps: the host binds under 2^32 bytes (Context::max_binding_bytes, which
 //   every tensor and the partials are sized within), so every index above that is below a
-//   binding's element count is below 2^31. Only a spare workgroup's red_lo (split >= splits) may
-//   wrap, and it bounds nothing: red_hi = red_lo makes its reduction empty.
+//   binding's element count is below 2^31. Only a spare workgroup's red_lo (split >= splits)
+//   and the column_base of a column outside the product may wrap, and neither bounds or
+//   indexes anything: red_hi = red_lo makes that reduction empty, and no write uses that base.
 // - Divisors: tiles_m, tiles_n and groups are non-zero in every role, and so are rows and cols
 //   (the host dispatches nothing, sum_splits included, when rows or cols are 0); width, height, cin, cpg and opg in the conv roles (the host
 //   refuses empty shapes; role 3 never divides by them), and out_height, out_width (at least 1

@@ -637,13 +637,18 @@ fn handles_with_their_own_settings_run_their_own_kernels() {
             &want,
             F32_KERNEL,
         );
-        let choices = ctx.kernel_choices();
+        // Each handle's table lists what it ran.
+        let choices = handle.kernel_choices();
         assert_eq!(choices.len(), 1, "{choices:?}");
         choices[0].1.variant
     };
     assert_eq!(ran(&tiled), Variant::gemm(tile));
     assert_eq!(ran(&direct), Variant::Direct);
     assert_eq!(ran(&tiled), Variant::gemm(tile));
+    // The base handle's own product (`want`), chosen by the tuner, not forced by the others.
+    let base = ctx.kernel_choices();
+    assert_eq!(base.len(), 1, "{base:?}");
+    assert_ne!(base[0].1.source, hetconv::tune::Source::Forced, "{base:?}");
     assert_eq!(ctx.settings(), before);
     assert_eq!(direct.precision(), Precision::F32);
 }

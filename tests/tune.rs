@@ -206,10 +206,11 @@ fn off_mode_takes_the_heuristic_and_leaves_the_cache_alone() {
     assert!(!path.exists(), "off mode writes no cache");
 }
 
-/// Choices are shared by a device's handles per tuning mode: a handle in `off` mode keeps the
-/// heuristic's choice after another handle of the device tuned the key (and the reverse: the
-/// tuning handle times although `off` chose first); a handle in `cached` mode that took the
-/// heuristic before the key was tuned takes the cache's new entry.
+/// Choices are shared by a device's handles per tuning mode and conv algorithm: a handle in
+/// `off` mode keeps the heuristic's choice after another handle of the device tuned the key
+/// (and the reverse: the tuning handle times although `off` chose first); a handle in `cached`
+/// mode that took the heuristic before the key was tuned takes the cache's new entry; a handle
+/// forced onto the direct kernels leaves the tuned choice as it was.
 #[test]
 fn handles_in_other_tuning_modes_keep_their_own_choices() {
     let dir = tempfile::tempdir().unwrap();
@@ -244,6 +245,18 @@ fn handles_in_other_tuning_modes_keep_their_own_choices() {
     let (_, now) = the_choice(&cached);
     assert_eq!(now.source, Source::Cached);
     assert_eq!(now.variant, tuned.variant);
+    let direct = full.with_own_settings();
+    direct.set_conv_algorithm(hetconv::ConvAlgorithm::Direct);
+    forward(&direct);
+    let (_, forced) = the_choice(&direct);
+    assert_eq!(
+        (forced.source, forced.variant),
+        (Source::Forced, Variant::Direct)
+    );
+    forward(&full);
+    let (_, still) = the_choice(&full);
+    assert_eq!(still.source, Source::Tuned);
+    assert_eq!(still.candidates, tuned.candidates);
     assert_eq!(full.tune_stats().keys_timed, 1, "timed once");
 }
 

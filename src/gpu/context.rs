@@ -20,7 +20,7 @@ pub enum LimitsChoice {
 }
 
 /// How the conv family and the linear layer are computed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ConvAlgorithm {
     /// The tuner decides per pass and shape (see [`crate::tune`]).
     #[default]

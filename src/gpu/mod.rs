@@ -2,6 +2,8 @@
 
 mod context;
 mod encoder;
+#[cfg(not(target_arch = "wasm32"))]
+mod error_scope;
 mod pipelines;
 mod pool;
 mod profile;
@@ -11,6 +13,8 @@ pub use context::{
     Context, ContextOptions, ConvAlgorithm, KernelSettings, LimitsChoice, Precision, feature_names,
 };
 pub use encoder::RecordStats;
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) use error_scope::ErrorScopes;
 pub use pipelines::{Access, KernelSpec, TypedKernel, storage};
 pub use pool::KEEP_SUBMISSIONS;
 pub(crate) use pool::PooledBuffer;

@@ -242,15 +242,16 @@ fn check_storage_limit(device: &wgpu::Device, spec: &KernelSpec) -> Result<()> {
     })
 }
 
-/// Natively, a validation error scope around a pipeline's creation; in the browser none: a
-/// scope resolves asynchronously there, and what it caught would be lost, while the device's
-/// handler ([`crate::Context`]'s) keeps the message and reports it at the next submission.
-struct ErrorScope(#[cfg(not(target_arch = "wasm32"))] wgpu::ErrorScopeGuard);
+/// Natively, error scopes around a pipeline's creation (validation, and a driver's internal
+/// error or lack of memory compiling it: [`super::ErrorScopes`]); in the browser none: a scope
+/// resolves asynchronously there, and what it caught would be lost, while the device's handler
+/// ([`crate::Context`]'s) keeps the message and reports it at the next submission.
+struct ErrorScope(#[cfg(not(target_arch = "wasm32"))] super::ErrorScopes);
 
 impl ErrorScope {
     fn push(device: &wgpu::Device) -> Self {
         #[cfg(not(target_arch = "wasm32"))]
-        return Self(device.push_error_scope(wgpu::ErrorFilter::Validation));
+        return Self(super::ErrorScopes::push(device));
         #[cfg(target_arch = "wasm32")]
         {
             let _ = device;
@@ -261,7 +262,7 @@ impl ErrorScope {
     /// Natively, the error the scope caught, naming the kernel.
     fn check(self, spec: &KernelSpec) -> Result<()> {
         #[cfg(not(target_arch = "wasm32"))]
-        return match pollster::block_on(self.0.pop()) {
+        return match self.0.pop() {
             None => Ok(()),
             Some(e) => Err(crate::error::Error::Gpu {
                 op: "create_compute_pipeline",

@@ -254,10 +254,11 @@ pub struct TuneStats {
 pub(crate) struct Tuner {
     cache_path: Option<PathBuf>,
     cache: Option<cache::TuneCache>,
-    /// The choice per key, per tuning mode: a device's handles share them, but a handle in
-    /// `off` mode never takes one tuned or read from the cache by a handle in another mode
-    /// (and the reverse), so each mode's choices stay what that mode alone would make.
-    choices: BTreeMap<(TuneMode, String), Choice>,
+    /// The choice per key, per tuning mode and conv algorithm: a device's handles share them,
+    /// but a handle in `off` mode never takes one tuned or read from the cache by a handle in
+    /// another mode (nor the reverse), and a handle with `--conv direct` never replaces an
+    /// `auto` handle's choices with its forced ones, so each stays what it alone would make.
+    choices: BTreeMap<(TuneMode, ConvAlgorithm), BTreeMap<String, Choice>>,
     stats: TuneStats,
     /// The core's kernels the device runs, per precision (found once: the device's features
     /// and limits do not change).
@@ -305,9 +306,10 @@ impl Context {
         self.settings().tune
     }
 
-    /// Sets this handle's tuning mode. Choices are remembered per mode and shared by a
-    /// device's handles in that mode: a shape timed for one is not timed again for another,
-    /// and a handle in `off` mode keeps the heuristic's choices whatever others tuned.
+    /// Sets this handle's tuning mode. Choices are remembered per mode and conv algorithm and
+    /// shared by a device's handles with both alike: a shape timed for one is not timed again
+    /// for another, and a handle in `off` mode keeps the heuristic's choices whatever others
+    /// tuned.
     pub fn set_tune_mode(&self, mode: TuneMode) {
         self.settings_mut().tune = mode;
     }
@@ -335,16 +337,20 @@ impl Context {
         cache.path().is_some() && cache.replaceable()
     }
 
-    /// Every key run on this device in this handle's tuning mode, with the variant it ran and
-    /// why (the benchmark's and `hetconv tune`'s table).
+    /// Every key run on this device in this handle's tuning mode and with its conv algorithm,
+    /// with the variant it ran and why (the benchmark's and `hetconv tune`'s table).
     pub fn kernel_choices(&self) -> Vec<(String, Choice)> {
-        let mode = self.tune_mode();
+        let slot = (self.tune_mode(), self.conv_algorithm());
         self.tuner()
             .choices
-            .iter()
-            .filter(|((m, _), _)| *m == mode)
-            .map(|((_, k), c)| (k.clone(), c.clone()))
-            .collect()
+            .get(&slot)
+            .map(|choices| {
+                choices
+                    .iter()
+                    .map(|(k, c)| (k.clone(), c.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// What tuning has cost so far.
@@ -387,7 +393,12 @@ pub(crate) fn choose(
         _ => format!(" mi={invocations}"),
     };
     let key = &format!("{key}{slicing} {precision}");
-    let forced = match ctx.conv_algorithm() {
+    let mode = ctx.tune_mode();
+    let slot = (mode, ctx.conv_algorithm());
+    if let Some(c) = ctx.tuner().choices.get(&slot).and_then(|c| c.get(key)) {
+        return Ok(c.variant);
+    }
+    let forced = match slot.1 {
         ConvAlgorithm::Auto => None,
         ConvAlgorithm::Direct => Some(Variant::Direct),
         ConvAlgorithm::TiledGemm => {
@@ -405,15 +416,9 @@ pub(crate) fn choose(
         // A tile shape the device cannot run is refused where it is dispatched.
         ConvAlgorithm::Fixed(v) => Some(v),
     };
-    let mode = ctx.tune_mode();
     let mut tuner = ctx.tuner();
     if let Some(variant) = forced {
-        return Ok(record(&mut tuner, mode, key, variant, Source::Forced, None));
-    }
-    if let Some(c) = tuner.choices.get(&(mode, key.clone())) {
-        if c.source != Source::Forced {
-            return Ok(c.variant);
-        }
+        return Ok(record(&mut tuner, slot, key, variant, Source::Forced, None));
     }
     drop(tuner);
     let kernels = runnable_kernels(ctx, precision);
@@ -422,7 +427,7 @@ pub(crate) fn choose(
     if mode != TuneMode::Off {
         if let Some((variant, ms)) = tuner.cache(ctx).get(key) {
             if listed.contains(&variant) {
-                return Ok(record(&mut tuner, mode, key, variant, Source::Cached, ms));
+                return Ok(record(&mut tuner, slot, key, variant, Source::Cached, ms));
             }
             log::warn!("tune cache: {key}: {variant} is not a candidate here; choosing again");
         }
@@ -472,6 +477,15 @@ pub(crate) fn choose(
         for &variant in &outcome.mismatched {
             tuner.mismatched.insert((class.clone(), variant));
         }
+        if !outcome.mismatched.is_empty() {
+            // Handles of every mode that chose a variant now found to compute wrong values on
+            // a key of this class choose again (among the others) on their next call.
+            for choices in tuner.choices.values_mut() {
+                choices.retain(|k, c| {
+                    !(outcome.mismatched.contains(&c.variant) && check_class(k) == class)
+                });
+            }
+        }
         tuner.stats.keys_timed += 1;
         tuner.stats.candidate_runs += outcome.runs;
         tuner.stats.candidates_checked += outcome.checked.len() as u64;
@@ -492,20 +506,22 @@ pub(crate) fn choose(
         if let Err(e) = cache.save() {
             log::warn!("tune cache: {e}");
         }
-        record(&mut tuner, mode, key, variant, Source::Tuned, Some(ms));
-        if let Some(c) = tuner.choices.get_mut(&(mode, key.clone())) {
+        record(&mut tuner, slot, key, variant, Source::Tuned, Some(ms));
+        if let Some(c) = tuner.choices.get_mut(&slot).and_then(|c| c.get_mut(key)) {
             c.candidates = outcome.timed;
         }
         // A handle in `cached` mode that took the heuristic for this key takes the cache's
         // new entry on its next call.
-        tuner.choices.remove(&(TuneMode::Cached, key.clone()));
+        if let Some(cached) = tuner.choices.get_mut(&(TuneMode::Cached, slot.1)) {
+            cached.remove(key);
+        }
         return Ok(variant);
     }
     #[cfg(target_arch = "wasm32")]
     let _ = run;
     Ok(record(
         &mut tuner,
-        mode,
+        slot,
         key,
         guess,
         Source::Heuristic,
@@ -578,14 +594,14 @@ fn runnable_kernels(ctx: &Context, precision: Precision) -> Vec<CoreKernel> {
 
 fn record(
     tuner: &mut Tuner,
-    mode: TuneMode,
+    slot: (TuneMode, ConvAlgorithm),
     key: &str,
     variant: Variant,
     source: Source,
     ms: Option<f64>,
 ) -> Variant {
-    tuner.choices.insert(
-        (mode, key.to_string()),
+    tuner.choices.entry(slot).or_default().insert(
+        key.to_string(),
         Choice {
             variant,
             source,
@@ -599,6 +615,65 @@ fn record(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A variant that tuning finds to compute wrong values is dropped from the choices of
+    /// handles in every mode: an `off` handle whose heuristic had picked it chooses again, and
+    /// never it. (The outputs here are made up per variant: only the tuner is under test.)
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn a_variant_found_wrong_leaves_every_modes_choices() {
+        let ctx = Context::new_blocking().expect("a GPU adapter");
+        if !ctx.features().contains(wgpu::Features::SHADER_F16) {
+            println!("skipped: {} has no shader-f16", ctx.adapter_info().name);
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        ctx.set_tune_cache(Some(dir.path().join("tune.json")));
+        let off = ctx.with_own_settings();
+        off.set_tune_mode(TuneMode::Off);
+        let full = ctx.with_own_settings();
+        full.set_tune_mode(TuneMode::Full);
+        let problem = Problem {
+            pass: Pass::ConvForward,
+            precision: Precision::Mixed,
+            groups: 1,
+            rows: 16,
+            cols: 64,
+            depth: 36,
+        };
+        let key = "conv_forward g1 k3 s1 pw=None b1 4->16 8x8";
+        let never = |_: Variant| -> Result<Vec<crate::tensor::Tensor>> {
+            unreachable!("off mode times nothing")
+        };
+        let guess = choose(&off, &problem, key, never).unwrap();
+        let on = &full;
+        let wrong = move |v: Variant| -> Result<Vec<crate::tensor::Tensor>> {
+            let value = if v == guess { 2.0 } else { 1.0 };
+            Ok(vec![crate::tensor::Tensor::from_slice(
+                on,
+                &[4],
+                &[value; 4],
+            )?])
+        };
+        let kernels = runnable_kernels(&full, Precision::Mixed);
+        let listed = candidates(&kernels, &problem);
+        assert_ne!(
+            reference(&listed, &kernels, Precision::Mixed),
+            Some(guess),
+            "the heuristic's guess is checked against another variant"
+        );
+        let tuned = choose(&full, &problem, key, wrong).unwrap();
+        assert_ne!(tuned, guess);
+        assert_eq!(full.tune_stats().candidates_failed, 1);
+        let again = choose(&off, &problem, key, never).unwrap();
+        assert_ne!(
+            again, guess,
+            "off mode chose again, without the wrong variant"
+        );
+        let choices = off.kernel_choices();
+        assert_eq!(choices.len(), 1, "{choices:?}");
+        assert_eq!(choices[0].1.source, Source::Heuristic);
+    }
 
     #[test]
     fn a_check_class_is_the_key_without_its_shape() {

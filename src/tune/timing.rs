@@ -36,7 +36,8 @@ pub(super) struct Check {
 }
 
 pub(super) struct Outcome {
-    /// The fastest candidate that ran, and its time per run in ms.
+    /// The winner and its time per run in ms: the fastest candidate that ran, or the direct
+    /// kernels (else the first candidate) where within 5% of it.
     pub best: Option<(Variant, f64)>,
     /// Every candidate that ran, with its time per run (a dropped one: its first sample).
     pub timed: Vec<(Variant, f64)>,
@@ -52,10 +53,11 @@ pub(super) struct Outcome {
 }
 
 /// Times each candidate (the first is the heuristic's guess, a good early leader; the direct
-/// kernels, or without them the guess, are kept unless another is 5% faster). `run` records the pass with a variant and returns its outputs. A
-/// candidate that fails to build or run, or (with `check`) computes other values than the
-/// reference, is reported and never picked. Work recorded before is submitted first; a profile
-/// in progress does not see the tuning runs.
+/// kernels, or without them the guess, are kept unless another is 5% faster). `run` records
+/// the pass with a variant and returns its outputs. A candidate that fails to build or run, or
+/// (with `check`) computes other values than the reference, is reported and never picked.
+/// Work recorded before is submitted first; a profile in progress does not see the tuning
+/// runs.
 pub(super) fn time_candidates(
     ctx: &Context,
     candidates: &[Variant],
@@ -204,32 +206,26 @@ fn keep_preferred(
     }
 }
 
-/// Runs `f` inside error scopes, so that what wgpu reports meanwhile (validation, memory,
-/// internal) fails this run instead of reaching the device's handler, which on an application's
-/// own device ([`Context::from_device`]) is the application's, by default a panic.
+/// Runs `f` inside error scopes ([`crate::gpu::ErrorScopes`]), so that what wgpu reports
+/// meanwhile fails this run instead of reaching the device's handler. After an out-of-memory
+/// error the pool's free buffers are dropped: one of them may be the invalid buffer the failed
+/// allocation returned, which must not serve later work outside the scopes.
 fn scoped<T>(ctx: &Context, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    let device = ctx.device();
-    let scopes = [
-        wgpu::ErrorFilter::Internal,
-        wgpu::ErrorFilter::OutOfMemory,
-        wgpu::ErrorFilter::Validation,
-    ]
-    .map(|filter| device.push_error_scope(filter));
+    let scopes = crate::gpu::ErrorScopes::push(ctx.device());
     let result = f();
-    // Innermost first, every one of them.
-    let caught: Vec<Option<wgpu::Error>> = scopes
-        .into_iter()
-        .rev()
-        .map(|scope| pollster::block_on(scope.pop()))
-        .collect();
-    match caught.into_iter().flatten().next() {
-        None => result,
-        Some(e) => Err(Error::Gpu {
-            op: "tune",
-            message: e.to_string(),
-            source: Some(Box::new(e)),
-        }),
+    let Some(e) = scopes.pop() else {
+        return result;
+    };
+    if matches!(e, wgpu::Error::OutOfMemory { .. }) {
+        // The buffers the run released are free after a submission.
+        ctx.synchronize()?;
+        ctx.trim();
     }
+    Err(Error::Gpu {
+        op: "tune",
+        message: e.to_string(),
+        source: Some(Box::new(e)),
+    })
 }
 
 /// Fills every tensor handed out uninitialised with NaN while it lives (see
