@@ -34,9 +34,9 @@
 // and 1; for `gemm_fma` WG = (TM / RM) * (TN / RN), RM at most 8, RN 4 or 8, TM and TN
 // multiples of 4, both strides
 // multiples of 4, A_VLEN = A_LEN / 4 and B_VLEN = B_LEN / 4; for `gemm_coop` TM, TN and KC multiples of S,
-// both strides multiples of 8, one subgroup size (WG a multiple of it), FRAGS * WG / subgroup
-// size = the fragment count, FRAGS <= 8 and a divisor of TN / S, and C_LEN = S * S * WG /
-// subgroup size.
+// both strides multiples of 8, one subgroup size (WG a multiple of it), FRAG_ROWS dividing
+// TM / S and FRAG_COLS dividing TN / S, (TM / (S FRAG_ROWS)) (TN / (S FRAG_COLS)) = WG /
+// subgroup size, FRAG_ROWS FRAG_COLS <= 8, and C_LEN = S * S * WG / subgroup size.
 // With those, each invocation loads B values of one fixed column (roles 0, 1: a pixel decoded
 // once per tile) or of one fixed reduction step (role 2: a pixel decoded once per chunk), so
 // im2col coordinates never cost a division per element.
@@ -49,12 +49,13 @@
 //   operands 4 of those up to kk * A_STRIDE + TM - 1 < A_LEN (B alike, TN, RN, tc).
 //   A cooperative fragment load covers kk .. kk + S <= KC and m0 .. m0 + S <= TM (n0, TN), so
 //   its last element (kk + S - 1) * A_STRIDE + m0 + S - 1 < KC * A_STRIDE = A_LEN (B_LEN).
-//   Subgroup sg's fragments sg * FRAGS + i (i < FRAGS) are below the fragment count, so their
-//   row m0 / S < TM / S; FRAGS divides TN / S, so their columns n0 / S = (sg * FRAGS) %
-//   (TN / S) + i stay below TN / S.
+//   Subgroup sg is below the block count (TM / (S FRAG_ROWS)) (TN / (S FRAG_COLS)), so its
+//   block row sg / blocks_n < TM / (S FRAG_ROWS) and its first row m0 <= TM - S FRAG_ROWS:
+//   fragment row m0 + i S (i < FRAG_ROWS) ends by TM; columns alike (sg % blocks_n, TN).
 // - Private arrays: i < RM <= 8, j < RN <= 8, so acc[i * RN + j] < 64, a[i], b[j] < 8 (read_a
 //   and read_b fill out[4 v + c] for v < RM / 4 (RN / 4) and c < 4, below 8); the
-//   cooperative accumulators acc[i]: i < FRAGS <= 8.
+//   cooperative fragments a[i]: i < FRAG_ROWS <= 8 and acc[i * FRAG_COLS + j]: below
+//   FRAG_ROWS FRAG_COLS <= 8.
 // - c_stage: subgroup ids are below WG / subgroup size = C_LEN / (S * S) and
 //   e < S * S, so slot + e < C_LEN.
 // - Every global read happens only for row < rows, col < cols, k < red_hi (edge tiles check

@@ -1,15 +1,17 @@
 // The GEMM core's cooperative-matrix inner loop (`shaders/gemm_core.wgsl` has the rest; a
-// `coop*.wgsl` piece sets the fragment side S): the tile is (TM / S) x (TN / S) fragments,
-// numbered row by row; subgroup s owns fragments s FRAGS .. (s + 1) FRAGS - 1 (the host makes
-// FRAGS x subgroups the fragment count, FRAGS <= 8 and a divisor of TN / S: no branch on the
-// subgroup, whose control flow must be uniform), so its fragments lie in one row of fragments
-// and share one A fragment per reduction step, loaded once for all of them. Each is an f32
-// accumulator fed by coopMultiplyAdd of f16 fragments loaded from the stages
-// (A column-major, B row-major, strides padded to multiples of 8 halves = 16 bytes). The
-// epilogue stores one fragment per subgroup at a time into its own S x S slot of `c_stage` and
-// writes it through the role's epilogue, S * S / subgroup size values per invocation.
-override FRAGS: u32 = 1u;  // fragments per subgroup (<= 8)
-override C_LEN: u32 = 64u; // S * S * subgroups
+// `coop*.wgsl` piece sets the fragment side S): the tile is (TM / S) x (TN / S) fragments, cut
+// into blocks of FRAG_ROWS x FRAG_COLS fragments numbered row by row, and subgroup s owns
+// block s (the host makes the blocks tile the tile, one per subgroup, at most 8 fragments each:
+// no branch on the subgroup, whose control flow must be uniform). Per reduction step a
+// subgroup loads the A fragments of its block's rows and the B fragments of its columns once
+// each and multiplies every pair (a 2 x 4 block: 6 loads for 8 products). Each fragment is an
+// f32 accumulator fed by coopMultiplyAdd of f16 fragments loaded from the stages (A
+// column-major, B row-major, strides padded to multiples of 8 halves = 16 bytes). The epilogue
+// stores one fragment per subgroup at a time into its own S x S slot of `c_stage` and writes it
+// through the role's epilogue, S * S / subgroup size values per invocation.
+override FRAG_ROWS: u32 = 1u; // fragment rows per subgroup
+override FRAG_COLS: u32 = 1u; // fragment columns per subgroup (FRAG_ROWS x FRAG_COLS <= 8)
+override C_LEN: u32 = 64u;    // S * S * subgroups
 
 var<workgroup> a_tile: array<operand, A_LEN>;  // [KC][A_STRIDE]: A_STRIDE >= TM
 var<workgroup> b_tile: array<operand, B_LEN>;  // [KC][B_STRIDE]: B_STRIDE >= TN
@@ -33,38 +35,43 @@ fn gemm(
     @builtin(subgroup_size) lanes: u32,
 ) {
     let job = job_of(wid, nwg);
-    let frags_n = TN / S;
-    let first = sg * FRAGS;
-    // This subgroup's row of fragments, and the column of its first.
-    let m0 = (first / frags_n) * S;
-    let n_first = (first % frags_n) * S;
+    // This subgroup's block: its first row and first column in the tile.
+    let blocks_n = TN / (S * FRAG_COLS);
+    let m0 = (sg / blocks_n) * FRAG_ROWS * S;
+    let n0 = (sg % blocks_n) * FRAG_COLS * S;
     var q = column_pixel(job, lid);
-    var acc: array<coop_c, 8>;
+    var acc: array<coop_c, 8>; // fragment (i, j) of the block at i * FRAG_COLS + j
     for (var k0 = job.red_lo; k0 < job.red_hi; k0 += KC) {
         q = stage(job, k0, lid, q);
         workgroupBarrier();
         for (var kk = 0u; kk < KC; kk += S) {
-            let a = coopLoad<coop_a>(&a_tile[kk * A_STRIDE + m0], A_STRIDE);
-            for (var i = 0u; i < FRAGS; i++) {
-                let b = coopLoadT<coop_b>(&b_tile[kk * B_STRIDE + n_first + i * S], B_STRIDE);
-                acc[i] = coopMultiplyAdd(a, b, acc[i]);
+            var a: array<coop_a, 8>;
+            for (var i = 0u; i < FRAG_ROWS; i++) {
+                a[i] = coopLoad<coop_a>(&a_tile[kk * A_STRIDE + m0 + i * S], A_STRIDE);
+            }
+            for (var j = 0u; j < FRAG_COLS; j++) {
+                let b = coopLoadT<coop_b>(&b_tile[kk * B_STRIDE + n0 + j * S], B_STRIDE);
+                for (var i = 0u; i < FRAG_ROWS; i++) {
+                    let f = i * FRAG_COLS + j;
+                    acc[f] = coopMultiplyAdd(a[i], b, acc[f]);
+                }
             }
         }
         workgroupBarrier();
     }
     let slot = sg * S * S;
-    for (var i = 0u; i < FRAGS; i++) {
-        coopStoreT(acc[i], &c_stage[slot], S);
+    for (var f = 0u; f < FRAG_ROWS * FRAG_COLS; f++) {
+        coopStoreT(acc[f], &c_stage[slot], S);
         workgroupBarrier();
-        let row0 = job.row0 + m0;
-        let n0 = job.col0 + n_first + i * S;
+        let row0 = job.row0 + m0 + (f / FRAG_COLS) * S;
+        let col0 = job.col0 + n0 + (f % FRAG_COLS) * S;
         // A lane keeps its column where the subgroup's size is a multiple of S: the dst index's
         // column part is then found once per fragment.
-        let lane_base = column_base(n0 + lane % S);
+        let lane_base = column_base(col0 + lane % S);
         for (var e = lane; e < S * S; e += lanes) {
             // Row-major: element (r, c) of the fragment at r * S + c, so that neighbouring
             // lanes write neighbouring columns.
-            let col = n0 + e % S;
+            let col = col0 + e % S;
             var base = lane_base;
             if lanes % S != 0u {
                 base = column_base(col);

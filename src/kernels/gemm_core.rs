@@ -217,13 +217,14 @@ pub struct CoopTile {
 }
 
 /// The cooperative tiles the tuner chooses from, per fragment side, largest first. Which run
-/// on an adapter depends on its subgroup size (each subgroup owns at most 8 fragments, along
-/// one row of the tile).
-pub const COOP_TILES: [CoopTile; 11] = [
+/// on an adapter depends on its subgroup size (each subgroup owns a block of at most 8
+/// fragments, see [`CoopTile::fragment_block`]).
+pub const COOP_TILES: [CoopTile; 12] = [
     CoopTile::new(128, 128, 16, 32, 256),
     CoopTile::new(128, 64, 16, 32, 256),
     CoopTile::new(64, 64, 16, 32, 128),
     CoopTile::new(64, 64, 16, 16, 128),
+    CoopTile::new(64, 64, 16, 32, 64),
     CoopTile::new(32, 64, 16, 32, 64),
     CoopTile::new(16, 64, 16, 16, 64),
     CoopTile::new(64, 64, 8, 16, 256),
@@ -279,22 +280,33 @@ impl CoopTile {
         Ok(())
     }
 
-    /// Fragments per subgroup on an adapter whose subgroups are `lanes` wide, if the tile
-    /// splits evenly into at most 8 per subgroup, each subgroup's along one row of fragments
-    /// (they share their A fragment: the shader loads it once per reduction step for all of
-    /// them).
-    fn fragments_per_subgroup(&self, lanes: u32) -> Option<u32> {
+    /// The block of fragments each subgroup owns on an adapter whose subgroups are `lanes`
+    /// wide, as (fragment rows, fragment columns), if the tile splits evenly into blocks of at
+    /// most 8 fragments, one per subgroup. Of the blocks that tile it, the one with the fewest
+    /// rows plus columns: per reduction step a subgroup loads one A fragment per block row and
+    /// one B fragment per block column for rows x columns products (a 2 x 4 block: 6 loads for
+    /// 8 products, a 1 x 8 row: 9).
+    fn fragment_block(&self, lanes: u32) -> Option<(u32, u32)> {
         if lanes == 0 || !self.threads.is_multiple_of(lanes) {
             return None;
         }
         let subgroups = self.threads / lanes;
-        let per_row = self.tn / self.size;
-        let fragments = (self.tm / self.size) * per_row;
+        let (tile_rows, tile_cols) = (self.tm / self.size, self.tn / self.size);
+        let fragments = tile_rows * tile_cols;
         if !fragments.is_multiple_of(subgroups) {
             return None;
         }
         let frags = fragments / subgroups;
-        (frags <= 8 && per_row.is_multiple_of(frags)).then_some(frags)
+        if frags > 8 {
+            return None;
+        }
+        (1..=frags)
+            .filter(|rows| frags.is_multiple_of(*rows))
+            .map(|rows| (rows, frags / rows))
+            .filter(|(rows, cols)| {
+                tile_rows.is_multiple_of(*rows) && tile_cols.is_multiple_of(*cols)
+            })
+            .min_by_key(|(rows, cols)| (rows + cols, *rows))
     }
 }
 
@@ -509,9 +521,9 @@ impl CoreKernel {
             }
             let info = ctx.adapter_info();
             let lanes = info.subgroup_min_size;
-            if info.subgroup_max_size != lanes || t.fragments_per_subgroup(lanes).is_none() {
+            if info.subgroup_max_size != lanes || t.fragment_block(lanes).is_none() {
                 return Err(unsupported(format!(
-                    "one subgroup size that splits {self}'s fragments into at most 8 per subgroup, within a row of fragments (subgroups of {}..{} lanes)",
+                    "one subgroup size that splits {self}'s fragments into blocks of at most 8, one per subgroup (subgroups of {}..{} lanes)",
                     info.subgroup_min_size, info.subgroup_max_size
                 )));
             }
@@ -597,9 +609,13 @@ impl CoreKernel {
             }
             CoreKernel::Coop(t) => {
                 let lanes = ctx.adapter_info().subgroup_min_size;
-                let frags = t.fragments_per_subgroup(lanes).unwrap_or(1);
+                let (rows, cols) = t.fragment_block(lanes).unwrap_or((1, 1));
                 let slots = t.size * t.size * (t.threads / lanes.max(1));
-                out.extend([("FRAGS", f64::from(frags)), ("C_LEN", f64::from(slots))]);
+                out.extend([
+                    ("FRAG_ROWS", f64::from(rows)),
+                    ("FRAG_COLS", f64::from(cols)),
+                    ("C_LEN", f64::from(slots)),
+                ]);
             }
         }
         out
@@ -1057,27 +1073,56 @@ mod tests {
     }
 
     #[test]
-    fn cooperative_tiles_split_into_rows_of_fragments_on_the_adapters_that_offer_them() {
+    fn cooperative_tiles_split_into_blocks_of_fragments_on_the_adapters_that_offer_them() {
         // Side 16: NVIDIA's (and Apple's) subgroups of 32; side 8: lavapipe's of 8 lanes.
         for tile in COOP_TILES {
             tile.check().unwrap();
             let lanes = if tile.size == 16 { 32 } else { 8 };
-            let frags = tile.fragments_per_subgroup(lanes);
-            assert!(frags.is_some(), "{tile} on {lanes} lanes");
-            assert!(
-                (tile.tn / tile.size).is_multiple_of(frags.unwrap()),
+            let Some((rows, cols)) = tile.fragment_block(lanes) else {
+                panic!("{tile} on {lanes} lanes");
+            };
+            // The blocks tile the tile, one per subgroup, at most 8 fragments each.
+            let (tile_rows, tile_cols) = (tile.tm / tile.size, tile.tn / tile.size);
+            assert!(rows * cols <= 8, "{tile}");
+            assert!(tile_rows.is_multiple_of(rows) && tile_cols.is_multiple_of(cols));
+            assert_eq!(
+                (tile_rows / rows) * (tile_cols / cols),
+                tile.threads / lanes,
                 "{tile}"
             );
         }
-        // 128x64 in fragments of 16 is 8 x 4 = 32 fragments. In 64 invocations of 32 lanes
-        // each of 2 subgroups would own 16 (over 8); in 256, each of 8 owns 4, one row; of 64
-        // lanes each of 4 would own 8, over two rows; 48 lanes do not divide 256.
-        let tile = CoopTile::new(128, 64, 16, 32, 64);
-        assert_eq!(tile.fragments_per_subgroup(32), None);
+        // 128x128 in fragments of 16 is 8 x 8 = 64 fragments: 8 subgroups of 32 lanes own 8
+        // each, as 2 x 4 blocks (6 fragment loads per reduction step; a row of 8 would take
+        // 9); 4 subgroups of 64 lanes would own 16 each (over 8).
+        let tile = CoopTile::new(128, 128, 16, 32, 256);
+        assert_eq!(tile.fragment_block(32), Some((2, 4)));
+        assert_eq!(tile.fragment_block(64), None);
+        // 128x64 is 8 x 4 fragments. In 64 invocations of 32 lanes each of 2 subgroups would
+        // own 16; in 256, each of 8 owns 4, as 2 x 2; 48 lanes do not divide 256.
         let tile = CoopTile::new(128, 64, 16, 32, 256);
-        assert_eq!(tile.fragments_per_subgroup(32), Some(4));
-        assert_eq!(tile.fragments_per_subgroup(64), None);
-        assert_eq!(tile.fragments_per_subgroup(48), None);
+        assert_eq!(tile.fragment_block(32), Some((2, 2)));
+        assert_eq!(CoopTile::new(128, 64, 16, 32, 64).fragment_block(32), None);
+        assert_eq!(tile.fragment_block(48), None);
+        // 16x64 is one row of 4 fragments: 2 subgroups own 1 x 2 each. 32x32/8 on 4
+        // subgroups of 8 lanes: 2 x 2; on 8 lanes with 64 invocations: 1 x 2.
+        assert_eq!(
+            CoopTile::new(16, 64, 16, 16, 64).fragment_block(32),
+            Some((1, 2))
+        );
+        assert_eq!(
+            CoopTile::new(32, 32, 8, 16, 32).fragment_block(8),
+            Some((2, 2))
+        );
+        assert_eq!(
+            CoopTile::new(32, 32, 8, 16, 64).fragment_block(8),
+            Some((1, 2))
+        );
+        // A block must tile the tile: 48x16 in fragments of 16 is a column of 3; one subgroup
+        // of 32 lanes owns it as 3 x 1.
+        assert_eq!(
+            CoopTile::new(48, 16, 16, 16, 32).fragment_block(32),
+            Some((3, 1))
+        );
     }
 
     #[test]
