@@ -38,8 +38,10 @@
 // TM / S and FRAG_COLS dividing TN / S, (TM / (S FRAG_ROWS)) (TN / (S FRAG_COLS)) = WG /
 // subgroup size, FRAG_ROWS FRAG_COLS <= 8, and C_LEN = S * S * WG / subgroup size.
 // With those, each invocation loads B values of one fixed column (roles 0, 1: a pixel decoded
-// once per tile) or of one fixed reduction step (role 2: a pixel decoded once per chunk), so
-// im2col coordinates never cost a division per element.
+// and its taps' bounds found once per tile) or of one fixed reduction step (role 2: once per
+// stage), and the channel and tap of each reduction entry (roles 0, 1) or column (role 2) are
+// found once per workgroup into the `taps` table (the CUTLASS "optimized iterator" idea), so
+// an im2col value costs a table read, a mask test and one add: no division per element.
 //
 // Bounds (the argument that lets native builds create this module without wgpu's runtime
 // checks; the host's side is in src/kernels/gemm_core.rs):
@@ -60,17 +62,26 @@
 //   e < S * S, so slot + e < C_LEN.
 // - Every global read happens only for row < rows, col < cols, k < red_hi (edge tiles check
 //   them; a tile is interior only if all of its rows and columns are in range, and `full` adds
-//   k0 + KC <= red_hi). For such (row, k, col): weights index o < cout (o = g * rows + row with
-//   g < groups, rows = cout / groups) times their row lengths; a tapped value is read only
-//   inside its map (y, x checked against the input's height and width, or for role 1 dy's
-//   out_height and out_width; role 0, and role 1 at stride 1, test the same bounds as bits of
-//   the column's `with_taps` masks, set exactly when tap row y0 + dir * t (column x0 + dir * t)
-//   is inside the map, t < KS <= 7 < 32 (ConvKind::MAX_KERNEL), and then read index base +
-//   channel * plane + dir * (ty * map width + tx), the general path's index for that row and
-//   column), of an image < batch (col or k < batch * the pixels of its
-//   space, which is the map the image index is decoded in) and a channel < cin (cout); a
-//   spatial tap index is < TAPS (k % TAPS); role 3 reads a[m, k], b[k, n] within m * k and k * n; bias is
-//   read only when the host bound one of cout (role 3: n) values.
+//   k0 + KC <= red_hi; B values read through `taps` check them as mask bits: an entry at
+//   k >= red_hi (roles 0, 1) or col >= cols (role 2) is `outside()`, whose bit 31 no mask
+//   has, and a column >= cols (roles 0, 1; `column_pixel`) or a reduction step >= red_hi
+//   (role 2) has a pixel with no mask bit set). For such (row, k, col): weights index o < cout
+//   (o = g * rows + row with g < groups, rows = cout / groups) times their row lengths; a
+//   tapped value is read only inside its map: through `taps`, where bit ty of the pixel's
+//   `rows_ok` and bit tx of its `cols_ok` are set, which `with_taps` sets exactly when tap row
+//   y0 + dir * ty (column x0 + dir * tx) is inside the map, ty, tx < KS <= 7 < 32
+//   (ConvKind::MAX_KERNEL), and then at index base + channel * plane + dir * (ty * map width
+//   + tx) (`locate`), that row and column of the channel's map; `strided_tap` (role 1 at a
+//   stride over 1) checks dy's row and column against out_height and out_width; of an image <
+//   batch (col or k < batch * the pixels of its space, which is the map the image index is
+//   decoded in) and a channel < cin (cout); a spatial tap index is < TAPS (k % TAPS); role 3
+//   reads a[m, k], b[k, n] within m * k and k * n; bias is read only when the host bound one
+//   of cout (role 3: n) values.
+// - `taps`: roles 0 and 1 read and write entries slot * KC + kk with slot < 2 and kk < KC,
+//   role 2 entries n < TN, both below TAB_LEN = max(2 KC, TN); each entry a stage reads was
+//   written first (by `first_taps`, or by the previous stage, across a barrier), since
+//   invocations lid < KC (role 2: lid < TN) fill all of a half (of the columns) and WG is a
+//   multiple of KC and TN.
 // - Writes: the same (row, col) conditions, for a split < splits; partials (role 2, or any
 //   role with splits > 1) are bound with splits * groups * rows * cols values (role 2: groups
 //   * rows = cout), and (split * groups * rows + g * rows + row) * cols + col is below that.
@@ -106,6 +117,7 @@ override A_STRIDE: u32 = 68u;  // TM + padding against bank conflicts
 override B_STRIDE: u32 = 68u;  // TN + padding
 override A_LEN: u32 = 1088u;   // KC * A_STRIDE
 override B_LEN: u32 = 1088u;   // KC * B_STRIDE
+override TAB_LEN: u32 = 64u;   // max(2 KC, TN): entries of `taps`
 
 struct Params {
     batch: u32,
@@ -178,7 +190,7 @@ fn decode(pixel: u32) -> Pixel {
 // q with its taps located: tap (ty, tx) of a channel reads the map at row y0 + dir * ty and
 // column x0 + dir * tx, where role 0 reads x around output pixel q (y0 = q.y * stride - PAD,
 // dir = 1) and role 1 reads dy from input pixel q at stride 1 (y0 = q.y + PAD, dir = -1);
-// the same positions `tapped`'s general path computes tap by tap.
+// role 2 reads x around output pixel q as role 0 does.
 fn with_taps(q: Pixel) -> Pixel {
     let channels = select(p.cin, p.cout, ROLE == 1u);
     let map_h = i32(select(p.height, p.out_height, ROLE == 1u));
@@ -212,11 +224,37 @@ fn pointwise_channel(j: u32, g: u32, block: u32) -> u32 {
     return j;
 }
 
-// Reduction entry k of group g (forward space for roles 0 and 2, over the cin channels of x,
-// tapped around output pixel q; input-gradient space for role 1, over the cout channels of dy,
-// seen from input pixel q).
-fn tapped(k: u32, g: u32, q: Pixel) -> f32 {
-    let channels = select(p.cin, p.cout, ROLE == 1u);
+// Where a B value's tap reads, relative to its pixel's `base` (see `with_taps`): `offset` =
+// channel * plane + dir * (ty * map width + tx), and `bits` = ty | tx << 8, the bits of the
+// pixel's `rows_ok` and `cols_ok` that must both be set for the tap to read inside the map.
+// `outside()` (ty = 31: no mask has that bit, KS <= 7) reads nothing: an entry outside the
+// product.
+struct Tap {
+    offset: i32,
+    bits: u32,
+}
+
+// (A function, not a constant: naga 30 fails to process the override constants of a module
+// holding a constant of a struct type.)
+fn outside() -> Tap {
+    return Tap(0, 31u);
+}
+
+// Whether B values come through `taps` (roles 0 and 2, and role 1 at stride 1): each reduction
+// entry (roles 0, 1) or column (role 2) is located once per workgroup, not once per value.
+fn uses_taps() -> bool {
+    return ROLE == 0u || ROLE == 2u || (ROLE == 1u && p.stride == 1u);
+}
+
+// The located entries: roles 0 and 1 keep two stages' reduction entries, [2][KC] (a stage reads
+// one half while its staging fills the other for the next stage); role 2 the tile's TN
+// columns, located once per job.
+var<workgroup> taps: array<Tap, TAB_LEN>;
+
+// Reduction entry k of group g, located (forward space for roles 0 and 2, over the cin
+// channels of x; input-gradient space for role 1, over the cout channels of dy): its channel
+// and tap, the general path's `strided_tap` would find, as a `Tap`.
+fn locate(k: u32, g: u32) -> Tap {
     let per_group = select(p.cpg, p.opg, ROLE == 1u);
     let k3 = select(0u, per_group * TAPS, p.spatial == 1u);
     var channel: u32;
@@ -227,47 +265,73 @@ fn tapped(k: u32, g: u32, q: Pixel) -> f32 {
     } else {
         channel = pointwise_channel(k - k3, g, per_group);
     }
-    let stride = i32(p.stride);
-    if ROLE == 0u || (ROLE == 1u && stride == 1) {
-        // The fixed column's taps, located once (`with_taps`): a mask test and one index.
-        let ty = tap / KS;
-        let tx = tap - ty * KS;
-        if ((q.rows_ok >> ty) & (q.cols_ok >> tx) & 1u) == 0u {
-            return 0.0;
-        }
-        let map_w = select(p.width, p.out_width, ROLE == 1u);
-        let plane = select(p.height * p.width, p.out_height * p.out_width, ROLE == 1u);
-        let step = i32(ty * map_w + tx);
-        return f32(src[u32(q.base + i32(channel * plane) + select(step, -step, ROLE == 1u))]);
-    }
-    let ky = i32(tap / KS) - i32(PAD);
-    let kx = i32(tap % KS) - i32(PAD);
-    if ROLE == 1u {
-        // Output pixel ((y - ky) / stride, (x - kx) / stride) saw input (y, x) through this
-        // tap, if both divisions are exact.
-        var y = q.y - ky;
-        var x = q.x - kx;
-        if y < 0 || x < 0 {
-            return 0.0;
-        }
-        if stride != 1 {
-            if y % stride != 0 || x % stride != 0 {
-                return 0.0;
-            }
-            y /= stride;
-            x /= stride;
-        }
-        if y >= i32(p.out_height) || x >= i32(p.out_width) {
-            return 0.0;
-        }
-        return f32(src[((q.image * channels + channel) * p.out_height + u32(y)) * p.out_width + u32(x)]);
-    }
-    let y = q.y * stride + ky;
-    let x = q.x * stride + kx;
-    if y < 0 || x < 0 || y >= i32(p.height) || x >= i32(p.width) {
+    let ty = tap / KS;
+    let tx = tap - ty * KS;
+    let map_w = select(p.width, p.out_width, ROLE == 1u);
+    let plane = select(p.height * p.width, p.out_height * p.out_width, ROLE == 1u);
+    let step = i32(ty * map_w + tx);
+    return Tap(i32(channel * plane) + select(step, -step, ROLE == 1u), ty | (tx << 8u));
+}
+
+// The B value entry `t` reads for pixel q: 0 where its tap falls outside the map (or `t` or q
+// lies outside the product), else one load.
+fn read_tap(t: Tap, q: Pixel) -> f32 {
+    if ((q.rows_ok >> (t.bits & 255u)) & (q.cols_ok >> (t.bits >> 8u)) & 1u) == 0u {
         return 0.0;
     }
-    return f32(src[((q.image * channels + channel) * p.height + u32(y)) * p.width + u32(x)]);
+    return f32(src[u32(q.base + t.offset)]);
+}
+
+// Fills half `slot` of `taps` (roles 0 and 1) with the job's reduction entries k0 .. k0 + KC
+// (`outside()` from red_hi on), one entry per invocation below KC; in role 2 locates the tile's
+// columns (`outside()` from cols on), one per invocation below TN. The caller puts a barrier
+// between this and the reads.
+fn fill_taps(job: Job, k0: u32, slot: u32, lid: u32) {
+    if ROLE == 2u {
+        if lid < TN {
+            let col = job.col0 + lid;
+            var t = outside();
+            if col < p.cols {
+                t = locate(col, job.g);
+            }
+            taps[lid] = t;
+        }
+    } else if lid < KC {
+        let k = k0 + lid;
+        var t = outside();
+        if k < job.red_hi {
+            t = locate(k, job.g);
+        }
+        taps[slot * KC + lid] = t;
+    }
+}
+
+// Input-gradient entry k of group g, over the cout channels of dy, seen from input pixel q, at
+// a stride over 1 (the other strides and roles read through `taps`).
+fn strided_tap(k: u32, g: u32, q: Pixel) -> f32 {
+    let k3 = select(0u, p.opg * TAPS, p.spatial == 1u);
+    var channel: u32;
+    var tap = TAPS / 2u; // the centre: where a 1x1 tap reads
+    if k < k3 {
+        channel = g * p.opg + k / TAPS;
+        tap = k % TAPS;
+    } else {
+        channel = pointwise_channel(k - k3, g, p.opg);
+    }
+    let stride = i32(p.stride);
+    // Output pixel ((y - ky) / stride, (x - kx) / stride) saw input (y, x) through this tap,
+    // if both divisions are exact.
+    let y = q.y - (i32(tap / KS) - i32(PAD));
+    let x = q.x - (i32(tap % KS) - i32(PAD));
+    if y < 0 || x < 0 || y % stride != 0 || x % stride != 0 {
+        return 0.0;
+    }
+    let oy = u32(y / stride);
+    let ox = u32(x / stride);
+    if oy >= p.out_height || ox >= p.out_width {
+        return 0.0;
+    }
+    return f32(src[((q.image * p.cout + channel) * p.out_height + oy) * p.out_width + ox]);
 }
 
 // A[row, k] of group g; q is this invocation's pixel for role 2.
@@ -304,22 +368,16 @@ fn a_value(row: u32, k: u32, g: u32, q: Pixel) -> f32 {
     }
 }
 
-// B[k, col] of group g; q is this invocation's pixel (roles 0 and 1: of col; role 2: of k).
+// B[k, col] of group g where it does not come through `taps` (role 1 at a stride over 1, role
+// 3); q is this invocation's pixel (of col).
 fn b_value(k: u32, col: u32, g: u32, q: Pixel) -> f32 {
-    switch ROLE {
-        case 0u, 1u: {
-            return tapped(k, g, q);
-        }
-        case 2u: {
-            return tapped(col, g, q);
-        }
-        default: {
-            if p.trans_b == 1u {
-                return f32(src2[col * p.red + k]);
-            }
-            return f32(src2[k * p.cols + col]);
-        }
+    if ROLE == 1u {
+        return strided_tap(k, g, q);
     }
+    if p.trans_b == 1u {
+        return f32(src2[col * p.red + k]);
+    }
+    return f32(src2[k * p.cols + col]);
 }
 
 // Writes C[row, col] of group g: a partial product of its split where the reduction is split
@@ -416,13 +474,32 @@ fn column_pixel(job: Job, lid: u32) -> Pixel {
     return Pixel(0u, 0, 0, 0, 0u, 0u);
 }
 
+// Before the first stage (the caller puts a barrier after it): locates the first stage's
+// reduction entries (roles 0 and 1) or the tile's columns (role 2) into `taps`.
+fn first_taps(job: Job, lid: u32) {
+    if uses_taps() {
+        fill_taps(job, job.red_lo, 0u, lid);
+    }
+}
+
 // Stages A[row0.., k0..k0 + KC] and B[k0.., col0..] in workgroup memory as operands (zeros
-// outside the product); returns this invocation's pixel (role 2: of its fixed reduction step).
+// outside the product); returns this invocation's pixel (role 2: of its fixed reduction step,
+// with its taps located; roles 0 and 1: `pixel`, of its fixed column). Roles 0 and 1 read B
+// through the half of `taps` the previous stage filled (or `first_taps`) and fill the other
+// half for the next stage: the barrier after staging orders the fill before those reads, and
+// the two barriers of a stage order this stage's reads of a half before its next fill.
 fn stage(job: Job, k0: u32, lid: u32, pixel: Pixel) -> Pixel {
     var q = pixel;
     let full = job.interior && k0 + KC <= job.red_hi;
-    if ROLE == 2u && k0 + lid % KC < job.red_hi {
-        q = decode(k0 + lid % KC);
+    let slot = ((k0 - job.red_lo) / KC) % 2u;
+    if ROLE == 2u {
+        let k = k0 + lid % KC;
+        q = Pixel(0u, 0, 0, 0, 0u, 0u); // no taps inside the map: reads nothing
+        if k < job.red_hi {
+            q = with_taps(decode(k));
+        }
+    } else if uses_taps() {
+        fill_taps(job, k0 + KC, 1u - slot, lid);
     }
     for (var i = 0u; i < KC * TM / WG; i++) {
         let e = lid + i * WG;
@@ -447,7 +524,10 @@ fn stage(job: Job, k0: u32, lid: u32, pixel: Pixel) -> Pixel {
             n = e / KC;
         }
         var v = 0.0;
-        if full || (job.col0 + n < p.cols && k0 + kk < job.red_hi) {
+        if uses_taps() {
+            // Bounds are in the entries and the pixel's masks (`outside()`, or no bit set).
+            v = read_tap(taps[select(slot * KC + kk, n, ROLE == 2u)], q);
+        } else if full || (job.col0 + n < p.cols && k0 + kk < job.red_hi) {
             v = b_value(k0 + kk, job.col0 + n, job.g, q);
         }
         put_b(kk * B_STRIDE + n, operand(v));

@@ -40,6 +40,8 @@ fn gemm(
     let m0 = (sg / blocks_n) * FRAG_ROWS * S;
     let n0 = (sg % blocks_n) * FRAG_COLS * S;
     var q = column_pixel(job, lid);
+    first_taps(job, lid);
+    workgroupBarrier();
     var acc: array<coop_c, 8>; // fragment (i, j) of the block at i * FRAG_COLS + j
     for (var k0 = job.red_lo; k0 < job.red_hi; k0 += KC) {
         q = stage(job, k0, lid, q);

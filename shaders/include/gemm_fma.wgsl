@@ -73,6 +73,8 @@ fn gemm(
     let tr = lid / col_step;
     let tc = lid % col_step;
     var q = column_pixel(job, lid);
+    first_taps(job, lid);
+    workgroupBarrier();
     var acc: array<f32, 64>;
     for (var k0 = job.red_lo; k0 < job.red_hi; k0 += KC) {
         q = stage(job, k0, lid, q);

@@ -72,6 +72,9 @@ static SUM_SPLITS: TypedKernel = TypedKernel::new(
     0b10,
 );
 
+/// Bytes of one entry of the shader's `taps` table (a `Tap`: an offset and its mask bits).
+const TAP_BYTES: u32 = 8;
+
 /// Workgroups a split reduction aims for: enough to fill a large GPU several times over.
 const SPLIT_TARGET_WORKGROUPS: usize = 1024;
 
@@ -440,6 +443,12 @@ impl CoreKernel {
         }
     }
 
+    /// Entries of the shader's `taps` table: two stages' reduction entries, or a tile's columns.
+    fn tap_entries(&self) -> u32 {
+        let (_, tn, kc) = self.sides();
+        (2 * kc).max(tn)
+    }
+
     /// Strides of the A and B stages, in operands.
     fn strides(&self) -> (u32, u32) {
         let (tm, tn, _) = self.sides();
@@ -448,12 +457,13 @@ impl CoreKernel {
     }
 
     /// Workgroup memory one workgroup uses, in bytes, on subgroups of `lanes` invocations
-    /// (the cooperative epilogue has a slot per subgroup; the others do not depend on it).
+    /// (the cooperative epilogue has a slot per subgroup; the others do not depend on it): the
+    /// two stages, the `taps` table and the cooperative slots.
     pub fn workgroup_bytes(&self, lanes: u32) -> u32 {
         let (_, _, kc) = self.sides();
         let (bytes, _) = self.operand_bytes_and_pad();
         let (sa, sb) = self.strides();
-        let stages = kc * (sa + sb) * bytes;
+        let stages = kc * (sa + sb) * bytes + self.tap_entries() * TAP_BYTES;
         match self {
             CoreKernel::Coop(t) => stages + t.size * t.size * (t.threads / lanes.max(1)) * 4,
             _ => stages,
@@ -597,6 +607,7 @@ impl CoreKernel {
             ("B_STRIDE", f64::from(sb)),
             ("A_LEN", f64::from(kc * sa)),
             ("B_LEN", f64::from(kc * sb)),
+            ("TAB_LEN", f64::from(self.tap_entries())),
         ];
         match self {
             CoreKernel::F32(t) | CoreKernel::F16(t) => {
