@@ -1142,5 +1142,11 @@ mod tests {
         let fitting: Vec<_> = TILE_SHAPES.iter().filter(|t| t.fits(&limits)).collect();
         assert_eq!(fitting.len(), TILE_SHAPES.len() - 1);
         assert!(!TileShape::new(128, 128, 8, 8, 16).fits(&limits));
+        // README's number: two stages of 16 rows of 128 + 4 f32 operands, and a `taps` table
+        // of max(2 x 16, 128) entries of 8 bytes.
+        assert_eq!(
+            TileShape::new(128, 128, 8, 8, 16).workgroup_bytes(),
+            16 * 132 * 4 * 2 + 128 * 8
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! The tune cache: one JSON file per adapter, driver and hetconv version, holding the winning
+//! The tune cache: one JSON file per adapter, driver and hetconv version (and build of its
+//! kernels), holding the winning
 //! variant of each key and its time. Written to a temporary file and renamed. A file that does
 //! not parse, or that belongs to another adapter, driver or version, is ignored with a warning.
 //! A save replaces a tune cache of any version, adapter or driver, an empty file, and anything
@@ -34,6 +35,31 @@ pub struct Identity {
     pub workgroup_storage: u32,
     /// See `workgroup_storage`.
     pub invocations: u32,
+    /// A fingerprint of the kernels' WGSL sources (see [`kernels_fingerprint`]): times taken
+    /// with other kernels (another build of the same version) are not this build's. A file
+    /// without it (written before it existed) reads as another build's.
+    #[serde(default)]
+    pub kernels: String,
+}
+
+/// FNV-1a of `bytes`: stable across builds and platforms (std's hasher is not).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// The fingerprint of this build's kernels: FNV-1a over every shader module's name and WGSL
+/// text ([`crate::shaders::ALL`]), as 16 hex digits.
+pub fn kernels_fingerprint() -> String {
+    let mut text = Vec::new();
+    for shader in crate::shaders::ALL {
+        text.extend_from_slice(shader.name.as_bytes());
+        text.push(0);
+        text.extend_from_slice(shader.source.as_bytes());
+        text.push(0);
+    }
+    format!("{:016x}", fnv1a(&text))
 }
 
 impl Identity {
@@ -47,24 +73,30 @@ impl Identity {
             driver_info: info.driver_info.clone(),
             workgroup_storage: limits.max_compute_workgroup_storage_size,
             invocations: limits.max_compute_invocations_per_workgroup,
+            kernels: kernels_fingerprint(),
         }
     }
 
     fn describe(&self) -> String {
         format!(
-            "{:?} ({}, driver {} {}, {} B workgroup memory, {} invocations, hetconv {})",
+            "{:?} ({}, driver {} {}, {} B workgroup memory, {} invocations, hetconv {}, kernels {})",
             self.adapter,
             self.backend,
             self.driver,
             self.driver_info,
             self.workgroup_storage,
             self.invocations,
-            self.hetconv
+            self.hetconv,
+            if self.kernels.is_empty() {
+                "unknown"
+            } else {
+                &self.kernels
+            }
         )
     }
 
     /// A file name that tells adapters apart: the adapter's name in plain characters and a
-    /// hash of the whole identity.
+    /// hash of the identity but the kernels' fingerprint.
     #[cfg(not(target_arch = "wasm32"))]
     fn file_name(&self) -> String {
         let name: String = self
@@ -83,12 +115,14 @@ impl Identity {
             .filter(|s| !s.is_empty())
             .collect::<Vec<_>>()
             .join("-");
-        let text = serde_json::to_string(self).unwrap_or_default();
-        // FNV-1a: stable across builds and platforms (std's hasher is not).
-        let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
-        format!("tune-{name}-{hash:016x}.json")
+        // Not the kernels' fingerprint: a build with other kernels replaces the file instead
+        // of leaving one more behind.
+        let text = serde_json::to_string(&Self {
+            kernels: String::new(),
+            ..self.clone()
+        })
+        .unwrap_or_default();
+        format!("tune-{name}-{:016x}.json", fnv1a(text.as_bytes()))
     }
 }
 
@@ -317,7 +351,58 @@ mod tests {
             driver_info: "1".into(),
             workgroup_storage: 16384,
             invocations: 256,
+            kernels: kernels_fingerprint(),
         }
+    }
+
+    /// Times taken with other kernels are ignored: a file of another build of the kernels, or
+    /// of one from before the fingerprint, has no entries for this one, and this build's save
+    /// replaces it.
+    #[test]
+    fn a_cache_of_other_kernels_is_ignored_and_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tune.json");
+        for other in ["0123456789abcdef", ""] {
+            let theirs = Identity {
+                kernels: other.into(),
+                ..identity()
+            };
+            let mut old = TuneCache::load(theirs.clone(), Some(path.clone()));
+            old.insert("conv a", Variant::Direct, 1.0);
+            old.save().unwrap();
+            if other.is_empty() {
+                // As a file from before the field: no "kernels" at all.
+                let mut file: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+                file["identity"].as_object_mut().unwrap().remove("kernels");
+                std::fs::write(&path, file.to_string()).unwrap();
+                assert_eq!(read(&path, &theirs).unwrap().len(), 1);
+            }
+            let mut ours = TuneCache::load(identity(), Some(path.clone()));
+            assert_eq!(ours.get("conv a"), None, "kernels {other:?}");
+            assert!(ours.replaceable());
+            ours.insert("conv b", Variant::Direct, 2.0);
+            ours.save().unwrap();
+            let stored = TuneCache::load(identity(), Some(path.clone()));
+            assert_eq!(stored.get("conv b"), Some((Variant::Direct, Some(2.0))));
+            assert_eq!(stored.get("conv a"), None);
+        }
+        // The platform folder's file is the same one, so that it is replaced, not joined.
+        let other = Identity {
+            kernels: "0123456789abcdef".into(),
+            ..identity()
+        };
+        assert_eq!(other.file_name(), identity().file_name());
+        let other = Identity {
+            driver_info: "2".into(),
+            ..identity()
+        };
+        assert_ne!(other.file_name(), identity().file_name());
+        // The fingerprint follows the sources: 16 hex digits, the same on every call.
+        let fingerprint = kernels_fingerprint();
+        assert_eq!(fingerprint.len(), 16);
+        assert!(fingerprint.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(fingerprint, kernels_fingerprint());
     }
 
     /// Two processes tuning into one file (each read it before the other saved): every key
