@@ -30,8 +30,9 @@
 // Tiles: each workgroup computes TM x TN of one group's C. A and B are staged KC reduction steps
 // at a time in workgroup memory, as operands, with strides A_STRIDE >= TM and B_STRIDE >= TN
 // (padded against bank conflicts). The host guarantees: WG divisible by TN and by KC, KC * TM and
-// KC * TN divisible by WG, A_LEN = KC * A_STRIDE, B_LEN = KC * B_STRIDE, B_KFAST = 0 in roles 0
-// and 1; for `gemm_fma` WG = (TM / RM) * (TN / RN), RM at most 8, RN 4 or 8, TM and TN
+// KC * TN divisible by WG, A_LEN = KC * A_STRIDE, B_LEN = KC * B_STRIDE, TAB_LEN = max(2 KC,
+// TN), B_KFAST = 0 in roles 0 and 1, A_KFAST = B_KFAST = 1 in role 2 (so that the pixel of an
+// invocation's fixed reduction step is the one its A and B values use); for `gemm_fma` WG = (TM / RM) * (TN / RN), RM at most 8, RN 4 or 8, TM and TN
 // multiples of 4, both strides
 // multiples of 4, A_VLEN = A_LEN / 4 and B_VLEN = B_LEN / 4; for `gemm_coop` TM, TN and KC multiples of S,
 // both strides multiples of 8, one subgroup size (WG a multiple of it), FRAG_ROWS dividing
@@ -39,9 +40,12 @@
 // subgroup size, FRAG_ROWS FRAG_COLS <= 8, and C_LEN = S * S * WG / subgroup size.
 // With those, each invocation loads B values of one fixed column (roles 0, 1: a pixel decoded
 // and its taps' bounds found once per tile) or of one fixed reduction step (role 2: once per
-// stage), and the channel and tap of each reduction entry (roles 0, 1) or column (role 2) are
-// found once per workgroup into the `taps` table (the CUTLASS "optimized iterator" idea), so
-// an im2col value costs a table read, a mask test and one add: no division per element.
+// stage), and the channel and tap of each reduction entry (role 0, role 1 at stride 1) or
+// column (role 2) are found once per workgroup into the `taps` table (the CUTLASS "optimized
+// iterator" idea), so an im2col value costs a table read, a mask test and one add: no
+// division per element (role 1 at a stride over 1 still divides, in `strided_tap`). Where an
+// invocation loads one fixed reduction step of A (A_KFAST), that column's index is found once
+// per stage too (`a_column`).
 //
 // Bounds (the argument that lets native builds create this module without wgpu's runtime
 // checks; the host's side is in src/kernels/gemm_core.rs):
@@ -66,7 +70,8 @@
 //   k >= red_hi (roles 0, 1) or col >= cols (role 2) is `outside()`, whose bit 31 no mask
 //   has, and a column >= cols (roles 0, 1; `column_pixel`) or a reduction step >= red_hi
 //   (role 2) has a pixel with no mask bit set). For such (row, k, col): weights index o < cout
-//   (o = g * rows + row with g < groups, rows = cout / groups) times their row lengths; a
+//   (o = g * rows + row with g < groups, rows = cout / groups) times their row lengths (an A
+//   index is `a_column`'s base of k plus row * stride: the sum is that index); a
 //   tapped value is read only inside its map: through `taps`, where bit ty of the pixel's
 //   `rows_ok` and bit tx of its `cols_ok` are set, which `with_taps` sets exactly when tap row
 //   y0 + dir * ty (column x0 + dir * tx) is inside the map, ty, tx < KS <= 7 < 32
@@ -96,8 +101,11 @@
 // - No u32 product wraps: the host binds under 2^32 bytes (Context::max_binding_bytes, which
 //   every tensor and the partials are sized within), so every index above that is below a
 //   binding's element count is below 2^31. Only a spare workgroup's red_lo (split >= splits)
-//   and the column_base of a column outside the product may wrap, and neither bounds or
-//   indexes anything: red_hi = red_lo makes that reduction empty, and no write uses that base.
+//   and the column_base of a column outside the product may wrap, and neither indexes
+//   anything read or written: red_hi = red_lo makes that reduction empty (its `first_taps`
+//   may locate a meaningless k, written in range to `taps` and never read), and no write uses
+//   that base. `a_column` of a step outside the reduction (k >= red_hi) may be meaningless
+//   too; no read uses it.
 // - Divisors: tiles_m, tiles_n and groups are non-zero in every role, and so are rows and cols
 //   (the host dispatches nothing, sum_splits included, when rows or cols are 0); width, height, cin, cpg and opg in the conv roles (the host
 //   refuses empty shapes; role 3 never divides by them), and out_height, out_width (at least 1
@@ -253,7 +261,7 @@ var<workgroup> taps: array<Tap, TAB_LEN>;
 
 // Reduction entry k of group g, located (forward space for roles 0 and 2, over the cin
 // channels of x; input-gradient space for role 1, over the cout channels of dy): its channel
-// and tap, the general path's `strided_tap` would find, as a `Tap`.
+// and tap as a `Tap`.
 fn locate(k: u32, g: u32) -> Tap {
     let per_group = select(p.cpg, p.opg, ROLE == 1u);
     let k3 = select(0u, per_group * TAPS, p.spatial == 1u);
@@ -334,36 +342,68 @@ fn strided_tap(k: u32, g: u32, q: Pixel) -> f32 {
     return f32(src[((q.image * p.cout + channel) * p.out_height + oy) * p.out_width + ox]);
 }
 
-// A[row, k] of group g; q is this invocation's pixel for role 2.
-fn a_value(row: u32, k: u32, g: u32, q: Pixel) -> f32 {
+// Where column k of group g's A lies: A[row, k] is element base + row * stride of w3 (`in_w3`)
+// or w1 (roles 0, 1), of dy (role 2), of a (role 3). An invocation that loads one fixed
+// reduction step of A (A_KFAST) locates it once per stage.
+struct AColumn {
+    base: u32,
+    stride: u32,
+    in_w3: bool,
+}
+
+// Column k of group g's A; q is this invocation's pixel for role 2 (A[row, k] = dy of filter
+// g * rows + row at pixel k).
+fn a_column(k: u32, g: u32, q: Pixel) -> AColumn {
     switch ROLE {
         case 0u: {
+            // w3[o * k3 + k], w1[o * cin + channel] for o = g * rows + row.
             let k3 = select(0u, p.cpg * TAPS, p.spatial == 1u);
-            let o = g * p.rows + row;
             if k < k3 {
-                return w3[o * k3 + k];
+                return AColumn(g * p.rows * k3 + k, k3, true);
             }
-            return w1[o * p.cin + pointwise_channel(k - k3, g, p.cpg)];
+            let channel = pointwise_channel(k - k3, g, p.cpg);
+            return AColumn(g * p.rows * p.cin + channel, p.cin, false);
         }
         case 1u: {
+            // w3[(o * cpg + row) * TAPS + tap] for o = g * opg + k / TAPS; w1[o * cin + g *
+            // cpg + row] for the k's pointwise filter o.
             let k3 = select(0u, p.opg * TAPS, p.spatial == 1u);
             if k < k3 {
                 let o = g * p.opg + k / TAPS;
-                return w3[(o * p.cpg + row) * TAPS + k % TAPS];
+                return AColumn(o * p.cpg * TAPS + k % TAPS, TAPS, true);
             }
             let o = pointwise_channel(k - k3, g, p.opg);
-            return w1[o * p.cin + g * p.cpg + row];
+            return AColumn(o * p.cin + g * p.cpg, 1u, false);
         }
         case 2u: {
-            let o = g * p.rows + row;
             let plane = p.out_height * p.out_width;
-            return f32(src2[(q.image * p.cout + o) * plane + u32(q.y) * p.out_width + u32(q.x)]);
+            let pixel = u32(q.y) * p.out_width + u32(q.x);
+            return AColumn((q.image * p.cout + g * p.rows) * plane + pixel, plane, false);
         }
         default: {
             if p.trans_a == 1u {
-                return f32(src[k * p.rows + row]);
+                return AColumn(k * p.rows, 1u, false);
             }
-            return f32(src[row * p.red + k]);
+            return AColumn(k, p.red, false);
+        }
+    }
+}
+
+// A[row, k] for row `row` of column `c` (`a_column`).
+fn a_value(c: AColumn, row: u32) -> f32 {
+    let i = c.base + row * c.stride;
+    switch ROLE {
+        case 0u, 1u: {
+            if c.in_w3 {
+                return w3[i];
+            }
+            return w1[i];
+        }
+        case 2u: {
+            return f32(src2[i]);
+        }
+        default: {
+            return f32(src[i]);
         }
     }
 }
@@ -501,27 +541,34 @@ fn stage(job: Job, k0: u32, lid: u32, pixel: Pixel) -> Pixel {
     } else if uses_taps() {
         fill_taps(job, k0 + KC, 1u - slot, lid);
     }
+    // With A_KFAST an invocation loads one reduction step, kk = lid % KC, of rows lid / KC + i
+    // WG / KC (WG is a multiple of KC), located once; else element e = lid + i WG of the stage
+    // in row-fast order. B alike (without B_KFAST: one column, lid % TN, as WG is a multiple of
+    // TN).
+    let fixed_a = a_column(k0 + lid % KC, job.g, q);
     for (var i = 0u; i < KC * TM / WG; i++) {
         let e = lid + i * WG;
         var kk = e / TM;
         var m = e % TM;
+        var column = fixed_a;
         if A_KFAST == 1u {
-            kk = e % KC;
-            m = e / KC;
+            kk = lid % KC;
+            m = lid / KC + i * (WG / KC);
+        } else {
+            column = a_column(k0 + kk, job.g, q);
         }
         var v = 0.0;
         if full || (job.row0 + m < p.rows && k0 + kk < job.red_hi) {
-            v = a_value(job.row0 + m, k0 + kk, job.g, q);
+            v = a_value(column, job.row0 + m);
         }
         put_a(kk * A_STRIDE + m, operand(v));
     }
     for (var i = 0u; i < KC * TN / WG; i++) {
-        let e = lid + i * WG;
-        var kk = e / TN;
-        var n = e % TN;
+        var kk = lid / TN + i * (WG / TN);
+        var n = lid % TN;
         if B_KFAST == 1u {
-            kk = e % KC;
-            n = e / KC;
+            kk = lid % KC;
+            n = lid / KC + i * (WG / KC);
         }
         var v = 0.0;
         if uses_taps() {

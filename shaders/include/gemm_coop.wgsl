@@ -43,11 +43,11 @@ fn gemm(
     first_taps(job, lid);
     workgroupBarrier();
     var acc: array<coop_c, 8>; // fragment (i, j) of the block at i * FRAG_COLS + j
+    var a: array<coop_a, 8>; // the A fragments of the block's rows, per reduction step
     for (var k0 = job.red_lo; k0 < job.red_hi; k0 += KC) {
         q = stage(job, k0, lid, q);
         workgroupBarrier();
         for (var kk = 0u; kk < KC; kk += S) {
-            var a: array<coop_a, 8>;
             for (var i = 0u; i < FRAG_ROWS; i++) {
                 a[i] = coopLoad<coop_a>(&a_tile[kk * A_STRIDE + m0 + i * S], A_STRIDE);
             }

@@ -221,7 +221,7 @@ pub struct CoopTile {
 
 /// The cooperative tiles the tuner chooses from, per fragment side, largest first. Which run
 /// on an adapter depends on its subgroup size (each subgroup owns a block of at most 8
-/// fragments, see [`CoopTile::fragment_block`]).
+/// fragments, as square as the tile allows).
 pub const COOP_TILES: [CoopTile; 12] = [
     CoopTile::new(128, 128, 16, 32, 256),
     CoopTile::new(128, 64, 16, 32, 256),
@@ -288,7 +288,7 @@ impl CoopTile {
     /// most 8 fragments, one per subgroup. Of the blocks that tile it, the one with the fewest
     /// rows plus columns: per reduction step a subgroup loads one A fragment per block row and
     /// one B fragment per block column for rows x columns products (a 2 x 4 block: 6 loads for
-    /// 8 products, a 1 x 8 row: 9).
+    /// 8 products, a 1 x 8 row: 9); of two such, the one with fewer rows (2 x 4, not 4 x 2).
     fn fragment_block(&self, lanes: u32) -> Option<(u32, u32)> {
         if lanes == 0 || !self.threads.is_multiple_of(lanes) {
             return None;

@@ -1,7 +1,7 @@
-//! The tune cache: one JSON file per adapter, driver and hetconv version (and build of its
-//! kernels), holding the winning
+//! The tune cache: one JSON file per adapter, driver and hetconv version, holding the winning
 //! variant of each key and its time. Written to a temporary file and renamed. A file that does
-//! not parse, or that belongs to another adapter, driver or version, is ignored with a warning.
+//! not parse, or that belongs to another adapter, driver, version, set of limits or WGSL
+//! source of the kernels, is ignored with a warning.
 //! A save replaces a tune cache of any version, adapter or driver, an empty file, and anything
 //! in the platform cache folder's own file; a file named by the caller that is not a tune cache
 //! (a checkpoint given to `--tune-cache` by mistake) is never overwritten: the save fails,
@@ -36,9 +36,13 @@ pub struct Identity {
     /// See `workgroup_storage`.
     pub invocations: u32,
     /// A fingerprint of the kernels' WGSL sources (see [`kernels_fingerprint`]): times taken
-    /// with other kernels (another build of the same version) are not this build's. A file
-    /// without it (written before it existed) reads as another build's.
-    #[serde(default)]
+    /// with other shader sources (another build of the same version) are not this build's. A
+    /// file without it (written before it existed) reads as another build's. It covers the WGSL
+    /// text only: a change to the override constants the host picks (a tile's padding, its
+    /// fragment blocks) keeps old times trusted until the version changes. Left out of the
+    /// JSON when empty, so that the file name (a hash of the rest) is the one it was before the
+    /// field existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub kernels: String,
 }
 
@@ -387,7 +391,14 @@ mod tests {
             assert_eq!(stored.get("conv b"), Some((Variant::Direct, Some(2.0))));
             assert_eq!(stored.get("conv a"), None);
         }
-        // The platform folder's file is the same one, so that it is replaced, not joined.
+        // The platform folder's file is the same one, so that it is replaced, not joined, and
+        // the one from before the fingerprint: its name hashed JSON without "kernels".
+        let text = serde_json::to_string(&Identity {
+            kernels: String::new(),
+            ..identity()
+        })
+        .unwrap();
+        assert!(!text.contains("kernels"), "{text}");
         let other = Identity {
             kernels: "0123456789abcdef".into(),
             ..identity()
