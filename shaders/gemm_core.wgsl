@@ -49,7 +49,11 @@
 //
 // Bounds (the argument that lets native builds create this module without wgpu's runtime
 // checks; the host's side is in src/kernels/gemm_core.rs):
-// - Workgroup stages: kk < KC and m < TM (n < TN) give kk * A_STRIDE + m < A_LEN (B_LEN);
+// - Workgroup stages: `stage` stages element e = lid + i WG (i < KC TM / WG) of A as
+//   kk = e / TM, m = e % TM, or with A_KFAST kk = e % KC = lid % KC and m = e / KC = lid / KC +
+//   i (WG / KC) (exact as WG is a multiple of KC), so kk < KC and m < TM since e < KC TM (B
+//   alike with TN, and lid % TN, lid / TN + i (WG / TN) without B_KFAST, WG a multiple of TN);
+//   kk < KC and m < TM (n < TN) give kk * A_STRIDE + m < A_LEN (B_LEN);
 //   `gemm_fma` keeps them as vec4s, element e at [e / 4][e % 4], e / 4 < A_LEN / 4 = A_VLEN,
 //   and reads vec4 (kk * A_STRIDE) / 4 + v * (TM / RM) + tr for v < RM / 4 and tr < TM / RM:
 //   operands 4 of those up to kk * A_STRIDE + TM - 1 < A_LEN (B alike, TN, RN, tc).
@@ -70,7 +74,8 @@
 //   k >= red_hi (roles 0, 1) or col >= cols (role 2) is `outside()`, whose bit 31 no mask
 //   has, and a column >= cols (roles 0, 1; `column_pixel`) or a reduction step >= red_hi
 //   (role 2) has a pixel with no mask bit set). For such (row, k, col): weights index o < cout
-//   (o = g * rows + row with g < groups, rows = cout / groups) times their row lengths (an A
+//   (role 0: o = g * rows + row with g < groups, rows = cout / groups; role 1: o = g * opg +
+//   k / TAPS, or the pointwise filter of k, and row < cpg) times their row lengths (an A
 //   index is `a_column`'s base of k plus row * stride: the sum is that index); a
 //   tapped value is read only inside its map: through `taps`, where bit ty of the pixel's
 //   `rows_ok` and bit tx of its `cols_ok` are set, which `with_taps` sets exactly when tap row
