@@ -264,20 +264,23 @@ fn uses_taps() -> bool {
 // columns, located once per job.
 var<workgroup> taps: array<Tap, TAB_LEN>;
 
-// Reduction entry k of group g, located (forward space for roles 0 and 2, over the cin
-// channels of x; input-gradient space for role 1, over the cout channels of dy): its channel
-// and tap as a `Tap`.
-fn locate(k: u32, g: u32) -> Tap {
+// Reduction entry k of group g (forward space for roles 0 and 2, over the cin channels of x;
+// input-gradient space for role 1, over the cout channels of dy): its channel (role 1: the
+// filter) and its tap (the centre, where a 1x1 tap reads, for the pointwise part).
+fn channel_and_tap(k: u32, g: u32) -> vec2<u32> {
     let per_group = select(p.cpg, p.opg, ROLE == 1u);
     let k3 = select(0u, per_group * TAPS, p.spatial == 1u);
-    var channel: u32;
-    var tap = TAPS / 2u; // the centre: where a 1x1 tap reads
     if k < k3 {
-        channel = g * per_group + k / TAPS;
-        tap = k % TAPS;
-    } else {
-        channel = pointwise_channel(k - k3, g, per_group);
+        return vec2<u32>(g * per_group + k / TAPS, k % TAPS);
     }
+    return vec2<u32>(pointwise_channel(k - k3, g, per_group), TAPS / 2u);
+}
+
+// Reduction entry k of group g, located: its channel and tap (`channel_and_tap`) as a `Tap`.
+fn locate(k: u32, g: u32) -> Tap {
+    let entry = channel_and_tap(k, g);
+    let channel = entry.x;
+    let tap = entry.y;
     let ty = tap / KS;
     let tx = tap - ty * KS;
     let map_w = select(p.width, p.out_width, ROLE == 1u);
@@ -322,15 +325,9 @@ fn fill_taps(job: Job, k0: u32, slot: u32, lid: u32) {
 // Input-gradient entry k of group g, over the cout channels of dy, seen from input pixel q, at
 // a stride over 1 (the other strides and roles read through `taps`).
 fn strided_tap(k: u32, g: u32, q: Pixel) -> f32 {
-    let k3 = select(0u, p.opg * TAPS, p.spatial == 1u);
-    var channel: u32;
-    var tap = TAPS / 2u; // the centre: where a 1x1 tap reads
-    if k < k3 {
-        channel = g * p.opg + k / TAPS;
-        tap = k % TAPS;
-    } else {
-        channel = pointwise_channel(k - k3, g, p.opg);
-    }
+    let entry = channel_and_tap(k, g);
+    let channel = entry.x;
+    let tap = entry.y;
     let stride = i32(p.stride);
     // Output pixel ((y - ky) / stride, (x - kx) / stride) saw input (y, x) through this tap,
     // if both divisions are exact.
@@ -366,19 +363,17 @@ fn a_column(k: u32, g: u32, q: Pixel) -> AColumn {
             if k < k3 {
                 return AColumn(g * p.rows * k3 + k, k3, true);
             }
-            let channel = pointwise_channel(k - k3, g, p.cpg);
-            return AColumn(g * p.rows * p.cin + channel, p.cin, false);
+            return AColumn(g * p.rows * p.cin + channel_and_tap(k, g).x, p.cin, false);
         }
         case 1u: {
-            // w3[(o * cpg + row) * TAPS + tap] for o = g * opg + k / TAPS; w1[o * cin + g *
-            // cpg + row] for the k's pointwise filter o.
+            // w3[(o * cpg + row) * TAPS + tap] for k's filter o and tap; w1[o * cin + g * cpg
+            // + row] for k's pointwise filter o.
             let k3 = select(0u, p.opg * TAPS, p.spatial == 1u);
+            let entry = channel_and_tap(k, g);
             if k < k3 {
-                let o = g * p.opg + k / TAPS;
-                return AColumn(o * p.cpg * TAPS + k % TAPS, TAPS, true);
+                return AColumn(entry.x * p.cpg * TAPS + entry.y, TAPS, true);
             }
-            let o = pointwise_channel(k - k3, g, p.opg);
-            return AColumn(o * p.cin + g * p.cpg, 1u, false);
+            return AColumn(entry.x * p.cin + g * p.cpg, 1u, false);
         }
         case 2u: {
             let plane = p.out_height * p.out_width;
