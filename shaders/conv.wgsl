@@ -99,19 +99,12 @@ fn slice(tile: Tile, total: u32) -> vec2<u32> {
 
 // Pointwise source j among `count` channels of which group g's block is skipped when masked.
 fn pointwise_source(j: u32, g: u32, count: u32) -> u32 {
-    let block = count / p.groups;
-    if p.pointwise == 2u && j >= g * block {
-        return j + block;
-    }
-    return j;
+    return outside_channel(j, g, count / p.groups, p.pointwise == 2u);
 }
 
+// Sources of the 1x1 part among `count` channels (0 without one).
 fn pointwise_len(count: u32) -> u32 {
-    switch p.pointwise {
-        case 1u: { return count; }
-        case 2u: { return count - count / p.groups; }
-        default: { return 0u; }
-    }
+    return select(outside_count(count, count / p.groups, p.pointwise == 2u), 0u, p.pointwise == 0u);
 }
 
 fn store(tile: Tile, channels: u32, rows: u32, cols: u32, acc: ptr<function, array<f32, 16>>) {

@@ -188,7 +188,8 @@ fn weight_grad(
     let split = flat / (per_tile * tiles_o);
     let in_per_group = p.cin / p.groups;
     // The OT filters share one group (OT divides the filters per group), so one block.
-    let block_lo = (o0 / (p.cout / p.groups)) * in_per_group;
+    let group = o0 / (p.cout / p.groups);
+    let block_lo = group * in_per_group;
     let row_lo = split * p.rows_per_split;
     let rows = Rows(row_lo, min(row_lo + p.rows_per_split, p.batch * p.out_height));
     if j < in_block {
@@ -199,11 +200,8 @@ fn weight_grad(
         }
         return;
     }
-    // The j-th tile of channels outside the block (all channels when nothing is skipped); CT
-    // divides the block, so a tile never straddles it.
-    var c0 = (j - in_block) * CT;
-    if in_block > 0u && c0 >= block_lo {
-        c0 += in_per_group;
-    }
+    // The j-th tile of channels outside the block (all channels when the tiles visit no
+    // block); CT divides the block, so a tile never straddles it.
+    let c0 = outside_channel((j - in_block) * CT, group, in_per_group, in_block > 0u);
     pointwise_taps(c0, o0, split, rows);
 }

@@ -48,7 +48,8 @@
 // per stage too (`a_column`).
 //
 // Bounds (the argument that lets native builds create this module without wgpu's runtime
-// checks; the host's side is in src/kernels/gemm_core.rs):
+// checks; the host's side is `dispatch` in src/kernels/gemm_core/mod.rs, with the tiles' layout
+// rules in tiles.rs):
 // - Workgroup stages: `stage` stages element e = lid + i WG (i < KC TM / WG) of A as
 //   kk = e / TM, m = e % TM, or with A_KFAST kk = e % KC = lid % KC and m = e / KC = lid / KC +
 //   i (WG / KC) (exact as WG is a multiple of KC), so kk < KC and m < TM since e < KC TM (B
@@ -228,15 +229,6 @@ fn with_taps(q: Pixel) -> Pixel {
     return r;
 }
 
-// The j-th pointwise channel of group g among channels of `block` per group (skipping g's
-// block when masked).
-fn pointwise_channel(j: u32, g: u32, block: u32) -> u32 {
-    if p.pointwise == 2u {
-        return select(j + block, j, j < g * block);
-    }
-    return j;
-}
-
 // Where a B value's tap reads, relative to its pixel's `base` (see `with_taps`): `offset` =
 // channel * plane + dir * (ty * map width + tx), and `bits` = ty | tx << 8, the bits of the
 // pixel's `rows_ok` and `cols_ok` that must both be set for the tap to read inside the map.
@@ -273,7 +265,7 @@ fn channel_and_tap(k: u32, g: u32) -> vec2<u32> {
     if k < k3 {
         return vec2<u32>(g * per_group + k / TAPS, k % TAPS);
     }
-    return vec2<u32>(pointwise_channel(k - k3, g, per_group), TAPS / 2u);
+    return vec2<u32>(outside_channel(k - k3, g, per_group, p.pointwise == 2u), TAPS / 2u);
 }
 
 // Reduction entry k of group g, located: its channel and tap (`channel_and_tap`) as a `Tap`.
@@ -643,12 +635,13 @@ fn scatter_weight_grad(
         let j = i - n3;
         o = j / p.cin;
         let c = j % p.cin;
-        let lo = (o / opg) * cpg;
-        if p.pointwise == 2u && c >= lo && c < lo + cpg {
+        let g = o / opg;
+        let masked = p.pointwise == 2u;
+        if masked && c >= g * cpg && c < (g + 1u) * cpg {
             grad1[j] = 0.0;
             return;
         }
-        col = k3 + select(c, select(c - cpg, c, c < lo), p.pointwise == 2u);
+        col = k3 + outside_index(c, g, cpg, masked);
     }
     var total = 0.0;
     for (var s = 0u; s < p.splits; s++) {

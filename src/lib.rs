@@ -14,6 +14,7 @@
 
 pub mod autograd;
 pub mod checkpoint;
+pub mod conv_kind;
 pub mod data;
 pub mod dist;
 pub mod error;

@@ -6,11 +6,11 @@
 use super::init::Init;
 use super::params::{BufferId, ParamId, ParamStore, ParamStoreBuilder};
 use crate::autograd::{Tape, Var, ops};
+use crate::conv_kind::ConvKind;
 use crate::data::Normalize;
 use crate::error::{Error, Result};
 use crate::gpu::Context;
 use crate::kernels::batchnorm::{self, BatchNormConfig};
-use crate::kernels::conv::ConvKind;
 use crate::tensor::Tensor;
 
 /// How HetConv layers are computed.

@@ -23,9 +23,9 @@ use proto::{ModelProto, OperatorSetIdProto, StringStringEntryProto};
 
 use crate::Architecture;
 use crate::checkpoint::Checkpoint;
+use crate::conv_kind::ConvDims;
 use crate::error::{Error, Result};
 use crate::kernels::batchnorm::BatchNormConfig;
-use crate::kernels::conv::ConvDims;
 use crate::nn::{ResNetConfig, ResNetLayout, VggConfig, VggLayer};
 
 /// The operator set the graphs use.

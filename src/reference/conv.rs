@@ -1,10 +1,10 @@
 //! The convolution family on the CPU: straight loops over the definition.
 //!
 //! Layouts: activations NCHW, `w3` [N, M/G, K, K], `w1` [N, M]; the spatial part is padded by
-//! K / 2, both parts take the stride. See [`crate::kernels::conv`] for what each [`ConvKind`]
+//! K / 2, both parts take the stride. See [`crate::conv_kind`] for what each [`ConvKind`]
 //! means.
 
-use crate::kernels::conv::{ConvDims, ConvKind, Pointwise};
+use crate::conv_kind::{ConvDims, ConvKind, Pointwise};
 
 /// Index of (b, c, y, x) in an NCHW tensor of `channels` planes of `rows` x `cols`.
 fn at(

@@ -6,7 +6,7 @@
 
 use super::vgg::Params;
 use super::{activation, batchnorm, conv, gemm, loss, pool};
-use crate::kernels::conv::{ConvDims, ConvKind};
+use crate::conv_kind::{ConvDims, ConvKind};
 use crate::kernels::pool::PoolWindow;
 use crate::nn::{ResNetConfig, ResNetConv, ResNetLayout};
 

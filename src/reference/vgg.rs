@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::{activation, batchnorm, conv, gemm, loss, pool};
-use crate::kernels::conv::{ConvDims, ConvKind};
+use crate::conv_kind::{ConvDims, ConvKind, Pointwise};
 use crate::nn::{VggConfig, VggLayer};
 
 /// Named parameter values (PyTorch state_dict names), f64.
@@ -216,15 +216,14 @@ pub fn loss_and_grads(
                 g = pool::max_pool2_backward(&g, &argmax, x_planes, height, width);
             }
             Saved::Conv { name, kind, d, x } => {
-                let (w3, w1) =
-                    if kind.spatial() && kind.pointwise != crate::kernels::conv::Pointwise::None {
-                        (
-                            params.get(&format!("{name}.gwc.weight")),
-                            params.get(&format!("{name}.pwc.weight")),
-                        )
-                    } else {
-                        (params.get(&format!("{name}.weight")), None)
-                    };
+                let (w3, w1) = if kind.spatial() && kind.pointwise != Pointwise::None {
+                    (
+                        params.get(&format!("{name}.gwc.weight")),
+                        params.get(&format!("{name}.pwc.weight")),
+                    )
+                } else {
+                    (params.get(&format!("{name}.weight")), None)
+                };
                 let (dw3, dw1) = conv::backward_weight(&kind, &d, &x, &g);
                 if let Some(dw1) = dw1 {
                     grads.insert(format!("{name}.gwc.weight"), dw3.unwrap_or_default());
