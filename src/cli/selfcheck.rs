@@ -9,14 +9,17 @@ use hetconv::kernels::gemm_core::{CoreKernel, TILE_SHAPES};
 use hetconv::kernels::sgd::{self, SgdStep};
 use hetconv::kernels::{loss, pool, reduce};
 use hetconv::reference;
+use hetconv::reference::compare::{Tolerance, f16_sum_bound};
 use hetconv::tensor::DType;
 use hetconv::tune::Variant;
 use hetconv::{Context, ConvAlgorithm, Error, Precision, Result, Tensor};
 
-/// Relative and absolute tolerance of the check (f32 kernels vs the f64 reference, on values in
-/// [-1, 1) and reductions of at most a few hundred terms).
-const RTOL: f64 = 1e-4;
-const ATOL: f64 = 1e-4;
+/// Tolerance of the check (f32 kernels vs the f64 reference, on values in [-1, 1) and
+/// reductions of at most a few hundred terms).
+const F32_TOLERANCE: Tolerance = Tolerance {
+    rtol: 1e-4,
+    atol: 1e-4,
+};
 
 /// Deterministic values in [-1, 1).
 fn values(n: usize, seed: u64) -> Vec<f32> {
@@ -64,14 +67,11 @@ const SPLIT_CONV_DIMS: ConvDims = ConvDims {
 /// The most products a split-reduction check sums (the conv's 320; the product's 300).
 const SPLIT_TERMS: usize = 320;
 
-/// Absolute tolerance of the mixed-precision kernels on sums of at most `terms` products: each
-/// product of f16-rounded operands in [-1, 1) is off by at most 2u + u^2 (u = 2^-11) and the
-/// f32 sum adds at most `terms` x 2^-24 per term, so the sum is off by at most
-/// terms x (2^-10 + 2^-22 + terms x 2^-24) (about 0.078 for 80 terms, 0.32 for 320), plus
-/// f32's own tolerance.
+/// Absolute tolerance of the mixed-precision kernels on sums of at most `terms` products of
+/// operands in [-1, 1): [`f16_sum_bound`] where every product is as large as it can be (1, so
+/// the sum at most `terms`: about 0.079 for 80 terms, 0.32 for 320), plus f32's own tolerance.
 fn mixed_atol(terms: usize) -> f64 {
-    let k = terms as f64;
-    k * (2f64.powi(-10) + 2f64.powi(-22) + k * 2f64.powi(-24)) + ATOL
+    f16_sum_bound(terms as f64, terms, terms as f64) + F32_TOLERANCE.atol
 }
 
 /// Counts the checks and the mismatches, printing one line per check.
@@ -88,44 +88,34 @@ struct Report {
 impl Report {
     fn compare(&mut self, name: &str, got: &Tensor, want: &[f64]) -> Result<()> {
         let terms = if self.split { SPLIT_TERMS } else { MOST_TERMS };
-        let (mut atol, mut rtol) = if self.mixed {
-            (mixed_atol(terms), 0.0)
+        let mut tol = if self.mixed {
+            Tolerance {
+                rtol: 0.0,
+                atol: mixed_atol(terms),
+            }
         } else {
-            (ATOL, RTOL)
+            F32_TOLERANCE
         };
         if got.dtype() == DType::F16 {
             // Stored as f16: one f16 step more (to either neighbour), relative 2^-10, or 2^-24
             // below f16's normal range.
-            (atol, rtol) = (atol + 2f64.powi(-24), rtol + 2f64.powi(-10));
+            tol.atol += 2f64.powi(-24);
+            tol.rtol += 2f64.powi(-10);
         }
         let got = got.to_vec()?;
-        let bad = mismatches(&got, want, atol, rtol);
         self.checks += 1;
-        if bad == 0 {
-            println!("  {name:<44} ok");
-        } else {
-            println!(
-                "  {name:<44} MISMATCH ({bad} of {} values outside {atol:e} + {rtol:e} |want|, NaN included)",
-                want.len()
-            );
-            self.failed.push(name.to_string());
+        match tol.check(&got, want) {
+            Ok(()) => println!("  {name:<44} ok"),
+            Err(m) => {
+                println!(
+                    "  {name:<44} MISMATCH ({m}; bounds {:e} + {:e} |want|, NaN included)",
+                    tol.atol, tol.rtol
+                );
+                self.failed.push(name.to_string());
+            }
         }
         Ok(())
     }
-}
-
-/// Values outside `atol + rtol * |want|` (a NaN or infinity never passes), plus every value
-/// missing or extra.
-fn mismatches(got: &[f32], want: &[f64], atol: f64, rtol: f64) -> usize {
-    let outside = got
-        .iter()
-        .zip(want)
-        .filter(|&(&g, &w)| {
-            let close = (f64::from(g) - w).abs() <= atol + rtol * w.abs();
-            !close
-        })
-        .count();
-    outside + got.len().abs_diff(want.len())
 }
 
 /// Uploads deterministic values of `shape`; returns the tensor and its f64 copy.
@@ -508,25 +498,5 @@ pub fn run(ctx: &Context) -> Result<()> {
             r.checks,
             r.failed.join(", ")
         )))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{ATOL, RTOL, mismatches};
-
-    #[test]
-    fn nan_infinity_and_missing_values_are_mismatches() {
-        assert_eq!(mismatches(&[1.0, 2.0], &[1.0, 2.0], ATOL, RTOL), 0);
-        assert_eq!(
-            mismatches(&[f32::NAN, f32::NAN], &[1.0, 2.0], ATOL, RTOL),
-            2
-        );
-        assert_eq!(
-            mismatches(&[f32::INFINITY, 2.0], &[1.0, 2.0], ATOL, RTOL),
-            1
-        );
-        assert_eq!(mismatches(&[1.0], &[1.0, 2.0], ATOL, RTOL), 1);
-        assert_eq!(mismatches(&[1.1, 2.0], &[1.0, 2.0], ATOL, RTOL), 1);
     }
 }

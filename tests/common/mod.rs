@@ -6,6 +6,7 @@ pub mod exported;
 use std::path::PathBuf;
 
 use hetconv::kernels::gemm_core::{COOP_TILES, CoreKernel, TILE_SHAPES};
+use hetconv::reference::compare::{check_bounds, f16_sum_bound};
 use hetconv::tune::Variant;
 use hetconv::{Context, Tensor};
 
@@ -49,54 +50,24 @@ pub fn to_f64(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| f64::from(x)).collect()
 }
 
-/// |got - want| <= atol + rtol * |want|, element by element.
-#[derive(Clone, Copy, Debug)]
-pub struct Tolerance {
-    pub rtol: f64,
-    pub atol: f64,
-}
+pub use hetconv::reference::compare::Tolerance;
 
 /// f32 GPU kernels vs the f64 reference on values in [-1, 1) with short reductions
 /// (at most a few hundred terms): rounding stays far below this.
-pub const F32_KERNEL: Tolerance = Tolerance {
-    rtol: 1e-5,
-    atol: 1e-5,
-};
-
-impl Tolerance {
-    /// Scales the absolute part by the largest magnitude of the expected values (for
-    /// reductions whose rounding grows with the size of the result).
-    pub fn scaled(self, want: &[f64]) -> Self {
-        let max = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1.0);
-        Self {
-            rtol: self.rtol,
-            atol: self.atol * max,
-        }
-    }
-}
+pub const F32_KERNEL: Tolerance = Tolerance::F32_KERNEL;
 
 #[track_caller]
 pub fn assert_close(name: &str, got: &[f32], want: &[f64], tol: Tolerance) {
-    assert_eq!(got.len(), want.len(), "{name}: length");
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let err = (f64::from(g) - w).abs();
-        assert!(
-            err <= tol.atol + tol.rtol * w.abs(),
-            "{name}[{i}]: got {g}, want {w} (|err| {err:e} > {tol:?})"
-        );
+    if let Err(m) = tol.check(got, want) {
+        panic!("{name}: {m} ({tol:?})");
     }
 }
 
 /// Same check between two f64 slices (reference vs reference, finite differences).
 #[track_caller]
 pub fn assert_close64(name: &str, got: &[f64], want: &[f64], tol: Tolerance) {
-    assert_eq!(got.len(), want.len(), "{name}: length");
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let err = (g - w).abs();
-        assert!(
-            err <= tol.atol + tol.rtol * w.abs(),
-            "{name}[{i}]: got {g}, want {w} (|err| {err:e})"
-        );
+    if let Err(m) = tol.check(got, want) {
+        panic!("{name}: {m} ({tol:?})");
     }
 }
 
@@ -337,13 +308,9 @@ pub fn note(text: &str) {
     }
 }
 
-/// The bound on the error of a product whose operands (|a|, |b| <= 1) were rounded to f16 and
-/// whose `k` products were summed in f32 in any order:
-/// |got - want| <= (2u + u^2 + g) * sum_k |a_k| |b_k| + k * 2^-24, with u = 2^-11 (f16's unit
-/// roundoff: each operand's relative error), g = k v / (1 - k v), v = 2^-24 (f32 sums), and the
-/// absolute term for operands in f16's subnormal range (below 2^-14 an operand's rounding error
-/// is absolute, at most 2^-25, so each product's at most 2^-24). `abs_sum` is the reference on
-/// the operands' absolute values.
+/// `got` within [`f16_sum_bound`] of `want`, element by element: a product whose operands were
+/// rounded to f16 and whose `k` products were summed in f32; `abs_sum` is the reference on the
+/// operands' absolute values.
 #[track_caller]
 pub fn assert_within_f16_bound(name: &str, got: &[f32], want: &[f64], abs_sum: &[f64], k: usize) {
     assert_within_f16_bound_then(name, got, want, abs_sum, k, |bound, _| bound);
@@ -360,19 +327,10 @@ pub fn assert_within_f16_bound_then(
     k: usize,
     then: impl Fn(f64, f64) -> f64,
 ) {
-    assert_eq!(got.len(), want.len(), "{name}: length");
-    let (u, v) = (2f64.powi(-11), 2f64.powi(-24));
-    let kv = k as f64 * v;
-    let rel = 2.0 * u + u * u + kv / (1.0 - kv);
-    let abs = kv;
-    for (i, ((&g, &w), &s)) in got.iter().zip(want).zip(abs_sum).enumerate() {
-        let err = (f64::from(g) - w).abs();
-        // One more f32 rounding of the stored result (and of a bias added to it).
-        let bound = then(rel * s + abs + 2.0 * v * w.abs(), w);
-        assert!(
-            err <= bound,
-            "{name}[{i}]: got {g}, want {w} (|err| {err:e} > f16 bound {bound:e}, k = {k})"
-        );
+    assert_eq!(abs_sum.len(), want.len(), "{name}: abs_sum's length");
+    let bound = |i: usize, w: f64| then(f16_sum_bound(abs_sum[i], k, w), w);
+    if let Err(m) = check_bounds(got, want, bound) {
+        panic!("{name}: {m} (f16 bound, k = {k})");
     }
 }
 
