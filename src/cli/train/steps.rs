@@ -2,6 +2,7 @@
 //! checkpoint at each epoch's end (and every --checkpoint-every steps), metrics and a chart,
 //! and a checkpoint on Ctrl-C; on several ranks, rank 0 alone prints and writes.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -108,13 +109,13 @@ pub(super) fn train(
             leeway.unlimited(|| trainer.any_rank(false))?;
         }
     }
-    let mut epoch_start = Instant::now();
-    let mut epoch_images = 0usize;
     // A run resumed within an epoch starts the epoch's means from its rows before the resume.
     let epoch_began = trainer.epoch() as u64 * trainer.steps_per_epoch();
-    let (mut loss_sum, mut acc_sum, mut sampled) = metrics
-        .as_ref()
-        .map_or((0.0, 0.0, 0), |m| m.sampled_after(epoch_began));
+    let mut epoch = EpochSums::new(
+        metrics
+            .as_ref()
+            .map_or((0.0, 0.0, 0), |m| m.sampled_after(epoch_began)),
+    );
     let mut stepping = std::time::Duration::ZERO;
     while !trainer.is_done() {
         bar.set_prefix(format!("{}", trainer.epoch() + 1));
@@ -122,9 +123,9 @@ pub(super) fn train(
         let report = pollster::block_on(trainer.step())?;
         stepping += step_start.elapsed();
         bar.inc(1);
-        epoch_images += report.images;
+        epoch.images += report.images;
         if let Some((loss, accuracy)) = report.metrics {
-            let rate = epoch_images as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9);
+            let rate = epoch.images as f64 / epoch.start.elapsed().as_secs_f64().max(1e-9);
             let scale = report
                 .scaler
                 .map(|s| format!(" scale {} ({} skipped)", s.scale, s.skipped))
@@ -137,9 +138,9 @@ pub(super) fn train(
             if let Some(metrics) = metrics.as_mut() {
                 metrics.step(report.step, report.epoch, report.lr, loss, accuracy)?;
             }
-            loss_sum += loss;
-            acc_sum += accuracy;
-            sampled += 1;
+            epoch.loss_sum += loss;
+            epoch.accuracy_sum += accuracy;
+            epoch.sampled += 1;
         }
         let periodic = checkpoint_every.is_some_and(|n| report.step % n.max(1) == 0);
         // Every rank stops at the same step when any was interrupted.
@@ -151,19 +152,12 @@ pub(super) fn train(
                 Ok(())
             }
         };
-        if (report.epoch_done || trainer.is_done()) && !rank0 {
-            (loss_sum, acc_sum, sampled, epoch_images) = (0.0, 0.0, 0, 0);
-            epoch_start = Instant::now();
-        } else if report.epoch_done || trainer.is_done() {
-            let seconds = epoch_start.elapsed().as_secs_f64();
+        let epoch_over = report.epoch_done || trainer.is_done();
+        if epoch_over && rank0 {
+            // The epoch's time is its training's, without the save and the evaluation.
+            let tally = epoch.tally();
             // Saved before the evaluation: an evaluation that fails loses no training.
             save_on_rank0(&trainer)?;
-            let tally = EpochTally {
-                loss_sum,
-                accuracy_sum: acc_sum,
-                sampled,
-                timing: Some((seconds, epoch_images)),
-            };
             finish_epoch(
                 &trainer,
                 &test_split,
@@ -173,14 +167,15 @@ pub(super) fn train(
                 &bar,
                 metrics.as_mut(),
             )?;
-            (loss_sum, acc_sum, sampled, epoch_images) = (0.0, 0.0, 0, 0);
-            epoch_start = Instant::now();
+        }
+        if epoch_over {
+            epoch = EpochSums::new((0.0, 0.0, 0));
         } else if periodic {
             save_on_rank0(&trainer)?;
         }
         // Rank 0 alone evaluated or saved: the other ranks wait for it here, without the
         // exchanges' limit (a long evaluation is not a hung rank).
-        let rank0_worked = report.epoch_done || trainer.is_done() || periodic;
+        let rank0_worked = epoch_over || periodic;
         if let Some(leeway) = leeway.as_ref().filter(|_| rank0_worked) {
             leeway.unlimited(|| trainer.any_rank(false))?;
         }
@@ -203,14 +198,59 @@ pub(super) fn train(
             100.0 * exchanged / stepping.as_secs_f64().max(1e-9)
         );
     }
-    let Some(metrics) = metrics else {
-        return Ok(());
-    };
+    match metrics {
+        Some(metrics) => print_summary(&metrics, arch, &dataset_name, &save_path, &out),
+        None => Ok(()),
+    }
+}
+
+/// The sums of the epoch's sampled steps, and the images trained since `start`.
+struct EpochSums {
+    loss_sum: f64,
+    accuracy_sum: f64,
+    sampled: usize,
+    images: usize,
+    start: Instant,
+}
+
+impl EpochSums {
+    /// An epoch starting now with sums of `(loss, accuracy, sampled steps)` (a resumed run's
+    /// rows before the resume).
+    fn new((loss_sum, accuracy_sum, sampled): (f64, f64, usize)) -> Self {
+        Self {
+            loss_sum,
+            accuracy_sum,
+            sampled,
+            images: 0,
+            start: Instant::now(),
+        }
+    }
+
+    /// The epoch's training side, ending now.
+    fn tally(&self) -> EpochTally {
+        EpochTally {
+            loss_sum: self.loss_sum,
+            accuracy_sum: self.accuracy_sum,
+            sampled: self.sampled,
+            timing: Some((self.start.elapsed().as_secs_f64(), self.images)),
+        }
+    }
+}
+
+/// The run's last lines: the final test accuracy, and where the checkpoint, the chart of
+/// `metrics` (titled with the model `arch` and the data set) and the metrics are.
+fn print_summary(
+    metrics: &Metrics,
+    arch: &Architecture,
+    dataset: &str,
+    save_path: &Path,
+    out: &Path,
+) -> Result<()> {
     let chart = metrics.chart(&format!(
         "{} P={} on {}",
         arch.title(),
         arch.parts(),
-        dataset_name
+        dataset
     ))?;
     if let Some(last) = metrics.epoch_rows.last() {
         say!(
