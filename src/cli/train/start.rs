@@ -2,7 +2,7 @@
 //! data, model, settings and progress, each flag given checked against the checkpoint's run.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use hetconv::checkpoint::{self, Checkpoint, META_CONFIG};
 use hetconv::data::{Augment, Dataset};
@@ -111,7 +111,6 @@ pub(super) fn start(ctx: &Context, args: &TrainArgs, given: &BTreeSet<String>) -
     if let Some(n) = train_limit {
         train_data = train_data.take(n);
     }
-    let dataset_name = train_data.name.clone();
     let flags = RunFlags {
         train_limit,
         eval_limit,
@@ -121,82 +120,10 @@ pub(super) fn start(ctx: &Context, args: &TrainArgs, given: &BTreeSet<String>) -
         classes: train_data.classes(),
         channels: train_data.channels,
     };
-    let (model, settings, progress) = if let Some((path, ckpt, saved)) = resumed {
-        if let Some(f) = &saved_flags {
-            let data_now = (flags.train_images, flags.classes, flags.channels);
-            let data_then = (f.train_images, f.classes, f.channels);
-            if data_now != data_then {
-                return Err(Error::InvalidArgument(format!(
-                    "{} was trained on {} ({} images, {} classes, {} channels); this data is {} ({} images, {} classes, {} channels): give the run's --data to resume it",
-                    path.display(),
-                    saved.dataset,
-                    f.train_images,
-                    f.classes,
-                    f.channels,
-                    dataset_name,
-                    flags.train_images,
-                    flags.classes,
-                    flags.channels
-                )));
-            }
-            if saved.dataset != dataset_name {
-                say!(
-                    "note: the run was trained on {}; resuming on {} (same size, classes and channels)",
-                    saved.dataset,
-                    dataset_name
-                );
-            }
-        }
-        check_shape_flags(args, &ckpt, "the resumed run", &path)?;
-        let own = ckpt.architecture.as_ref().and_then(|a| a.normalize());
-        if let Some(given) = args.normalize.as_ref().filter(|n| Some(*n) != own) {
-            return Err(refused(
-                "--normalize",
-                &format!("{given:?}"),
-                &format!("{own:?}"),
-                &path,
-            ));
-        }
-        crate::cli::check_class_names(&ckpt, &train_data, &path)?;
-        check_resumed_settings(args, given, ctx, &saved.settings, &path)?;
-        let mode = match &ckpt.architecture {
-            _ if args.unfused => ConvMode::Unfused,
-            Some(arch) => arch.mode(),
-            None => ConvMode::Fused,
-        };
-        say!(
-            "resuming {} at step {}",
-            path.display(),
-            saved.progress.step
-        );
-        let mut settings = saved.settings;
-        if args.max_steps.is_some() {
-            settings.max_steps = args.max_steps;
-        }
-        (
-            ckpt.build_model(ctx, mode).map_err(|e| e.in_file(&path))?,
-            settings,
-            saved.progress,
-        )
+    let (model, settings, progress) = if let Some(resumed) = resumed {
+        resume(ctx, args, given, resumed, &flags, &train_data)?
     } else if let Some((path, ckpt)) = &init {
-        check_shape_flags(args, ckpt, "--init", path)?;
-        if ckpt.folded > 0 {
-            say!(
-                "{}: folded {} non-zero 1x1 weights of filters' own blocks into 3x3 centre taps",
-                path.display(),
-                ckpt.folded
-            );
-        }
-        let mode = if args.unfused {
-            ConvMode::Unfused
-        } else {
-            ConvMode::Fused
-        };
-        (
-            ckpt.build_model(ctx, mode).map_err(|e| e.in_file(path))?,
-            args.settings(args.data.reads_image_folder()),
-            Progress::default(),
-        )
+        from_init(ctx, args, path, ckpt)?
     } else {
         (
             args.architecture(&train_data)?.build(ctx, args.seed)?,
@@ -216,6 +143,100 @@ pub(super) fn start(ctx: &Context, args: &TrainArgs, given: &BTreeSet<String>) -
         test: splits.test,
         flags,
     })
+}
+
+/// A model, its settings and where it stands.
+type Trained = (Box<dyn Model>, TrainSettings, Progress);
+
+/// The run saved at `path` (its checkpoint and run), resumed: refused where this run's data
+/// (`flags`, `train`) or a flag given differs from the saved run's.
+fn resume(
+    ctx: &Context,
+    args: &TrainArgs,
+    given: &BTreeSet<String>,
+    (path, ckpt, saved): (PathBuf, Checkpoint, SavedRun),
+    flags: &RunFlags,
+    train: &Dataset,
+) -> Result<Trained> {
+    let dataset_name = train.name.as_str();
+    if let Some(f) = &saved.run {
+        let data_now = (flags.train_images, flags.classes, flags.channels);
+        let data_then = (f.train_images, f.classes, f.channels);
+        if data_now != data_then {
+            return Err(Error::InvalidArgument(format!(
+                "{} was trained on {} ({} images, {} classes, {} channels); this data is {} ({} images, {} classes, {} channels): give the run's --data to resume it",
+                path.display(),
+                saved.dataset,
+                f.train_images,
+                f.classes,
+                f.channels,
+                dataset_name,
+                flags.train_images,
+                flags.classes,
+                flags.channels
+            )));
+        }
+        if saved.dataset != dataset_name {
+            say!(
+                "note: the run was trained on {}; resuming on {} (same size, classes and channels)",
+                saved.dataset,
+                dataset_name
+            );
+        }
+    }
+    check_shape_flags(args, &ckpt, "the resumed run", &path)?;
+    let own = ckpt.architecture.as_ref().and_then(|a| a.normalize());
+    if let Some(given) = args.normalize.as_ref().filter(|n| Some(*n) != own) {
+        return Err(refused(
+            "--normalize",
+            &format!("{given:?}"),
+            &format!("{own:?}"),
+            &path,
+        ));
+    }
+    crate::cli::check_class_names(&ckpt, train, &path)?;
+    check_resumed_settings(args, given, ctx, &saved.settings, &path)?;
+    let mode = match &ckpt.architecture {
+        _ if args.unfused => ConvMode::Unfused,
+        Some(arch) => arch.mode(),
+        None => ConvMode::Fused,
+    };
+    say!(
+        "resuming {} at step {}",
+        path.display(),
+        saved.progress.step
+    );
+    let mut settings = saved.settings;
+    if args.max_steps.is_some() {
+        settings.max_steps = args.max_steps;
+    }
+    Ok((
+        ckpt.build_model(ctx, mode).map_err(|e| e.in_file(&path))?,
+        settings,
+        saved.progress,
+    ))
+}
+
+/// A new run from the weights of the checkpoint at `path` (--init).
+fn from_init(ctx: &Context, args: &TrainArgs, path: &Path, ckpt: &Checkpoint) -> Result<Trained> {
+    check_shape_flags(args, ckpt, "--init", path)?;
+    if ckpt.folded > 0 {
+        say!(
+            "{}: folded {} non-zero 1x1 weights of filters' own blocks into 3x3 centre taps",
+            path.display(),
+            ckpt.folded
+        );
+    }
+    let mode = if args.unfused {
+        ConvMode::Unfused
+    } else {
+        ConvMode::Fused
+    };
+    Ok((
+        ckpt.build_model(ctx, mode).map_err(|e| e.in_file(path))?,
+        args.settings(args.data.reads_image_folder()),
+        Progress::default(),
+    ))
 }
 
 /// Prints what the run trains: the adapter, the data, the model `arch` with its cost, the
