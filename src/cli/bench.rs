@@ -136,17 +136,7 @@ fn measure(
     let arch = architecture(args, parts)?.with_mode(mode);
     let macs = arch.cost().macs;
     let mut model = arch.build(ctx, 0)?;
-    let (channels, side) = (arch.input().channels, arch.input().size);
-    let mut init = Init::new(1);
-    let pixels: Vec<f32> = init
-        .normal(batch * channels * side * side, 0.5)
-        .iter()
-        .map(|v| v.abs().min(1.0))
-        .collect();
-    let classes = arch.classes();
-    let labels: Vec<f32> = (0..batch).map(|i| (i % classes) as f32).collect();
-    let x = Tensor::from_slice(ctx, &[batch, channels, side, side], &pixels)?;
-    let y = Tensor::from_slice(ctx, &[batch], &labels)?;
+    let (x, y) = random_batch(ctx, &arch, batch)?;
     let sgd = SgdStep {
         lr: 0.01,
         momentum: 0.9,
@@ -202,32 +192,11 @@ fn measure(
         None
     };
     let profile = if args.profile {
-        ctx.synchronize()?;
-        ctx.begin_profile()?;
-        train_step()?;
-        let (mut times, untimed) = pollster::block_on(ctx.end_profile())?;
-        if untimed > 0 {
-            eprintln!("profile: {untimed} dispatches went untimed (query set full)");
-        }
-        times.sort_by(|a, b| b.ms.total_cmp(&a.ms));
-        times
+        profile_one(ctx, train_step)?
     } else {
         Vec::new()
     };
-    for _ in 0..args.warmup {
-        model.predict(&x)?;
-        ctx.synchronize()?;
-    }
-    let forward_ms = time_steps(ctx, args.steps, || model.predict(&x).map(|_| ()))?.wall_ms;
-    let one = x.view(0, &[1, channels, side, side])?;
-    for _ in 0..args.warmup {
-        model.predict_probabilities(&one)?;
-        ctx.synchronize()?;
-    }
-    let one_image_ms = time_steps(ctx, args.steps, || {
-        model.predict_probabilities(&one).map(|_| ())
-    })?
-    .wall_ms;
+    let (forward_ms, one_image_ms) = inference_ms(ctx, model.as_ref(), &x, args)?;
     Ok(Row {
         batch,
         parts,
@@ -255,6 +224,65 @@ fn measure(
 /// The benchmarked network at part `parts`: the VGG-16 for CIFAR-10 (at the width
 /// multiplier), or a ResNet in its layout's shape (CIFAR-10's, or ImageNet's 224x224, 1000
 /// classes).
+/// A batch of `batch` random images of `arch`'s input shape, pixels in [0, 1], and labels
+/// cycling through its classes.
+fn random_batch(ctx: &Context, arch: &Architecture, batch: usize) -> Result<(Tensor, Tensor)> {
+    let (channels, side) = (arch.input().channels, arch.input().size);
+    let mut init = Init::new(1);
+    let pixels: Vec<f32> = init
+        .normal(batch * channels * side * side, 0.5)
+        .iter()
+        .map(|v| v.abs().min(1.0))
+        .collect();
+    let classes = arch.classes();
+    let labels: Vec<f32> = (0..batch).map(|i| (i % classes) as f32).collect();
+    Ok((
+        Tensor::from_slice(ctx, &[batch, channels, side, side], &pixels)?,
+        Tensor::from_slice(ctx, &[batch], &labels)?,
+    ))
+}
+
+/// GPU time per kernel over one `step` (timestamps; each dispatch in a pass of its own),
+/// slowest first.
+fn profile_one(ctx: &Context, mut step: impl FnMut() -> Result<()>) -> Result<Vec<KernelTime>> {
+    ctx.synchronize()?;
+    ctx.begin_profile()?;
+    step()?;
+    let (mut times, untimed) = pollster::block_on(ctx.end_profile())?;
+    if untimed > 0 {
+        eprintln!("profile: {untimed} dispatches went untimed (query set full)");
+    }
+    times.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+    Ok(times)
+}
+
+/// Milliseconds of `model`'s inference on the batch `x` and on its first image (eval-mode class
+/// probabilities), each after the warm-up.
+fn inference_ms(
+    ctx: &Context,
+    model: &dyn Model,
+    x: &Tensor,
+    args: &BenchArgs,
+) -> Result<(f64, f64)> {
+    for _ in 0..args.warmup {
+        model.predict(x)?;
+        ctx.synchronize()?;
+    }
+    let forward_ms = time_steps(ctx, args.steps, || model.predict(x).map(|_| ()))?.wall_ms;
+    let mut one_shape = x.shape().to_vec();
+    one_shape[0] = 1;
+    let one = x.view(0, &one_shape)?;
+    for _ in 0..args.warmup {
+        model.predict_probabilities(&one)?;
+        ctx.synchronize()?;
+    }
+    let one_image_ms = time_steps(ctx, args.steps, || {
+        model.predict_probabilities(&one).map(|_| ())
+    })?
+    .wall_ms;
+    Ok((forward_ms, one_image_ms))
+}
+
 fn architecture(args: &BenchArgs, parts: usize) -> Result<Architecture> {
     match args.model {
         ModelName::Vgg16 => Ok(Architecture::Vgg16(super::scaled_vgg(

@@ -30,18 +30,7 @@ pub struct TuneArgs {
 
 /// Runs the command.
 pub fn run(ctx: &Context, args: TuneArgs) -> Result<()> {
-    if let Some(out) = &args.out {
-        for ext in ["md", "json"] {
-            super::check_writable(&out.with_extension(ext))?;
-        }
-    }
-    // Where the winners would not be stored, tuning ahead of time is pointless: refused.
-    if let Some(path) = ctx.tune_cache_path().filter(|_| !ctx.tune_cache_writable()) {
-        return Err(Error::InvalidArgument(format!(
-            "{}: not a tune cache, so tune would not store its results there: remove it or name another file (--tune-cache, HETCONV_TUNE_CACHE)",
-            path.display()
-        )));
-    }
+    check_destinations(ctx, &args)?;
     // Every network is checked before the first is tuned.
     let width_mult = (args.width_mult != 1.0).then_some(args.width_mult);
     let configs = args
@@ -65,22 +54,9 @@ pub fn run(ctx: &Context, args: TuneArgs) -> Result<()> {
     for (&parts, config) in args.parts.iter().zip(configs) {
         let mut model = Vgg16::new(ctx, config, 0)?;
         for &batch in &args.batch {
-            let x = Tensor::zeros(ctx, &[batch, 3, 32, 32])?;
-            let labels: Vec<f32> = (0..batch).map(|i| (i % 10) as f32).collect();
-            let y = Tensor::from_slice(ctx, &[batch], &labels)?;
             let before = ctx.tune_stats();
             let t = Instant::now();
-            // The learning rate does not change what is timed; 0 leaves the weights alone.
-            let sgd = SgdStep {
-                lr: 0.0,
-                momentum: 0.9,
-                weight_decay: 5e-4,
-                nesterov: false,
-            };
-            model.train_step(&x, &y, &sgd)?;
-            model.predict(&x)?;
-            model.predict_probabilities(&x.view(0, &[1, 3, 32, 32])?)?;
-            ctx.synchronize()?;
+            run_every_pass(ctx, &mut model, batch)?;
             let after = ctx.tune_stats();
             eprintln!(
                 "P={parts} batch {batch}: {} keys timed, {:.1} s",
@@ -89,6 +65,71 @@ pub fn run(ctx: &Context, args: TuneArgs) -> Result<()> {
             );
         }
     }
+    let (md, choices) = choices_table(ctx, &args);
+    println!("{md}");
+    let cached = ctx
+        .kernel_choices()
+        .iter()
+        .filter(|(_, c)| c.source == hetconv::tune::Source::Cached)
+        .count();
+    if cached > 0 {
+        eprintln!(
+            "tune: {cached} keys came from the cache and were not timed again (delete the cache file to re-time them)"
+        );
+    }
+    println!(
+        "{:.1} s in all; cache: {}",
+        started.elapsed().as_secs_f64(),
+        ctx.tune_cache_path()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "none (no cache folder)".into())
+    );
+    if let Some(out) = &args.out {
+        write_report(ctx, &args, out, &md, choices)?;
+    }
+    Ok(())
+}
+
+/// Refuses to start where the results could not be kept: an --out file that cannot be
+/// written, or a tune cache file that is not one (tuning ahead of time would be pointless).
+fn check_destinations(ctx: &Context, args: &TuneArgs) -> Result<()> {
+    if let Some(out) = &args.out {
+        for ext in ["md", "json"] {
+            super::check_writable(&out.with_extension(ext))?;
+        }
+    }
+    if let Some(path) = ctx.tune_cache_path().filter(|_| !ctx.tune_cache_writable()) {
+        return Err(Error::InvalidArgument(format!(
+            "{}: not a tune cache, so tune would not store its results there: remove it or name another file (--tune-cache, HETCONV_TUNE_CACHE)",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Runs every pass `model` has at `batch` once, so that each key is tuned: a training step,
+/// inference at the batch and at one image.
+fn run_every_pass(ctx: &Context, model: &mut Vgg16, batch: usize) -> Result<()> {
+    let x = Tensor::zeros(ctx, &[batch, 3, 32, 32])?;
+    let labels: Vec<f32> = (0..batch).map(|i| (i % 10) as f32).collect();
+    let y = Tensor::from_slice(ctx, &[batch], &labels)?;
+    // The learning rate does not change what is timed; 0 leaves the weights alone.
+    let sgd = SgdStep {
+        lr: 0.0,
+        momentum: 0.9,
+        weight_decay: 5e-4,
+        nesterov: false,
+    };
+    model.train_step(&x, &y, &sgd)?;
+    model.predict(&x)?;
+    model.predict_probabilities(&x.view(0, &[1, 3, 32, 32])?)?;
+    ctx.synchronize()
+}
+
+/// The table of what every key runs (Markdown, with the tuning's cost in its header), and the
+/// same choices with every candidate's time as JSON values.
+fn choices_table(ctx: &Context, args: &TuneArgs) -> (String, Vec<serde_json::Value>) {
+    let info = ctx.adapter_info();
     let stats = ctx.tune_stats();
     let mut md = format!(
         "Kernel variants of the HetConv VGG-16 (width x{}, P = {:?}, batch {:?}) on {} ({:?}, {} {})\n\
@@ -136,40 +177,33 @@ pub fn run(ctx: &Context, args: TuneArgs) -> Result<()> {
                 .collect::<Vec<_>>(),
         }));
     }
-    println!("{md}");
-    let cached = ctx
-        .kernel_choices()
-        .iter()
-        .filter(|(_, c)| c.source == hetconv::tune::Source::Cached)
-        .count();
-    if cached > 0 {
-        eprintln!(
-            "tune: {cached} keys came from the cache and were not timed again (delete the cache file to re-time them)"
-        );
-    }
-    println!(
-        "{:.1} s in all; cache: {}",
-        started.elapsed().as_secs_f64(),
-        ctx.tune_cache_path()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "none (no cache folder)".into())
-    );
-    if let Some(out) = &args.out {
-        let report = serde_json::json!({
-            "adapter": info.name, "backend": format!("{:?}", info.backend),
-            "driver": info.driver, "driver_info": info.driver_info,
-            "width_mult": args.width_mult, "parts": args.parts, "batch": args.batch,
-            "keys_timed": stats.keys_timed, "tuning_ms": stats.ms,
-            "candidates_checked": stats.candidates_checked, "candidates_failed": stats.candidates_failed,
-            "choices": json,
-        });
-        write(&out.with_extension("md"), &md)?;
-        write(
-            &out.with_extension("json"),
-            &serde_json::to_string_pretty(&report).unwrap_or_default(),
-        )?;
-    }
-    Ok(())
+    (md, json)
+}
+
+/// Writes the table `md` to OUT.md, and to OUT.json the run's adapter, networks, tuning cost
+/// and `choices`.
+fn write_report(
+    ctx: &Context,
+    args: &TuneArgs,
+    out: &std::path::Path,
+    md: &str,
+    choices: Vec<serde_json::Value>,
+) -> Result<()> {
+    let info = ctx.adapter_info();
+    let stats = ctx.tune_stats();
+    let report = serde_json::json!({
+        "adapter": info.name, "backend": format!("{:?}", info.backend),
+        "driver": info.driver, "driver_info": info.driver_info,
+        "width_mult": args.width_mult, "parts": args.parts, "batch": args.batch,
+        "keys_timed": stats.keys_timed, "tuning_ms": stats.ms,
+        "candidates_checked": stats.candidates_checked, "candidates_failed": stats.candidates_failed,
+        "choices": choices,
+    });
+    write(&out.with_extension("md"), md)?;
+    write(
+        &out.with_extension("json"),
+        &serde_json::to_string_pretty(&report).unwrap_or_default(),
+    )
 }
 
 fn write(path: &std::path::Path, text: &str) -> Result<()> {

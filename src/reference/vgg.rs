@@ -52,11 +52,29 @@ pub fn loss_and_grads(
     batch: usize,
     labels: &[usize],
 ) -> (f64, Params) {
-    let p = |name: &str| {
-        params
-            .get(name)
-            .unwrap_or_else(|| panic!("reference VGG: no parameter {name}"))
-    };
+    let (logits, saved) = forward(config, params, x, batch);
+    let (mean_loss, mut g, _) = loss::softmax_cross_entropy(&logits, labels, config.classes);
+    let mut grads = Params::new();
+    for layer in saved.into_iter().rev() {
+        g = backward(layer, &g, params, batch, &mut grads);
+    }
+    (mean_loss, grads)
+}
+
+/// The parameter `name` of `params` (a missing one is a bug of the caller's test).
+fn param<'a>(params: &'a Params, name: &str) -> &'a Vec<f64> {
+    params
+        .get(name)
+        .unwrap_or_else(|| panic!("reference VGG: no parameter {name}"))
+}
+
+/// The logits of `x` in training mode, and what each layer saved for its backward pass, in
+/// the order the layers ran.
+///
+/// # Shapes
+/// `x`: `[B, in_channels, size, size]` -> `[B, classes]`
+fn forward(config: &VggConfig, params: &Params, x: &[f64], batch: usize) -> (Vec<f64>, Vec<Saved>) {
+    let p = |name: &str| param(params, name);
     let mut saved = Vec::new();
     let mut h = x.to_vec();
     for layer in config.layers() {
@@ -75,8 +93,8 @@ pub fn loss_and_grads(
                     height: size,
                     width: size,
                 };
-                let (kind, name, y) = if hetconv {
-                    let name = format!("features.{index}");
+                let name = format!("features.{index}");
+                let (kind, y) = if hetconv {
                     let kind = ConvKind::hetconv(config.parts);
                     let y = conv::forward(
                         &kind,
@@ -86,9 +104,8 @@ pub fn loss_and_grads(
                         Some(p(&format!("{name}.pwc.weight"))),
                         None,
                     );
-                    (kind, name, y)
+                    (kind, y)
                 } else {
-                    let name = format!("features.{index}");
                     let kind = ConvKind::standard3x3();
                     let y = conv::forward(
                         &kind,
@@ -98,7 +115,7 @@ pub fn loss_and_grads(
                         None,
                         Some(p(&format!("{name}.bias"))),
                     );
-                    (kind, name, y)
+                    (kind, y)
                 };
                 saved.push(Saved::Conv {
                     name,
@@ -160,89 +177,88 @@ pub fn loss_and_grads(
         inputs: hidden,
         outputs: classes,
     });
+    (logits, saved)
+}
 
-    let (mean_loss, mut g, _) = loss::softmax_cross_entropy(&logits, labels, classes);
-    let mut grads = Params::new();
-    for s in saved.into_iter().rev() {
-        match s {
-            Saved::Linear {
-                prefix,
-                x,
+/// One layer's backward pass from what it `saved`: puts its parameters' gradients in `grads`
+/// and returns the gradient of its input, given `g`, that of its output.
+fn backward(
+    saved: Saved,
+    g: &[f64],
+    params: &Params,
+    batch: usize,
+    grads: &mut Params,
+) -> Vec<f64> {
+    let p = |name: &str| param(params, name);
+    match saved {
+        Saved::Linear {
+            prefix,
+            x,
+            inputs,
+            outputs,
+        } => {
+            let (dx, dw, db) = gemm::linear_backward(
+                &x,
+                p(&format!("{prefix}.weight")),
+                g,
+                batch,
                 inputs,
                 outputs,
-            } => {
-                let (dx, dw, db) = gemm::linear_backward(
-                    &x,
-                    p(&format!("{prefix}.weight")),
-                    &g,
-                    batch,
-                    inputs,
-                    outputs,
-                );
-                grads.insert(format!("{prefix}.weight"), dw);
-                grads.insert(format!("{prefix}.bias"), db);
-                g = dx;
-            }
-            Saved::BatchNorm {
-                prefix,
-                x,
+            );
+            grads.insert(format!("{prefix}.weight"), dw);
+            grads.insert(format!("{prefix}.bias"), db);
+            dx
+        }
+        Saved::BatchNorm {
+            prefix,
+            x,
+            channels,
+            plane,
+            mean,
+            invstd,
+            y,
+        } => {
+            let dy = activation::relu_backward(&y, g);
+            let (dx, dgamma, dbeta) = batchnorm::backward(
+                &x,
+                &dy,
+                batch,
                 channels,
                 plane,
-                mean,
-                invstd,
-                y,
-            } => {
-                let dy = activation::relu_backward(&y, &g);
-                let (dx, dgamma, dbeta) = batchnorm::backward(
-                    &x,
-                    &dy,
-                    batch,
-                    channels,
-                    plane,
-                    p(&format!("{prefix}.weight")),
-                    &mean,
-                    &invstd,
-                );
-                grads.insert(format!("{prefix}.weight"), dgamma);
-                grads.insert(format!("{prefix}.bias"), dbeta);
-                g = dx;
+                p(&format!("{prefix}.weight")),
+                &mean,
+                &invstd,
+            );
+            grads.insert(format!("{prefix}.weight"), dgamma);
+            grads.insert(format!("{prefix}.bias"), dbeta);
+            dx
+        }
+        Saved::Pool {
+            x_planes,
+            height,
+            width,
+            argmax,
+        } => pool::max_pool2_backward(g, &argmax, x_planes, height, width),
+        Saved::Conv { name, kind, d, x } => {
+            let (w3, w1) = if kind.spatial() && kind.pointwise != Pointwise::None {
+                (
+                    params.get(&format!("{name}.gwc.weight")),
+                    params.get(&format!("{name}.pwc.weight")),
+                )
+            } else {
+                (params.get(&format!("{name}.weight")), None)
+            };
+            let (dw3, dw1) = conv::backward_weight(&kind, &d, &x, g);
+            if let Some(dw1) = dw1 {
+                grads.insert(format!("{name}.gwc.weight"), dw3.unwrap_or_default());
+                grads.insert(format!("{name}.pwc.weight"), dw1);
+            } else {
+                grads.insert(format!("{name}.weight"), dw3.unwrap_or_default());
+                grads.insert(format!("{name}.bias"), conv::bias_grad(&kind, &d, g));
             }
-            Saved::Pool {
-                x_planes,
-                height,
-                width,
-                argmax,
-            } => {
-                g = pool::max_pool2_backward(&g, &argmax, x_planes, height, width);
-            }
-            Saved::Conv { name, kind, d, x } => {
-                let (w3, w1) = if kind.spatial() && kind.pointwise != Pointwise::None {
-                    (
-                        params.get(&format!("{name}.gwc.weight")),
-                        params.get(&format!("{name}.pwc.weight")),
-                    )
-                } else {
-                    (params.get(&format!("{name}.weight")), None)
-                };
-                let (dw3, dw1) = conv::backward_weight(&kind, &d, &x, &g);
-                if let Some(dw1) = dw1 {
-                    grads.insert(format!("{name}.gwc.weight"), dw3.unwrap_or_default());
-                    grads.insert(format!("{name}.pwc.weight"), dw1);
-                } else {
-                    grads.insert(format!("{name}.weight"), dw3.unwrap_or_default());
-                    grads.insert(format!("{name}.bias"), conv::bias_grad(&kind, &d, &g));
-                }
-                g = conv::backward_input(
-                    &kind,
-                    &d,
-                    &g,
-                    w3.map(Vec::as_slice),
-                    w1.map(Vec::as_slice),
-                );
-            }
+            conv::backward_input(&kind, &d, g, w3.map(Vec::as_slice), w1.map(Vec::as_slice))
         }
     }
-    (mean_loss, grads)
 }
 
 /// (planes, side) of the activation produced by the last saved conv + BN (square maps).

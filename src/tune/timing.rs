@@ -35,6 +35,7 @@ pub(super) struct Check {
     pub trusted: Vec<Variant>,
 }
 
+#[derive(Default)]
 pub(super) struct Outcome {
     /// The winner and its time per run in ms: the fastest candidate that ran, or the direct
     /// kernels (else the first candidate) where within 5% of it.
@@ -67,112 +68,50 @@ pub(super) fn time_candidates(
     let started = Instant::now();
     ctx.synchronize()?;
     let profile = ctx.pause_profile()?;
-    let mut outcome = Outcome {
-        best: None,
-        timed: Vec::new(),
-        failures: Vec::new(),
-        checked: Vec::new(),
-        mismatched: Vec::new(),
-        runs: 0,
-        wall_ms: 0.0,
-    };
-    // The reference's values, unless every candidate is trusted already. A reference that
-    // cannot run leaves the candidates unchecked (the failure surfaces as its own candidacy's).
-    let expected = match &check {
-        Some(c) if candidates.iter().any(|v| needs_check(c, *v)) => {
-            let _poisoned = Poisoned::new(ctx);
-            match scoped(ctx, || {
-                run(c.reference).and_then(|outputs| read_all(&outputs))
-            }) {
-                Ok(values) => Some(values),
-                Err(e) => {
-                    log::warn!("tune: the reference {} did not run: {e}", c.reference);
-                    None
-                }
-            }
-        }
-        _ => None,
-    };
-    let runs_done = std::cell::Cell::new(0u64);
+    let mut outcome = Outcome::default();
+    let expected = reference_values(ctx, candidates, check.as_ref(), &mut run);
     // Runs per sample of the leader. Without timestamps a sample's wall time holds a submission
     // and a wait: a first sample of one run would carry all of it against the leader's spread
     // over several, and drop faster candidates; so first samples take the leader's count there.
     let mut leader_runs = 1usize;
     for &variant in candidates {
-        let timestamps = ctx.can_profile();
-        // Time per run, and the last run's outputs.
-        let mut sample = |runs: usize| -> Result<(f64, Vec<Tensor>)> {
-            let t = Instant::now();
-            if timestamps {
-                ctx.begin_profile()?;
-            }
-            let ran = (0..runs).try_fold(Vec::new(), |_, _| {
-                runs_done.set(runs_done.get() + 1);
-                run(variant)
-            });
-            let gpu_ms = if timestamps {
-                // End the profile whether or not the runs succeeded.
-                let (times, _) = pollster::block_on(ctx.end_profile())?;
-                Some(times.iter().map(|k| k.ms).sum::<f64>())
-            } else {
-                ctx.synchronize()?;
-                None
-            };
-            let outputs = ran?;
-            let ms = gpu_ms.unwrap_or_else(|| t.elapsed().as_secs_f64() * 1e3);
-            Ok((ms / runs as f64, outputs))
-        };
-        let leader = outcome.best.map(|(_, ms)| ms).unwrap_or(f64::INFINITY);
         let checking = check
             .as_ref()
             .filter(|c| needs_check(c, variant))
             .zip(expected.as_ref());
-        let mismatch = std::cell::Cell::new(false);
-        // (time per run, whether it survived elimination, runs per sample).
-        let measured = scoped(ctx, || -> Result<(f64, bool, usize)> {
-            // Warm-up (pipeline build and the driver's compile), whose outputs are checked:
-            // on scratch filled with NaN, so that what the candidate leaves unwritten shows.
-            if let Some((c, expected)) = checking {
-                let outputs = {
-                    let _poisoned = Poisoned::new(ctx);
-                    sample(1)?.1
-                };
-                compare(&read_all(&outputs)?, expected, c).inspect_err(|_| mismatch.set(true))?;
-            } else {
-                sample(1)?;
-            }
-            let first_runs = if timestamps { 1 } else { leader_runs };
-            let (first, _) = sample(first_runs)?;
-            if first > ELIMINATE_OVER * leader {
-                return Ok((first, false, first_runs));
-            }
-            let runs = ((SAMPLE_MS / first.max(1e-3)).ceil() as usize).clamp(1, MAX_RUNS);
-            let mut best = first;
-            for _ in 1..SAMPLES {
-                best = best.min(sample(runs)?.0);
-            }
-            Ok((best, true, runs))
-        });
+        let mut sampler = Sampler {
+            ctx,
+            variant,
+            run: &mut run,
+            runs_done: &mut outcome.runs,
+        };
+        let leader = Leader {
+            ms: outcome.best.map(|(_, ms)| ms).unwrap_or(f64::INFINITY),
+            runs: leader_runs,
+        };
+        let mut mismatch = false;
+        let measured = scoped(ctx, || sampler.measure(checking, leader, &mut mismatch));
         if measured.is_ok() && checking.is_some() {
             outcome.checked.push(variant);
         }
-        if mismatch.get() {
+        if mismatch {
             outcome.mismatched.push(variant);
         }
         match measured {
-            Ok((ms, survived, runs)) => {
+            Ok(m) => {
                 log::debug!(
-                    "tune: {variant}: {ms:.3} ms{}",
-                    if survived {
+                    "tune: {variant}: {:.3} ms{}",
+                    m.ms,
+                    if m.survived {
                         ""
                     } else {
                         " (dropped after one sample)"
                     }
                 );
-                outcome.timed.push((variant, ms));
-                if survived && outcome.best.is_none_or(|(_, b)| ms < b) {
-                    outcome.best = Some((variant, ms));
-                    leader_runs = runs;
+                outcome.timed.push((variant, m.ms));
+                if m.survived && outcome.best.is_none_or(|(_, b)| m.ms < b) {
+                    outcome.best = Some((variant, m.ms));
+                    leader_runs = m.runs;
                 }
             }
             Err(e) => {
@@ -182,10 +121,127 @@ pub(super) fn time_candidates(
         }
     }
     ctx.resume_profile(profile);
-    outcome.runs = runs_done.get();
     outcome.best = keep_preferred(candidates, &outcome.timed, outcome.best);
     outcome.wall_ms = started.elapsed().as_secs_f64() * 1e3;
     Ok(outcome)
+}
+
+/// The reference's outputs for `check`, unless every candidate is trusted already (or there is
+/// no check). A reference that cannot run leaves the candidates unchecked (the failure
+/// surfaces as its own candidacy's). Its scratch is poisoned, as the candidates' is.
+fn reference_values(
+    ctx: &Context,
+    candidates: &[Variant],
+    check: Option<&Check>,
+    run: &mut impl FnMut(Variant) -> Result<Vec<Tensor>>,
+) -> Option<Vec<Vec<f32>>> {
+    let check = check.filter(|c| candidates.iter().any(|v| needs_check(c, *v)))?;
+    let _poisoned = Poisoned::new(ctx);
+    match scoped(ctx, || {
+        run(check.reference).and_then(|outputs| read_all(&outputs))
+    }) {
+        Ok(values) => Some(values),
+        Err(e) => {
+            log::warn!("tune: the reference {} did not run: {e}", check.reference);
+            None
+        }
+    }
+}
+
+/// The leader so far: its time per run (infinite before the first) and its runs per sample.
+#[derive(Clone, Copy)]
+struct Leader {
+    ms: f64,
+    runs: usize,
+}
+
+/// A candidate's time per run, whether it survived elimination after its first sample, and its
+/// runs per sample.
+struct Measured {
+    ms: f64,
+    survived: bool,
+    runs: usize,
+}
+
+/// Timed runs of one candidate; `runs_done` counts them.
+struct Sampler<'a, R> {
+    ctx: &'a Context,
+    variant: Variant,
+    run: &'a mut R,
+    runs_done: &'a mut u64,
+}
+
+impl<R: FnMut(Variant) -> Result<Vec<Tensor>>> Sampler<'_, R> {
+    /// Time per run over `runs` runs, and the last run's outputs: GPU timestamps around the
+    /// dispatches where the device has them, else wall-clock time up to a wait for the device.
+    fn sample(&mut self, runs: usize) -> Result<(f64, Vec<Tensor>)> {
+        let ctx = self.ctx;
+        let timestamps = ctx.can_profile();
+        let t = Instant::now();
+        if timestamps {
+            ctx.begin_profile()?;
+        }
+        let ran = (0..runs).try_fold(Vec::new(), |_, _| {
+            *self.runs_done += 1;
+            (self.run)(self.variant)
+        });
+        let gpu_ms = if timestamps {
+            // End the profile whether or not the runs succeeded.
+            let (times, _) = pollster::block_on(ctx.end_profile())?;
+            Some(times.iter().map(|k| k.ms).sum::<f64>())
+        } else {
+            ctx.synchronize()?;
+            None
+        };
+        let outputs = ran?;
+        let ms = gpu_ms.unwrap_or_else(|| t.elapsed().as_secs_f64() * 1e3);
+        Ok((ms / runs as f64, outputs))
+    }
+
+    /// A warm-up (pipeline build and the driver's compile), whose outputs are compared with
+    /// the reference's where `checking` says so (`mismatch` set where they differ), then a
+    /// first sample, dropped where over [`ELIMINATE_OVER`] times the leader's, else the best of
+    /// [`SAMPLES`] samples of enough runs to last about [`SAMPLE_MS`].
+    fn measure(
+        &mut self,
+        checking: Option<(&Check, &Vec<Vec<f32>>)>,
+        leader: Leader,
+        mismatch: &mut bool,
+    ) -> Result<Measured> {
+        if let Some((c, expected)) = checking {
+            // On scratch filled with NaN, so that what the candidate leaves unwritten shows.
+            let outputs = {
+                let _poisoned = Poisoned::new(self.ctx);
+                self.sample(1)?.1
+            };
+            compare(&read_all(&outputs)?, expected, c).inspect_err(|_| *mismatch = true)?;
+        } else {
+            self.sample(1)?;
+        }
+        let first_runs = if self.ctx.can_profile() {
+            1
+        } else {
+            leader.runs
+        };
+        let (first, _) = self.sample(first_runs)?;
+        if first > ELIMINATE_OVER * leader.ms {
+            return Ok(Measured {
+                ms: first,
+                survived: false,
+                runs: first_runs,
+            });
+        }
+        let runs = ((SAMPLE_MS / first.max(1e-3)).ceil() as usize).clamp(1, MAX_RUNS);
+        let mut best = first;
+        for _ in 1..SAMPLES {
+            best = best.min(self.sample(runs)?.0);
+        }
+        Ok(Measured {
+            ms: best,
+            survived: true,
+            runs,
+        })
+    }
 }
 
 /// The winner: `fastest`, unless the direct kernels (where they are a candidate; else the

@@ -5,11 +5,11 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hetconv::Architecture;
-use hetconv::dist::BatchNormStats;
-use hetconv::train::Trainer;
+use hetconv::dist::{BatchNormStats, ExchangeClock, Leeway};
+use hetconv::train::{StepReport, Trainer};
 use hetconv::{Error, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -40,47 +40,15 @@ pub(super) fn train(
     let dataset_name = train.name.clone();
     let (out, checkpoint_every) = (flags.out.clone(), flags.checkpoint_every);
     let eval_batch = settings.batch_size.max(2);
-    let mut trainer = Trainer::new(model, train, settings, progress)?;
-    let (mut exchange, mut leeway) = (None, None);
-    if let Some(Ranks {
-        comm,
-        clock,
-        leeway: lift,
-    }) = ranks
-    {
-        let ranks = comm.size();
-        (exchange, leeway) = (Some(clock), Some(lift));
-        let batch_norm = if args.sync_bn {
-            BatchNormStats::Synchronised
-        } else {
-            BatchNormStats::PerRank
-        };
-        trainer = pollster::block_on(trainer.distributed(Box::new(comm), batch_norm))?;
-        say!(
-            "ranks    {ranks} (MPI, data-parallel: {} images per rank per step; BatchNorm statistics {})",
-            trainer.settings().batch_size / ranks,
-            match batch_norm {
-                BatchNormStats::Synchronised => "over all ranks' images (--sync-bn)",
-                BatchNormStats::PerRank => "per rank",
-            }
-        );
-    }
+    let trainer = Trainer::new(model, train, settings, progress)?;
+    let (mut trainer, exchange, leeway) = distribute(trainer, ranks, args.sync_bn)?;
     let save_path = args
         .save
         .clone()
         .unwrap_or_else(|| out.join("checkpoint.safetensors"));
     // Rank 0 alone writes (every rank checking the same path raced on its probe file).
     if rank0 {
-        if args.resume.is_none() {
-            if let Some(moved) = run_folder::make_room(&out, &save_path, args.overwrite)? {
-                say!(
-                    "moved the previous run in {} to {}",
-                    out.display(),
-                    moved.display()
-                );
-            }
-        }
-        crate::cli::check_writable(&save_path)?;
+        prepare_output(args, &out, &save_path)?;
     }
     let resume_step = args.resume.as_ref().map(|_| trainer.progress().step);
     let mut metrics = if rank0 {
@@ -116,32 +84,14 @@ pub(super) fn train(
             .as_ref()
             .map_or((0.0, 0.0, 0), |m| m.sampled_after(epoch_began)),
     );
-    let mut stepping = std::time::Duration::ZERO;
+    let mut stepping = Duration::ZERO;
     while !trainer.is_done() {
         bar.set_prefix(format!("{}", trainer.epoch() + 1));
         let step_start = Instant::now();
         let report = pollster::block_on(trainer.step())?;
         stepping += step_start.elapsed();
         bar.inc(1);
-        epoch.images += report.images;
-        if let Some((loss, accuracy)) = report.metrics {
-            let rate = epoch.images as f64 / epoch.start.elapsed().as_secs_f64().max(1e-9);
-            let scale = report
-                .scaler
-                .map(|s| format!(" scale {} ({} skipped)", s.scale, s.skipped))
-                .unwrap_or_default();
-            bar.set_message(format!(
-                "loss {loss:.3} acc {:.1}% {rate:.0} img/s lr {:.4}{scale}",
-                100.0 * accuracy,
-                report.lr
-            ));
-            if let Some(metrics) = metrics.as_mut() {
-                metrics.step(report.step, report.epoch, report.lr, loss, accuracy)?;
-            }
-            epoch.loss_sum += loss;
-            epoch.accuracy_sum += accuracy;
-            epoch.sampled += 1;
-        }
+        epoch.add(&report, &bar, metrics.as_mut())?;
         let periodic = checkpoint_every.is_some_and(|n| report.step % n.max(1) == 0);
         // Every rank stops at the same step when any was interrupted.
         let interrupt = trainer.any_rank(interrupted.load(Ordering::SeqCst))?;
@@ -191,17 +141,71 @@ pub(super) fn train(
     bar.finish();
     let (_, ranks) = trainer.rank();
     if let Some(clock) = exchange.filter(|_| ranks > 1) {
-        let exchanged = clock.total().as_secs_f64();
-        say!(
-            "exchange {exchanged:.1} s of the steps' {:.1} s ({:.0}%) summing gradients over {ranks} ranks (MPI, waits included)",
-            stepping.as_secs_f64(),
-            100.0 * exchanged / stepping.as_secs_f64().max(1e-9)
-        );
+        print_exchange(&clock, ranks, stepping);
     }
     match metrics {
         Some(metrics) => print_summary(&metrics, arch, &dataset_name, &save_path, &out),
         None => Ok(()),
     }
+}
+
+/// `trainer` made one of `ranks`' data-parallel trainers (BatchNorm statistics over all ranks'
+/// images with `sync_bn`), with the clock of their exchanges and the leeway that lifts their
+/// limit; as it is, without ranks.
+fn distribute(
+    trainer: Trainer,
+    ranks: Option<Ranks>,
+    sync_bn: bool,
+) -> Result<(Trainer, Option<ExchangeClock>, Option<Leeway>)> {
+    let Some(Ranks {
+        comm,
+        clock,
+        leeway,
+    }) = ranks
+    else {
+        return Ok((trainer, None, None));
+    };
+    let ranks = comm.size();
+    let batch_norm = if sync_bn {
+        BatchNormStats::Synchronised
+    } else {
+        BatchNormStats::PerRank
+    };
+    let trainer = pollster::block_on(trainer.distributed(Box::new(comm), batch_norm))?;
+    say!(
+        "ranks    {ranks} (MPI, data-parallel: {} images per rank per step; BatchNorm statistics {})",
+        trainer.settings().batch_size / ranks,
+        match batch_norm {
+            BatchNormStats::Synchronised => "over all ranks' images (--sync-bn)",
+            BatchNormStats::PerRank => "per rank",
+        }
+    );
+    Ok((trainer, Some(clock), Some(leeway)))
+}
+
+/// Readies the run's folder `out` on rank 0: a new run first moves a previous one aside
+/// (unless --overwrite), and the checkpoint path `save_path` must be writable.
+fn prepare_output(args: &TrainArgs, out: &Path, save_path: &Path) -> Result<()> {
+    if args.resume.is_none() {
+        if let Some(moved) = run_folder::make_room(out, save_path, args.overwrite)? {
+            say!(
+                "moved the previous run in {} to {}",
+                out.display(),
+                moved.display()
+            );
+        }
+    }
+    crate::cli::check_writable(save_path)
+}
+
+/// How much of the steps' time `clock`'s exchanges over `ranks` ranks took.
+fn print_exchange(clock: &ExchangeClock, ranks: usize, stepping: Duration) {
+    let exchanged = clock.total().as_secs_f64();
+    say!(
+        "exchange {exchanged:.1} s of the steps' {:.1} s ({:.0}%) summing gradients over {ranks} ranks (MPI, waits included)",
+        stepping.as_secs_f64(),
+        100.0 * exchanged / stepping.as_secs_f64().max(1e-9)
+    );
 }
 
 /// The sums of the epoch's sampled steps, and the images trained since `start`.
@@ -224,6 +228,38 @@ impl EpochSums {
             images: 0,
             start: Instant::now(),
         }
+    }
+
+    /// Adds a step's `report`: its images and, where the step was sampled, its loss and
+    /// accuracy, which also go to the bar's message (with the epoch's images per second so far)
+    /// and to `metrics`.
+    fn add(
+        &mut self,
+        report: &StepReport,
+        bar: &ProgressBar,
+        metrics: Option<&mut Metrics>,
+    ) -> Result<()> {
+        self.images += report.images;
+        let Some((loss, accuracy)) = report.metrics else {
+            return Ok(());
+        };
+        let rate = self.images as f64 / self.start.elapsed().as_secs_f64().max(1e-9);
+        let scale = report
+            .scaler
+            .map(|s| format!(" scale {} ({} skipped)", s.scale, s.skipped))
+            .unwrap_or_default();
+        bar.set_message(format!(
+            "loss {loss:.3} acc {:.1}% {rate:.0} img/s lr {:.4}{scale}",
+            100.0 * accuracy,
+            report.lr
+        ));
+        if let Some(metrics) = metrics {
+            metrics.step(report.step, report.epoch, report.lr, loss, accuracy)?;
+        }
+        self.loss_sum += loss;
+        self.accuracy_sum += accuracy;
+        self.sampled += 1;
+        Ok(())
     }
 
     /// The epoch's training side, ending now.
