@@ -10,6 +10,12 @@ export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 .ci/deps.sh
 export HETCONV_PYTHON="${HETCONV_PYTHON:-${HETCONV_VENV:-$HOME/.cache/hetconv/venv}/bin/python}"
 
+# The SPIR-V validator that checks the GEMM core's modules (kernels::gemm_core::spirv_check):
+# trixie's, where .ci/mesa26.sh installed it (the test needs SPIRV-Tools 2023.4 or later).
+if [ -z "${HETCONV_SPIRV_VAL:-}" ] && [ -x "${HETCONV_MESA26:-/opt/trixie}/usr/bin/spirv-val" ]; then
+  export HETCONV_SPIRV_VAL="$PWD/.ci/spirv-val"
+fi
+
 # The mpi feature too: the data-parallel tests run under mpirun (tests/mpi.rs).
 cargo test --workspace --locked --features hetconv/mpi
 

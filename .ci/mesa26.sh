@@ -2,10 +2,18 @@
 # Installs Mesa 26 lavapipe (trixie-backports), whose cooperative matrices let the tensor-core
 # kernels run without a GPU, as a side userland under $HETCONV_MESA26 (default /opt/trixie):
 # it needs trixie's glibc, so binaries run through trixie's dynamic loader (.ci/mesa26-run).
+# Also trixie's SPIR-V validator (SPIRV-Tools 2025.1, .ci/spirv-val), which checks the GEMM
+# core's modules as a Vulkan driver receives them, cooperative matrices included.
 # Idempotent; ~4 minutes and ~700 MB the first time. Needs root and the Debian mirror.
 set -euo pipefail
 root=${HETCONV_MESA26:-/opt/trixie}
+install_validator() {
+  [ -x "$root/usr/bin/spirv-val" ] && return
+  chroot "$root" sh -c 'apt-get update -qq && apt-get install -y -qq spirv-tools' >/dev/null
+  echo "mesa26: $(chroot "$root" dpkg-query -W -f '${Version}' spirv-tools) (spirv-tools) installed"
+}
 if [ -f "$root/lvp26.json" ]; then
+  install_validator
   exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
@@ -24,3 +32,4 @@ sed "s#\"libvulkan_lvp.so\"#\"$root/usr/lib/x86_64-linux-gnu/libvulkan_lvp.so\"#
   "$root/usr/share/vulkan/icd.d/lvp_icd.json" > "$root/lvp26.json.tmp"
 mv "$root/lvp26.json.tmp" "$root/lvp26.json"
 echo "mesa26: $(chroot "$root" dpkg-query -W -f '${Version}' mesa-vulkan-drivers) installed"
+install_validator

@@ -221,9 +221,6 @@ fn measure(
     })
 }
 
-/// The benchmarked network at part `parts`: the VGG-16 for CIFAR-10 (at the width
-/// multiplier), or a ResNet in its layout's shape (CIFAR-10's, or ImageNet's 224x224, 1000
-/// classes).
 /// A batch of `batch` random images of `arch`'s input shape, pixels in [0, 1], and labels
 /// cycling through its classes.
 fn random_batch(ctx: &Context, arch: &Architecture, batch: usize) -> Result<(Tensor, Tensor)> {
@@ -283,6 +280,9 @@ fn inference_ms(
     Ok((forward_ms, one_image_ms))
 }
 
+/// The benchmarked network at part `parts`: the VGG-16 for CIFAR-10 (at the width
+/// multiplier), or a ResNet in its layout's shape (CIFAR-10's, or ImageNet's 224x224, 1000
+/// classes).
 fn architecture(args: &BenchArgs, parts: usize) -> Result<Architecture> {
     match args.model {
         ModelName::Vgg16 => Ok(Architecture::Vgg16(super::scaled_vgg(

@@ -54,9 +54,10 @@ pub fn run(ctx: &Context, args: TuneArgs) -> Result<()> {
     for (&parts, config) in args.parts.iter().zip(configs) {
         let mut model = Vgg16::new(ctx, config, 0)?;
         for &batch in &args.batch {
+            let (x, y) = inputs(ctx, batch)?;
             let before = ctx.tune_stats();
             let t = Instant::now();
-            run_every_pass(ctx, &mut model, batch)?;
+            run_every_pass(ctx, &mut model, &x, &y)?;
             let after = ctx.tune_stats();
             eprintln!(
                 "P={parts} batch {batch}: {} keys timed, {:.1} s",
@@ -107,12 +108,18 @@ fn check_destinations(ctx: &Context, args: &TuneArgs) -> Result<()> {
     Ok(())
 }
 
-/// Runs every pass `model` has at `batch` once, so that each key is tuned: a training step,
-/// inference at the batch and at one image.
-fn run_every_pass(ctx: &Context, model: &mut Vgg16, batch: usize) -> Result<()> {
-    let x = Tensor::zeros(ctx, &[batch, 3, 32, 32])?;
+/// A batch of `batch` blank CIFAR-10-shaped images and labels cycling through the classes.
+fn inputs(ctx: &Context, batch: usize) -> Result<(Tensor, Tensor)> {
     let labels: Vec<f32> = (0..batch).map(|i| (i % 10) as f32).collect();
-    let y = Tensor::from_slice(ctx, &[batch], &labels)?;
+    Ok((
+        Tensor::zeros(ctx, &[batch, 3, 32, 32])?,
+        Tensor::from_slice(ctx, &[batch], &labels)?,
+    ))
+}
+
+/// Runs every pass `model` has at the batch `x`, `y` once, so that each key is tuned: a
+/// training step, inference at the batch and at one image.
+fn run_every_pass(ctx: &Context, model: &mut Vgg16, x: &Tensor, y: &Tensor) -> Result<()> {
     // The learning rate does not change what is timed; 0 leaves the weights alone.
     let sgd = SgdStep {
         lr: 0.0,
@@ -120,8 +127,8 @@ fn run_every_pass(ctx: &Context, model: &mut Vgg16, batch: usize) -> Result<()> 
         weight_decay: 5e-4,
         nesterov: false,
     };
-    model.train_step(&x, &y, &sgd)?;
-    model.predict(&x)?;
+    model.train_step(x, y, &sgd)?;
+    model.predict(x)?;
     model.predict_probabilities(&x.view(0, &[1, 3, 32, 32])?)?;
     ctx.synchronize()
 }

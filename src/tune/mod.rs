@@ -266,7 +266,7 @@ pub(crate) struct Tuner {
     /// and limits do not change).
     runnable: BTreeMap<Precision, Vec<CoreKernel>>,
     /// The variants whose outputs matched the reference's on this device, per check class
-    /// ([`check_class`]: the pass, the kernels' specialisation and the precision): checked
+    /// ([`choose::check_class`]: the pass, the kernels' specialisation and the precision): checked
     /// once, on the first shape of the class they were timed on. (Nothing is timed in the
     /// browser.)
     #[cfg(not(target_arch = "wasm32"))]

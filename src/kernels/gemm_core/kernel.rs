@@ -293,9 +293,13 @@ impl CoreKernel {
         )
     }
 
+    /// The override constants of a dispatch in `role` (`a_kfast`, `b_kfast`: the shader's
+    /// A_KFAST and B_KFAST) on an adapter whose subgroups have `lanes` invocations (what the
+    /// cooperative tiles' fragment blocks depend on); the dispatch adds the kernel side (KS) and
+    /// the workgroup size (WG).
     pub(super) fn constants(
         &self,
-        ctx: &Context,
+        lanes: u32,
         role: Role,
         a_kfast: bool,
         b_kfast: bool,
@@ -325,7 +329,6 @@ impl CoreKernel {
                 ]);
             }
             CoreKernel::Coop(t) => {
-                let lanes = ctx.adapter_info().subgroup_min_size;
                 let (rows, cols) = t.fragment_block(lanes).unwrap_or((1, 1));
                 let slots = t.size * t.size * (t.threads / lanes.max(1));
                 out.extend([

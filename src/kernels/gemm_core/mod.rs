@@ -9,6 +9,8 @@
 //! constants and needs of the adapter in `kernel.rs`; this file records the dispatches.
 
 mod kernel;
+#[cfg(test)]
+mod spirv_check;
 mod tiles;
 
 pub use kernel::CoreKernel;
@@ -190,7 +192,8 @@ fn dispatch(
         return Ok(());
     }
     kernel.runnable(ctx)?;
-    let mut constants = kernel.constants(ctx, role, a_kfast, b_kfast);
+    let lanes = ctx.adapter_info().subgroup_min_size;
+    let mut constants = kernel.constants(lanes, role, a_kfast, b_kfast);
     if let Some(kind) = kind {
         constants.push(super::conv::kernel_constant(kind));
     }
