@@ -33,6 +33,55 @@ pub(super) struct Start {
     pub flags: RunFlags,
 }
 
+/// The flags of [`RunFlags`] that come from the command line, not the data.
+struct KeptFlags {
+    train_limit: Option<usize>,
+    eval_limit: Option<usize>,
+    checkpoint_every: Option<u64>,
+    out: PathBuf,
+}
+
+/// The flags a resume keeps: the resumed run's (`saved`) where not given (--train-limit must
+/// match it), else as given. A resumed run's folder moves with its checkpoint.
+fn kept_flags(args: &TrainArgs, saved: Option<&RunFlags>) -> Result<KeptFlags> {
+    let Some(f) = saved else {
+        return Ok(KeptFlags {
+            train_limit: args.train_limit,
+            eval_limit: args.eval_limit,
+            checkpoint_every: args.checkpoint_every,
+            out: args
+                .out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_OUT)),
+        });
+    };
+    let resume_path = args.resume.clone().unwrap_or_default();
+    Ok(KeptFlags {
+        train_limit: keep(
+            "--train-limit",
+            args.train_limit,
+            f.train_limit,
+            &resume_path,
+        )?,
+        eval_limit: args.eval_limit.or(f.eval_limit),
+        checkpoint_every: args.checkpoint_every.or(f.checkpoint_every),
+        out: args
+            .out
+            .clone()
+            .unwrap_or_else(|| run_folder::of_resumed(&resume_path, &f.out)),
+    })
+}
+
+/// Whether `ckpt` holds a ResNet recognised from a PyTorch file's shapes: it has no input size
+/// of its own (global average pooling takes any), so it takes the data's.
+fn sized_by_data(ckpt: &Checkpoint) -> bool {
+    !ckpt.metadata.contains_key(META_CONFIG)
+        && ckpt
+            .architecture
+            .as_ref()
+            .is_some_and(|a| a.resnet().is_some())
+}
+
 /// The run that `args` (with the flags `given` on the command line) starts or resumes.
 pub(super) fn start(ctx: &Context, args: &TrainArgs, given: &BTreeSet<String>) -> Result<Start> {
     if given.contains("crop_scale")
@@ -51,31 +100,13 @@ pub(super) fn start(ctx: &Context, args: &TrainArgs, given: &BTreeSet<String>) -
         }
         None => None,
     };
-    let saved_flags = resumed.as_ref().and_then(|(_, _, s)| s.run.clone());
-    let resume_path = args.resume.clone().unwrap_or_default();
-    let (train_limit, eval_limit, checkpoint_every, out) = match &saved_flags {
-        Some(f) => (
-            keep(
-                "--train-limit",
-                args.train_limit,
-                f.train_limit,
-                &resume_path,
-            )?,
-            args.eval_limit.or(f.eval_limit),
-            args.checkpoint_every.or(f.checkpoint_every),
-            args.out
-                .clone()
-                .unwrap_or_else(|| run_folder::of_resumed(&resume_path, &f.out)),
-        ),
-        None => (
-            args.train_limit,
-            args.eval_limit,
-            args.checkpoint_every,
-            args.out
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_OUT)),
-        ),
-    };
+    let saved_flags = resumed.as_ref().and_then(|(_, _, s)| s.run.as_ref());
+    let KeptFlags {
+        train_limit,
+        eval_limit,
+        checkpoint_every,
+        out,
+    } = kept_flags(args, saved_flags)?;
     let mut init = match &args.init {
         Some(path) if resumed.is_none() => {
             let mut ckpt = checkpoint::load(path)?;
@@ -83,15 +114,6 @@ pub(super) fn start(ctx: &Context, args: &TrainArgs, given: &BTreeSet<String>) -
             Some((path.clone(), ckpt))
         }
         _ => None,
-    };
-    // A ResNet recognised from a PyTorch file's shapes has no input size of its own (global
-    // average pooling takes any): it takes the data's.
-    let sized_by_data = |ckpt: &Checkpoint| {
-        !ckpt.metadata.contains_key(META_CONFIG)
-            && ckpt
-                .architecture
-                .as_ref()
-                .is_some_and(|a| a.resnet().is_some())
     };
     let model_size = resumed
         .as_ref()
