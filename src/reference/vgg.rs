@@ -205,8 +205,7 @@ fn backward(
                 inputs,
                 outputs,
             );
-            grads.insert(format!("{prefix}.weight"), dw);
-            grads.insert(format!("{prefix}.bias"), db);
+            put_weight_and_bias(grads, &prefix, dw, db);
             dx
         }
         Saved::BatchNorm {
@@ -229,8 +228,7 @@ fn backward(
                 &mean,
                 &invstd,
             );
-            grads.insert(format!("{prefix}.weight"), dgamma);
-            grads.insert(format!("{prefix}.bias"), dbeta);
+            put_weight_and_bias(grads, &prefix, dgamma, dbeta);
             dx
         }
         Saved::Pool {
@@ -259,6 +257,12 @@ fn backward(
             conv::backward_input(&kind, &d, g, w3.map(Vec::as_slice), w1.map(Vec::as_slice))
         }
     }
+}
+
+/// Puts the gradients of the layer `prefix`'s weight and bias in `grads`.
+fn put_weight_and_bias(grads: &mut Params, prefix: &str, weight: Vec<f64>, bias: Vec<f64>) {
+    grads.insert(format!("{prefix}.weight"), weight);
+    grads.insert(format!("{prefix}.bias"), bias);
 }
 
 /// (planes, side) of the activation produced by the last saved conv + BN (square maps).
