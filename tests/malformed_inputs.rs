@@ -573,6 +573,12 @@ fn malformed_inputs_fail_cleanly_and_name_the_fault() {
             case(what, &args, says)
         })
         .collect();
+    let cache_under_a_file = format!("{a_file}/cache.json");
+    cases.push(case(
+        "tune into a cache whose folder is a file",
+        &["--tune-cache", &cache_under_a_file, "tune", "--parts", "4"],
+        &["tune cache", "--tune-cache", &cache_under_a_file],
+    ));
     cases.extend([
         // Data.
         case_v(

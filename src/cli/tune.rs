@@ -91,8 +91,9 @@ pub fn run(ctx: &Context, args: TuneArgs) -> Result<()> {
     Ok(())
 }
 
-/// Refuses to start where the results could not be kept: an --out file that cannot be
-/// written, or a tune cache file that is not one (tuning ahead of time would be pointless).
+/// Refuses to start where the results could not be kept: an --out file or a tune cache file
+/// that cannot be written, or a tune cache file that is not one (tuning ahead of time would be
+/// pointless).
 fn check_destinations(ctx: &Context, args: &TuneArgs) -> Result<()> {
     if let Some(out) = &args.out {
         for ext in ["md", "json"] {
@@ -104,6 +105,13 @@ fn check_destinations(ctx: &Context, args: &TuneArgs) -> Result<()> {
             "{}: not a tune cache, so tune would not store its results there: remove it or name another file (--tune-cache, HETCONV_TUNE_CACHE)",
             path.display()
         )));
+    }
+    if let Some(path) = ctx.tune_cache_path() {
+        super::check_writable(&path).map_err(|e| {
+            Error::InvalidArgument(format!(
+                "the tune cache (--tune-cache, HETCONV_TUNE_CACHE) cannot be written: {e}"
+            ))
+        })?;
     }
     Ok(())
 }

@@ -188,6 +188,8 @@ pub struct TuneCache {
     entries: BTreeMap<String, Entry>,
     /// Whether a save may replace the file (see the module doc).
     replaceable: bool,
+    /// Whether a failed save was reported already (`save_or_warn`).
+    save_failure_reported: bool,
 }
 
 impl TuneCache {
@@ -200,6 +202,7 @@ impl TuneCache {
             path,
             entries: BTreeMap::new(),
             replaceable: true,
+            save_failure_reported: false,
         };
         if let Some(path) = &cache.path {
             match read(path, &cache.identity) {
@@ -250,6 +253,21 @@ impl TuneCache {
                 ms: Some(ms),
             },
         );
+    }
+
+    /// Saves (`save`); the first failure is a warning that says the choices stay in memory
+    /// only, later ones are logged at debug level, so that a run tuning many keys warns once.
+    pub fn save_or_warn(&mut self) {
+        if let Err(e) = self.save() {
+            if self.save_failure_reported {
+                log::debug!("tune cache: {e}");
+            } else {
+                self.save_failure_reported = true;
+                log::warn!(
+                    "tune cache: {e}; this run keeps its tuned choices in memory but cannot store them (warned once)"
+                );
+            }
+        }
     }
 
     /// Writes the file ([`crate::checkpoint::write_atomic`]: a temporary file in the same

@@ -189,9 +189,7 @@ fn tune_now(
     };
     let cache = tuner.cache(ctx);
     cache.insert(key, variant, ms);
-    if let Err(e) = cache.save() {
-        log::warn!("tune cache: {e}");
-    }
+    cache.save_or_warn();
     record(&mut tuner, slot, key, variant, Source::Tuned, Some(ms));
     if let Some(c) = tuner.choices.get_mut(&slot).and_then(|c| c.get_mut(key)) {
         c.candidates = outcome.timed;
