@@ -86,54 +86,10 @@ impl Checkpoint {
     /// Parses safetensors bytes; `source` names the file in errors. Without hetconv metadata the
     /// config is inferred from the tensor shapes (a PyTorch export).
     pub fn from_bytes(bytes: &[u8], source: &str) -> Result<Self> {
-        let bad = |message: String| Error::File {
-            path: source.into(),
-            message,
-        };
-        // A tensor's problem is reported at the byte where its bad value (or its data) starts.
-        let at = |data: &[u8], index: usize, message: String| Error::Format {
-            path: source.into(),
-            offset: (data.as_ptr() as usize - bytes.as_ptr() as usize + index) as u64,
-            message,
-        };
-        let not_safetensors = |e: safetensors::SafeTensorError| Error::Decode {
-            path: source.into(),
-            what: "not a safetensors file",
-            source: Box::new(e),
-        };
-        let (_, header) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| {
-            match (&e, described_len(bytes)) {
-                (safetensors::SafeTensorError::MetadataIncompleteBuffer, Some(want)) => {
-                    let have = bytes.len() as u64;
-                    bad(if have < want {
-                        format!(
-                            "the file is cut short: {have} bytes, its header describes {want} (an interrupted write, copy or download?)"
-                        )
-                    } else {
-                        format!(
-                            "{} bytes follow the {want} its header describes (two files joined, or a damaged one?)",
-                            have - want
-                        )
-                    })
-                }
-                _ => not_safetensors(e),
-            }
-        })?;
-        let metadata = header.metadata().clone().unwrap_or_default();
-        // Entries read later by accessors that cannot fail: refused here when bad, so that a
-        // damaged entry is never taken for a missing one.
-        if let Some(json) = metadata.get(META_CLASSES) {
-            serde_json::from_str::<Vec<String>>(json).map_err(|e| {
-                bad(format!(
-                    "bad {META_CLASSES} metadata (a JSON list of names expected): {e}"
-                ))
-            })?;
-        }
-        if let Some(step) = metadata.get(META_STEP) {
-            step.parse::<u64>()
-                .map_err(|e| bad(format!("bad {META_STEP} metadata {step:?}: {e}")))?;
-        }
-        let file = safetensors::SafeTensors::deserialize(bytes).map_err(not_safetensors)?;
+        let file_bytes = FileBytes { bytes, source };
+        let metadata = file_bytes.metadata()?;
+        let file = safetensors::SafeTensors::deserialize(bytes)
+            .map_err(|e| file_bytes.not_safetensors(e))?;
         let mut tensors = HashMap::new();
         let mut shapes = HashMap::new();
         let mut momentum = HashMap::new();
@@ -141,60 +97,7 @@ impl Checkpoint {
             if name.ends_with(".num_batches_tracked") {
                 continue;
             }
-            let values: Vec<f32> = match view.dtype() {
-                Dtype::F32 => view
-                    .data()
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect(),
-                Dtype::F64 => view
-                    .data()
-                    .chunks_exact(8)
-                    .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32)
-                    .collect(),
-                Dtype::F16 => view
-                    .data()
-                    .chunks_exact(2)
-                    .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                    .collect(),
-                Dtype::BF16 => view
-                    .data()
-                    .chunks_exact(2)
-                    .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                    .collect(),
-                other => {
-                    return Err(at(
-                        view.data(),
-                        0,
-                        format!(
-                            "tensor {name} has dtype {other:?}; F32, F64, F16 or BF16 expected"
-                        ),
-                    ));
-                }
-            };
-            let value_at = |i: usize| i * view.dtype().bitsize() / 8;
-            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-                return Err(at(
-                    view.data(),
-                    value_at(i),
-                    format!(
-                        "tensor {name}: value {i} is {}; a checkpoint holds finite numbers",
-                        values[i]
-                    ),
-                ));
-            }
-            if name.ends_with(".running_var") {
-                if let Some(i) = values.iter().position(|v| *v < 0.0) {
-                    return Err(at(
-                        view.data(),
-                        value_at(i),
-                        format!(
-                            "tensor {name}: value {i} is {}; a variance is never negative",
-                            values[i]
-                        ),
-                    ));
-                }
-            }
+            let values = file_bytes.values(&name, &view)?;
             if let Some(param) = name.strip_prefix(MOMENTUM_PREFIX) {
                 momentum.insert(param.to_string(), values);
             } else {
@@ -205,15 +108,15 @@ impl Checkpoint {
         let architecture = match (metadata.get(META_CONFIG), metadata.get(META_MODEL)) {
             (Some(json), _) => Some(
                 Architecture::from_json(json)
-                    .map_err(|e| bad(format!("bad {META_CONFIG} metadata: {e}")))?,
+                    .map_err(|e| file_bytes.bad(format!("bad {META_CONFIG} metadata: {e}")))?,
             ),
             (None, Some(name)) if name == CUSTOM_MODEL => None,
-            (None, _) => Some(Architecture::infer(&shapes).map_err(&bad)?),
+            (None, _) => Some(Architecture::infer(&shapes).map_err(|e| file_bytes.bad(e))?),
         };
         let layout = match &architecture {
             Some(arch) => {
-                arch.validate().map_err(|e| bad(e.to_string()))?;
-                zoo_layout(arch, &shapes).map_err(&bad)?
+                arch.validate().map_err(|e| file_bytes.bad(e.to_string()))?;
+                zoo_layout(arch, &shapes).map_err(|e| file_bytes.bad(e))?
             }
             None => {
                 let mut layout: Vec<(String, Vec<usize>)> = shapes.into_iter().collect();
@@ -231,6 +134,131 @@ impl Checkpoint {
         };
         checkpoint.fold_masked_block();
         Ok(checkpoint)
+    }
+}
+
+/// A checkpoint file's bytes and its name, for reading them with errors that name the file
+/// (and, for a tensor's problem, the byte where it lies).
+struct FileBytes<'a> {
+    bytes: &'a [u8],
+    source: &'a str,
+}
+
+impl FileBytes<'_> {
+    fn bad(&self, message: String) -> Error {
+        Error::File {
+            path: self.source.into(),
+            message,
+        }
+    }
+
+    /// A problem at byte `index` of `data` (a slice of the file's bytes).
+    fn at(&self, data: &[u8], index: usize, message: String) -> Error {
+        Error::Format {
+            path: self.source.into(),
+            offset: (data.as_ptr() as usize - self.bytes.as_ptr() as usize + index) as u64,
+            message,
+        }
+    }
+
+    fn not_safetensors(&self, e: safetensors::SafeTensorError) -> Error {
+        Error::Decode {
+            path: self.source.into(),
+            what: "not a safetensors file",
+            source: Box::new(e),
+        }
+    }
+
+    /// The header's metadata, its entries that accessors read later (and cannot fail on)
+    /// checked here, so that a damaged entry is never taken for a missing one. A file cut short
+    /// or followed by more bytes than its header describes says so.
+    fn metadata(&self) -> Result<HashMap<String, String>> {
+        let (_, header) = safetensors::SafeTensors::read_metadata(self.bytes).map_err(|e| {
+            match (&e, described_len(self.bytes)) {
+                (safetensors::SafeTensorError::MetadataIncompleteBuffer, Some(want)) => {
+                    let have = self.bytes.len() as u64;
+                    self.bad(if have < want {
+                        format!(
+                            "the file is cut short: {have} bytes, its header describes {want} (an interrupted write, copy or download?)"
+                        )
+                    } else {
+                        format!(
+                            "{} bytes follow the {want} its header describes (two files joined, or a damaged one?)",
+                            have - want
+                        )
+                    })
+                }
+                _ => self.not_safetensors(e),
+            }
+        })?;
+        let metadata = header.metadata().clone().unwrap_or_default();
+        if let Some(json) = metadata.get(META_CLASSES) {
+            serde_json::from_str::<Vec<String>>(json).map_err(|e| {
+                self.bad(format!(
+                    "bad {META_CLASSES} metadata (a JSON list of names expected): {e}"
+                ))
+            })?;
+        }
+        if let Some(step) = metadata.get(META_STEP) {
+            step.parse::<u64>()
+                .map_err(|e| self.bad(format!("bad {META_STEP} metadata {step:?}: {e}")))?;
+        }
+        Ok(metadata)
+    }
+
+    /// Tensor `name`'s values as f32 (from F32, F64, F16 or BF16), each finite, and a
+    /// `running_var`'s never negative.
+    fn values(&self, name: &str, view: &TensorView) -> Result<Vec<f32>> {
+        let data = view.data();
+        let values: Vec<f32> = match view.dtype() {
+            Dtype::F32 => data
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            Dtype::F64 => data
+                .chunks_exact(8)
+                .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32)
+                .collect(),
+            Dtype::F16 => data
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => data
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            other => {
+                return Err(self.at(
+                    data,
+                    0,
+                    format!("tensor {name} has dtype {other:?}; F32, F64, F16 or BF16 expected"),
+                ));
+            }
+        };
+        let value_at = |i: usize| i * view.dtype().bitsize() / 8;
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err(self.at(
+                data,
+                value_at(i),
+                format!(
+                    "tensor {name}: value {i} is {}; a checkpoint holds finite numbers",
+                    values[i]
+                ),
+            ));
+        }
+        if name.ends_with(".running_var") {
+            if let Some(i) = values.iter().position(|v| *v < 0.0) {
+                return Err(self.at(
+                    data,
+                    value_at(i),
+                    format!(
+                        "tensor {name}: value {i} is {}; a variance is never negative",
+                        values[i]
+                    ),
+                ));
+            }
+        }
+        Ok(values)
     }
 }
 

@@ -119,18 +119,68 @@ pub fn load(dir: &Path, options: FolderOptions) -> Result<(Splits, FolderReport)
             options.size
         )));
     }
+    let mut report = FolderReport::default();
+    let listing = list_splits(dir, options.skip_bad, &mut report.skipped)?;
+    report.decoded_bytes =
+        ((listing.train.len() + listing.test.len()) * 3 * options.size * options.size) as u64;
+    report.streamed = report.decoded_bytes > options.memory_limit;
+    let read = |files: &[(PathBuf, usize)], report: &mut FolderReport| {
+        if report.streamed {
+            probe_all(files, options, report)
+        } else {
+            decode_all(files, options, report)
+        }
+    };
+    let train = read(&listing.train, &mut report)?;
+    let test = read(&listing.test, &mut report)?;
+    let splits = build_splits(
+        dir,
+        &listing.classes,
+        (train, test),
+        options.size,
+        report.streamed,
+    );
+    if splits.train.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "{}: every training image was skipped as unreadable",
+            dir.display()
+        )));
+    }
+    if splits.test.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "{}: no test images (a class folder needs {HOLD_OUT_EVERY} images for one to be \
+             held out, or give val/ beside train/)",
+            dir.display()
+        )));
+    }
+    Ok((splits, report))
+}
+
+/// A folder's classes and the files of each split.
+struct Listing {
+    classes: Vec<String>,
+    train: Split,
+    test: Split,
+}
+
+/// The classes and files of `dir`, in either layout (`train/` beside a test split, or class
+/// folders whose every [`HOLD_OUT_EVERY`]th file is held out); at most 256 classes, and at least
+/// one training file. Entries the walk could not read (a dangling link, a folder without
+/// permission) are an error, or with `skip_bad` go to `skipped`.
+fn list_splits(
+    dir: &Path,
+    skip_bad: bool,
+    skipped: &mut Vec<(PathBuf, String)>,
+) -> Result<Listing> {
     let test_dir = TEST_SPLITS
         .iter()
         .map(|name| dir.join(name))
         .find(|d| d.is_dir());
     let train_dir = dir.join("train");
-    // Entries the walk could not read (a dangling link, a folder without permission), left
-    // out with `skip_bad`.
-    let mut walk_skipped = Vec::new();
-    let (classes, train_files, test_files) = match (train_dir.is_dir(), test_dir) {
+    let listing = match (train_dir.is_dir(), test_dir) {
         (true, Some(test_dir)) => {
             let classes = class_folders(&train_dir)?;
-            let train = files_of(&train_dir, &classes, options.skip_bad, &mut walk_skipped)?;
+            let train = files_of(&train_dir, &classes, skip_bad, skipped)?;
             let test_classes = class_folders(&test_dir)?;
             if let Some(extra) = test_classes.iter().find(|c| !classes.contains(c)) {
                 return Err(Error::InvalidArgument(format!(
@@ -139,8 +189,12 @@ pub fn load(dir: &Path, options: FolderOptions) -> Result<(Splits, FolderReport)
                     train_dir.display()
                 )));
             }
-            let test = files_of(&test_dir, &classes, options.skip_bad, &mut walk_skipped)?;
-            (classes, train, test)
+            let test = files_of(&test_dir, &classes, skip_bad, skipped)?;
+            Listing {
+                classes,
+                train,
+                test,
+            }
         }
         (true, None) => {
             return Err(Error::InvalidArgument(format!(
@@ -167,52 +221,61 @@ pub fn load(dir: &Path, options: FolderOptions) -> Result<(Splits, FolderReport)
                     test_split_names()
                 )));
             }
-            let all = files_of(dir, &classes, options.skip_bad, &mut walk_skipped)?;
-            let (mut train, mut test) = (Vec::new(), Vec::new());
-            let mut seen = vec![0usize; classes.len()];
-            for (path, label) in all {
-                let k = &mut seen[label];
-                if *k % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1 {
-                    test.push((path, label));
-                } else {
-                    train.push((path, label));
-                }
-                *k += 1;
+            let (train, test) =
+                hold_out(files_of(dir, &classes, skip_bad, skipped)?, classes.len());
+            Listing {
+                classes,
+                train,
+                test,
             }
-            (classes, train, test)
         }
     };
-    if classes.len() > 256 {
+    if listing.classes.len() > 256 {
         return Err(Error::InvalidArgument(format!(
             "{}: {} class folders; at most 256 classes are supported",
             dir.display(),
-            classes.len()
+            listing.classes.len()
         )));
     }
-    if train_files.is_empty() {
+    if listing.train.is_empty() {
         return Err(Error::InvalidArgument(format!(
             "{}: no image files in the class folders",
             dir.display()
         )));
     }
-    let mut report = FolderReport {
-        skipped: walk_skipped,
-        decoded_bytes: ((train_files.len() + test_files.len()) * 3 * options.size * options.size)
-            as u64,
-        ..FolderReport::default()
-    };
-    report.streamed = report.decoded_bytes > options.memory_limit;
-    let (train, test) = if report.streamed {
-        (
-            probe_all(&train_files, options, &mut report)?,
-            probe_all(&test_files, options, &mut report)?,
-        )
-    } else {
-        (
-            decode_all(&train_files, options, &mut report)?,
-            decode_all(&test_files, options, &mut report)?,
-        )
-    };
+    Ok(listing)
+}
+
+/// Files of a split: (path, label).
+type Split = Vec<(PathBuf, usize)>;
+
+/// `files` of `classes` classes, in order, cut into (train, test): every [`HOLD_OUT_EVERY`]th
+/// file of each class goes to the test split.
+fn hold_out(files: Split, classes: usize) -> (Split, Split) {
+    let (mut train, mut test) = (Vec::new(), Vec::new());
+    let mut seen = vec![0usize; classes];
+    for (path, label) in files {
+        let k = &mut seen[label];
+        if *k % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1 {
+            test.push((path, label));
+        } else {
+            train.push((path, label));
+        }
+        *k += 1;
+    }
+    (train, test)
+}
+
+/// The two data sets of `dir`'s images as read (`size` x `size`): grey (1 channel) when every
+/// image is, RGB otherwise; the files themselves where they are `streamed` (only probed), else
+/// their bytes.
+fn build_splits(
+    dir: &Path,
+    classes: &[String],
+    (train, test): (Vec<Read>, Vec<Read>),
+    size: usize,
+    streamed: bool,
+) -> Splits {
     let channels = if train.iter().chain(&test).all(|image| image.grey) {
         1
     } else {
@@ -222,7 +285,7 @@ pub fn load(dir: &Path, options: FolderOptions) -> Result<(Splits, FolderReport)
     let build = |split: &str, images: Vec<Read>| Dataset {
         name: format!("{name} ({split})"),
         labels: images.iter().map(|image| image.label as u8).collect(),
-        images: if report.streamed {
+        images: if streamed {
             Images::Files(
                 images
                     .into_iter()
@@ -239,28 +302,14 @@ pub fn load(dir: &Path, options: FolderOptions) -> Result<(Splits, FolderReport)
             )
         },
         channels,
-        height: options.size,
-        width: options.size,
-        class_names: classes.clone(),
+        height: size,
+        width: size,
+        class_names: classes.to_vec(),
     };
-    let splits = Splits {
+    Splits {
         train: build("train", train),
         test: build("test", test),
-    };
-    if splits.train.is_empty() {
-        return Err(Error::InvalidArgument(format!(
-            "{}: every training image was skipped as unreadable",
-            dir.display()
-        )));
     }
-    if splits.test.is_empty() {
-        return Err(Error::InvalidArgument(format!(
-            "{}: no test images (a class folder needs {HOLD_OUT_EVERY} images for one to be \
-             held out, or give val/ beside train/)",
-            dir.display()
-        )));
-    }
-    Ok((splits, report))
 }
 
 /// The sub-folders of `dir` (hidden ones left out), sorted by name.
