@@ -603,6 +603,11 @@ struct WeightGradParams {
 /// per invocation x taps): the shader's `acc` array.
 const MAX_TAP_ACCUMULATORS: usize = 49;
 
+/// The weight gradients of a conv computed by `variant`: the GEMM core, or the direct kernel
+/// (`direct_weight_grad`); f16 activations are widened first for a variant that reads f32.
+///
+/// # Shapes
+/// x `[B, M, H, W]`, dy `[B, N, OH, OW]` -> dw3 `[N, M/G, KS, KS]`, dw1 `[N, M]`.
 fn backward_weight_with(
     variant: Variant,
     kind: &ConvKind,
@@ -619,7 +624,6 @@ fn backward_weight_with(
         );
         return backward_weight_with(variant, kind, d, &x32, &dy32);
     }
-    let g = kind.groups;
     let dw3 = kind
         .spatial()
         .then(|| Tensor::uninit(ctx, &kind.spatial_shape(d)))
@@ -642,6 +646,25 @@ fn backward_weight_with(
         )?;
         return Ok(ConvWeightGrads { dw3, dw1 });
     }
+    direct_weight_grad(kind, d, x, dy, (&dw3, &dw1))?;
+    Ok(ConvWeightGrads { dw3, dw1 })
+}
+
+/// The direct weight-gradient kernel (`conv_weight_grad.wgsl`) into `dw3` and `dw1` (either
+/// absent where the conv has no such part): the output rows cut into splits (`split_count`)
+/// whose partial sums `reduce::sum_splits` adds, or written directly with one split.
+///
+/// # Shapes
+/// x `[B, M, H, W]`, dy `[B, N, OH, OW]` -> dw3 `[N, M/G, KS, KS]`, dw1 `[N, M]`.
+fn direct_weight_grad(
+    kind: &ConvKind,
+    d: &ConvDims,
+    x: &Tensor,
+    dy: &Tensor,
+    (dw3, dw1): (&Option<Tensor>, &Option<Tensor>),
+) -> Result<()> {
+    let ctx = x.context();
+    let g = kind.groups;
     let len3 = d.cout * (d.cin / g) * kind.taps();
     let len1 = d.cout * d.cin;
     // Filters per invocation: their spatial accumulators must fit the shader's array.
@@ -677,8 +700,8 @@ fn backward_weight_with(
             None => Ok(None),
         }
     };
-    let part3 = partial(&dw3, len3)?;
-    let part1 = partial(&dw1, len1)?;
+    let part3 = partial(dw3, len3)?;
+    let part1 = partial(dw1, len1)?;
     let spare3 = placeholder(ctx)?;
     let spare1 = placeholder(ctx)?;
     let params = WeightGradParams {
@@ -709,13 +732,13 @@ fn backward_weight_with(
         (splits * tiles) as u64,
     )?;
     if splits > 1 {
-        for (part, out) in [(&part3, &dw3), (&part1, &dw1)] {
+        for (part, out) in [(&part3, dw3), (&part1, dw1)] {
             if let (Some(part), Some(out)) = (part, out) {
                 reduce::sum_splits(part, splits, out, false)?;
             }
         }
     }
-    Ok(ConvWeightGrads { dw3, dw1 })
+    Ok(())
 }
 
 /// How many slices of the `rows` output rows the weight-gradient reduction is cut into: enough
