@@ -388,6 +388,38 @@ impl Context {
         buffers: &[&Tensor],
         workgroups: u64,
     ) -> Result<()> {
+        self.check_dispatch(label, spec, params, buffers)?;
+        let (x, y) = self.workgroup_grid(spec.entry, workgroups)?;
+        let cached = {
+            let mut cache = super::lock(&self.inner.pipelines);
+            cache.get(&self.inner.device, spec, workgroup_size, constants)?
+        };
+        let mut recorder = self.recorder();
+        let uniform = recorder.uniform_block(self, params);
+        let bind_group = self.bind_group(&mut recorder, spec, &cached.layout, uniform, buffers);
+        if recorder.profile.is_some() {
+            let kernel = (recorder.layer.clone(), label());
+            recorder.timed_dispatch(self, kernel, &cached.pipeline, &bind_group, (x, y));
+        } else {
+            let pass = recorder.pass(self);
+            pass.set_pipeline(&cached.pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(x, y, 1);
+        }
+        recorder.stats.dispatches += 1;
+        Ok(())
+    }
+
+    /// Refuses a dispatch the kernel cannot take: a parameter block of another size, a
+    /// feature the device lacks, a tensor of another context, a wrong number of buffers, or a
+    /// buffer of the wrong dtype.
+    fn check_dispatch(
+        &self,
+        label: &dyn Fn() -> String,
+        spec: &KernelSpec,
+        params: &[u8],
+        buffers: &[&Tensor],
+    ) -> Result<()> {
         if params.len() != spec.params_size {
             return Err(Error::Gpu {
                 op: spec.entry,
@@ -454,22 +486,28 @@ impl Context {
                 ),
             ));
         }
-        let (x, y) = self.workgroup_grid(spec.entry, workgroups)?;
-        let cached = {
-            let mut cache = super::lock(&self.inner.pipelines);
-            cache.get(&self.inner.device, spec, workgroup_size, constants)?
-        };
-        let mut recorder = self.recorder();
-        let uniform = recorder.uniform_block(self, params);
+        Ok(())
+    }
+
+    /// The bind group of `buffers` behind the uniform block at `uniform`, from the recorder's
+    /// cache (created and cached on a miss; the cache is emptied when full).
+    fn bind_group(
+        &self,
+        recorder: &mut Recorder,
+        spec: &KernelSpec,
+        layout: &wgpu::BindGroupLayout,
+        uniform: wgpu::Buffer,
+        buffers: &[&Tensor],
+    ) -> wgpu::BindGroup {
         let key = BindGroupKey {
-            layout: cached.layout.clone(),
+            layout: layout.clone(),
             uniform,
             buffers: buffers
                 .iter()
                 .map(|t| (t.buffer().clone(), t.byte_offset(), t.binding_len()))
                 .collect(),
         };
-        let bind_group = match recorder.bind_groups.get(&key) {
+        match recorder.bind_groups.get(&key) {
             Some(found) => found.clone(),
             None => {
                 let bind_group = self.create_bind_group(spec, &key);
@@ -480,18 +518,7 @@ impl Context {
                 recorder.bind_groups.insert(key, bind_group.clone());
                 bind_group
             }
-        };
-        if recorder.profile.is_some() {
-            let kernel = (recorder.layer.clone(), label());
-            recorder.timed_dispatch(self, kernel, &cached.pipeline, &bind_group, (x, y));
-        } else {
-            let pass = recorder.pass(self);
-            pass.set_pipeline(&cached.pipeline);
-            pass.set_bind_group(0, &bind_group, &[]);
-            pass.dispatch_workgroups(x, y, 1);
         }
-        recorder.stats.dispatches += 1;
-        Ok(())
     }
 
     /// Splits a workgroup count into an (x, y) grid within the per-dimension limit.
