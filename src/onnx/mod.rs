@@ -123,6 +123,35 @@ struct ConvLayer<'a> {
     spec: ConvSpec,
 }
 
+/// A BatchNorm folded into the conv before it (eval mode): each filter's weights times
+/// `scale`, `shift` added as its bias; scale 1 and shift 0 where the BatchNorm is kept.
+struct BnFold {
+    scale: Vec<f32>,
+    shift: Vec<f32>,
+}
+
+impl BnFold {
+    /// `w` (rows of one filter's values each) with every filter's row times its scale.
+    fn scaled(&self, mut w: Vec<f32>) -> Vec<f32> {
+        let per_filter = w.len() / self.scale.len();
+        for (row, s) in w.chunks_exact_mut(per_filter).zip(&self.scale) {
+            row.iter_mut().for_each(|v| *v *= s);
+        }
+        w
+    }
+}
+
+/// A `Conv` node's attributes: a square `kernel` padded by half its side on every edge.
+fn conv_attrs(kernel: usize, stride: usize, group: usize) -> Vec<(&'static str, Attr)> {
+    let pad = (kernel / 2) as i64;
+    vec![
+        ("kernel_shape", Attr::Ints(vec![kernel as i64; 2])),
+        ("pads", Attr::Ints(vec![pad; 4])),
+        ("strides", Attr::Ints(vec![stride as i64; 2])),
+        ("group", Attr::Int(group as i64)),
+    ]
+}
+
 /// Writes a network's layers into a graph.
 struct Writer<'a> {
     tensors: &'a HashMap<String, Vec<f32>>,
@@ -187,107 +216,22 @@ impl Writer<'_> {
 
     /// A conv, its BatchNorm and optionally ReLU.
     fn conv_bn(&mut self, layer: &ConvLayer, x: &str, relu: bool) -> Result<String> {
-        let (cin, cout) = layer.channels;
-        let stride = layer.stride as i64;
+        let cout = layer.channels.1;
         let fold = self.options.fold_batchnorm;
-        let (scale, shift) = if fold {
-            self.bn_affine(layer.bn, cout)?
+        let bn = if fold {
+            let (scale, shift) = self.bn_affine(layer.bn, cout)?;
+            BnFold { scale, shift }
         } else {
-            (vec![1.0; cout], vec![0.0; cout])
-        };
-        // Scales each filter's weights (rows of `per_filter` values) by its BN scale.
-        let scaled = |mut w: Vec<f32>| {
-            let per_filter = w.len() / cout;
-            for (row, s) in w.chunks_exact_mut(per_filter).zip(&scale) {
-                row.iter_mut().for_each(|v| *v *= s);
+            BnFold {
+                scale: vec![1.0; cout],
+                shift: vec![0.0; cout],
             }
-            w
         };
-        let conv = |kernel: usize, group: usize| {
-            let pad = (kernel / 2) as i64;
-            vec![
-                ("kernel_shape", Attr::Ints(vec![kernel as i64; 2])),
-                ("pads", Attr::Ints(vec![pad; 4])),
-                ("strides", Attr::Ints(vec![stride; 2])),
-                ("group", Attr::Int(group as i64)),
-            ]
-        };
-        let name = layer.name;
-        let mut bias = None;
         let y = match layer.spec {
-            ConvSpec::Standard { kernel, bias: has } => {
-                let w = self.tensor(&format!("{name}.weight"), cout * cin * kernel * kernel)?;
-                let b = if has {
-                    self.tensor(&format!("{name}.bias"), cout)?
-                } else {
-                    vec![0.0; cout]
-                };
-                let w = self.graph.weight(
-                    &format!("{name}.weight"),
-                    &[cout, cin, kernel, kernel],
-                    &scaled(w),
-                );
-                if has || fold {
-                    let b: Vec<f32> = b
-                        .iter()
-                        .zip(&scale)
-                        .zip(&shift)
-                        .map(|((b, s), t)| b * s + t)
-                        .collect();
-                    bias = Some(self.graph.weight(&format!("{name}.bias"), &[cout], &b));
-                }
-                let inputs: Vec<&str> = [x, &w].into_iter().chain(bias.as_deref()).collect();
-                self.graph.op("Conv", name, &inputs, conv(kernel, 1))
+            ConvSpec::Standard { kernel, bias } => {
+                self.standard_conv(layer, x, (kernel, bias), &bn)?
             }
-            ConvSpec::HetConv { parts } => {
-                let gwc = self.tensor(&format!("{name}.gwc.weight"), cout * cin / parts * 9)?;
-                let pwc = self.tensor(&format!("{name}.pwc.weight"), cout * cin)?;
-                let (gwc, pwc) = (scaled(gwc), scaled(pwc));
-                if fold {
-                    bias = Some(self.graph.weight(&format!("{name}.bias"), &[cout], &shift));
-                }
-                if self.options.fold_hetconv {
-                    let d = ConvDims {
-                        batch: 1,
-                        cin,
-                        cout,
-                        height: 1,
-                        width: 1,
-                    };
-                    let wide = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<_>>();
-                    let dense: Vec<f32> = crate::reference::conv::hetconv_dense_equivalent(
-                        &d,
-                        parts,
-                        &wide(&gwc),
-                        &wide(&pwc),
-                    )
-                    .iter()
-                    .map(|&v| v as f32)
-                    .collect();
-                    let w =
-                        self.graph
-                            .weight(&format!("{name}.weight"), &[cout, cin, 3, 3], &dense);
-                    let inputs: Vec<&str> = [x, &w].into_iter().chain(bias.as_deref()).collect();
-                    self.graph.op("Conv", name, &inputs, conv(3, 1))
-                } else {
-                    let g = self.graph.weight(
-                        &format!("{name}.gwc.weight"),
-                        &[cout, cin / parts, 3, 3],
-                        &gwc,
-                    );
-                    let p =
-                        self.graph
-                            .weight(&format!("{name}.pwc.weight"), &[cout, cin, 1, 1], &pwc);
-                    let inputs: Vec<&str> = [x, &g].into_iter().chain(bias.as_deref()).collect();
-                    let grouped =
-                        self.graph
-                            .op("Conv", &format!("{name}.gwc"), &inputs, conv(3, parts));
-                    let pointwise =
-                        self.graph
-                            .op("Conv", &format!("{name}.pwc"), &[x, &p], conv(1, 1));
-                    self.graph.op("Add", name, &[&grouped, &pointwise], vec![])
-                }
-            }
+            ConvSpec::HetConv { parts } => self.hetconv(layer, x, parts, &bn)?,
         };
         let y = if fold {
             y
@@ -300,6 +244,100 @@ impl Writer<'_> {
         } else {
             y
         })
+    }
+
+    /// A standard `kernel` x `kernel` conv (with its bias where `has_bias`) as one `Conv`, the
+    /// BatchNorm folded in by `bn` (which has a bias then, even without the conv's).
+    fn standard_conv(
+        &mut self,
+        layer: &ConvLayer,
+        x: &str,
+        (kernel, has_bias): (usize, bool),
+        bn: &BnFold,
+    ) -> Result<String> {
+        let (cin, cout) = layer.channels;
+        let name = layer.name;
+        let w = self.tensor(&format!("{name}.weight"), cout * cin * kernel * kernel)?;
+        let b = if has_bias {
+            self.tensor(&format!("{name}.bias"), cout)?
+        } else {
+            vec![0.0; cout]
+        };
+        let w = self.graph.weight(
+            &format!("{name}.weight"),
+            &[cout, cin, kernel, kernel],
+            &bn.scaled(w),
+        );
+        let mut bias = None;
+        if has_bias || self.options.fold_batchnorm {
+            let b: Vec<f32> = b
+                .iter()
+                .zip(&bn.scale)
+                .zip(&bn.shift)
+                .map(|((b, s), t)| b * s + t)
+                .collect();
+            bias = Some(self.graph.weight(&format!("{name}.bias"), &[cout], &b));
+        }
+        let inputs: Vec<&str> = [x, &w].into_iter().chain(bias.as_deref()).collect();
+        Ok(self
+            .graph
+            .op("Conv", name, &inputs, conv_attrs(kernel, layer.stride, 1)))
+    }
+
+    /// A HetConv of `parts` parts, the BatchNorm's scale folded into both weights by `bn` (its
+    /// shift as the bias when folding): as one dense 3x3 `Conv` with `fold_hetconv`, else as
+    /// the PyTorch form, a grouped 3x3 `Conv` plus a 1x1 `Conv`, added.
+    fn hetconv(&mut self, layer: &ConvLayer, x: &str, parts: usize, bn: &BnFold) -> Result<String> {
+        let (cin, cout) = layer.channels;
+        let name = layer.name;
+        let gwc = self.tensor(&format!("{name}.gwc.weight"), cout * cin / parts * 9)?;
+        let pwc = self.tensor(&format!("{name}.pwc.weight"), cout * cin)?;
+        let (gwc, pwc) = (bn.scaled(gwc), bn.scaled(pwc));
+        let bias = self.options.fold_batchnorm.then(|| {
+            self.graph
+                .weight(&format!("{name}.bias"), &[cout], &bn.shift)
+        });
+        let conv = |kernel: usize, group: usize| conv_attrs(kernel, layer.stride, group);
+        if self.options.fold_hetconv {
+            let d = ConvDims {
+                batch: 1,
+                cin,
+                cout,
+                height: 1,
+                width: 1,
+            };
+            let wide = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<_>>();
+            let dense: Vec<f32> = crate::reference::conv::hetconv_dense_equivalent(
+                &d,
+                parts,
+                &wide(&gwc),
+                &wide(&pwc),
+            )
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
+            let w = self
+                .graph
+                .weight(&format!("{name}.weight"), &[cout, cin, 3, 3], &dense);
+            let inputs: Vec<&str> = [x, &w].into_iter().chain(bias.as_deref()).collect();
+            return Ok(self.graph.op("Conv", name, &inputs, conv(3, 1)));
+        }
+        let g = self.graph.weight(
+            &format!("{name}.gwc.weight"),
+            &[cout, cin / parts, 3, 3],
+            &gwc,
+        );
+        let p = self
+            .graph
+            .weight(&format!("{name}.pwc.weight"), &[cout, cin, 1, 1], &pwc);
+        let inputs: Vec<&str> = [x, &g].into_iter().chain(bias.as_deref()).collect();
+        let grouped = self
+            .graph
+            .op("Conv", &format!("{name}.gwc"), &inputs, conv(3, parts));
+        let pointwise = self
+            .graph
+            .op("Conv", &format!("{name}.pwc"), &[x, &p], conv(1, 1));
+        Ok(self.graph.op("Add", name, &[&grouped, &pointwise], vec![]))
     }
 
     /// A linear layer `{name}` (`[outputs, inputs]` weight) as `Gemm`, followed by BatchNorm
