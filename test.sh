@@ -31,7 +31,7 @@ if [ -f "${HETCONV_MESA26:-/opt/trixie}/lvp26.json" ]; then
     HETCONV_ONLY_MIXED=1 \
     cargo test --workspace --locked --features hetconv/mpi --test gemm --test mixed --test conv --test unchecked --test tune -- \
     grouped_3x3 pointwise_dense fused_hetconv_every_part strided_every_kind standard_kxk_convs \
-    split_reductions matmul mixed a_non_finite unchecked_mixed unchecked_split
+    split_reductions matmul mixed a_non_finite unchecked_mixed unchecked_split several_blocks
 elif [ -n "${HETCONV_NEED_MESA26:-}" ]; then
   echo "test.sh: ERROR: HETCONV_NEED_MESA26 is set but Mesa 26 lavapipe is not installed (.ci/mesa26.sh)" >&2
   exit 1

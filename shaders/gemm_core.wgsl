@@ -35,9 +35,10 @@
 // invocation's fixed reduction step is the one its A and B values use); for `gemm_fma` WG = (TM / RM) * (TN / RN), RM at most 8, RN 4 or 8, TM and TN
 // multiples of 4, both strides
 // multiples of 4, A_VLEN = A_LEN / 4 and B_VLEN = B_LEN / 4; for `gemm_coop` TM, TN and KC multiples of S,
-// both strides multiples of 8, one subgroup size (WG a multiple of it), FRAG_ROWS dividing
+// both strides multiples of 8, WG a multiple of the largest subgroup size, FRAG_ROWS dividing
 // TM / S and FRAG_COLS dividing TN / S, (TM / (S FRAG_ROWS)) (TN / (S FRAG_COLS)) = WG /
-// subgroup size, FRAG_ROWS FRAG_COLS <= 8, and C_LEN = S * S * WG / subgroup size.
+// the smallest subgroup size, FRAG_ROWS FRAG_COLS (largest / smallest) <= 8, and C_LEN = S *
+// S * WG / the smallest subgroup size.
 // With those, each invocation loads B values of one fixed column (roles 0, 1: a pixel decoded
 // and its taps' bounds found once per tile) or of one fixed reduction step (role 2: once per
 // stage), and the channel and tap of each reduction entry (role 0, role 1 at stride 1) or
@@ -60,14 +61,19 @@
 //   operands 4 of those up to kk * A_STRIDE + TM - 1 < A_LEN (B alike, TN, RN, tc).
 //   A cooperative fragment load covers kk .. kk + S <= KC and m0 .. m0 + S <= TM (n0, TN), so
 //   its last element (kk + S - 1) * A_STRIDE + m0 + S - 1 < KC * A_STRIDE = A_LEN (B_LEN).
-//   Subgroup sg is below the block count (TM / (S FRAG_ROWS)) (TN / (S FRAG_COLS)), so its
-//   block row sg / blocks_n < TM / (S FRAG_ROWS) and its first row m0 <= TM - S FRAG_ROWS:
-//   fragment row m0 + i S (i < FRAG_ROWS) ends by TM; columns alike (sg % blocks_n, TN).
+//   A subgroup's blocks sg + r * subgroups (r < owned = BLOCKS / subgroups, subgroups = WG /
+//   subgroup size) are below the block count BLOCKS = (TM / (S FRAG_ROWS)) (TN / (S
+//   FRAG_COLS)) = WG / (the smallest subgroup size) (the host lays the blocks out for it; a
+//   wider subgroup size is a power-of-two multiple of it, so subgroups divides BLOCKS), so a
+//   block's row block / blocks_n < TM / (S FRAG_ROWS) and its first row m0 <= TM - S
+//   FRAG_ROWS: fragment row m0 + i S (i < FRAG_ROWS) ends by TM; columns alike (block %
+//   blocks_n, TN).
 // - Private arrays: i < RM <= 8, j < RN <= 8, so acc[i * RN + j] < 64, a[i], b[j] < 8 (read_a
 //   and read_b fill out[4 v + c] for v < RM / 4 (RN / 4) and c < 4, below 8); the
-//   cooperative fragments a[i]: i < FRAG_ROWS <= 8 and acc[i * FRAG_COLS + j]: below
-//   FRAG_ROWS FRAG_COLS <= 8.
-// - c_stage: subgroup ids are below WG / subgroup size = C_LEN / (S * S) and
+//   cooperative fragments a[i]: i < FRAG_ROWS <= 8 and acc[(r * FRAG_ROWS + i) * FRAG_COLS +
+//   j]: below owned FRAG_ROWS FRAG_COLS <= 8 (the host's bound at the widest subgroup size,
+//   where owned is largest).
+// - c_stage: subgroup ids are below WG / subgroup size <= BLOCKS = C_LEN / (S * S) and
 //   e < S * S, so slot + e < C_LEN.
 // - Every global read happens only for row < rows, col < cols, k < red_hi (edge tiles check
 //   them; a tile is interior only if all of its rows and columns are in range, and `full` adds

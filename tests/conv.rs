@@ -413,6 +413,41 @@ fn fused_hetconv_every_part() {
     }
 }
 
+/// The cooperative tiles where each subgroup owns several blocks of fragments, as on an adapter
+/// whose driver makes subgroups wider than its smallest (AMD's 64 lanes of 32..64): laid out
+/// for half the adapter's subgroup size, so that each real subgroup owns two blocks, every
+/// cooperative tile still matches the reference in every pass, on f32 and f16 activations
+/// (HetConv P = 2 on odd maps, a strided dense 3x3 with bias, batch 1). Every pass has over 32
+/// rows, so that the blocks a subgroup owns second (the lower half of a tile of up to 64
+/// rows) hold outputs.
+#[test]
+fn cooperative_tiles_whose_subgroups_own_several_blocks() {
+    // The adapter's limits: the epilogue's slots grow with the subgroups laid out for.
+    let ctx = max_ctx();
+    let Some(coop) = coop_paths_on_half_subgroups(&ctx) else {
+        return;
+    };
+    let cases = [
+        Case::new(ConvKind::hetconv(2), dims(2, 72, 70, 3, 5), false, 70),
+        Case::new(
+            ConvKind {
+                stride: 2,
+                ..ConvKind::standard3x3()
+            },
+            dims(1, 36, 40, 5, 4),
+            true,
+            71,
+        ),
+    ];
+    for path in coop {
+        use_path(&ctx, path);
+        for case in &cases {
+            case.check_with(&ctx, path, DType::F32);
+            case.check_with(&ctx, path, DType::F16);
+        }
+    }
+}
+
 /// A 3x3 layer with a dense 1x1 part on top (the unmasked form) is also a family member.
 #[test]
 fn grouped_3x3_plus_dense_1x1() {

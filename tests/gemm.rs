@@ -6,6 +6,7 @@ use common::*;
 use hetconv::kernels::elementwise::{self, BinaryOp};
 use hetconv::kernels::gemm::{self, Layout};
 use hetconv::reference::gemm::{matmul, transpose};
+use hetconv::tune::Variant;
 
 #[test]
 fn matmul_matches_reference_on_odd_shapes_and_layouts_along_every_path() {
@@ -21,6 +22,28 @@ fn matmul_matches_reference_on_odd_shapes_and_layouts_along_every_path() {
     for path in conv_paths(&ctx).into_iter().chain(mixed_paths(&ctx)) {
         use_path(&ctx, path);
         check_matmul_shapes(&ctx, path, &shapes);
+    }
+}
+
+/// The cooperative tiles with two blocks of fragments per subgroup (laid out for half the
+/// adapter's subgroup size, as on an adapter whose driver makes subgroups wider than its
+/// smallest) on odd shapes and every layout, their reduction split too.
+#[test]
+fn matmul_on_cooperative_tiles_whose_subgroups_own_several_blocks() {
+    // The adapter's limits: the epilogue's slots grow with the subgroups laid out for.
+    let ctx = max_ctx();
+    let Some(coop) = coop_paths_on_half_subgroups(&ctx) else {
+        return;
+    };
+    for path in coop {
+        use_path(&ctx, path);
+        check_matmul_shapes(&ctx, path, &[(1, 5, 3), (13, 17, 9), (33, 65, 31)]);
+        let ConvPath::Variant(Variant::Core(kernel)) = path else {
+            unreachable!("a cooperative tile")
+        };
+        let split = ConvPath::Variant(Variant::SplitK(kernel));
+        use_path(&ctx, split);
+        check_matmul_shapes(&ctx, split, &[(7, 257, 5)]);
     }
 }
 

@@ -1,17 +1,19 @@
 // The GEMM core's cooperative-matrix inner loop (`shaders/gemm_core.wgsl` has the rest; a
 // `coop*.wgsl` piece sets the fragment side S): the tile is (TM / S) x (TN / S) fragments, cut
-// into blocks of FRAG_ROWS x FRAG_COLS fragments numbered row by row, and subgroup s owns
-// block s (the host makes the blocks tile the tile, one per subgroup, at most 8 fragments each:
-// no branch on the subgroup, whose control flow must be uniform). Per reduction step a
-// subgroup loads the A fragments of its block's rows and the B fragments of its columns once
-// each and multiplies every pair (a 2 x 4 block: 6 loads for 8 products). Each fragment is an
-// f32 accumulator fed by coopMultiplyAdd of f16 fragments loaded from the stages (A
-// column-major, B row-major, strides padded to multiples of 8 halves = 16 bytes). The epilogue
-// stores one fragment per subgroup at a time into its own S x S slot of `c_stage` and writes it
-// through the role's epilogue, S * S / subgroup size values per invocation.
+// into BLOCKS blocks of FRAG_ROWS x FRAG_COLS fragments numbered row by row, one per subgroup
+// when subgroups are as small as the adapter allows; where the driver makes them wider, there
+// are fewer subgroups and subgroup s owns blocks s, s + subgroups, ... (the host makes the
+// blocks tile the tile, at most 8 fragments per subgroup at the widest: no branch on the
+// subgroup, whose control flow must be uniform). Per reduction step a subgroup loads the A
+// fragments of a block's rows and the B fragments of its columns once each and multiplies
+// every pair (a 2 x 4 block: 6 loads for 8 products). Each fragment is an f32 accumulator fed
+// by coopMultiplyAdd of f16 fragments loaded from the stages (A column-major, B row-major,
+// strides padded to multiples of 8 halves = 16 bytes). The epilogue stores one fragment per
+// subgroup at a time into its own S x S slot of `c_stage` and writes it through the role's
+// epilogue, S * S / subgroup size values per invocation.
 override FRAG_ROWS: u32 = 1u; // fragment rows per subgroup
 override FRAG_COLS: u32 = 1u; // fragment columns per subgroup (FRAG_ROWS x FRAG_COLS <= 8)
-override C_LEN: u32 = 64u;    // S * S * subgroups
+override C_LEN: u32 = 64u;    // S * S * BLOCKS (a slot per subgroup at most)
 
 var<workgroup> a_tile: array<operand, A_LEN>;  // [KC][A_STRIDE]: A_STRIDE >= TM
 var<workgroup> b_tile: array<operand, B_LEN>;  // [KC][B_STRIDE]: B_STRIDE >= TN
@@ -35,38 +37,48 @@ fn gemm(
     @builtin(subgroup_size) lanes: u32,
 ) {
     let job = job_of(wid, nwg);
-    // This subgroup's block: its first row and first column in the tile.
     let blocks_n = TN / (S * FRAG_COLS);
-    let m0 = (sg / blocks_n) * FRAG_ROWS * S;
-    let n0 = (sg % blocks_n) * FRAG_COLS * S;
+    let blocks = (TM / (S * FRAG_ROWS)) * blocks_n;
+    // The blocks this subgroup owns: sg + r * subgroups for r < owned (subgroups divides
+    // BLOCKS, as both are WG over a power of two, the subgroup size being the larger).
+    let subgroups = WG / lanes;
+    let owned = blocks / subgroups;
     var q = column_pixel(job, lid);
     first_taps(job, lid);
     workgroupBarrier();
-    var acc: array<coop_c, 8>; // fragment (i, j) of the block at i * FRAG_COLS + j
-    var a: array<coop_a, 8>; // the A fragments of the block's rows, per reduction step
+    var acc: array<coop_c, 8>; // fragment (i, j) of owned block r at (r * FRAG_ROWS + i) * FRAG_COLS + j
+    var a: array<coop_a, 8>; // the A fragments of a block's rows, per reduction step
     for (var k0 = job.red_lo; k0 < job.red_hi; k0 += KC) {
         q = stage(job, k0, lid, q);
         workgroupBarrier();
         for (var kk = 0u; kk < KC; kk += S) {
-            for (var i = 0u; i < FRAG_ROWS; i++) {
-                a[i] = coopLoad<coop_a>(&a_tile[kk * A_STRIDE + m0 + i * S], A_STRIDE);
-            }
-            for (var j = 0u; j < FRAG_COLS; j++) {
-                let b = coopLoadT<coop_b>(&b_tile[kk * B_STRIDE + n0 + j * S], B_STRIDE);
+            for (var r = 0u; r < owned; r++) {
+                // The block's first row and first column in the tile.
+                let block = sg + r * subgroups;
+                let m0 = (block / blocks_n) * FRAG_ROWS * S;
+                let n0 = (block % blocks_n) * FRAG_COLS * S;
                 for (var i = 0u; i < FRAG_ROWS; i++) {
-                    let f = i * FRAG_COLS + j;
-                    acc[f] = coopMultiplyAdd(a[i], b, acc[f]);
+                    a[i] = coopLoad<coop_a>(&a_tile[kk * A_STRIDE + m0 + i * S], A_STRIDE);
+                }
+                for (var j = 0u; j < FRAG_COLS; j++) {
+                    let b = coopLoadT<coop_b>(&b_tile[kk * B_STRIDE + n0 + j * S], B_STRIDE);
+                    for (var i = 0u; i < FRAG_ROWS; i++) {
+                        let f = (r * FRAG_ROWS + i) * FRAG_COLS + j;
+                        acc[f] = coopMultiplyAdd(a[i], b, acc[f]);
+                    }
                 }
             }
         }
         workgroupBarrier();
     }
     let slot = sg * S * S;
-    for (var f = 0u; f < FRAG_ROWS * FRAG_COLS; f++) {
+    for (var f = 0u; f < owned * FRAG_ROWS * FRAG_COLS; f++) {
         coopStoreT(acc[f], &c_stage[slot], S);
         workgroupBarrier();
-        let row0 = job.row0 + m0 + (f / FRAG_COLS) * S;
-        let col0 = job.col0 + n0 + (f % FRAG_COLS) * S;
+        let block = sg + (f / (FRAG_ROWS * FRAG_COLS)) * subgroups;
+        let in_block = f % (FRAG_ROWS * FRAG_COLS);
+        let row0 = job.row0 + (block / blocks_n) * FRAG_ROWS * S + (in_block / FRAG_COLS) * S;
+        let col0 = job.col0 + (block % blocks_n) * FRAG_COLS * S + (in_block % FRAG_COLS) * S;
         // A lane keeps its column where the subgroup's size is a multiple of S: the dst index's
         // column part is then found once per fragment.
         let lane_base = column_base(col0 + lane % S);

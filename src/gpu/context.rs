@@ -184,6 +184,9 @@ pub(crate) struct ContextInner {
     pub(crate) features: wgpu::Features,
     /// Errors that wgpu reported outside an error scope (only for devices we created).
     pub(crate) uncaptured: Arc<Mutex<Vec<String>>>,
+    /// The smallest subgroup size the cooperative kernels lay their fragments out for: the
+    /// adapter's, unless [`Context::set_cooperative_layout_lanes`] lowered it.
+    pub(crate) layout_lanes: std::sync::atomic::AtomicU32,
     /// While set (the tuner's checked runs), every tensor handed out uninitialised is first
     /// filled with NaN bits: an output a kernel leaves unwritten cannot pass for a value that a
     /// reused buffer still held.
@@ -327,6 +330,7 @@ impl Context {
         let features = device.features();
         let tune = TuneMode::default_for(info.device_type);
         let min_invocations = default_conv_min_invocations(info.device_type);
+        let layout_lanes = std::sync::atomic::AtomicU32::new(info.subgroup_min_size);
         Self {
             inner: Arc::new(ContextInner {
                 device,
@@ -341,6 +345,7 @@ impl Context {
                 cooperative,
                 features,
                 uncaptured,
+                layout_lanes,
                 poison_scratch: std::sync::atomic::AtomicBool::new(false),
             }),
             settings: Arc::new(Mutex::new(KernelSettings {
@@ -392,6 +397,37 @@ impl Context {
     /// Name, backend, driver and type of the adapter.
     pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
         &self.inner.info
+    }
+
+    /// The subgroup sizes the cooperative kernels are made for, (smallest, largest): the
+    /// adapter's, unless [`Context::set_cooperative_layout_lanes`] lowered the smallest. Their
+    /// fragment blocks are laid out one per subgroup of the smallest; where the driver makes
+    /// subgroups wider (AMD's of 32..64 lanes), each owns several blocks.
+    pub fn subgroup_sizes(&self) -> (u32, u32) {
+        let min = self
+            .inner
+            .layout_lanes
+            .load(std::sync::atomic::Ordering::Relaxed);
+        (min, self.inner.info.subgroup_max_size)
+    }
+
+    /// Lays the cooperative kernels' fragment blocks out for subgroups of `lanes`, a power of
+    /// two dividing the adapter's smallest subgroup size, on this device (every handle): each
+    /// of the adapter's subgroups then owns several blocks, as on an adapter whose driver picks
+    /// wider subgroups than its smallest. For tests of that path on an adapter whose subgroup
+    /// size is fixed.
+    #[doc(hidden)]
+    pub fn set_cooperative_layout_lanes(&self, lanes: u32) -> Result<()> {
+        let smallest = self.inner.info.subgroup_min_size;
+        if !lanes.is_power_of_two() || !smallest.is_multiple_of(lanes) {
+            return Err(Error::InvalidArgument(format!(
+                "cooperative layout for subgroups of {lanes} lanes: a power of two dividing the adapter's smallest subgroup size ({smallest}) expected"
+            )));
+        }
+        self.inner
+            .layout_lanes
+            .store(lanes, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     /// The features the device was opened with.

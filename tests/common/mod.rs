@@ -265,6 +265,35 @@ pub fn mixed_paths(ctx: &Context) -> Vec<ConvPath> {
     paths
 }
 
+/// The cooperative tiles `ctx` runs once their fragment blocks are laid out for half its
+/// subgroup size (each subgroup then owns two blocks); None, with a note, where it has none
+/// (under `HETCONV_REQUIRE_COOP`, a failure) or its subgroups cannot be halved.
+pub fn coop_paths_on_half_subgroups(ctx: &Context) -> Option<Vec<ConvPath>> {
+    let (min, max) = ctx.subgroup_sizes();
+    let halved = min >= 2 && ctx.set_cooperative_layout_lanes(min / 2).is_ok();
+    let coop: Vec<ConvPath> = if halved {
+        mixed_paths(ctx)
+            .into_iter()
+            .filter(|p| matches!(p, ConvPath::Variant(Variant::Core(CoreKernel::Coop(_)))))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if coop.is_empty() {
+        let text = format!(
+            "{} (subgroups of {min}..{max}): no cooperative tile ran with two blocks per subgroup",
+            ctx.adapter_info().name
+        );
+        assert!(
+            std::env::var_os("HETCONV_REQUIRE_COOP").is_none(),
+            "{text} (HETCONV_REQUIRE_COOP is set)"
+        );
+        note(&text);
+        return None;
+    }
+    Some(coop)
+}
+
 /// The GEMM core's kernels with a split reduction: each f32 tile that fits `ctx` and each
 /// mixed-precision kernel it runs (those left out are named, as by [`conv_paths`] and
 /// [`mixed_paths`]).

@@ -203,7 +203,7 @@ impl CoreKernel {
 
     /// Why `ctx` cannot run the kernel, if it cannot: the layout rules, the device's limits,
     /// its features (f16; for cooperative tiles the fragment size with f16 -> f32 among the
-    /// adapter's configurations, and one subgroup size that splits the fragments evenly).
+    /// adapter's configurations, and subgroup sizes its fragment blocks fit: `subgroup_layout`).
     pub fn runnable(&self, ctx: &Context) -> Result<()> {
         self.check().map_err(|message| Error::Gpu {
             op: "gemm core",
@@ -235,16 +235,14 @@ impl CoreKernel {
                     t.size
                 )));
             }
-            let info = ctx.adapter_info();
-            let lanes = info.subgroup_min_size;
-            if info.subgroup_max_size != lanes || t.fragment_block(lanes).is_none() {
+            let (min, max) = ctx.subgroup_sizes();
+            if t.subgroup_layout(min, max).is_none() {
                 return Err(unsupported(format!(
-                    "one subgroup size that splits {self}'s fragments into blocks of at most 8, one per subgroup (subgroups of {}..{} lanes)",
-                    info.subgroup_min_size, info.subgroup_max_size
+                    "subgroups that split {self}'s fragments into blocks, one per subgroup of {min} lanes and at most 8 fragments per subgroup of {max} (subgroups of {min}..{max} lanes)"
                 )));
             }
         }
-        self.fits_limits(ctx.limits(), ctx.adapter_info().subgroup_min_size)
+        self.fits_limits(ctx.limits(), ctx.subgroup_sizes().0)
     }
 
     /// Whether `ctx` can run the kernel.
@@ -294,9 +292,10 @@ impl CoreKernel {
     }
 
     /// The override constants of a dispatch in `role` (`a_kfast`, `b_kfast`: the shader's
-    /// A_KFAST and B_KFAST) on an adapter whose subgroups have `lanes` invocations (what the
-    /// cooperative tiles' fragment blocks depend on); the dispatch adds the kernel side (KS) and
-    /// the workgroup size (WG).
+    /// A_KFAST and B_KFAST) on an adapter whose smallest subgroups have `lanes` invocations
+    /// (the cooperative tiles lay their fragment blocks out for those; wider subgroups own
+    /// several blocks each); the dispatch adds the kernel side (KS) and the workgroup size
+    /// (WG).
     pub(super) fn constants(
         &self,
         lanes: u32,

@@ -192,8 +192,7 @@ fn dispatch(
         return Ok(());
     }
     kernel.runnable(ctx)?;
-    let lanes = ctx.adapter_info().subgroup_min_size;
-    let mut constants = kernel.constants(lanes, role, a_kfast, b_kfast);
+    let mut constants = kernel.constants(ctx.subgroup_sizes().0, role, a_kfast, b_kfast);
     if let Some(kind) = kind {
         constants.push(super::conv::kernel_constant(kind));
     }

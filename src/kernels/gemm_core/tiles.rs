@@ -220,6 +220,20 @@ impl CoopTile {
     }
 }
 
+impl CoopTile {
+    /// The fragment block of [`CoopTile::fragment_block`] on the smallest subgroups, `min`
+    /// lanes, if the tile also runs on every wider subgroup size up to `max` (an adapter whose
+    /// driver picks the size per pipeline, such as AMD's 32 or 64): the invocations are whole
+    /// subgroups of `max` (a multiple of `min`: subgroup sizes are powers of two), and a
+    /// subgroup of `max` lanes, which owns `max / min` blocks, holds at most 8 fragments.
+    pub(super) fn subgroup_layout(&self, min: u32, max: u32) -> Option<(u32, u32)> {
+        let (rows, cols) = self.fragment_block(min)?;
+        let widest = max.checked_div(min)?;
+        (max.is_multiple_of(min) && self.threads.is_multiple_of(max) && rows * cols * widest <= 8)
+            .then_some((rows, cols))
+    }
+}
+
 /// `TMxTN/SxSxS/kKC/wTHREADS`, e.g. `64x64/16x16x16/k32/w128`.
 impl fmt::Display for CoopTile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -350,6 +364,40 @@ mod tests {
         assert_eq!(
             CoopTile::new(48, 16, 16, 16, 32).fragment_block(32),
             Some((3, 1))
+        );
+    }
+
+    #[test]
+    fn cooperative_tiles_on_adapters_whose_driver_picks_the_subgroup_size() {
+        // AMD's 32..64 lanes: blocks laid out for 32, a subgroup of 64 owning two. 64x64 in
+        // fragments of 16 on 128 invocations: 4 blocks of 2 x 2, 8 fragments at 64 lanes.
+        let tile = CoopTile::new(64, 64, 16, 32, 128);
+        assert_eq!(tile.subgroup_layout(32, 64), Some((2, 2)));
+        assert_eq!(
+            CoopTile::new(128, 64, 16, 32, 256).subgroup_layout(32, 64),
+            Some((2, 2))
+        );
+        // 128x128: 8 fragments per subgroup of 32 would be 16 at 64 (over 8).
+        let tile = CoopTile::new(128, 128, 16, 32, 256);
+        assert_eq!(tile.subgroup_layout(32, 64), None);
+        // One size: the layout is `fragment_block`'s.
+        for tile in COOP_TILES {
+            for lanes in [8, 32] {
+                assert_eq!(
+                    tile.subgroup_layout(lanes, lanes),
+                    tile.fragment_block(lanes)
+                );
+            }
+        }
+        // Invocations that are not whole subgroups of the widest size, or a widest size that is
+        // not a multiple of the smallest, are refused.
+        assert_eq!(
+            CoopTile::new(16, 64, 16, 16, 32).subgroup_layout(32, 64),
+            None
+        );
+        assert_eq!(
+            CoopTile::new(32, 32, 8, 16, 64).subgroup_layout(8, 24),
+            None
         );
     }
 
