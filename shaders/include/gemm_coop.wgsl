@@ -11,8 +11,8 @@
 // strides padded to multiples of 8 halves = 16 bytes). The epilogue stores one fragment per
 // subgroup at a time into its own S x S slot of `c_stage` and writes it through the role's
 // epilogue, S * S / subgroup size values per invocation.
-override FRAG_ROWS: u32 = 1u; // fragment rows per subgroup
-override FRAG_COLS: u32 = 1u; // fragment columns per subgroup (FRAG_ROWS x FRAG_COLS <= 8)
+override FRAG_ROWS: u32 = 1u; // fragment rows per block
+override FRAG_COLS: u32 = 1u; // fragment columns per block (blocks owned x FRAG_ROWS x FRAG_COLS <= 8)
 override C_LEN: u32 = 64u;    // S * S * BLOCKS (a slot per subgroup at most)
 
 var<workgroup> a_tile: array<operand, A_LEN>;  // [KC][A_STRIDE]: A_STRIDE >= TM
@@ -52,7 +52,12 @@ fn gemm(
         q = stage(job, k0, lid, q);
         workgroupBarrier();
         for (var kk = 0u; kk < KC; kk += S) {
-            for (var r = 0u; r < owned; r++) {
+            // Up to the most blocks a subgroup can hold, a constant, so that the loop unrolls
+            // and every acc index is a constant: `owned` comes from the subgroup size.
+            for (var r = 0u; r < 8u / (FRAG_ROWS * FRAG_COLS); r++) {
+                if r >= owned {
+                    break;
+                }
                 // The block's first row and first column in the tile.
                 let block = sg + r * subgroups;
                 let m0 = (block / blocks_n) * FRAG_ROWS * S;
@@ -73,7 +78,19 @@ fn gemm(
     }
     let slot = sg * S * S;
     for (var f = 0u; f < owned * FRAG_ROWS * FRAG_COLS; f++) {
-        coopStoreT(acc[f], &c_stage[slot], S);
+        // acc[f] by a constant index in each case: a loop holding a barrier is not unrolled,
+        // and some compilers (Mesa's NAK) keep a dynamically indexed array of fragments in
+        // local memory, loading and storing the accumulators around every product.
+        switch f {
+            case 0u: { coopStoreT(acc[0], &c_stage[slot], S); }
+            case 1u: { coopStoreT(acc[1], &c_stage[slot], S); }
+            case 2u: { coopStoreT(acc[2], &c_stage[slot], S); }
+            case 3u: { coopStoreT(acc[3], &c_stage[slot], S); }
+            case 4u: { coopStoreT(acc[4], &c_stage[slot], S); }
+            case 5u: { coopStoreT(acc[5], &c_stage[slot], S); }
+            case 6u: { coopStoreT(acc[6], &c_stage[slot], S); }
+            default: { coopStoreT(acc[7], &c_stage[slot], S); }
+        }
         workgroupBarrier();
         let block = sg + (f / (FRAG_ROWS * FRAG_COLS)) * subgroups;
         let in_block = f % (FRAG_ROWS * FRAG_COLS);

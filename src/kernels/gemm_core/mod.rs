@@ -8,6 +8,8 @@
 //! The tile shapes and their layout rules are in `tiles.rs`, one kernel's module, override
 //! constants and needs of the adapter in `kernel.rs`; this file records the dispatches.
 
+#[cfg(test)]
+mod driver_check;
 mod kernel;
 #[cfg(test)]
 mod spirv_check;

@@ -31,10 +31,14 @@ const LANES: [u32; 5] = [4, 8, 16, 32, 64];
 const SIDES: [f64; 4] = [1.0, 3.0, 5.0, 7.0];
 
 /// One module to check: a spec's entry point with its override constants.
-struct Case {
-    label: String,
-    spec: &'static KernelSpec,
-    constants: Vec<(&'static str, f64)>,
+pub(super) struct Case {
+    pub(super) label: String,
+    pub(super) spec: &'static KernelSpec,
+    /// Its override constants, `WG` (the workgroup size) among them.
+    pub(super) constants: Vec<(&'static str, f64)>,
+    /// The core kernel it is a pass of, and the subgroup size its constants are for (None for
+    /// the split-sum and scatter passes).
+    pub(super) kernel: Option<(CoreKernel, u32)>,
     /// Written each of [`Checks::ALL`] ways (the 3x3 kernels and the product), else only as
     /// natively dispatched ([`Checks::Unchecked`]): the kernel side is a scalar in the shader,
     /// so its other values need not be seen in every form.
@@ -45,7 +49,7 @@ struct Case {
 /// subgroup size its tile runs on) on f32 and f16 activations, in each role with the operand
 /// layouts the role uses (the matrix product: all four), at every kernel side (the product has
 /// none); the split-sum and scatter passes likewise.
-fn cases() -> Vec<Case> {
+pub(super) fn cases() -> Vec<Case> {
     let mut kernels: Vec<(CoreKernel, u32)> = Vec::new();
     for tile in TILE_SHAPES {
         // Their constants do not depend on the subgroup size.
@@ -88,6 +92,7 @@ fn cases() -> Vec<Case> {
                         ),
                         spec: kernel.spec(dtype),
                         constants,
+                        kernel: Some((kernel, lanes)),
                         every_form: matches!(side, None | Some(3.0)),
                     });
                 }
@@ -106,6 +111,7 @@ fn cases() -> Vec<Case> {
                     ),
                     spec: SUM_SPLITS.stored_as(dtype),
                     constants,
+                    kernel: None,
                     every_form: matches!(side, None | Some(3.0)),
                 });
             }
@@ -116,6 +122,7 @@ fn cases() -> Vec<Case> {
             label: format!("gemm_core::scatter_weight_grad KS {side}"),
             spec: &SCATTER,
             constants: vec![("KS", side), ("WG", 256.0)],
+            kernel: None,
             every_form: side == 3.0,
         });
     }

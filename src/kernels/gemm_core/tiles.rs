@@ -136,8 +136,9 @@ pub struct CoopTile {
 }
 
 /// The cooperative tiles the tuner chooses from, per fragment side, largest first. Which run
-/// on an adapter depends on its subgroup size (each subgroup owns a block of at most 8
-/// fragments, as square as the tile allows).
+/// on an adapter depends on its subgroup sizes (the tile is cut into blocks of fragments, as
+/// square as the tile allows, one per subgroup of the smallest size; a subgroup holds at most
+/// 8 fragments at the widest: [`CoopTile::subgroup_layout`]).
 pub const COOP_TILES: [CoopTile; 12] = [
     CoopTile::new(128, 128, 16, 32, 256),
     CoopTile::new(128, 64, 16, 32, 256),
@@ -223,13 +224,15 @@ impl CoopTile {
 impl CoopTile {
     /// The fragment block of [`CoopTile::fragment_block`] on the smallest subgroups, `min`
     /// lanes, if the tile also runs on every wider subgroup size up to `max` (an adapter whose
-    /// driver picks the size per pipeline, such as AMD's 32 or 64): the invocations are whole
-    /// subgroups of `max` (a multiple of `min`: subgroup sizes are powers of two), and a
-    /// subgroup of `max` lanes, which owns `max / min` blocks, holds at most 8 fragments.
+    /// driver picks the size per pipeline, such as AMD's 32 or 64): both are powers of two (as
+    /// Vulkan's subgroup sizes are; so every size between is a multiple of `min`, and the
+    /// shader's blocks divide among its subgroups), the invocations are whole subgroups of
+    /// `max`, and a subgroup of `max` lanes, which owns `max / min` blocks, holds at most 8
+    /// fragments.
     pub(super) fn subgroup_layout(&self, min: u32, max: u32) -> Option<(u32, u32)> {
         let (rows, cols) = self.fragment_block(min)?;
-        let widest = max.checked_div(min)?;
-        (max.is_multiple_of(min) && self.threads.is_multiple_of(max) && rows * cols * widest <= 8)
+        let powers = min.is_power_of_two() && max.is_power_of_two() && min <= max;
+        (powers && self.threads.is_multiple_of(max) && rows * cols * (max / min) <= 8)
             .then_some((rows, cols))
     }
 }
@@ -389,16 +392,17 @@ mod tests {
                 );
             }
         }
-        // Invocations that are not whole subgroups of the widest size, or a widest size that is
-        // not a multiple of the smallest, are refused.
+        // Invocations that are not whole subgroups of the widest size, and sizes that are not
+        // powers of two (48 lanes: 96 invocations would be whole subgroups of 32 and 48, each
+        // of 32 owning one fragment of 48x16), are refused.
         assert_eq!(
             CoopTile::new(16, 64, 16, 16, 32).subgroup_layout(32, 64),
             None
         );
-        assert_eq!(
-            CoopTile::new(32, 32, 8, 16, 64).subgroup_layout(8, 24),
-            None
-        );
+        let tile = CoopTile::new(48, 16, 16, 16, 96);
+        assert_eq!(tile.fragment_block(32), Some((1, 1)));
+        assert_eq!(tile.subgroup_layout(32, 48), None);
+        assert_eq!(tile.subgroup_layout(48, 48), None);
     }
 
     #[test]
