@@ -138,7 +138,7 @@ pub struct CoopTile {
 /// The cooperative tiles the tuner chooses from, per fragment side, largest first. Which run
 /// on an adapter depends on its subgroup sizes (the tile is cut into blocks of fragments, as
 /// square as the tile allows, one per subgroup of the smallest size; a subgroup holds at most
-/// 8 fragments at the widest: [`CoopTile::subgroup_layout`]).
+/// 8 fragments at the widest: `CoopTile::subgroup_layout`).
 pub const COOP_TILES: [CoopTile; 12] = [
     CoopTile::new(128, 128, 16, 32, 256),
     CoopTile::new(128, 64, 16, 32, 256),
