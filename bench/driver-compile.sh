@@ -12,8 +12,10 @@
 #
 # Needs the Mesa 26 side userland of .ci/mesa26.sh (run first, as root) and, in it, Debian's
 # mesa-drm-shim, which this script installs there when missing (root and the Debian mirror).
-# Takes about 5 minutes on 2 cores after the build. What it does not show: whether the kernels
-# compute right or fast on hardware, or what NVIDIA's own compiler makes of them.
+# Takes 20-35 minutes on this project's 2-core machine after the build (RADV under one; NAK
+# prints each shader whole), and keeps the filtered driver output beside the tables (*.log).
+# What it does not show: whether the kernels compute right or fast on hardware, or what
+# NVIDIA's own compiler makes of them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=${HETCONV_MESA26:-/opt/trixie}

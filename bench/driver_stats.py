@@ -38,6 +38,14 @@ STATS = {
     ],
 }
 
+# The statistics that say a form keeps values in memory rather than registers: spills to
+# scratch or local memory, and the scratch or local memory itself. (RADV's spilled SGPRs go to
+# VGPR lanes and NAK's "spills to reg" are moves between register files: not memory.)
+MEMORY = {
+    "radv": ["Spilled VGPRs", "Scratch size"],
+    "nak": ["Spills to mem", "SLM size"],
+}
+
 # "gemm_core_coop16::gemm[64x64/16x16x16/k32/w128 role 0] kfast true/false KS Some(3.0) lanes 32"
 FORM = re.compile(r"^(?P<module>[\w:]+)(\[(?P<tile>\S+) role (?P<role>\d)\])? (?P<rest>.*)$")
 ROLES = {"0": "forward", "1": "input gradient", "2": "weight gradient", "3": "matrix product"}
@@ -96,17 +104,18 @@ def main():
             if name in values:
                 pick = max if how == "max" else min
                 row[name] = pick(row.get(name, values[name]), values[name])
-    spilled = [k for k, r in summary.items() if any(r.get(n, 0) > 0 for n, _, _ in stats if "pill" in n)]
+    spilled = [k for k, r in summary.items() if any(r.get(n, 0) > 0 for n in MEMORY[driver])]
     lines = [
         f"# {title}",
         "",
         f"Adapter: {adapter}. {len(forms)} dispatch forms compiled, "
-        f"{sum(1 for v in forms.values() if v)} with statistics (the others are pipelines the "
-        "check had built already). Per kernel and pass, over its forms (kernel sides 1-7, "
-        "operand layouts, f32 and f16 activations): the most of each count, the least "
-        "occupancy.",
+        f"{sum(1 for v in forms.values() if v)} with statistics (the others compiled to a "
+        "shader the driver had built already, and it printed none). Per kernel and pass, over "
+        "its forms (kernel sides 1-7, operand layouts, f32 and f16 activations): the most of "
+        "each count, the least occupancy.",
         "",
-        f"Kernels and passes with any spill: {len(spilled)} of {len(summary)}"
+        f"Kernels and passes that spill to memory or use scratch or local memory: "
+        f"{len(spilled)} of {len(summary)}"
         + (": " + "; ".join(f"{k} {p}" for k, p in spilled) if spilled else "."),
         "",
         "| kernel | pass | forms | " + " | ".join(h for _, h, _ in stats) + " |",
