@@ -1,6 +1,6 @@
 // The GEMM core's cooperative-matrix inner loop (`shaders/gemm_core.wgsl` has the rest; a
 // `coop*.wgsl` piece sets the fragment side S): the tile is (TM / S) x (TN / S) fragments, cut
-// into BLOCKS blocks of FRAG_ROWS x FRAG_COLS fragments numbered row by row, one per subgroup
+// into `blocks` blocks of FRAG_ROWS x FRAG_COLS fragments numbered row by row, one per subgroup
 // when subgroups are as small as the adapter allows; where the driver makes them wider, there
 // are fewer subgroups and subgroup s owns blocks s, s + subgroups, ... (the host makes the
 // blocks tile the tile, at most 8 fragments per subgroup at the widest: no branch on the
@@ -13,7 +13,7 @@
 // epilogue, S * S / subgroup size values per invocation.
 override FRAG_ROWS: u32 = 1u; // fragment rows per block
 override FRAG_COLS: u32 = 1u; // fragment columns per block (blocks owned x FRAG_ROWS x FRAG_COLS <= 8)
-override C_LEN: u32 = 64u;    // S * S * BLOCKS (a slot per subgroup at most)
+override C_LEN: u32 = 64u;    // S * S * blocks (a slot per subgroup at most)
 
 var<workgroup> a_tile: array<operand, A_LEN>;  // [KC][A_STRIDE]: A_STRIDE >= TM
 var<workgroup> b_tile: array<operand, B_LEN>;  // [KC][B_STRIDE]: B_STRIDE >= TN
@@ -40,7 +40,7 @@ fn gemm(
     let blocks_n = TN / (S * FRAG_COLS);
     let blocks = (TM / (S * FRAG_ROWS)) * blocks_n;
     // The blocks this subgroup owns: sg + r * subgroups for r < owned (subgroups divides
-    // BLOCKS, as both are WG over a power of two, the subgroup size being the larger).
+    // `blocks`, as both are WG over a power of two, the subgroup size being the larger).
     let subgroups = WG / lanes;
     let owned = blocks / subgroups;
     var q = column_pixel(job, lid);
