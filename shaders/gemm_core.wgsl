@@ -24,21 +24,22 @@
 // (`operand_f32`, `operand_f16`, or `coop8` / `coop16`, which also define the cooperative-matrix
 // types), then an inner loop with the `gemm` entry point (`gemm_fma`: per-invocation register
 // tiles, or `gemm_coop`: cooperative matrices), then this file: the operand gathers, the
-// epilogue and the staging they share. Gathers widen what they read to f32; the epilogue adds
-// in f32 and rounds to `act` once. Weights, bias and the weight gradient's partials are f32.
+// epilogue and the staging they share. Gathers convert what they read to `operand` once (so
+// f16 activations staged as f16 operands are never converted); the epilogue adds in f32 and
+// rounds to `act` once. Weights, bias and the weight gradient's partials are f32.
 //
 // Tiles: each workgroup computes TM x TN of one group's C. A and B are staged KC reduction steps
 // at a time in workgroup memory, as operands, with strides A_STRIDE >= TM and B_STRIDE >= TN
-// (padded against bank conflicts). The host guarantees: WG divisible by TN and by KC, KC * TM and
+// (padded against bank conflicts). The host guarantees: WG divisible by TM, TN and KC, KC * TM and
 // KC * TN divisible by WG, A_LEN = KC * A_STRIDE, B_LEN = KC * B_STRIDE, TAB_LEN = max(2 KC,
 // TN), B_KFAST = 0 in roles 0 and 1, A_KFAST = B_KFAST = 1 in role 2 (so that the pixel of an
-// invocation's fixed reduction step is the one its A and B values use); for `gemm_fma` WG = (TM / RM) * (TN / RN), RM at most 8, RN 4 or 8, TM and TN
-// multiples of 4, both strides
-// multiples of 4, A_VLEN = A_LEN / 4 and B_VLEN = B_LEN / 4; for `gemm_coop` TM, TN and KC multiples of S,
-// both strides multiples of 8, WG a multiple of the largest subgroup size, FRAG_ROWS dividing
-// TM / S and FRAG_COLS dividing TN / S, (TM / (S FRAG_ROWS)) (TN / (S FRAG_COLS)) = WG /
-// the smallest subgroup size, FRAG_ROWS FRAG_COLS (largest / smallest) <= 8, and C_LEN = S *
-// S * WG / the smallest subgroup size.
+// invocation's fixed reduction step is the one its A and B values use); for `gemm_fma` WG =
+// (TM / RM) * (TN / RN), RM at most 8, RN 4 or 8, TM and TN multiples of 4, both strides
+// multiples of 4, A_VLEN = A_LEN / 4 and B_VLEN = B_LEN / 4; for `gemm_coop` TM, TN and KC
+// multiples of S, both strides multiples of 8, WG a multiple of the largest subgroup size,
+// FRAG_ROWS dividing TM / S and FRAG_COLS dividing TN / S, (TM / (S FRAG_ROWS)) (TN / (S
+// FRAG_COLS)) = WG / the smallest subgroup size, FRAG_ROWS FRAG_COLS (largest / smallest) <= 8,
+// and C_LEN = S * S * WG / the smallest subgroup size.
 // With those, each invocation loads B values of one fixed column (roles 0, 1: a pixel decoded
 // and its taps' bounds found once per tile) or of one fixed reduction step (role 2: once per
 // stage), and the channel and tap of each reduction entry (role 0, role 1 at stride 1) or
@@ -51,11 +52,15 @@
 // Bounds (the argument that lets native builds create this module without wgpu's runtime
 // checks; the host's side is `dispatch` in src/kernels/gemm_core/mod.rs, with the tiles' layout
 // rules in tiles.rs):
-// - Workgroup stages: `stage` stages element e = lid + i WG (i < KC TM / WG) of A as
-//   kk = e / TM, m = e % TM, or with A_KFAST kk = e % KC = lid % KC and m = e / KC = lid / KC +
-//   i (WG / KC) (exact as WG is a multiple of KC), so kk < KC and m < TM since e < KC TM (B
-//   alike with TN, and lid % TN, lid / TN + i (WG / TN) without B_KFAST, WG a multiple of TN);
-//   kk < KC and m < TM (n < TN) give kk * A_STRIDE + m < A_LEN (B_LEN);
+// - Workgroup stages: `stage_a` stages element e = lid + i WG (i < KC TM / WG) of A as
+//   kk = e / TM = lid / TM + i (WG / TM), m = e % TM = lid % TM (exact as WG is a multiple of
+//   TM), or with A_KFAST kk = e % KC = lid % KC and m = e / KC = lid / KC + i (WG / KC) (WG a
+//   multiple of KC), so kk < KC and m < TM since e < KC TM (`stage`
+//   alike for B with TN, and lid % TN, lid / TN + i (WG / TN) without B_KFAST, WG a multiple
+//   of TN); kk < KC and m < TM (n < TN) give element kk * A_STRIDE + m < A_LEN (B_LEN), which
+//   `stage_slot` returns as z, and as quad x = (kk * A_STRIDE + m) / 4 and lane y = m % 4 (the
+//   stride is a multiple of 4; with step.y a multiple of 4, base + i (step.x * quads + step.y
+//   / 4) is that same quad of kk = first.x + i step.x, m = first.y + i step.y);
 //   `gemm_fma` keeps them as vec4s, element e at [e / 4][e % 4], e / 4 < A_LEN / 4 = A_VLEN,
 //   and reads vec4 (kk * A_STRIDE) / 4 + v * (TM / RM) + tr for v < RM / 4 and tr < TM / RM:
 //   operands 4 of those up to kk * A_STRIDE + TM - 1 < A_LEN (B alike, TN, RN, tc).
@@ -75,7 +80,10 @@
 //   where owned is largest).
 // - c_stage: subgroup ids are below WG / subgroup size <= BLOCKS = C_LEN / (S * S) and
 //   e < S * S, so slot + e < C_LEN.
-// - Every global read happens only for row < rows, col < cols, k < red_hi (edge tiles check
+// - Every global read of the gathers (`a_value`, `b_value`, `read_tap`, `strided_tap`) is at
+//   index 0 of its binding, in range as every binding they read holds a value (the host
+//   refuses empty shapes, and binds a placeholder of 4 values for an absent part or operand),
+//   or happens for row < rows, col < cols, k < red_hi (edge tiles check
 //   them; a tile is interior only if all of its rows and columns are in range, and `full` adds
 //   k0 + KC <= red_hi; B values read through `taps` check them as mask bits: an entry at
 //   k >= red_hi (roles 0, 1) or col >= cols (role 2) is `outside()`, whose bit 31 no mask
@@ -288,12 +296,11 @@ fn locate(k: u32, g: u32) -> Tap {
 }
 
 // The B value entry `t` reads for pixel q: 0 where its tap falls outside the map (or `t` or q
-// lies outside the product), else one load.
-fn read_tap(t: Tap, q: Pixel) -> f32 {
-    if ((q.rows_ok >> (t.bits & 255u)) & (q.cols_ok >> (t.bits >> 8u)) & 1u) == 0u {
-        return 0.0;
-    }
-    return f32(src[u32(q.base + t.offset)]);
+// lies outside the product), else its value. Without a branch: such a tap reads element 0
+// (every activation binding holds one: the host refuses empty shapes) and selects 0.
+fn read_tap(t: Tap, q: Pixel) -> operand {
+    let inside = ((q.rows_ok >> (t.bits & 255u)) & (q.cols_ok >> (t.bits >> 8u)) & 1u) != 0u;
+    return operand(select(act(), src[select(0u, u32(q.base + t.offset), inside)], inside));
 }
 
 // Fills half `slot` of `taps` (roles 0 and 1) with the job's reduction entries k0 .. k0 + KC
@@ -321,25 +328,23 @@ fn fill_taps(job: Job, k0: u32, slot: u32, lid: u32) {
 }
 
 // Input-gradient entry k of group g, over the cout channels of dy, seen from input pixel q, at
-// a stride over 1 (the other strides and roles read through `taps`).
-fn strided_tap(k: u32, g: u32, q: Pixel) -> f32 {
+// a stride over 1 (the other strides and roles read through `taps`); 0 where `ok` is false.
+// Without a branch, as `read_tap`: a value no output pixel made reads element 0.
+fn strided_tap(k: u32, g: u32, q: Pixel, ok: bool) -> operand {
     let entry = channel_and_tap(k, g);
     let channel = entry.x;
     let tap = entry.y;
     let stride = i32(p.stride);
     // Output pixel ((y - ky) / stride, (x - kx) / stride) saw input (y, x) through this tap,
-    // if both divisions are exact.
+    // if both divisions are exact and it lies inside the output.
     let y = q.y - (i32(tap / KS) - i32(PAD));
     let x = q.x - (i32(tap % KS) - i32(PAD));
-    if y < 0 || x < 0 || y % stride != 0 || x % stride != 0 {
-        return 0.0;
-    }
     let oy = u32(y / stride);
     let ox = u32(x / stride);
-    if oy >= p.out_height || ox >= p.out_width {
-        return 0.0;
-    }
-    return f32(src[((q.image * p.cout + channel) * p.out_height + oy) * p.out_width + ox]);
+    let made = ok & (y >= 0) & (x >= 0) & (y % stride == 0) & (x % stride == 0)
+        & (oy < p.out_height) & (ox < p.out_width);
+    let i = ((q.image * p.cout + channel) * p.out_height + oy) * p.out_width + ox;
+    return operand(select(act(), src[select(0u, i, made)], made));
 }
 
 // Where column k of group g's A lies: A[row, k] is element base + row * stride of w3 (`in_w3`)
@@ -387,35 +392,40 @@ fn a_column(k: u32, g: u32, q: Pixel) -> AColumn {
     }
 }
 
-// A[row, k] for row `row` of column `c` (`a_column`).
-fn a_value(c: AColumn, row: u32) -> f32 {
-    let i = c.base + row * c.stride;
+// A[row, k] for row `row` of column `c` (`a_column`), or 0 where `ok` is false. Without a
+// branch but on `c.in_w3` (which `stage` makes a constant): outside the product it reads
+// element 0 of the binding (every operand binding holds one) and selects 0, in the type the
+// binding holds (then converts to `operand`, as every gather does).
+fn a_value(c: AColumn, row: u32, ok: bool) -> operand {
+    let i = select(0u, c.base + row * c.stride, ok);
     switch ROLE {
         case 0u, 1u: {
+            var w: f32;
             if c.in_w3 {
-                return w3[i];
+                w = w3[i];
+            } else {
+                w = w1[i];
             }
-            return w1[i];
+            return operand(select(0.0, w, ok));
         }
         case 2u: {
-            return f32(src2[i]);
+            return operand(select(act(), src2[i], ok));
         }
         default: {
-            return f32(src[i]);
+            return operand(select(act(), src[i], ok));
         }
     }
 }
 
 // B[k, col] of group g where it does not come through `taps` (role 1 at a stride over 1, role
-// 3); q is this invocation's pixel (of col).
-fn b_value(k: u32, col: u32, g: u32, q: Pixel) -> f32 {
+// 3), or 0 where `ok` is false (without a branch, as `a_value`); q is this invocation's pixel
+// (of col).
+fn b_value(k: u32, col: u32, g: u32, q: Pixel, ok: bool) -> operand {
     if ROLE == 1u {
-        return strided_tap(k, g, q);
+        return strided_tap(k, g, q, ok);
     }
-    if p.trans_b == 1u {
-        return f32(src2[col * p.red + k]);
-    }
-    return f32(src2[k * p.cols + col]);
+    let i = select(k * p.cols + col, col * p.red + k, p.trans_b == 1u);
+    return operand(select(act(), src2[select(0u, i, ok)], ok));
 }
 
 // Writes C[row, col] of group g: a partial product of its split where the reduction is split
@@ -526,6 +536,7 @@ fn first_taps(job: Job, lid: u32) {
 // through the half of `taps` the previous stage filled (or `first_taps`) and fill the other
 // half for the next stage: the barrier after staging orders the fill before those reads, and
 // the two barriers of a stage order this stage's reads of a half before its next fill.
+// Every value is read without a branch (`a_value`, `b_value`, `read_tap`).
 fn stage(job: Job, k0: u32, lid: u32, pixel: Pixel) -> Pixel {
     var q = pixel;
     let full = job.interior && k0 + KC <= job.red_hi;
@@ -539,45 +550,81 @@ fn stage(job: Job, k0: u32, lid: u32, pixel: Pixel) -> Pixel {
     } else if uses_taps() {
         fill_taps(job, k0 + KC, 1u - slot, lid);
     }
-    // With A_KFAST an invocation loads one reduction step, kk = lid % KC, of rows lid / KC + i
-    // WG / KC (WG is a multiple of KC), located once; else element e = lid + i WG of the stage
-    // in row-fast order. B alike (without B_KFAST: one column, lid % TN, as WG is a multiple of
-    // TN).
+    // With A_KFAST (always in roles 0 and 1) an invocation loads one reduction step, so one
+    // buffer of weights: the loop is made once per buffer, each with its buffer a constant.
     let fixed_a = a_column(k0 + lid % KC, job.g, q);
-    for (var i = 0u; i < KC * TM / WG; i++) {
-        let e = lid + i * WG;
-        var kk = e / TM;
-        var m = e % TM;
-        var column = fixed_a;
-        if A_KFAST == 1u {
-            kk = lid % KC;
-            m = lid / KC + i * (WG / KC);
-        } else {
-            column = a_column(k0 + kk, job.g, q);
-        }
-        var v = 0.0;
-        if full || (job.row0 + m < p.rows && k0 + kk < job.red_hi) {
-            v = a_value(column, job.row0 + m);
-        }
-        put_a(kk * A_STRIDE + m, operand(v));
+    if fixed_a.in_w3 {
+        stage_a(job, k0, lid, q, full, AColumn(fixed_a.base, fixed_a.stride, true));
+    } else {
+        stage_a(job, k0, lid, q, full, AColumn(fixed_a.base, fixed_a.stride, false));
     }
+    let order = walk(B_KFAST == 1u, TN, lid);
     for (var i = 0u; i < KC * TN / WG; i++) {
-        var kk = lid / TN + i * (WG / TN);
-        var n = lid % TN;
-        if B_KFAST == 1u {
-            kk = lid % KC;
-            n = lid / KC + i * (WG / KC);
-        }
-        var v = 0.0;
+        let kk = order.first.x + i * order.step.x;
+        let n = order.first.y + i * order.step.y;
+        var v: operand;
         if uses_taps() {
             // Bounds are in the entries and the pixel's masks (`outside()`, or no bit set).
             v = read_tap(taps[select(slot * KC + kk, n, ROLE == 2u)], q);
-        } else if full || (job.col0 + n < p.cols && k0 + kk < job.red_hi) {
-            v = b_value(k0 + kk, job.col0 + n, job.g, q);
+        } else {
+            let ok = full | ((job.col0 + n < p.cols) & (k0 + kk < job.red_hi));
+            v = b_value(k0 + kk, job.col0 + n, job.g, q, ok);
         }
-        put_b(kk * B_STRIDE + n, operand(v));
+        put_b(stage_slot(order, i, B_STRIDE), v);
     }
     return q;
+}
+
+// `stage`'s A part (`walk`): with A_KFAST the column of the invocation's one reduction step is
+// `fixed`; else each step is located.
+fn stage_a(job: Job, k0: u32, lid: u32, q: Pixel, full: bool, fixed: AColumn) {
+    let order = walk(A_KFAST == 1u, TM, lid);
+    for (var i = 0u; i < KC * TM / WG; i++) {
+        let kk = order.first.x + i * order.step.x;
+        let m = order.first.y + i * order.step.y;
+        var column = fixed;
+        if A_KFAST == 0u {
+            column = a_column(k0 + kk, job.g, q);
+        }
+        let ok = full | ((job.row0 + m < p.rows) & (k0 + kk < job.red_hi));
+        put_a(stage_slot(order, i, A_STRIDE), a_value(column, job.row0 + m, ok));
+    }
+}
+
+// The stage entries (kk, m) = first + i step, i < KC * side / WG, that an invocation stages of
+// an operand whose tile has `side` rows (A: TM) or columns (B: TN): without `kfast` one row or
+// column, lid % side, over reduction steps lid / side + i WG / side (WG is a multiple of side);
+// with it one reduction step, lid % KC, over rows or columns lid / KC + i WG / KC (WG is a
+// multiple of KC).
+struct Walk {
+    first: vec2<u32>,
+    step: vec2<u32>,
+}
+
+fn walk(kfast: bool, side: u32, lid: u32) -> Walk {
+    if kfast {
+        return Walk(vec2<u32>(lid % KC, lid / KC), vec2<u32>(0u, WG / KC));
+    }
+    return Walk(vec2<u32>(lid / side, lid % side), vec2<u32>(WG / side, 0u));
+}
+
+// Where entry i of `order` goes, as `put_a` and `put_b` take it: entry (kk, m) of a stage with
+// rows of `stride` operands is element kk * stride + m (z), that is lane m % 4 (y) of quad kk *
+// stride / 4 + m / 4 (x; the strides are multiples of 4); the inner loop uses one form or the
+// other. Where step.y is a multiple of 4, the lane is first's and the quad first's plus i
+// times a constant: no division per entry, and once the loop over i is unrolled, addresses the
+// compiler can fold (the element's always are).
+fn stage_slot(order: Walk, i: u32, stride: u32) -> vec3<u32> {
+    let first = order.first;
+    let step = order.step;
+    let quads = stride / 4u;
+    let element = first.x * stride + first.y + i * (step.x * stride + step.y);
+    if step.y % 4u == 0u {
+        let base = first.x * quads + first.y / 4u;
+        return vec3<u32>(base + i * (step.x * quads + step.y / 4u), first.y % 4u, element);
+    }
+    let m = first.y + i * step.y;
+    return vec3<u32>((first.x + i * step.x) * quads + m / 4u, m % 4u, element);
 }
 
 // Writes C[row, col] of the job if it is inside the product. `base`: `column_base(col)`.

@@ -19,12 +19,13 @@ var<workgroup> a_tile: array<operand, A_LEN>;  // [KC][A_STRIDE]: A_STRIDE >= TM
 var<workgroup> b_tile: array<operand, B_LEN>;  // [KC][B_STRIDE]: B_STRIDE >= TN
 var<workgroup> c_stage: array<f32, C_LEN>;
 
-fn put_a(i: u32, v: operand) {
-    a_tile[i] = v;
+// Stage entries by element (`stage_slot`).
+fn put_a(slot: vec3<u32>, v: operand) {
+    a_tile[slot.z] = v;
 }
 
-fn put_b(i: u32, v: operand) {
-    b_tile[i] = v;
+fn put_b(slot: vec3<u32>, v: operand) {
+    b_tile[slot.z] = v;
 }
 
 @compute @workgroup_size(WG)

@@ -12,12 +12,13 @@ override B_VLEN: u32 = 272u;  // B_LEN / 4
 var<workgroup> a_tile: array<vec4<operand>, A_VLEN>;  // [KC][A_STRIDE] operands
 var<workgroup> b_tile: array<vec4<operand>, B_VLEN>;  // [KC][B_STRIDE] operands
 
-fn put_a(i: u32, v: operand) {
-    a_tile[i / 4u][i % 4u] = v;
+// Stage entries by quad and lane (`stage_slot`).
+fn put_a(slot: vec3<u32>, v: operand) {
+    a_tile[slot.x][slot.y] = v;
 }
 
-fn put_b(i: u32, v: operand) {
-    b_tile[i / 4u][i % 4u] = v;
+fn put_b(slot: vec3<u32>, v: operand) {
+    b_tile[slot.x][slot.y] = v;
 }
 
 // The tile row (column) of an invocation's i-th row (column): `t` is its index among the

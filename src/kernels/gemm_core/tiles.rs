@@ -56,8 +56,8 @@ impl TileShape {
     /// Whether the shader's layout rules hold: a tile of 4..=1024 rows and columns, multiples
     /// of 4 (the stages are vec4s), 1..=64 reduction steps, register tiles of at most 8 x 8
     /// dividing the tile, 4 or 8 columns wide (B is read a vec4 at a time), and invocations that
-    /// are a multiple of TN and KC and divide both stage sizes (so that each invocation loads a
-    /// fixed column or a fixed reduction step).
+    /// are a multiple of TM, TN and KC and divide both stage sizes (so that each invocation loads
+    /// a fixed row, column or reduction step).
     pub fn check(&self) -> std::result::Result<(), String> {
         let Self { tm, tn, rm, rn, kc } = *self;
         let ok = (4..=1024).contains(&tm)
@@ -281,10 +281,11 @@ impl FromStr for CoopTile {
 }
 
 /// Whether `threads` invocations stage a tile of `tm` x `tn` with `kc` reduction steps each
-/// loading a fixed column or a fixed reduction step: a multiple of TN and KC that divides both
-/// stage sizes.
+/// loading a fixed row, column or reduction step: a multiple of TM, TN and KC that divides
+/// both stage sizes.
 fn loads_fixed(threads: u32, (tm, tn, kc): (u32, u32, u32)) -> std::result::Result<(), String> {
     let fixed = threads.is_multiple_of(tn)
+        && threads.is_multiple_of(tm)
         && threads.is_multiple_of(kc)
         && (kc * tm).is_multiple_of(threads)
         && (kc * tn).is_multiple_of(threads);
@@ -292,7 +293,7 @@ fn loads_fixed(threads: u32, (tm, tn, kc): (u32, u32, u32)) -> std::result::Resu
         return Ok(());
     }
     Err(format!(
-        "{threads} invocations must be a multiple of TN and KC and divide KC x TM and KC x TN"
+        "{threads} invocations must be a multiple of TM, TN and KC and divide KC x TM and KC x TN"
     ))
 }
 
@@ -309,6 +310,7 @@ mod tests {
         // Shapes the shader cannot run are refused by name.
         assert!(TileShape::new(64, 64, 16, 4, 16).check().is_err());
         assert!(TileShape::new(64, 48, 4, 4, 16).check().is_err());
+        assert!(TileShape::new(64, 4, 4, 4, 16).check().is_err()); // 16 invocations, 64 rows
         assert!("64x64/4x4".parse::<TileShape>().is_err());
         assert!("64x64/4x4/k16/x".parse::<TileShape>().is_err());
         assert!("0x0/1x1/k1".parse::<TileShape>().is_err());
