@@ -82,8 +82,10 @@
 //   e < S * S, so slot + e < C_LEN.
 // - Every global read of the gathers (`a_value`, `b_value`, `read_tap`, `strided_tap`) is at
 //   index 0 of its binding, in range as every binding they read holds a value (the host
-//   refuses empty shapes, and binds a placeholder of 4 values for an absent part or operand),
-//   or happens for row < rows, col < cols, k < red_hi (edge tiles check
+//   dispatches nothing when rows or cols are 0, refuses convs with an empty map or no
+//   channels, and binds a placeholder of 4 values for an absent part or operand; a matrix
+//   product with k = 0 has red_hi = red_lo, so no stage reads), or
+//   happens for row < rows, col < cols, k < red_hi (edge tiles check
 //   them; a tile is interior only if all of its rows and columns are in range, and `full` adds
 //   k0 + KC <= red_hi; B values read through `taps` check them as mask bits: an entry at
 //   k >= red_hi (roles 0, 1) or col >= cols (role 2) is `outside()`, whose bit 31 no mask
@@ -125,7 +127,8 @@
 //   anything read or written: red_hi = red_lo makes that reduction empty (its `first_taps`
 //   may locate a meaningless k, written in range to `taps` and never read), and no write uses
 //   that base. `a_column` of a step outside the reduction (k >= red_hi) may be meaningless
-//   too; no read uses it.
+//   too: its values are read at index 0 and discarded (its `in_w3` only picks which of w3[0]
+//   and w1[0]).
 // - Divisors: tiles_m, tiles_n and groups are non-zero in every role, and so are rows and cols
 //   (the host dispatches nothing, sum_splits included, when rows or cols are 0); width, height, cin, cpg and opg in the conv roles (the host
 //   refuses empty shapes; role 3 never divides by them), and out_height, out_width (at least 1
@@ -246,8 +249,8 @@ fn with_taps(q: Pixel) -> Pixel {
 // Where a B value's tap reads, relative to its pixel's `base` (see `with_taps`): `offset` =
 // channel * plane + dir * (ty * map width + tx), and `bits` = ty | tx << 8, the bits of the
 // pixel's `rows_ok` and `cols_ok` that must both be set for the tap to read inside the map.
-// `outside()` (ty = 31: no mask has that bit, KS <= 7) reads nothing: an entry outside the
-// product.
+// `outside()` (ty = 31: no mask has that bit, KS <= 7) reads element 0 and discards it: an
+// entry outside the product.
 struct Tap {
     offset: i32,
     bits: u32,
@@ -543,7 +546,7 @@ fn stage(job: Job, k0: u32, lid: u32, pixel: Pixel) -> Pixel {
     let slot = ((k0 - job.red_lo) / KC) % 2u;
     if ROLE == 2u {
         let k = k0 + lid % KC;
-        q = Pixel(0u, 0, 0, 0, 0u, 0u); // no taps inside the map: reads nothing
+        q = Pixel(0u, 0, 0, 0, 0u, 0u); // no taps inside the map: every value discarded
         if k < job.red_hi {
             q = with_taps(decode(k));
         }

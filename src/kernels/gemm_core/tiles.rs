@@ -168,7 +168,7 @@ impl CoopTile {
 
     /// Whether the shader's layout rules hold: fragments of side 8 or 16, a tile and a stage
     /// of whole fragments up to 256 x 256 x 64, and invocations (1..=1024) that are a multiple
-    /// of TN and KC and divide both stage sizes.
+    /// of TM, TN and KC and divide both stage sizes.
     pub fn check(&self) -> std::result::Result<(), String> {
         let Self {
             tm,
