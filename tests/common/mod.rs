@@ -228,18 +228,31 @@ pub fn conv_paths(ctx: &Context) -> Vec<ConvPath> {
 
 /// The mixed-precision kernels `ctx` can run: every f16 tile and every cooperative tile; each
 /// one left out is named with the reason. Under `HETCONV_REQUIRE_COOP=1` (CI's run on Mesa 26
-/// lavapipe) a device without any cooperative tile fails instead, and without `shader-f16` so
-/// does every run under `CI`.
+/// lavapipe) a device without any cooperative tile fails instead, as does leaving out a
+/// cooperative tile whose fragment size the device offers (each tile stages its own way: the
+/// 32x32/8x8x8/w32 tile alone takes `stage_slot`'s general path); without `shader-f16` so does
+/// every run under `CI`.
 pub fn mixed_paths(ctx: &Context) -> Vec<ConvPath> {
     let all = TILE_SHAPES
         .iter()
         .map(|t| CoreKernel::F16(*t))
         .chain(COOP_TILES.iter().map(|t| CoreKernel::Coop(*t)));
+    let require_coop = std::env::var_os("HETCONV_REQUIRE_COOP").is_some();
     let mut paths = Vec::new();
     for kernel in all {
         match kernel.runnable(ctx) {
             Ok(()) => paths.push(ConvPath::Variant(Variant::Core(kernel))),
-            Err(e) => note(&format!("{kernel} not run: {e}")),
+            Err(e) => {
+                let note = format!("{kernel} not run: {e}");
+                if let CoreKernel::Coop(tile) = kernel {
+                    assert!(
+                        !(require_coop && offers_fragments(ctx, tile.size)),
+                        "{note} (HETCONV_REQUIRE_COOP is set, and the device offers {0}x{0}x{0} fragments)",
+                        tile.size
+                    );
+                }
+                self::note(&note);
+            }
         }
     }
     let adapter = &ctx.adapter_info().name;
@@ -256,13 +269,18 @@ pub fn mixed_paths(ctx: &Context) -> Vec<ConvPath> {
     if !coop {
         let note =
             format!("{adapter} has no cooperative matrices: the cooperative tiles were not run");
-        assert!(
-            std::env::var_os("HETCONV_REQUIRE_COOP").is_none(),
-            "{note} (HETCONV_REQUIRE_COOP is set)"
-        );
+        assert!(!require_coop, "{note} (HETCONV_REQUIRE_COOP is set)");
         self::note(&note);
     }
     paths
+}
+
+/// Whether `ctx` lists `size` x `size` x `size` f16 -> f32 cooperative matrices.
+fn offers_fragments(ctx: &Context, size: u32) -> bool {
+    ctx.cooperative_matrices().iter().any(|c| {
+        use wgpu::CooperativeScalarType::{F16, F32};
+        (c.m_size, c.n_size, c.k_size) == (size, size, size) && c.ab_type == F16 && c.cr_type == F32
+    })
 }
 
 /// The cooperative tiles `ctx` runs once their fragment blocks are laid out for half its
