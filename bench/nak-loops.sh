@@ -18,7 +18,8 @@ mkdir -p "$out"
 . bench/drm-shim.sh
 
 # The forward pass of the largest FMA tile; each pass of a middle one; a small tile on a
-# pointwise conv; cooperative 16x16x16 tiles on f32 and f16 activations.
+# pointwise conv; cooperative 16x16x16 tiles on f32 and f16 activations; the forward pass and
+# the weight gradient of a middle tile and of a cooperative one reading A a vec4 at a time.
 default_forms='gemm_core::gemm[128x128/8x8/k16 role 0] kfast true/false KS Some(3.0)
 gemm_core::gemm[64x64/4x4/k16 role 0] kfast true/false KS Some(3.0)
 gemm_core::gemm[64x64/4x4/k16 role 1] kfast true/false KS Some(3.0)
@@ -27,7 +28,11 @@ gemm_core::gemm[64x64/4x4/k16 role 3] kfast true/false KS None
 gemm_core::gemm[32x32/4x4/k16 role 0] kfast true/false KS Some(1.0)
 gemm_core_coop16::gemm[128x128/16x16x16/k32/w256 role 0] kfast true/false KS Some(3.0)
 gemm_core_coop16_act16::gemm[64x64/16x16x16/k32/w128 role 0] kfast true/false KS Some(3.0)
-gemm_core_coop16_act16::gemm[64x64/16x16x16/k32/w128 role 2] kfast true/true KS Some(3.0)'
+gemm_core_coop16_act16::gemm[64x64/16x16x16/k32/w128 role 2] kfast true/true KS Some(3.0)
+gemm_core_quads::gemm[64x64/4x4/k16 role 0] kfast true/false KS Some(3.0)
+gemm_core_quads::gemm[64x64/4x4/k16 role 2] kfast true/true KS Some(3.0)
+gemm_core_coop16_act16_quads::gemm[64x64/16x16x16/k32/w128 role 0] kfast true/false KS Some(3.0)
+gemm_core_coop16_act16_quads::gemm[64x64/16x16x16/k32/w128 role 2] kfast true/true KS Some(3.0)'
 : > "$out/nak.log"
 while IFS= read -r form; do
   [ -n "$form" ] || continue

@@ -23,7 +23,10 @@
 // activations); then a precision piece that defines `operand`, the type of the workgroup stages
 // (`operand_f32`, `operand_f16`, or `coop8` / `coop16`, which also define the cooperative-matrix
 // types), then an inner loop with the `gemm` entry point (`gemm_fma`: per-invocation register
-// tiles, or `gemm_coop`: cooperative matrices), then this file: the operand gathers, the
+// tiles, or `gemm_coop`: cooperative matrices), then an A piece that declares bindings 2 to 4
+// and stages A (`a_scalar`: a value at a time, every role; `a_quads`: 4 reduction steps of a
+// row at a time, with A_QUADS = 1, for the forward pass and the weight gradient where the host
+// found A's rows in aligned quads), then this file: the operand gathers, the
 // epilogue and the staging they share. Gathers convert what they read to `operand` once (so
 // f16 activations staged as f16 operands are never converted); the epilogue adds in f32 and
 // rounds to `act` once. Weights, bias and the weight gradient's partials are f32.
@@ -52,15 +55,22 @@
 // Bounds (the argument that lets native builds create this module without wgpu's runtime
 // checks; the host's side is `dispatch` in src/kernels/gemm_core/mod.rs, with the tiles' layout
 // rules in tiles.rs):
-// - Workgroup stages: `stage_a` stages element e = lid + i WG (i < KC TM / WG) of A as
-//   kk = e / TM = lid / TM + i (WG / TM), m = e % TM = lid % TM (exact as WG is a multiple of
-//   TM), or with A_KFAST kk = e % KC = lid % KC and m = e / KC = lid / KC + i (WG / KC) (WG a
-//   multiple of KC), so kk < KC and m < TM since e < KC TM (`stage`
-//   alike for B with TN, and lid % TN, lid / TN + i (WG / TN) without B_KFAST, WG a multiple
-//   of TN); kk < KC and m < TM (n < TN) give element kk * A_STRIDE + m < A_LEN (B_LEN), which
-//   `stage_slot` returns as z, and as quad x = (kk * A_STRIDE + m) / 4 and lane y = m % 4 (the
-//   stride is a multiple of 4; with step.y a multiple of 4, base + i (step.x * quads + step.y
-//   / 4) is that same quad of kk = first.x + i step.x, m = first.y + i step.y);
+// - Workgroup stages: `a_scalar`'s `stage_a` stages element e = lid + i WG (i < KC TM / WG)
+//   of A as kk = e / TM = lid / TM + i (WG / TM), m = e % TM = lid % TM (exact as WG is a
+//   multiple of TM), or with A_KFAST kk = `reduction_lane`(lid) = lid % KC = e % KC and
+//   m = e / KC = lid / KC + i (WG / KC) (WG a multiple of KC), so kk < KC and m < TM since
+//   e < KC TM (`stage` alike for B with TN, and lid % TN, lid / TN + i (WG / TN) without
+//   B_KFAST, WG a multiple of TN); kk < KC and m < TM (n < TN) give element kk * A_STRIDE + m
+//   < A_LEN (B_LEN), which `stage_slot` returns as z, and as quad x = (kk * A_STRIDE + m) / 4
+//   and lane y = m % 4 (the stride is a multiple of 4; with step.y a multiple of 4, base + i
+//   (step.x * quads + step.y / 4) is that same quad of kk = first.x + i step.x, m = first.y +
+//   i step.y). `a_quads`'s `stage_a` (A_QUADS = 1, A_KFAST; the host: KC a multiple of 4 and
+//   KC TM of 4 WG) stages quad e = lid + i WG (i < KC TM / (4 WG)) as kk = 4 (e % (KC / 4)) =
+//   `a_lane`(lid) and m = e / (KC / 4) = lid / (KC / 4) + i (4 WG / KC) (WG a multiple of
+//   KC / 4), so kk + 3 < KC and m < TM, its 4 values at entries (kk + j, m), `stage_slot`'s
+//   slot plus j rows. There `reduction_lane` permutes the steps lid % KC among themselves (a
+//   function of lid % KC that is a bijection of 0 .. KC), so the B_KFAST walk covers the same
+//   entries.
 //   `gemm_fma` keeps them as vec4s, element e at [e / 4][e % 4], e / 4 < A_LEN / 4 = A_VLEN,
 //   and reads vec4 (kk * A_STRIDE) / 4 + v * (TM / RM) + tr for v < RM / 4 and tr < TM / RM:
 //   operands 4 of those up to kk * A_STRIDE + TM - 1 < A_LEN (B alike, TN, RN, tc).
@@ -80,7 +90,8 @@
 //   where owned is largest).
 // - c_stage: subgroup ids are below WG / subgroup size <= BLOCKS = C_LEN / (S * S) and
 //   e < S * S, so slot + e < C_LEN.
-// - Every global read of the gathers (`a_value`, `b_value`, `read_tap`, `strided_tap`) is at
+// - Every global read of the gathers (`a_value` or `a_quad`, `b_value`, `read_tap`,
+//   `strided_tap`) is at
 //   index 0 of its binding, in range as every binding they read holds a value (the host
 //   dispatches nothing when rows or cols are 0, refuses convs with an empty map or no
 //   channels, and binds a placeholder of 4 values for an absent part or operand; a matrix
@@ -103,7 +114,16 @@
 //   batch (col or k < batch * the pixels of its space, which is the map the image index is
 //   decoded in) and a channel < cin (cout); a spatial tap index is < TAPS (k % TAPS); role 3
 //   reads a[m, k], b[k, n] within m * k and k * n; bias is read only when the host bound one
-//   of cout (role 3: n) values.
+//   of cout (role 3: n) values. `a_quads` binds src2, w3 and w1 as vec4s; the host binds
+//   every tensor over whole 16-byte units (its range rounded up to 16 bytes, within its
+//   buffer), so element i < the values the tensor holds is in vec4 i / 4, inside the
+//   binding. `a_quad` reads the vec4 of elements i .. i + 3 for i the index of A[row, k] (a
+//   multiple of 4), those of A[row, k .. k + 3], which lie in that row and are in range when
+//   k < red_hi: the host uses `a_quads` only where a row's steps in one binding come in
+//   aligned quads (role 0: cpg a multiple of 4, so that the 3x3 row length cpg TAPS, cin and
+//   the masked block's edges g cpg are too; role 2: the pixel plane a multiple of 4, so that
+//   a quad of pixels is in one image), and red_hi (a split's end, or red) is a multiple of 4
+//   there.
 // - `taps`: roles 0 and 1 read and write entries slot * KC + kk with slot < 2 and kk < KC,
 //   role 2 entries n < TN, both below TAB_LEN = max(2 KC, TN); each entry a stage reads was
 //   written first (by `first_taps`, or by the previous stage, across a barrier), since
@@ -179,9 +199,7 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<act>;   // x (roles 0, 2), dy (role 1), a (role 3)
-@group(0) @binding(2) var<storage, read> src2: array<act>;  // dy (role 2), b (role 3)
-@group(0) @binding(3) var<storage, read> w3: array<f32>;
-@group(0) @binding(4) var<storage, read> w1: array<f32>;
+// Bindings 2 (src2: dy in role 2, b in role 3), 3 (w3) and 4 (w1) are the A piece's.
 @group(0) @binding(5) var<storage, read> bias: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dst: array<act>;       // roles 0, 1, 3
 @group(0) @binding(7) var<storage, read_write> partials: array<f32>;  // split products
@@ -382,8 +400,14 @@ fn a_column(k: u32, g: u32, q: Pixel) -> AColumn {
             return AColumn(entry.x * p.cin + g * p.cpg, 1u, false);
         }
         case 2u: {
+            // With A_QUADS q is the pixel of a step of k's quad, in the same image (the host
+            // found the plane a multiple of 4), and the quad's first pixel is q's rounded down
+            // to a multiple of 4 (pixel % 4 = k % 4 as plane % 4 = 0).
             let plane = p.out_height * p.out_width;
-            let pixel = u32(q.y) * p.out_width + u32(q.x);
+            var pixel = u32(q.y) * p.out_width + u32(q.x);
+            if A_QUADS == 1u {
+                pixel &= ~3u;
+            }
             return AColumn((q.image * p.cout + g * p.rows) * plane + pixel, plane, false);
         }
         default: {
@@ -395,31 +419,6 @@ fn a_column(k: u32, g: u32, q: Pixel) -> AColumn {
     }
 }
 
-// A[row, k] for row `row` of column `c` (`a_column`), or 0 where `ok` is false. Without a
-// branch but on `c.in_w3` (which `stage` makes a constant): outside the product it reads
-// element 0 of the binding (every operand binding holds one) and selects 0, in the type the
-// binding holds (then converts to `operand`, as every gather does).
-fn a_value(c: AColumn, row: u32, ok: bool) -> operand {
-    let i = select(0u, c.base + row * c.stride, ok);
-    switch ROLE {
-        case 0u, 1u: {
-            var w: f32;
-            if c.in_w3 {
-                w = w3[i];
-            } else {
-                w = w1[i];
-            }
-            return operand(select(0.0, w, ok));
-        }
-        case 2u: {
-            return operand(select(act(), src2[i], ok));
-        }
-        default: {
-            return operand(select(act(), src[i], ok));
-        }
-    }
-}
-
 // B[k, col] of group g where it does not come through `taps` (role 1 at a stride over 1, role
 // 3), or 0 where `ok` is false (without a branch, as `a_value`); q is this invocation's pixel
 // (of col).
@@ -427,8 +426,8 @@ fn b_value(k: u32, col: u32, g: u32, q: Pixel, ok: bool) -> operand {
     if ROLE == 1u {
         return strided_tap(k, g, q, ok);
     }
-    let i = select(k * p.cols + col, col * p.red + k, p.trans_b == 1u);
-    return operand(select(act(), src2[select(0u, i, ok)], ok));
+    let i = select(0u, select(k * p.cols + col, col * p.red + k, p.trans_b == 1u), ok);
+    return operand(select(act(), src2_at(i), ok));
 }
 
 // Writes C[row, col] of group g: a partial product of its split where the reduction is split
@@ -545,7 +544,7 @@ fn stage(job: Job, k0: u32, lid: u32, pixel: Pixel) -> Pixel {
     let full = job.interior && k0 + KC <= job.red_hi;
     let slot = ((k0 - job.red_lo) / KC) % 2u;
     if ROLE == 2u {
-        let k = k0 + lid % KC;
+        let k = k0 + reduction_lane(lid);
         q = Pixel(0u, 0, 0, 0, 0u, 0u); // no taps inside the map: every value discarded
         if k < job.red_hi {
             q = with_taps(decode(k));
@@ -553,9 +552,10 @@ fn stage(job: Job, k0: u32, lid: u32, pixel: Pixel) -> Pixel {
     } else if uses_taps() {
         fill_taps(job, k0 + KC, 1u - slot, lid);
     }
-    // With A_KFAST (always in roles 0 and 1) an invocation loads one reduction step, so one
-    // buffer of weights: the loop is made once per buffer, each with its buffer a constant.
-    let fixed_a = a_column(k0 + lid % KC, job.g, q);
+    // With A_KFAST (always in roles 0 and 1) an invocation loads one reduction step (with
+    // A_QUADS one quad of steps, `a_lane`), so one buffer of weights: the loop is made once per
+    // buffer, each with its buffer a constant.
+    let fixed_a = a_column(k0 + a_lane(lid), job.g, q);
     if fixed_a.in_w3 {
         stage_a(job, k0, lid, q, full, AColumn(fixed_a.base, fixed_a.stride, true));
     } else {
@@ -578,22 +578,6 @@ fn stage(job: Job, k0: u32, lid: u32, pixel: Pixel) -> Pixel {
     return q;
 }
 
-// `stage`'s A part (`walk`): with A_KFAST the column of the invocation's one reduction step is
-// `fixed`; else each step is located.
-fn stage_a(job: Job, k0: u32, lid: u32, q: Pixel, full: bool, fixed: AColumn) {
-    let order = walk(A_KFAST == 1u, TM, lid);
-    for (var i = 0u; i < KC * TM / WG; i++) {
-        let kk = order.first.x + i * order.step.x;
-        let m = order.first.y + i * order.step.y;
-        var column = fixed;
-        if A_KFAST == 0u {
-            column = a_column(k0 + kk, job.g, q);
-        }
-        let ok = full | ((job.row0 + m < p.rows) & (k0 + kk < job.red_hi));
-        put_a(stage_slot(order, i, A_STRIDE), a_value(column, job.row0 + m, ok));
-    }
-}
-
 // The stage entries (kk, m) = first + i step, i < KC * side / WG, that an invocation stages of
 // an operand whose tile has `side` rows (A: TM) or columns (B: TN): without `kfast` one row or
 // column, lid % side, over reduction steps lid / side + i WG / side (WG is a multiple of side);
@@ -606,9 +590,30 @@ struct Walk {
 
 fn walk(kfast: bool, side: u32, lid: u32) -> Walk {
     if kfast {
-        return Walk(vec2<u32>(lid % KC, lid / KC), vec2<u32>(0u, WG / KC));
+        return Walk(vec2<u32>(reduction_lane(lid), lid / KC), vec2<u32>(0u, WG / KC));
     }
     return Walk(vec2<u32>(lid / side, lid % side), vec2<u32>(WG / side, 0u));
+}
+
+// The stage row of an invocation's one reduction step where it loads one (A_KFAST, B_KFAST):
+// lid % KC, or with A_QUADS the same rows permuted, 4 (lid % (KC / 4)) + (lid / (KC / 4)) % 4,
+// so that the step lies in the quad of steps `a_lane` gives the invocation's A loads (role 2
+// decodes one pixel per stage for both). For lid < KC, lid / (KC / 4) < 4: a permutation of
+// 0 .. KC, and lid's value is (lid % KC)'s.
+fn reduction_lane(lid: u32) -> u32 {
+    if A_QUADS == 1u {
+        return 4u * (lid % (KC / 4u)) + (lid / (KC / 4u)) % 4u;
+    }
+    return lid % KC;
+}
+
+// The first stage row of an invocation's A loads with A_KFAST: its one step, or with A_QUADS
+// the first of its quad of steps, 4 (lid % (KC / 4)).
+fn a_lane(lid: u32) -> u32 {
+    if A_QUADS == 1u {
+        return reduction_lane(lid) & ~3u;
+    }
+    return reduction_lane(lid);
 }
 
 // Where entry i of `order` goes, as `put_a` and `put_b` take it: entry (kk, m) of a stage with

@@ -37,7 +37,7 @@ macro_rules! shader {
     ($ident:ident = $name:literal: $file:literal needs $needs:expr $(, $include:literal)*) => {
         shader!(@make $ident, $name, $file, false, $needs $(, $include)*);
     };
-    (@make $ident:ident, $name:literal, $file:literal, $proven:literal, $needs:expr $(, $include:literal)*) => {
+    (@make $ident:ident, $name:expr, $file:literal, $proven:literal, $needs:expr $(, $include:literal)*) => {
         #[doc = concat!("`", $name, "`: `shaders/", $file, ".wgsl`")]
         $(#[doc = concat!(" after `include/", $include, ".wgsl`")])*
         pub static $ident: ShaderSource = ShaderSource {
@@ -94,13 +94,23 @@ shader!(CONV, "conv", "conv_geometry");
 shader!(REDUCE, "reduce", "act_f32", "workgroup_sum");
 shader!(REDUCE_F16 = "reduce_f16": "reduce" needs wgpu::Features::SHADER_F16, "f16", "act_f16", "workgroup_sum");
 shader!(CONV_WEIGHT_GRAD, "conv_weight_grad", "conv_geometry");
-shader!(GEMM_CORE = "gemm_core": proven "gemm_core" needs wgpu::Features::empty(), "act_f32", "operand_f32", "conv_geometry", "gemm_fma");
-shader!(GEMM_CORE_F16 = "gemm_core_f16": proven "gemm_core" needs wgpu::Features::SHADER_F16, "f16", "act_f32", "operand_f16", "conv_geometry", "gemm_fma");
-shader!(GEMM_CORE_COOP8 = "gemm_core_coop8": proven "gemm_core" needs COOP, "f16", "coop8", "act_f32", "conv_geometry", "gemm_coop");
-shader!(GEMM_CORE_COOP16 = "gemm_core_coop16": proven "gemm_core" needs COOP, "f16", "coop16", "act_f32", "conv_geometry", "gemm_coop");
-shader!(GEMM_CORE_F16_ACT16 = "gemm_core_f16_act16": proven "gemm_core" needs wgpu::Features::SHADER_F16, "f16", "act_f16", "operand_f16", "conv_geometry", "gemm_fma");
-shader!(GEMM_CORE_COOP8_ACT16 = "gemm_core_coop8_act16": proven "gemm_core" needs COOP, "f16", "coop8", "act_f16", "conv_geometry", "gemm_coop");
-shader!(GEMM_CORE_COOP16_ACT16 = "gemm_core_coop16_act16": proven "gemm_core" needs COOP, "f16", "coop16", "act_f16", "conv_geometry", "gemm_coop");
+/// The GEMM core's two modules for one inner loop and precision (`shaders/gemm_core.wgsl` after
+/// the listed pieces): staging A a value at a time (`include/a_scalar.wgsl`), and a vec4 at a
+/// time (`include/a_quads.wgsl`; the name ends in `_quads`).
+macro_rules! gemm_core {
+    ($scalar:ident, $quads:ident = $name:literal needs $needs:expr $(, $include:literal)*) => {
+        shader!(@make $scalar, $name, "gemm_core", true, $needs $(, $include)*, "a_scalar");
+        shader!(@make $quads, concat!($name, "_quads"), "gemm_core", true, $needs $(, $include)*, "a_quads");
+    };
+}
+
+gemm_core!(GEMM_CORE, GEMM_CORE_QUADS = "gemm_core" needs wgpu::Features::empty(), "act_f32", "operand_f32", "conv_geometry", "gemm_fma");
+gemm_core!(GEMM_CORE_F16, GEMM_CORE_F16_QUADS = "gemm_core_f16" needs wgpu::Features::SHADER_F16, "f16", "act_f32", "operand_f16", "conv_geometry", "gemm_fma");
+gemm_core!(GEMM_CORE_COOP8, GEMM_CORE_COOP8_QUADS = "gemm_core_coop8" needs COOP, "f16", "coop8", "act_f32", "conv_geometry", "gemm_coop");
+gemm_core!(GEMM_CORE_COOP16, GEMM_CORE_COOP16_QUADS = "gemm_core_coop16" needs COOP, "f16", "coop16", "act_f32", "conv_geometry", "gemm_coop");
+gemm_core!(GEMM_CORE_F16_ACT16, GEMM_CORE_F16_ACT16_QUADS = "gemm_core_f16_act16" needs wgpu::Features::SHADER_F16, "f16", "act_f16", "operand_f16", "conv_geometry", "gemm_fma");
+gemm_core!(GEMM_CORE_COOP8_ACT16, GEMM_CORE_COOP8_ACT16_QUADS = "gemm_core_coop8_act16" needs COOP, "f16", "coop8", "act_f16", "conv_geometry", "gemm_coop");
+gemm_core!(GEMM_CORE_COOP16_ACT16, GEMM_CORE_COOP16_ACT16_QUADS = "gemm_core_coop16_act16" needs COOP, "f16", "coop16", "act_f16", "conv_geometry", "gemm_coop");
 shader!(POOL, "pool", "act_f32");
 shader!(POOL_F16 = "pool_f16": "pool" needs wgpu::Features::SHADER_F16, "f16", "act_f16");
 shader!(BATCHNORM, "batchnorm", "act_f32", "workgroup_sum", "finite");
@@ -126,6 +136,13 @@ pub static ALL: &[&ShaderSource] = &[
     &GEMM_CORE_F16_ACT16,
     &GEMM_CORE_COOP8_ACT16,
     &GEMM_CORE_COOP16_ACT16,
+    &GEMM_CORE_QUADS,
+    &GEMM_CORE_F16_QUADS,
+    &GEMM_CORE_COOP8_QUADS,
+    &GEMM_CORE_COOP16_QUADS,
+    &GEMM_CORE_F16_ACT16_QUADS,
+    &GEMM_CORE_COOP8_ACT16_QUADS,
+    &GEMM_CORE_COOP16_ACT16_QUADS,
     &REDUCE,
     &REDUCE_F16,
     &POOL,

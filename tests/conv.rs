@@ -127,11 +127,7 @@ impl Case {
         if let Some(kernels) = kernels {
             let has_weight_product =
                 kind.spatial() || kind.pointwise == Pointwise::Dense || kind.groups > 1;
-            let roles: &[u32] = if has_weight_product {
-                &[0, 1, 2]
-            } else {
-                &[0, 1]
-            };
+            let roles = conv_roles(variant_of(algorithm), kind, d, has_weight_product);
             let direct = [
                 "conv::forward",
                 "conv::backward_input",
@@ -143,7 +139,7 @@ impl Case {
             } else {
                 DType::F32
             };
-            assert_kernels_on(&kernels, variant_of(algorithm), read, roles, &direct);
+            assert_kernels_on(&kernels, variant_of(algorithm), read, &roles, &direct);
         }
         // One more rounding where the outputs are stored as f16 (to either neighbour: one f16
         // step, relative 2^-10, or 2^-24 below f16's normal range).
@@ -462,8 +458,10 @@ fn grouped_3x3_plus_dense_1x1() {
 /// Every kernel with its reduction split (forward and input gradient: `sum_splits` is asserted
 /// to have run), on reductions long enough to split at every KC (at least 256 in both
 /// directions): HetConv, a strided standard 3x3 and a grouped 3x3 with bias, a masked 1x1,
-/// batch 1 and odd maps; the mixed kernels on f16 activations too; and a split forward pass
-/// that adds to its output.
+/// batch 1 and odd maps; HetConv on 8x4 maps, whose weight gradient reads dy a vec4 at a time
+/// (32 pixels a plane) over 5 images, so that a quad's image changes within a split and a
+/// split may start inside an image; the mixed kernels on f16 activations too; and a split
+/// forward pass that adds to its output.
 #[test]
 fn split_reductions_every_kind() {
     let ctx = ctx();
@@ -480,6 +478,7 @@ fn split_reductions_every_kind() {
             dims(1, 512, 512, 1, 2),
             false,
         ),
+        (ConvKind::hetconv(2), dims(5, 64, 64, 8, 4), false),
     ];
     let paths = split_paths(&ctx);
     for (i, (kind, d, bias)) in cases.into_iter().enumerate() {

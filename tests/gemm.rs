@@ -90,7 +90,7 @@ fn check_matmul_shapes(ctx: &hetconv::Context, path: ConvPath, shapes: &[(usize,
                     product = Some(gemm::matmul(&ta, la, &tb, lb, None).unwrap());
                 });
                 if let Some(kernels) = kernels {
-                    assert_kernels(&kernels, variant_of(path), &[3], &["gemm::matmul"]);
+                    assert_kernels(&kernels, variant_of(path), &[(3, false)], &["gemm::matmul"]);
                 }
                 let got = product.unwrap().to_vec().unwrap();
                 let name = format!("{path:?} matmul {m}x{k}x{n} {la:?} {lb:?}");
@@ -194,7 +194,7 @@ fn check_bias_and_accumulate(
             Some(gemm::matmul(&ta, Layout::AsIs, &tb, Layout::AsIs, Some(&bias)).unwrap());
     });
     if let Some(kernels) = kernels {
-        assert_kernels(&kernels, variant_of(path), &[3], &["gemm::matmul"]);
+        assert_kernels(&kernels, variant_of(path), &[(3, false)], &["gemm::matmul"]);
     }
     let got = product_with_bias.unwrap();
     check(

@@ -179,10 +179,19 @@ fn mixed_matches_f32(
             kernels.iter().all(|k| !k.starts_with("conv::")
                 && !k.starts_with("conv_weight_grad::")
                 && !k.starts_with("gemm::")
-                && !k.starts_with("gemm_core::gemm")),
+                && !k.starts_with("gemm_core::gemm")
+                && !k.starts_with("gemm_core_quads::gemm")),
             "an f32 product ran in mixed precision: {kernels:?}"
         );
-        let f16_activations = ["_act16::gemm", "batchnorm_f16::", "batchnorm_grad_f16::"];
+        // The core's products on f16 activations (`_act16`, or `_act16_quads` where it stages
+        // A a vec4 at a time).
+        assert!(
+            kernels
+                .iter()
+                .any(|k| k.contains("_act16::gemm") || k.contains("_act16_quads::gemm")),
+            "no core product on f16 activations ran: {kernels:?}"
+        );
+        let f16_activations = ["batchnorm_f16::", "batchnorm_grad_f16::"];
         for module in f16_activations.iter().chain(modules) {
             assert!(
                 kernels.iter().any(|k| k.contains(module)),

@@ -332,7 +332,8 @@ fn the_unchecked_split_reductions_give_the_checked_bits_and_write_nothing_outsid
                 same_conv_bits(both, &label, (&kind, &d), 50 + i as u64, storage);
             });
             if let Some(kernels) = kernels {
-                assert_kernels_on(&kernels, variant, storage, &[0, 1, 2], &[]);
+                let roles = conv_roles(variant, &kind, &d, true);
+                assert_kernels_on(&kernels, variant, storage, &roles, &[]);
             }
         }
         for (i, shape) in [(7, 300, 9), (128, 300, 128)].into_iter().enumerate() {
@@ -340,7 +341,7 @@ fn the_unchecked_split_reductions_give_the_checked_bits_and_write_nothing_outsid
                 same_matmul_bits(both, &label, shape, 60 + i as u64);
             });
             if let Some(kernels) = kernels {
-                assert_kernels(&kernels, variant, &[3], &[]);
+                assert_kernels(&kernels, variant, &[(3, false)], &[]);
             }
         }
     }

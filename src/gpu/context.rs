@@ -446,6 +446,13 @@ impl Context {
         &self.inner.limits
     }
 
+    /// Where a view of a tensor ([`crate::Tensor::view`]) may start, in bytes: the device's
+    /// storage-offset alignment, and at least 16, so that kernels may bind every tensor as
+    /// whole 16-byte vec4s without reaching into the next view of its buffer.
+    pub fn view_alignment(&self) -> u64 {
+        u64::from(self.inner.limits.min_storage_buffer_offset_alignment).max(16)
+    }
+
     /// Largest buffer, in bytes, that one storage binding may hold on this device, and never
     /// over 2^32 - 1: the shaders index with u32, and their bounds arguments rely on every
     /// element index of a binding fitting in 31 bits (a backend may allow larger bindings).

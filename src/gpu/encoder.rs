@@ -504,7 +504,7 @@ impl Context {
             uniform,
             buffers: buffers
                 .iter()
-                .map(|t| (t.buffer().clone(), t.byte_offset(), t.binding_len()))
+                .map(|t| (t.buffer().clone(), t.byte_offset(), t.kernel_binding_len()))
                 .collect(),
         };
         match recorder.bind_groups.get(&key) {

@@ -336,7 +336,7 @@ pub fn backward(
     }
     let ctx = x.context();
     // dgamma and dbeta in one buffer (dbeta at the next aligned offset, so both are views).
-    let align = (ctx.limits().min_storage_buffer_offset_alignment as usize / 4).max(1);
+    let align = ctx.view_alignment() as usize / 4;
     let dbeta_offset = c.div_ceil(align) * align;
     let sums = Tensor::uninit(ctx, &[dbeta_offset + c])?;
     let relu = saved.relu_beta.is_some();

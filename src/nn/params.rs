@@ -70,14 +70,15 @@ impl ParamStoreBuilder {
             .collect()
     }
 
-    /// Uploads everything to `ctx`. Each parameter starts on the device's storage-offset
-    /// alignment; the padding between parameters stays zero (and so does its gradient).
+    /// Uploads everything to `ctx`. Each parameter starts on the device's view alignment
+    /// ([`Context::view_alignment`]); the padding between parameters stays zero (and so does
+    /// its gradient).
     ///
     /// Names must be unique (they are the checkpoint's keys) and every shape must have as many
     /// elements as its values, at least one.
     pub fn build(self, ctx: &Context) -> Result<ParamStore> {
         self.validate()?;
-        let align = (ctx.limits().min_storage_buffer_offset_alignment as usize / 4).max(1);
+        let align = ctx.view_alignment() as usize / 4;
         let mut infos = Vec::with_capacity(self.params.len());
         let mut total = 0;
         for (name, shape, values) in &self.params {

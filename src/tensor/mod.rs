@@ -194,7 +194,8 @@ impl Tensor {
     }
 
     /// A view of `shape` starting `offset` elements into this tensor's storage. The byte offset
-    /// must meet the device's storage-offset alignment; a view of an f16 tensor must also end
+    /// must be a multiple of [`Context::view_alignment`] (the device's storage-offset
+    /// alignment, at least 16 bytes); a view of an f16 tensor must also end
     /// on a 4-byte boundary (an even count of elements: copies, clears and bindings cover whole
     /// 4-byte words, and would reach into the next view otherwise).
     ///
@@ -220,7 +221,7 @@ impl Tensor {
                 ),
             ));
         }
-        let align = u64::from(self.ctx.limits().min_storage_buffer_offset_alignment);
+        let align = self.ctx.view_alignment();
         let byte_offset = (self.offset + offset) as u64 * self.dtype.bytes();
         if !byte_offset.is_multiple_of(align) {
             return Err(Error::shape(
@@ -253,6 +254,17 @@ impl Tensor {
     /// (an f16 tensor of odd length owns the 2 bytes after it: its buffer is rounded up further).
     pub(crate) fn binding_len(&self) -> u64 {
         self.byte_len().div_ceil(4) * 4
+    }
+
+    /// The range a kernel binds, in bytes: [`Tensor::byte_len`] rounded up to 16 bytes, so
+    /// that a shader may bind the tensor as an array of vec4s (its last, partial vec4
+    /// included). The buffer holds it: buffers are sized in 16-byte units and a view starts
+    /// at a multiple of 16 bytes ([`Context::view_alignment`]), so the rounding stays within
+    /// the buffer, before the next view of the same buffer (a binding of a view reaches no
+    /// other view's values).
+    pub(crate) fn kernel_binding_len(&self) -> u64 {
+        let rounded = self.byte_len().div_ceil(16) * 16;
+        rounded.min(self.buffer().size() - self.byte_offset())
     }
 
     /// How the tensor's values are stored.

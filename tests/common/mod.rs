@@ -426,11 +426,38 @@ pub fn kernels_run(ctx: &Context, f: impl FnOnce()) -> Option<Vec<String>> {
 }
 
 /// Asserts that `kernels` (from [`kernels_run`]) are `want`'s: the GEMM core's dispatches with
-/// its tile in each of `roles` (on f32 activations), or the listed direct `entries`, and none
-/// of the other kind.
+/// its tile in each of `roles` (on f32 activations; each role with whether it stages A a vec4
+/// at a time, see [`conv_roles`]), or the listed direct `entries`, and none of the other kind.
 #[track_caller]
-pub fn assert_kernels(kernels: &[String], want: Variant, roles: &[u32], entries: &[&str]) {
+pub fn assert_kernels(kernels: &[String], want: Variant, roles: &[(u32, bool)], entries: &[&str]) {
     assert_kernels_on(kernels, want, hetconv::tensor::DType::F32, roles, entries)
+}
+
+/// The GEMM core's passes of a conv of `kind` on `d` run by `variant`, as (role, whether it
+/// stages A a vec4 at a time): the forward pass (0) does where the tile reads whole quads of A
+/// (`CoreKernel::reads_quads`) and cin / groups is a multiple of 4, so that a filter's weights
+/// of each part, and a masked block's edges, lie in aligned quads; the input gradient (1)
+/// never; the weight gradient (2, where `weight_grad`) where the tile reads quads and the
+/// output's plane is a multiple of 4, so that a quad of dy's pixels lies in one image.
+pub fn conv_roles(
+    variant: Variant,
+    kind: &hetconv::kernels::conv::ConvKind,
+    d: &hetconv::kernels::conv::ConvDims,
+    weight_grad: bool,
+) -> Vec<(u32, bool)> {
+    let reads = match variant {
+        Variant::Core(kernel) | Variant::SplitK(kernel) => kernel.reads_quads(),
+        Variant::Direct => false,
+    };
+    let (oh, ow) = kind.out_hw(d);
+    let mut roles = vec![
+        (0, reads && (d.cin / kind.groups).is_multiple_of(4)),
+        (1, false),
+    ];
+    if weight_grad {
+        roles.push((2, reads && (oh * ow).is_multiple_of(4)));
+    }
+    roles
 }
 
 /// [`assert_kernels`] on activations stored as `activations` (the core's module differs).
@@ -439,19 +466,21 @@ pub fn assert_kernels_on(
     kernels: &[String],
     want: Variant,
     activations: hetconv::tensor::DType,
-    roles: &[u32],
+    roles: &[(u32, bool)],
     entries: &[&str],
 ) {
     let core = |k: &String| k.starts_with("gemm_core");
     match want {
         Variant::Core(kernel) | Variant::SplitK(kernel) => {
-            for role in roles {
-                let name = kernel.profile_name(*role, activations);
+            for &(role, quads) in roles {
+                let name = kernel.profile_name(role, activations, quads);
                 assert!(kernels.contains(&name), "{name} did not run: {kernels:?}");
+                let other = kernel.profile_name(role, activations, !quads);
+                assert!(!kernels.contains(&other), "{other} ran: {kernels:?}");
                 // A split reduction (the callers' shapes are long enough to split) is added
                 // up by a second pass; the weight gradient's always is, by its scatter.
-                let sum = hetconv::kernels::gemm_core::sum_splits_profile_name(*role, activations);
-                let split = want.splits_reduction() && *role != 2;
+                let sum = hetconv::kernels::gemm_core::sum_splits_profile_name(role, activations);
+                let split = want.splits_reduction() && role != 2;
                 let state = if split { "did not run" } else { "ran" };
                 assert_eq!(kernels.contains(&sum), split, "{sum} {state}: {kernels:?}");
             }

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::{CoopTile, Role, TileShape};
+use super::{CoopTile, Staging, TileShape};
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Context, KernelSpec};
 use crate::shaders;
@@ -47,6 +47,13 @@ gemm_spec!(GEMM_COOP16, GEMM_CORE_COOP16);
 gemm_spec!(GEMM_F16_ACT16, GEMM_CORE_F16_ACT16);
 gemm_spec!(GEMM_COOP8_ACT16, GEMM_CORE_COOP8_ACT16);
 gemm_spec!(GEMM_COOP16_ACT16, GEMM_CORE_COOP16_ACT16);
+gemm_spec!(GEMM_QUADS, GEMM_CORE_QUADS);
+gemm_spec!(GEMM_F16_QUADS, GEMM_CORE_F16_QUADS);
+gemm_spec!(GEMM_COOP8_QUADS, GEMM_CORE_COOP8_QUADS);
+gemm_spec!(GEMM_COOP16_QUADS, GEMM_CORE_COOP16_QUADS);
+gemm_spec!(GEMM_F16_ACT16_QUADS, GEMM_CORE_F16_ACT16_QUADS);
+gemm_spec!(GEMM_COOP8_ACT16_QUADS, GEMM_CORE_COOP8_ACT16_QUADS);
+gemm_spec!(GEMM_COOP16_ACT16_QUADS, GEMM_CORE_COOP16_ACT16_QUADS);
 
 /// Bytes of one entry of the shader's `taps` table (a `Tap`: an offset and its mask bits).
 const TAP_BYTES: u32 = 8;
@@ -215,7 +222,7 @@ impl CoreKernel {
             feature,
             adapter: ctx.adapter_info().name.clone(),
         };
-        let needs = self.spec(DType::F32).shader.needs;
+        let needs = self.spec(DType::F32, false).shader.needs;
         if !ctx.features().contains(needs) {
             return Err(unsupported(format!(
                 "{} (needed by {self})",
@@ -255,19 +262,23 @@ impl CoreKernel {
         !matches!(self, CoreKernel::F32(_))
     }
 
-    /// The module for activations stored as `activations`. f16 activations run only on the
-    /// mixed-precision kernels (their operands are f16 anyway): an f32 kernel gets the f32
+    /// The module for activations stored as `activations`, staging A a vec4 at a time where
+    /// `quads` (`include/a_quads.wgsl`), else a value at a time. f16 activations run only on
+    /// the mixed-precision kernels (their operands are f16 anyway): an f32 kernel gets the f32
     /// module, whose dispatch then refuses the f16 tensors by name.
-    pub(super) fn spec(&self, activations: DType) -> &'static KernelSpec {
-        match (self, activations) {
-            (CoreKernel::F32(_), _) => &GEMM,
-            (CoreKernel::F16(_), DType::F32) => &GEMM_F16,
-            (CoreKernel::F16(_), DType::F16) => &GEMM_F16_ACT16,
-            (CoreKernel::Coop(t), DType::F32) if t.size == 8 => &GEMM_COOP8,
-            (CoreKernel::Coop(t), DType::F16) if t.size == 8 => &GEMM_COOP8_ACT16,
-            (CoreKernel::Coop(_), DType::F32) => &GEMM_COOP16,
-            (CoreKernel::Coop(_), DType::F16) => &GEMM_COOP16_ACT16,
-        }
+    pub(super) fn spec(&self, activations: DType, quads: bool) -> &'static KernelSpec {
+        let [scalar, by_quads] = match (self, activations) {
+            (CoreKernel::F32(_), _) => [&GEMM, &GEMM_QUADS],
+            (CoreKernel::F16(_), DType::F32) => [&GEMM_F16, &GEMM_F16_QUADS],
+            (CoreKernel::F16(_), DType::F16) => [&GEMM_F16_ACT16, &GEMM_F16_ACT16_QUADS],
+            (CoreKernel::Coop(t), DType::F32) if t.size == 8 => [&GEMM_COOP8, &GEMM_COOP8_QUADS],
+            (CoreKernel::Coop(t), DType::F16) if t.size == 8 => {
+                [&GEMM_COOP8_ACT16, &GEMM_COOP8_ACT16_QUADS]
+            }
+            (CoreKernel::Coop(_), DType::F32) => [&GEMM_COOP16, &GEMM_COOP16_QUADS],
+            (CoreKernel::Coop(_), DType::F16) => [&GEMM_COOP16_ACT16, &GEMM_COOP16_ACT16_QUADS],
+        };
+        if quads { by_quads } else { scalar }
     }
 
     /// The tile part of a profile's kernel name (`64x64/4x4/k16`).
@@ -279,10 +290,11 @@ impl CoreKernel {
     }
 
     /// How a profile names this kernel in `role` (0 forward, 1 input gradient, 2 weight
-    /// gradient, 3 matrix product) on activations stored as `activations`:
-    /// `gemm_core_f16_act16::gemm[64x64/4x4/k16 role 0]`.
-    pub fn profile_name(&self, role: u32, activations: DType) -> String {
-        let spec = self.spec(activations);
+    /// gradient, 3 matrix product) on activations stored as `activations`, staging A a vec4
+    /// at a time where `quads`: `gemm_core_f16_act16::gemm[64x64/4x4/k16 role 0]`,
+    /// `gemm_core_quads::gemm[64x64/4x4/k16 role 0]`.
+    pub fn profile_name(&self, role: u32, activations: DType, quads: bool) -> String {
+        let spec = self.spec(activations, quads);
         format!(
             "{}::{}[{} role {role}]",
             spec.shader.name,
@@ -291,27 +303,28 @@ impl CoreKernel {
         )
     }
 
-    /// The override constants of a dispatch in `role` (`a_kfast`, `b_kfast`: the shader's
-    /// A_KFAST and B_KFAST) on an adapter whose smallest subgroups have `lanes` invocations
-    /// (the cooperative tiles lay their fragment blocks out for those; wider subgroups own
-    /// several blocks each); the dispatch adds the kernel side (KS) and the workgroup size
-    /// (WG).
-    pub(super) fn constants(
-        &self,
-        lanes: u32,
-        role: Role,
-        a_kfast: bool,
-        b_kfast: bool,
-    ) -> Vec<(&'static str, f64)> {
+    /// Whether the tile can read A 4 reduction steps at a time (the shader's A_QUADS): each
+    /// invocation loads whole quads of a stage, KC a multiple of 4 and KC x TM of 4 x WG.
+    pub fn reads_quads(&self) -> bool {
+        let (tm, _, kc) = self.sides();
+        kc.is_multiple_of(4) && (kc * tm).is_multiple_of(4 * self.threads())
+    }
+
+    /// The override constants of a dispatch staged as `staging` on an adapter whose smallest
+    /// subgroups have `lanes` invocations (the cooperative tiles lay their fragment blocks out
+    /// for those; wider subgroups own several blocks each); the dispatch adds the kernel side
+    /// (KS) and the workgroup size (WG).
+    pub(super) fn constants(&self, lanes: u32, staging: Staging) -> Vec<(&'static str, f64)> {
         let (tm, tn, kc) = self.sides();
         let (sa, sb) = self.strides();
+        let flag = |on: bool| f64::from(u8::from(on));
         let mut out = vec![
             ("TM", f64::from(tm)),
             ("TN", f64::from(tn)),
             ("KC", f64::from(kc)),
-            ("ROLE", f64::from(role as u32)),
-            ("A_KFAST", f64::from(u8::from(a_kfast))),
-            ("B_KFAST", f64::from(u8::from(b_kfast))),
+            ("ROLE", f64::from(staging.role as u32)),
+            ("A_KFAST", flag(staging.a_kfast)),
+            ("B_KFAST", flag(staging.b_kfast)),
             ("A_STRIDE", f64::from(sa)),
             ("B_STRIDE", f64::from(sb)),
             ("A_LEN", f64::from(kc * sa)),

@@ -26,7 +26,9 @@ use crate::gpu::{Access, Context, KernelSpec, TypedKernel};
 use crate::shaders;
 use crate::tensor::{DType, Tensor};
 use kernel::{
-    GEMM, GEMM_COOP8, GEMM_COOP8_ACT16, GEMM_COOP16, GEMM_COOP16_ACT16, GEMM_F16, GEMM_F16_ACT16,
+    GEMM, GEMM_COOP8, GEMM_COOP8_ACT16, GEMM_COOP8_ACT16_QUADS, GEMM_COOP8_QUADS, GEMM_COOP16,
+    GEMM_COOP16_ACT16, GEMM_COOP16_ACT16_QUADS, GEMM_COOP16_QUADS, GEMM_F16, GEMM_F16_ACT16,
+    GEMM_F16_ACT16_QUADS, GEMM_F16_QUADS, GEMM_QUADS,
 };
 
 use Access::{Read, ReadWrite};
@@ -58,6 +60,38 @@ pub(crate) enum Role {
     ConvInputGrad = 1,
     ConvWeightGrad = 2,
     Matmul = 3,
+}
+
+/// How one dispatch stages its operands: whether neighbouring invocations load neighbouring
+/// reduction steps of A and of B (the shader's A_KFAST and B_KFAST), and whether A is read 4
+/// reduction steps at a time (the `a_quads` modules, where [`CoreKernel::reads_quads`] and the
+/// operand's layout allow).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Staging {
+    pub role: Role,
+    pub a_kfast: bool,
+    pub b_kfast: bool,
+    pub a_quads: bool,
+}
+
+impl Staging {
+    fn new(role: Role, a_kfast: bool, b_kfast: bool) -> Self {
+        Self {
+            role,
+            a_kfast,
+            b_kfast,
+            a_quads: false,
+        }
+    }
+
+    /// With A read in quads where `kernel` can and `aligned` says every row of A comes in
+    /// aligned quads of steps in its binding (see A_QUADS in the shader).
+    fn quads_if(self, kernel: &CoreKernel, aligned: bool) -> Self {
+        Self {
+            a_quads: self.a_kfast && aligned && kernel.reads_quads(),
+            ..self
+        }
+    }
 }
 
 /// The shader's uniform block.
@@ -184,7 +218,7 @@ pub(crate) fn reduction_len(kind: &ConvKind, channels: usize) -> usize {
 fn dispatch(
     ctx: &Context,
     kernel: &CoreKernel,
-    (role, a_kfast, b_kfast): (Role, bool, bool),
+    staging: Staging,
     kind: Option<&ConvKind>,
     p: &Params,
     buffers: &[&Tensor],
@@ -194,14 +228,14 @@ fn dispatch(
         return Ok(());
     }
     kernel.runnable(ctx)?;
-    let mut constants = kernel.constants(ctx.subgroup_sizes().0, role, a_kfast, b_kfast);
+    let mut constants = kernel.constants(ctx.subgroup_sizes().0, staging);
     if let Some(kind) = kind {
         constants.push(super::conv::kernel_constant(kind));
     }
     let activations = buffers[0].dtype();
     ctx.dispatch_labelled(
-        &|| kernel.profile_name(role as u32, activations),
-        kernel.spec(activations),
+        &|| kernel.profile_name(staging.role as u32, activations, staging.a_quads),
+        kernel.spec(activations, staging.a_quads),
         kernel.threads(),
         &constants,
         p,
@@ -250,9 +284,13 @@ pub(crate) fn conv_forward_or_input_grad(
     };
     let bias = bias.unwrap_or(spare);
     let operands = [src, &spare_act, w3, w1, bias];
+    // The forward pass's A rows (a filter's own-block taps, then its 1x1 channels) come in
+    // aligned quads where each part's row length and the masked block's edges are multiples
+    // of 4: cpg is (then so is cin = cpg * groups).
+    let quads = role == Role::ConvForward && (d.cin / kind.groups).is_multiple_of(4);
     split_or_whole(
         (kernel, split),
-        (role, true, false),
+        Staging::new(role, true, false).quads_if(kernel, quads),
         Some(kind),
         &mut p,
         &operands,
@@ -266,7 +304,7 @@ pub(crate) fn conv_forward_or_input_grad(
 /// the tensors of bindings 1 to 5 (src, src2, w3, w1, bias).
 fn split_or_whole(
     (kernel, split): (&CoreKernel, bool),
-    layout: (Role, bool, bool),
+    staging: Staging,
     kind: Option<&ConvKind>,
     p: &mut Params,
     operands: &[&Tensor; 5],
@@ -286,7 +324,7 @@ fn split_or_whole(
         return dispatch(
             ctx,
             kernel,
-            layout,
+            staging,
             kind,
             p,
             &[src, src2, w3, w1, bias, out, &no_partials],
@@ -298,16 +336,16 @@ fn split_or_whole(
     dispatch(
         ctx,
         kernel,
-        layout,
+        staging,
         kind,
         p,
         &[src, src2, w3, w1, bias, &no_dst, &partials],
     )?;
-    let mut constants = vec![("ROLE", f64::from(layout.0 as u32))];
+    let mut constants = vec![("ROLE", f64::from(staging.role as u32))];
     constants.extend(kind.map(super::conv::kernel_constant));
     let outputs = (shape[1] * shape[2]) as u64;
     ctx.dispatch_labelled(
-        &|| sum_splits_profile_name(layout.0 as u32, out.dtype()),
+        &|| sum_splits_profile_name(staging.role as u32, out.dtype()),
         SUM_SPLITS.stored_as(out.dtype()),
         256,
         &constants,
@@ -379,10 +417,13 @@ pub(crate) fn conv_weight_grad(
     let partials = Tensor::uninit(ctx, &shape)?;
     // Bound read-write: not a buffer that is also bound read-only.
     let no_dst = super::placeholder_as(ctx, x.dtype())?;
+    // A is dy, a row per filter along the pixels of the batch: aligned quads of pixels in one
+    // image where the output plane is a multiple of 4.
+    let quads = (oh * ow).is_multiple_of(4);
     dispatch(
         ctx,
         kernel,
-        (Role::ConvWeightGrad, true, true),
+        Staging::new(Role::ConvWeightGrad, true, true).quads_if(kernel, quads),
         Some(kind),
         &p,
         &[x, dy, spare, spare, spare, &no_dst, &partials],
@@ -428,7 +469,7 @@ pub(crate) fn matmul(
     p.batch = 1;
     split_or_whole(
         (kernel, split),
-        (Role::Matmul, !trans_a, trans_b),
+        Staging::new(Role::Matmul, !trans_a, trans_b),
         None,
         &mut p,
         &[a, b, spare, spare, bias.unwrap_or(spare)],
@@ -445,6 +486,13 @@ pub(crate) static SPECS: &[&KernelSpec] = &[
     &GEMM_F16_ACT16,
     &GEMM_COOP8_ACT16,
     &GEMM_COOP16_ACT16,
+    &GEMM_QUADS,
+    &GEMM_F16_QUADS,
+    &GEMM_COOP8_QUADS,
+    &GEMM_COOP16_QUADS,
+    &GEMM_F16_ACT16_QUADS,
+    &GEMM_COOP8_ACT16_QUADS,
+    &GEMM_COOP16_ACT16_QUADS,
     &SCATTER,
     &SUM_SPLITS.f32,
     &SUM_SPLITS.f16,

@@ -18,7 +18,7 @@ use std::process::Command;
 
 use naga::back::spv;
 
-use super::{COOP_TILES, CoreKernel, Role, SCATTER, SUM_SPLITS, TILE_SHAPES};
+use super::{COOP_TILES, CoreKernel, Role, SCATTER, SUM_SPLITS, Staging, TILE_SHAPES};
 use crate::gpu::KernelSpec;
 use crate::shaders::ShaderSource;
 use crate::tensor::DType;
@@ -64,13 +64,13 @@ pub(super) fn cases() -> Vec<Case> {
         }
     }
     let layouts = [
-        (Role::ConvForward, true, false),
-        (Role::ConvInputGrad, true, false),
-        (Role::ConvWeightGrad, true, true),
-        (Role::Matmul, true, false),
-        (Role::Matmul, false, false),
-        (Role::Matmul, true, true),
-        (Role::Matmul, false, true),
+        Staging::new(Role::ConvForward, true, false),
+        Staging::new(Role::ConvInputGrad, true, false),
+        Staging::new(Role::ConvWeightGrad, true, true),
+        Staging::new(Role::Matmul, true, false),
+        Staging::new(Role::Matmul, false, false),
+        Staging::new(Role::Matmul, true, true),
+        Staging::new(Role::Matmul, false, true),
     ];
     let mut out = Vec::new();
     for (kernel, lanes) in kernels {
@@ -80,17 +80,30 @@ pub(super) fn cases() -> Vec<Case> {
             &[DType::F32]
         };
         for &dtype in activations {
-            for (role, a_kfast, b_kfast) in layouts {
+            // The forward pass and the weight gradient also with A in quads, where the tile
+            // allows.
+            let quads = layouts
+                .iter()
+                .filter(|s| matches!(s.role, Role::ConvForward | Role::ConvWeightGrad))
+                .map(|s| s.quads_if(&kernel, true))
+                .filter(|s| s.a_quads);
+            for staging in layouts.into_iter().chain(quads) {
+                let Staging {
+                    role,
+                    a_kfast,
+                    b_kfast,
+                    a_quads,
+                } = staging;
                 for side in sides(role) {
-                    let mut constants = kernel.constants(lanes, role, a_kfast, b_kfast);
+                    let mut constants = kernel.constants(lanes, staging);
                     constants.extend(side.map(|s| ("KS", s)));
                     constants.push(("WG", f64::from(kernel.threads())));
                     out.push(Case {
                         label: format!(
                             "{} kfast {a_kfast}/{b_kfast} KS {side:?} lanes {lanes}",
-                            kernel.profile_name(role as u32, dtype),
+                            kernel.profile_name(role as u32, dtype, a_quads),
                         ),
-                        spec: kernel.spec(dtype),
+                        spec: kernel.spec(dtype, a_quads),
                         constants,
                         kernel: Some((kernel, lanes)),
                         every_form: matches!(side, None | Some(3.0)),
