@@ -99,17 +99,17 @@
 //   happens for row < rows, col < cols, k < red_hi (edge tiles check
 //   them; a tile is interior only if all of its rows and columns are in range, and `full` adds
 //   k0 + KC <= red_hi; B values read through `taps` check them as mask bits: an entry at
-//   k >= red_hi (roles 0, 1) or col >= cols (role 2) is `outside()`, whose bit 31 no mask
-//   has, and a column >= cols (roles 0, 1; `column_pixel`) or a reduction step >= red_hi
-//   (role 2) has a pixel with no mask bit set). For such (row, k, col): weights index o < cout
+//   k >= red_hi (roles 0, 1) or col >= cols (role 2) is `outside()`, whose bit no mask has,
+//   and a column >= cols (roles 0, 1; `column_pixel`) or a reduction step >= red_hi (role 2)
+//   has a pixel with no mask bit set). For such (row, k, col): weights index o < cout
 //   (role 0: o = g * rows + row with g < groups, rows = cout / groups; role 1: o = g * opg +
 //   k / TAPS, or the pointwise filter of k, and row < cpg) times their row lengths (an A
 //   index is `a_column`'s base of k plus row * stride: the sum is that index); a
-//   tapped value is read only inside its map: through `taps`, where bit ty of the pixel's
-//   `rows_ok` and bit tx of its `cols_ok` are set, which `with_taps` sets exactly when tap row
-//   y0 + dir * ty (column x0 + dir * tx) is inside the map, ty, tx < KS <= 7 < 32
-//   (ConvKind::MAX_KERNEL), and then at index base + channel * plane + dir * (ty * map width
-//   + tx) (`locate`), that row and column of the channel's map; `strided_tap` (role 1 at a
+//   tapped value is read only inside its map: through `taps`, where bit t = ty KS + tx of
+//   the pixel's `inside` is set, which `with_taps` sets exactly when tap row y0 + dir * ty
+//   and column x0 + dir * tx are both inside the map (ty, tx < KS <= 7, ConvKind::MAX_KERNEL,
+//   so t < 49 < 64), and then at index base + channel * plane + dir * (ty * map width + tx)
+//   (`locate`), that row and column of the channel's map; `strided_tap` (role 1 at a
 //   stride over 1) checks dy's row and column against out_height and out_width; of an image <
 //   batch (col or k < batch * the pixels of its space, which is the map the image index is
 //   decoded in) and a channel < cin (cout); a spatial tap index is < TAPS (k % TAPS); role 3
@@ -209,15 +209,14 @@ struct Params {
 
 // A pixel of the batch: image, row, column; for the fixed column of roles 0 and 1 also where
 // its taps read (`with_taps`): the index of tap (0, 0) of channel 0 in the read map (`base`,
-// possibly negative), and which tap rows and tap columns fall inside the map (bit t of
-// `rows_ok` for tap row t, of `cols_ok` for tap column t; KS <= 7).
+// possibly negative), and which taps read inside the map: bit t % 32 of word t / 32 of
+// `inside` for tap t = ty * KS + tx (KS <= 7: 49 taps at most; word 1 is 0 up to KS = 5).
 struct Pixel {
     image: u32,
     y: i32,
     x: i32,
     base: i32,
-    rows_ok: u32,
-    cols_ok: u32,
+    inside: vec2<u32>,
 }
 
 // Rows and columns of the maps whose pixels the role's columns (roles 0, 1) or reduction steps
@@ -233,7 +232,7 @@ fn decode(pixel: u32) -> Pixel {
     let space = pixel_space();
     let plane = space.x * space.y;
     let in_image = pixel % plane;
-    return Pixel(pixel / plane, i32(in_image / space.y), i32(in_image % space.y), 0, 0u, 0u);
+    return Pixel(pixel / plane, i32(in_image / space.y), i32(in_image % space.y), 0, vec2<u32>());
 }
 
 // q with its taps located: tap (ty, tx) of a channel reads the map at row y0 + dir * ty and
@@ -253,31 +252,47 @@ fn with_taps(q: Pixel) -> Pixel {
         x0 = q.x + i32(PAD);
         dir = -1;
     }
-    var r = q;
+    // Bit t of `cols_ok`: tap column t reads inside the map.
+    var cols_ok = 0u;
     for (var t = 0u; t < KS; t++) {
-        let y = y0 + dir * i32(t);
         let x = x0 + dir * i32(t);
-        r.rows_ok |= select(0u, 1u << t, y >= 0 && y < map_h);
-        r.cols_ok |= select(0u, 1u << t, x >= 0 && x < map_w);
+        cols_ok |= select(0u, 1u << t, x >= 0 && x < map_w);
+    }
+    var r = q;
+    // Tap row ty's KS taps are bits s = ty KS .. s + KS - 1, which may straddle the two words
+    // (every shift below is by 0 .. 31: s < 32 in the first branch, and 32 - s < KS there when
+    // the row reaches word 1; s - 32 < 49 - 32 in the second).
+    for (var ty = 0u; ty < KS; ty++) {
+        let y = y0 + dir * i32(ty);
+        let row = select(0u, cols_ok, y >= 0 && y < map_h);
+        let s = ty * KS;
+        if s < 32u {
+            r.inside.x |= row << s;
+            if s + KS > 32u {
+                r.inside.y |= row >> (32u - s);
+            }
+        } else {
+            r.inside.y |= row << (s - 32u);
+        }
     }
     r.base = i32(q.image * channels) * map_h * map_w + y0 * map_w + x0;
     return r;
 }
 
 // Where a B value's tap reads, relative to its pixel's `base` (see `with_taps`): `offset` =
-// channel * plane + dir * (ty * map width + tx), and `bits` = ty | tx << 8, the bits of the
-// pixel's `rows_ok` and `cols_ok` that must both be set for the tap to read inside the map.
-// `outside()` (ty = 31: no mask has that bit, KS <= 7) reads element 0 and discards it: an
-// entry outside the product.
+// channel * plane + dir * (ty * map width + tx), and `bit` = ty * KS + tx, the bit of the
+// pixel's `inside` that is set where the tap reads inside the map. `outside()` (bit 31, or 63
+// where there are over 32 taps: no mask has it, as there are at most 25, or 49) reads element
+// 0 and discards it: an entry outside the product.
 struct Tap {
     offset: i32,
-    bits: u32,
+    bit: u32,
 }
 
 // (A function, not a constant: naga 30 fails to process the override constants of a module
 // holding a constant of a struct type.)
 fn outside() -> Tap {
-    return Tap(0, 31u);
+    return Tap(0, select(31u, 63u, TAPS > 32u));
 }
 
 // Whether B values come through `taps` (roles 0 and 2, and role 1 at stride 1): each reduction
@@ -313,14 +328,17 @@ fn locate(k: u32, g: u32) -> Tap {
     let map_w = select(p.width, p.out_width, ROLE == 1u);
     let plane = select(p.height * p.width, p.out_height * p.out_width, ROLE == 1u);
     let step = i32(ty * map_w + tx);
-    return Tap(i32(channel * plane) + select(step, -step, ROLE == 1u), ty | (tx << 8u));
+    return Tap(i32(channel * plane) + select(step, -step, ROLE == 1u), tap);
 }
 
 // The B value entry `t` reads for pixel q: 0 where its tap falls outside the map (or `t` or q
 // lies outside the product), else its value. Without a branch: such a tap reads element 0
 // (every activation binding holds one: the host refuses empty shapes) and selects 0.
 fn read_tap(t: Tap, q: Pixel) -> operand {
-    let inside = ((q.rows_ok >> (t.bits & 255u)) & (q.cols_ok >> (t.bits >> 8u)) & 1u) != 0u;
+    // Up to 32 taps (KS <= 5: the choices fold away) every bit, `outside()`'s included, is
+    // below 32, in word 0.
+    let word = select(q.inside.x, q.inside.y, TAPS > 32u && t.bit >= 32u);
+    let inside = ((word >> select(t.bit, t.bit % 32u, TAPS > 32u)) & 1u) != 0u;
     return operand(select(act(), src[select(0u, u32(q.base + t.offset), inside)], inside));
 }
 
@@ -521,7 +539,7 @@ fn column_pixel(job: Job, lid: u32) -> Pixel {
     if ROLE < 2u && job.col0 + lid % TN < p.cols {
         return with_taps(decode(job.col0 + lid % TN));
     }
-    return Pixel(0u, 0, 0, 0, 0u, 0u);
+    return Pixel(0u, 0, 0, 0, vec2<u32>());
 }
 
 // Before the first stage (the caller puts a barrier after it): locates the first stage's
@@ -545,7 +563,7 @@ fn stage(job: Job, k0: u32, lid: u32, pixel: Pixel) -> Pixel {
     let slot = ((k0 - job.red_lo) / KC) % 2u;
     if ROLE == 2u {
         let k = k0 + reduction_lane(lid);
-        q = Pixel(0u, 0, 0, 0, 0u, 0u); // no taps inside the map: every value discarded
+        q = Pixel(0u, 0, 0, 0, vec2<u32>()); // no taps inside the map: every value discarded
         if k < job.red_hi {
             q = with_taps(decode(k));
         }
