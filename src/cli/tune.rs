@@ -148,7 +148,7 @@ fn choices_table(ctx: &Context, args: &TuneArgs) -> (String, Vec<serde_json::Val
     let stats = ctx.tune_stats();
     let mut md = format!(
         "Kernel variants of the HetConv VGG-16 (width x{}, P = {:?}, batch {:?}) on {} ({:?}, {} {})\n\
-         {} keys timed ({} candidate runs) in {:.1} s; {} candidates' outputs checked against the reference variant's, {} candidates failed (never picked; the warnings name them)\n\n\
+         {} keys timed ({} candidate runs) in {:.1} s, {:.1} s of it building their {} pipelines (up to {} at once); {} candidates' outputs checked against the reference variant's, {} candidates failed (never picked; the warnings name them)\n\n\
          | pass and shape | variant | from | ms | direct ms | direct / variant | candidates timed |\n\
          |---|---|---|---|---|---|---|\n",
         args.width_mult,
@@ -161,6 +161,9 @@ fn choices_table(ctx: &Context, args: &TuneArgs) -> (String, Vec<serde_json::Val
         stats.keys_timed,
         stats.candidate_runs,
         stats.ms / 1e3,
+        stats.pipeline_ms / 1e3,
+        stats.pipelines_built,
+        stats.pipeline_threads,
         stats.candidates_checked,
         stats.candidates_failed,
     );
@@ -211,6 +214,8 @@ fn write_report(
         "driver": info.driver, "driver_info": info.driver_info,
         "width_mult": args.width_mult, "parts": args.parts, "batch": args.batch,
         "keys_timed": stats.keys_timed, "tuning_ms": stats.ms,
+        "pipelines_built": stats.pipelines_built, "pipeline_ms": stats.pipeline_ms,
+        "pipeline_threads": stats.pipeline_threads,
         "candidates_checked": stats.candidates_checked, "candidates_failed": stats.candidates_failed,
         "choices": choices,
     });

@@ -392,6 +392,11 @@ impl Context {
         let (x, y) = self.workgroup_grid(spec.entry, workgroups)?;
         let cached = {
             let mut cache = super::lock(&self.inner.pipelines);
+            #[cfg(not(target_arch = "wasm32"))]
+            if cache.collects(spec, workgroup_size, constants) {
+                // Only the pipeline is wanted (`Context::prebuild_pipelines`).
+                return Ok(());
+            }
             cache.get(&self.inner.device, spec, workgroup_size, constants)?
         };
         let mut recorder = self.recorder();

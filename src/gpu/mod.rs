@@ -6,6 +6,8 @@ mod encoder;
 mod error_scope;
 mod pipelines;
 mod pool;
+#[cfg(not(target_arch = "wasm32"))]
+mod prebuild;
 mod profile;
 
 pub(crate) use context::default_conv_min_invocations;
@@ -15,9 +17,13 @@ pub use context::{
 pub use encoder::RecordStats;
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) use error_scope::ErrorScopes;
+#[cfg(test)]
+pub(crate) use pipelines::PipelineRequest;
 pub use pipelines::{Access, KernelSpec, TypedKernel, storage};
 pub use pool::KEEP_SUBMISSIONS;
 pub(crate) use pool::PooledBuffer;
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) use prebuild::Prebuilt;
 pub use profile::KernelTime;
 
 use std::sync::{Mutex, MutexGuard};

@@ -1,4 +1,5 @@
-//! Compute pipelines, built lazily and cached by (shader, entry point, override constants).
+//! Compute pipelines, built lazily and cached by (shader, entry point, override constants);
+//! natively also several at once ([`super::prebuild`]).
 
 use std::collections::HashMap;
 
@@ -30,7 +31,7 @@ pub enum Access {
 /// refused); `bindings` lists the storage bindings the entry point uses, as (binding number,
 /// access), in the order tensors are passed to a dispatch. The access and the size must match
 /// the WGSL declarations (`tests/shaders.rs` checks both by reflection).
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct KernelSpec {
     /// The WGSL file.
     pub shader: &'static ShaderSource,
@@ -109,10 +110,67 @@ impl TypedKernel {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct PipelineKey {
+pub(super) struct PipelineKey {
     shader: &'static str,
     entry: &'static str,
     constants: Vec<(&'static str, u64)>,
+}
+
+/// A pipeline to build: a kernel with its override constants, the workgroup size `WG` among
+/// them.
+#[derive(Clone, Debug)]
+pub(crate) struct PipelineRequest {
+    spec: KernelSpec,
+    constants: Vec<(&'static str, f64)>,
+    key: PipelineKey,
+}
+
+impl PipelineRequest {
+    /// `spec` with its workgroup size and the other override constants.
+    pub(crate) fn new(
+        spec: &KernelSpec,
+        workgroup_size: u32,
+        constants: &[(&'static str, f64)],
+    ) -> Self {
+        let mut constants = constants.to_vec();
+        constants.push(("WG", f64::from(workgroup_size)));
+        let key = PipelineKey {
+            shader: spec.shader.name,
+            entry: spec.entry,
+            constants: constants.iter().map(|(n, v)| (*n, v.to_bits())).collect(),
+        };
+        Self {
+            spec: *spec,
+            constants,
+            key,
+        }
+    }
+
+    /// The pipeline, from `module` with bind groups of `layout` (errors go to the calling
+    /// thread's error scopes).
+    fn build(
+        &self,
+        device: &wgpu::Device,
+        module: &wgpu::ShaderModule,
+        layout: &wgpu::BindGroupLayout,
+    ) -> wgpu::ComputePipeline {
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(self.spec.entry),
+            bind_group_layouts: &[Some(layout)],
+            immediate_size: 0,
+        });
+        device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(self.spec.entry),
+            layout: Some(&pipeline_layout),
+            module,
+            entry_point: Some(self.spec.entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &self.constants,
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        })
+    }
 }
 
 /// A built pipeline together with the layout its bind groups use.
@@ -120,6 +178,34 @@ struct PipelineKey {
 pub struct CachedPipeline {
     pub pipeline: wgpu::ComputePipeline,
     pub layout: wgpu::BindGroupLayout,
+}
+
+/// A pipeline request with the module and bind group layout it is built from: what one of
+/// several threads building pipelines at once needs.
+#[cfg(not(target_arch = "wasm32"))]
+pub(super) struct PreparedPipeline {
+    request: PipelineRequest,
+    module: wgpu::ShaderModule,
+    layout: wgpu::BindGroupLayout,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl PreparedPipeline {
+    /// Builds the pipeline inside the calling thread's error scopes; None if wgpu or the
+    /// driver reported an error (a dispatch that needs it builds it again and reports that).
+    pub(super) fn build(&self, device: &wgpu::Device) -> Option<(PipelineKey, CachedPipeline)> {
+        let scope = ErrorScope::push(device);
+        let pipeline = self.request.build(device, &self.module, &self.layout);
+        if let Err(e) = scope.check(&self.request.spec) {
+            log::debug!("building pipelines ahead: {e}");
+            return None;
+        }
+        let cached = CachedPipeline {
+            pipeline,
+            layout: self.layout.clone(),
+        };
+        Some((self.request.key.clone(), cached))
+    }
 }
 
 /// Caches shader modules, bind group layouts and pipelines.
@@ -130,6 +216,10 @@ pub struct PipelineCache {
     modules: HashMap<&'static str, wgpu::ShaderModule>,
     layouts: HashMap<&'static [(u32, Access)], wgpu::BindGroupLayout>,
     pipelines: HashMap<PipelineKey, CachedPipeline>,
+    /// The thread that collects the pipelines its dispatches need instead of recording them,
+    /// and what it collected so far ([`PipelineCache::collects`]).
+    #[cfg(not(target_arch = "wasm32"))]
+    collecting: Option<(std::thread::ThreadId, Vec<PipelineRequest>)>,
 }
 
 impl PipelineCache {
@@ -141,17 +231,8 @@ impl PipelineCache {
         workgroup_size: u32,
         constants: &[(&'static str, f64)],
     ) -> Result<CachedPipeline> {
-        let mut all_constants: Vec<(&'static str, f64)> = constants.to_vec();
-        all_constants.push(("WG", f64::from(workgroup_size)));
-        let key = PipelineKey {
-            shader: spec.shader.name,
-            entry: spec.entry,
-            constants: all_constants
-                .iter()
-                .map(|(n, v)| (*n, v.to_bits()))
-                .collect(),
-        };
-        if let Some(found) = self.pipelines.get(&key) {
+        let request = PipelineRequest::new(spec, workgroup_size, constants);
+        if let Some(found) = self.pipelines.get(&request.key) {
             return Ok(found.clone());
         }
         check_storage_limit(device, spec)?;
@@ -160,39 +241,123 @@ impl PipelineCache {
         // never a call to the device's uncaptured-error handler (an application's may panic).
         // What was built is cached only once the scope came back clean.
         let scope = ErrorScope::push(device);
-        let checked = self.checked_shaders;
+        let (module, layout) = self.module_and_layout(device, spec);
+        let pipeline = request.build(device, &module, &layout);
+        scope.check(spec)?;
+        self.modules.insert(spec.shader.name, module);
+        self.layouts.insert(spec.bindings, layout.clone());
+        let cached = CachedPipeline { pipeline, layout };
+        self.pipelines.insert(request.key, cached.clone());
+        Ok(cached)
+    }
+
+    /// The module and bind group layout of `spec`: the cached ones, or new ones (not cached).
+    fn module_and_layout(
+        &self,
+        device: &wgpu::Device,
+        spec: &KernelSpec,
+    ) -> (wgpu::ShaderModule, wgpu::BindGroupLayout) {
         let module = self
             .modules
             .get(spec.shader.name)
             .cloned()
-            .unwrap_or_else(|| create_module(device, spec.shader, checked));
+            .unwrap_or_else(|| create_module(device, spec.shader, self.checked_shaders));
         let layout = self
             .layouts
             .get(spec.bindings)
             .cloned()
             .unwrap_or_else(|| bind_group_layout(device, spec.bindings));
-        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some(spec.entry),
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: 0,
-        });
-        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(spec.entry),
-            layout: Some(&pipeline_layout),
-            module: &module,
-            entry_point: Some(spec.entry),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants: &all_constants,
-                zero_initialize_workgroup_memory: false,
-            },
-            cache: None,
-        });
-        scope.check(spec)?;
-        self.modules.insert(spec.shader.name, module);
-        self.layouts.insert(spec.bindings, layout.clone());
-        let cached = CachedPipeline { pipeline, layout };
-        self.pipelines.insert(key, cached.clone());
-        Ok(cached)
+        (module, layout)
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl PipelineCache {
+    /// Makes the calling thread collect; false (and nothing changes) while another one does.
+    pub(super) fn begin_collecting(&mut self) -> bool {
+        if self.collecting.is_some() {
+            return false;
+        }
+        self.collecting = Some((std::thread::current().id(), Vec::new()));
+        true
+    }
+
+    /// Ends the calling thread's collecting and returns the pipelines it collected (none if
+    /// it was not collecting).
+    pub(super) fn end_collecting(&mut self) -> Vec<PipelineRequest> {
+        match &self.collecting {
+            Some((thread, _)) if *thread == std::thread::current().id() => self
+                .collecting
+                .take()
+                .map(|(_, wanted)| wanted)
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether the calling thread collects: then the pipeline of this dispatch is noted (unless
+    /// built or noted already) and the dispatch is not to be recorded.
+    pub(crate) fn collects(
+        &mut self,
+        spec: &KernelSpec,
+        workgroup_size: u32,
+        constants: &[(&'static str, f64)],
+    ) -> bool {
+        let Some((thread, wanted)) = &mut self.collecting else {
+            return false;
+        };
+        if *thread != std::thread::current().id() {
+            return false;
+        }
+        let request = PipelineRequest::new(spec, workgroup_size, constants);
+        let known = self.pipelines.contains_key(&request.key);
+        if !known && wanted.iter().all(|w| w.key != request.key) {
+            wanted.push(request);
+        }
+        true
+    }
+
+    /// `requests` not built yet, each with its module and layout (made and cached here, one at
+    /// a time: a kernel over the device's limits or whose module fails is left out, for its
+    /// dispatch to report).
+    pub(super) fn prepare(
+        &mut self,
+        device: &wgpu::Device,
+        requests: Vec<PipelineRequest>,
+    ) -> Vec<PreparedPipeline> {
+        let mut prepared = Vec::new();
+        for request in requests {
+            let spec = &request.spec;
+            if self.pipelines.contains_key(&request.key)
+                || check_storage_limit(device, spec).is_err()
+            {
+                continue;
+            }
+            let scope = ErrorScope::push(device);
+            let (module, layout) = self.module_and_layout(device, spec);
+            if scope.check(spec).is_err() {
+                continue;
+            }
+            self.modules.insert(spec.shader.name, module.clone());
+            self.layouts.insert(spec.bindings, layout.clone());
+            prepared.push(PreparedPipeline {
+                request,
+                module,
+                layout,
+            });
+        }
+        prepared
+    }
+
+    /// How many pipelines are cached.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.pipelines.len()
+    }
+
+    /// Caches pipelines built elsewhere.
+    pub(super) fn insert_built(&mut self, built: Vec<(PipelineKey, CachedPipeline)>) {
+        self.pipelines.extend(built);
     }
 }
 

@@ -230,6 +230,12 @@ impl Tuner {
         for failure in &outcome.failures {
             log::warn!("tune: {key}: {failure}");
         }
+        self.stats.pipelines_built += outcome.prebuilt.built as u64;
+        self.stats.pipeline_threads = self
+            .stats
+            .pipeline_threads
+            .max(outcome.prebuilt.threads as u64);
+        self.stats.pipeline_ms += outcome.prebuilt.ms;
         self.stats.ms += outcome.wall_ms;
     }
 }

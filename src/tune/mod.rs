@@ -248,6 +248,12 @@ pub struct TuneStats {
     /// Candidates that failed to build or run, or computed other values than the reference
     /// (each named in a warning); never picked.
     pub candidates_failed: u64,
+    /// Pipelines built before timing, the candidates' together ([`Self::pipeline_ms`]).
+    pub pipelines_built: u64,
+    /// The most threads those were built on at once.
+    pub pipeline_threads: u64,
+    /// Wall-clock time spent finding and building them, in ms (part of [`Self::ms`]).
+    pub pipeline_ms: f64,
     /// Wall-clock time spent tuning, in ms.
     pub ms: f64,
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::Variant;
 use crate::error::{Error, Result};
-use crate::gpu::Context;
+use crate::gpu::{Context, Prebuilt};
 use crate::tensor::Tensor;
 
 /// Samples per surviving candidate (the minimum is kept).
@@ -50,6 +50,8 @@ pub(super) struct Outcome {
     pub mismatched: Vec<Variant>,
     /// Candidate runs, warm-ups included.
     pub runs: u64,
+    /// The pipelines the candidates needed, built together before any ran.
+    pub prebuilt: Prebuilt,
     pub wall_ms: f64,
 }
 
@@ -68,7 +70,10 @@ pub(super) fn time_candidates(
     let started = Instant::now();
     ctx.synchronize()?;
     let profile = ctx.pause_profile()?;
-    let mut outcome = Outcome::default();
+    let mut outcome = Outcome {
+        prebuilt: prebuild(ctx, candidates, check.as_ref(), &mut run),
+        ..Outcome::default()
+    };
     let expected = reference_values(ctx, candidates, check.as_ref(), &mut run);
     // Runs per sample of the leader. Without timestamps a sample's wall time holds a submission
     // and a wait: a first sample of one run would carry all of it against the leader's spread
@@ -124,6 +129,25 @@ pub(super) fn time_candidates(
     outcome.best = keep_preferred(candidates, &outcome.timed, outcome.best);
     outcome.wall_ms = started.elapsed().as_secs_f64() * 1e3;
     Ok(outcome)
+}
+
+/// Builds the pipelines of every candidate (and of the reference) on the CPU's threads at
+/// once, so that a candidate's warm-up run does not compile its own one by one. A run that
+/// fails here fails again, and is reported, when its candidate is timed.
+fn prebuild(
+    ctx: &Context,
+    candidates: &[Variant],
+    check: Option<&Check>,
+    run: &mut impl FnMut(Variant) -> Result<Vec<Tensor>>,
+) -> Prebuilt {
+    let reference = check.map(|c| c.reference);
+    ctx.prebuild_pipelines(|| {
+        for &variant in reference.iter().chain(candidates) {
+            if let Err(e) = scoped(ctx, || run(variant)) {
+                log::debug!("tune: {variant} failed while finding its pipelines: {e}");
+            }
+        }
+    })
 }
 
 /// The reference's outputs for `check`, unless every candidate is trusted already (or there is
@@ -362,7 +386,7 @@ fn compare(got: &[Vec<f32>], expected: &[Vec<f32>], check: &Check) -> Result<()>
 mod tests {
     use super::*;
     use crate::kernels::conv::{self, ConvDims, ConvKind, ConvWeights};
-    use crate::kernels::gemm_core::TileShape;
+    use crate::kernels::gemm_core::{CoreKernel, TileShape};
     use crate::tensor::Tensor;
 
     #[test]
@@ -402,6 +426,52 @@ mod tests {
             "{:?}",
             outcome.failures
         );
+    }
+
+    /// Every pipeline the candidates' runs need (a split reduction's second pass included) is
+    /// built before the first of them runs: timing builds none of its own.
+    #[test]
+    fn the_candidates_pipelines_are_built_before_any_is_timed() {
+        let ctx = Context::new_blocking().expect("a GPU adapter");
+        let kind = ConvKind::standard3x3();
+        let d = ConvDims {
+            batch: 2,
+            cin: 16,
+            cout: 8,
+            height: 5,
+            width: 3,
+        };
+        let x = Tensor::zeros(&ctx, &[2, 16, 5, 3]).unwrap();
+        let w3 = Tensor::zeros(&ctx, &[8, 16, 3, 3]).unwrap();
+        let w = ConvWeights {
+            w3: Some(&w3),
+            w1: None,
+            bias: None,
+        };
+        let split = CoreKernel::F32(TileShape::new(8, 64, 2, 4, 16));
+        assert!(split.reduction_splits((1, 8, 30), 144, u64::MAX).0 > 1);
+        let candidates = [
+            Variant::Direct,
+            Variant::Core(split),
+            Variant::gemm(TileShape::new(32, 32, 4, 4, 16)),
+            Variant::SplitK(split),
+        ];
+        let cached = || crate::gpu::lock(&ctx.inner.pipelines).len();
+        let before = cached();
+        let outcome = time_candidates(&ctx, &candidates, None, |v| {
+            let y = Tensor::zeros(&ctx, &[2, 8, 5, 3])?;
+            conv::forward_with(v, &kind, &d, &x, &w, &y, false).map(|_| vec![y])
+        })
+        .unwrap();
+        assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+        assert_eq!(outcome.timed.len(), candidates.len());
+        // One per whole-product candidate; the split shares its tile's and adds its sum pass.
+        assert!(
+            outcome.prebuilt.built >= candidates.len(),
+            "{}",
+            outcome.prebuilt.built
+        );
+        assert_eq!(cached() - before, outcome.prebuilt.built);
     }
 
     /// A candidate that runs but computes other values than the reference (here: one value

@@ -10,10 +10,13 @@
 //!
 //! Compiling the ~1,900 forms takes minutes on a real driver and far longer on lavapipe, so the
 //! test runs only when `HETCONV_DRIVER_COMPILE` is set, and otherwise says that it did not run;
-//! set to anything but `1`, it compiles only the forms whose name contains it.
+//! set to anything but `1`, it compiles only the forms whose name contains it. It reports how
+//! long the forms took one at a time and, with `HETCONV_DRIVER_COMPILE_THREADS` set, builds them
+//! again on a new device on all the CPU's threads at once, as the tuner builds its candidates'
+//! pipelines (`bench/pipeline-build.sh`).
 
 use super::spirv_check::{Case, cases};
-use crate::gpu::{Context, ContextOptions, LimitsChoice};
+use crate::gpu::{Context, ContextOptions, LimitsChoice, PipelineRequest};
 
 /// Why the device would not take `case` (a feature, fragment size, subgroup layout or limit it
 /// lacks: [`super::CoreKernel::runnable`]), if it would not; a cooperative form runs only laid
@@ -49,6 +52,8 @@ fn every_core_module_compiles_on_the_adapters_driver() {
     let info = ctx.adapter_info();
     eprintln!("driver-check: adapter {} ({})", info.name, info.driver_info);
     let (mut compiled, mut left_out, mut failures) = (0, Vec::new(), Vec::new());
+    let mut requests = Vec::new();
+    let started = std::time::Instant::now();
     for case in cases() {
         if only != "1" && !case.label.contains(&only) {
             continue;
@@ -71,14 +76,34 @@ fn every_core_module_compiles_on_the_adapters_driver() {
             Ok(_) => compiled += 1,
             Err(e) => failures.push(format!("{}: {e}", case.label)),
         }
+        requests.push(PipelineRequest::new(case.spec, workgroup, &constants));
     }
+    let one_at_a_time = started.elapsed().as_secs_f64();
     eprintln!("driver-check: done");
     println!(
-        "{compiled} forms compiled on {}, {} failed, {} not for this device",
+        "{compiled} forms compiled on {} in {one_at_a_time:.1} s (one at a time, {:.0} ms each on \
+         average), {} failed, {} not for this device",
         info.name,
+        1e3 * one_at_a_time / f64::from(compiled.max(1)),
         failures.len(),
         left_out.len()
     );
+    if std::env::var_os("HETCONV_DRIVER_COMPILE_THREADS").is_some() {
+        // The same forms on a new device, built as the tuner builds its candidates'.
+        let fresh = pollster::block_on(Context::new(ContextOptions {
+            limits: LimitsChoice::AdapterMaximum,
+            ..ContextOptions::default()
+        }))
+        .expect("a second device on the adapter");
+        let built = fresh.build_pipelines(requests);
+        println!(
+            "the same {} forms on a new device, {} threads at once: {:.1} s ({:.2}x faster)",
+            built.built,
+            built.threads,
+            built.ms / 1e3,
+            1e3 * one_at_a_time / built.ms
+        );
+    }
     for line in &left_out {
         println!("  not for this device: {line}");
     }

@@ -1,0 +1,140 @@
+//! Building many pipelines at once (native builds): a driver compiles a pipeline on the thread
+//! that creates it, so the pipelines a piece of work needs are found first, by running it
+//! without recording its dispatches, then built on the CPU's threads together. The tuner does
+//! this before timing a key's candidates: each candidate's first run would otherwise compile
+//! its pipelines one after another.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use super::pipelines::{PipelineCache, PipelineRequest};
+use super::{Context, lock};
+
+/// What [`Context::prebuild_pipelines`] built.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Prebuilt {
+    /// Pipelines built.
+    pub(crate) built: usize,
+    /// Threads they were built on.
+    pub(crate) threads: usize,
+    /// Wall-clock time of finding and building them, in ms.
+    pub(crate) ms: f64,
+}
+
+impl Context {
+    /// Runs `record` with the dispatches it makes on this thread left unrecorded, only the
+    /// pipelines they need noted; then builds those not built yet on up to
+    /// [`std::thread::available_parallelism`] threads at once. What else `record` records
+    /// (copies, clears) is recorded as usual. While another thread does this on the same
+    /// device, `record` does not run and nothing is built. A pipeline that fails to build is
+    /// left out: the dispatch that needs it builds it again and reports the error.
+    pub(crate) fn prebuild_pipelines(&self, record: impl FnOnce()) -> Prebuilt {
+        let started = Instant::now();
+        let Some(collecting) = Collecting::begin(&self.inner.pipelines) else {
+            return Prebuilt::default();
+        };
+        record();
+        let built = self.build_pipelines(collecting.finish());
+        Prebuilt {
+            ms: started.elapsed().as_secs_f64() * 1e3,
+            ..built
+        }
+    }
+
+    /// Builds those of `wanted` not built yet on up to [`std::thread::available_parallelism`]
+    /// threads at once (the modules first, one at a time). A pipeline that fails to build is
+    /// left out, for its dispatch to build again and report.
+    pub(crate) fn build_pipelines(&self, wanted: Vec<PipelineRequest>) -> Prebuilt {
+        let started = Instant::now();
+        let device = &self.inner.device;
+        let prepared = lock(&self.inner.pipelines).prepare(device, wanted);
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(prepared.len());
+        let next = AtomicUsize::new(0);
+        let built: Vec<_> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut built = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(job) = prepared.get(i) else {
+                                return built;
+                            };
+                            built.extend(job.build(device));
+                        }
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        let count = built.len();
+        lock(&self.inner.pipelines).insert_built(built);
+        Prebuilt {
+            built: count,
+            threads,
+            ms: started.elapsed().as_secs_f64() * 1e3,
+        }
+    }
+}
+
+/// The calling thread collecting pipelines; dropped (a panic in the work) it stops.
+struct Collecting<'a>(&'a Mutex<PipelineCache>);
+
+impl<'a> Collecting<'a> {
+    fn begin(cache: &'a Mutex<PipelineCache>) -> Option<Self> {
+        lock(cache).begin_collecting().then_some(Self(cache))
+    }
+
+    fn finish(self) -> Vec<PipelineRequest> {
+        lock(self.0).end_collecting()
+    }
+}
+
+impl Drop for Collecting<'_> {
+    fn drop(&mut self) {
+        lock(self.0).end_collecting();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::elementwise::{axpby, relu};
+    use crate::tensor::Tensor;
+
+    /// While one thread collects, its dispatches are left unrecorded and their pipelines built
+    /// afterwards, but another thread's dispatches on the same device run as usual.
+    #[test]
+    fn only_the_collecting_threads_dispatches_are_left_out() {
+        let ctx = Context::new_blocking().expect("a GPU adapter");
+        let x = Tensor::from_slice(&ctx, &[4], &[1.0, -2.0, 3.0, -4.0]).unwrap();
+        let out = Tensor::from_slice(&ctx, &[4], &[5.0; 4]).unwrap();
+        let cached = || lock(&ctx.inner.pipelines).len();
+        let before = cached();
+        let dispatches = ctx.record_stats().dispatches;
+        let prebuilt = ctx.prebuild_pipelines(|| {
+            std::thread::scope(|s| {
+                let other = s.spawn(|| relu(&x).and_then(|y| y.to_vec()));
+                let relued = other.join().expect("the other thread").unwrap();
+                assert_eq!(relued, [1.0, 0.0, 3.0, 0.0]);
+            });
+            axpby(1.0, &x, 0.0, &out).unwrap();
+        });
+        // The other thread's relu was recorded and built its pipeline; this thread's axpby
+        // was not recorded, and its pipeline was built after.
+        assert_eq!(ctx.record_stats().dispatches - dispatches, 1);
+        assert_eq!(out.to_vec().unwrap(), [5.0; 4]);
+        assert_eq!(prebuilt.built, 1);
+        assert_eq!(cached() - before, 2);
+        // Now the axpby runs.
+        axpby(1.0, &x, 0.0, &out).unwrap();
+        assert_eq!(out.to_vec().unwrap(), [1.0, -2.0, 3.0, -4.0]);
+        assert_eq!(cached() - before, 2);
+    }
+}
