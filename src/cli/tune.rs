@@ -148,7 +148,7 @@ fn choices_table(ctx: &Context, args: &TuneArgs) -> (String, Vec<serde_json::Val
     let stats = ctx.tune_stats();
     let mut md = format!(
         "Kernel variants of the HetConv VGG-16 (width x{}, P = {:?}, batch {:?}) on {} ({:?}, {} {})\n\
-         {} keys timed ({} candidate runs) in {:.1} s, {:.1} s of it building their {} pipelines (up to {} at once); {} candidates' outputs checked against the reference variant's, {} candidates failed (never picked; the warnings name them)\n\n\
+         {} keys timed ({} candidate runs) in {:.1} s, {:.1} s of it finding and building their {} pipelines (up to {} at once); {} candidates' outputs checked against the reference variant's, {} candidates failed (never picked; the warnings name them)\n\n\
          | pass and shape | variant | from | ms | direct ms | direct / variant | candidates timed |\n\
          |---|---|---|---|---|---|---|\n",
         args.width_mult,

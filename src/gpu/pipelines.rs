@@ -285,14 +285,18 @@ impl PipelineCache {
     /// Ends the calling thread's collecting and returns the pipelines it collected (none if
     /// it was not collecting).
     pub(super) fn end_collecting(&mut self) -> Vec<PipelineRequest> {
-        match &self.collecting {
-            Some((thread, _)) if *thread == std::thread::current().id() => self
-                .collecting
-                .take()
-                .map(|(_, wanted)| wanted)
-                .unwrap_or_default(),
-            _ => Vec::new(),
+        if !self.collects_here() {
+            return Vec::new();
         }
+        self.collecting
+            .take()
+            .map(|(_, wanted)| wanted)
+            .unwrap_or_default()
+    }
+
+    /// Whether the calling thread collects.
+    pub(super) fn collects_here(&self) -> bool {
+        matches!(&self.collecting, Some((thread, _)) if *thread == std::thread::current().id())
     }
 
     /// Whether the calling thread collects: then the pipeline of this dispatch is noted (unless
@@ -303,12 +307,12 @@ impl PipelineCache {
         workgroup_size: u32,
         constants: &[(&'static str, f64)],
     ) -> bool {
-        let Some((thread, wanted)) = &mut self.collecting else {
-            return false;
-        };
-        if *thread != std::thread::current().id() {
+        if !self.collects_here() {
             return false;
         }
+        let Some((_, wanted)) = &mut self.collecting else {
+            return false;
+        };
         let request = PipelineRequest::new(spec, workgroup_size, constants);
         let known = self.pipelines.contains_key(&request.key);
         if !known && wanted.iter().all(|w| w.key != request.key) {

@@ -11,6 +11,10 @@ use std::time::Instant;
 use super::pipelines::{PipelineCache, PipelineRequest};
 use super::{Context, lock};
 
+/// Stack of a pipeline-building thread: the main thread's 8 MiB and more (a driver's compiler,
+/// LLVM-based on some, recurses deeply; Rust's default for a spawned thread is 2 MiB).
+const COMPILER_STACK: usize = 16 << 20;
+
 /// What [`Context::prebuild_pipelines`] built.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub(crate) struct Prebuilt {
@@ -26,9 +30,10 @@ impl Context {
     /// Runs `record` with the dispatches it makes on this thread left unrecorded, only the
     /// pipelines they need noted; then builds those not built yet on up to
     /// [`std::thread::available_parallelism`] threads at once. What else `record` records
-    /// (copies, clears) is recorded as usual. While another thread does this on the same
-    /// device, `record` does not run and nothing is built. A pipeline that fails to build is
-    /// left out: the dispatch that needs it builds it again and reports the error.
+    /// (copies, clears) is recorded as usual; `record` must not read results back. While a
+    /// thread (this one included) does this on the same context or a handle of it, `record`
+    /// does not run and nothing is built. A pipeline that fails to build is left out: the
+    /// dispatch that needs it builds it again and reports the error.
     pub(crate) fn prebuild_pipelines(&self, record: impl FnOnce()) -> Prebuilt {
         let started = Instant::now();
         let Some(collecting) = Collecting::begin(&self.inner.pipelines) else {
@@ -42,9 +47,16 @@ impl Context {
         }
     }
 
+    /// Whether this thread is inside [`Context::prebuild_pipelines`]'s `record`: its
+    /// dispatches are not recorded.
+    pub(crate) fn collects_pipelines_here(&self) -> bool {
+        lock(&self.inner.pipelines).collects_here()
+    }
+
     /// Builds those of `wanted` not built yet on up to [`std::thread::available_parallelism`]
     /// threads at once (the modules first, one at a time). A pipeline that fails to build is
-    /// left out, for its dispatch to build again and report.
+    /// left out, for its dispatch to build again and report. The threads get
+    /// [`COMPILER_STACK`] bytes of stack: a driver's compiler runs on them.
     pub(crate) fn build_pipelines(&self, wanted: Vec<PipelineRequest>) -> Prebuilt {
         let started = Instant::now();
         let device = &self.inner.device;
@@ -56,7 +68,10 @@ impl Context {
         let built: Vec<_> = std::thread::scope(|s| {
             let workers: Vec<_> = (0..threads)
                 .map(|_| {
-                    s.spawn(|| {
+                    let builder = std::thread::Builder::new()
+                        .name("hetconv pipeline build".into())
+                        .stack_size(COMPILER_STACK);
+                    builder.spawn_scoped(s, || {
                         let mut built = Vec::new();
                         loop {
                             let i = next.fetch_add(1, Ordering::Relaxed);
@@ -68,8 +83,11 @@ impl Context {
                     })
                 })
                 .collect();
+            // A worker that could not start leaves its share to the others (or to the
+            // dispatches that need the pipelines).
             workers
                 .into_iter()
+                .filter_map(|w| w.ok())
                 .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
                 .collect()
         });
@@ -136,5 +154,37 @@ mod tests {
         axpby(1.0, &x, 0.0, &out).unwrap();
         assert_eq!(out.to_vec().unwrap(), [1.0, -2.0, 3.0, -4.0]);
         assert_eq!(cached() - before, 2);
+    }
+
+    /// A pass that would be tuned while its thread collects takes the heuristic's choice,
+    /// without timing (its dispatches are not recorded) or remembering it; afterwards the same
+    /// pass is tuned.
+    #[test]
+    fn the_tuner_times_nothing_while_its_thread_collects() {
+        use crate::kernels::conv::{self, ConvKind, ConvWeights};
+        use crate::tune::TuneMode;
+        let ctx = Context::new_blocking().expect("a GPU adapter");
+        let dir = tempfile::tempdir().unwrap();
+        ctx.set_tune_cache(Some(dir.path().join("tune.json")));
+        ctx.set_tune_mode(TuneMode::Full);
+        // Big enough for GEMM-core tiles to be candidates beside the direct kernels.
+        let x = Tensor::from_slice(&ctx, &[2, 4, 8, 8], &[0.5; 512]).unwrap();
+        let w3 = Tensor::from_slice(&ctx, &[8, 4, 3, 3], &[0.25; 288]).unwrap();
+        let w = ConvWeights {
+            w3: Some(&w3),
+            w1: None,
+            bias: None,
+        };
+        let forward = || conv::forward(&ConvKind::standard3x3(), &x, &w);
+        ctx.prebuild_pipelines(|| {
+            forward().unwrap();
+        });
+        assert_eq!(ctx.tune_stats().keys_timed, 0);
+        assert!(ctx.kernel_choices().is_empty());
+        forward().unwrap();
+        assert_eq!(ctx.tune_stats().keys_timed, 1);
+        let choices = ctx.kernel_choices();
+        assert_eq!(choices.len(), 1);
+        assert!(choices[0].1.candidates.len() > 1, "{choices:?}");
     }
 }

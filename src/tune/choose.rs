@@ -61,9 +61,11 @@ pub(crate) fn choose(
     let (listed, guess) = without_mismatched(&tuner, &check_class(key), listed, guess);
     #[cfg(not(target_arch = "wasm32"))]
     if mode == TuneMode::Full && listed.len() > 1 {
-        // Timing submits: not while hetconv records into the application's encoder. The
-        // heuristic's choice serves, unremembered, so that a call outside it times the key.
-        if ctx.records_into_application_encoder() {
+        // Timing submits: not while hetconv records into the application's encoder; nor while
+        // this thread only collects pipelines (its dispatches are not recorded, so timing
+        // would measure nothing). The heuristic's choice serves, unremembered, so that a call
+        // outside them times the key.
+        if ctx.records_into_application_encoder() || ctx.collects_pipelines_here() {
             return Ok(guess);
         }
         let check = check_for(&tuner, key, &listed, &kernels, precision);

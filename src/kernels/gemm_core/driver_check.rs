@@ -13,7 +13,8 @@
 //! set to anything but `1`, it compiles only the forms whose name contains it. It reports how
 //! long the forms took one at a time and, with `HETCONV_DRIVER_COMPILE_THREADS` set, builds them
 //! again on a new device on all the CPU's threads at once, as the tuner builds its candidates'
-//! pipelines (`bench/pipeline-build.sh`).
+//! pipelines (through `compile_forms` of `bench/drm-shim.sh`, which turns Mesa's shader disk
+//! cache off: a driver's cache would let the second device skip its compiles).
 
 use super::spirv_check::{Case, cases};
 use crate::gpu::{Context, ContextOptions, LimitsChoice, PipelineRequest};
