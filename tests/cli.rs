@@ -445,8 +445,8 @@ fn bench_writes_the_step_table_and_its_json() {
     );
 }
 
-/// `hetconv tune` on a tiny model times the candidates of every pass into the cache it is
-/// given and prints the table; `bench` with that cache then runs the cached choices, and a bad
+/// `hetconv tune` on a tiny model builds every candidate's pipelines first, times the
+/// candidates of every pass into the cache it is given and prints the table; `bench` with that cache then runs the cached choices, and a bad
 /// `--conv` or `--tune` value is refused by name.
 #[test]
 fn tune_fills_the_cache_that_bench_then_uses() {
@@ -480,6 +480,12 @@ fn tune_fills_the_cache_that_bench_then_uses() {
         serde_json::from_str(&std::fs::read_to_string(out.with_extension("json")).unwrap())
             .unwrap();
     assert!(report["keys_timed"].as_u64().unwrap() >= 20, "{report}");
+    // Every key's candidates' pipelines were found and built before the first was timed.
+    assert!(
+        report["pipelines_built_first"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+    assert_eq!(report["pipelines_built_while_timing"], 0, "{report}");
 
     let bench_out = dir.path().join("steps");
     let text = stdout(&hetconv(&[

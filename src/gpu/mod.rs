@@ -23,7 +23,7 @@ pub use pipelines::{Access, KernelSpec, TypedKernel, storage};
 pub use pool::KEEP_SUBMISSIONS;
 pub(crate) use pool::PooledBuffer;
 #[cfg(not(target_arch = "wasm32"))]
-pub(crate) use prebuild::Prebuilt;
+pub use prebuild::Prebuilt;
 pub use profile::KernelTime;
 
 use std::sync::{Mutex, MutexGuard};

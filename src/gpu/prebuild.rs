@@ -17,24 +17,33 @@ const COMPILER_STACK: usize = 16 << 20;
 
 /// What [`Context::prebuild_pipelines`] built.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub(crate) struct Prebuilt {
+pub struct Prebuilt {
     /// Pipelines built.
-    pub(crate) built: usize,
+    pub built: usize,
     /// Threads they were built on.
-    pub(crate) threads: usize,
+    pub threads: usize,
     /// Wall-clock time of finding and building them, in ms.
-    pub(crate) ms: f64,
+    pub ms: f64,
 }
 
 impl Context {
-    /// Runs `record` with the dispatches it makes on this thread left unrecorded, only the
-    /// pipelines they need noted; then builds those not built yet on up to
-    /// [`std::thread::available_parallelism`] threads at once. What else `record` records
-    /// (copies, clears) is recorded as usual; `record` must not read results back. While a
-    /// thread (this one included) does this on the same context or a handle of it, `record`
-    /// does not run and nothing is built. A pipeline that fails to build is left out: the
-    /// dispatch that needs it builds it again and reports the error.
-    pub(crate) fn prebuild_pipelines(&self, record: impl FnOnce()) -> Prebuilt {
+    /// Builds the pipelines that `record`'s work needs, on up to
+    /// [`std::thread::available_parallelism`] threads at once, without running that work: a
+    /// driver compiles a pipeline on the thread that creates it, so work that builds its
+    /// pipelines as it goes compiles them one after another. `record` runs with the dispatches
+    /// it makes on this thread left unrecorded and their pipelines noted; what else it does
+    /// (uploads, copies, clears, host-side state) is done as usual, and results it reads back
+    /// hold whatever the unrecorded dispatches' outputs held before. So give it work whose
+    /// results do not matter: a throwaway model's step, say, before the real one (an
+    /// application: before its first frame; `hetconv tune`: before timing). Where the tuner
+    /// would time a key in `full` mode, every candidate's pipelines are noted instead and the
+    /// heuristic's choice serves; the key is timed when it next runs.
+    ///
+    /// Other threads' work on the context meanwhile is recorded as usual. While a thread (this
+    /// one included) is inside this call on the same context or a handle of it, `record` does
+    /// not run and nothing is built. A pipeline that fails to build is left out: the dispatch
+    /// that needs it builds it again and reports the error.
+    pub fn prebuild_pipelines(&self, record: impl FnOnce()) -> Prebuilt {
         let started = Instant::now();
         let Some(collecting) = Collecting::begin(&self.inner.pipelines) else {
             return Prebuilt::default();
@@ -156,9 +165,9 @@ mod tests {
         assert_eq!(cached() - before, 2);
     }
 
-    /// A pass that would be tuned while its thread collects takes the heuristic's choice,
-    /// without timing (its dispatches are not recorded) or remembering it; afterwards the same
-    /// pass is tuned.
+    /// A pass that would be tuned while its thread collects notes every candidate's pipelines
+    /// and takes the heuristic's choice, without timing (its dispatches are not recorded) or
+    /// remembering it; afterwards the same pass is tuned, with nothing left to build.
     #[test]
     fn the_tuner_times_nothing_while_its_thread_collects() {
         use crate::kernels::conv::{self, ConvKind, ConvWeights};
@@ -176,15 +185,20 @@ mod tests {
             bias: None,
         };
         let forward = || conv::forward(&ConvKind::standard3x3(), &x, &w);
-        ctx.prebuild_pipelines(|| {
+        let prebuilt = ctx.prebuild_pipelines(|| {
             forward().unwrap();
         });
         assert_eq!(ctx.tune_stats().keys_timed, 0);
         assert!(ctx.kernel_choices().is_empty());
         forward().unwrap();
-        assert_eq!(ctx.tune_stats().keys_timed, 1);
+        let stats = ctx.tune_stats();
+        assert_eq!(stats.keys_timed, 1);
         let choices = ctx.kernel_choices();
         assert_eq!(choices.len(), 1);
-        assert!(choices[0].1.candidates.len() > 1, "{choices:?}");
+        let timed = choices[0].1.candidates.len();
+        assert!(timed > 1, "{choices:?}");
+        // The direct kernels and a tile at least; timing found every one built.
+        assert!(prebuilt.built >= 2, "{prebuilt:?}");
+        assert_eq!(stats.pipelines_built, 0, "{stats:?}");
     }
 }

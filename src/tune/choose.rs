@@ -61,14 +61,31 @@ pub(crate) fn choose(
     let (listed, guess) = without_mismatched(&tuner, &check_class(key), listed, guess);
     #[cfg(not(target_arch = "wasm32"))]
     if mode == TuneMode::Full && listed.len() > 1 {
-        // Timing submits: not while hetconv records into the application's encoder; nor while
-        // this thread only collects pipelines (its dispatches are not recorded, so timing
-        // would measure nothing). The heuristic's choice serves, unremembered, so that a call
-        // outside them times the key.
-        if ctx.records_into_application_encoder() || ctx.collects_pipelines_here() {
+        // Timing submits: not while hetconv records into the application's encoder. The
+        // heuristic's choice serves, unremembered, so that a call outside it times the key.
+        if ctx.records_into_application_encoder() {
             return Ok(guess);
         }
         let check = check_for(&tuner, key, &listed, &kernels, precision);
+        if ctx.collects_pipelines_here() {
+            // Only pipelines are wanted (`Context::prebuild_pipelines`): every candidate's and
+            // the reference's are noted, none is timed (their dispatches are not recorded),
+            // and the heuristic's choice serves, unremembered, as above.
+            // Each run's recorded clears are submitted before the next, so that its scratch
+            // returns to the pool instead of waiting for a submission (and every candidate's
+            // of every key adding up).
+            drop(tuner);
+            let mut run = run;
+            let reference = check.map(|c| c.reference);
+            for variant in reference.into_iter().chain(listed) {
+                let ran = run(variant);
+                ctx.flush()?;
+                if let Err(e) = ran {
+                    log::debug!("tune: {variant} failed while finding its pipelines: {e}");
+                }
+            }
+            return Ok(guess);
+        }
         drop(tuner);
         let mut order = vec![guess];
         order.extend(listed.into_iter().filter(|v| *v != guess));

@@ -141,13 +141,24 @@ fn prebuild(
     run: &mut impl FnMut(Variant) -> Result<Vec<Tensor>>,
 ) -> Prebuilt {
     let reference = check.map(|c| c.reference);
-    ctx.prebuild_pipelines(|| {
+    let prebuilt = ctx.prebuild_pipelines(|| {
         for &variant in reference.iter().chain(candidates) {
-            if let Err(e) = scoped(ctx, || run(variant)) {
+            // Flushed before the outputs go, which then return to the pool at once.
+            let ran = scoped(ctx, || {
+                run(variant).and_then(|out| ctx.flush().map(|()| out))
+            });
+            if let Err(e) = ran {
                 log::debug!("tune: {variant} failed while finding its pipelines: {e}");
             }
         }
-    })
+    });
+    log::debug!(
+        "tune: {} pipelines built in {:.1} ms on {} threads",
+        prebuilt.built,
+        prebuilt.ms,
+        prebuilt.threads
+    );
+    prebuilt
 }
 
 /// The reference's outputs for `check`, unless every candidate is trusted already (or there is
