@@ -335,3 +335,55 @@ fn full_tuning_in_mixed_precision_checks_every_candidate() {
         );
     }
 }
+
+/// A trainer's first step in `full` mode builds the pipelines of every key's candidates ahead,
+/// together, from a throwaway network's step: timing the keys then builds none of its own, and
+/// the step trains as it does without tuning (the same loss as with the direct kernels).
+#[test]
+fn a_trainers_first_step_builds_every_candidates_pipelines_ahead() {
+    use hetconv::data::cifar;
+    use hetconv::nn::{ConvMode, Vgg16};
+    use hetconv::train::{Progress, Trainer};
+    let dir = tempfile::tempdir().unwrap();
+    let data = || {
+        cifar::parse(
+            &std::fs::read(fixtures().join("cifar10_test_first20.bin")).unwrap(),
+            "cifar20",
+        )
+        .unwrap()
+    };
+    let settings = hetconv::train::TrainSettings {
+        epochs: 1,
+        max_steps: Some(1),
+        batch_size: 4,
+        lr: hetconv::optim::LrSchedule {
+            base_lr: 0.1,
+            schedule: hetconv::optim::Schedule::Constant,
+            warmup_epochs: 0.0,
+        },
+        momentum: 0.9,
+        weight_decay: 5e-4,
+        nesterov: false,
+        augment: None,
+        shuffle: false,
+        seed: 5,
+        report_every: 1,
+        precision: Precision::F32,
+    };
+    let first_loss = |ctx: &Context| {
+        let model = Vgg16::new(ctx, tiny_vgg(2, ConvMode::Fused), 1).unwrap();
+        let mut trainer =
+            Trainer::new(model, data(), settings.clone(), Progress::default()).unwrap();
+        let report = pollster::block_on(trainer.step()).unwrap();
+        report.metrics.expect("the loss of the first step").0
+    };
+    let tuned = tuned_ctx(TuneMode::Full, &dir.path().join("tune.json"));
+    let loss = first_loss(&tuned);
+    let stats = tuned.tune_stats();
+    assert!(stats.keys_timed > 0, "{stats:?}");
+    assert_eq!(stats.pipelines_built, 0, "{stats:?}");
+    let direct = tuned_ctx(TuneMode::Off, &dir.path().join("unused.json"));
+    direct.set_conv_algorithm(hetconv::ConvAlgorithm::Direct);
+    let want = first_loss(&direct);
+    assert!((loss - want).abs() <= 1e-5 * want.abs(), "{loss} vs {want}");
+}

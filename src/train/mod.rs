@@ -95,6 +95,9 @@ pub struct Trainer<M: Model = Box<dyn Model>> {
     scaler: Option<LossScaler>,
     comm: Option<Rc<dyn Communicator>>,
     batch_norm: BatchNormStats,
+    /// Whether the pipelines of a step were built ahead ([`Trainer::prebuild_pipelines`]).
+    #[cfg(not(target_arch = "wasm32"))]
+    prebuilt: bool,
 }
 
 impl<M: Model> Trainer<M> {
@@ -151,6 +154,8 @@ impl<M: Model> Trainer<M> {
             scaler,
             comm: None,
             batch_norm: BatchNormStats::PerRank,
+            #[cfg(not(target_arch = "wasm32"))]
+            prebuilt: false,
         })
     }
 
@@ -279,6 +284,41 @@ impl<M: Model> Trainer<M> {
             .lr_at(step as f64 / self.steps_per_epoch().max(1) as f64)
     }
 
+    /// Before the first step: the pipelines a step needs (and, where the tuner times in `full`
+    /// mode, every candidate's), built together on all the CPU's threads
+    /// ([`crate::Context::prebuild_pipelines`]) from a step of a throwaway network of the model's
+    /// architecture (the model's own weights and state, and the loss scale, are not touched;
+    /// the throwaway's dispatches are not even recorded). A model without an architecture
+    /// builds its pipelines as its step goes.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn prebuild_pipelines(&self, x: &Tensor, labels: &Tensor, sgd: &SgdStep) {
+        let Some(architecture) = self.model.architecture() else {
+            return;
+        };
+        let ctx = self.model.context().clone();
+        let mut ran = Ok(());
+        let prebuilt = ctx.prebuild_pipelines(|| {
+            ran = (|| {
+                let scaler = match self.scaler {
+                    Some(_) => Some(LossScaler::with_defaults(&ctx)?),
+                    None => None,
+                };
+                let mut throwaway = architecture.build(&ctx, 0)?;
+                throwaway.train_step_scaled(x, labels, sgd, scaler.as_ref())?;
+                Ok::<(), Error>(())
+            })();
+        });
+        match ran {
+            Ok(()) => log::info!(
+                "{} pipelines built before the first step, {:.1} s on {} threads",
+                prebuilt.built,
+                prebuilt.ms / 1e3,
+                prebuilt.threads
+            ),
+            Err(e) => log::debug!("building a step's pipelines ahead: {e}"),
+        }
+    }
+
     /// Runs one training step. The step is submitted at once; the next batches are prepared on
     /// the CPU while the GPU works (natively on a background thread, see [`Prefetch`]; a
     /// streamed image folder's file that cannot be decoded then is an error naming it); the
@@ -308,6 +348,11 @@ impl<M: Model> Trainer<M> {
             weight_decay: self.settings.weight_decay as f32,
             nesterov: self.settings.nesterov,
         };
+        #[cfg(not(target_arch = "wasm32"))]
+        if !self.prebuilt {
+            self.prebuilt = true;
+            self.prebuild_pipelines(&x, &labels, &sgd);
+        }
         let out = match &self.comm {
             None => self
                 .model
