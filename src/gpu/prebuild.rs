@@ -39,17 +39,37 @@ impl Context {
     /// would time a key in `full` mode, every candidate's pipelines are noted instead and the
     /// heuristic's choice serves; the key is timed when it next runs.
     ///
-    /// Other threads' work on the context meanwhile is recorded as usual. While a thread (this
-    /// one included) is inside this call on the same context or a handle of it, `record` does
-    /// not run and nothing is built. A pipeline that fails to build is left out: the dispatch
-    /// that needs it builds it again and reports the error.
+    /// What `record` recorded besides is submitted before this returns (unless hetconv records
+    /// into the application's encoder), so that the buffers it released serve the work that
+    /// follows; an error wgpu reports during `record` is logged as a warning, not left for
+    /// later work. Other threads' work on the context meanwhile is recorded as usual. While a
+    /// thread (this one included) is inside this call on the same context or a handle of it,
+    /// `record` does not run and nothing is built. A pipeline that fails to build is left
+    /// out: the dispatch that needs it builds it again and reports the error.
     pub fn prebuild_pipelines(&self, record: impl FnOnce()) -> Prebuilt {
         let started = Instant::now();
         let Some(collecting) = Collecting::begin(&self.inner.pipelines) else {
             return Prebuilt::default();
         };
+        let scopes = super::ErrorScopes::push(&self.inner.device);
         record();
-        let built = self.build_pipelines(collecting.finish());
+        // What `record` recorded besides (clears, copies) is submitted now, so that the buffers
+        // it released go back to the pool for the work that follows; what wgpu reported
+        // meanwhile is `record`'s, and after a failed allocation the pool's free buffers go
+        // (one may be the invalid buffer wgpu returned).
+        let flushed = match self.records_into_application_encoder() {
+            true => Ok(()),
+            false => self.flush(),
+        };
+        let wanted = collecting.finish();
+        if let Some(e) = scopes.pop() {
+            log::warn!("building pipelines ahead: the work that found them failed: {e}");
+            self.trim();
+        } else if let Err(e) = flushed {
+            log::warn!("building pipelines ahead: {e}");
+            self.trim();
+        }
+        let built = self.build_pipelines(wanted);
         Prebuilt {
             ms: started.elapsed().as_secs_f64() * 1e3,
             ..built

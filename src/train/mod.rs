@@ -315,7 +315,7 @@ impl<M: Model> Trainer<M> {
                 prebuilt.ms / 1e3,
                 prebuilt.threads
             ),
-            Err(e) => log::debug!("building a step's pipelines ahead: {e}"),
+            Err(e) => log::warn!("building a step's pipelines ahead: {e}"),
         }
     }
 
@@ -351,6 +351,8 @@ impl<M: Model> Trainer<M> {
         #[cfg(not(target_arch = "wasm32"))]
         if !self.prebuilt {
             self.prebuilt = true;
+            // What was recorded before (and its errors) stays apart from the throwaway's work.
+            ctx.flush()?;
             self.prebuild_pipelines(&x, &labels, &sgd);
         }
         let out = match &self.comm {

@@ -78,8 +78,11 @@ pub(crate) fn choose(
             let mut run = run;
             let reference = check.map(|c| c.reference);
             for variant in reference.into_iter().chain(listed) {
-                let ran = run(variant);
-                ctx.flush()?;
+                // Inside error scopes, as when timing: a candidate that cannot run (say, its
+                // scratch does not fit) is passed over.
+                let ran = timing::scoped(ctx, || {
+                    run(variant).and_then(|out| ctx.flush().map(|()| out))
+                });
                 if let Err(e) = ran {
                     log::debug!("tune: {variant} failed while finding its pipelines: {e}");
                 }

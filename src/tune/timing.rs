@@ -301,7 +301,7 @@ fn keep_preferred(
 /// meanwhile fails this run instead of reaching the device's handler. After an out-of-memory
 /// error the pool's free buffers are dropped: one of them may be the invalid buffer the failed
 /// allocation returned, which must not serve later work outside the scopes.
-fn scoped<T>(ctx: &Context, f: impl FnOnce() -> Result<T>) -> Result<T> {
+pub(super) fn scoped<T>(ctx: &Context, f: impl FnOnce() -> Result<T>) -> Result<T> {
     let scopes = crate::gpu::ErrorScopes::push(ctx.device());
     let result = f();
     let Some(e) = scopes.pop() else {
