@@ -2,6 +2,7 @@
 # Sourced by bench/driver-compile.sh and bench/nak-loops.sh: Mesa 26's drivers on simulated GPUs
 # (Mesa's drm-shim), running the library's driver compile check (`kernels::gemm_core::
 # driver_check`). Sets `root`, `lib`, `test_bin` and `icds` (removed on exit) and defines
+# `on_shim DRIVER SHIM VAR=value... -- COMMAND...` (any command on the simulated device) and
 # `compile_forms DRIVER SHIM FILTER VAR=value...`, which prints the check's and the driver's
 # output for the forms whose name holds FILTER (`1`: every form).
 #
@@ -30,13 +31,25 @@ for driver in radeon nouveau; do
     "$lib" "$driver" > "$icds/$driver.json"
 done
 
-# $1: driver (radeon, nouveau); $2: its drm-shim (amdgpu, nouveau); $3: the forms' filter; the
-# rest: VAR=value words. Runs the check through trixie's loader with the shim preloaded.
+# $1: driver (radeon, nouveau); $2: its drm-shim (amdgpu, nouveau); then VAR=value words, `--`
+# and a command: runs the command through trixie's loader with the shim preloaded, the driver's
+# shader disk cache off.
+on_shim() {
+  local driver=$1 shim=$2
+  shift 2
+  local vars=()
+  while [ "$1" != -- ]; do vars+=("$1"); shift; done
+  shift
+  env "${vars[@]}" MESA_SHADER_CACHE_DISABLE=true VK_ICD_FILENAMES="$icds/$driver.json" XDG_RUNTIME_DIR=/tmp \
+    "$root/lib64/ld-linux-x86-64.so.2" --preload "$lib/lib${shim}_noop_drm_shim.so" \
+    --library-path "$lib:$root/lib/x86_64-linux-gnu" "$@"
+}
+
+# $1: driver; $2: its drm-shim; $3: the forms' filter; the rest: VAR=value words. Runs the check
+# on the shim.
 compile_forms() {
   local driver=$1 shim=$2 filter=$3
   shift 3
-  env "$@" HETCONV_DRIVER_COMPILE="$filter" MESA_SHADER_CACHE_DISABLE=true VK_ICD_FILENAMES="$icds/$driver.json" XDG_RUNTIME_DIR=/tmp \
-    "$root/lib64/ld-linux-x86-64.so.2" --preload "$lib/lib${shim}_noop_drm_shim.so" \
-    --library-path "$lib:$root/lib/x86_64-linux-gnu" \
+  on_shim "$driver" "$shim" "$@" HETCONV_DRIVER_COMPILE="$filter" -- \
     "$test_bin" driver_check --nocapture --test-threads 1 2>&1
 }

@@ -36,9 +36,7 @@ run() {
   shift
   rm -f "$out/$name.cache.json"
   local t0=$SECONDS
-  env "${vars[@]}" MESA_SHADER_CACHE_DISABLE=true VK_ICD_FILENAMES="$icds/$driver.json" XDG_RUNTIME_DIR=/tmp \
-    "$root/lib64/ld-linux-x86-64.so.2" --preload "$lib/lib${shim}_noop_drm_shim.so" \
-    --library-path "$lib:$root/lib/x86_64-linux-gnu" \
+  on_shim "$driver" "$shim" "${vars[@]}" -- \
     "$binary" --max-limits --tune-cache "$out/$name.cache.json" "$@" \
     tune --batch "$batch" --parts "$parts" --out "$out/$name" > /dev/null 2> "$out/$name.log"
   rm -f "$out/$name.cache.json"
