@@ -387,3 +387,84 @@ fn a_trainers_first_step_builds_every_candidates_pipelines_ahead() {
     let want = first_loss(&direct);
     assert!((loss - want).abs() <= 1e-5 * want.abs(), "{loss} vs {want}");
 }
+
+/// The throwaway step that builds a trainer's pipelines ahead gives its buffers back before the
+/// real first step, which takes them again: that step creates no more buffers than the
+/// throwaway network's parameters plus one step's own (a plain step on another context,
+/// counted), where buffers still parked when the real step starts would be created twice.
+#[test]
+fn a_trainers_first_step_reuses_the_throwaway_steps_buffers() {
+    use hetconv::Tensor;
+    use hetconv::data::cifar;
+    use hetconv::kernels::sgd::SgdStep;
+    use hetconv::model::Model;
+    use hetconv::nn::{ConvMode, Vgg16};
+    use hetconv::train::{Progress, Trainer};
+    let dir = tempfile::tempdir().unwrap();
+    let data = cifar::parse(
+        &std::fs::read(fixtures().join("cifar10_test_first20.bin")).unwrap(),
+        "cifar20",
+    )
+    .unwrap();
+    let batch = 4;
+    let settings = hetconv::train::TrainSettings {
+        epochs: 1,
+        max_steps: Some(1),
+        batch_size: batch,
+        lr: hetconv::optim::LrSchedule {
+            base_lr: 0.1,
+            schedule: hetconv::optim::Schedule::Constant,
+            warmup_epochs: 0.0,
+        },
+        momentum: 0.9,
+        weight_decay: 5e-4,
+        nesterov: false,
+        augment: None,
+        shuffle: false,
+        seed: 5,
+        report_every: 1,
+        precision: Precision::F32,
+    };
+    let config = tiny_vgg(2, ConvMode::Fused);
+
+    // A plain step: the buffers of the network, then of its first step.
+    let plain = tuned_ctx(TuneMode::Off, &dir.path().join("plain.json"));
+    let start = plain.buffers_created();
+    let mut model = Vgg16::new(&plain, config.clone(), 1).unwrap();
+    let network = plain.buffers_created() - start;
+    let pixels = Rng::new(7).vec(batch * 3 * 32 * 32);
+    let x = Tensor::from_slice(&plain, &[batch, 3, 32, 32], &pixels).unwrap();
+    let labels = Tensor::from_slice(&plain, &[batch], &[1.0, 3.0, 0.0, 9.0]).unwrap();
+    let sgd = SgdStep {
+        lr: 0.1,
+        momentum: 0.9,
+        weight_decay: 5e-4,
+        nesterov: false,
+    };
+    let before_step = plain.buffers_created();
+    model.train_step(&x, &labels, &sgd).unwrap();
+    plain.synchronize().unwrap();
+    let step = plain.buffers_created() - before_step;
+
+    // The trainer's first step, its throwaway included.
+    let ctx = tuned_ctx(TuneMode::Off, &dir.path().join("trainer.json"));
+    let model = Vgg16::new(&ctx, config, 1).unwrap();
+    let mut trainer = Trainer::new(model, data, settings, Progress::default()).unwrap();
+    let before_first = ctx.buffers_created();
+    pollster::block_on(trainer.step()).unwrap();
+    ctx.synchronize().unwrap();
+    let first = ctx.buffers_created() - before_first;
+    let inputs = 2;
+    println!(
+        "network {network} buffers, a plain step {step} (+ {inputs} inputs), the trainer's first step {first}"
+    );
+    assert!(
+        step > network / 2,
+        "a step's buffers must dominate for this test to tell: {step} vs {network}"
+    );
+    // Slack of a tenth of a step for buffers a trainer may add; twice a step's would fail it.
+    assert!(
+        first <= network + step + inputs + step / 10,
+        "the first step created {first} buffers: over the throwaway network's {network} + a step's {step} + {inputs} inputs"
+    );
+}
