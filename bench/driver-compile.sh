@@ -9,6 +9,7 @@
 #
 #   bench/driver-compile.sh [OUT_DIR]    # default bench-results/driver-compile-<date>
 #   DRIVERS=radv bench/driver-compile.sh  # one of them (radv, nvk; default both)
+#   FILTER='role 1]' bench/driver-compile.sh OUT_DIR   # only the forms whose name holds FILTER
 #
 # Needs the Mesa 26 side userland of .ci/mesa26.sh (run first, as root); bench/drm-shim.sh
 # installs Debian's mesa-drm-shim in it when missing.
@@ -28,12 +29,12 @@ keep='^driver-check:|^[A-Za-z /]+: [0-9]+|forms compiled|not for this device|tes
 drivers=${DRIVERS:-radv,nvk}
 runs=()
 if [[ ",$drivers," == *,radv,* ]]; then
-  compile_forms radeon amdgpu 1 AMDGPU_GPU_ID=navi31 RADV_DEBUG=shaderstats,nocache |
+  compile_forms radeon amdgpu "${FILTER:-1}" AMDGPU_GPU_ID=navi31 RADV_DEBUG=shaderstats,nocache |
     grep -E "$keep" > "$out/radv-navi31.log"
   runs+=(radv-navi31:radv)
 fi
 if [[ ",$drivers," == *,nvk,* ]]; then
-  compile_forms nouveau nouveau 1 NOUVEAU_CHIPSET=0x172 NAK_DEBUG=print |
+  compile_forms nouveau nouveau "${FILTER:-1}" NOUVEAU_CHIPSET=0x172 NAK_DEBUG=print |
     grep -E "$keep" > "$out/nvk-ga102.log"
   runs+=(nvk-ga102:nak)
 fi

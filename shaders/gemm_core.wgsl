@@ -16,7 +16,9 @@
 // applies the epilogue.
 // A masked block is not in k at all: it is skipped, never multiplied. The spatial kernel (KS,
 // PAD, TAPS) comes from include/conv_geometry.wgsl, which precedes this file; the stride is a
-// uniform, so that layers of every stride share one pipeline per tile.
+// uniform, so that layers of every stride share one pipeline per tile, but for the input
+// gradient's gather at a stride over 1 (STRIDED = 1, set by the host exactly when role 1's
+// stride is over 1: the stride-1 pipeline then carries none of its code or registers).
 //
 // Composition: an activation piece from `include/` comes first and defines `act`, how the
 // activations (src, src2, dst) are stored (`act_f32`, or `act_f16` for mixed precision's f16
@@ -109,8 +111,9 @@
 //   the pixel's `inside` is set, which `with_taps` sets exactly when tap row y0 + dir * ty
 //   and column x0 + dir * tx are both inside the map (ty, tx < KS <= 7, ConvKind::MAX_KERNEL,
 //   so t < 49 < 64), and then at index base + channel * plane + dir * (ty * map width + tx)
-//   (`locate`), that row and column of the channel's map; `strided_tap` (role 1 at a
-//   stride over 1) checks dy's row and column against out_height and out_width; of an image <
+//   (`locate`), that row and column of the channel's map; `strided_tap` (role 1 with
+//   STRIDED) checks dy's row and column against out_height and out_width (either value of
+//   STRIDED keeps the reads in range; the results need the host's); of an image <
 //   batch (col or k < batch * the pixels of its space, which is the map the image index is
 //   decoded in) and a channel < cin (cout); a spatial tap index is < TAPS (k % TAPS); role 3
 //   reads a[m, k], b[k, n] within m * k and k * n; bias is read only when the host bound one
@@ -169,6 +172,7 @@ override B_STRIDE: u32 = 68u;  // TN + padding
 override A_LEN: u32 = 1088u;   // KC * A_STRIDE
 override B_LEN: u32 = 1088u;   // KC * B_STRIDE
 override TAB_LEN: u32 = 64u;   // max(2 KC, TN): entries of `taps`
+override STRIDED: u32 = 0u;    // 1: role 1 at a stride over 1 (B gathered by `strided_tap`)
 
 struct Params {
     batch: u32,
@@ -297,8 +301,9 @@ fn outside() -> Tap {
 
 // Whether B values come through `taps` (roles 0 and 2, and role 1 at stride 1): each reduction
 // entry (roles 0, 1) or column (role 2) is located once per workgroup, not once per value.
+// A constant: the stride-1 input gradient's pipeline has no `strided_tap` path.
 fn uses_taps() -> bool {
-    return ROLE == 0u || ROLE == 2u || (ROLE == 1u && p.stride == 1u);
+    return ROLE == 0u || ROLE == 2u || (ROLE == 1u && STRIDED == 0u);
 }
 
 // The located entries: roles 0 and 1 keep two stages' reduction entries, [2][KC] (a stage reads

@@ -330,6 +330,7 @@ impl CoreKernel {
             ("A_LEN", f64::from(kc * sa)),
             ("B_LEN", f64::from(kc * sb)),
             ("TAB_LEN", f64::from(self.tap_entries())),
+            ("STRIDED", flag(staging.strided)),
         ];
         match self {
             CoreKernel::F32(t) | CoreKernel::F16(t) => {

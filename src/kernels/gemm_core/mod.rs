@@ -63,15 +63,18 @@ pub(crate) enum Role {
 }
 
 /// How one dispatch stages its operands: whether neighbouring invocations load neighbouring
-/// reduction steps of A and of B (the shader's A_KFAST and B_KFAST), and whether A is read 4
+/// reduction steps of A and of B (the shader's A_KFAST and B_KFAST), whether A is read 4
 /// reduction steps at a time (the `a_quads` modules, where [`CoreKernel::reads_quads`] and the
-/// operand's layout allow).
+/// operand's layout allow), and whether the input gradient's B values are gathered for a
+/// stride over 1 (the shader's STRIDED: a pipeline of its own, so that the stride-1 pipeline
+/// carries no code or registers for it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Staging {
     pub role: Role,
     pub a_kfast: bool,
     pub b_kfast: bool,
     pub a_quads: bool,
+    pub strided: bool,
 }
 
 impl Staging {
@@ -81,6 +84,15 @@ impl Staging {
             a_kfast,
             b_kfast,
             a_quads: false,
+            strided: false,
+        }
+    }
+
+    /// For the input gradient of a conv with `stride`: gathered for strides over 1 where it is.
+    fn for_stride(self, stride: usize) -> Self {
+        Self {
+            strided: self.role == Role::ConvInputGrad && stride > 1,
+            ..self
         }
     }
 
@@ -290,7 +302,9 @@ pub(crate) fn conv_forward_or_input_grad(
     let quads = role == Role::ConvForward && (d.cin / kind.groups).is_multiple_of(4);
     split_or_whole(
         (kernel, split),
-        Staging::new(role, true, false).quads_if(kernel, quads),
+        Staging::new(role, true, false)
+            .quads_if(kernel, quads)
+            .for_stride(kind.stride),
         Some(kind),
         &mut p,
         &operands,

@@ -66,6 +66,7 @@ pub(super) fn cases() -> Vec<Case> {
     let layouts = [
         Staging::new(Role::ConvForward, true, false),
         Staging::new(Role::ConvInputGrad, true, false),
+        Staging::new(Role::ConvInputGrad, true, false).for_stride(2),
         Staging::new(Role::ConvWeightGrad, true, true),
         Staging::new(Role::Matmul, true, false),
         Staging::new(Role::Matmul, false, false),
@@ -93,14 +94,16 @@ pub(super) fn cases() -> Vec<Case> {
                     a_kfast,
                     b_kfast,
                     a_quads,
+                    strided,
                 } = staging;
+                let strided = if strided { " strided" } else { "" };
                 for side in sides(role) {
                     let mut constants = kernel.constants(lanes, staging);
                     constants.extend(side.map(|s| ("KS", s)));
                     constants.push(("WG", f64::from(kernel.threads())));
                     out.push(Case {
                         label: format!(
-                            "{} kfast {a_kfast}/{b_kfast} KS {side:?} lanes {lanes}",
+                            "{} kfast {a_kfast}/{b_kfast}{strided} KS {side:?} lanes {lanes}",
                             kernel.profile_name(role as u32, dtype, a_quads),
                         ),
                         spec: kernel.spec(dtype, a_quads),
