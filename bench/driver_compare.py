@@ -34,7 +34,8 @@ def number(row, column):
 def group(form):
     module = form.split("::")[0]
     role = re.search(r" role (\d)\]", form)
-    return f"{module} {ROLES[role.group(1)]}" if role else module
+    strided = " (strided)" if " strided " in form else ""
+    return f"{module} {ROLES[role.group(1)]}{strided}" if role else module
 
 
 def main():

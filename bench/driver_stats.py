@@ -83,7 +83,8 @@ def kernel_and_pass(form):
     kernel = f"{module} {m.group('tile')}"
     if "coop" in module and lanes:
         kernel += f" ({lanes.group(1)} lanes)"
-    return kernel, ROLES[m.group("role")]
+    strided = " (strided)" if " strided " in m.group("rest") else ""
+    return kernel, ROLES[m.group("role")] + strided
 
 
 def main():
