@@ -101,7 +101,7 @@
 //   happens for row < rows, col < cols, k < red_hi (edge tiles check
 //   them; a tile is interior only if all of its rows and columns are in range, and `full` adds
 //   k0 + KC <= red_hi; B values read through `taps` check them as mask bits: an entry at
-//   k >= red_hi (roles 0, 1) or col >= cols (role 2) is `outside()`, whose bit no mask has,
+//   k >= red_hi (roles 0, 1) or col >= cols (role 2) is `outside()`, whose bits no mask has,
 //   and a column >= cols (roles 0, 1; `column_pixel`) or a reduction step >= red_hi (role 2)
 //   has a pixel with no mask bit set). For such (row, k, col): weights index o < cout
 //   (role 0: o = g * rows + row with g < groups, rows = cout / groups; role 1: o = g * opg +
@@ -284,19 +284,26 @@ fn with_taps(q: Pixel) -> Pixel {
 }
 
 // Where a B value's tap reads, relative to its pixel's `base` (see `with_taps`): `offset` =
-// channel * plane + dir * (ty * map width + tx), and `bit` = ty * KS + tx, the bit of the
-// pixel's `inside` that is set where the tap reads inside the map. `outside()` (bit 31, or 63
-// where there are over 32 taps: no mask has it, as there are at most 25, or 49) reads element
-// 0 and discards it: an entry outside the product.
+// channel * plane + dir * (ty * map width + tx), and `bits`, which bit of the pixel's `inside`
+// is set where tap t = ty * KS + tx reads inside the map: up to 32 taps (KS <= 5) that bit
+// itself, 1 << t (so that the test is one AND), else t (word t / 32, bit t % 32).
+// `outside()` (no bit up to 32 taps, else bit 63: no mask has it, as there are at most 49)
+// reads element 0 and discards it: an entry outside the product.
 struct Tap {
     offset: i32,
-    bit: u32,
+    bits: u32,
 }
 
 // (A function, not a constant: naga 30 fails to process the override constants of a module
 // holding a constant of a struct type.)
 fn outside() -> Tap {
-    return Tap(0, select(31u, 63u, TAPS > 32u));
+    return Tap(0, select(0u, 63u, TAPS > 32u));
+}
+
+// `Tap::bits` of tap t. (A shift by t >= 32, in the arm that over 32 taps discards, is by t %
+// 32 in WGSL.)
+fn tap_bits(t: u32) -> u32 {
+    return select(1u << t, t, TAPS > 32u);
 }
 
 // Whether B values come through `taps` (roles 0 and 2, and role 1 at stride 1): each reduction
@@ -333,17 +340,17 @@ fn locate(k: u32, g: u32) -> Tap {
     let map_w = select(p.width, p.out_width, ROLE == 1u);
     let plane = select(p.height * p.width, p.out_height * p.out_width, ROLE == 1u);
     let step = i32(ty * map_w + tx);
-    return Tap(i32(channel * plane) + select(step, -step, ROLE == 1u), tap);
+    return Tap(i32(channel * plane) + select(step, -step, ROLE == 1u), tap_bits(tap));
 }
 
 // The B value entry `t` reads for pixel q: 0 where its tap falls outside the map (or `t` or q
 // lies outside the product), else its value. Without a branch: such a tap reads element 0
 // (every activation binding holds one: the host refuses empty shapes) and selects 0.
 fn read_tap(t: Tap, q: Pixel) -> operand {
-    // Up to 32 taps (KS <= 5: the choices fold away) every bit, `outside()`'s included, is
-    // below 32, in word 0.
-    let word = select(q.inside.x, q.inside.y, TAPS > 32u && t.bit >= 32u);
-    let inside = ((word >> select(t.bit, t.bit % 32u, TAPS > 32u)) & 1u) != 0u;
+    // Up to 32 taps (KS <= 5: the choice folds away) every tap's bit is in word 0.
+    let word = select(q.inside.x, q.inside.y, t.bits >= 32u);
+    let in_word = ((word >> (t.bits % 32u)) & 1u) != 0u;
+    let inside = select((q.inside.x & t.bits) != 0u, in_word, TAPS > 32u);
     return operand(select(act(), src[select(0u, u32(q.base + t.offset), inside)], inside));
 }
 
