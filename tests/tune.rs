@@ -336,23 +336,15 @@ fn full_tuning_in_mixed_precision_checks_every_candidate() {
     }
 }
 
-/// A trainer's first step in `full` mode builds the pipelines of every key's candidates ahead,
-/// together, from a throwaway network's step: timing the keys then builds none of its own, and
-/// the step trains as it does without tuning (the same loss as with the direct kernels).
-#[test]
-fn a_trainers_first_step_builds_every_candidates_pipelines_ahead() {
-    use hetconv::data::cifar;
-    use hetconv::nn::{ConvMode, Vgg16};
-    use hetconv::train::{Progress, Trainer};
-    let dir = tempfile::tempdir().unwrap();
-    let data = || {
-        cifar::parse(
-            &std::fs::read(fixtures().join("cifar10_test_first20.bin")).unwrap(),
-            "cifar20",
-        )
-        .unwrap()
-    };
-    let settings = hetconv::train::TrainSettings {
+/// The 20 real CIFAR-10 images of the fixtures.
+fn cifar20() -> hetconv::data::Dataset {
+    let bytes = std::fs::read(fixtures().join("cifar10_test_first20.bin")).unwrap();
+    hetconv::data::cifar::parse(&bytes, "cifar20").unwrap()
+}
+
+/// A trainer's settings for one SGD step of batch 4 (no augmentation, no shuffling).
+fn one_step_settings() -> hetconv::train::TrainSettings {
+    hetconv::train::TrainSettings {
         epochs: 1,
         max_steps: Some(1),
         batch_size: 4,
@@ -369,11 +361,22 @@ fn a_trainers_first_step_builds_every_candidates_pipelines_ahead() {
         seed: 5,
         report_every: 1,
         precision: Precision::F32,
-    };
+    }
+}
+
+/// A trainer's first step in `full` mode builds the pipelines of every key's candidates ahead,
+/// together, from a throwaway network's step: timing the keys then builds none of its own, and
+/// the step trains as it does without tuning (the same loss as with the direct kernels).
+#[test]
+fn a_trainers_first_step_builds_every_candidates_pipelines_ahead() {
+    use hetconv::nn::{ConvMode, Vgg16};
+    use hetconv::train::{Progress, Trainer};
+    let dir = tempfile::tempdir().unwrap();
+    let settings = one_step_settings();
     let first_loss = |ctx: &Context| {
         let model = Vgg16::new(ctx, tiny_vgg(2, ConvMode::Fused), 1).unwrap();
         let mut trainer =
-            Trainer::new(model, data(), settings.clone(), Progress::default()).unwrap();
+            Trainer::new(model, cifar20(), settings.clone(), Progress::default()).unwrap();
         let report = pollster::block_on(trainer.step()).unwrap();
         report.metrics.expect("the loss of the first step").0
     };
@@ -395,36 +398,14 @@ fn a_trainers_first_step_builds_every_candidates_pipelines_ahead() {
 #[test]
 fn a_trainers_first_step_reuses_the_throwaway_steps_buffers() {
     use hetconv::Tensor;
-    use hetconv::data::cifar;
     use hetconv::kernels::sgd::SgdStep;
     use hetconv::model::Model;
     use hetconv::nn::{ConvMode, Vgg16};
     use hetconv::train::{Progress, Trainer};
     let dir = tempfile::tempdir().unwrap();
-    let data = cifar::parse(
-        &std::fs::read(fixtures().join("cifar10_test_first20.bin")).unwrap(),
-        "cifar20",
-    )
-    .unwrap();
-    let batch = 4;
-    let settings = hetconv::train::TrainSettings {
-        epochs: 1,
-        max_steps: Some(1),
-        batch_size: batch,
-        lr: hetconv::optim::LrSchedule {
-            base_lr: 0.1,
-            schedule: hetconv::optim::Schedule::Constant,
-            warmup_epochs: 0.0,
-        },
-        momentum: 0.9,
-        weight_decay: 5e-4,
-        nesterov: false,
-        augment: None,
-        shuffle: false,
-        seed: 5,
-        report_every: 1,
-        precision: Precision::F32,
-    };
+    let data = cifar20();
+    let settings = one_step_settings();
+    let batch = settings.batch_size;
     let config = tiny_vgg(2, ConvMode::Fused);
 
     // A plain step: the buffers of the network, then of its first step.
@@ -436,10 +417,10 @@ fn a_trainers_first_step_reuses_the_throwaway_steps_buffers() {
     let x = Tensor::from_slice(&plain, &[batch, 3, 32, 32], &pixels).unwrap();
     let labels = Tensor::from_slice(&plain, &[batch], &[1.0, 3.0, 0.0, 9.0]).unwrap();
     let sgd = SgdStep {
-        lr: 0.1,
-        momentum: 0.9,
-        weight_decay: 5e-4,
-        nesterov: false,
+        lr: settings.lr.base_lr as f32,
+        momentum: settings.momentum as f32,
+        weight_decay: settings.weight_decay as f32,
+        nesterov: settings.nesterov,
     };
     let before_step = plain.buffers_created();
     model.train_step(&x, &labels, &sgd).unwrap();
