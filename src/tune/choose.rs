@@ -71,22 +71,10 @@ pub(crate) fn choose(
             // Only pipelines are wanted (`Context::prebuild_pipelines`): every candidate's and
             // the reference's are noted, none is timed (their dispatches are not recorded),
             // and the heuristic's choice serves, unremembered, as above.
-            // Each run's recorded clears are submitted before the next, so that its scratch
-            // returns to the pool instead of waiting for a submission (and every candidate's
-            // of every key adding up).
             drop(tuner);
             let mut run = run;
             let reference = check.map(|c| c.reference);
-            for variant in reference.into_iter().chain(listed) {
-                // Inside error scopes, as when timing: a candidate that cannot run (say, its
-                // scratch does not fit) is passed over.
-                let ran = timing::scoped(ctx, || {
-                    run(variant).and_then(|out| ctx.flush().map(|()| out))
-                });
-                if let Err(e) = ran {
-                    log::debug!("tune: {variant} failed while finding its pipelines: {e}");
-                }
-            }
+            timing::run_for_pipelines(ctx, reference.into_iter().chain(listed), &mut run);
             return Ok(guess);
         }
         drop(tuner);

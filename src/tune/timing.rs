@@ -142,15 +142,7 @@ fn prebuild(
 ) -> Prebuilt {
     let reference = check.map(|c| c.reference);
     let prebuilt = ctx.prebuild_pipelines(|| {
-        for &variant in reference.iter().chain(candidates) {
-            // Flushed before the outputs go, which then return to the pool at once.
-            let ran = scoped(ctx, || {
-                run(variant).and_then(|out| ctx.flush().map(|()| out))
-            });
-            if let Err(e) = ran {
-                log::debug!("tune: {variant} failed while finding its pipelines: {e}");
-            }
-        }
+        run_for_pipelines(ctx, reference.iter().chain(candidates).copied(), run)
     });
     log::debug!(
         "tune: {} pipelines built in {:.1} ms on {} threads",
@@ -159,6 +151,26 @@ fn prebuild(
         prebuilt.threads
     );
     prebuilt
+}
+
+/// Runs each of `variants` once while this thread collects pipelines
+/// ([`Context::prebuild_pipelines`]), so that their pipelines are noted. Each run is flushed
+/// before its outputs go, so that its scratch returns to the pool at once (instead of every
+/// run's adding up until a submission), and runs inside error scopes, as when timing: a
+/// variant that cannot run (say, its scratch does not fit) is passed over.
+pub(super) fn run_for_pipelines(
+    ctx: &Context,
+    variants: impl Iterator<Item = Variant>,
+    run: &mut impl FnMut(Variant) -> Result<Vec<Tensor>>,
+) {
+    for variant in variants {
+        let ran = scoped(ctx, || {
+            run(variant).and_then(|out| ctx.flush().map(|()| out))
+        });
+        if let Err(e) = ran {
+            log::debug!("tune: {variant} failed while finding its pipelines: {e}");
+        }
+    }
 }
 
 /// The reference's outputs for `check`, unless every candidate is trusted already (or there is
