@@ -12,15 +12,20 @@ stage it counts:
 - instructions per stage: those plus each inner loop's instructions times its trip count (the
   FMA loop steps once per reduction step, the cooperative one once per fragment side; KC and
   the side come from the form's name);
-- the multiply-adds (FFMA, HMMA) and the loads from global memory among them.
+- the multiply-adds (FFMA, HMMA) and the loads from global memory among them;
+- the register moves among them (every MOV): where NAK's register allocator shuffles the
+  accumulators around a loop's back edge they are a large share. Some moves do the source's work
+  (an immediate, a select's operand), so a change "without moves" is an upper bound on what the
+  source's own code changed.
 
 These are static counts of the code, not of a path through it: an if and its else both count.
 Where the source has branches in that loop (roles 0 and 1 stage A once per weight buffer; the
 input gradient keeps a path for strides over 1), the counts are above what one stage runs.
 Writes a Markdown table of the forms; with BASELINE_LOG (the same forms from another commit),
-adds its counts and the change.
+adds its counts and the change. With --ops, a second table counts those opcodes per stage
+(e.g. shared-memory loads `ld`, NVIDIA's `ldsm` and `movm`), before -> after with a baseline.
 
-    nak_loops.py LOG [BASELINE_LOG] > table.md
+    nak_loops.py LOG [BASELINE_LOG] [--ops ld,ldsm,movm,st,mov] > table.md
 """
 import re
 import sys
@@ -106,16 +111,22 @@ def natural_loops(found):
 
 
 def main():
+    args = sys.argv[1:]
+    ops = []
+    if "--ops" in args:
+        at = args.index("--ops")
+        ops = args[at + 1].split(",")
+        del args[at : at + 2]
     runs = []
-    for path in sys.argv[1:3]:
+    for path in args[:2]:
         with open(path, errors="replace") as f:
             lines = f.read().splitlines()
         runs.append({name: stats(name, form) for name, form in forms(lines)})
-    header = "| form | instructions per stage | outside inner loops | multiply-adds | global loads | instructions per multiply-add |"
-    rule = "|---|---|---|---|---|---|"
+    header = "| form | instructions per stage | outside inner loops | multiply-adds | global loads | moves | instructions per multiply-add |"
+    rule = "|---|---|---|---|---|---|---|"
     if len(runs) == 2:
-        header += " before: instructions per stage | before: per multiply-add | change |"
-        rule += "---|---|---|"
+        header += " before: instructions per stage | before: moves | before: per multiply-add | change | change without moves |"
+        rule += "---|---|---|---|---|"
     print(header)
     print(rule)
     for name, now in runs[0].items():
@@ -127,6 +138,7 @@ def main():
             now["outside"],
             now["mads"],
             now["global loads"],
+            now["moves"],
             f"{now['instructions'] / max(1, now['mads']):.1f}",
         ]
         if len(runs) == 2:
@@ -134,12 +146,33 @@ def main():
             if before:
                 row += [
                     before["instructions"],
+                    before["moves"],
                     f"{before['instructions'] / max(1, before['mads']):.1f}",
                     f"{now['instructions'] / before['instructions'] - 1:+.0%}",
+                    f"{without_moves(now) / max(1, without_moves(before)) - 1:+.0%}",
                 ]
             else:
-                row += ["", "", ""]
+                row += ["", "", "", "", ""]
         print("| " + " | ".join(str(x) for x in row) + " |")
+    if ops:
+        print()
+        print("Opcodes per stage" + (" (before -> after)" if len(runs) == 2 else "") + ":")
+        print()
+        print("| form | " + " | ".join(ops) + " |")
+        print("|---|" + "---|" * len(ops))
+        for name, now in runs[0].items():
+            if now is None:
+                continue
+            before = runs[1].get(name) if len(runs) == 2 else None
+            cells = [
+                f"{before['ops'][op]} -> {now['ops'][op]}" if before else str(now["ops"][op])
+                for op in ops
+            ]
+            print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+def without_moves(run):
+    return run["instructions"] - run["moves"]
 
 
 def multiply_adds(found, body):
@@ -185,6 +218,8 @@ def stats(name, lines):
         "outside": sum(outside.values()),
         "mads": total["ffma"] + total["hmma"],
         "global loads": loads,
+        "moves": total["mov"],
+        "ops": total,
     }
 
 

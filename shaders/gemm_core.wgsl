@@ -33,18 +33,22 @@
 // f16 activations staged as f16 operands are never converted); the epilogue adds in f32 and
 // rounds to `act` once. Weights, bias and the weight gradient's partials are f32.
 //
-// Tiles: each workgroup computes TM x TN of one group's C. A and B are staged KC reduction steps
-// at a time in workgroup memory, as operands, with strides A_STRIDE >= TM and B_STRIDE >= TN
-// (padded against bank conflicts). The host guarantees: WG divisible by TM, TN and KC, KC * TM and
-// KC * TN divisible by WG, A_LEN = KC * A_STRIDE, B_LEN = KC * B_STRIDE, TAB_LEN = max(2 KC,
-// TN), B_KFAST = 0 in roles 0 and 1, A_KFAST = B_KFAST = 1 in role 2 (so that the pixel of an
-// invocation's fixed reduction step is the one its A and B values use); for `gemm_fma` WG =
-// (TM / RM) * (TN / RN), RM at most 8, RN 4 or 8, TM and TN multiples of 4, both strides
-// multiples of 4, A_VLEN = A_LEN / 4 and B_VLEN = B_LEN / 4; for `gemm_coop` TM, TN and KC
-// multiples of S, both strides multiples of 8, WG a multiple of the largest subgroup size,
+// Tiles: each workgroup computes TM x TN of one group's C. A and B are staged KC reduction steps at
+// a time in workgroup memory, as operands: [KC][A_STRIDE] and [KC][B_STRIDE] with strides A_STRIDE
+// >= TM and B_STRIDE >= TN, or where the inner loop keeps reduction steps contiguous (its constant
+// K_CONTIGUOUS: the cooperative loop) [TM][A_STRIDE] and [TN][B_STRIDE] with both strides >= KC;
+// padded against bank conflicts in the inner loop's reads (stores that fill neighbouring stage rows
+// from neighbouring lanes still meet conflicts, 4-way in the cooperative tiles: A's with A_KFAST
+// without K_CONTIGUOUS, B's in roles 0, 1 and 3 with it). The host guarantees: WG divisible by TM,
+// TN and KC, KC * TM and KC * TN divisible by WG, A_LEN and B_LEN the stages' rows times their
+// strides, TAB_LEN = max(2 KC, TN), B_KFAST = 0 in roles 0 and 1, A_KFAST = B_KFAST = 1 in role 2
+// (so that the pixel of an invocation's fixed reduction step is the one its A and B values use);
+// for `gemm_fma` WG = (TM / RM) * (TN / RN), RM at most 8, RN 4 or 8, TM and TN multiples of 4,
+// both strides multiples of 4, A_VLEN = A_LEN / 4 and B_VLEN = B_LEN / 4; for `gemm_coop` TM, TN
+// and KC multiples of S, both strides multiples of 8, WG a multiple of the largest subgroup size,
 // FRAG_ROWS dividing TM / S and FRAG_COLS dividing TN / S, (TM / (S FRAG_ROWS)) (TN / (S
-// FRAG_COLS)) = WG / the smallest subgroup size, FRAG_ROWS FRAG_COLS (largest / smallest) <= 8,
-// and C_LEN = S * S * WG / the smallest subgroup size.
+// FRAG_COLS)) = WG / the smallest subgroup size, FRAG_ROWS FRAG_COLS (largest / smallest) <= 8, and
+// C_LEN = S * S * WG / the smallest subgroup size.
 // With those, each invocation loads B values of one fixed column (roles 0, 1: a pixel decoded
 // and its taps' bounds found once per tile) or of one fixed reduction step (role 2: once per
 // stage), and the channel and tap of each reduction entry (role 0, role 1 at stride 1) or
@@ -62,22 +66,25 @@
 //   multiple of TM), or with A_KFAST kk = `reduction_lane`(lid) = lid % KC = e % KC and
 //   m = e / KC = lid / KC + i (WG / KC) (WG a multiple of KC), so kk < KC and m < TM since
 //   e < KC TM (`stage` alike for B with TN, and lid % TN, lid / TN + i (WG / TN) without
-//   B_KFAST, WG a multiple of TN); kk < KC and m < TM (n < TN) give element kk * A_STRIDE + m
-//   < A_LEN (B_LEN), which `stage_slot` returns as z, and as quad x = (kk * A_STRIDE + m) / 4
+//   B_KFAST, WG a multiple of TN; with K_CONTIGUOUS and without the KFAST flag, kk = (lid / TM)
+//   (KC TM / WG) + i instead, below (WG / TM) (KC TM / WG) = KC); kk < KC and m < TM (n < TN)
+//   give element kk * A_STRIDE + m < KC A_STRIDE = A_LEN (B_LEN), or with K_CONTIGUOUS
+//   m * A_STRIDE + kk < TM A_STRIDE = A_LEN, which `stage_slot` returns as z (the only form
+//   the cooperative loop uses), and (for `gemm_fma`) as quad x = (kk * A_STRIDE + m) / 4
 //   and lane y = m % 4 (the stride is a multiple of 4; with step.y a multiple of 4, base + i
 //   (step.x * quads + step.y / 4) is that same quad of kk = first.x + i step.x, m = first.y +
-//   i step.y). `a_quads`'s `stage_a` (A_QUADS = 1, A_KFAST; the host: KC a multiple of 4 and
-//   KC TM of 4 WG) stages quad e = lid + i WG (i < KC TM / (4 WG)) as kk = 4 (e % (KC / 4)) =
-//   `a_lane`(lid) and m = e / (KC / 4) = lid / (KC / 4) + i (4 WG / KC) (WG a multiple of
-//   KC / 4), so kk + 3 < KC and m < TM, its 4 values at entries (kk + j, m), `stage_slot`'s
-//   slot plus j rows. There `reduction_lane` permutes the steps lid % KC among themselves (a
-//   function of lid % KC that is a bijection of 0 .. KC), so the B_KFAST walk covers the same
-//   entries.
+//   i step.y). `a_quads`'s `stage_a` (A_QUADS = 1, A_KFAST; the host: KC a multiple of 4 and KC TM
+//   of 4 WG) stages quad e = lid + i WG (i < KC TM / (4 WG)) as kk = 4 (e % (KC / 4)) =
+//   `a_lane`(lid) and m = e / (KC / 4) = lid / (KC / 4) + i (4 WG / KC) (WG a multiple of KC / 4),
+//   so kk + 3 < KC and m < TM, its 4 values at entries (kk + j, m), `stage_slot`'s slot plus j rows
+//   (with K_CONTIGUOUS plus j elements). There `reduction_lane` permutes the steps lid % KC among
+//   themselves (a function of lid % KC that is a bijection of 0 .. KC), so the B_KFAST walk covers
+//   the same entries.
 //   `gemm_fma` keeps them as vec4s, element e at [e / 4][e % 4], e / 4 < A_LEN / 4 = A_VLEN,
 //   and reads vec4 (kk * A_STRIDE) / 4 + v * (TM / RM) + tr for v < RM / 4 and tr < TM / RM:
 //   operands 4 of those up to kk * A_STRIDE + TM - 1 < A_LEN (B alike, TN, RN, tc).
 //   A cooperative fragment load covers kk .. kk + S <= KC and m0 .. m0 + S <= TM (n0, TN), so
-//   its last element (kk + S - 1) * A_STRIDE + m0 + S - 1 < KC * A_STRIDE = A_LEN (B_LEN).
+//   its last element (m0 + S - 1) * A_STRIDE + kk + S - 1 < TM * A_STRIDE = A_LEN (B_LEN, TN).
 //   A subgroup's blocks sg + r * subgroups (r < owned = BLOCKS / subgroups, subgroups = WG /
 //   subgroup size) are below the block count BLOCKS = (TM / (S FRAG_ROWS)) (TN / (S
 //   FRAG_COLS)) = WG / (the smallest subgroup size) (the host lays the blocks out for it; a
@@ -167,10 +174,10 @@ override KC: u32 = 16u;
 override ROLE: u32 = 0u;
 override A_KFAST: u32 = 1u;  // 1: neighbouring invocations load neighbouring k of A
 override B_KFAST: u32 = 0u;  // 1: neighbouring invocations load neighbouring k of B
-override A_STRIDE: u32 = 68u;  // TM + padding against bank conflicts
-override B_STRIDE: u32 = 68u;  // TN + padding
-override A_LEN: u32 = 1088u;   // KC * A_STRIDE
-override B_LEN: u32 = 1088u;   // KC * B_STRIDE
+override A_STRIDE: u32 = 68u;  // TM (K_CONTIGUOUS: KC) + padding against bank conflicts
+override B_STRIDE: u32 = 68u;  // TN (K_CONTIGUOUS: KC) + padding
+override A_LEN: u32 = 1088u;   // KC (K_CONTIGUOUS: TM) * A_STRIDE
+override B_LEN: u32 = 1088u;   // KC (K_CONTIGUOUS: TN) * B_STRIDE
 override TAB_LEN: u32 = 64u;   // max(2 KC, TN): entries of `taps`
 override STRIDED: u32 = 0u;    // 1: role 1 at a stride over 1 (B gathered by `strided_tap`)
 
@@ -208,8 +215,9 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> dst: array<act>;       // roles 0, 1, 3
 @group(0) @binding(7) var<storage, read_write> partials: array<f32>;  // split products
 
-// The stages, [KC][A_STRIDE] and [KC][B_STRIDE] operands, are the inner loop's (it declares
-// them as it reads them: scalars or vec4s), written through its put_a and put_b.
+// The stages, [KC][A_STRIDE] and [KC][B_STRIDE] operands (K_CONTIGUOUS: [TM][A_STRIDE] and
+// [TN][B_STRIDE]), are the inner loop's (it declares them as it reads them: scalars or vec4s,
+// and sets K_CONTIGUOUS), written through its put_a and put_b.
 
 // A pixel of the batch: image, row, column; for the fixed column of roles 0 and 1 also where
 // its taps read (`with_taps`): the index of tap (0, 0) of channel 0 in the read map (`base`,
@@ -610,9 +618,11 @@ fn stage(job: Job, k0: u32, lid: u32, pixel: Pixel) -> Pixel {
 
 // The stage entries (kk, m) = first + i step, i < KC * side / WG, that an invocation stages of
 // an operand whose tile has `side` rows (A: TM) or columns (B: TN): without `kfast` one row or
-// column, lid % side, over reduction steps lid / side + i WG / side (WG is a multiple of side);
-// with it one reduction step, lid % KC, over rows or columns lid / KC + i WG / KC (WG is a
-// multiple of KC).
+// column, lid % side, over reduction steps lid / side + i WG / side (WG is a multiple of side),
+// or where the stages keep reduction steps contiguous (K_CONTIGUOUS) over the KC side / WG
+// consecutive steps from (lid / side) KC side / WG, so that an invocation's entries are
+// neighbours and the compiler may store them together; with `kfast` one reduction step,
+// lid % KC, over rows or columns lid / KC + i WG / KC (WG is a multiple of KC).
 struct Walk {
     first: vec2<u32>,
     step: vec2<u32>,
@@ -622,14 +632,18 @@ fn walk(kfast: bool, side: u32, lid: u32) -> Walk {
     if kfast {
         return Walk(vec2<u32>(reduction_lane(lid), lid / KC), vec2<u32>(0u, WG / KC));
     }
+    if K_CONTIGUOUS {
+        let steps = KC * side / WG;
+        return Walk(vec2<u32>((lid / side) * steps, lid % side), vec2<u32>(1u, 0u));
+    }
     return Walk(vec2<u32>(lid / side, lid % side), vec2<u32>(WG / side, 0u));
 }
 
-// The stage row of an invocation's one reduction step where it loads one (A_KFAST, B_KFAST):
-// lid % KC, or with A_QUADS the same rows permuted, 4 (lid % (KC / 4)) + (lid / (KC / 4)) % 4,
-// so that the step lies in the quad of steps `a_lane` gives the invocation's A loads (role 2
-// decodes one pixel per stage for both). For lid < KC, lid / (KC / 4) < 4: a permutation of
-// 0 .. KC, and lid's value is (lid % KC)'s.
+// The reduction step (within a stage) an invocation loads where it loads one (A_KFAST, B_KFAST):
+// lid % KC, or with A_QUADS the same steps permuted, 4 (lid % (KC / 4)) + (lid / (KC / 4)) % 4, so
+// that the step lies in the quad of steps `a_lane` gives the invocation's A loads (role 2 decodes
+// one pixel per stage for both). For lid < KC, lid / (KC / 4) < 4: a permutation of 0 .. KC, and
+// lid's value is (lid % KC)'s.
 fn reduction_lane(lid: u32) -> u32 {
     if A_QUADS == 1u {
         return 4u * (lid % (KC / 4u)) + (lid / (KC / 4u)) % 4u;
@@ -637,8 +651,8 @@ fn reduction_lane(lid: u32) -> u32 {
     return lid % KC;
 }
 
-// The first stage row of an invocation's A loads with A_KFAST: its one step, or with A_QUADS
-// the first of its quad of steps, 4 (lid % (KC / 4)).
+// The first reduction step (within a stage) of an invocation's A loads with A_KFAST: its one
+// step, or with A_QUADS the first of its quad of steps, 4 (lid % (KC / 4)).
 fn a_lane(lid: u32) -> u32 {
     if A_QUADS == 1u {
         return reduction_lane(lid) & ~3u;
@@ -651,12 +665,17 @@ fn a_lane(lid: u32) -> u32 {
 // stride / 4 + m / 4 (x; the strides are multiples of 4); the inner loop uses one form or the
 // other. Where step.y is a multiple of 4, the lane is first's and the quad first's plus i
 // times a constant: no division per entry, and once the loop over i is unrolled, addresses the
-// compiler can fold (the element's always are).
+// compiler can fold (the element's always are). Where the inner loop keeps reduction steps
+// contiguous (K_CONTIGUOUS: the cooperative loop, whose only form is z) the stage is
+// [side][stride] instead, entry (kk, m) at element m * stride + kk.
 fn stage_slot(order: Walk, i: u32, stride: u32) -> vec3<u32> {
     let first = order.first;
     let step = order.step;
     let quads = stride / 4u;
-    let element = first.x * stride + first.y + i * (step.x * stride + step.y);
+    var element = first.x * stride + first.y + i * (step.x * stride + step.y);
+    if K_CONTIGUOUS {
+        element = first.y * stride + first.x + i * (step.y * stride + step.x);
+    }
     if step.y % 4u == 0u {
         let base = first.x * quads + first.y / 4u;
         return vec3<u32>(base + i * (step.x * quads + step.y / 4u), first.y % 4u, element);

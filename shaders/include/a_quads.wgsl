@@ -33,8 +33,9 @@ fn a_quad(c: AColumn, row: u32, ok: bool) -> vec4<operand> {
 }
 
 // `stage`'s A part: the invocation's quad of steps `a_lane` .. + 3 (its column `fixed`) over
-// rows first.y + i step.y, each of the 4 values to its own stage row: entry (kk + j, m) is
-// entry (kk, m)'s slot plus j rows.
+// rows first.y + i step.y: entry (kk + j, m) is entry (kk, m)'s slot plus j stage rows, or
+// where the stages keep reduction steps contiguous (K_CONTIGUOUS) plus j elements, the quad's
+// 4 neighbours.
 fn stage_a(job: Job, k0: u32, lid: u32, q: Pixel, full: bool, fixed: AColumn) {
     let order = Walk(vec2<u32>(a_lane(lid), lid / (KC / 4u)), vec2<u32>(0u, 4u * WG / KC));
     let quads = A_STRIDE / 4u;
@@ -44,7 +45,8 @@ fn stage_a(job: Job, k0: u32, lid: u32, q: Pixel, full: bool, fixed: AColumn) {
         let v = a_quad(fixed, job.row0 + m, ok);
         let slot = stage_slot(order, i, A_STRIDE);
         for (var j = 0u; j < 4u; j++) {
-            put_a(slot + vec3<u32>(j * quads, 0u, j * A_STRIDE), v[j]);
+            let rows_on = vec3<u32>(j * quads, 0u, j * A_STRIDE);
+            put_a(slot + select(rows_on, vec3<u32>(0u, 0u, j), K_CONTIGUOUS), v[j]);
         }
     }
 }

@@ -1,22 +1,27 @@
 // The GEMM core's cooperative-matrix inner loop (`shaders/gemm_core.wgsl` has the rest; a
-// `coop*.wgsl` piece sets the fragment side S): the tile is (TM / S) x (TN / S) fragments, cut
-// into `blocks` blocks of FRAG_ROWS x FRAG_COLS fragments numbered row by row, one per subgroup
-// when subgroups are as small as the adapter allows; where the driver makes them wider, there
-// are fewer subgroups and subgroup s owns blocks s, s + subgroups, ... (the host makes the
-// blocks tile the tile, at most 8 fragments per subgroup at the widest: no branch on the
-// subgroup, whose control flow must be uniform). Per reduction step a subgroup loads the A
-// fragments of a block's rows and the B fragments of its columns once each and multiplies
-// every pair (a 2 x 4 block: 6 loads for 8 products). Each fragment is an f32 accumulator fed
-// by coopMultiplyAdd of f16 fragments loaded from the stages (A column-major, B row-major,
-// strides padded to multiples of 8 halves = 16 bytes). The epilogue stores one fragment per
-// subgroup at a time into its own S x S slot of `c_stage` and writes it through the role's
-// epilogue, S * S / subgroup size values per invocation.
+// `coop*.wgsl` piece sets the fragment side S): the tile is (TM / S) x (TN / S) fragments, cut into
+// `blocks` blocks of FRAG_ROWS x FRAG_COLS fragments numbered row by row, one per subgroup when
+// subgroups are as small as the adapter allows; where the driver makes them wider, there are fewer
+// subgroups and subgroup s owns blocks s, s + subgroups, ... (the host makes the blocks tile the
+// tile, at most 8 fragments per subgroup at the widest: no branch on the subgroup, whose control
+// flow must be uniform). Per reduction step a subgroup loads the A fragments of a block's rows and
+// the B fragments of its columns once each and multiplies every pair (a 2 x 4 block: 6 loads for 8
+// products). Each fragment is an f32 accumulator fed by coopMultiplyAdd of f16 fragments loaded
+// from the stages, which keep reduction steps contiguous (K_CONTIGUOUS: A row-major [TM][A_STRIDE],
+// B column-major [TN][B_STRIDE], strides KC plus 8 halves, multiples of 16 bytes and an odd number
+// of 16-byte units where KC is a multiple of 16): the layout a tensor core's fragment holds in each
+// lane (pairs of reduction steps on NVIDIA, runs of them on AMD), so that a fragment loads without
+// a transpose (the 4-way bank conflicts of 16-bit stores that fill neighbouring rows at one step
+// move from A's stores to B's in roles 0, 1 and 3). The epilogue stores one fragment per subgroup
+// at a time into its own S x S slot of `c_stage` and writes it through the role's epilogue, S * S /
+// subgroup size values per invocation.
 override FRAG_ROWS: u32 = 1u; // fragment rows per block
 override FRAG_COLS: u32 = 1u; // fragment columns per block (blocks owned x FRAG_ROWS x FRAG_COLS <= 8)
 override C_LEN: u32 = 64u;    // S * S * blocks (a slot per subgroup at most)
 
-var<workgroup> a_tile: array<operand, A_LEN>;  // [KC][A_STRIDE]: A_STRIDE >= TM
-var<workgroup> b_tile: array<operand, B_LEN>;  // [KC][B_STRIDE]: B_STRIDE >= TN
+const K_CONTIGUOUS: bool = true;
+var<workgroup> a_tile: array<operand, A_LEN>;  // [TM][A_STRIDE]: A_STRIDE >= KC
+var<workgroup> b_tile: array<operand, B_LEN>;  // [TN][B_STRIDE]: B_STRIDE >= KC
 var<workgroup> c_stage: array<f32, C_LEN>;
 
 // Stage entries by element (`stage_slot`).
@@ -64,10 +69,10 @@ fn gemm(
                 let m0 = (block / blocks_n) * FRAG_ROWS * S;
                 let n0 = (block % blocks_n) * FRAG_COLS * S;
                 for (var i = 0u; i < FRAG_ROWS; i++) {
-                    a[i] = coopLoad<coop_a>(&a_tile[kk * A_STRIDE + m0 + i * S], A_STRIDE);
+                    a[i] = coopLoadT<coop_a>(&a_tile[(m0 + i * S) * A_STRIDE + kk], A_STRIDE);
                 }
                 for (var j = 0u; j < FRAG_COLS; j++) {
-                    let b = coopLoadT<coop_b>(&b_tile[kk * B_STRIDE + n0 + j * S], B_STRIDE);
+                    let b = coopLoad<coop_b>(&b_tile[(n0 + j * S) * B_STRIDE + kk], B_STRIDE);
                     for (var i = 0u; i < FRAG_ROWS; i++) {
                         let f = (r * FRAG_ROWS + i) * FRAG_COLS + j;
                         acc[f] = coopMultiplyAdd(a[i], b, acc[f]);

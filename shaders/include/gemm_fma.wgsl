@@ -6,6 +6,7 @@
 // with RM below 4 its rows are tr + i (TM / RM), read one operand at a time. The product of
 // two staged operands is exact in f32 (also of two f16 values), so only the staging and the
 // f32 sums round.
+const K_CONTIGUOUS: bool = false; // a stage row per reduction step: [KC][A_STRIDE], [KC][B_STRIDE]
 override A_VLEN: u32 = 272u;  // A_LEN / 4
 override B_VLEN: u32 = 272u;  // B_LEN / 4
 

@@ -158,21 +158,35 @@ impl CoreKernel {
         (2 * kc).max(tn)
     }
 
-    /// Strides of the A and B stages, in operands.
+    /// Strides of the A and B stages, in operands: a padded row of the tile's TM (TN) rows
+    /// (columns) per reduction step, or where the cooperative loop keeps reduction steps
+    /// contiguous, a padded row of KC steps per row (column) of the tile.
     fn strides(&self) -> (u32, u32) {
-        let (tm, tn, _) = self.sides();
+        let (tm, tn, kc) = self.sides();
         let (_, pad) = self.operand_bytes_and_pad();
-        (tm + pad, tn + pad)
+        match self {
+            CoreKernel::Coop(_) => (kc + pad, kc + pad),
+            _ => (tm + pad, tn + pad),
+        }
+    }
+
+    /// Operands of the A and B stages: their rows times `strides`.
+    fn stage_lens(&self) -> (u32, u32) {
+        let (tm, tn, kc) = self.sides();
+        let (sa, sb) = self.strides();
+        match self {
+            CoreKernel::Coop(_) => (tm * sa, tn * sb),
+            _ => (kc * sa, kc * sb),
+        }
     }
 
     /// Workgroup memory one workgroup uses, in bytes, on subgroups of `lanes` invocations
     /// (the cooperative epilogue has a slot per subgroup; the others do not depend on it): the
     /// two stages, the `taps` table and the cooperative slots.
     pub fn workgroup_bytes(&self, lanes: u32) -> u32 {
-        let (_, _, kc) = self.sides();
         let (bytes, _) = self.operand_bytes_and_pad();
-        let (sa, sb) = self.strides();
-        let stages = kc * (sa + sb) * bytes + self.tap_entries() * TAP_BYTES;
+        let (a_len, b_len) = self.stage_lens();
+        let stages = (a_len + b_len) * bytes + self.tap_entries() * TAP_BYTES;
         match self {
             CoreKernel::Coop(t) => stages + t.size * t.size * (t.threads / lanes.max(1)) * 4,
             _ => stages,
@@ -317,6 +331,7 @@ impl CoreKernel {
     pub(super) fn constants(&self, lanes: u32, staging: Staging) -> Vec<(&'static str, f64)> {
         let (tm, tn, kc) = self.sides();
         let (sa, sb) = self.strides();
+        let (a_len, b_len) = self.stage_lens();
         let flag = |on: bool| f64::from(u8::from(on));
         let mut out = vec![
             ("TM", f64::from(tm)),
@@ -327,8 +342,8 @@ impl CoreKernel {
             ("B_KFAST", flag(staging.b_kfast)),
             ("A_STRIDE", f64::from(sa)),
             ("B_STRIDE", f64::from(sb)),
-            ("A_LEN", f64::from(kc * sa)),
-            ("B_LEN", f64::from(kc * sb)),
+            ("A_LEN", f64::from(a_len)),
+            ("B_LEN", f64::from(b_len)),
             ("TAB_LEN", f64::from(self.tap_entries())),
             ("STRIDED", flag(staging.strided)),
         ];
@@ -337,8 +352,8 @@ impl CoreKernel {
                 out.extend([
                     ("RM", f64::from(t.rm)),
                     ("RN", f64::from(t.rn)),
-                    ("A_VLEN", f64::from(kc * sa / 4)),
-                    ("B_VLEN", f64::from(kc * sb / 4)),
+                    ("A_VLEN", f64::from(a_len / 4)),
+                    ("B_VLEN", f64::from(b_len / 4)),
                 ]);
             }
             CoreKernel::Coop(t) => {
@@ -378,5 +393,50 @@ impl FromStr for CoreKernel {
         } else {
             s.parse().map(CoreKernel::F32)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Role, Staging};
+    use super::*;
+
+    /// Checks the override constants `constants` gives a forward dispatch of `kernel` on 32
+    /// lanes against `expected`.
+    fn assert_constants(kernel: CoreKernel, expected: &[(&str, f64)]) {
+        let all = kernel.constants(32, Staging::new(Role::ConvForward, true, false));
+        for (name, value) in expected {
+            let found = all.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
+            assert_eq!(found, Some(*value), "{kernel}: {name}");
+        }
+    }
+
+    #[test]
+    fn cooperative_stages_keep_reduction_steps_contiguous_and_fma_stages_do_not() {
+        // 64x64 of 16x16 fragments, 32 steps a stage, 128 invocations: A and B are 64 rows of
+        // 32 + 8 halves each (stride 80 bytes: 5 units of 16), the `taps` table 64 entries of
+        // 8 bytes, the epilogue a 16x16 f32 slot for each of 4 subgroups of 32.
+        let coop = CoreKernel::Coop(CoopTile::new(64, 64, 16, 32, 128));
+        let stages = [
+            ("A_STRIDE", 40.0),
+            ("B_STRIDE", 40.0),
+            ("A_LEN", 2560.0),
+            ("B_LEN", 2560.0),
+        ];
+        assert_constants(coop, &stages);
+        assert_eq!(
+            coop.workgroup_bytes(32),
+            2 * 64 * 40 * 2 + 64 * 8 + 4 * 16 * 16 * 4
+        );
+        // The FMA tiles stage a row of TM (TN) + 4 operands per reduction step.
+        let fma = CoreKernel::F32(TileShape::new(64, 64, 4, 4, 16));
+        let stages = [
+            ("A_STRIDE", 68.0),
+            ("A_LEN", 1088.0),
+            ("A_VLEN", 272.0),
+            ("B_LEN", 1088.0),
+        ];
+        assert_constants(fma, &stages);
+        assert_eq!(fma.workgroup_bytes(32), 2 * 16 * 68 * 4 + 64 * 8);
     }
 }
