@@ -413,30 +413,35 @@ mod tests {
 
     #[test]
     fn cooperative_stages_keep_reduction_steps_contiguous_and_fma_stages_do_not() {
-        // 64x64 of 16x16 fragments, 32 steps a stage, 128 invocations: A and B are 64 rows of
-        // 32 + 8 halves each (stride 80 bytes: 5 units of 16), the `taps` table 64 entries of
-        // 8 bytes, the epilogue a 16x16 f32 slot for each of 4 subgroups of 32.
-        let coop = CoreKernel::Coop(CoopTile::new(64, 64, 16, 32, 128));
-        let stages = [
-            ("A_STRIDE", 40.0),
-            ("B_STRIDE", 40.0),
-            ("A_LEN", 2560.0),
-            ("B_LEN", 2560.0),
+        // Cooperative 64x64 of 16x16 fragments, 32 steps a stage, 128 invocations: A and B are
+        // 64 rows of 32 + 8 halves (80 bytes: 5 units of 16), the `taps` table 64 entries of 8
+        // bytes, the epilogue a 16x16 f32 slot for each of 4 subgroups of 32. FMA 64x64/k16:
+        // a row of 64 + 4 f32 operands per reduction step, and the same `taps` table.
+        let cases = [
+            (
+                CoreKernel::Coop(CoopTile::new(64, 64, 16, 32, 128)),
+                [
+                    ("A_STRIDE", 40.0),
+                    ("B_STRIDE", 40.0),
+                    ("A_LEN", 2560.0),
+                    ("B_LEN", 2560.0),
+                ],
+                2 * 64 * 40 * 2 + 64 * 8 + 4 * 16 * 16 * 4,
+            ),
+            (
+                CoreKernel::F32(TileShape::new(64, 64, 4, 4, 16)),
+                [
+                    ("A_STRIDE", 68.0),
+                    ("A_LEN", 1088.0),
+                    ("A_VLEN", 272.0),
+                    ("B_LEN", 1088.0),
+                ],
+                2 * 16 * 68 * 4 + 64 * 8,
+            ),
         ];
-        assert_constants(coop, &stages);
-        assert_eq!(
-            coop.workgroup_bytes(32),
-            2 * 64 * 40 * 2 + 64 * 8 + 4 * 16 * 16 * 4
-        );
-        // The FMA tiles stage a row of TM (TN) + 4 operands per reduction step.
-        let fma = CoreKernel::F32(TileShape::new(64, 64, 4, 4, 16));
-        let stages = [
-            ("A_STRIDE", 68.0),
-            ("A_LEN", 1088.0),
-            ("A_VLEN", 272.0),
-            ("B_LEN", 1088.0),
-        ];
-        assert_constants(fma, &stages);
-        assert_eq!(fma.workgroup_bytes(32), 2 * 16 * 68 * 4 + 64 * 8);
+        for (kernel, stages, bytes) in cases {
+            assert_constants(kernel, &stages);
+            assert_eq!(kernel.workgroup_bytes(32), bytes, "{kernel}");
+        }
     }
 }
